@@ -1,0 +1,29 @@
+//! Hearth's STUN server: RFC 8489 Binding with RFC 5780 NAT behaviour discovery.
+//!
+//! # Layout
+//! - [`message`] / [`writer`] / [`attr`]: zero-copy codec (parse once, borrow attributes;
+//!   encode into caller-owned buffers).
+//! - [`binding`]: the sans-IO Binding handler — datagram in, [`binding::Outcome`] out.
+//! - [`rate_limit`]: per-source token buckets with a bounded table (time passed in).
+//! - [`server`]: UDP sockets, SO_REUSEPORT threads, shared limiter, graceful shutdown.
+//! - [`metrics`] / [`metrics_http`]: Prometheus counters and a tiny `/metrics` endpoint.
+//! - [`client`]: building requests and reading responses (bench, tests, `hearth nat-check`).
+//! - [`loadgen`]: the benchmark's load generator.
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod attr;
+pub mod binding;
+pub mod client;
+pub mod loadgen;
+pub mod message;
+pub mod metrics;
+pub mod metrics_http;
+pub mod rate_limit;
+pub mod server;
+pub mod writer;
+
+pub use binding::{AlternatePair, BindingConfig, BindingHandler, DropReason, Outcome, ReplyKind, MAX_RESPONSE_LEN};
+pub use message::{DecodeError, Message, MessageType, TransactionId};
+pub use metrics::StunMetrics;
+pub use server::{RateLimit, Server, ServerConfig, ServerError};

@@ -1,0 +1,160 @@
+//! Per-source token buckets with a bounded table (sans-IO: time is passed in).
+//!
+//! Keys are IPv4 addresses or IPv6 /64 prefixes (one subscriber usually owns a whole /64,
+//! so limiting single v6 addresses would be trivially bypassed). The table never grows past
+//! its capacity: idle sources are swept out, and while it is full every untracked source
+//! shares one overflow bucket, so a spoofed flood of fresh addresses cannot buy unlimited
+//! service or unbounded memory.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// The identity a rate limit applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceKey {
+    /// A whole IPv4 address.
+    V4(u32),
+    /// The upper 64 bits of an IPv6 address.
+    V6Prefix(u64),
+}
+
+impl From<IpAddr> for SourceKey {
+    fn from(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => SourceKey::V4(u32::from(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => SourceKey::V4(u32::from(v4)),
+                None => SourceKey::V6Prefix((u128::from(v6) >> 64) as u64),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn take(&mut self, now: Instant, rate: f64, burst: f64) -> bool {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + dt * rate).min(burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Token-bucket limits per [`SourceKey`].
+#[derive(Debug)]
+pub struct RateLimiter {
+    /// Tokens added per second.
+    rate: f64,
+    /// Bucket capacity: how many requests a quiet source may send at once.
+    burst: f64,
+    /// Most sources tracked at once; bounds memory under spoofed floods.
+    capacity: usize,
+    /// The tracked sources.
+    buckets: HashMap<SourceKey, Bucket>,
+    /// Shared by all untracked sources while the table is full.
+    overflow: Bucket,
+    /// When the table was last swept, so a full table is swept at most once a second.
+    last_sweep: Instant,
+}
+
+impl RateLimiter {
+    /// `rate` requests/s per source with bursts of `burst`, tracking at most `capacity` sources.
+    pub fn new(rate: u32, burst: u32, capacity: usize, now: Instant) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self {
+            rate: f64::from(rate),
+            burst,
+            capacity: capacity.max(1),
+            buckets: HashMap::with_capacity(capacity.clamp(1, 4096)),
+            overflow: Bucket { tokens: burst * 16.0, last: now },
+            last_sweep: now,
+        }
+    }
+
+    /// Takes one token for `key`; false means the request must be dropped.
+    pub fn allow(&mut self, key: SourceKey, now: Instant) -> bool {
+        let (rate, burst) = (self.rate, self.burst);
+        if let Some(b) = self.buckets.get_mut(&key) {
+            return b.take(now, rate, burst);
+        }
+        if self.buckets.len() >= self.capacity {
+            self.sweep(now);
+        }
+        if self.buckets.len() >= self.capacity {
+            return self.overflow.take(now, rate * 16.0, burst * 16.0);
+        }
+        let mut b = Bucket { tokens: burst, last: now };
+        let ok = b.take(now, rate, burst);
+        self.buckets.insert(key, b);
+        ok
+    }
+
+    /// Sources currently tracked.
+    pub fn tracked(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Forgets sources whose bucket has refilled (they are indistinguishable from new ones).
+    fn sweep(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.last_sweep) < Duration::from_secs(1) {
+            return;
+        }
+        self.last_sweep = now;
+        let refill = Duration::from_secs_f64(self.burst / self.rate.max(f64::MIN_POSITIVE));
+        self.buckets.retain(|_, b| now.saturating_duration_since(b.last) < refill);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: u32) -> SourceKey {
+        SourceKey::V4(i)
+    }
+
+    #[test]
+    fn burst_then_refill() {
+        let t0 = Instant::now();
+        let mut rl = RateLimiter::new(10, 5, 100, t0);
+        assert_eq!((0..10).filter(|_| rl.allow(key(1), t0)).count(), 5);
+        assert!(rl.allow(key(2), t0), "another source is unaffected");
+        assert!(!rl.allow(key(1), t0 + Duration::from_millis(50)));
+        assert!(rl.allow(key(1), t0 + Duration::from_millis(150)));
+    }
+
+    #[test]
+    fn table_stays_bounded_and_sweeps_idle_sources() {
+        let t0 = Instant::now();
+        let mut rl = RateLimiter::new(10, 5, 50, t0);
+        for i in 0..10_000 {
+            rl.allow(key(i), t0);
+        }
+        assert_eq!(rl.tracked(), 50);
+        // After the buckets have refilled, the next new source triggers a sweep.
+        assert!(rl.allow(key(99_999), t0 + Duration::from_secs(2)));
+        assert_eq!(rl.tracked(), 1);
+    }
+
+    #[test]
+    fn ipv6_is_limited_per_64() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(SourceKey::from(a), SourceKey::from(b));
+        assert_ne!(SourceKey::from(a), SourceKey::from(c));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(SourceKey::from(mapped), SourceKey::from("10.0.0.1".parse::<IpAddr>().unwrap()));
+    }
+}

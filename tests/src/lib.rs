@@ -1,0 +1,1 @@
+//! Shared helpers for Hearth end-to-end tests.
