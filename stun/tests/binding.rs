@@ -1,0 +1,180 @@
+//! Black-box tests of the sans-IO Binding handler: bytes in, bytes out, no sockets.
+
+use std::net::SocketAddr;
+
+use hearth_stun::attr;
+use hearth_stun::binding::{AlternatePair, BindingConfig, BindingHandler, DropReason, Outcome, ReplyKind};
+use hearth_stun::client::{binding_request, parse_response, ResponseError};
+use hearth_stun::message::{Message, MessageType, TransactionId};
+use hearth_stun::writer::MessageWriter;
+use hearth_stun::MAX_RESPONSE_LEN;
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn handler(alternate: Option<AlternatePair>) -> BindingHandler {
+    BindingHandler::new(BindingConfig { software: Some("hearth-test".into()), alternate })
+}
+
+fn request(change: Option<u32>) -> (TransactionId, Vec<u8>) {
+    let txid = TransactionId::new([7; 12]);
+    let mut buf = [0u8; 64];
+    let n = binding_request(&mut buf, &txid, change).unwrap();
+    (txid, buf[..n].to_vec())
+}
+
+fn reply(o: Outcome) -> (usize, SocketAddr, ReplyKind) {
+    match o {
+        Outcome::Reply { len, from, kind } => (len, from, kind),
+        Outcome::Drop(r) => panic!("dropped: {r:?}"),
+    }
+}
+
+#[test]
+fn binding_success_v4_and_v6() {
+    let h = handler(None);
+    for (client, local) in [("198.51.100.7:40000", "0.0.0.0:3478"), ("[2001:db8::9]:5555", "[::]:3478")] {
+        let (txid, req) = request(None);
+        let mut out = [0u8; MAX_RESPONSE_LEN];
+        let (len, from, kind) = reply(h.handle(addr(client), addr(local), &req, &mut out));
+        assert_eq!((from, kind), (addr(local), ReplyKind::Success));
+        let r = parse_response(&out[..len], &txid).unwrap();
+        assert_eq!(r.mapped, addr(client));
+        assert_eq!(r.other_address, None);
+        let m = Message::parse(&out[..len]).unwrap();
+        assert_eq!(m.attribute(attr::SOFTWARE), Some(&b"hearth-test"[..]));
+        assert!(m.attribute(attr::FINGERPRINT).is_some(), "modern clients get FINGERPRINT");
+        assert!(m.attribute(attr::MAPPED_ADDRESS).is_none(), "modern clients get only XOR-MAPPED-ADDRESS");
+    }
+}
+
+#[test]
+fn classic_rfc3489_client_gets_mapped_address() {
+    let h = handler(None);
+    // No magic cookie: bytes 4..20 are a 128-bit transaction id.
+    let mut req = vec![0x00, 0x01, 0x00, 0x00];
+    req.extend_from_slice(&[0xAB; 16]);
+    let mut out = [0u8; MAX_RESPONSE_LEN];
+    let (len, _, _) = reply(h.handle(addr("192.0.2.5:1234"), addr("0.0.0.0:3478"), &req, &mut out));
+    let m = Message::parse(&out[..len]).unwrap();
+    assert!(m.is_classic());
+    assert_eq!(m.transaction_id().0, [0xAB; 16]);
+    assert_eq!(m.address(attr::MAPPED_ADDRESS).unwrap(), Some(addr("192.0.2.5:1234")));
+    assert!(m.attribute(attr::XOR_MAPPED_ADDRESS).is_none());
+    assert!(m.attribute(attr::FINGERPRINT).is_none());
+    // Every attribute is 4-byte aligned in length, as naive RFC 3489 parsers assume.
+    assert!(m.attributes().all(|a| a.value.len() % 4 == 0));
+}
+
+#[test]
+fn unknown_comprehension_required_attribute_gets_420() {
+    let h = handler(None);
+    let txid = TransactionId::new([9; 12]);
+    let mut buf = [0u8; 128];
+    let mut w = MessageWriter::new(&mut buf, MessageType::BINDING_REQUEST, &txid).unwrap();
+    w.raw(0x7777, b"what").unwrap();
+    w.raw(0x8888, b"optional is fine").unwrap();
+    w.raw(attr::RESPONSE_ADDRESS, &[0, 1, 0, 1, 1, 2, 3, 4]).unwrap();
+    let n = w.finish_with_fingerprint().unwrap();
+    let mut out = [0u8; MAX_RESPONSE_LEN];
+    let (len, _, kind) = reply(h.handle(addr("192.0.2.5:1234"), addr("0.0.0.0:3478"), &buf[..n], &mut out));
+    assert_eq!(kind, ReplyKind::Error);
+    let m = Message::parse(&out[..len]).unwrap();
+    assert_eq!(m.message_type(), MessageType::BINDING_ERROR);
+    assert_eq!(m.error_code().unwrap().map(|e| e.0), Some(420));
+    assert_eq!(m.attribute(attr::UNKNOWN_ATTRIBUTES), Some(&[0x77, 0x77, 0x00, 0x02][..]));
+    match parse_response(&out[..len], &txid) {
+        Err(ResponseError::ServerError { code: 420, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn other_methods_get_400() {
+    let h = handler(None);
+    let txid = TransactionId::new([1; 12]);
+    let mut buf = [0u8; 64];
+    // Allocate (0x003) is a TURN method this server does not serve.
+    let w = MessageWriter::new(&mut buf, MessageType::from_bits(0x0003), &txid).unwrap();
+    let n = w.finish_with_fingerprint().unwrap();
+    let mut out = [0u8; MAX_RESPONSE_LEN];
+    let (len, _, kind) = reply(h.handle(addr("192.0.2.5:1234"), addr("0.0.0.0:3478"), &buf[..n], &mut out));
+    assert_eq!(kind, ReplyKind::Error);
+    let m = Message::parse(&out[..len]).unwrap();
+    assert_eq!(m.message_type().method, 0x003);
+    assert_eq!(m.error_code().unwrap().map(|e| e.0), Some(400));
+}
+
+#[test]
+fn indications_responses_and_garbage_are_dropped_silently() {
+    let h = handler(None);
+    let mut out = [0u8; MAX_RESPONSE_LEN];
+    let from = addr("192.0.2.5:1234");
+    let local = addr("0.0.0.0:3478");
+    let txid = TransactionId::new([2; 12]);
+    for (bits, reason) in
+        [(0x0011, DropReason::Indication), (0x0101, DropReason::Response), (0x0111, DropReason::Response)]
+    {
+        let mut buf = [0u8; 64];
+        let n = MessageWriter::new(&mut buf, MessageType::from_bits(bits), &txid).unwrap().finish();
+        assert_eq!(h.handle(from, local, &buf[..n], &mut out), Outcome::Drop(reason));
+    }
+    assert_eq!(h.handle(from, local, b"GET / HTTP/1.1\r\n\r\n", &mut out), Outcome::Drop(DropReason::NotStun));
+    assert_eq!(h.handle(from, local, &[], &mut out), Outcome::Drop(DropReason::NotStun));
+    let (_, mut req) = request(None);
+    let last = req.len() - 1;
+    req[last] ^= 0xff;
+    assert_eq!(h.handle(from, local, &req, &mut out), Outcome::Drop(DropReason::BadFingerprint));
+}
+
+#[test]
+fn rfc5780_change_request_picks_the_right_origin() {
+    let pair = AlternatePair::new(addr("203.0.113.1:3478"), addr("203.0.113.2:3479")).unwrap();
+    let h = handler(Some(pair));
+    let client = addr("198.51.100.7:40000");
+    let local = addr("203.0.113.1:3478");
+    let cases = [
+        (None, "203.0.113.1:3478"),
+        (Some(0x0), "203.0.113.1:3478"),
+        (Some(0x2), "203.0.113.1:3479"),
+        (Some(0x4), "203.0.113.2:3478"),
+        (Some(0x6), "203.0.113.2:3479"),
+    ];
+    for (change, origin) in cases {
+        let (txid, req) = request(change);
+        let mut out = [0u8; MAX_RESPONSE_LEN];
+        let (len, from, _) = reply(h.handle(client, local, &req, &mut out));
+        assert_eq!(from, addr(origin), "change {change:?}");
+        let r = parse_response(&out[..len], &txid).unwrap();
+        assert_eq!(r.response_origin, Some(addr(origin)));
+        assert_eq!(r.other_address, Some(addr("203.0.113.2:3479")));
+        assert_eq!(r.mapped, client);
+    }
+    // Arriving on the alternate address, OTHER-ADDRESS points back at the primary.
+    let (txid, req) = request(None);
+    let mut out = [0u8; MAX_RESPONSE_LEN];
+    let (len, _, _) = reply(h.handle(client, addr("203.0.113.2:3479"), &req, &mut out));
+    assert_eq!(parse_response(&out[..len], &txid).unwrap().other_address, Some(addr("203.0.113.1:3478")));
+}
+
+#[test]
+fn change_request_without_alternate_is_420() {
+    let h = handler(None);
+    let (txid, req) = request(Some(0x6));
+    let mut out = [0u8; MAX_RESPONSE_LEN];
+    let (len, _, kind) = reply(h.handle(addr("192.0.2.5:1234"), addr("0.0.0.0:3478"), &req, &mut out));
+    assert_eq!(kind, ReplyKind::Error);
+    let m = Message::parse(&out[..len]).unwrap();
+    assert_eq!(m.attribute(attr::UNKNOWN_ATTRIBUTES), Some(&[0x00, 0x03][..]));
+    assert!(parse_response(&out[..len], &txid).is_err());
+}
+
+#[test]
+fn alternate_pair_validation() {
+    assert!(AlternatePair::new(addr("1.1.1.1:1"), addr("1.1.1.1:2")).is_err());
+    assert!(AlternatePair::new(addr("1.1.1.1:1"), addr("1.1.1.2:1")).is_err());
+    assert!(AlternatePair::new(addr("0.0.0.0:1"), addr("1.1.1.2:2")).is_err());
+    assert!(AlternatePair::new(addr("1.1.1.1:1"), addr("[::1]:2")).is_err());
+    assert!(AlternatePair::new(addr("1.1.1.1:1"), addr("1.1.1.2:2")).is_ok());
+}
