@@ -6,6 +6,7 @@
 //! - [`binding`]: the sans-IO Binding handler — datagram in, [`binding::Outcome`] out.
 //! - [`rate_limit`]: per-source token buckets with a bounded table (time passed in).
 //! - [`server`]: UDP sockets, SO_REUSEPORT threads, shared limiter, graceful shutdown.
+//! - [`mmsg`]: batched `recvmmsg`/`sendmmsg` I/O.
 //! - [`metrics`] / [`metrics_http`]: Prometheus counters and a tiny `/metrics` endpoint.
 //! - [`client`]: building requests and reading responses (bench, tests, `hearth nat-check`).
 //! - [`loadgen`]: the benchmark's load generator.
@@ -19,6 +20,7 @@ pub mod loadgen;
 pub mod message;
 pub mod metrics;
 pub mod metrics_http;
+pub mod mmsg;
 pub mod rate_limit;
 pub mod server;
 pub mod writer;

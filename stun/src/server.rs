@@ -17,6 +17,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::binding::{AlternatePair, BindingConfig, BindingHandler, DropReason, Outcome, ReplyKind, MAX_RESPONSE_LEN};
 use crate::metrics::{LocalCounts, StunMetrics};
+use crate::mmsg::{RecvBatch, SendBatch};
 use crate::rate_limit::{RateLimiter, SourceKey};
 
 /// How often an idle thread wakes to check for shutdown and flush counters.
@@ -25,8 +26,6 @@ const IDLE_TICK: Duration = Duration::from_millis(100);
 const FLUSH_EVERY: u64 = 256;
 /// Rate-limiter shards (a power of two), so threads rarely contend on one lock.
 const LIMITER_SHARDS: usize = 16;
-/// Largest datagram read; anything longer is truncated by the kernel and then fails parsing.
-const RECV_BUF: usize = 2048;
 
 /// Decides what to answer to one datagram. Implemented by the STUN handler and by [`Echo`].
 pub trait DatagramService: Send + Sync + 'static {
@@ -263,14 +262,15 @@ impl Drop for Server {
     }
 }
 
-/// The per-socket loop: read, limit, handle, send; flush counters now and then.
+/// The per-socket loop: read a batch, limit, handle, queue replies, send the batch; flush
+/// counters now and then.
 fn serve_socket<S: DatagramService>(shared: &Shared<S>, sock: &UdpSocket, local: SocketAddr) {
-    let mut buf = [0u8; RECV_BUF];
-    let mut out = [0u8; MAX_RESPONSE_LEN];
+    let mut rx = RecvBatch::default();
+    let mut tx = SendBatch::default();
     let mut counts = LocalCounts::default();
     while !shared.stop.load(Ordering::Relaxed) {
-        let (n, from) = match sock.recv_from(&mut buf) {
-            Ok(r) => r,
+        match rx.recv(sock) {
+            Ok(_) => {}
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                 counts.flush(&shared.metrics);
                 continue;
@@ -282,23 +282,41 @@ fn serve_socket<S: DatagramService>(shared: &Shared<S>, sock: &UdpSocket, local:
                 tracing::debug!(error = %e, "recv failed");
                 continue;
             }
-        };
-        counts.datagrams += 1;
-        if let Some(limiter) = &shared.limiter {
-            if !limiter.allow(from, Instant::now()) {
-                counts.drop(DropReason::RateLimited);
-                continue;
-            }
         }
-        match shared.service.serve(from, local, &buf[..n], &mut out) {
-            Outcome::Reply { len, from: origin, kind } => {
-                let via = if origin == local { Some(sock) } else { shared.senders.get(&origin).map(|s| &**s) };
-                match via.map(|s| s.send_to(&out[..len], from)) {
-                    Some(Ok(_)) => counts.reply(kind),
-                    _ => counts.send_errors += 1,
+        let now = Instant::now();
+        for i in 0..rx.len() {
+            let Some((datagram, from)) = rx.get(i) else { break };
+            counts.datagrams += 1;
+            let Some(from) = from else {
+                counts.drop(DropReason::NotStun);
+                continue;
+            };
+            if let Some(limiter) = &shared.limiter {
+                if !limiter.allow(from, now) {
+                    counts.drop(DropReason::RateLimited);
+                    continue;
                 }
             }
-            Outcome::Drop(reason) => counts.drop(reason),
+            let Some(out) = tx.next_buf() else { break };
+            match shared.service.serve(from, local, datagram, &mut out[..MAX_RESPONSE_LEN]) {
+                Outcome::Reply { len, from: origin, kind } if origin == local => {
+                    tx.push(len, Some(from));
+                    counts.reply(kind);
+                }
+                Outcome::Reply { len, from: origin, kind } => {
+                    // RFC 5780: this reply must leave from another of our addresses.
+                    let sent = shared.senders.get(&origin).map(|s| s.send_to(&out[..len], from));
+                    match sent {
+                        Some(Ok(_)) => counts.reply(kind),
+                        _ => counts.send_errors += 1,
+                    }
+                }
+                Outcome::Drop(reason) => counts.drop(reason),
+            }
+        }
+        if !tx.is_empty() {
+            let (_, failed) = tx.flush(sock);
+            counts.send_errors += failed as u64;
         }
         if counts.datagrams >= FLUSH_EVERY {
             counts.flush(&shared.metrics);

@@ -1,1 +1,60 @@
-//! Shared helpers for Hearth end-to-end tests.
+//! Shared helpers for Hearth's end-to-end tests: finding the built binaries and running
+//! them as real processes.
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader, Lines};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+/// The path of a workspace binary (`hearth`, `hearth-stun`, ...) in the target directory that
+/// holds this test executable. The test command builds the binaries before running tests.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)", path.display());
+    path
+}
+
+/// A child process killed (and reaped) when dropped, so a failing test leaves no server behind.
+pub struct Proc {
+    /// The process.
+    pub child: Child,
+    /// Its stdout lines, after those already consumed.
+    pub stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl Proc {
+    /// Spawns `cmd` with piped stdout.
+    pub fn spawn(cmd: &mut Command) -> Self {
+        let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        Self { child, stdout }
+    }
+
+    /// Reads stdout lines until `n` lines of the form `listening udp ADDR` have appeared.
+    pub fn listening_addrs(&mut self, n: usize) -> Vec<SocketAddr> {
+        let mut addrs = Vec::new();
+        while addrs.len() < n {
+            let line = self.stdout.next().expect("process exited before listening").expect("read stdout");
+            if let Some(a) = line.strip_prefix("listening udp ") {
+                addrs.push(a.parse().expect("address"));
+            }
+        }
+        addrs
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// True when the IPv6 loopback is usable here.
+pub fn has_ipv6() -> bool {
+    std::net::UdpSocket::bind("[::1]:0").is_ok()
+}
