@@ -137,7 +137,8 @@ fn txid_for(client: u32, seq: u64) -> TransactionId {
 }
 
 fn worker(spec: &LoadSpec, ids: &[u32], quota: u64, threads: usize, deadline: Instant) -> io::Result<LoadReport> {
-    let bind: SocketAddr = if spec.target.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }.parse().map_err(io::Error::other)?;
+    let bind: SocketAddr =
+        if spec.target.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }.parse().map_err(io::Error::other)?;
     let window = spec.window.clamp(1, BATCH);
     let mut clients = Vec::with_capacity(ids.len());
     for &id in ids {
@@ -187,7 +188,8 @@ fn worker(spec: &LoadSpec, ids: &[u32], quota: u64, threads: usize, deadline: In
         }
         let wait = if per_thread_rate.is_some() { Duration::from_millis(1) } else { LOSS_TIMEOUT };
         let ready: Vec<bool> = {
-            let mut fds: Vec<PollFd<'_>> = clients.iter().map(|c| PollFd::new(c.sock.as_fd(), PollFlags::POLLIN)).collect();
+            let mut fds: Vec<PollFd<'_>> =
+                clients.iter().map(|c| PollFd::new(c.sock.as_fd(), PollFlags::POLLIN)).collect();
             let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
             poll(&mut fds, timeout).map_err(io::Error::from)?;
             fds.iter().map(|f| f.revents().is_some_and(|r| r.contains(PollFlags::POLLIN))).collect()

@@ -45,7 +45,8 @@ impl RecvBatch {
     /// timeout or non-blocking mode), then takes whatever else is queued.
     pub fn recv(&mut self, sock: &impl AsRawFd) -> io::Result<usize> {
         self.meta.clear();
-        let mut slices: Vec<[IoSliceMut<'_>; 1]> = self.bufs.iter_mut().map(|b| [IoSliceMut::new(&mut b[..])]).collect();
+        let mut slices: Vec<[IoSliceMut<'_>; 1]> =
+            self.bufs.iter_mut().map(|b| [IoSliceMut::new(&mut b[..])]).collect();
         let res = recvmmsg(sock.as_raw_fd(), &mut self.headers, slices.iter_mut(), MsgFlags::MSG_WAITFORONE, None)
             .map_err(io::Error::from)?;
         for m in res {
@@ -126,8 +127,11 @@ impl SendBatch {
     pub fn flush(&mut self, sock: &impl AsRawFd) -> (usize, usize) {
         let (mut sent, mut failed, mut at) = (0, 0, 0);
         while at < self.lens.len() {
-            let slices: Vec<[IoSlice<'_>; 1]> =
-                self.bufs[at..self.lens.len()].iter().zip(&self.lens[at..]).map(|(b, n)| [IoSlice::new(&b[..*n])]).collect();
+            let slices: Vec<[IoSlice<'_>; 1]> = self.bufs[at..self.lens.len()]
+                .iter()
+                .zip(&self.lens[at..])
+                .map(|(b, n)| [IoSlice::new(&b[..*n])])
+                .collect();
             let flags = MsgFlags::empty();
             match sendmmsg(sock.as_raw_fd(), &mut self.headers, &slices, &self.addrs[at..], [], flags) {
                 Ok(res) => {
@@ -158,4 +162,3 @@ fn to_std(s: SockaddrStorage) -> Option<SocketAddr> {
     }
     s.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
 }
-

@@ -10,7 +10,18 @@ use hearth_e2e::bin;
 fn bench_runs_and_prints_ratios() {
     let coturn = Command::new("turnserver").arg("--help").output().is_ok();
     let mut cmd = Command::new(bin("hearth-stun-bench"));
-    cmd.args(["--requests", "4000", "--rounds", "1", "--clients", "8", "--max-seconds", "10", "--latency-seconds", "0.5"]);
+    cmd.args([
+        "--requests",
+        "4000",
+        "--rounds",
+        "1",
+        "--clients",
+        "8",
+        "--max-seconds",
+        "10",
+        "--latency-seconds",
+        "0.5",
+    ]);
     if !coturn {
         eprintln!("turnserver not installed: smoke-testing without coturn (scripts/test installs it)");
         cmd.arg("--no-coturn");

@@ -104,8 +104,28 @@ fn main() -> anyhow::Result<()> {
         return run_echo(addr, args.threads);
     }
     let mut procs = vec![
-        spawn_listening("echo", Expect::Echo, Command::new(std::env::current_exe()?).args(["--threads", &args.threads.to_string(), "--echo-server", "127.0.0.1:0"]))?,
-        spawn_listening("hearth", Expect::Stun, Command::new(sibling("hearth-stun")?).args(["--bind", "127.0.0.1:0", "--rate-limit", "0", "--threads", &args.threads.to_string()]))?,
+        spawn_listening(
+            "echo",
+            Expect::Echo,
+            Command::new(std::env::current_exe()?).args([
+                "--threads",
+                &args.threads.to_string(),
+                "--echo-server",
+                "127.0.0.1:0",
+            ]),
+        )?,
+        spawn_listening(
+            "hearth",
+            Expect::Stun,
+            Command::new(sibling("hearth-stun")?).args([
+                "--bind",
+                "127.0.0.1:0",
+                "--rate-limit",
+                "0",
+                "--threads",
+                &args.threads.to_string(),
+            ]),
+        )?,
     ];
     if !args.no_coturn {
         procs.push(spawn_coturn()?);
@@ -114,12 +134,32 @@ fn main() -> anyhow::Result<()> {
     let mut best: Vec<Option<Peak>> = vec![None; procs.len()];
     for round in 0..args.rounds {
         for (i, p) in procs.iter().enumerate() {
-            let spec = LoadSpec { target: p.addr, clients: args.clients, threads: args.gen_threads, window: args.window, total: args.requests, max_duration: Duration::from_secs(args.max_seconds), pace: None, expect: p.expect };
+            let spec = LoadSpec {
+                target: p.addr,
+                clients: args.clients,
+                threads: args.gen_threads,
+                window: args.window,
+                total: args.requests,
+                max_duration: Duration::from_secs(args.max_seconds),
+                pace: None,
+                expect: p.expect,
+            };
             let cpu0 = p.cpu_seconds()?;
             let r = loadgen::run(&spec).with_context(|| format!("load on {}", p.name))?;
             let peak = Peak { server_cpu: p.cpu_seconds()? - cpu0, report: r };
             let r = &peak.report;
-            println!("  round {} {:<7} {:>9.0} req/s  {:>9.0} req/server-CPU-s  ok {} bad {} lost {}  p50 {} us  p99 {} us", round + 1, p.name, r.rate(), peak.per_cpu_second(), r.ok, r.bad, r.lost, r.quantile_us(0.5), r.quantile_us(0.99));
+            println!(
+                "  round {} {:<7} {:>9.0} req/s  {:>9.0} req/server-CPU-s  ok {} bad {} lost {}  p50 {} us  p99 {} us",
+                round + 1,
+                p.name,
+                r.rate(),
+                peak.per_cpu_second(),
+                r.ok,
+                r.bad,
+                r.lost,
+                r.quantile_us(0.5),
+                r.quantile_us(0.99)
+            );
             if r.bad > 0 {
                 bail!("{} sent {} wrong responses", p.name, r.bad);
             }
@@ -128,23 +168,47 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
-    let peak = |name: &str| procs.iter().position(|p| p.name == name).and_then(|i| best[i].as_ref()).map(|b| b.report.rate());
-    let eff = |name: &str| procs.iter().position(|p| p.name == name).and_then(|i| best[i].as_ref()).map(Peak::per_cpu_second);
+    let peak =
+        |name: &str| procs.iter().position(|p| p.name == name).and_then(|i| best[i].as_ref()).map(|b| b.report.rate());
+    let eff =
+        |name: &str| procs.iter().position(|p| p.name == name).and_then(|i| best[i].as_ref()).map(Peak::per_cpu_second);
     println!("\nlatency at 50% of each server's own peak ({} s open loop each):", args.latency_seconds);
     let mut half_p99 = Vec::new();
     for (i, p) in procs.iter().enumerate() {
         let Some(b) = &best[i] else { continue };
         let rate = b.report.rate() / 2.0;
         let total = (rate * args.latency_seconds) as u64;
-        let spec = LoadSpec { target: p.addr, clients: args.clients, threads: args.gen_threads, window: args.window, total, max_duration: Duration::from_secs(10), pace: Some(rate), expect: p.expect };
+        let spec = LoadSpec {
+            target: p.addr,
+            clients: args.clients,
+            threads: args.gen_threads,
+            window: args.window,
+            total,
+            max_duration: Duration::from_secs(10),
+            pace: Some(rate),
+            expect: p.expect,
+        };
         let r = loadgen::run(&spec)?;
-        println!("  {:<7} at {:>8.0} req/s: achieved {:>8.0}  p50 {} us  p99 {} us  lost {}", p.name, rate, r.rate(), r.quantile_us(0.5), r.quantile_us(0.99), r.lost);
+        println!(
+            "  {:<7} at {:>8.0} req/s: achieved {:>8.0}  p50 {} us  p99 {} us  lost {}",
+            p.name,
+            rate,
+            r.rate(),
+            r.quantile_us(0.5),
+            r.quantile_us(0.99),
+            r.lost
+        );
         half_p99.push((p.name, r.quantile_us(0.99)));
     }
     println!("\nsummary (best of {} rounds):", args.rounds);
     for (i, p) in procs.iter().enumerate() {
         if let Some(b) = &best[i] {
-            println!("  {:<7} peak {:>9.0} req/s, {:>9.0} req per server CPU-second", p.name, b.report.rate(), b.per_cpu_second());
+            println!(
+                "  {:<7} peak {:>9.0} req/s, {:>9.0} req per server CPU-second",
+                p.name,
+                b.report.rate(),
+                b.per_cpu_second()
+            );
         }
     }
     if let (Some(h), Some(e)) = (peak("hearth"), peak("echo")) {
@@ -174,11 +238,13 @@ fn sibling(name: &str) -> anyhow::Result<std::path::PathBuf> {
 
 /// Spawns a process that prints `listening udp ADDR` on stdout and returns once it has.
 fn spawn_listening(name: &'static str, expect: Expect, cmd: &mut Command) -> anyhow::Result<Proc> {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().with_context(|| format!("starting {name}"))?;
+    let mut child =
+        cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().with_context(|| format!("starting {name}"))?;
     let stdout = child.stdout.take().context("no stdout")?;
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
-    let addr = line.trim().strip_prefix("listening udp ").with_context(|| format!("{name} printed {line:?}"))?.parse()?;
+    let addr =
+        line.trim().strip_prefix("listening udp ").with_context(|| format!("{name} printed {line:?}"))?.parse()?;
     Ok(Proc { name, addr, expect, child })
 }
 
@@ -186,7 +252,23 @@ fn spawn_listening(name: &'static str, expect: Expect, cmd: &mut Command) -> any
 fn spawn_coturn() -> anyhow::Result<Proc> {
     let port = UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
     let child = Command::new("turnserver")
-        .args(["--stun-only", "--listening-ip", "127.0.0.1", "--listening-port", &port.to_string(), "--no-cli", "--no-tls", "--no-dtls", "-n", "--no-stdout-log", "--log-file", "/dev/null", "--pidfile", "/dev/null", "--no-software-attribute"])
+        .args([
+            "--stun-only",
+            "--listening-ip",
+            "127.0.0.1",
+            "--listening-port",
+            &port.to_string(),
+            "--no-cli",
+            "--no-tls",
+            "--no-dtls",
+            "-n",
+            "--no-stdout-log",
+            "--log-file",
+            "/dev/null",
+            "--pidfile",
+            "/dev/null",
+            "--no-software-attribute",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
