@@ -1,0 +1,12 @@
+//! Hearth's peer kit: everything a device needs to hold and sync an encrypted vault.
+//!
+//! # Layout
+//! - [`identity`]: BIP39 phrase → vault secret → HKDF-derived keys; root-signed membership.
+//! - [`vault`]: sealed entries in per-device hash-chained logs with signed heads; the
+//!   conflict-keeping merge; the [`vault::Replica`] that verifies and applies batches; SQLite.
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod identity;
+pub mod ids;
+pub mod vault;

@@ -1,0 +1,155 @@
+//! Log entries: a header in the clear, a sealed payload, a hash chain per author, and signed
+//! heads (Hypercore-style: one signature authenticates everything up to it).
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::clock::{Hlc, VersionVector};
+use super::op::{Op, MAX_OP_BYTES};
+use crate::identity::SymmetricKey;
+use crate::ids::{DeviceId, VaultId};
+
+/// Hash of the (non-existent) entry before seq 1.
+pub const GENESIS: [u8; 32] = [0; 32];
+const NONCE_LEN: usize = 24;
+const ENTRY_DOMAIN: &[u8] = b"hearth/v1/entry\0";
+const HEAD_DOMAIN: &[u8] = b"hearth/v1/head\0";
+
+/// Everything about an entry except its payload. Authenticated (AEAD associated data and the
+/// hash chain) but not secret: the server-free sync peers route by it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryHeader {
+    /// The vault.
+    pub vault: VaultId,
+    /// The author device.
+    pub author: DeviceId,
+    /// Position in the author's log, contiguous from 1.
+    pub seq: u64,
+    /// When it was written (hybrid logical clock).
+    pub hlc: Hlc,
+    /// What the author had seen of *other* devices when writing (its causal context).
+    pub deps: VersionVector,
+    /// Hash of the author's previous entry ([`GENESIS`] for seq 1).
+    pub prev: [u8; 32],
+}
+
+/// An entry as stored and forwarded: header plus `nonce || ciphertext` of the op.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The header.
+    pub header: EntryHeader,
+    /// XChaCha20-Poly1305 nonce followed by the sealed postcard op.
+    pub sealed: Vec<u8>,
+}
+
+/// An author's signature over its log at `seq`, whose last entry hashes to `hash`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedHead {
+    /// The author.
+    pub author: DeviceId,
+    /// Length of the log covered.
+    pub seq: u64,
+    /// Hash of entry `seq`.
+    pub hash: [u8; 32],
+    /// ed25519 signature by the author's device key.
+    pub sig: Signature,
+}
+
+/// Why an entry or head was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EntryError {
+    /// The payload does not decrypt under the vault content key (tampered, or another vault).
+    #[error("entry {0:?} does not unseal: tampered or from another vault")]
+    Unseal((DeviceId, u64)),
+    /// The payload decrypts but is not a valid op.
+    #[error("entry {0:?} holds a malformed op")]
+    BadOp((DeviceId, u64)),
+    /// The op is larger than [`MAX_OP_BYTES`].
+    #[error("op of {0} bytes exceeds the {MAX_OP_BYTES}-byte limit")]
+    TooLarge(usize),
+    /// Head signature does not verify.
+    #[error("signed head of {0} at seq {1} has a bad signature")]
+    BadHeadSignature(DeviceId, u64),
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    // postcard only fails on types it cannot represent (none here) or writer errors (Vec).
+    postcard::to_stdvec(v).unwrap_or_default()
+}
+
+impl Entry {
+    /// Seals `op` under `key` with a fresh random nonce, bound to `header`.
+    pub fn seal(header: EntryHeader, op: &Op, key: &SymmetricKey) -> Result<Self, EntryError> {
+        let plain = zeroize::Zeroizing::new(encode(op));
+        if plain.len() > MAX_OP_BYTES {
+            return Err(EntryError::TooLarge(plain.len()));
+        }
+        let aad = encode(&header);
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let cipher = XChaCha20Poly1305::new(key.as_bytes().into());
+        let ct = cipher
+            .encrypt(XNonce::from_slice(&nonce), Payload { msg: &plain, aad: &aad })
+            .map_err(|_| EntryError::Unseal((header.author, header.seq)))?;
+        let mut sealed = Vec::with_capacity(NONCE_LEN + ct.len());
+        sealed.extend_from_slice(&nonce);
+        sealed.extend_from_slice(&ct);
+        Ok(Self { header, sealed })
+    }
+
+    /// Decrypts and decodes the op.
+    pub fn unseal(&self, key: &SymmetricKey) -> Result<Op, EntryError> {
+        let id = (self.header.author, self.header.seq);
+        if self.sealed.len() < NONCE_LEN {
+            return Err(EntryError::Unseal(id));
+        }
+        let (nonce, ct) = self.sealed.split_at(NONCE_LEN);
+        let aad = encode(&self.header);
+        let cipher = XChaCha20Poly1305::new(key.as_bytes().into());
+        let plain = zeroize::Zeroizing::new(
+            cipher
+                .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
+                .map_err(|_| EntryError::Unseal(id))?,
+        );
+        postcard::from_bytes(&plain).map_err(|_| EntryError::BadOp(id))
+    }
+
+    /// The chain hash: SHA-256 over a domain tag, the encoded header and the sealed bytes.
+    pub fn hash(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(ENTRY_DOMAIN);
+        h.update(encode(&self.header));
+        h.update(&self.sealed);
+        h.finalize().into()
+    }
+}
+
+impl SignedHead {
+    fn signed_bytes(vault: VaultId, author: DeviceId, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(HEAD_DOMAIN.len() + 16 + 16 + 8 + 32);
+        v.extend_from_slice(HEAD_DOMAIN);
+        v.extend_from_slice(&vault.0);
+        v.extend_from_slice(&author.0);
+        v.extend_from_slice(&seq.to_be_bytes());
+        v.extend_from_slice(hash);
+        v
+    }
+
+    /// Signs the author's log head.
+    pub fn sign(key: &SigningKey, vault: VaultId, author: DeviceId, seq: u64, hash: [u8; 32]) -> Self {
+        let sig = key.sign(&Self::signed_bytes(vault, author, seq, &hash));
+        Self { author, seq, hash, sig }
+    }
+
+    /// Verifies the signature with the author's public key.
+    pub fn verify(&self, vault: VaultId, author_pk: &[u8; 32]) -> Result<(), EntryError> {
+        let bad = EntryError::BadHeadSignature(self.author, self.seq);
+        let pk = VerifyingKey::from_bytes(author_pk).map_err(|_| bad.clone())?;
+        pk.verify(&Self::signed_bytes(vault, self.author, self.seq, &self.hash), &self.sig).map_err(|_| bad)
+    }
+}

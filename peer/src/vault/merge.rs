@@ -1,0 +1,206 @@
+//! The merged view of a vault: every item field is a multi-value register.
+//!
+//! Applying an op from entry (author, seq) with causal context `ctx` removes the register
+//! values that `ctx` covers (the writer saw them: they are superseded) and adds the new one.
+//! Values the writer had not seen are concurrent and stay. The value shown is the maximum by
+//! (HLC, device id), identical on every device; the others are listed as conflicts until a
+//! later write, whose context covers them all, settles the field. Entries are applied in a
+//! causal order (the op log guarantees it), which makes the state a function of the *set*
+//! of entries: merge is commutative, associative and idempotent.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::clock::{Dot, Hlc, VersionVector};
+use super::op::Op;
+use crate::ids::{DeviceId, ItemId};
+
+/// One value of a register and the event that wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Versioned<T> {
+    /// The value.
+    pub value: T,
+    /// Who wrote it, where in their log.
+    pub dot: Dot,
+    /// When.
+    pub hlc: Hlc,
+}
+
+/// A multi-value register: all concurrent values, kept sorted by dot for determinism.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MvReg<T> {
+    values: Vec<Versioned<T>>,
+}
+
+impl<T> Default for MvReg<T> {
+    fn default() -> Self {
+        Self { values: Vec::new() }
+    }
+}
+
+impl<T: Clone> MvReg<T> {
+    /// Writes `value` by event `dot` whose writer had seen `ctx`.
+    fn write(&mut self, value: T, dot: Dot, hlc: Hlc, ctx: &Context<'_>) {
+        if self.values.iter().any(|v| v.dot == dot) {
+            return; // idempotent: this event was applied already
+        }
+        self.values.retain(|v| !ctx.covers(v.dot));
+        let at = self.values.partition_point(|v| v.dot < dot);
+        self.values.insert(at, Versioned { value, dot, hlc });
+    }
+
+    /// The displayed value: the maximum by (HLC, device id).
+    pub fn winner(&self) -> Option<&Versioned<T>> {
+        self.values.iter().max_by_key(|v| (v.hlc, v.dot.device))
+    }
+
+    /// Every value that is not the winner, newest first.
+    pub fn losers(&self) -> Vec<&Versioned<T>> {
+        let w = self.winner().map(|w| w.dot);
+        let mut l: Vec<_> = self.values.iter().filter(|v| Some(v.dot) != w).collect();
+        l.sort_by_key(|v| std::cmp::Reverse((v.hlc, v.dot.device)));
+        l
+    }
+
+    /// All current values.
+    pub fn values(&self) -> &[Versioned<T>] {
+        &self.values
+    }
+
+    /// True when concurrent values exist.
+    pub fn is_conflicted(&self) -> bool {
+        self.values.len() > 1
+    }
+}
+
+/// The causal context of one event: the writer's earlier entries plus what it had seen.
+struct Context<'a> {
+    author: DeviceId,
+    seq: u64,
+    deps: &'a VersionVector,
+}
+
+impl Context<'_> {
+    fn covers(&self, d: Dot) -> bool {
+        if d.device == self.author {
+            d.seq < self.seq
+        } else {
+            self.deps.covers(d)
+        }
+    }
+}
+
+/// One item's registers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemState {
+    /// The item's name.
+    pub name: MvReg<String>,
+    /// Named fields; a `None` value means removed.
+    pub fields: BTreeMap<String, MvReg<Option<String>>>,
+    /// Existence: puts write `true`, deletes `false`.
+    pub exists: MvReg<bool>,
+}
+
+impl ItemState {
+    /// Shown unless every current existence value is a delete. A delete concurrent with an
+    /// edit keeps the item (and is reported as a conflict).
+    pub fn is_visible(&self) -> bool {
+        self.exists.values().iter().any(|v| v.value)
+    }
+
+    /// The displayed name.
+    pub fn name(&self) -> &str {
+        self.name.winner().map_or("", |v| v.value.as_str())
+    }
+
+    /// Displayed field values (removed fields left out).
+    pub fn field_values(&self) -> BTreeMap<&str, &str> {
+        self.fields
+            .iter()
+            .filter_map(|(k, r)| r.winner().and_then(|w| w.value.as_deref()).map(|v| (k.as_str(), v)))
+            .collect()
+    }
+}
+
+/// The whole merged vault.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VaultState {
+    /// Items by id, including deleted ones (their registers still take part in merges).
+    pub items: BTreeMap<ItemId, ItemState>,
+}
+
+/// One field (or the name, or the item's existence) with concurrent values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    /// Item id.
+    pub item: ItemId,
+    /// Item's displayed name.
+    pub name: String,
+    /// Field name; `"(name)"` for the item name, `"(deleted)"` for edit-vs-delete.
+    pub field: String,
+    /// The displayed value.
+    pub kept: Option<String>,
+    /// The other concurrent values.
+    pub losing: Vec<Option<String>>,
+}
+
+impl VaultState {
+    /// Applies the op of entry (author, seq) written at `hlc` with context `deps`.
+    pub fn apply(&mut self, author: DeviceId, seq: u64, hlc: Hlc, deps: &VersionVector, op: &Op) {
+        let ctx = Context { author, seq, deps };
+        let dot = Dot { device: author, seq };
+        let item = self.items.entry(op.item()).or_default();
+        match op {
+            Op::Put { name, fields, .. } => {
+                item.exists.write(true, dot, hlc, &ctx);
+                if let Some(n) = name {
+                    item.name.write(n.clone(), dot, hlc, &ctx);
+                }
+                for (k, v) in fields {
+                    item.fields.entry(k.clone()).or_default().write(v.clone(), dot, hlc, &ctx);
+                }
+            }
+            Op::Delete { .. } => item.exists.write(false, dot, hlc, &ctx),
+        }
+    }
+
+    /// Visible items.
+    pub fn visible(&self) -> impl Iterator<Item = (&ItemId, &ItemState)> {
+        self.items.iter().filter(|(_, s)| s.is_visible())
+    }
+
+    /// Every conflict in visible items.
+    pub fn conflicts(&self) -> Vec<Conflict> {
+        let mut out = Vec::new();
+        for (id, it) in self.visible() {
+            let mk = |field: &str, kept: Option<String>, losing: Vec<Option<String>>| Conflict {
+                item: *id,
+                name: it.name().to_owned(),
+                field: field.to_owned(),
+                kept,
+                losing,
+            };
+            if it.exists.is_conflicted() {
+                out.push(mk("(deleted)", Some("kept".into()), vec![Some("deleted".into())]));
+            }
+            if it.name.is_conflicted() {
+                let kept = it.name.winner().map(|w| w.value.clone());
+                out.push(mk("(name)", kept, it.name.losers().into_iter().map(|v| Some(v.value.clone())).collect()));
+            }
+            for (k, r) in &it.fields {
+                if r.is_conflicted() {
+                    let kept = r.winner().and_then(|w| w.value.clone());
+                    out.push(mk(k, kept, r.losers().into_iter().map(|v| v.value.clone()).collect()));
+                }
+            }
+        }
+        out
+    }
+
+    /// SHA-256 of the canonical encoding: equal on two devices iff their states are equal.
+    pub fn digest(&self) -> [u8; 32] {
+        Sha256::digest(postcard::to_stdvec(self).unwrap_or_default()).into()
+    }
+}

@@ -1,0 +1,458 @@
+//! A device's copy of the vault: its verified op log, membership and merged state.
+//!
+//! Local writes append a sealed entry and a signed head. Remote entries arrive as a
+//! [`Batch`]; [`Replica::receive`] verifies all of it (membership, contiguity, causal
+//! order, hash chain up to a signed head, seal) before one atomic commit, so a bad batch
+//! stores nothing. Any replica can forward any author's entries unchanged: that is the mesh.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ed25519_dalek::Signature;
+use serde::{Deserialize, Serialize};
+
+use super::clock::{Hlc, VersionVector};
+use super::entry::{Entry, EntryError, EntryHeader, SignedHead, GENESIS};
+use super::merge::VaultState;
+use super::op::Op;
+use super::store::{LogStore, StoreError, StoredEntry};
+use crate::identity::{
+    DeviceKeys, Enrollment, Membership, MembershipBody, MembershipError, MembershipRecord, Revocation, VaultKeys,
+    VaultSecret,
+};
+use crate::ids::{DeviceId, VaultId};
+
+/// One entry on the wire: the header fields a receiver cannot recompute, plus the payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireEntry {
+    /// Index into [`Batch::authors`].
+    pub author: u16,
+    /// Position in the author's log.
+    pub seq: u64,
+    /// Timestamp.
+    pub hlc: Hlc,
+    /// Causal context.
+    pub deps: VersionVector,
+    /// Sealed payload.
+    pub sealed: Vec<u8>,
+}
+
+/// A run of entries in causal order, with one signed head per author covering its last one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    /// Authors referenced by index.
+    pub authors: Vec<DeviceId>,
+    /// Entries in the sender's commit order.
+    pub entries: Vec<WireEntry>,
+    /// (author index, signature over that author's log at its last entry in this batch).
+    pub heads: Vec<(u16, Signature)>,
+}
+
+impl Batch {
+    /// True when the batch carries no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Why a replica refused something.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplicaError {
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A membership problem (unknown or revoked author, bad root signature, ...).
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
+    /// An entry problem (bad seal, bad head signature, ...).
+    #[error(transparent)]
+    Entry(#[from] EntryError),
+    /// An author index outside the batch's author table.
+    #[error("batch references author index {0} it does not define")]
+    BadAuthorIndex(u16),
+    /// Entries of an author skip a seq.
+    #[error("entries of {author} jump from seq {have} to {got}")]
+    Gap {
+        /// The author.
+        author: DeviceId,
+        /// Highest seq held.
+        have: u64,
+        /// Seq received.
+        got: u64,
+    },
+    /// An entry depends on entries the batch did not bring first.
+    #[error("entry {author}#{seq} depends on entries not yet received")]
+    CausalGap {
+        /// The author.
+        author: DeviceId,
+        /// The seq.
+        seq: u64,
+    },
+    /// No signed head covers an author's new entries.
+    #[error("no signed head covers the entries of {0}")]
+    MissingHead(DeviceId),
+    /// Two validly signed, different logs for one author: a restored old backup.
+    #[error(
+        "device {author} has forked at seq {seq} (two different signed logs); it must re-enrol under a new device id"
+    )]
+    Fork {
+        /// The author.
+        author: DeviceId,
+        /// Where the logs differ.
+        seq: u64,
+    },
+    /// The stored log does not verify.
+    #[error("local log is damaged at {0}#{1}")]
+    Damaged(DeviceId, u64),
+    /// This device is not enrolled (or was revoked) and cannot write.
+    #[error("this device is not an active member of the vault")]
+    NotActive,
+}
+
+/// What a [`Replica::receive`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Received {
+    /// New entries committed.
+    pub new: usize,
+    /// Entries skipped because they were already held.
+    pub duplicates: usize,
+}
+
+/// A device's replica of the vault over a [`LogStore`].
+pub struct Replica<S: LogStore> {
+    keys: VaultKeys,
+    device: DeviceKeys,
+    membership: Membership,
+    store: S,
+    /// Entries in commit order (a causal order): what this replica can forward.
+    log: Vec<StoredEntry>,
+    /// (author, seq) → index in `log`.
+    index: HashMap<(DeviceId, u64), usize>,
+    /// Highest contiguous seq per author.
+    vv: VersionVector,
+    state: VaultState,
+    /// Newest timestamp seen, so local writes sort after everything known.
+    hlc: Hlc,
+}
+
+impl<S: LogStore> std::fmt::Debug for Replica<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica").field("device", &self.device.device_id).field("vv", &self.vv).finish_non_exhaustive()
+    }
+}
+
+impl<S: LogStore> Replica<S> {
+    /// Opens the replica of device `device_id` over `store`, re-verifying the stored log.
+    pub fn open(secret: &VaultSecret, device_id: DeviceId, store: S) -> Result<Self, ReplicaError> {
+        let keys = VaultKeys::derive(secret);
+        let device = DeviceKeys::derive(secret, device_id);
+        let mut membership = Membership::new(keys.root_public());
+        for rec in store.load_membership()? {
+            membership.insert(rec)?;
+        }
+        let mut r = Self {
+            keys,
+            device,
+            membership,
+            store,
+            log: Vec::new(),
+            index: HashMap::new(),
+            vv: VersionVector::default(),
+            state: VaultState::default(),
+            hlc: Hlc::default(),
+        };
+        let stored = r.store.load_entries()?;
+        let mut last_head: BTreeMap<DeviceId, &StoredEntry> = BTreeMap::new();
+        for se in &stored {
+            let h = &se.entry.header;
+            let prev = r.last_hash(h.author);
+            if h.seq != r.vv.get(h.author) + 1 || h.prev != prev || se.entry.hash() != se.hash {
+                return Err(ReplicaError::Damaged(h.author, h.seq));
+            }
+            let op = se.entry.unseal(&r.keys.content)?;
+            r.apply_local(se.clone(), &op);
+            last_head.insert(h.author, se);
+        }
+        // One signature per author authenticates the whole stored chain.
+        for (author, se) in last_head {
+            let head = r.signed_head(se).ok_or(ReplicaError::Damaged(author, se.entry.header.seq))?;
+            let pk = r.membership.author(author, 0).map(|e| e.sign_pk).map_err(|_| ReplicaError::Damaged(author, 0))?;
+            head.verify(r.keys.vault_id, &pk)?;
+        }
+        Ok(r)
+    }
+
+    /// The signed head at exactly `se`, when its signature is held.
+    fn signed_head(&self, se: &StoredEntry) -> Option<SignedHead> {
+        let h = &se.entry.header;
+        se.head.map(|sig| SignedHead { author: h.author, seq: h.seq, hash: se.hash, sig })
+    }
+
+    fn last_hash(&self, author: DeviceId) -> [u8; 32] {
+        let seq = self.vv.get(author);
+        self.index.get(&(author, seq)).map_or(GENESIS, |i| self.log[*i].hash)
+    }
+
+    /// Records an already verified entry in memory and applies its op.
+    fn apply_local(&mut self, se: StoredEntry, op: &Op) {
+        let h = &se.entry.header;
+        self.state.apply(h.author, h.seq, h.hlc, &h.deps, op);
+        self.hlc = self.hlc.max(h.hlc);
+        self.vv.set(h.author, h.seq);
+        self.index.insert((h.author, h.seq), self.log.len());
+        self.log.push(se);
+    }
+
+    /// Signs and stores this device's enrolment (idempotent).
+    pub fn enroll_self(&mut self, now_ms: u64) -> Result<(), ReplicaError> {
+        let id = self.device.device_id;
+        if self.membership.author(id, 0).is_ok() {
+            return Ok(());
+        }
+        let rec = MembershipRecord::sign(
+            &self.keys.root,
+            MembershipBody::Enroll(Enrollment {
+                vault_id: self.keys.vault_id,
+                device_id: id,
+                sign_pk: self.device.sign_public(),
+                dh_pk: self.device.dh_public(),
+                at_ms: now_ms,
+            }),
+        );
+        self.add_membership(vec![rec])
+    }
+
+    /// Revokes `device`; entries of it already held stay valid, later ones are refused.
+    pub fn revoke(&mut self, device: DeviceId, now_ms: u64) -> Result<(), ReplicaError> {
+        self.membership.author(device, 0)?;
+        let rec = MembershipRecord::sign(
+            &self.keys.root,
+            MembershipBody::Revoke(Revocation {
+                vault_id: self.keys.vault_id,
+                device_id: device,
+                last_seq: self.vv.get(device),
+                at_ms: now_ms,
+            }),
+        );
+        self.add_membership(vec![rec])
+    }
+
+    /// Verifies and stores membership records; returns an error on the first bad one.
+    pub fn add_membership(&mut self, records: Vec<MembershipRecord>) -> Result<(), ReplicaError> {
+        let mut next = self.membership.clone();
+        let mut new = Vec::new();
+        for r in records {
+            if next.insert(r.clone())? {
+                new.push(r);
+            }
+        }
+        if !new.is_empty() {
+            self.store.commit(&[], &new)?;
+            self.membership = next;
+        }
+        Ok(())
+    }
+
+    /// Appends a local action and returns its seq.
+    pub fn write(&mut self, op: &Op, now_ms: u64) -> Result<u64, ReplicaError> {
+        let me = self.device.device_id;
+        let seq = self.vv.get(me) + 1;
+        self.membership.author(me, seq).map_err(|_| ReplicaError::NotActive)?;
+        let mut deps = self.vv.clone();
+        deps.set(me, 0);
+        let header = EntryHeader {
+            vault: self.keys.vault_id,
+            author: me,
+            seq,
+            hlc: Hlc::tick(self.hlc, now_ms),
+            deps,
+            prev: self.last_hash(me),
+        };
+        let entry = Entry::seal(header, op, &self.keys.content)?;
+        let hash = entry.hash();
+        let head = SignedHead::sign(&self.device.sign, self.keys.vault_id, me, seq, hash);
+        let se = StoredEntry { entry, hash, head: Some(head.sig) };
+        self.store.commit(std::slice::from_ref(&se), &[])?;
+        self.apply_local(se, op);
+        Ok(seq)
+    }
+
+    /// Checks a peer's signed heads against this log; two different validly signed logs for
+    /// one author at one seq is a fork.
+    pub fn check_heads(&self, heads: &[SignedHead]) -> Result<(), ReplicaError> {
+        for h in heads {
+            let Ok(e) = self.membership.author(h.author, 0) else { continue };
+            h.verify(self.keys.vault_id, &e.sign_pk)?;
+            if let Some(i) = self.index.get(&(h.author, h.seq)) {
+                if self.log[*i].hash != h.hash {
+                    return Err(ReplicaError::Fork { author: h.author, seq: h.seq });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The latest signed head of every author held (for the sync hello).
+    pub fn heads(&self) -> Vec<SignedHead> {
+        self.vv
+            .0
+            .iter()
+            .filter_map(|(a, s)| self.index.get(&(*a, *s)).and_then(|i| self.signed_head(&self.log[*i])))
+            .collect()
+    }
+
+    /// Builds the next batch of entries `remote` lacks, scanning from log position `*cursor`.
+    /// It stops once about `budget` bytes are in and every author's run ends at an entry
+    /// whose head signature is held (so the receiver can verify it); it advances `*cursor`.
+    pub fn batch_for(&self, remote: &VersionVector, cursor: &mut usize, budget: usize) -> Batch {
+        let mut b = Batch::default();
+        let mut author_idx: HashMap<DeviceId, u16> = HashMap::new();
+        // Authors whose run so far ends without a held signature.
+        let mut open: BTreeMap<u16, ()> = BTreeMap::new();
+        let mut last_sig: BTreeMap<u16, Signature> = BTreeMap::new();
+        let mut size = 0usize;
+        while *cursor < self.log.len() && (size < budget || !open.is_empty()) {
+            let se = &self.log[*cursor];
+            *cursor += 1;
+            let h = &se.entry.header;
+            if h.seq <= remote.get(h.author) {
+                continue;
+            }
+            let idx = *author_idx.entry(h.author).or_insert_with(|| {
+                b.authors.push(h.author);
+                (b.authors.len() - 1) as u16
+            });
+            size += se.entry.sealed.len() + 48;
+            b.entries.push(WireEntry {
+                author: idx,
+                seq: h.seq,
+                hlc: h.hlc,
+                deps: h.deps.clone(),
+                sealed: se.entry.sealed.clone(),
+            });
+            match se.head {
+                Some(sig) => {
+                    open.remove(&idx);
+                    last_sig.insert(idx, sig);
+                }
+                None => {
+                    open.insert(idx, ());
+                }
+            }
+        }
+        b.heads = last_sig.into_iter().collect();
+        b
+    }
+
+    /// Verifies a batch completely, then commits and applies it atomically.
+    pub fn receive(&mut self, batch: &Batch) -> Result<Received, ReplicaError> {
+        let vault = self.keys.vault_id;
+        let mut vv = self.vv.clone();
+        let mut last_hash: HashMap<DeviceId, [u8; 32]> = HashMap::new();
+        let mut fresh: Vec<(StoredEntry, Option<Op>)> = Vec::new();
+        let mut out = Received::default();
+        for we in &batch.entries {
+            let author = *batch.authors.get(usize::from(we.author)).ok_or(ReplicaError::BadAuthorIndex(we.author))?;
+            self.membership.author(author, we.seq)?;
+            let have = vv.get(author);
+            if we.seq <= have {
+                out.duplicates += 1;
+                continue;
+            }
+            if we.seq != have + 1 {
+                return Err(ReplicaError::Gap { author, have, got: we.seq });
+            }
+            if we.deps.get(author) != 0 || !we.deps.le(&vv) {
+                return Err(ReplicaError::CausalGap { author, seq: we.seq });
+            }
+            let prev = match last_hash.get(&author) {
+                Some(h) => *h,
+                None => self.last_hash(author),
+            };
+            let header = EntryHeader { vault, author, seq: we.seq, hlc: we.hlc, deps: we.deps.clone(), prev };
+            let entry = Entry { header, sealed: we.sealed.clone() };
+            let hash = entry.hash();
+            last_hash.insert(author, hash);
+            vv.set(author, we.seq);
+            fresh.push((StoredEntry { entry, hash, head: None }, None));
+        }
+        // One signature per author covers its whole run through the hash chain.
+        for (author, hash) in &last_hash {
+            let idx = batch.authors.iter().position(|a| a == author).map(|i| i as u16);
+            let sig = batch
+                .heads
+                .iter()
+                .find(|(i, _)| Some(*i) == idx)
+                .map(|(_, s)| *s)
+                .ok_or(ReplicaError::MissingHead(*author))?;
+            let head = SignedHead { author: *author, seq: vv.get(*author), hash: *hash, sig };
+            let pk = self.membership.author(*author, head.seq)?.sign_pk;
+            head.verify(vault, &pk)?;
+            if let Some(last) = fresh.iter_mut().rev().find(|(se, _)| se.entry.header.author == *author) {
+                last.0.head = Some(sig);
+            }
+        }
+        for (se, op) in fresh.iter_mut() {
+            *op = Some(se.entry.unseal(&self.keys.content)?);
+        }
+        let entries: Vec<StoredEntry> = fresh.iter().map(|(se, _)| se.clone()).collect();
+        self.store.commit(&entries, &[])?;
+        out.new = fresh.len();
+        for (se, op) in fresh {
+            if let Some(op) = op {
+                self.apply_local(se, &op);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The merged state.
+    pub fn state(&self) -> &VaultState {
+        &self.state
+    }
+
+    /// Highest contiguous seq held per author.
+    pub fn version(&self) -> &VersionVector {
+        &self.vv
+    }
+
+    /// Verified membership.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// This device's id.
+    pub fn device_id(&self) -> DeviceId {
+        self.device.device_id
+    }
+
+    /// This device's keys.
+    pub fn device_keys(&self) -> &DeviceKeys {
+        &self.device
+    }
+
+    /// The vault keys.
+    pub fn vault_keys(&self) -> &VaultKeys {
+        &self.keys
+    }
+
+    /// The vault id.
+    pub fn vault_id(&self) -> VaultId {
+        self.keys.vault_id
+    }
+
+    /// Number of entries held.
+    pub fn len(&self) -> usize {
+        self.log.len()
+    }
+
+    /// True when no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.log.is_empty()
+    }
+
+    /// The underlying store.
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+}

@@ -1,0 +1,173 @@
+//! Durable storage of the op log: SQLite (WAL) for devices, memory for simulations.
+//!
+//! The store holds only what is already sealed or public: entry headers, sealed payloads,
+//! hashes, head signatures and membership records. Every commit is one transaction, so a
+//! crash leaves either a whole received batch or none of it.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use ed25519_dalek::Signature;
+
+use super::entry::Entry;
+use crate::identity::MembershipRecord;
+
+/// An entry, its hash, and the author's head signature at exactly this entry when known.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredEntry {
+    /// The entry.
+    pub entry: Entry,
+    /// Its chain hash (cached; recomputed and checked on load).
+    pub hash: [u8; 32],
+    /// The author's signature over its log ending at this entry. Authors sign every entry;
+    /// a receiver keeps the signatures that came with batches (each author's last entry of a
+    /// batch always has one), and entries between them are authenticated by the hash chain.
+    pub head: Option<Signature>,
+}
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A row does not decode: the file is damaged or from an incompatible version.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Where a replica keeps its log.
+pub trait LogStore {
+    /// Appends entries and membership records atomically (all or nothing).
+    fn commit(&mut self, entries: &[StoredEntry], membership: &[MembershipRecord]) -> Result<(), StoreError>;
+    /// Every entry in the order it was committed (a causal order).
+    fn load_entries(&self) -> Result<Vec<StoredEntry>, StoreError>;
+    /// Every membership record.
+    fn load_membership(&self) -> Result<Vec<MembershipRecord>, StoreError>;
+    /// A small metadata value.
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Sets a small metadata value.
+    fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+}
+
+/// An in-memory store (tests, simulation). Commits are atomic by construction.
+#[derive(Debug, Default, Clone)]
+pub struct MemStore {
+    entries: Vec<StoredEntry>,
+    membership: Vec<MembershipRecord>,
+    meta: std::collections::BTreeMap<String, Vec<u8>>,
+}
+
+impl LogStore for MemStore {
+    fn commit(&mut self, entries: &[StoredEntry], membership: &[MembershipRecord]) -> Result<(), StoreError> {
+        self.entries.extend_from_slice(entries);
+        self.membership.extend_from_slice(membership);
+        Ok(())
+    }
+    fn load_entries(&self) -> Result<Vec<StoredEntry>, StoreError> {
+        Ok(self.entries.clone())
+    }
+    fn load_membership(&self) -> Result<Vec<MembershipRecord>, StoreError> {
+        Ok(self.membership.clone())
+    }
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta.get(key).cloned())
+    }
+    fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.meta.insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+}
+
+/// The SQLite store of a device home.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        Self::init(conn)
+    }
+
+    /// A throwaway in-memory database (tests and benchmarks of the SQL path).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Self, StoreError> {
+        // WAL + synchronous=FULL: a committed batch survives power loss, and readers never
+        // block the writer.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS entries (
+                 id INTEGER PRIMARY KEY,
+                 author BLOB NOT NULL,
+                 seq INTEGER NOT NULL,
+                 body BLOB NOT NULL,
+                 UNIQUE (author, seq)
+             );
+             CREATE TABLE IF NOT EXISTS membership (id INTEGER PRIMARY KEY, record BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);",
+        )?;
+        Ok(Self { conn })
+    }
+}
+
+fn corrupt(e: postcard::Error) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+impl LogStore for SqliteStore {
+    fn commit(&mut self, entries: &[StoredEntry], membership: &[MembershipRecord]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut ins = tx.prepare_cached("INSERT INTO entries (author, seq, body) VALUES (?1, ?2, ?3)")?;
+            for e in entries {
+                let body = postcard::to_stdvec(e).map_err(corrupt)?;
+                let h = &e.entry.header;
+                ins.execute(params![&h.author.0[..], h.seq as i64, body])?;
+            }
+            let mut m = tx.prepare_cached("INSERT INTO membership (record) VALUES (?1)")?;
+            for r in membership {
+                m.execute(params![postcard::to_stdvec(r).map_err(corrupt)?])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn load_entries(&self) -> Result<Vec<StoredEntry>, StoreError> {
+        let mut st = self.conn.prepare("SELECT body FROM entries ORDER BY id")?;
+        let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(postcard::from_bytes(&r?).map_err(corrupt)?);
+        }
+        Ok(out)
+    }
+
+    fn load_membership(&self) -> Result<Vec<MembershipRecord>, StoreError> {
+        let mut st = self.conn.prepare("SELECT record FROM membership ORDER BY id")?;
+        let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(postcard::from_bytes(&r?).map_err(corrupt)?);
+        }
+        Ok(out)
+    }
+
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    }
+
+    fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![key, value])?;
+        Ok(())
+    }
+}
