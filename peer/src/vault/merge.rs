@@ -110,6 +110,12 @@ impl ItemState {
         self.exists.values().iter().any(|v| v.value)
     }
 
+    /// True when a delete is concurrent with a write that keeps the item.
+    pub fn delete_conflict(&self) -> bool {
+        let v = self.exists.values();
+        v.iter().any(|x| x.value) && v.iter().any(|x| !x.value)
+    }
+
     /// The displayed name.
     pub fn name(&self) -> &str {
         self.name.winner().map_or("", |v| v.value.as_str())
@@ -182,7 +188,7 @@ impl VaultState {
                 kept,
                 losing,
             };
-            if it.exists.is_conflicted() {
+            if it.delete_conflict() {
                 out.push(mk("(deleted)", Some("kept".into()), vec![Some("deleted".into())]));
             }
             if it.name.is_conflicted() {

@@ -1,0 +1,58 @@
+//! Helpers shared by the peer crate's integration tests.
+#![allow(dead_code)]
+
+use hearth_peer::identity::VaultSecret;
+use hearth_peer::ids::{DeviceId, ItemId};
+use hearth_peer::vault::{LogStore, MemStore, Op, Replica, VersionVector};
+
+/// A vault with `n` enrolled devices on memory stores, each knowing every enrolment.
+pub fn vault(n: usize) -> (VaultSecret, Vec<Replica<MemStore>>) {
+    let secret = VaultSecret::from_bytes([0x11; 32]);
+    let mut reps: Vec<Replica<MemStore>> = (0..n)
+        .map(|i| {
+            let mut r = Replica::open(&secret, DeviceId([i as u8 + 1; 16]), MemStore::default()).unwrap();
+            r.enroll_self(1_000).unwrap();
+            r
+        })
+        .collect();
+    let all: Vec<_> = reps.iter().flat_map(|r| r.membership().records().to_vec()).collect();
+    for r in &mut reps {
+        r.add_membership(all.clone()).unwrap();
+    }
+    (secret, reps)
+}
+
+/// Sends everything `from` has that `to` lacks, in bounded batches; returns batches sent.
+pub fn sync_one_way<A: LogStore, B: LogStore>(from: &Replica<A>, to: &mut Replica<B>) -> usize {
+    let mut cursor = 0;
+    let mut n = 0;
+    loop {
+        let remote: VersionVector = to.version().clone();
+        let b = from.batch_for(&remote, &mut cursor, 16 * 1024);
+        if b.is_empty() {
+            return n;
+        }
+        to.receive(&b).unwrap();
+        n += 1;
+    }
+}
+
+/// Both directions.
+pub fn sync_pair<A: LogStore, B: LogStore>(a: &mut Replica<A>, b: &mut Replica<B>) {
+    sync_one_way(a, b);
+    sync_one_way(b, a);
+}
+
+/// A put of `fields` on `item` with `name`.
+pub fn put(item: ItemId, name: &str, fields: &[(&str, &str)]) -> Op {
+    Op::Put {
+        item,
+        name: Some(name.to_owned()),
+        fields: fields.iter().map(|(k, v)| (k.to_string(), Some(v.to_string()))).collect(),
+    }
+}
+
+/// A put of one field without renaming.
+pub fn set(item: ItemId, k: &str, v: &str) -> Op {
+    Op::Put { item, name: None, fields: vec![(k.to_owned(), Some(v.to_owned()))] }
+}

@@ -1,0 +1,205 @@
+//! Replica behaviour: sync, conflicts, mesh forwarding, and refusal of hostile batches
+//! (nothing from a bad batch is stored).
+
+mod common;
+
+use common::{put, set, sync_one_way, sync_pair, vault};
+use hearth_peer::identity::VaultSecret;
+use hearth_peer::ids::{DeviceId, ItemId};
+use hearth_peer::vault::{Batch, MemStore, Op, Replica, ReplicaError};
+
+#[test]
+fn two_devices_converge() {
+    let (_, mut r) = vault(2);
+    let (mut a, mut b) = (r.remove(0), r.remove(0));
+    for i in 0..300u16 {
+        let mut id = [0u8; 16];
+        id[..2].copy_from_slice(&i.to_be_bytes());
+        a.write(&put(ItemId(id), &format!("item{i}"), &[("password", "pw")]), 10_000 + u64::from(i)).unwrap();
+    }
+    let batches = sync_one_way(&a, &mut b);
+    assert!(batches > 1, "16 KiB budget should split 100 entries");
+    assert_eq!(a.state().digest(), b.state().digest());
+    assert_eq!(b.state().visible().count(), 300);
+    // A second round sends nothing.
+    assert_eq!(sync_one_way(&a, &mut b), 0);
+}
+
+#[test]
+fn concurrent_edits_are_kept_as_conflicts_and_resolved() {
+    let (_, mut r) = vault(2);
+    let (mut a, mut b) = (r.remove(0), r.remove(0));
+    let item = ItemId([7; 16]);
+    a.write(&put(item, "mail", &[("password", "one")]), 1_000).unwrap();
+    sync_pair(&mut a, &mut b);
+    a.write(&set(item, "password", "from-a"), 2_000).unwrap();
+    b.write(&set(item, "password", "from-b"), 3_000).unwrap();
+    sync_pair(&mut a, &mut b);
+    assert_eq!(a.state().digest(), b.state().digest());
+    let c = a.state().conflicts();
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].field, "password");
+    assert_eq!(c[0].kept.as_deref(), Some("from-b"), "later HLC wins the display");
+    assert_eq!(c[0].losing, vec![Some("from-a".to_owned())], "the loser is kept, not dropped");
+    // A write that has seen both settles it everywhere.
+    a.write(&set(item, "password", "settled"), 4_000).unwrap();
+    sync_pair(&mut a, &mut b);
+    assert!(b.state().conflicts().is_empty());
+    assert_eq!(b.state().items[&item].field_values()["password"], "settled");
+}
+
+#[test]
+fn edit_concurrent_with_delete_keeps_the_item_and_flags_it() {
+    let (_, mut r) = vault(2);
+    let (mut a, mut b) = (r.remove(0), r.remove(0));
+    let item = ItemId([3; 16]);
+    a.write(&put(item, "bank", &[("pin", "1234")]), 1_000).unwrap();
+    sync_pair(&mut a, &mut b);
+    a.write(&Op::Delete { item }, 2_000).unwrap();
+    b.write(&set(item, "pin", "9999"), 2_000).unwrap();
+    sync_pair(&mut a, &mut b);
+    for s in [a.state(), b.state()] {
+        assert!(s.items[&item].is_visible());
+        assert!(s.conflicts().iter().any(|c| c.field == "(deleted)"));
+    }
+    // A delete that saw the edit removes it.
+    a.write(&Op::Delete { item }, 3_000).unwrap();
+    sync_pair(&mut a, &mut b);
+    assert!(!b.state().items[&item].is_visible());
+}
+
+#[test]
+fn entries_travel_through_an_intermediate_device() {
+    let (_, mut r) = vault(3);
+    let (mut a, mut b, mut c) = (r.remove(0), r.remove(0), r.remove(0));
+    a.write(&put(ItemId([1; 16]), "from-a", &[]), 1_000).unwrap();
+    c.write(&put(ItemId([2; 16]), "from-c", &[]), 1_000).unwrap();
+    sync_pair(&mut a, &mut b);
+    sync_pair(&mut b, &mut c);
+    sync_pair(&mut a, &mut b);
+    assert_eq!(a.state().digest(), c.state().digest());
+    assert_eq!(a.state().visible().count(), 2);
+}
+
+/// A batch from `a` for an empty receiver, for the tampering tests.
+fn batch_from(a: &Replica<MemStore>) -> Batch {
+    let mut cursor = 0;
+    a.batch_for(&Default::default(), &mut cursor, usize::MAX)
+}
+
+fn two_with_history() -> (Replica<MemStore>, Replica<MemStore>) {
+    let (_, mut r) = vault(2);
+    let (mut a, b) = (r.remove(0), r.remove(0));
+    for i in 0..5u8 {
+        a.write(&put(ItemId([i; 16]), "x", &[("k", "v")]), 1_000).unwrap();
+    }
+    (a, b)
+}
+
+fn refused(b: &mut Replica<MemStore>, batch: &Batch) -> ReplicaError {
+    let before = b.len();
+    let err = b.receive(batch).unwrap_err();
+    assert_eq!(b.len(), before, "nothing from a refused batch may be stored");
+    err
+}
+
+#[test]
+fn forged_head_signature_is_refused() {
+    let (a, mut b) = two_with_history();
+    let mut batch = batch_from(&a);
+    let mut sig = batch.heads[0].1.to_bytes();
+    sig[5] ^= 1;
+    batch.heads[0].1 = ed25519_dalek::Signature::from_bytes(&sig);
+    assert!(matches!(refused(&mut b, &batch), ReplicaError::Entry(_)));
+    batch.heads.clear();
+    assert!(matches!(refused(&mut b, &batch), ReplicaError::MissingHead(_)));
+}
+
+#[test]
+fn broken_hash_chain_is_refused() {
+    let (a, mut b) = two_with_history();
+    let mut batch = batch_from(&a);
+    // Tamper with a middle entry: its hash changes, so the chain no longer ends at the head.
+    let last = batch.entries[2].sealed.len() - 1;
+    batch.entries[2].sealed[last] ^= 1;
+    assert!(matches!(refused(&mut b, &batch), ReplicaError::Entry(_)));
+    let mut batch = batch_from(&a);
+    batch.entries[1].hlc.ms += 1; // header fields are covered by the chain too
+    assert!(matches!(refused(&mut b, &batch), ReplicaError::Entry(_)));
+}
+
+#[test]
+fn gaps_and_bad_indices_are_refused() {
+    let (a, mut b) = two_with_history();
+    let mut batch = batch_from(&a);
+    batch.entries.remove(1);
+    assert!(matches!(refused(&mut b, &batch), ReplicaError::Gap { .. }));
+    let mut batch = batch_from(&a);
+    batch.entries[0].author = 9;
+    assert!(matches!(refused(&mut b, &batch), ReplicaError::BadAuthorIndex(9)));
+}
+
+#[test]
+fn entries_from_another_vault_are_refused() {
+    let (a, _) = two_with_history();
+    let other = VaultSecret::from_bytes([0x22; 32]);
+    let mut stranger = Replica::open(&other, DeviceId([9; 16]), MemStore::default()).unwrap();
+    stranger.enroll_self(1).unwrap();
+    // The author is unknown to that vault's membership...
+    let err = refused(&mut stranger, &batch_from(&a));
+    assert!(matches!(err, ReplicaError::Membership(_)), "{err}");
+    // ...and even under a colliding device id, the head signature binds the vault id.
+    let mut twin = Replica::open(&other, DeviceId([1; 16]), MemStore::default()).unwrap();
+    twin.enroll_self(1).unwrap();
+    assert!(matches!(refused(&mut twin, &batch_from(&a)), ReplicaError::Entry(_)));
+    // ...and its membership records fail the root signature check.
+    assert!(stranger.add_membership(a.membership().records().to_vec()).is_err());
+}
+
+#[test]
+fn replayed_entries_change_nothing() {
+    let (a, mut b) = two_with_history();
+    let batch = batch_from(&a);
+    assert_eq!(b.receive(&batch).unwrap().new, 5);
+    let digest = b.state().digest();
+    let again = b.receive(&batch).unwrap();
+    assert_eq!((again.new, again.duplicates), (0, 5));
+    assert_eq!(b.state().digest(), digest);
+    assert_eq!(b.len(), 5);
+}
+
+#[test]
+fn revoked_author_is_refused_after_revocation() {
+    let (_, mut r) = vault(2);
+    let (mut a, mut b) = (r.remove(0), r.remove(0));
+    a.write(&put(ItemId([1; 16]), "before", &[]), 1_000).unwrap();
+    sync_pair(&mut a, &mut b);
+    b.revoke(a.device_id(), 2_000).unwrap();
+    a.write(&put(ItemId([2; 16]), "after", &[]), 3_000).unwrap();
+    let mut cursor = 0;
+    let batch = a.batch_for(b.version(), &mut cursor, usize::MAX);
+    assert!(matches!(refused(&mut b, &batch), ReplicaError::Membership(_)));
+    // The revocation travels: once `a` learns it, it cannot write any more either.
+    let recs = b.membership().records().to_vec();
+    a.add_membership(recs).unwrap();
+    assert!(matches!(a.write(&put(ItemId([3; 16]), "x", &[]), 4_000), Err(ReplicaError::NotActive)));
+}
+
+#[test]
+fn a_forked_device_is_detected() {
+    let (secret, mut r) = vault(2);
+    let (mut a, mut b) = (r.remove(0), r.remove(0));
+    // A home restored from a backup: a second replica of device `a` with its old state.
+    let backup_store = MemStore::default();
+    a.write(&put(ItemId([1; 16]), "one", &[]), 1_000).unwrap();
+    sync_pair(&mut a, &mut b);
+    let mut restored = Replica::open(&secret, a.device_id(), backup_store).unwrap();
+    restored.add_membership(a.membership().records().to_vec()).unwrap();
+    restored.write(&put(ItemId([9; 16]), "diverged", &[]), 5_000).unwrap();
+    let err = b.check_heads(&restored.heads()).unwrap_err();
+    assert!(matches!(err, ReplicaError::Fork { seq: 1, .. }), "{err}");
+    // Its entries do not chain onto what b holds either.
+    let mut cursor = 0;
+    let batch = restored.batch_for(&Default::default(), &mut cursor, usize::MAX);
+    assert_eq!(b.receive(&batch).unwrap().new, 0, "seq 1 is held already: treated as a duplicate");
+}
