@@ -4,9 +4,11 @@
 //! - [`identity`]: BIP39 phrase → vault secret → HKDF-derived keys; root-signed membership.
 //! - [`vault`]: sealed entries in per-device hash-chained logs with signed heads; the
 //!   conflict-keeping merge; the [`vault::Replica`] that verifies and applies batches; SQLite.
+//! - [`sync`]: the sans-IO Noise session that moves batches between replicas.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod identity;
 pub mod ids;
+pub mod sync;
 pub mod vault;

@@ -1,0 +1,354 @@
+//! The sync session: a sans-IO state machine over any message pipe.
+//!
+//! Phases: Noise `XXpsk3` handshake (device x25519 statics, the vault's session PSK) →
+//! `Hello` exchange (membership, signed heads; the remote static must belong to an active
+//! device; forks are refused) → transfer and live push of entries in bounded batches, each
+//! acknowledged after the receiver's commit.
+//!
+//! Use: feed every message from the pipe to [`Session::handle_message`], then drain
+//! [`Session::poll_transmit`] (send each returned message on the pipe) and
+//! [`Session::poll_event`]. Call `poll_transmit` again after local writes or after another
+//! session committed entries: new entries are pushed (and forwarded) from there. The session
+//! never blocks, sleeps or reads a clock.
+
+use std::collections::VecDeque;
+
+use snow::{HandshakeState, TransportState};
+
+use super::frame::{self, FrameError, Msg, Reassembler, NOISE_MAX};
+use crate::identity::MembershipError;
+use crate::ids::DeviceId;
+use crate::vault::{LogStore, Received, Replica, ReplicaError, VersionVector};
+
+/// The Noise pattern: mutual static keys, PSK mixed in last so only phrase holders finish.
+pub const NOISE_PARAMS: &str = "Noise_XXpsk3_25519_ChaChaPoly_BLAKE2s";
+
+/// Tunables.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionConfig {
+    /// Largest reassembled message accepted.
+    pub max_message: usize,
+    /// Target size of one batch.
+    pub batch_bytes: usize,
+    /// Batches sent but not yet acknowledged, at most.
+    pub window: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self { max_message: 4 << 20, batch_bytes: 256 << 10, window: 4 }
+    }
+}
+
+/// Which side opened the pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Sends the first handshake message.
+    Initiator,
+    /// Answers it.
+    Responder,
+}
+
+/// Why a session ended. Every variant means the session is dead; nothing of the offending
+/// message was stored.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The handshake failed: wrong vault phrase, or not a Hearth peer.
+    #[error("handshake failed (different vault or not a Hearth peer): {0}")]
+    Handshake(snow::Error),
+    /// A transport message did not decrypt.
+    #[error("message failed to decrypt: {0}")]
+    Decrypt(snow::Error),
+    /// Framing or decoding failed.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The peer's key is not an active device of this vault.
+    #[error("peer is not an active device of this vault: {0}")]
+    NotMember(#[from] MembershipError),
+    /// The peer sent entries this replica refused.
+    #[error("peer sent entries that were refused: {0}")]
+    Refused(#[from] ReplicaError),
+    /// The peer broke the protocol's message order.
+    #[error("protocol violation: {0}")]
+    Protocol(&'static str),
+    /// The session already failed or closed.
+    #[error("session is closed")]
+    Closed,
+}
+
+/// Something the application may want to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Handshake and hello done: the peer is device `device`.
+    Connected {
+        /// The peer.
+        device: DeviceId,
+    },
+    /// A batch from the peer was committed.
+    Received(Received),
+    /// The peer acknowledged everything sent so far.
+    Acked(VersionVector),
+}
+
+enum Phase {
+    Handshake(Box<HandshakeState>),
+    AwaitHello(Box<TransportState>),
+    Live(Box<TransportState>),
+    Dead,
+}
+
+/// One sync session with one peer.
+pub struct Session {
+    role: Role,
+    config: SessionConfig,
+    phase: Phase,
+    reasm: Reassembler,
+    /// Messages ready for the pipe.
+    outbox: VecDeque<Vec<u8>>,
+    events: VecDeque<Event>,
+    remote: Option<DeviceId>,
+    /// What the peer is known to hold (hello, acks, and what it sent us).
+    remote_vv: VersionVector,
+    /// The peer's version at hello: we are caught up once we hold all of it.
+    remote_hello_vv: VersionVector,
+    /// Position in our log up to which entries have been offered to the peer.
+    cursor: usize,
+    /// Batches sent and not yet acknowledged.
+    unacked: usize,
+    /// Membership records already sent.
+    membership_sent: usize,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("role", &self.role).field("remote", &self.remote).finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// Starts a session for `replica`; the initiator's first message is queued at once.
+    pub fn new<S: LogStore>(role: Role, replica: &Replica<S>, config: SessionConfig) -> Result<Self, SyncError> {
+        let params = NOISE_PARAMS.parse().map_err(SyncError::Handshake)?;
+        let dh = zeroize::Zeroizing::new(replica.device_keys().dh.to_bytes());
+        let psk = replica.vault_keys().session_psk.as_bytes();
+        let b = snow::Builder::new(params)
+            .local_private_key(&dh[..])
+            .and_then(|b| b.psk(3, psk))
+            .map_err(SyncError::Handshake)?;
+        let hs = match role {
+            Role::Initiator => b.build_initiator(),
+            Role::Responder => b.build_responder(),
+        }
+        .map_err(SyncError::Handshake)?;
+        let mut s = Self {
+            role,
+            config,
+            phase: Phase::Handshake(Box::new(hs)),
+            reasm: Reassembler::new(config.max_message),
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            remote: None,
+            remote_vv: VersionVector::default(),
+            remote_hello_vv: VersionVector::default(),
+            cursor: 0,
+            unacked: 0,
+            membership_sent: 0,
+        };
+        if role == Role::Initiator {
+            s.write_handshake()?;
+        }
+        Ok(s)
+    }
+
+    /// The peer's device, once connected.
+    pub fn remote(&self) -> Option<DeviceId> {
+        self.remote
+    }
+
+    /// True once the handshake and hello are done.
+    pub fn is_live(&self) -> bool {
+        matches!(self.phase, Phase::Live(_))
+    }
+
+    /// True when both sides hold everything the other had at hello time and all our batches
+    /// are acknowledged: one sync round is complete.
+    pub fn is_caught_up<S: LogStore>(&self, replica: &Replica<S>) -> bool {
+        self.is_live()
+            && self.unacked == 0
+            && self.cursor >= replica.len()
+            && self.remote_hello_vv.le(replica.version())
+    }
+
+    /// Feeds one message received from the pipe.
+    pub fn handle_message<S: LogStore>(&mut self, data: &[u8], replica: &mut Replica<S>) -> Result<(), SyncError> {
+        let r = self.handle_inner(data, replica);
+        if r.is_err() {
+            self.phase = Phase::Dead;
+            self.outbox.clear();
+        }
+        r
+    }
+
+    fn handle_inner<S: LogStore>(&mut self, data: &[u8], replica: &mut Replica<S>) -> Result<(), SyncError> {
+        if data.len() > NOISE_MAX {
+            return Err(FrameError::TooLarge(NOISE_MAX).into());
+        }
+        let mut plain = vec![0u8; NOISE_MAX];
+        match &mut self.phase {
+            Phase::Dead => Err(SyncError::Closed),
+            Phase::Handshake(hs) => {
+                hs.read_message(data, &mut plain).map_err(SyncError::Handshake)?;
+                if !hs.is_handshake_finished() {
+                    self.write_handshake()?;
+                }
+                self.maybe_finish_handshake(replica)
+            }
+            Phase::AwaitHello(ts) | Phase::Live(ts) => {
+                let n = ts.read_message(data, &mut plain).map_err(SyncError::Decrypt)?;
+                match self.reasm.push(&plain[..n])? {
+                    Some(msg) => self.on_message(msg, replica),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    fn write_handshake(&mut self) -> Result<(), SyncError> {
+        let Phase::Handshake(hs) = &mut self.phase else { return Err(SyncError::Protocol("not in handshake")) };
+        let mut buf = vec![0u8; NOISE_MAX];
+        let n = hs.write_message(&[], &mut buf).map_err(SyncError::Handshake)?;
+        buf.truncate(n);
+        self.outbox.push_back(buf);
+        Ok(())
+    }
+
+    fn maybe_finish_handshake<S: LogStore>(&mut self, replica: &Replica<S>) -> Result<(), SyncError> {
+        let finished = matches!(&self.phase, Phase::Handshake(hs) if hs.is_handshake_finished());
+        if !finished {
+            return Ok(());
+        }
+        let Phase::Handshake(hs) = std::mem::replace(&mut self.phase, Phase::Dead) else {
+            return Err(SyncError::Closed);
+        };
+        let ts = hs.into_transport_mode().map_err(SyncError::Handshake)?;
+        self.phase = Phase::AwaitHello(Box::new(ts));
+        let hello = Msg::Hello { membership: replica.membership().records().to_vec(), heads: replica.heads() };
+        self.membership_sent = replica.membership().records().len();
+        self.send(&hello)
+    }
+
+    fn remote_static(&self) -> Option<[u8; 32]> {
+        let s = match &self.phase {
+            Phase::AwaitHello(ts) | Phase::Live(ts) => ts.get_remote_static()?,
+            _ => return None,
+        };
+        <[u8; 32]>::try_from(s).ok()
+    }
+
+    fn on_message<S: LogStore>(&mut self, msg: Msg, replica: &mut Replica<S>) -> Result<(), SyncError> {
+        match (msg, self.is_live()) {
+            (Msg::Hello { membership, heads }, false) => {
+                replica.add_membership(membership)?;
+                let key = self.remote_static().ok_or(SyncError::Protocol("no remote static key"))?;
+                let device = replica.membership().active_by_dh(&key)?.device_id;
+                replica.check_heads(&heads)?;
+                for h in &heads {
+                    self.remote_vv.set(h.author, h.seq);
+                }
+                self.remote_hello_vv = self.remote_vv.clone();
+                self.remote = Some(device);
+                let Phase::AwaitHello(ts) = std::mem::replace(&mut self.phase, Phase::Dead) else {
+                    return Err(SyncError::Closed);
+                };
+                self.phase = Phase::Live(ts);
+                self.events.push_back(Event::Connected { device });
+                Ok(())
+            }
+            (Msg::Batch(b), true) => {
+                let got = replica.receive(&b)?;
+                // Whatever the peer sent, it holds: never echo it back.
+                for e in &b.entries {
+                    if let Some(a) = b.authors.get(usize::from(e.author)) {
+                        if e.seq > self.remote_vv.get(*a) {
+                            self.remote_vv.set(*a, e.seq);
+                        }
+                    }
+                }
+                self.send(&Msg::Ack(replica.version().clone()))?;
+                self.events.push_back(Event::Received(got));
+                Ok(())
+            }
+            (Msg::Ack(vv), true) => {
+                self.unacked = self.unacked.saturating_sub(1);
+                for (d, s) in &vv.0 {
+                    if *s > self.remote_vv.get(*d) {
+                        self.remote_vv.set(*d, *s);
+                    }
+                }
+                if self.unacked == 0 {
+                    self.events.push_back(Event::Acked(vv));
+                }
+                Ok(())
+            }
+            (Msg::Membership(recs), true) => {
+                replica.add_membership(recs)?;
+                // A revocation may have removed the peer itself.
+                let key = self.remote_static().ok_or(SyncError::Protocol("no remote static key"))?;
+                replica.membership().active_by_dh(&key)?;
+                Ok(())
+            }
+            (_, false) => Err(SyncError::Protocol("message before hello")),
+            (Msg::Hello { .. }, true) => Err(SyncError::Protocol("second hello")),
+        }
+    }
+
+    fn send(&mut self, msg: &Msg) -> Result<(), SyncError> {
+        let ts = match &mut self.phase {
+            Phase::AwaitHello(ts) | Phase::Live(ts) => ts,
+            _ => return Err(SyncError::Protocol("send before handshake")),
+        };
+        for chunk in frame::encode(msg) {
+            let mut buf = vec![0u8; chunk.len() + 16];
+            let n = ts.write_message(&chunk, &mut buf).map_err(SyncError::Decrypt)?;
+            buf.truncate(n);
+            self.outbox.push_back(buf);
+        }
+        Ok(())
+    }
+
+    /// The next message for the pipe. Once live, this also produces batches of entries the
+    /// peer lacks (within the flow-control window) and new membership records.
+    pub fn poll_transmit<S: LogStore>(&mut self, replica: &Replica<S>) -> Option<Vec<u8>> {
+        if let Some(m) = self.outbox.pop_front() {
+            return Some(m);
+        }
+        if !self.is_live() {
+            return None;
+        }
+        let recs = replica.membership().records();
+        if recs.len() > self.membership_sent {
+            let new = recs[self.membership_sent..].to_vec();
+            self.membership_sent = recs.len();
+            if self.send(&Msg::Membership(new)).is_err() {
+                return None;
+            }
+        }
+        while self.unacked < self.config.window && self.cursor < replica.len() {
+            let b = replica.batch_for(&self.remote_vv, &mut self.cursor, self.config.batch_bytes);
+            if b.is_empty() {
+                continue;
+            }
+            if self.send(&Msg::Batch(b)).is_err() {
+                return None;
+            }
+            self.unacked += 1;
+        }
+        self.outbox.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+}

@@ -1,0 +1,122 @@
+//! The Noise sync session between two replicas over an in-memory pipe: full sync, live
+//! push, mesh forwarding, and refusal of strangers, revoked devices and garbage.
+
+mod common;
+
+use common::{put, vault};
+use hearth_peer::identity::VaultSecret;
+use hearth_peer::ids::{DeviceId, ItemId};
+use hearth_peer::sync::{run_until_quiet, Event, Role, Session, SessionConfig, SyncError};
+use hearth_peer::vault::{MemStore, Replica};
+
+fn item(i: u32) -> ItemId {
+    let mut b = [0u8; 16];
+    b[..4].copy_from_slice(&i.to_be_bytes());
+    ItemId(b)
+}
+
+fn pair(a: &Replica<MemStore>, b: &Replica<MemStore>) -> (Session, Session) {
+    let cfg = SessionConfig { batch_bytes: 8 * 1024, ..SessionConfig::default() };
+    (Session::new(Role::Initiator, a, cfg).unwrap(), Session::new(Role::Responder, b, cfg).unwrap())
+}
+
+#[test]
+fn full_sync_then_live_push() {
+    let (_, mut r) = vault(2);
+    let (mut a, mut b) = (r.remove(0), r.remove(0));
+    for i in 0..500 {
+        a.write(&put(item(i), &format!("n{i}"), &[("password", "hunter2")]), 1_000 + u64::from(i)).unwrap();
+    }
+    b.write(&put(item(9_999), "from-b", &[]), 5_000).unwrap();
+    let (mut sa, mut sb) = pair(&a, &b);
+    let stats = run_until_quiet(&mut sa, &mut a, &mut sb, &mut b).unwrap();
+    assert!(stats.events_a.contains(&Event::Connected { device: b.device_id() }));
+    assert!(stats.events_b.contains(&Event::Connected { device: a.device_id() }));
+    assert_eq!(a.state().digest(), b.state().digest());
+    assert!(sa.is_caught_up(&a) && sb.is_caught_up(&b));
+    // Live: a new local write is pushed on the next poll.
+    a.write(&put(item(10_000), "live", &[]), 9_000).unwrap();
+    run_until_quiet(&mut sa, &mut a, &mut sb, &mut b).unwrap();
+    assert_eq!(b.state().visible().count(), 502);
+    // Nothing is echoed back: b sends only acks, no batches of a's entries.
+    assert_eq!(a.len(), b.len());
+}
+
+#[test]
+fn entries_are_forwarded_between_live_sessions() {
+    let (_, mut r) = vault(3);
+    let (mut a, mut b, mut c) = (r.remove(0), r.remove(0), r.remove(0));
+    let (mut ab_a, mut ab_b) = pair(&a, &b);
+    let (mut bc_b, mut bc_c) = pair(&b, &c);
+    run_until_quiet(&mut ab_a, &mut a, &mut ab_b, &mut b).unwrap();
+    run_until_quiet(&mut bc_b, &mut b, &mut bc_c, &mut c).unwrap();
+    a.write(&put(item(1), "via-b", &[]), 1_000).unwrap();
+    run_until_quiet(&mut ab_a, &mut a, &mut ab_b, &mut b).unwrap();
+    // b's session with c pushes what b just received from a.
+    run_until_quiet(&mut bc_b, &mut b, &mut bc_c, &mut c).unwrap();
+    assert_eq!(c.state().digest(), a.state().digest());
+    assert_eq!(c.state().visible().count(), 1);
+}
+
+#[test]
+fn a_different_vault_cannot_complete_the_handshake() {
+    let (_, mut r) = vault(1);
+    let mut a = r.remove(0);
+    let mut stranger =
+        Replica::open(&VaultSecret::from_bytes([0x99; 32]), DeviceId([5; 16]), MemStore::default()).unwrap();
+    stranger.enroll_self(1).unwrap();
+    let (mut sa, mut ss) = pair(&a, &stranger);
+    let err = run_until_quiet(&mut sa, &mut a, &mut ss, &mut stranger).unwrap_err();
+    assert!(matches!(err, SyncError::Handshake(_)), "{err}");
+    assert!(stranger.is_empty() && a.is_empty());
+}
+
+#[test]
+fn a_revoked_device_is_refused() {
+    let (_, mut r) = vault(2);
+    let (mut a, mut b) = (r.remove(0), r.remove(0));
+    a.revoke(b.device_id(), 1_000).unwrap();
+    a.write(&put(item(1), "secret", &[("password", "p")]), 2_000).unwrap();
+    let (mut sa, mut sb) = pair(&a, &b);
+    let err = run_until_quiet(&mut sa, &mut a, &mut sb, &mut b).unwrap_err();
+    assert!(matches!(err, SyncError::NotMember(_)), "{err}");
+    assert!(b.is_empty(), "the revoked device received nothing");
+}
+
+#[test]
+fn garbage_truncated_and_oversized_messages_end_the_session_cleanly() {
+    let (_, mut r) = vault(2);
+    let (mut a, mut b) = (r.remove(0), r.remove(0));
+    a.write(&put(item(1), "x", &[]), 1_000).unwrap();
+    let (mut sa, mut sb) = pair(&a, &b);
+    run_until_quiet(&mut sa, &mut a, &mut sb, &mut b).unwrap();
+    a.write(&put(item(2), "y", &[]), 2_000).unwrap();
+    let msg = sa.poll_transmit(&a).unwrap();
+    // Truncated ciphertext.
+    let mut sb2 = sb;
+    let err = sb2.handle_message(&msg[..msg.len() - 3], &mut b).unwrap_err();
+    assert!(matches!(err, SyncError::Decrypt(_)), "{err}");
+    assert!(matches!(sb2.handle_message(&msg, &mut b), Err(SyncError::Closed)), "a failed session stays dead");
+    assert_eq!(b.len(), 1, "nothing of the bad message was stored");
+    // Oversized and garbage input on a fresh responder.
+    let mut fresh = Session::new(Role::Responder, &b, SessionConfig::default()).unwrap();
+    assert!(fresh.handle_message(&vec![0u8; 70_000], &mut b).is_err());
+    let mut fresh = Session::new(Role::Responder, &b, SessionConfig::default()).unwrap();
+    assert!(matches!(fresh.handle_message(b"hello?", &mut b), Err(SyncError::Handshake(_))));
+}
+
+#[test]
+fn reassembled_messages_over_the_cap_are_refused() {
+    let (_, mut r) = vault(2);
+    let (mut a, mut b) = (r.remove(0), r.remove(0));
+    for i in 0..200 {
+        a.write(&put(item(i), &"n".repeat(2_000), &[]), 1_000).unwrap();
+    }
+    let big = SessionConfig { batch_bytes: 1 << 20, ..SessionConfig::default() };
+    let small = SessionConfig { max_message: 100_000, ..SessionConfig::default() };
+    let mut sa = Session::new(Role::Initiator, &a, big).unwrap();
+    let mut sb = Session::new(Role::Responder, &b, small).unwrap();
+    let err = run_until_quiet(&mut sa, &mut a, &mut sb, &mut b).unwrap_err();
+    assert!(err.to_string().contains("limit"), "{err}");
+    assert!(b.is_empty());
+}
