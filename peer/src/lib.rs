@@ -4,10 +4,12 @@
 //! - [`identity`]: BIP39 phrase → vault secret → HKDF-derived keys; root-signed membership.
 //! - [`vault`]: sealed entries in per-device hash-chained logs with signed heads; the
 //!   conflict-keeping merge; the [`vault::Replica`] that verifies and applies batches; SQLite.
+//! - [`home`]: a device's directory: sealed secret + SQLite op log.
 //! - [`sync`]: the sans-IO Noise session that moves batches between replicas.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod home;
 pub mod identity;
 pub mod ids;
 pub mod sync;

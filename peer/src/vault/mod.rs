@@ -1,15 +1,19 @@
 //! The vault: per-device signed op logs of sealed entries, merged into items with named
 //! fields, stored durably.
 
+pub mod bundle;
 pub mod clock;
 pub mod entry;
+pub mod lookup;
 pub mod merge;
 pub mod op;
 pub mod replica;
 pub mod store;
 
+pub use bundle::BundleError;
 pub use clock::{Dot, Hlc, VersionVector};
 pub use entry::{Entry, EntryError, EntryHeader, SignedHead};
+pub use lookup::{generate_password, LookupError};
 pub use merge::{Conflict, ItemState, VaultState};
 pub use op::Op;
 pub use replica::{Batch, Received, Replica, ReplicaError, WireEntry};

@@ -6,7 +6,7 @@ use hearth_peer::ids::{DeviceId, ItemId};
 use hearth_peer::vault::{LogStore, MemStore, Op, Replica, VersionVector};
 
 /// A vault with `n` enrolled devices on memory stores, each knowing every enrolment.
-pub fn vault(n: usize) -> (VaultSecret, Vec<Replica<MemStore>>) {
+pub(crate) fn vault(n: usize) -> (VaultSecret, Vec<Replica<MemStore>>) {
     let secret = VaultSecret::from_bytes([0x11; 32]);
     let mut reps: Vec<Replica<MemStore>> = (0..n)
         .map(|i| {
@@ -23,7 +23,7 @@ pub fn vault(n: usize) -> (VaultSecret, Vec<Replica<MemStore>>) {
 }
 
 /// Sends everything `from` has that `to` lacks, in bounded batches; returns batches sent.
-pub fn sync_one_way<A: LogStore, B: LogStore>(from: &Replica<A>, to: &mut Replica<B>) -> usize {
+pub(crate) fn sync_one_way<A: LogStore, B: LogStore>(from: &Replica<A>, to: &mut Replica<B>) -> usize {
     let mut cursor = 0;
     let mut n = 0;
     loop {
@@ -38,13 +38,13 @@ pub fn sync_one_way<A: LogStore, B: LogStore>(from: &Replica<A>, to: &mut Replic
 }
 
 /// Both directions.
-pub fn sync_pair<A: LogStore, B: LogStore>(a: &mut Replica<A>, b: &mut Replica<B>) {
+pub(crate) fn sync_pair<A: LogStore, B: LogStore>(a: &mut Replica<A>, b: &mut Replica<B>) {
     sync_one_way(a, b);
     sync_one_way(b, a);
 }
 
 /// A put of `fields` on `item` with `name`.
-pub fn put(item: ItemId, name: &str, fields: &[(&str, &str)]) -> Op {
+pub(crate) fn put(item: ItemId, name: &str, fields: &[(&str, &str)]) -> Op {
     Op::Put {
         item,
         name: Some(name.to_owned()),
@@ -53,6 +53,6 @@ pub fn put(item: ItemId, name: &str, fields: &[(&str, &str)]) -> Op {
 }
 
 /// A put of one field without renaming.
-pub fn set(item: ItemId, k: &str, v: &str) -> Op {
+pub(crate) fn set(item: ItemId, k: &str, v: &str) -> Op {
     Op::Put { item, name: None, fields: vec![(k.to_owned(), Some(v.to_owned()))] }
 }

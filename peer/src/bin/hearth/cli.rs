@@ -1,0 +1,121 @@
+//! Command-line definition (clap derive; every global flag also reads an env var).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Hearth: an end-to-end encrypted vault that syncs between your devices without a cloud.
+#[derive(Debug, Parser)]
+#[command(name = "hearth", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// This device's home directory (several devices can live on one machine).
+    #[arg(long, global = true, env = "HEARTH_HOME")]
+    pub(crate) home: Option<PathBuf>,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// File holding the passphrase that seals this device's vault secret.
+    #[arg(long, global = true, env = "HEARTH_PASSPHRASE_FILE")]
+    pub(crate) passphrase_file: Option<PathBuf>,
+    /// The command.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create a vault (prints its 24-word phrase once), or enrol this device into an existing
+    /// vault with --phrase.
+    Init {
+        /// Keep the secret in a 0600 key file instead of sealing it with a passphrase.
+        #[arg(long)]
+        no_passphrase: bool,
+        /// The existing vault's phrase ("-" reads it from stdin).
+        #[arg(long)]
+        phrase: Option<String>,
+        /// A name for this device (kept on this device only).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Add an item.
+    Add {
+        /// Item name.
+        name: String,
+        /// A field as key=value (repeatable).
+        #[arg(long = "field", value_name = "KEY=VALUE")]
+        fields: Vec<String>,
+        /// Fill this field with a generated password (repeatable).
+        #[arg(long, value_name = "FIELD")]
+        generate: Vec<String>,
+        /// Length of generated passwords.
+        #[arg(long, default_value_t = 24)]
+        length: usize,
+    },
+    /// Show an item.
+    Get {
+        /// Item name or id.
+        name: String,
+        /// Show secret fields (password, pin, ...) instead of masking them.
+        #[arg(long)]
+        show: bool,
+    },
+    /// List items.
+    List,
+    /// Change an item.
+    Edit {
+        /// Item name or id.
+        name: String,
+        /// Set a field as key=value (repeatable).
+        #[arg(long = "field", value_name = "KEY=VALUE")]
+        fields: Vec<String>,
+        /// Remove a field (repeatable).
+        #[arg(long = "remove-field", value_name = "KEY")]
+        remove: Vec<String>,
+        /// New name.
+        #[arg(long)]
+        rename: Option<String>,
+        /// Fill this field with a generated password (repeatable).
+        #[arg(long, value_name = "FIELD")]
+        generate: Vec<String>,
+        /// Length of generated passwords.
+        #[arg(long, default_value_t = 24)]
+        length: usize,
+    },
+    /// Delete an item.
+    Rm {
+        /// Item name or id.
+        name: String,
+    },
+    /// List fields with concurrent values (the kept one and the others).
+    Conflicts,
+    /// Settle a conflict by writing the value to keep.
+    Resolve {
+        /// Item name or id.
+        name: String,
+        /// Field name, "(name)" for the item's name, or "(deleted)" for edit-vs-delete.
+        field: String,
+        /// The value to keep ("keep" or "delete" for "(deleted)").
+        #[arg(long)]
+        value: String,
+    },
+    /// List the vault's devices.
+    Devices,
+    /// Revoke a device (lost or stolen): its future entries are refused everywhere.
+    Revoke {
+        /// The device id (see `hearth devices`).
+        device_id: String,
+    },
+    /// Write every entry this device holds to a sealed bundle file.
+    Export {
+        /// Output file.
+        file: PathBuf,
+    },
+    /// Merge a bundle file (idempotent; bundles of other vaults are refused).
+    Import {
+        /// Input file.
+        file: PathBuf,
+    },
+    /// Show this device's vault, devices and counts.
+    Status,
+}

@@ -1,0 +1,382 @@
+//! What each command does, and how it prints (human text or `--json`).
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use hearth_peer::home::{Home, HomeError, Protection};
+use hearth_peer::identity::{PhraseError, VaultKeys, VaultSecret};
+use hearth_peer::ids::{DeviceId, ItemId};
+use hearth_peer::vault::{bundle, generate_password, LookupError, Op, Replica, SqliteStore};
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+use crate::cli::{Cli, Command};
+
+/// Fields whose values are masked in human output unless `--show` is given.
+const SECRET_FIELDS: [&str; 6] = ["password", "pin", "secret", "totp", "cvv", "passphrase"];
+
+/// Exit status for an error: 3 for a name that did not resolve, 4 for a locked vault or a
+/// wrong passphrase/phrase, 1 otherwise (clap uses 2 for usage errors).
+pub(crate) fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<LookupError>().is_some() {
+        3
+    } else if matches!(e.downcast_ref::<HomeError>(), Some(HomeError::Locked | HomeError::WrongPassphrase))
+        || e.downcast_ref::<PhraseError>().is_some()
+    {
+        4
+    } else {
+        1
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+struct Ctx {
+    home: Home,
+    json: bool,
+    passphrase: Option<Zeroizing<String>>,
+}
+
+impl Ctx {
+    fn open(&self) -> anyhow::Result<Replica<SqliteStore>> {
+        Ok(self.home.open(self.passphrase.as_deref().map(String::as_str))?)
+    }
+
+    fn print(&self, value: Value, human: impl FnOnce() -> String) {
+        if self.json {
+            println!("{value}");
+        } else {
+            let text = human();
+            if !text.is_empty() {
+                println!("{text}");
+            }
+        }
+    }
+}
+
+fn default_home() -> PathBuf {
+    match std::env::var_os("XDG_DATA_HOME") {
+        Some(d) => PathBuf::from(d).join("hearth"),
+        None => std::env::var_os("HOME")
+            .map_or_else(|| PathBuf::from(".hearth"), |h| PathBuf::from(h).join(".local/share/hearth")),
+    }
+}
+
+fn read_passphrase(cli: &Cli) -> anyhow::Result<Option<Zeroizing<String>>> {
+    if let Some(f) = &cli.passphrase_file {
+        let s = Zeroizing::new(std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?);
+        return Ok(Some(Zeroizing::new(s.trim_end_matches(['\n', '\r']).to_owned())));
+    }
+    Ok(std::env::var("HEARTH_PASSPHRASE").ok().map(Zeroizing::new))
+}
+
+/// Runs one command.
+pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
+    let ctx = Ctx {
+        home: Home::new(cli.home.clone().unwrap_or_else(default_home)),
+        json: cli.json,
+        passphrase: read_passphrase(&cli)?,
+    };
+    match cli.command {
+        Command::Init { no_passphrase, phrase, name } => init(&ctx, no_passphrase, phrase, name),
+        Command::Add { name, fields, generate, length } => {
+            let mut r = ctx.open()?;
+            if r.state().find(&name).is_ok() {
+                bail!("an item named '{name}' exists already; use `hearth edit`");
+            }
+            let item = ItemId::random();
+            let fields = parse_fields(&fields, &generate, length)?;
+            r.write(&Op::Put { item, name: Some(name.clone()), fields }, now_ms())?;
+            ctx.print(json!({"ok": true, "id": item.to_hex(), "name": name}), || format!("added '{name}'"));
+            Ok(())
+        }
+        Command::Get { name, show } => {
+            let r = ctx.open()?;
+            let id = r.state().find(&name)?;
+            let it = &r.state().items[&id];
+            let fields: BTreeMap<&str, &str> = it.field_values();
+            let conflicts: Vec<_> = r.state().conflicts().into_iter().filter(|c| c.item == id).collect();
+            ctx.print(json!({"id": id.to_hex(), "name": it.name(), "fields": fields, "conflicts": conflicts_json(&conflicts)}), || {
+                let mut out = format!("{}\n", it.name());
+                for (k, v) in &fields {
+                    let v = if !show && SECRET_FIELDS.contains(k) { "•••••••• (--show to reveal)" } else { v };
+                    out += &format!("  {k}: {v}\n");
+                }
+                if !conflicts.is_empty() {
+                    out += &format!("  ({} conflict(s): see `hearth conflicts`)\n", conflicts.len());
+                }
+                out.trim_end().to_owned()
+            });
+            Ok(())
+        }
+        Command::List => {
+            let r = ctx.open()?;
+            let conflicted: std::collections::BTreeSet<ItemId> = r.state().conflicts().iter().map(|c| c.item).collect();
+            let mut items: Vec<_> = r.state().visible().collect();
+            items.sort_by(|a, b| a.1.name().cmp(b.1.name()));
+            let rows: Vec<Value> = items
+                .iter()
+                .map(|(id, s)| json!({"id": id.to_hex(), "name": s.name(), "fields": s.field_values().keys().collect::<Vec<_>>(), "conflicted": conflicted.contains(id)}))
+                .collect();
+            ctx.print(Value::Array(rows), || {
+                items
+                    .iter()
+                    .map(|(id, s)| format!("{}{}", s.name(), if conflicted.contains(id) { "  (conflict)" } else { "" }))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            Ok(())
+        }
+        Command::Edit { name, fields, remove, rename, generate, length } => {
+            let mut r = ctx.open()?;
+            let item = r.state().find(&name)?;
+            let mut fields = parse_fields(&fields, &generate, length)?;
+            fields.extend(remove.into_iter().map(|k| (k, None)));
+            if fields.is_empty() && rename.is_none() {
+                bail!("nothing to change: give --field, --remove-field, --generate or --rename");
+            }
+            r.write(&Op::Put { item, name: rename.clone(), fields }, now_ms())?;
+            let shown = rename.unwrap_or(name);
+            ctx.print(json!({"ok": true, "id": item.to_hex(), "name": shown}), || format!("updated '{shown}'"));
+            Ok(())
+        }
+        Command::Rm { name } => {
+            let mut r = ctx.open()?;
+            let item = r.state().find(&name)?;
+            r.write(&Op::Delete { item }, now_ms())?;
+            ctx.print(json!({"ok": true, "id": item.to_hex()}), || format!("removed '{name}'"));
+            Ok(())
+        }
+        Command::Conflicts => {
+            let r = ctx.open()?;
+            let c = r.state().conflicts();
+            ctx.print(conflicts_json(&c), || {
+                if c.is_empty() {
+                    return "no conflicts".into();
+                }
+                c.iter()
+                    .map(|c| {
+                        let losing: Vec<String> =
+                            c.losing.iter().map(|v| v.clone().unwrap_or_else(|| "(removed)".into())).collect();
+                        format!(
+                            "{} / {}: kept {:?}, also {}\n  settle with: hearth resolve '{}' '{}' --value VALUE",
+                            c.name,
+                            c.field,
+                            c.kept.clone().unwrap_or_else(|| "(removed)".into()),
+                            losing.join(", "),
+                            c.name,
+                            c.field
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            Ok(())
+        }
+        Command::Resolve { name, field, value } => {
+            let mut r = ctx.open()?;
+            let item = r.state().find(&name)?;
+            let op = match field.as_str() {
+                "(deleted)" => match value.as_str() {
+                    "keep" => Op::Put { item, name: None, fields: vec![] },
+                    "delete" => Op::Delete { item },
+                    _ => bail!("for (deleted) the value is 'keep' or 'delete'"),
+                },
+                "(name)" => Op::Put { item, name: Some(value.clone()), fields: vec![] },
+                f => Op::Put { item, name: None, fields: vec![(f.to_owned(), Some(value.clone()))] },
+            };
+            r.write(&op, now_ms())?;
+            ctx.print(json!({"ok": true, "id": item.to_hex(), "field": field}), || {
+                format!("resolved '{name}' / {field}")
+            });
+            Ok(())
+        }
+        Command::Devices => {
+            let r = ctx.open()?;
+            let me = r.device_id();
+            let rows: Vec<Value> = r
+                .membership()
+                .devices()
+                .map(|(e, rev)| {
+                    json!({
+                        "device_id": e.device_id.to_hex(),
+                        "this_device": e.device_id == me,
+                        "revoked": rev.is_some(),
+                        "entries": r.version().get(e.device_id),
+                    })
+                })
+                .collect();
+            ctx.print(Value::Array(rows.clone()), || {
+                rows.iter()
+                    .map(|d| {
+                        format!(
+                            "{}{}{}  {} entries",
+                            d["device_id"].as_str().unwrap_or_default(),
+                            if d["this_device"] == true { "  (this device)" } else { "" },
+                            if d["revoked"] == true { "  REVOKED" } else { "" },
+                            d["entries"]
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            Ok(())
+        }
+        Command::Revoke { device_id } => {
+            let mut r = ctx.open()?;
+            let id =
+                DeviceId::from_hex(&device_id).context("a device id is 32 hex characters (see `hearth devices`)")?;
+            if id == r.device_id() {
+                bail!("this is the current device; revoke it from another device");
+            }
+            r.revoke(id, now_ms())?;
+            ctx.print(json!({"ok": true, "revoked": id.to_hex()}), || {
+                format!("revoked {id}: its future entries will be refused once other devices sync with this one")
+            });
+            Ok(())
+        }
+        Command::Export { file } => {
+            let r = ctx.open()?;
+            let bytes = bundle::export(&r)?;
+            write_atomically(&file, &bytes)?;
+            ctx.print(json!({"ok": true, "entries": r.len(), "bytes": bytes.len()}), || {
+                format!("exported {} entries to {}", r.len(), file.display())
+            });
+            Ok(())
+        }
+        Command::Import { file } => {
+            let mut r = ctx.open()?;
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let got = bundle::import(&mut r, &bytes)?;
+            ctx.print(json!({"ok": true, "new": got.new, "duplicates": got.duplicates}), || {
+                format!("imported {} new entries ({} already held)", got.new, got.duplicates)
+            });
+            Ok(())
+        }
+        Command::Status => {
+            let r = ctx.open()?;
+            let s = r.state();
+            let v = json!({
+                "home": ctx.home.dir().display().to_string(),
+                "vault_id": r.vault_id().to_hex(),
+                "device_id": r.device_id().to_hex(),
+                "items": s.visible().count(),
+                "entries": r.len(),
+                "devices": r.membership().devices().count(),
+                "conflicts": s.conflicts().len(),
+            });
+            ctx.print(v.clone(), || {
+                format!(
+                    "vault   {}\ndevice  {}\nitems   {}\nentries {}\ndevices {}\nconflicts {}",
+                    v["vault_id"].as_str().unwrap_or_default(),
+                    v["device_id"].as_str().unwrap_or_default(),
+                    v["items"],
+                    v["entries"],
+                    v["devices"],
+                    v["conflicts"]
+                )
+            });
+            Ok(())
+        }
+    }
+}
+
+fn init(ctx: &Ctx, no_passphrase: bool, phrase: Option<String>, name: Option<String>) -> anyhow::Result<()> {
+    let protection = if no_passphrase {
+        Protection::KeyFile
+    } else {
+        match &ctx.passphrase {
+            Some(p) if !p.is_empty() => Protection::Passphrase(p.clone()),
+            _ => bail!("choose how to protect the vault secret: set HEARTH_PASSPHRASE, use --passphrase-file FILE, or pass --no-passphrase"),
+        }
+    };
+    let (secret, created) = match phrase.as_deref() {
+        None => (VaultSecret::generate(), true),
+        Some("-") => {
+            let mut line = Zeroizing::new(String::new());
+            std::io::stdin().lock().read_line(&mut line).context("reading the phrase from stdin")?;
+            (VaultSecret::from_phrase(&line)?, false)
+        }
+        Some(p) => (VaultSecret::from_phrase(p)?, false),
+    };
+    let device = DeviceId::random();
+    ctx.home.create(&secret, device, &protection)?;
+    let mut r = ctx.open()?;
+    r.enroll_self(now_ms())?;
+    if let Some(n) = name {
+        r.store_mut_meta("device_name", n.as_bytes())?;
+    }
+    let vault = VaultKeys::derive(&secret).vault_id;
+    let shown = created.then(|| secret.phrase());
+    ctx.print(
+        json!({"phrase": shown.as_deref().map(String::as_str), "device_id": device.to_hex(), "vault_id": vault.to_hex()}),
+        || match &shown {
+            Some(p) => format!(
+                "Created vault {vault}.\n\nWrite down these 24 words and keep them safe. They are the only way to add\na device or recover the vault, and they are shown only this once:\n\n  {}\n\nThis device: {device}",
+                p.as_str()
+            ),
+            None => format!("This device ({device}) is enrolled in vault {vault}. Import a bundle or sync to fetch items."),
+        },
+    );
+    Ok(())
+}
+
+/// Parses `key=value` pairs and adds generated passwords.
+fn parse_fields(
+    fields: &[String],
+    generate: &[String],
+    length: usize,
+) -> anyhow::Result<Vec<(String, Option<String>)>> {
+    let mut out = Vec::new();
+    for f in fields {
+        let (k, v) = f.split_once('=').with_context(|| format!("--field takes KEY=VALUE, got '{f}'"))?;
+        if k.is_empty() {
+            bail!("--field '{f}' has an empty key");
+        }
+        out.push((k.to_owned(), Some(v.to_owned())));
+    }
+    if !(8..=256).contains(&length) {
+        bail!("--length must be between 8 and 256");
+    }
+    for k in generate {
+        out.push((k.clone(), Some(generate_password(length))));
+    }
+    Ok(out)
+}
+
+fn conflicts_json(c: &[hearth_peer::vault::Conflict]) -> Value {
+    Value::Array(
+        c.iter()
+            .map(|c| json!({"item": c.item.to_hex(), "name": c.name, "field": c.field, "kept": c.kept, "losing": c.losing}))
+            .collect(),
+    )
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so a crash never leaves
+/// half a bundle behind.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Local-only metadata on the replica's store.
+trait MetaExt {
+    fn store_mut_meta(&mut self, key: &str, value: &[u8]) -> anyhow::Result<()>;
+}
+
+impl MetaExt for Replica<SqliteStore> {
+    fn store_mut_meta(&mut self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        use hearth_peer::vault::LogStore;
+        Ok(self.store_mut().set_meta(key, value)?)
+    }
+}

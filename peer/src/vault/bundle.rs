@@ -1,0 +1,100 @@
+//! Bundles: every entry and membership record a device holds, sealed into one file for
+//! sneakernet sync between devices that never share a network.
+//!
+//! Layout: `HEARTHB1` ‖ vault id (16) ‖ nonce (24) ‖ XChaCha20-Poly1305(content key,
+//! postcard(BundleBody)), with the magic and vault id as associated data. The vault id is in
+//! the clear so a bundle from another vault is refused with a clear message.
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use super::replica::{Batch, Received, Replica, ReplicaError};
+use super::store::LogStore;
+use crate::identity::MembershipRecord;
+use crate::ids::VaultId;
+
+const MAGIC: &[u8; 8] = b"HEARTHB1";
+const HEAD: usize = 8 + 16 + 24;
+/// Entries per batch inside a bundle (each batch is verified and committed on its own).
+const BATCH_BYTES: usize = 1 << 20;
+
+#[derive(Serialize, Deserialize)]
+struct BundleBody {
+    membership: Vec<MembershipRecord>,
+    batches: Vec<Batch>,
+}
+
+/// Why a bundle was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BundleError {
+    /// Not a bundle at all.
+    #[error("not a Hearth bundle")]
+    NotABundle,
+    /// A bundle of another vault.
+    #[error("this bundle belongs to vault {0}, not this one")]
+    OtherVault(VaultId),
+    /// Does not decrypt or decode: damaged or tampered with.
+    #[error("bundle is damaged or has been tampered with")]
+    Damaged,
+    /// The entries inside were refused.
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
+}
+
+/// Seals everything `replica` holds into bundle bytes.
+pub fn export<S: LogStore>(replica: &Replica<S>) -> Result<Vec<u8>, BundleError> {
+    let mut batches = Vec::new();
+    let mut cursor = 0;
+    let none = Default::default();
+    loop {
+        let b = replica.batch_for(&none, &mut cursor, BATCH_BYTES);
+        if b.is_empty() {
+            break;
+        }
+        batches.push(b);
+    }
+    let body = BundleBody { membership: replica.membership().records().to_vec(), batches };
+    let plain = postcard::to_stdvec(&body).map_err(|_| BundleError::Damaged)?;
+    let vault = replica.vault_id();
+    let mut nonce = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let mut aad = MAGIC.to_vec();
+    aad.extend_from_slice(&vault.0);
+    let ct = XChaCha20Poly1305::new(replica.vault_keys().content.as_bytes().into())
+        .encrypt(XNonce::from_slice(&nonce), Payload { msg: &plain, aad: &aad })
+        .map_err(|_| BundleError::Damaged)?;
+    let mut out = aad;
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+/// Verifies and merges a bundle into `replica` (idempotent: importing twice adds nothing).
+pub fn import<S: LogStore>(replica: &mut Replica<S>, bytes: &[u8]) -> Result<Received, BundleError> {
+    if bytes.len() < HEAD || &bytes[..8] != MAGIC {
+        return Err(BundleError::NotABundle);
+    }
+    let mut vid = [0u8; 16];
+    vid.copy_from_slice(&bytes[8..24]);
+    let vault = VaultId(vid);
+    if vault != replica.vault_id() {
+        return Err(BundleError::OtherVault(vault));
+    }
+    let plain = zeroize::Zeroizing::new(
+        XChaCha20Poly1305::new(replica.vault_keys().content.as_bytes().into())
+            .decrypt(XNonce::from_slice(&bytes[24..HEAD]), Payload { msg: &bytes[HEAD..], aad: &bytes[..24] })
+            .map_err(|_| BundleError::Damaged)?,
+    );
+    let body: BundleBody = postcard::from_bytes(&plain).map_err(|_| BundleError::Damaged)?;
+    replica.add_membership(body.membership)?;
+    let mut total = Received::default();
+    for b in &body.batches {
+        let r = replica.receive(b)?;
+        total.new += r.new;
+        total.duplicates += r.duplicates;
+    }
+    Ok(total)
+}

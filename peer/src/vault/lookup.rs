@@ -1,0 +1,97 @@
+//! Finding items by the names people type, with "did you mean" help.
+
+use super::merge::VaultState;
+use crate::ids::ItemId;
+
+/// Why a name did not resolve to one item.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LookupError {
+    /// No visible item has that name.
+    #[error("no item named '{name}'{}", .suggestion.as_ref().map(|s| format!("; did you mean '{s}'?")).unwrap_or_default())]
+    NotFound {
+        /// The name asked for.
+        name: String,
+        /// The closest existing name, if any is close.
+        suggestion: Option<String>,
+    },
+    /// Several visible items share the name (created concurrently on two devices).
+    #[error("{count} items are named '{name}'; rename one with `hearth edit` using its id ({ids})")]
+    Ambiguous {
+        /// The name.
+        name: String,
+        /// How many.
+        count: usize,
+        /// Their ids, comma separated.
+        ids: String,
+    },
+}
+
+impl VaultState {
+    /// The one visible item named `name` (or whose id is `name`).
+    pub fn find(&self, name: &str) -> Result<ItemId, LookupError> {
+        if let Some(id) = ItemId::from_hex(name).filter(|id| self.items.get(id).is_some_and(|s| s.is_visible())) {
+            return Ok(id);
+        }
+        let hits: Vec<ItemId> = self.visible().filter(|(_, s)| s.name() == name).map(|(id, _)| *id).collect();
+        match hits.len() {
+            1 => Ok(hits[0]),
+            0 => {
+                let suggestion = self
+                    .visible()
+                    .map(|(_, s)| (distance(&s.name().to_lowercase(), &name.to_lowercase()), s.name()))
+                    .filter(|(d, n)| *d <= 2.max(n.len() / 3))
+                    .min()
+                    .map(|(_, n)| n.to_owned());
+                Err(LookupError::NotFound { name: name.to_owned(), suggestion })
+            }
+            n => Err(LookupError::Ambiguous {
+                name: name.to_owned(),
+                count: n,
+                ids: hits.iter().map(|i| i.to_hex()).collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+}
+
+/// Levenshtein distance (names are short; quadratic is fine).
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// A random password of `len` characters from letters, digits and symbols (OS randomness,
+/// rejection sampling so every character is equally likely).
+pub fn generate_password(len: usize) -> String {
+    use rand::Rng;
+    const CHARSET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789!#$%&*+-=?@^_";
+    let mut rng = rand::rngs::OsRng;
+    (0..len).map(|_| char::from(CHARSET[rng.gen_range(0..CHARSET.len())])).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance() {
+        assert_eq!(distance("gmail", "gmial"), 2);
+        assert_eq!(distance("", "abc"), 3);
+        assert_eq!(distance("bank", "bank"), 0);
+    }
+
+    #[test]
+    fn passwords_are_random_and_long() {
+        let a = generate_password(24);
+        assert_eq!(a.chars().count(), 24);
+        assert_ne!(a, generate_password(24));
+    }
+}
