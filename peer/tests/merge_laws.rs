@@ -36,7 +36,11 @@ fn history(seed: u64, steps: usize) -> Vec<Replica<MemStore>> {
         let op = match rng.gen_range(0..6) {
             0 => Op::Delete { item },
             1 => Op::Put { item, name: Some(format!("n{}", rng.gen::<u8>())), fields: vec![] },
-            _ => Op::Put { item, name: None, fields: vec![(["a", "b"][rng.gen_range(0..2)].into(), Some(format!("{step}")))] },
+            _ => Op::Put {
+                item,
+                name: None,
+                fields: vec![(["a", "b"][rng.gen_range(0..2)].into(), Some(format!("{step}")))],
+            },
         };
         d[i].write(&op, 1_000 + rng.gen_range(0..100)).unwrap();
     }

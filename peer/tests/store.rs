@@ -21,7 +21,11 @@ fn reopen_restores_state_and_wal_holds_no_plaintext() {
     let canary = b"WALCANARY-4242";
     for i in 0..50u8 {
         let v = String::from_utf8_lossy(canary).into_owned();
-        r.write(&Op::Put { item: ItemId([i; 16]), name: Some(v.clone()), fields: vec![("password".into(), Some(v))] }, 10).unwrap();
+        r.write(
+            &Op::Put { item: ItemId([i; 16]), name: Some(v.clone()), fields: vec![("password".into(), Some(v))] },
+            10,
+        )
+        .unwrap();
     }
     // While the database is open, the WAL holds the recent pages: check it and the main file.
     let wal = std::fs::read(home.db_path().with_extension("db-wal")).unwrap();

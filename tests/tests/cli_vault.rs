@@ -59,7 +59,12 @@ fn pair(dir: &Path) -> (Dev, Dev) {
     assert_eq!(phrase.split(' ').count(), 24);
     assert_eq!(init["vault_id"].as_str().unwrap().len(), 32);
     let b = Dev::new(dir, "b");
-    let mut child = b.cmd(&["--json", "init", "--no-passphrase", "--phrase", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = b
+        .cmd(&["--json", "init", "--no-passphrase", "--phrase", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     use std::io::Write;
     child.stdin.take().unwrap().write_all(format!("{phrase}\n").as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
@@ -170,7 +175,14 @@ fn no_plaintext_reaches_the_disk() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = pair(dir.path());
     let canary = format!("CANARY{}", std::process::id());
-    a.ok(&["add", &format!("{canary}-name"), "--field", &format!("password={canary}-pw"), "--field", &format!("notes={canary}-notes")]);
+    a.ok(&[
+        "add",
+        &format!("{canary}-name"),
+        "--field",
+        &format!("password={canary}-pw"),
+        "--field",
+        &format!("notes={canary}-notes"),
+    ]);
     a.ok(&["edit", &format!("{canary}-name"), "--field", &format!("url=https://{canary}.example")]);
     carry(&a, &b, dir.path());
     assert_eq!(b.json(&["list"])[0]["name"], format!("{canary}-name"));

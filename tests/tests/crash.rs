@@ -58,7 +58,8 @@ fn kill_9_during_import_loses_nothing_committed() {
         }
     }
     // Finish the import: the result is exactly the source's state.
-    let out = Command::new(bin("hearth")).arg("--home").arg(dst.dir()).arg("import").arg(&bundle_path).output().unwrap();
+    let out =
+        Command::new(bin("hearth")).arg("--home").arg(dst.dir()).arg("import").arg(&bundle_path).output().unwrap();
     assert!(out.status.success());
     let r = dst.open(None).unwrap();
     assert_eq!(r.state().digest(), want);

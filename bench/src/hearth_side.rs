@@ -1,0 +1,99 @@
+//! Hearth's side of the benchmark: two durable SQLite replicas over an in-memory pipe.
+
+use std::time::Instant;
+
+use hearth_peer::identity::VaultSecret;
+use hearth_peer::ids::{DeviceId, ItemId};
+use hearth_peer::sync::{run_until_quiet, Role, Session, SessionConfig};
+use hearth_peer::vault::{LogStore, MemStore, Op, Replica, SqliteStore};
+use serde_json::{json, Value};
+
+use crate::workload::{plaintext_bytes, records};
+use crate::{median, peak_rss_mib};
+
+fn item_id(i: usize) -> ItemId {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&(i as u64).to_be_bytes());
+    ItemId(b)
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+fn edit(i: usize, value: String) -> Op {
+    Op::Put { item: item_id(i), name: None, fields: vec![("password".into(), Some(value))] }
+}
+
+/// Builds the source device: written through memory, then bulk-loaded into SQLite (setup is
+/// not measured; fsyncing 10,000 single writes would only slow the setup down).
+fn source(secret: &VaultSecret, dir: &std::path::Path, n: usize) -> anyhow::Result<(Replica<SqliteStore>, usize)> {
+    let id = DeviceId([1; 16]);
+    let mut mem = Replica::open(secret, id, MemStore::default())?;
+    mem.enroll_self(1)?;
+    let mut plain = 0;
+    for (i, r) in records(n).into_iter().enumerate() {
+        plain += plaintext_bytes(&r);
+        let fields = r.fields.into_iter().map(|(k, v)| (k.to_owned(), Some(v))).collect();
+        mem.write(&Op::Put { item: item_id(i), name: Some(r.title), fields }, 1_700_000_000_000 + i as u64)?;
+    }
+    let mut store = SqliteStore::open(&dir.join("a.db"))?;
+    let ms = mem.store_mut();
+    store.commit(&ms.load_entries()?, &ms.load_membership()?)?;
+    Ok((Replica::open(secret, id, store)?, plain))
+}
+
+/// Runs every measurement `reps` times and returns the medians.
+pub(crate) fn run(n: usize, edits: usize, reps: usize) -> anyhow::Result<Value> {
+    let secret = VaultSecret::from_bytes([7; 32]);
+    let dir = tempfile::tempdir()?;
+    let (mut a, plain) = source(&secret, dir.path(), n)?;
+    let (mut full, mut conc, mut one, mut bytes, mut conflicts) = (vec![], vec![], vec![], 0, 0);
+    let cfg = SessionConfig::default();
+    for rep in 0..reps {
+        let mut b = Replica::open(
+            &secret,
+            DeviceId([2 + rep as u8; 16]),
+            SqliteStore::open(&dir.path().join(format!("b{rep}.db")))?,
+        )?;
+        b.enroll_self(2)?;
+        a.add_membership(b.membership().records().to_vec())?;
+        b.add_membership(a.membership().records().to_vec())?;
+
+        let t = Instant::now();
+        let mut sa = Session::new(Role::Initiator, &a, cfg)?;
+        let mut sb = Session::new(Role::Responder, &b, cfg)?;
+        let st = run_until_quiet(&mut sa, &mut a, &mut sb, &mut b)?;
+        full.push(ms(t));
+        anyhow::ensure!(b.state().digest() == a.state().digest(), "full sync did not converge");
+        bytes = st.bytes_a_to_b + st.bytes_b_to_a;
+
+        // Both devices edit the same fields without talking, then the live session meets.
+        let base = 1_800_000_000_000 + rep as u64 * 1_000_000;
+        for i in 0..edits {
+            a.write(&edit(i, format!("a{rep}-{i}")), base + i as u64)?;
+            b.write(&edit(i, format!("b{rep}-{i}")), base + i as u64)?;
+        }
+        let t = Instant::now();
+        run_until_quiet(&mut sa, &mut a, &mut sb, &mut b)?;
+        conc.push(ms(t));
+        anyhow::ensure!(b.state().digest() == a.state().digest(), "concurrent edits did not converge");
+        conflicts = a.state().conflicts().len();
+
+        let t = Instant::now();
+        a.write(&edit(n - 1, format!("one{rep}")), base + 999_999)?;
+        run_until_quiet(&mut sa, &mut a, &mut sb, &mut b)?;
+        one.push(ms(t));
+        anyhow::ensure!(b.state().digest() == a.state().digest(), "single edit did not converge");
+    }
+    Ok(json!({
+        "full_ms": median(full),
+        "concurrent_ms": median(conc),
+        "one_edit_ms": median(one),
+        "full_bytes": bytes,
+        "full_kib": bytes as f64 / 1024.0,
+        "plaintext_bytes": plain,
+        "conflicts": conflicts,
+        "peak_rss_mib": peak_rss_mib(),
+    }))
+}
