@@ -11,6 +11,6 @@
 
 pub mod home;
 pub mod identity;
-pub mod ids;
+pub use hearth_proto::ids;
 pub mod sync;
 pub mod vault;

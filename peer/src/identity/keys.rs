@@ -3,7 +3,7 @@
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use hkdf::Hkdf;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use x25519_dalek::{PublicKey as DhPublic, StaticSecret};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
@@ -80,13 +80,7 @@ impl VaultKeys {
     }
 }
 
-/// `vault_id` = SHA-256(root public key)[..16].
-pub fn vault_id_of(root: &VerifyingKey) -> VaultId {
-    let h = Sha256::digest(root.as_bytes());
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&h[..16]);
-    VaultId(id)
-}
+pub use hearth_proto::vault_id_of;
 
 /// One device's keys, recoverable from the phrase plus its device id.
 #[derive(Clone)]

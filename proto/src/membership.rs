@@ -127,7 +127,7 @@ pub struct Membership {
 impl Membership {
     /// An empty membership for the vault with root key `root`.
     pub fn new(root: VerifyingKey) -> Self {
-        let vault = super::keys::vault_id_of(&root);
+        let vault = crate::vault_id_of(&root);
         Self { root, vault, enrolled: BTreeMap::new(), revoked: BTreeMap::new(), records: Vec::new() }
     }
 

@@ -1,0 +1,114 @@
+//! `hearth-rendezvous`: the self-hosted meeting point of a family's or team's devices.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use hearth_rendezvous::server::{self, Config, Limits};
+
+/// Relays signed, sealed WebRTC signaling between the devices of Hearth vaults, and serves
+/// STUN on UDP in the same process.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// HTTP/WebSocket listen address.
+    #[arg(long, env = "HEARTH_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// STUN UDP address.
+    #[arg(long, env = "HEARTH_STUN_BIND", default_value = "0.0.0.0:3478")]
+    stun_bind: SocketAddr,
+    /// Do not run the STUN server.
+    #[arg(long, env = "HEARTH_NO_STUN")]
+    no_stun: bool,
+    /// Serve /metrics on this address instead of the main listener.
+    #[arg(long, env = "HEARTH_METRICS_BIND")]
+    metrics_bind: Option<SocketAddr>,
+    /// Largest WebSocket message, in bytes.
+    #[arg(long, env = "HEARTH_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    max_message_bytes: usize,
+    /// Total concurrent connections.
+    #[arg(long, env = "HEARTH_MAX_CONNECTIONS", default_value_t = 15_000)]
+    max_connections: usize,
+    /// Concurrent connections per client IP.
+    #[arg(long, env = "HEARTH_MAX_CONNECTIONS_PER_IP", default_value_t = 64)]
+    max_connections_per_ip: usize,
+    /// New connections per second per client IP.
+    #[arg(long, env = "HEARTH_HANDSHAKES_PER_IP", default_value_t = 20)]
+    handshakes_per_ip: u32,
+    /// Devices per vault room.
+    #[arg(long, env = "HEARTH_MAX_ROOM_SIZE", default_value_t = 64)]
+    max_room_size: usize,
+    /// Messages per second per connection.
+    #[arg(long, env = "HEARTH_MESSAGES_PER_SEC", default_value_t = 50)]
+    messages_per_sec: u32,
+    /// Seconds allowed to send a valid hello.
+    #[arg(long, env = "HEARTH_ADMISSION_TIMEOUT", default_value_t = 10)]
+    admission_timeout: u64,
+    /// Seconds of silence before a connection is closed.
+    #[arg(long, env = "HEARTH_IDLE_TIMEOUT", default_value_t = 60)]
+    idle_timeout: u64,
+    /// Outbound messages queued per connection before it is dropped as too slow.
+    #[arg(long, env = "HEARTH_QUEUE_LEN", default_value_t = 64)]
+    queue_len: usize,
+    /// Log as JSON lines.
+    #[arg(long, env = "HEARTH_LOG_JSON")]
+    log_json: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if a.log_json {
+        fmt.json().init();
+    } else {
+        fmt.init();
+    }
+    let limits = Limits {
+        max_message_bytes: a.max_message_bytes,
+        max_connections: a.max_connections,
+        max_connections_per_ip: a.max_connections_per_ip,
+        handshakes_per_ip_per_sec: a.handshakes_per_ip,
+        max_room_size: a.max_room_size,
+        messages_per_sec: a.messages_per_sec,
+        admission_timeout: Duration::from_secs(a.admission_timeout),
+        idle_timeout: Duration::from_secs(a.idle_timeout.max(2)),
+        queue_len: a.queue_len,
+        ..Limits::default()
+    };
+    let registry = prometheus::Registry::new();
+    let _stun = if a.no_stun {
+        None
+    } else {
+        let cfg = hearth_stun::ServerConfig { binds: vec![a.stun_bind], ..hearth_stun::ServerConfig::default() };
+        let m = hearth_stun::StunMetrics::register(&registry)?;
+        let s = hearth_stun::Server::start(&cfg, m).context("starting STUN")?;
+        for addr in s.local_addrs() {
+            println!("listening udp {addr}");
+        }
+        Some(s)
+    };
+    let _metrics = match a.metrics_bind {
+        Some(addr) => Some(
+            hearth_stun::metrics_http::MetricsEndpoint::start(addr, registry.clone()).context("metrics listener")?,
+        ),
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("binding {}", a.listen))?;
+    println!("listening http {}", listener.local_addr()?);
+    let config = Config { limits, metrics_on_main: a.metrics_bind.is_none() };
+    server::run(listener, config, registry, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else { return std::future::pending().await };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

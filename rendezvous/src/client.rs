@@ -1,0 +1,254 @@
+//! The async rendezvous client a peer uses: admission, presence, signals, and reconnect
+//! with exponential backoff.
+
+use std::time::Duration;
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use futures_util::{SinkExt, StreamExt};
+use hearth_proto::ids::DeviceId;
+use hearth_proto::membership::MembershipRecord;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::protocol::{self, ClientMsg, ErrorCode, ServerMsg};
+
+/// What a device proves at admission.
+#[derive(Clone)]
+pub struct Identity {
+    /// The vault root public key.
+    pub root: VerifyingKey,
+    /// This device's root-signed enrolment.
+    pub record: MembershipRecord,
+    /// This device's signing key.
+    pub device_key: SigningKey,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity").finish_non_exhaustive()
+    }
+}
+
+/// How to join.
+#[derive(Debug, Clone)]
+pub enum Join {
+    /// The vault's room, as an enrolled device.
+    Vault(Identity),
+    /// A pairing room keyed by SHA-256 of the invite secret.
+    Invite([u8; 32]),
+}
+
+/// Client failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// WebSocket or network failure.
+    #[error("connection failed: {0}")]
+    Ws(#[from] tungstenite::Error),
+    /// The URL has no host.
+    #[error("bad rendezvous URL: {0}")]
+    BadUrl(String),
+    /// The server refused us.
+    #[error("server refused: {code:?}: {message}")]
+    Refused {
+        /// Error code.
+        code: ErrorCode,
+        /// Server's explanation.
+        message: String,
+    },
+    /// The server closed the connection.
+    #[error("server closed the connection ({code}): {reason}")]
+    Closed {
+        /// Close code.
+        code: u16,
+        /// Close reason.
+        reason: String,
+    },
+    /// The server broke the protocol.
+    #[error("unexpected message from server")]
+    Protocol,
+}
+
+/// Something that arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Devices of the room online now (this one excluded).
+    Presence(Vec<DeviceId>),
+    /// A signal from `from`.
+    Signal {
+        /// Sender, authenticated by the server.
+        from: DeviceId,
+        /// The payload bytes.
+        payload: Vec<u8>,
+    },
+    /// A non-fatal error from the server (unknown recipient, rate limited, ...).
+    Error {
+        /// Code.
+        code: ErrorCode,
+        /// Explanation.
+        message: String,
+    },
+}
+
+/// An admitted connection.
+pub struct Connection {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// This connection's device id in the room.
+    pub device: DeviceId,
+    /// Who was online when we joined.
+    pub online: Vec<DeviceId>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection").field("device", &self.device).finish_non_exhaustive()
+    }
+}
+
+fn ids(v: &[String]) -> Vec<DeviceId> {
+    v.iter().filter_map(|s| DeviceId::from_hex(s)).collect()
+}
+
+async fn next_server_msg(ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>) -> Result<ServerMsg, ClientError> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).map_err(|_| ClientError::Protocol),
+            Some(Ok(Message::Close(f))) => {
+                let (code, reason) =
+                    f.map_or((1005, String::new()), |f: CloseFrame| (u16::from(f.code), f.reason.to_string()));
+                return Err(ClientError::Closed { code, reason });
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(ClientError::Closed { code: 1006, reason: "connection dropped".into() }),
+        }
+    }
+}
+
+/// Connects to `url` (e.g. `ws://host:8080/v1/signal`) and joins.
+pub async fn connect(url: &str, join: &Join) -> Result<Connection, ClientError> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    let uri: tungstenite::http::Uri = url.parse().map_err(|_| ClientError::BadUrl(url.into()))?;
+    let host = uri.authority().map(|a| a.as_str().to_owned()).ok_or_else(|| ClientError::BadUrl(url.into()))?;
+    let ServerMsg::Challenge { nonce, .. } = next_server_msg(&mut ws).await? else { return Err(ClientError::Protocol) };
+    let nonce = protocol::from_b64(&nonce).ok_or(ClientError::Protocol)?;
+    let hello = match join {
+        Join::Vault(id) => protocol::sign_hello(&id.root, &id.record, &id.device_key, &nonce, &host),
+        Join::Invite(room) => ClientMsg::HelloInvite { room: hex::encode(room) },
+    };
+    ws.send(Message::Text(serde_json::to_string(&hello).unwrap_or_default().into())).await?;
+    match next_server_msg(&mut ws).await? {
+        ServerMsg::Welcome { device, online } => {
+            let device = DeviceId::from_hex(&device).ok_or(ClientError::Protocol)?;
+            Ok(Connection { ws, device, online: ids(&online) })
+        }
+        ServerMsg::Error { code, message } => Err(ClientError::Refused { code, message }),
+        _ => Err(ClientError::Protocol),
+    }
+}
+
+impl Connection {
+    /// Sends `payload` to device `to`.
+    pub async fn signal(&mut self, to: DeviceId, payload: &[u8]) -> Result<(), ClientError> {
+        let m = ClientMsg::Signal { to: to.to_hex(), payload: protocol::to_b64(payload) };
+        self.ws.send(Message::Text(serde_json::to_string(&m).unwrap_or_default().into())).await?;
+        Ok(())
+    }
+
+    /// Publishes a root-signed revocation.
+    pub async fn revoke(&mut self, record: &MembershipRecord) -> Result<(), ClientError> {
+        let m = ClientMsg::Revoke { record: protocol::to_b64(&postcard::to_stdvec(record).unwrap_or_default()) };
+        self.ws.send(Message::Text(serde_json::to_string(&m).unwrap_or_default().into())).await?;
+        Ok(())
+    }
+
+    /// Sends a raw text frame (tests of the server's input handling).
+    pub async fn send_raw(&mut self, msg: Message) -> Result<(), ClientError> {
+        self.ws.send(msg).await?;
+        Ok(())
+    }
+
+    /// The next event; `Err(Closed)` when the server closes.
+    pub async fn next(&mut self) -> Result<Event, ClientError> {
+        match next_server_msg(&mut self.ws).await? {
+            ServerMsg::Presence { online } => Ok(Event::Presence(ids(&online))),
+            ServerMsg::Signal { from, payload } => Ok(Event::Signal {
+                from: DeviceId::from_hex(&from).ok_or(ClientError::Protocol)?,
+                payload: protocol::from_b64(&payload).ok_or(ClientError::Protocol)?,
+            }),
+            ServerMsg::Error { code, message } => Ok(Event::Error { code, message }),
+            _ => Err(ClientError::Protocol),
+        }
+    }
+
+    /// Closes politely.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+/// Exponential backoff with full jitter: 0.5 s doubling to a cap, reset after success.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    attempt: u32,
+    base: Duration,
+    cap: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { attempt: 0, base: Duration::from_millis(500), cap: Duration::from_secs(30) }
+    }
+}
+
+impl Backoff {
+    /// The delay before the next attempt (random in [0, min(cap, base·2^n)]).
+    pub fn next_delay(&mut self) -> Duration {
+        use rand::Rng;
+        let exp = self.base.saturating_mul(1u32 << self.attempt.min(16)).min(self.cap);
+        self.attempt = self.attempt.saturating_add(1);
+        exp.mul_f64(rand::thread_rng().gen_range(0.0..=1.0))
+    }
+
+    /// Call after a successful connection.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+/// Connects, retrying with backoff up to `attempts` times (refusals are not retried: they
+/// will not change by waiting).
+pub async fn connect_with_backoff(url: &str, join: &Join, attempts: u32) -> Result<Connection, ClientError> {
+    let mut backoff = Backoff::default();
+    let mut last = None;
+    for _ in 0..attempts.max(1) {
+        match connect(url, join).await {
+            Ok(c) => return Ok(c),
+            Err(e @ ClientError::Refused { .. }) => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "rendezvous connect failed; retrying");
+                last = Some(e);
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
+    Err(last.unwrap_or(ClientError::Protocol))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_the_cap_and_resets() {
+        let mut b = Backoff::default();
+        for _ in 0..40 {
+            assert!(b.next_delay() <= Duration::from_secs(30));
+        }
+        assert!(b.attempt >= 40);
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(500));
+    }
+}

@@ -1,0 +1,293 @@
+//! The signaling protocol at `GET /v1/signal`: JSON text messages tagged by `type`.
+//!
+//! ```text
+//! server → {"type":"challenge","version":1,"nonce":"<b64 32 bytes>"}
+//! client → {"type":"hello","root_key":"<b64>","record":"<b64 postcard MembershipRecord>","sig":"<b64>"}
+//!        | {"type":"hello_invite","room":"<hex sha256(invite secret)>"}
+//! server → {"type":"welcome","device":"<hex>","online":["<hex>", ...]}
+//! server → {"type":"presence","online":[...]}                  (on every join/leave)
+//! client → {"type":"signal","to":"<hex>","payload":"<b64>"}
+//! server → {"type":"signal","from":"<hex>","payload":"<b64>"}  (byte-identical payload)
+//! client → {"type":"revoke","record":"<b64 postcard MembershipRecord>"}
+//! server → {"type":"error","code":"...","message":"..."}
+//! ```
+//! The hello signature is the device key's ed25519 signature over
+//! `"hearth/v1/rendezvous-hello\0" ‖ nonce ‖ host`, where `host` is the `Host` the client
+//! connected to, so a hello cannot be replayed to another server or with another nonce.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use hearth_proto::ids::{DeviceId, VaultId};
+use hearth_proto::membership::{MembershipBody, MembershipError, MembershipRecord};
+use serde::{Deserialize, Serialize};
+
+/// Protocol version announced in the challenge.
+pub const VERSION: u32 = 1;
+/// Domain tag of the hello signature.
+const HELLO_DOMAIN: &[u8] = b"hearth/v1/rendezvous-hello\0";
+
+/// Messages the server sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// First message: prove membership by signing this nonce.
+    Challenge {
+        /// Protocol version.
+        version: u32,
+        /// Base64 of 32 random bytes.
+        nonce: String,
+    },
+    /// Admitted. `device` is this connection's id in the room.
+    Welcome {
+        /// The connection's device id (hex); for invite rooms a random id.
+        device: String,
+        /// Other members online (hex).
+        online: Vec<String>,
+    },
+    /// Who of the room is online now.
+    Presence {
+        /// Members online (hex), this connection excluded.
+        online: Vec<String>,
+    },
+    /// A relayed signal.
+    Signal {
+        /// Sender's device id (hex), as authenticated by the server.
+        from: String,
+        /// The sender's payload, unchanged.
+        payload: String,
+    },
+    /// Something went wrong; `code` is stable, `message` is for people.
+    Error {
+        /// Stable code (see [`ErrorCode`]).
+        code: ErrorCode,
+        /// Human explanation.
+        message: String,
+    },
+}
+
+/// Messages clients send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMsg {
+    /// Join the vault's room.
+    Hello {
+        /// Base64 vault root public key (its hash is the vault id).
+        root_key: String,
+        /// Base64 postcard of this device's enrolment record.
+        record: String,
+        /// Base64 signature by the device key over the challenge (see module docs).
+        sig: String,
+    },
+    /// Join a two-member pairing room.
+    HelloInvite {
+        /// Hex SHA-256 of the invite secret.
+        room: String,
+    },
+    /// Relay `payload` to device `to` in the same room.
+    Signal {
+        /// Recipient device id (hex).
+        to: String,
+        /// Opaque base64 payload (sealed and signed by the peers).
+        payload: String,
+    },
+    /// Publish a root-signed revocation: the device is removed and refused from now on.
+    Revoke {
+        /// Base64 postcard of the revocation record.
+        record: String,
+    },
+}
+
+/// Stable error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not valid JSON or not a known message.
+    BadMessage,
+    /// A message that needs admission came before it.
+    NotAdmitted,
+    /// Hello did not verify.
+    AdmissionFailed,
+    /// The device has been revoked.
+    Revoked,
+    /// The recipient is not online in this room.
+    UnknownRecipient,
+    /// Too many messages; this one was dropped.
+    RateLimited,
+    /// The room is full.
+    RoomFull,
+    /// The server is at capacity.
+    Busy,
+}
+
+/// Why a hello or revocation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdmitError {
+    /// A field is not valid base64/hex/postcard or has the wrong length.
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+    /// The record is not an enrolment.
+    #[error("record is not an enrolment")]
+    NotEnrollment,
+    /// The membership record does not verify under the root key.
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
+    /// The nonce signature does not verify under the enrolled device key.
+    #[error("challenge signature does not verify")]
+    BadSignature,
+}
+
+/// Who a verified hello admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    /// The room: the vault.
+    pub vault: VaultId,
+    /// The device.
+    pub device: DeviceId,
+}
+
+fn b64(field: &'static str, s: &str) -> Result<Vec<u8>, AdmitError> {
+    B64.decode(s).map_err(|_| AdmitError::Malformed(field))
+}
+
+/// Encodes bytes as standard base64.
+pub fn to_b64(bytes: &[u8]) -> String {
+    B64.encode(bytes)
+}
+
+/// Decodes standard base64.
+pub fn from_b64(s: &str) -> Option<Vec<u8>> {
+    B64.decode(s).ok()
+}
+
+fn hello_bytes(nonce: &[u8], host: &str) -> Vec<u8> {
+    let mut v = HELLO_DOMAIN.to_vec();
+    v.extend_from_slice(nonce);
+    v.extend_from_slice(host.as_bytes());
+    v
+}
+
+fn root_key(s: &str) -> Result<VerifyingKey, AdmitError> {
+    let raw: [u8; 32] = b64("root_key", s)?.try_into().map_err(|_| AdmitError::Malformed("root_key"))?;
+    VerifyingKey::from_bytes(&raw).map_err(|_| AdmitError::Malformed("root_key"))
+}
+
+fn record(s: &str) -> Result<MembershipRecord, AdmitError> {
+    postcard::from_bytes(&b64("record", s)?).map_err(|_| AdmitError::Malformed("record"))
+}
+
+/// Builds a hello for device `device_key` enrolled by `record` in the vault of `root`.
+pub fn sign_hello(
+    root: &VerifyingKey,
+    record: &MembershipRecord,
+    device_key: &SigningKey,
+    nonce: &[u8],
+    host: &str,
+) -> ClientMsg {
+    ClientMsg::Hello {
+        root_key: to_b64(root.as_bytes()),
+        record: to_b64(&postcard::to_stdvec(record).unwrap_or_default()),
+        sig: to_b64(&device_key.sign(&hello_bytes(nonce, host)).to_bytes()),
+    }
+}
+
+/// Verifies a hello against the challenge `nonce` sent on a connection to `host`.
+pub fn verify_hello(
+    root_key_b64: &str,
+    record_b64: &str,
+    sig_b64: &str,
+    nonce: &[u8],
+    host: &str,
+) -> Result<Admitted, AdmitError> {
+    let root = root_key(root_key_b64)?;
+    let vault = hearth_proto::vault_id_of(&root);
+    let rec = record(record_b64)?;
+    rec.verify(&root, vault)?;
+    let MembershipBody::Enroll(e) = &rec.body else { return Err(AdmitError::NotEnrollment) };
+    let sig: [u8; 64] = b64("sig", sig_b64)?.try_into().map_err(|_| AdmitError::Malformed("sig"))?;
+    let device_pk = VerifyingKey::from_bytes(&e.sign_pk).map_err(|_| AdmitError::Malformed("record"))?;
+    device_pk.verify(&hello_bytes(nonce, host), &Signature::from_bytes(&sig)).map_err(|_| AdmitError::BadSignature)?;
+    Ok(Admitted { vault, device: e.device_id })
+}
+
+/// Verifies a revocation record for `vault` under the room's root key; returns the device.
+pub fn verify_revocation(root_key_b64: &str, record_b64: &str, vault: VaultId) -> Result<DeviceId, AdmitError> {
+    let root = root_key(root_key_b64)?;
+    let rec = record(record_b64)?;
+    rec.verify(&root, vault)?;
+    match rec.body {
+        MembershipBody::Revoke(r) => Ok(r.device_id),
+        MembershipBody::Enroll(_) => Err(AdmitError::Malformed("record")),
+    }
+}
+
+/// Parses a hex device id.
+pub fn parse_device(s: &str) -> Option<DeviceId> {
+    DeviceId::from_hex(s)
+}
+
+/// Parses a hex invite room (32 bytes).
+pub fn parse_invite_room(s: &str) -> Option<[u8; 32]> {
+    let mut b = [0u8; 32];
+    hex::decode_to_slice(s, &mut b).ok()?;
+    Some(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_proto::membership::Enrollment;
+
+    fn setup() -> (SigningKey, SigningKey, MembershipRecord) {
+        let root = SigningKey::from_bytes(&[1; 32]);
+        let dev = SigningKey::from_bytes(&[2; 32]);
+        let rec = MembershipRecord::sign(
+            &root,
+            MembershipBody::Enroll(Enrollment {
+                vault_id: hearth_proto::vault_id_of(&root.verifying_key()),
+                device_id: DeviceId([3; 16]),
+                sign_pk: dev.verifying_key().to_bytes(),
+                dh_pk: [4; 32],
+                at_ms: 0,
+            }),
+        );
+        (root, dev, rec)
+    }
+
+    fn fields(m: &ClientMsg) -> (String, String, String) {
+        match m {
+            ClientMsg::Hello { root_key, record, sig } => (root_key.clone(), record.clone(), sig.clone()),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn hello_round_trip_and_replays() {
+        let (root, dev, rec) = setup();
+        let m = sign_hello(&root.verifying_key(), &rec, &dev, b"nonce-1", "rv.example:443");
+        let (k, r, s) = fields(&m);
+        let ok = verify_hello(&k, &r, &s, b"nonce-1", "rv.example:443").unwrap();
+        assert_eq!(ok.device, DeviceId([3; 16]));
+        assert_eq!(verify_hello(&k, &r, &s, b"nonce-2", "rv.example:443"), Err(AdmitError::BadSignature), "old nonce");
+        assert_eq!(verify_hello(&k, &r, &s, b"nonce-1", "evil.example"), Err(AdmitError::BadSignature), "other server");
+        // A record from another vault: the root key does not match the record's vault.
+        let other = SigningKey::from_bytes(&[9; 32]);
+        let k2 = to_b64(other.verifying_key().as_bytes());
+        assert!(matches!(verify_hello(&k2, &r, &s, b"nonce-1", "rv.example:443"), Err(AdmitError::Membership(_))));
+        assert_eq!(verify_hello("!!", &r, &s, b"n", "h"), Err(AdmitError::Malformed("root_key")));
+    }
+
+    #[test]
+    fn json_shapes() {
+        let m: ClientMsg = serde_json::from_str(r#"{"type":"signal","to":"00","payload":"AA=="}"#).unwrap();
+        assert!(matches!(m, ClientMsg::Signal { .. }));
+        assert!(serde_json::from_str::<ClientMsg>(r#"{"type":"signal","to":"00"}"#).is_err());
+        assert!(serde_json::from_str::<ClientMsg>(r#"{"type":"nope"}"#).is_err());
+        let c = serde_json::to_string(&ServerMsg::Challenge { version: 1, nonce: "x".into() }).unwrap();
+        assert!(c.starts_with(r#"{"type":"challenge""#), "{c}");
+        let e = serde_json::to_string(&ServerMsg::Error { code: ErrorCode::UnknownRecipient, message: "m".into() })
+            .unwrap();
+        assert!(e.contains(r#""code":"unknown_recipient""#), "{e}");
+    }
+}

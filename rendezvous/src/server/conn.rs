@@ -1,0 +1,277 @@
+//! One WebSocket connection: challenge, admission, then relay until it closes.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use hearth_proto::ids::DeviceId;
+use rand::RngCore;
+use tokio::sync::mpsc;
+
+use super::hub::{JoinError, Kick, Member, RoomKey, RouteError};
+use super::limits::Bucket;
+use super::App;
+use crate::protocol::{self, ClientMsg, ErrorCode, ServerMsg};
+
+/// WebSocket close codes used by the server.
+pub mod close {
+    /// Server is shutting down.
+    pub const GOING_AWAY: u16 = 1001;
+    /// Text expected, binary received.
+    pub const UNSUPPORTED: u16 = 1003;
+    /// Admission failed, revoked, misbehaviour.
+    pub const POLICY: u16 = 1008;
+    /// Message over the size limit.
+    pub const TOO_BIG: u16 = 1009;
+    /// Server at capacity / room full.
+    pub const TRY_LATER: u16 = 1013;
+}
+
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+
+fn json(msg: &ServerMsg) -> String {
+    serde_json::to_string(msg).unwrap_or_default()
+}
+
+async fn send(sink: &mut Sink, msg: &ServerMsg) -> bool {
+    sink.send(Message::Text(Utf8Bytes::from(json(msg)))).await.is_ok()
+}
+
+async fn error(sink: &mut Sink, code: ErrorCode, message: impl Into<String>) -> bool {
+    send(sink, &ServerMsg::Error { code, message: message.into() }).await
+}
+
+async fn close_with(sink: &mut Sink, code: u16, reason: &str) {
+    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason.to_owned()) }))).await;
+    let _ = sink.close().await;
+}
+
+/// Runs a connection to completion. `host` is the `Host` header the client connected to.
+pub(crate) async fn run(socket: WebSocket, peer: SocketAddr, host: String, app: Arc<App>) {
+    let (mut sink, mut stream) = socket.split();
+    let mut shutdown = app.shutdown.clone();
+    let mut nonce = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    if !send(&mut sink, &ServerMsg::Challenge { version: protocol::VERSION, nonce: protocol::to_b64(&nonce) }).await {
+        return;
+    }
+    // Admission: exactly one hello within the timeout.
+    let first = tokio::select! {
+        r = tokio::time::timeout(app.limits.admission_timeout, stream.next()) => r,
+        _ = shutdown.changed() => return close_with(&mut sink, close::GOING_AWAY, "server shutting down").await,
+    };
+    let text = match first {
+        Ok(Some(Ok(Message::Text(t)))) => t,
+        Ok(Some(Ok(Message::Binary(_)))) => {
+            app.metrics.admission_failures.with_label_values(&["binary"]).inc();
+            return close_with(&mut sink, close::UNSUPPORTED, "text messages only").await;
+        }
+        Err(_) => {
+            app.metrics.admission_failures.with_label_values(&["timeout"]).inc();
+            return close_with(&mut sink, close::POLICY, "no hello before the admission timeout").await;
+        }
+        Ok(Some(Err(e))) if is_too_big(&e) => {
+            app.metrics.admission_failures.with_label_values(&["too_big"]).inc();
+            return close_with(&mut sink, close::TOO_BIG, "message too large").await;
+        }
+        _ => return,
+    };
+    let (key, device, root_key) = match serde_json::from_str::<ClientMsg>(&text) {
+        Ok(ClientMsg::Hello { root_key, record, sig }) => {
+            match protocol::verify_hello(&root_key, &record, &sig, &nonce, &host) {
+                Ok(a) => (RoomKey::Vault(a.vault), a.device, Some(root_key)),
+                Err(e) => {
+                    app.metrics.admission_failures.with_label_values(&["bad_hello"]).inc();
+                    let _ = error(&mut sink, ErrorCode::AdmissionFailed, e.to_string()).await;
+                    return close_with(&mut sink, close::POLICY, "admission failed").await;
+                }
+            }
+        }
+        Ok(ClientMsg::HelloInvite { room }) => match protocol::parse_invite_room(&room) {
+            Some(r) => {
+                let mut id = [0u8; 16];
+                rand::rngs::OsRng.fill_bytes(&mut id);
+                (RoomKey::Invite(r), DeviceId(id), None)
+            }
+            None => {
+                app.metrics.admission_failures.with_label_values(&["bad_hello"]).inc();
+                let _ = error(&mut sink, ErrorCode::AdmissionFailed, "room must be 64 hex characters").await;
+                return close_with(&mut sink, close::POLICY, "admission failed").await;
+            }
+        },
+        Ok(_) => {
+            app.metrics.admission_failures.with_label_values(&["not_admitted"]).inc();
+            let _ = error(&mut sink, ErrorCode::NotAdmitted, "send hello first").await;
+            return close_with(&mut sink, close::POLICY, "not admitted").await;
+        }
+        Err(_) => {
+            app.metrics.admission_failures.with_label_values(&["bad_message"]).inc();
+            let _ = error(&mut sink, ErrorCode::BadMessage, "expected a hello message").await;
+            return close_with(&mut sink, close::POLICY, "bad message").await;
+        }
+    };
+    let (tx, mut rx) = mpsc::channel::<Arc<str>>(app.limits.queue_len.max(1));
+    let kick = Arc::new(Kick::default());
+    let conn = app.next_conn.fetch_add(1, Ordering::Relaxed);
+    let now = Instant::now();
+    let (max, expires) = match key {
+        RoomKey::Vault(_) => (app.limits.max_room_size, None),
+        RoomKey::Invite(_) => (2, Some(now + app.limits.invite_ttl)),
+    };
+    let online = match app.hub.join(key, device, Member { conn, tx, kick: Arc::clone(&kick) }, max, expires, now) {
+        Ok(o) => o,
+        Err(e) => {
+            let (code, close_code, label) = match e {
+                JoinError::Full => (ErrorCode::RoomFull, close::TRY_LATER, "room_full"),
+                JoinError::Expired => (ErrorCode::AdmissionFailed, close::POLICY, "expired"),
+                JoinError::Revoked => (ErrorCode::Revoked, close::POLICY, "revoked"),
+            };
+            app.metrics.admission_failures.with_label_values(&[label]).inc();
+            let _ = error(&mut sink, code, e.to_string()).await;
+            return close_with(&mut sink, close_code, &e.to_string()).await;
+        }
+    };
+    app.metrics.rooms.set(app.hub.room_count() as i64);
+    tracing::debug!(%peer, device = %device, "admitted");
+    if send(&mut sink, &ServerMsg::Welcome { device: device.to_hex(), online }).await {
+        relay(&mut sink, &mut stream, &mut rx, &kick, key, device, root_key.as_deref(), &app).await;
+    }
+    app.hub.leave(key, device, conn);
+    app.metrics.rooms.set(app.hub.room_count() as i64);
+}
+
+fn is_too_big(e: &axum::Error) -> bool {
+    let s = e.to_string();
+    s.contains("too long") || s.contains("too big") || s.contains("Space limit")
+}
+
+/// The admitted phase: relay signals, answer pings, enforce limits.
+#[allow(clippy::too_many_arguments)]
+async fn relay(
+    sink: &mut Sink,
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    rx: &mut mpsc::Receiver<Arc<str>>,
+    kick: &Kick,
+    key: RoomKey,
+    device: DeviceId,
+    root_key: Option<&str>,
+    app: &App,
+) {
+    let mut shutdown = app.shutdown.clone();
+    let mut bucket = Bucket::new(app.limits.messages_per_sec, Instant::now());
+    let mut strikes = 0u32;
+    let mut last_seen = Instant::now();
+    let mut ping = tokio::time::interval(app.limits.idle_timeout / 2);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            incoming = stream.next() => {
+                last_seen = Instant::now();
+                let text = match incoming {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Binary(_))) => return close_with(sink, close::UNSUPPORTED, "text messages only").await,
+                    Some(Ok(Message::Close(_))) | None => return,
+                    Some(Ok(_)) => continue, // ping/pong: liveness only
+                    Some(Err(e)) if is_too_big(&e) => {
+                        app.metrics.dropped.with_label_values(&["too_big"]).inc();
+                        return close_with(sink, close::TOO_BIG, "message too large").await;
+                    }
+                    Some(Err(_)) => return,
+                };
+                if !bucket.take(Instant::now()) {
+                    app.metrics.dropped.with_label_values(&["rate_limited"]).inc();
+                    strikes += 1;
+                    if strikes > app.limits.messages_per_sec.saturating_mul(10) {
+                        return close_with(sink, close::POLICY, "message rate limit exceeded repeatedly").await;
+                    }
+                    if strikes.is_power_of_two() && !error(sink, ErrorCode::RateLimited, "too many messages; some were dropped").await {
+                        return;
+                    }
+                    continue;
+                }
+                if !handle(sink, &text, key, device, root_key, app).await {
+                    return;
+                }
+            }
+            out = rx.recv() => match out {
+                Some(text) => {
+                    if sink.send(Message::Text(Utf8Bytes::from(&*text))).await.is_err() {
+                        return;
+                    }
+                }
+                None => return,
+            },
+            reason = kick.wait() => return close_with(sink, close::POLICY, reason).await,
+            _ = ping.tick() => {
+                if last_seen.elapsed() > app.limits.idle_timeout {
+                    app.metrics.dropped.with_label_values(&["idle"]).inc();
+                    return close_with(sink, close::POLICY, "idle timeout").await;
+                }
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
+            _ = shutdown.changed() => return close_with(sink, close::GOING_AWAY, "server shutting down").await,
+        }
+    }
+}
+
+/// Handles one admitted message; false ends the connection.
+async fn handle(
+    sink: &mut Sink,
+    text: &str,
+    key: RoomKey,
+    device: DeviceId,
+    root_key: Option<&str>,
+    app: &App,
+) -> bool {
+    let t0 = Instant::now();
+    match serde_json::from_str::<ClientMsg>(text) {
+        Ok(ClientMsg::Signal { to, payload }) => {
+            let Some(to) = protocol::parse_device(&to) else {
+                return error(sink, ErrorCode::BadMessage, "`to` must be a 32-character hex device id").await;
+            };
+            // The payload is relayed as the client's exact string; it is never decoded or logged.
+            let bytes = payload.len();
+            let out = json(&ServerMsg::Signal { from: device.to_hex(), payload });
+            match app.hub.route(key, to, Arc::from(out)) {
+                Ok(()) => {
+                    app.metrics.relayed.inc();
+                    app.metrics.relayed_bytes.inc_by(bytes as u64);
+                    app.metrics.relay_seconds.observe(t0.elapsed().as_secs_f64());
+                    true
+                }
+                Err(RouteError::UnknownRecipient) => {
+                    app.metrics.dropped.with_label_values(&["unknown_recipient"]).inc();
+                    error(sink, ErrorCode::UnknownRecipient, format!("device {to} is not online in this room")).await
+                }
+                Err(RouteError::SlowConsumer) => {
+                    app.metrics.dropped.with_label_values(&["slow_consumer"]).inc();
+                    error(sink, ErrorCode::UnknownRecipient, format!("device {to} was disconnected (too slow)")).await
+                }
+            }
+        }
+        Ok(ClientMsg::Revoke { record }) => {
+            let (RoomKey::Vault(vault), Some(root)) = (key, root_key) else {
+                return error(sink, ErrorCode::BadMessage, "revocations are for vault rooms").await;
+            };
+            match protocol::verify_revocation(root, &record, vault) {
+                Ok(revoked) => {
+                    app.hub.revoke(vault, revoked);
+                    true
+                }
+                Err(e) => error(sink, ErrorCode::BadMessage, format!("revocation refused: {e}")).await,
+            }
+        }
+        Ok(ClientMsg::Hello { .. } | ClientMsg::HelloInvite { .. }) => {
+            error(sink, ErrorCode::BadMessage, "already admitted").await
+        }
+        Err(_) => {
+            app.metrics.dropped.with_label_values(&["bad_message"]).inc();
+            error(sink, ErrorCode::BadMessage, "not a valid message").await
+        }
+    }
+}

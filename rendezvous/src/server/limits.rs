@@ -1,0 +1,73 @@
+//! Limits: every knob of the server in one place, and the per-connection message bucket.
+
+use std::time::{Duration, Instant};
+
+/// All configurable limits (each has a flag and a `HEARTH_*` env var in the binary).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest WebSocket message accepted; bigger ones close the connection (1009).
+    pub max_message_bytes: usize,
+    /// Total concurrent connections.
+    pub max_connections: usize,
+    /// Concurrent connections from one IP address.
+    pub max_connections_per_ip: usize,
+    /// New connections per second from one IP (burst: twice this).
+    pub handshakes_per_ip_per_sec: u32,
+    /// Members of one vault room.
+    pub max_room_size: usize,
+    /// Messages per second per connection (burst: twice this); excess is dropped.
+    pub messages_per_sec: u32,
+    /// Time allowed between upgrade and a valid hello.
+    pub admission_timeout: Duration,
+    /// A connection silent (no frame, no pong) this long is closed; pings go out at half.
+    pub idle_timeout: Duration,
+    /// Outbound messages queued per connection before it counts as a slow reader.
+    pub queue_len: usize,
+    /// How long a pairing room lives.
+    pub invite_ttl: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 64 * 1024,
+            max_connections: 15_000,
+            max_connections_per_ip: 64,
+            handshakes_per_ip_per_sec: 20,
+            max_room_size: 64,
+            messages_per_sec: 50,
+            admission_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            queue_len: 64,
+            invite_ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+/// A token bucket for one connection's messages.
+#[derive(Debug)]
+pub(crate) struct Bucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    pub(crate) fn new(per_sec: u32, now: Instant) -> Self {
+        let burst = f64::from(per_sec.max(1)) * 2.0;
+        Self { tokens: burst, rate: f64::from(per_sec), burst, last: now }
+    }
+
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}

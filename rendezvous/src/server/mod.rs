@@ -1,0 +1,217 @@
+//! The rendezvous server: HTTP routes, connection admission control, graceful drain.
+//!
+//! `run(listener, config, shutdown)` serves until `shutdown` resolves, then tells every
+//! connection to close (1001) and waits for them, like mini-redis's server.
+
+pub mod conn;
+pub mod hub;
+pub mod limits;
+pub mod metrics;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hearth_stun::rate_limit::{RateLimiter, SourceKey};
+use prometheus::{Encoder, Registry, TextEncoder};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use hub::Hub;
+pub use limits::Limits;
+pub use metrics::Metrics;
+
+/// Server configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Limits.
+    pub limits: Limits,
+    /// Serve `/metrics` on the main listener (false when a separate metrics address is used).
+    pub metrics_on_main: bool,
+}
+
+/// State shared by every request and connection.
+pub(crate) struct App {
+    limits: Limits,
+    hub: Hub,
+    metrics: Metrics,
+    registry: Registry,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    handshakes: Mutex<RateLimiter>,
+    open: AtomicU64,
+    next_conn: AtomicU64,
+    shutdown: watch::Receiver<bool>,
+    draining: AtomicBool,
+    started: Instant,
+}
+
+/// Counts a connection against the total and per-IP limits until dropped.
+struct Slot {
+    app: Arc<App>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.app.open.fetch_sub(1, Ordering::Relaxed);
+        self.app.metrics.connections.dec();
+        let mut m = self.app.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl App {
+    /// Takes a connection slot, or says why not.
+    fn admit_slot(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, (&'static str, StatusCode, &'static str)> {
+        if self.draining.load(Ordering::Relaxed) {
+            return Err(("draining", StatusCode::SERVICE_UNAVAILABLE, "server is shutting down"));
+        }
+        let allowed =
+            self.handshakes.lock().unwrap_or_else(|p| p.into_inner()).allow(SourceKey::from(ip), Instant::now());
+        if !allowed {
+            return Err((
+                "handshake_rate",
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many new connections from your address; slow down",
+            ));
+        }
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        let n = per_ip.entry(ip).or_insert(0);
+        if *n >= self.limits.max_connections_per_ip {
+            return Err(("per_ip", StatusCode::TOO_MANY_REQUESTS, "too many connections from your address"));
+        }
+        if self.open.fetch_add(1, Ordering::Relaxed) >= self.limits.max_connections as u64 {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            return Err((
+                "capacity",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server is at its connection limit; try again later",
+            ));
+        }
+        *n += 1;
+        self.metrics.connections.inc();
+        Ok(Slot { app: Arc::clone(self), ip })
+    }
+}
+
+/// A running server's handle for tests and the binary.
+pub struct Running {
+    /// The address served.
+    pub addr: SocketAddr,
+    /// The metrics registry (the binary adds STUN metrics to it).
+    pub registry: Registry,
+}
+
+/// Builds the router and serves `listener` until `shutdown` completes, then drains.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    registry: Registry,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let metrics = Metrics::register(&registry).map_err(std::io::Error::other)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let l = &config.limits;
+    let app = Arc::new(App {
+        handshakes: Mutex::new(RateLimiter::new(
+            l.handshakes_per_ip_per_sec,
+            l.handshakes_per_ip_per_sec.saturating_mul(2),
+            100_000,
+            Instant::now(),
+        )),
+        limits: config.limits.clone(),
+        hub: Hub::default(),
+        metrics,
+        registry,
+        per_ip: Mutex::new(HashMap::new()),
+        open: AtomicU64::new(0),
+        next_conn: AtomicU64::new(1),
+        shutdown: stop_rx,
+        draining: AtomicBool::new(false),
+        started: Instant::now(),
+    });
+    let mut router = Router::new()
+        .route("/", get(status_page))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/v1/signal", get(signal));
+    if config.metrics_on_main {
+        router = router.route("/metrics", get(metrics_text));
+    }
+    let router = router.with_state(Arc::clone(&app));
+    let drain_app = Arc::clone(&app);
+    let graceful = async move {
+        shutdown.await;
+        drain_app.draining.store(true, Ordering::Relaxed);
+        // Tell every WebSocket to close with 1001; axum then waits for them to finish.
+        let _ = stop_tx.send(true);
+        tracing::info!("draining connections");
+    };
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(graceful)
+        .await
+}
+
+async fn signal(
+    ws: WebSocketUpgrade,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    State(app): State<Arc<App>>,
+) -> Response {
+    let slot = match app.admit_slot(peer.ip()) {
+        Ok(s) => s,
+        Err((label, status, msg)) => {
+            app.metrics.rejected.with_label_values(&[label]).inc();
+            return (status, msg).into_response();
+        }
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default().to_owned();
+    let max = app.limits.max_message_bytes;
+    ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| async move {
+        conn::run(socket, peer, host, Arc::clone(&slot.app)).await;
+        drop(slot);
+    })
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if app.draining.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else {
+        "ready\n".into_response()
+    }
+}
+
+async fn metrics_text(State(app): State<Arc<App>>) -> Response {
+    let mut body = Vec::new();
+    if TextEncoder::new().encode(&app.registry.gather(), &mut body).is_err() {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+async fn status_page(State(app): State<Arc<App>>) -> Html<String> {
+    let up = app.started.elapsed().as_secs();
+    Html(format!(
+        "<!doctype html><html><head><meta charset=utf-8><title>Hearth rendezvous</title></head><body>\
+         <h1>Hearth rendezvous</h1><p>This server relays sealed, signed messages between the devices of \
+         Hearth vaults. It cannot read them.</p><ul><li>version {}</li><li>up {}h {}m</li>\
+         <li>{} connections</li></ul></body></html>",
+        env!("CARGO_PKG_VERSION"),
+        up / 3600,
+        up / 60 % 60,
+        app.open.load(Ordering::Relaxed)
+    ))
+}

@@ -1,0 +1,358 @@
+//! The rendezvous server on a real loopback socket, driven by real WebSocket clients:
+//! admission, presence, relay, and every limit.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use futures_util::{SinkExt, StreamExt};
+use hearth_proto::ids::DeviceId;
+use hearth_proto::membership::{Enrollment, MembershipBody, MembershipRecord, Revocation};
+use hearth_rendezvous::client::{self, ClientError, Event, Identity, Join};
+use hearth_rendezvous::protocol::ErrorCode;
+use hearth_rendezvous::server::{self, Config, Limits};
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+
+struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    registry: prometheus::Registry,
+}
+
+impl Server {
+    async fn start(limits: Limits) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let registry = prometheus::Registry::new();
+        let cfg = Config { limits, metrics_on_main: true };
+        let task = tokio::spawn(server::run(listener, cfg, registry.clone(), async move {
+            let _ = rx.await;
+        }));
+        Self { addr, stop: Some(tx), task, registry }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}/v1/signal", self.addr)
+    }
+
+    fn metric(&self, name: &str, label: Option<&str>) -> u64 {
+        let mut total = 0;
+        for f in self.registry.gather() {
+            if f.get_name() != name {
+                continue;
+            }
+            for m in f.get_metric() {
+                if label.is_none_or(|l| m.get_label().iter().any(|p| p.get_value() == l)) {
+                    total += m.get_counter().get_value() as u64 + m.get_gauge().get_value() as u64;
+                }
+            }
+        }
+        total
+    }
+
+    async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(5), self.task).await.expect("server drains in time").unwrap().unwrap();
+    }
+}
+
+/// A vault with `n` enrolled devices.
+fn vault(seed: u8, n: u8) -> (SigningKey, Vec<Identity>) {
+    let root = SigningKey::from_bytes(&[seed; 32]);
+    let vault_id = hearth_proto::vault_id_of(&root.verifying_key());
+    let ids = (0..n)
+        .map(|i| {
+            let device_key = SigningKey::from_bytes(&[seed.wrapping_add(100 + i); 32]);
+            let record = MembershipRecord::sign(
+                &root,
+                MembershipBody::Enroll(Enrollment {
+                    vault_id,
+                    device_id: DeviceId([seed.wrapping_add(i + 1); 16]),
+                    sign_pk: device_key.verifying_key().to_bytes(),
+                    dh_pk: [0; 32],
+                    at_ms: 0,
+                }),
+            );
+            Identity { root: root.verifying_key(), record, device_key }
+        })
+        .collect();
+    (root, ids)
+}
+
+fn limits() -> Limits {
+    Limits { admission_timeout: Duration::from_millis(500), ..Limits::default() }
+}
+
+async fn next_non_presence(c: &mut client::Connection) -> Event {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), c.next()).await.expect("event in time").unwrap() {
+            Event::Presence(_) => continue,
+            e => return e,
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_devices_see_each_other_and_exchange_signals() {
+    let s = Server::start(limits()).await;
+    let (_, ids) = vault(1, 2);
+    let mut a = client::connect(&s.url(), &Join::Vault(ids[0].clone())).await.unwrap();
+    assert!(a.online.is_empty());
+    let mut b = client::connect(&s.url(), &Join::Vault(ids[1].clone())).await.unwrap();
+    assert_eq!(b.online, vec![a.device]);
+    assert_eq!(a.next().await.unwrap(), Event::Presence(vec![b.device]));
+    // Every byte value survives the relay unchanged.
+    let payload: Vec<u8> = (0..=255u8).cycle().take(5_000).collect();
+    a.signal(b.device, &payload).await.unwrap();
+    assert_eq!(next_non_presence(&mut b).await, Event::Signal { from: a.device, payload: payload.clone() });
+    b.signal(a.device, b"answer").await.unwrap();
+    assert_eq!(next_non_presence(&mut a).await, Event::Signal { from: b.device, payload: b"answer".to_vec() });
+    // Unknown recipient: an error reply, and the connection stays usable.
+    a.signal(DeviceId([0xAB; 16]), b"x").await.unwrap();
+    assert!(matches!(next_non_presence(&mut a).await, Event::Error { code: ErrorCode::UnknownRecipient, .. }));
+    b.close().await;
+    assert_eq!(a.next().await.unwrap(), Event::Presence(vec![]));
+    assert_eq!(s.metric("hearth_rv_signals_relayed_total", None), 2);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn strangers_and_forgeries_are_refused() {
+    let s = Server::start(limits()).await;
+    let (_, ids) = vault(1, 1);
+    let (other_root, other) = vault(2, 1);
+    // A record of another vault presented with this vault's root key.
+    let mut forged = other[0].clone();
+    forged.root = ids[0].root;
+    let err = client::connect(&s.url(), &Join::Vault(forged)).await.unwrap_err();
+    assert!(matches!(err, ClientError::Refused { code: ErrorCode::AdmissionFailed, .. }), "{err}");
+    // A device key that does not match its record.
+    let mut wrong_key = ids[0].clone();
+    wrong_key.device_key = SigningKey::from_bytes(&[77; 32]);
+    assert!(matches!(client::connect(&s.url(), &Join::Vault(wrong_key)).await, Err(ClientError::Refused { .. })));
+    // Another vault's own members get their own room, never this one's presence.
+    let mut mine = client::connect(&s.url(), &Join::Vault(ids[0].clone())).await.unwrap();
+    let theirs = client::connect(&s.url(), &Join::Vault(other[0].clone())).await.unwrap();
+    assert!(theirs.online.is_empty());
+    mine.signal(theirs.device, b"hi").await.unwrap();
+    assert!(matches!(next_non_presence(&mut mine).await, Event::Error { code: ErrorCode::UnknownRecipient, .. }));
+    let _ = other_root;
+    assert!(s.metric("hearth_rv_admission_failures_total", Some("bad_hello")) >= 2);
+    s.stop().await;
+}
+
+/// Raw WebSocket for input the client library would never produce.
+async fn raw(
+    s: &Server,
+) -> (tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, String) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(s.url()).await.unwrap();
+    let Some(Ok(Message::Text(t))) = ws.next().await else { panic!("no challenge") };
+    let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+    assert_eq!(v["type"], "challenge");
+    (ws, v["nonce"].as_str().unwrap().to_owned())
+}
+
+async fn close_code(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+) -> (u16, Vec<String>) {
+    let mut texts = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("close in time") {
+            Some(Ok(Message::Close(Some(f)))) => return (u16::from(f.code), texts),
+            Some(Ok(Message::Text(t))) => texts.push(t.to_string()),
+            Some(Ok(_)) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_errors() {
+    let s = Server::start(limits()).await;
+    let (_, ids) = vault(1, 1);
+    // Garbage JSON.
+    let (mut ws, _) = raw(&s).await;
+    ws.send(Message::Text("{not json".into())).await.unwrap();
+    let (code, texts) = close_code(&mut ws).await;
+    assert_eq!(code, 1008);
+    assert!(texts[0].contains("bad_message"), "{texts:?}");
+    // A signal before admission.
+    let (mut ws, _) = raw(&s).await;
+    ws.send(Message::Text(r#"{"type":"signal","to":"00","payload":""}"#.into())).await.unwrap();
+    let (code, texts) = close_code(&mut ws).await;
+    assert_eq!(code, 1008);
+    assert!(texts[0].contains("not_admitted"), "{texts:?}");
+    // Unknown type, truncated JSON.
+    for bad in [r#"{"type":"teleport"}"#, r#"{"type":"hello","root_key":"#] {
+        let (mut ws, _) = raw(&s).await;
+        ws.send(Message::Text(bad.into())).await.unwrap();
+        assert_eq!(close_code(&mut ws).await.0, 1008);
+    }
+    // Binary where text is expected.
+    let (mut ws, _) = raw(&s).await;
+    ws.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
+    assert_eq!(close_code(&mut ws).await.0, 1003);
+    // A replayed hello: signed over another connection's nonce.
+    let (_, old_nonce) = raw(&s).await;
+    let old = hearth_rendezvous::protocol::from_b64(&old_nonce).unwrap();
+    let replay = hearth_rendezvous::protocol::sign_hello(
+        &ids[0].root,
+        &ids[0].record,
+        &ids[0].device_key,
+        &old,
+        &s.addr.to_string(),
+    );
+    let (mut ws, _) = raw(&s).await;
+    ws.send(Message::Text(serde_json::to_string(&replay).unwrap().into())).await.unwrap();
+    let (code, texts) = close_code(&mut ws).await;
+    assert_eq!(code, 1008);
+    assert!(texts[0].contains("admission_failed"), "{texts:?}");
+    // Oversized frame after admission.
+    let mut c = client::connect(&s.url(), &Join::Vault(ids[0].clone())).await.unwrap();
+    c.send_raw(Message::Text("x".repeat(200_000).into())).await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(5), c.next()).await.unwrap() {
+        Err(ClientError::Closed { code, .. }) => assert_eq!(code, 1009),
+        other => panic!("expected close 1009, got {other:?}"),
+    }
+    // Silence: the admission timeout closes it.
+    let (mut ws, _) = raw(&s).await;
+    assert_eq!(close_code(&mut ws).await.0, 1008);
+    assert!(s.metric("hearth_rv_admission_failures_total", Some("timeout")) >= 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_flooding_connection_is_limited_and_other_rooms_keep_working() {
+    let s = Server::start(Limits { messages_per_sec: 20, ..limits() }).await;
+    let (_, ids) = vault(1, 2);
+    let (_, others) = vault(3, 2);
+    let mut flood = client::connect(&s.url(), &Join::Vault(ids[0].clone())).await.unwrap();
+    let mut sink = client::connect(&s.url(), &Join::Vault(ids[1].clone())).await.unwrap();
+    let mut x = client::connect(&s.url(), &Join::Vault(others[0].clone())).await.unwrap();
+    let mut y = client::connect(&s.url(), &Join::Vault(others[1].clone())).await.unwrap();
+    for _ in 0..300 {
+        flood.signal(sink.device, b"spam").await.unwrap();
+    }
+    // The other room is unaffected.
+    x.signal(y.device, b"still here").await.unwrap();
+    assert_eq!(next_non_presence(&mut y).await, Event::Signal { from: x.device, payload: b"still here".to_vec() });
+    // The flooder was told, and most of its spam never reached the recipient.
+    assert!(matches!(next_non_presence(&mut flood).await, Event::Error { code: ErrorCode::RateLimited, .. }));
+    let dropped = s.metric("hearth_rv_messages_dropped_total", Some("rate_limited"));
+    assert!(dropped >= 200, "dropped {dropped}");
+    let _ = &mut sink;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn connection_caps_and_room_size() {
+    let s = Server::start(Limits {
+        max_connections_per_ip: 3,
+        max_room_size: 2,
+        handshakes_per_ip_per_sec: 1000,
+        ..limits()
+    })
+    .await;
+    let (_, ids) = vault(1, 3);
+    let a = client::connect(&s.url(), &Join::Vault(ids[0].clone())).await.unwrap();
+    let b = client::connect(&s.url(), &Join::Vault(ids[1].clone())).await.unwrap();
+    let err = client::connect(&s.url(), &Join::Vault(ids[2].clone())).await.unwrap_err();
+    assert!(matches!(err, ClientError::Refused { code: ErrorCode::RoomFull, .. }), "{err}");
+    // The refused third connection is gone; a fourth connection from this IP is still over
+    // the per-IP cap only while three are open.
+    let (_, others) = vault(5, 2);
+    let c = client::connect(&s.url(), &Join::Vault(others[0].clone())).await.unwrap();
+    let err = client::connect(&s.url(), &Join::Vault(others[1].clone())).await.unwrap_err();
+    assert!(err.to_string().contains("429"), "{err}");
+    drop((a, b, c));
+    s.stop().await;
+
+    let s = Server::start(Limits { max_connections: 1, ..limits() }).await;
+    let _one = client::connect(&s.url(), &Join::Vault(ids[0].clone())).await.unwrap();
+    let err = client::connect(&s.url(), &Join::Vault(ids[1].clone())).await.unwrap_err();
+    assert!(err.to_string().contains("503"), "{err}");
+    assert_eq!(s.metric("hearth_rv_connections_rejected_total", Some("capacity")), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_reader_is_disconnected_not_buffered() {
+    let s = Server::start(Limits { queue_len: 8, messages_per_sec: 100_000, ..limits() }).await;
+    let (_, ids) = vault(1, 2);
+    let mut fast = client::connect(&s.url(), &Join::Vault(ids[0].clone())).await.unwrap();
+    let slow = client::connect(&s.url(), &Join::Vault(ids[1].clone())).await.unwrap();
+    // `slow` never reads. Large payloads fill the socket buffers, then its queue of 8.
+    let big = vec![7u8; 40_000];
+    let mut kicked = false;
+    for _ in 0..2_000 {
+        fast.signal(slow.device, &big).await.unwrap();
+        if s.metric("hearth_rv_messages_dropped_total", Some("slow_consumer")) > 0 {
+            kicked = true;
+            break;
+        }
+    }
+    assert!(kicked, "the slow reader was never disconnected");
+    drop(slow);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn revoked_devices_are_removed_and_cannot_rejoin() {
+    let s = Server::start(limits()).await;
+    let (root, ids) = vault(1, 2);
+    let mut a = client::connect(&s.url(), &Join::Vault(ids[0].clone())).await.unwrap();
+    let mut b = client::connect(&s.url(), &Join::Vault(ids[1].clone())).await.unwrap();
+    let vault_id = hearth_proto::vault_id_of(&root.verifying_key());
+    let rec = MembershipRecord::sign(
+        &root,
+        MembershipBody::Revoke(Revocation { vault_id, device_id: b.device, last_seq: 0, at_ms: 0 }),
+    );
+    a.revoke(&rec).await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), b.next()).await.unwrap() {
+            Err(ClientError::Closed { code, reason }) => {
+                assert_eq!(code, 1008);
+                assert!(reason.contains("revoked"));
+                break;
+            }
+            Ok(_) => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let err = client::connect(&s.url(), &Join::Vault(ids[1].clone())).await.unwrap_err();
+    assert!(matches!(err, ClientError::Refused { code: ErrorCode::Revoked, .. }), "{err}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn invite_rooms_hold_two() {
+    let s = Server::start(limits()).await;
+    let room = [9u8; 32];
+    let mut a = client::connect(&s.url(), &Join::Invite(room)).await.unwrap();
+    let mut b = client::connect(&s.url(), &Join::Invite(room)).await.unwrap();
+    assert_eq!(b.online, vec![a.device]);
+    let err = client::connect(&s.url(), &Join::Invite(room)).await.unwrap_err();
+    assert!(matches!(err, ClientError::Refused { code: ErrorCode::RoomFull, .. }));
+    b.signal(a.device, b"pake msg").await.unwrap();
+    assert_eq!(next_non_presence(&mut a).await, Event::Signal { from: b.device, payload: b"pake msg".to_vec() });
+    let _ = &mut b;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_closes_with_going_away() {
+    let s = Server::start(limits()).await;
+    let (_, ids) = vault(1, 1);
+    let mut a = client::connect(&s.url(), &Join::Vault(ids[0].clone())).await.unwrap();
+    let stop = tokio::spawn(s.stop());
+    match tokio::time::timeout(Duration::from_secs(5), a.next()).await.unwrap() {
+        Err(ClientError::Closed { code, .. }) => assert_eq!(code, 1001),
+        other => panic!("{other:?}"),
+    }
+    stop.await.unwrap();
+}
