@@ -35,7 +35,7 @@ impl std::fmt::Debug for Identity {
 #[derive(Debug, Clone)]
 pub enum Join {
     /// The vault's room, as an enrolled device.
-    Vault(Identity),
+    Vault(Box<Identity>),
     /// A pairing room keyed by SHA-256 of the invite secret.
     Invite([u8; 32]),
 }

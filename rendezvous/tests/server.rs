@@ -101,9 +101,9 @@ async fn next_non_presence(c: &mut client::Connection) -> Event {
 async fn two_devices_see_each_other_and_exchange_signals() {
     let s = Server::start(limits()).await;
     let (_, ids) = vault(1, 2);
-    let mut a = client::connect(&s.url(), &Join::Vault(ids[0].clone())).await.unwrap();
+    let mut a = client::connect(&s.url(), &Join::Vault(Box::new(ids[0].clone()))).await.unwrap();
     assert!(a.online.is_empty());
-    let mut b = client::connect(&s.url(), &Join::Vault(ids[1].clone())).await.unwrap();
+    let mut b = client::connect(&s.url(), &Join::Vault(Box::new(ids[1].clone()))).await.unwrap();
     assert_eq!(b.online, vec![a.device]);
     assert_eq!(a.next().await.unwrap(), Event::Presence(vec![b.device]));
     // Every byte value survives the relay unchanged.
@@ -129,15 +129,15 @@ async fn strangers_and_forgeries_are_refused() {
     // A record of another vault presented with this vault's root key.
     let mut forged = other[0].clone();
     forged.root = ids[0].root;
-    let err = client::connect(&s.url(), &Join::Vault(forged)).await.unwrap_err();
+    let err = client::connect(&s.url(), &Join::Vault(Box::new(forged))).await.unwrap_err();
     assert!(matches!(err, ClientError::Refused { code: ErrorCode::AdmissionFailed, .. }), "{err}");
     // A device key that does not match its record.
     let mut wrong_key = ids[0].clone();
     wrong_key.device_key = SigningKey::from_bytes(&[77; 32]);
-    assert!(matches!(client::connect(&s.url(), &Join::Vault(wrong_key)).await, Err(ClientError::Refused { .. })));
+    assert!(matches!(client::connect(&s.url(), &Join::Vault(Box::new(wrong_key))).await, Err(ClientError::Refused { .. })));
     // Another vault's own members get their own room, never this one's presence.
-    let mut mine = client::connect(&s.url(), &Join::Vault(ids[0].clone())).await.unwrap();
-    let theirs = client::connect(&s.url(), &Join::Vault(other[0].clone())).await.unwrap();
+    let mut mine = client::connect(&s.url(), &Join::Vault(Box::new(ids[0].clone()))).await.unwrap();
+    let theirs = client::connect(&s.url(), &Join::Vault(Box::new(other[0].clone()))).await.unwrap();
     assert!(theirs.online.is_empty());
     mine.signal(theirs.device, b"hi").await.unwrap();
     assert!(matches!(next_non_presence(&mut mine).await, Event::Error { code: ErrorCode::UnknownRecipient, .. }));
@@ -213,7 +213,7 @@ async fn bad_input_gets_clear_errors() {
     assert_eq!(code, 1008);
     assert!(texts[0].contains("admission_failed"), "{texts:?}");
     // Oversized frame after admission.
-    let mut c = client::connect(&s.url(), &Join::Vault(ids[0].clone())).await.unwrap();
+    let mut c = client::connect(&s.url(), &Join::Vault(Box::new(ids[0].clone()))).await.unwrap();
     c.send_raw(Message::Text("x".repeat(200_000).into())).await.unwrap();
     match tokio::time::timeout(Duration::from_secs(5), c.next()).await.unwrap() {
         Err(ClientError::Closed { code, .. }) => assert_eq!(code, 1009),
@@ -231,10 +231,10 @@ async fn a_flooding_connection_is_limited_and_other_rooms_keep_working() {
     let s = Server::start(Limits { messages_per_sec: 20, ..limits() }).await;
     let (_, ids) = vault(1, 2);
     let (_, others) = vault(3, 2);
-    let mut flood = client::connect(&s.url(), &Join::Vault(ids[0].clone())).await.unwrap();
-    let mut sink = client::connect(&s.url(), &Join::Vault(ids[1].clone())).await.unwrap();
-    let mut x = client::connect(&s.url(), &Join::Vault(others[0].clone())).await.unwrap();
-    let mut y = client::connect(&s.url(), &Join::Vault(others[1].clone())).await.unwrap();
+    let mut flood = client::connect(&s.url(), &Join::Vault(Box::new(ids[0].clone()))).await.unwrap();
+    let mut sink = client::connect(&s.url(), &Join::Vault(Box::new(ids[1].clone()))).await.unwrap();
+    let mut x = client::connect(&s.url(), &Join::Vault(Box::new(others[0].clone()))).await.unwrap();
+    let mut y = client::connect(&s.url(), &Join::Vault(Box::new(others[1].clone()))).await.unwrap();
     for _ in 0..300 {
         flood.signal(sink.device, b"spam").await.unwrap();
     }
@@ -259,22 +259,22 @@ async fn connection_caps_and_room_size() {
     })
     .await;
     let (_, ids) = vault(1, 3);
-    let a = client::connect(&s.url(), &Join::Vault(ids[0].clone())).await.unwrap();
-    let b = client::connect(&s.url(), &Join::Vault(ids[1].clone())).await.unwrap();
-    let err = client::connect(&s.url(), &Join::Vault(ids[2].clone())).await.unwrap_err();
+    let a = client::connect(&s.url(), &Join::Vault(Box::new(ids[0].clone()))).await.unwrap();
+    let b = client::connect(&s.url(), &Join::Vault(Box::new(ids[1].clone()))).await.unwrap();
+    let err = client::connect(&s.url(), &Join::Vault(Box::new(ids[2].clone()))).await.unwrap_err();
     assert!(matches!(err, ClientError::Refused { code: ErrorCode::RoomFull, .. }), "{err}");
     // The refused third connection is gone; a fourth connection from this IP is still over
     // the per-IP cap only while three are open.
     let (_, others) = vault(5, 2);
-    let c = client::connect(&s.url(), &Join::Vault(others[0].clone())).await.unwrap();
-    let err = client::connect(&s.url(), &Join::Vault(others[1].clone())).await.unwrap_err();
+    let c = client::connect(&s.url(), &Join::Vault(Box::new(others[0].clone()))).await.unwrap();
+    let err = client::connect(&s.url(), &Join::Vault(Box::new(others[1].clone()))).await.unwrap_err();
     assert!(err.to_string().contains("429"), "{err}");
     drop((a, b, c));
     s.stop().await;
 
     let s = Server::start(Limits { max_connections: 1, ..limits() }).await;
-    let _one = client::connect(&s.url(), &Join::Vault(ids[0].clone())).await.unwrap();
-    let err = client::connect(&s.url(), &Join::Vault(ids[1].clone())).await.unwrap_err();
+    let _one = client::connect(&s.url(), &Join::Vault(Box::new(ids[0].clone()))).await.unwrap();
+    let err = client::connect(&s.url(), &Join::Vault(Box::new(ids[1].clone()))).await.unwrap_err();
     assert!(err.to_string().contains("503"), "{err}");
     assert_eq!(s.metric("hearth_rv_connections_rejected_total", Some("capacity")), 1);
     s.stop().await;
@@ -284,8 +284,8 @@ async fn connection_caps_and_room_size() {
 async fn a_slow_reader_is_disconnected_not_buffered() {
     let s = Server::start(Limits { queue_len: 8, messages_per_sec: 100_000, ..limits() }).await;
     let (_, ids) = vault(1, 2);
-    let mut fast = client::connect(&s.url(), &Join::Vault(ids[0].clone())).await.unwrap();
-    let slow = client::connect(&s.url(), &Join::Vault(ids[1].clone())).await.unwrap();
+    let mut fast = client::connect(&s.url(), &Join::Vault(Box::new(ids[0].clone()))).await.unwrap();
+    let slow = client::connect(&s.url(), &Join::Vault(Box::new(ids[1].clone()))).await.unwrap();
     // `slow` never reads. Large payloads fill the socket buffers, then its queue of 8.
     let big = vec![7u8; 40_000];
     let mut kicked = false;
@@ -305,8 +305,8 @@ async fn a_slow_reader_is_disconnected_not_buffered() {
 async fn revoked_devices_are_removed_and_cannot_rejoin() {
     let s = Server::start(limits()).await;
     let (root, ids) = vault(1, 2);
-    let mut a = client::connect(&s.url(), &Join::Vault(ids[0].clone())).await.unwrap();
-    let mut b = client::connect(&s.url(), &Join::Vault(ids[1].clone())).await.unwrap();
+    let mut a = client::connect(&s.url(), &Join::Vault(Box::new(ids[0].clone()))).await.unwrap();
+    let mut b = client::connect(&s.url(), &Join::Vault(Box::new(ids[1].clone()))).await.unwrap();
     let vault_id = hearth_proto::vault_id_of(&root.verifying_key());
     let rec = MembershipRecord::sign(
         &root,
@@ -324,7 +324,7 @@ async fn revoked_devices_are_removed_and_cannot_rejoin() {
             Err(e) => panic!("{e}"),
         }
     }
-    let err = client::connect(&s.url(), &Join::Vault(ids[1].clone())).await.unwrap_err();
+    let err = client::connect(&s.url(), &Join::Vault(Box::new(ids[1].clone()))).await.unwrap_err();
     assert!(matches!(err, ClientError::Refused { code: ErrorCode::Revoked, .. }), "{err}");
     s.stop().await;
 }
@@ -348,7 +348,7 @@ async fn invite_rooms_hold_two() {
 async fn graceful_shutdown_closes_with_going_away() {
     let s = Server::start(limits()).await;
     let (_, ids) = vault(1, 1);
-    let mut a = client::connect(&s.url(), &Join::Vault(ids[0].clone())).await.unwrap();
+    let mut a = client::connect(&s.url(), &Join::Vault(Box::new(ids[0].clone()))).await.unwrap();
     let stop = tokio::spawn(s.stop());
     match tokio::time::timeout(Duration::from_secs(5), a.next()).await.unwrap() {
         Err(ClientError::Closed { code, .. }) => assert_eq!(code, 1001),
