@@ -41,11 +41,11 @@ impl Server {
     fn metric(&self, name: &str, label: Option<&str>) -> u64 {
         let mut total = 0;
         for f in self.registry.gather() {
-            if f.get_name() != name {
+            if f.name() != name {
                 continue;
             }
             for m in f.get_metric() {
-                if label.is_none_or(|l| m.get_label().iter().any(|p| p.get_value() == l)) {
+                if label.is_none_or(|l| m.get_label().iter().any(|p| p.value() == l)) {
                     total += m.get_counter().get_value() as u64 + m.get_gauge().get_value() as u64;
                 }
             }
@@ -134,7 +134,10 @@ async fn strangers_and_forgeries_are_refused() {
     // A device key that does not match its record.
     let mut wrong_key = ids[0].clone();
     wrong_key.device_key = SigningKey::from_bytes(&[77; 32]);
-    assert!(matches!(client::connect(&s.url(), &Join::Vault(Box::new(wrong_key))).await, Err(ClientError::Refused { .. })));
+    assert!(matches!(
+        client::connect(&s.url(), &Join::Vault(Box::new(wrong_key))).await,
+        Err(ClientError::Refused { .. })
+    ));
     // Another vault's own members get their own room, never this one's presence.
     let mut mine = client::connect(&s.url(), &Join::Vault(Box::new(ids[0].clone()))).await.unwrap();
     let theirs = client::connect(&s.url(), &Join::Vault(Box::new(other[0].clone()))).await.unwrap();
