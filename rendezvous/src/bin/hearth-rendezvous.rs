@@ -59,7 +59,14 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // The WebSocket library logs whole messages at TRACE; signal payloads must never reach
+    // the logs, whatever RUST_LOG says, so its verbosity is capped here.
+    for cap in ["tungstenite=debug", "tokio_tungstenite=debug"] {
+        if let Ok(d) = cap.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if a.log_json {
         fmt.json().init();

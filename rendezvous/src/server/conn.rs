@@ -44,10 +44,26 @@ async fn error(sink: &mut Sink, code: ErrorCode, message: impl Into<String>) -> 
     send(sink, &ServerMsg::Error { code, message: message.into() }).await
 }
 
-async fn close_with(sink: &mut Sink, code: u16, reason: &str) {
+type Stream = futures_util::stream::SplitStream<WebSocket>;
+
+/// Sends a close frame and waits (briefly) for the peer's reply before dropping the socket:
+/// closing with unread bytes makes the kernel send RST, which can destroy our close frame in
+/// the peer's receive queue before it reads the reason.
+async fn close_with(sink: &mut Sink, stream: &mut Stream, code: u16, reason: &str) {
     let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason.to_owned()) }))).await;
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        while let Some(Ok(m)) = stream.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
     let _ = sink.close().await;
 }
+
+/// How long a closing connection waits for the peer's close reply.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs a connection to completion. `host` is the `Host` header the client connected to.
 pub(crate) async fn run(socket: WebSocket, peer: SocketAddr, host: String, app: Arc<App>) {
@@ -61,21 +77,21 @@ pub(crate) async fn run(socket: WebSocket, peer: SocketAddr, host: String, app: 
     // Admission: exactly one hello within the timeout.
     let first = tokio::select! {
         r = tokio::time::timeout(app.limits.admission_timeout, stream.next()) => r,
-        _ = shutdown.changed() => return close_with(&mut sink, close::GOING_AWAY, "server shutting down").await,
+        _ = shutdown.changed() => return close_with(&mut sink, &mut stream, close::GOING_AWAY, "server shutting down").await,
     };
     let text = match first {
         Ok(Some(Ok(Message::Text(t)))) => t,
         Ok(Some(Ok(Message::Binary(_)))) => {
             app.metrics.admission_failures.with_label_values(&["binary"]).inc();
-            return close_with(&mut sink, close::UNSUPPORTED, "text messages only").await;
+            return close_with(&mut sink, &mut stream, close::UNSUPPORTED, "text messages only").await;
         }
         Err(_) => {
             app.metrics.admission_failures.with_label_values(&["timeout"]).inc();
-            return close_with(&mut sink, close::POLICY, "no hello before the admission timeout").await;
+            return close_with(&mut sink, &mut stream, close::POLICY, "no hello before the admission timeout").await;
         }
         Ok(Some(Err(e))) if is_too_big(&e) => {
             app.metrics.admission_failures.with_label_values(&["too_big"]).inc();
-            return close_with(&mut sink, close::TOO_BIG, "message too large").await;
+            return close_with(&mut sink, &mut stream, close::TOO_BIG, "message too large").await;
         }
         _ => return,
     };
@@ -86,7 +102,7 @@ pub(crate) async fn run(socket: WebSocket, peer: SocketAddr, host: String, app: 
                 Err(e) => {
                     app.metrics.admission_failures.with_label_values(&["bad_hello"]).inc();
                     let _ = error(&mut sink, ErrorCode::AdmissionFailed, e.to_string()).await;
-                    return close_with(&mut sink, close::POLICY, "admission failed").await;
+                    return close_with(&mut sink, &mut stream, close::POLICY, "admission failed").await;
                 }
             }
         }
@@ -99,18 +115,18 @@ pub(crate) async fn run(socket: WebSocket, peer: SocketAddr, host: String, app: 
             None => {
                 app.metrics.admission_failures.with_label_values(&["bad_hello"]).inc();
                 let _ = error(&mut sink, ErrorCode::AdmissionFailed, "room must be 64 hex characters").await;
-                return close_with(&mut sink, close::POLICY, "admission failed").await;
+                return close_with(&mut sink, &mut stream, close::POLICY, "admission failed").await;
             }
         },
         Ok(_) => {
             app.metrics.admission_failures.with_label_values(&["not_admitted"]).inc();
             let _ = error(&mut sink, ErrorCode::NotAdmitted, "send hello first").await;
-            return close_with(&mut sink, close::POLICY, "not admitted").await;
+            return close_with(&mut sink, &mut stream, close::POLICY, "not admitted").await;
         }
         Err(_) => {
             app.metrics.admission_failures.with_label_values(&["bad_message"]).inc();
             let _ = error(&mut sink, ErrorCode::BadMessage, "expected a hello message").await;
-            return close_with(&mut sink, close::POLICY, "bad message").await;
+            return close_with(&mut sink, &mut stream, close::POLICY, "bad message").await;
         }
     };
     let (tx, mut rx) = mpsc::channel::<Arc<str>>(app.limits.queue_len.max(1));
@@ -131,7 +147,7 @@ pub(crate) async fn run(socket: WebSocket, peer: SocketAddr, host: String, app: 
             };
             app.metrics.admission_failures.with_label_values(&[label]).inc();
             let _ = error(&mut sink, code, e.to_string()).await;
-            return close_with(&mut sink, close_code, &e.to_string()).await;
+            return close_with(&mut sink, &mut stream, close_code, &e.to_string()).await;
         }
     };
     app.metrics.rooms.set(app.hub.room_count() as i64);
@@ -152,7 +168,7 @@ fn is_too_big(e: &axum::Error) -> bool {
 #[allow(clippy::too_many_arguments)]
 async fn relay(
     sink: &mut Sink,
-    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    stream: &mut Stream,
     rx: &mut mpsc::Receiver<Arc<str>>,
     kick: &Kick,
     key: RoomKey,
@@ -172,12 +188,12 @@ async fn relay(
                 last_seen = Instant::now();
                 let text = match incoming {
                     Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Binary(_))) => return close_with(sink, close::UNSUPPORTED, "text messages only").await,
+                    Some(Ok(Message::Binary(_))) => return close_with(sink, stream, close::UNSUPPORTED, "text messages only").await,
                     Some(Ok(Message::Close(_))) | None => return,
                     Some(Ok(_)) => continue, // ping/pong: liveness only
                     Some(Err(e)) if is_too_big(&e) => {
                         app.metrics.dropped.with_label_values(&["too_big"]).inc();
-                        return close_with(sink, close::TOO_BIG, "message too large").await;
+                        return close_with(sink, stream, close::TOO_BIG, "message too large").await;
                     }
                     Some(Err(_)) => return,
                 };
@@ -185,7 +201,7 @@ async fn relay(
                     app.metrics.dropped.with_label_values(&["rate_limited"]).inc();
                     strikes += 1;
                     if strikes > app.limits.messages_per_sec.saturating_mul(10) {
-                        return close_with(sink, close::POLICY, "message rate limit exceeded repeatedly").await;
+                        return close_with(sink, stream, close::POLICY, "message rate limit exceeded repeatedly").await;
                     }
                     if strikes.is_power_of_two() && !error(sink, ErrorCode::RateLimited, "too many messages; some were dropped").await {
                         return;
@@ -204,17 +220,17 @@ async fn relay(
                 }
                 None => return,
             },
-            reason = kick.wait() => return close_with(sink, close::POLICY, reason).await,
+            reason = kick.wait() => return close_with(sink, stream, close::POLICY, reason).await,
             _ = ping.tick() => {
                 if last_seen.elapsed() > app.limits.idle_timeout {
                     app.metrics.dropped.with_label_values(&["idle"]).inc();
-                    return close_with(sink, close::POLICY, "idle timeout").await;
+                    return close_with(sink, stream, close::POLICY, "idle timeout").await;
                 }
                 if sink.send(Message::Ping(Default::default())).await.is_err() {
                     return;
                 }
             }
-            _ = shutdown.changed() => return close_with(sink, close::GOING_AWAY, "server shutting down").await,
+            _ = shutdown.changed() => return close_with(sink, stream, close::GOING_AWAY, "server shutting down").await,
         }
     }
 }

@@ -1,0 +1,180 @@
+//! The `hearth-rendezvous` binary: endpoints, embedded STUN, relay without leaking payloads
+//! into logs or metrics, 10,000 half-open connections, and a clean SIGTERM drain.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use hearth_e2e::bin;
+use hearth_proto::ids::DeviceId;
+use hearth_proto::membership::{Enrollment, MembershipBody, MembershipRecord};
+use hearth_rendezvous::client::{self, Event, Identity, Join};
+
+struct Rv {
+    child: std::process::Child,
+    http: SocketAddr,
+    stun: Option<SocketAddr>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Drop for Rv {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(extra: &[&str]) -> Rv {
+    let mut child = Command::new(bin("hearth-rendezvous"))
+        .args(["--listen", "127.0.0.1:0", "--stun-bind", "127.0.0.1:0"])
+        .args(extra)
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&stderr);
+    let mut err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = err.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let want_stun = !extra.contains(&"--no-stun");
+    let (mut http, mut stun) = (None, None);
+    while http.is_none() || (want_stun && stun.is_none()) {
+        let l = lines.next().expect("server exited").unwrap();
+        if let Some(a) = l.strip_prefix("listening http ") {
+            http = Some(a.parse().unwrap());
+        } else if let Some(a) = l.strip_prefix("listening udp ") {
+            stun = Some(a.parse().unwrap());
+        }
+    }
+    Rv { child, http: http.unwrap(), stun, stderr }
+}
+
+fn get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn identity(seed: u8, i: u8) -> Identity {
+    let root = SigningKey::from_bytes(&[seed; 32]);
+    let device_key = SigningKey::from_bytes(&[seed + 50 + i; 32]);
+    let record = MembershipRecord::sign(
+        &root,
+        MembershipBody::Enroll(Enrollment {
+            vault_id: hearth_proto::vault_id_of(&root.verifying_key()),
+            device_id: DeviceId([i + 1; 16]),
+            sign_pk: device_key.verifying_key().to_bytes(),
+            dh_pk: [0; 32],
+            at_ms: 0,
+        }),
+    );
+    Identity { root: root.verifying_key(), record, device_key }
+}
+
+#[test]
+fn endpoints_stun_relay_and_no_payload_leaks() {
+    let rv = start(&[]);
+    assert!(get(rv.http, "/healthz").starts_with("HTTP/1.1 200"));
+    assert!(get(rv.http, "/readyz").starts_with("HTTP/1.1 200"));
+    let page = get(rv.http, "/");
+    assert!(page.contains("Hearth rendezvous") && page.contains("connections"));
+    // STUN in the same process.
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (resp, _) = hearth_stun::client::query(&udp, rv.stun.unwrap(), None, Duration::from_secs(2)).unwrap();
+    assert_eq!(resp.mapped, udp.local_addr().unwrap());
+
+    let canary = b"PAYLOAD-CANARY-7f3a9";
+    let url = format!("ws://{}/v1/signal", rv.http);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut a = client::connect(&url, &Join::Vault(Box::new(identity(1, 0)))).await.unwrap();
+        let mut b = client::connect(&url, &Join::Vault(Box::new(identity(1, 1)))).await.unwrap();
+        a.signal(b.device, canary).await.unwrap();
+        loop {
+            if let Event::Signal { payload, .. } = b.next().await.unwrap() {
+                assert_eq!(payload, canary);
+                break;
+            }
+        }
+    });
+    let metrics = get(rv.http, "/metrics");
+    assert!(metrics.contains("hearth_rv_signals_relayed_total 1"), "{metrics}");
+    assert!(metrics.contains("hearth_stun_responses_total"), "STUN metrics share the registry");
+    let b64 = hearth_rendezvous::protocol::to_b64(canary);
+    std::thread::sleep(Duration::from_millis(200));
+    let logs = rv.stderr.lock().unwrap().clone();
+    assert!(logs.contains("admitted"), "trace logs are on: {logs}");
+    for hay in [&metrics, &logs] {
+        assert!(!hay.contains("PAYLOAD-CANARY") && !hay.contains(&b64), "payload leaked");
+    }
+}
+
+#[test]
+fn survives_ten_thousand_half_open_connections() {
+    let rv = start(&["--no-stun"]);
+    // Bounded: 10,000 TCP connections that never send a byte, opened within 60 s at most.
+    let mut idle = Vec::with_capacity(10_000);
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while idle.len() < 10_000 && std::time::Instant::now() < until {
+        match TcpStream::connect_timeout(&rv.http, Duration::from_secs(2)) {
+            Ok(s) => idle.push(s),
+            Err(e) => panic!("connect {} failed: {e}", idle.len()),
+        }
+    }
+    assert_eq!(idle.len(), 10_000);
+    // A real client still gets in and relays.
+    let url = format!("ws://{}/v1/signal", rv.http);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut a = client::connect(&url, &Join::Vault(Box::new(identity(2, 0)))).await.unwrap();
+        let mut b = client::connect(&url, &Join::Vault(Box::new(identity(2, 1)))).await.unwrap();
+        a.signal(b.device, b"through").await.unwrap();
+        loop {
+            if let Event::Signal { payload, .. } =
+                tokio::time::timeout(Duration::from_secs(10), b.next()).await.unwrap().unwrap()
+            {
+                assert_eq!(payload, b"through");
+                break;
+            }
+        }
+    });
+    drop(idle);
+    assert!(get(rv.http, "/healthz").starts_with("HTTP/1.1 200"));
+}
+
+#[test]
+fn sigterm_drains_and_exits_cleanly() {
+    let mut rv = start(&["--no-stun"]);
+    let url = format!("ws://{}/v1/signal", rv.http);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let code = rt.block_on(async {
+        let mut a = client::connect(&url, &Join::Vault(Box::new(identity(3, 0)))).await.unwrap();
+        let pid = rv.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), a.next()).await.unwrap() {
+                Err(client::ClientError::Closed { code, .. }) => break code,
+                Ok(_) => continue,
+                Err(e) => panic!("{e}\nserver log:\n{}", rv.stderr.lock().unwrap()),
+            }
+        }
+    });
+    assert_eq!(code, 1001);
+    let status = rv.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
