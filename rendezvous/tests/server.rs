@@ -27,7 +27,7 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let registry = prometheus::Registry::new();
-        let cfg = Config { limits, metrics_on_main: true };
+        let cfg = Config { limits, ..Config::default() };
         let task = tokio::spawn(server::run(listener, cfg, registry.clone(), async move {
             let _ = rx.await;
         }));

@@ -51,6 +51,12 @@ struct Args {
     /// Outbound messages queued per connection before it is dropped as too slow.
     #[arg(long, env = "HEARTH_QUEUE_LEN", default_value_t = 64)]
     queue_len: usize,
+    /// Share presence and relay with other replicas through this Redis (redis://host:port).
+    #[arg(long, env = "HEARTH_REDIS_URL")]
+    redis_url: Option<String>,
+    /// Seconds a replica's devices stay in shared presence without a refresh.
+    #[arg(long, env = "HEARTH_PRESENCE_TTL", default_value_t = 15)]
+    presence_ttl: u64,
     /// Log as JSON lines.
     #[arg(long, env = "HEARTH_LOG_JSON")]
     log_json: bool,
@@ -105,7 +111,12 @@ async fn main() -> anyhow::Result<()> {
     };
     let listener = tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("binding {}", a.listen))?;
     println!("listening http {}", listener.local_addr()?);
-    let config = Config { limits, metrics_on_main: a.metrics_bind.is_none() };
+    let config = Config {
+        limits,
+        metrics_on_main: a.metrics_bind.is_none(),
+        redis_url: a.redis_url,
+        presence_ttl: Duration::from_secs(a.presence_ttl.max(1)),
+    };
     server::run(listener, config, registry, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())

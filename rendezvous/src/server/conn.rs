@@ -137,7 +137,8 @@ pub(crate) async fn run(socket: WebSocket, peer: SocketAddr, host: String, app: 
         RoomKey::Vault(_) => (app.limits.max_room_size, None),
         RoomKey::Invite(_) => (2, Some(now + app.limits.invite_ttl)),
     };
-    let online = match app.hub.join(key, device, Member { conn, tx, kick: Arc::clone(&kick) }, max, expires, now) {
+    let online = match app.hub.join(key, device, Member { conn, tx, kick: Arc::clone(&kick) }, max, expires, now).await
+    {
         Ok(o) => o,
         Err(e) => {
             let (code, close_code, label) = match e {
@@ -155,7 +156,7 @@ pub(crate) async fn run(socket: WebSocket, peer: SocketAddr, host: String, app: 
     if send(&mut sink, &ServerMsg::Welcome { device: device.to_hex(), online }).await {
         relay(&mut sink, &mut stream, &mut rx, &kick, key, device, root_key.as_deref(), &app).await;
     }
-    app.hub.leave(key, device, conn);
+    app.hub.leave(key, device, conn).await;
     app.metrics.rooms.set(app.hub.room_count() as i64);
 }
 
@@ -253,7 +254,7 @@ async fn handle(
             // The payload is relayed as the client's exact string; it is never decoded or logged.
             let bytes = payload.len();
             let out = json(&ServerMsg::Signal { from: device.to_hex(), payload });
-            match app.hub.route(key, to, Arc::from(out)) {
+            match app.hub.route(key, to, Arc::from(out)).await {
                 Ok(()) => {
                     app.metrics.relayed.inc();
                     app.metrics.relayed_bytes.inc_by(bytes as u64);
@@ -276,7 +277,7 @@ async fn handle(
             };
             match protocol::verify_revocation(root, &record, vault) {
                 Ok(revoked) => {
-                    app.hub.revoke(vault, revoked);
+                    app.hub.revoke(vault, revoked).await;
                     true
                 }
                 Err(e) => error(sink, ErrorCode::BadMessage, format!("revocation refused: {e}")).await,

@@ -1,4 +1,5 @@
-//! Rooms, presence and routing (in-memory; one process).
+//! Rooms, presence and routing: local members in memory, plus (with `--redis-url`) the
+//! Redis backplane so several replicas share presence and relay.
 //!
 //! Every member has a bounded outbound queue. Routing never waits: a full queue means the
 //! recipient reads too slowly, and it is disconnected rather than buffered without bound.
@@ -10,6 +11,7 @@ use std::time::Instant;
 use hearth_proto::ids::{DeviceId, VaultId};
 use tokio::sync::{mpsc, Notify};
 
+use super::backplane::{Backplane, RoomEvent};
 use crate::protocol::ServerMsg;
 
 /// A room: a vault's devices, or the two ends of a pairing.
@@ -89,6 +91,29 @@ pub enum RouteError {
 pub struct Hub {
     rooms: Mutex<HashMap<RoomKey, Room>>,
     revoked: Mutex<HashMap<VaultId, HashSet<DeviceId>>>,
+    backplane: Option<Backplane>,
+}
+
+/// Most revoked devices remembered per vault (bounds memory against junk vaults).
+const MAX_REVOKED_PER_VAULT: usize = 4096;
+
+impl RoomKey {
+    /// The room's name on the backplane.
+    pub fn name(&self) -> String {
+        match self {
+            RoomKey::Vault(v) => format!("v{}", v.to_hex()),
+            RoomKey::Invite(r) => format!("i{}", hex::encode(r)),
+        }
+    }
+
+    /// Parses [`RoomKey::name`].
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.split_at_checked(1)? {
+            ("v", h) => VaultId::from_hex(h).map(RoomKey::Vault),
+            ("i", h) => crate::protocol::parse_invite_room(h).map(RoomKey::Invite),
+            _ => None,
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -114,9 +139,19 @@ fn send_presence(room: &Room, skip: Option<DeviceId>) {
 }
 
 impl Hub {
-    /// Adds `device` to `key`; returns the others online. A device already present is
+    /// A hub, shared across replicas through `backplane` when given.
+    pub fn new(backplane: Option<Backplane>) -> Self {
+        Self { backplane, ..Self::default() }
+    }
+
+    /// The backplane, if any.
+    pub fn backplane(&self) -> Option<&Backplane> {
+        self.backplane.as_ref()
+    }
+
+    /// Adds `device` to `key`; returns the others online. A device already present here is
     /// replaced (its old connection is kicked): reconnects must not wait for timeouts.
-    pub fn join(
+    pub async fn join(
         &self,
         key: RoomKey,
         device: DeviceId,
@@ -125,42 +160,77 @@ impl Hub {
         expires: Option<Instant>,
         now: Instant,
     ) -> Result<Vec<String>, JoinError> {
+        let dev = device.to_hex();
+        let room_name = key.name();
         if let RoomKey::Vault(v) = key {
             if lock(&self.revoked).get(&v).is_some_and(|s| s.contains(&device)) {
                 return Err(JoinError::Revoked);
             }
         }
-        let mut rooms = lock(&self.rooms);
-        let room = rooms.entry(key).or_insert_with(|| Room { members: BTreeMap::new(), expires });
-        if room.expires.is_some_and(|e| now >= e) {
-            return Err(JoinError::Expired);
+        let mut remote = None;
+        if let Some(bp) = &self.backplane {
+            if matches!(key, RoomKey::Vault(_)) && bp.is_revoked(&room_name, &dev).await.unwrap_or(false) {
+                return Err(JoinError::Revoked);
+            }
+            match bp.online(&room_name).await {
+                Ok((online, _)) => {
+                    if !online.contains(&dev) && online.len() >= max_room {
+                        return Err(JoinError::Full);
+                    }
+                    remote = Some(online);
+                }
+                Err(e) => tracing::warn!(error = %e, "redis unavailable; presence is local only"),
+            }
         }
-        if !room.members.contains_key(&device) && room.members.len() >= max_room {
-            return Err(JoinError::Full);
+        {
+            let mut rooms = lock(&self.rooms);
+            let room = rooms.entry(key).or_insert_with(|| Room { members: BTreeMap::new(), expires });
+            if room.expires.is_some_and(|e| now >= e) {
+                return Err(JoinError::Expired);
+            }
+            if remote.is_none() && !room.members.contains_key(&device) && room.members.len() >= max_room {
+                return Err(JoinError::Full);
+            }
+            if let Some(old) = room.members.insert(device, member) {
+                old.kick.kick("replaced by a newer connection of the same device");
+            }
+            if remote.is_none() {
+                send_presence(room, Some(device));
+                return Ok(presence(room, device));
+            }
         }
-        if let Some(old) = room.members.insert(device, member) {
-            old.kick.kick("replaced by a newer connection of the same device");
-        }
-        let others = presence(room, device);
-        send_presence(room, Some(device));
-        Ok(others)
+        let Some(bp) = &self.backplane else { return Ok(Vec::new()) };
+        let _ = bp.refresh(&room_name, std::slice::from_ref(&dev)).await;
+        let _ = bp.publish(&room_name, &RoomEvent::Presence).await;
+        Ok(remote.unwrap_or_default().into_iter().filter(|d| *d != dev).collect())
     }
 
     /// Removes connection `conn` of `device` (a newer connection of it stays).
-    pub fn leave(&self, key: RoomKey, device: DeviceId, conn: u64) {
-        let mut rooms = lock(&self.rooms);
-        let Some(room) = rooms.get_mut(&key) else { return };
-        if room.members.get(&device).is_some_and(|m| m.conn == conn) {
-            room.members.remove(&device);
-            send_presence(room, None);
-        }
-        if room.members.is_empty() {
-            rooms.remove(&key);
+    pub async fn leave(&self, key: RoomKey, device: DeviceId, conn: u64) {
+        let removed = {
+            let mut rooms = lock(&self.rooms);
+            let Some(room) = rooms.get_mut(&key) else { return };
+            let removed = room.members.get(&device).is_some_and(|m| m.conn == conn);
+            if removed {
+                room.members.remove(&device);
+                if self.backplane.is_none() {
+                    send_presence(room, None);
+                }
+            }
+            if room.members.is_empty() {
+                rooms.remove(&key);
+            }
+            removed
+        };
+        if let (true, Some(bp)) = (removed, &self.backplane) {
+            let name = key.name();
+            let _ = bp.remove(&name, &device.to_hex()).await;
+            let _ = bp.publish(&name, &RoomEvent::Presence).await;
         }
     }
 
-    /// Queues `text` for `to` in room `key`.
-    pub fn route(&self, key: RoomKey, to: DeviceId, text: Arc<str>) -> Result<(), RouteError> {
+    /// Queues `text` for a local member `to` of `key`.
+    fn deliver_local(&self, key: RoomKey, to: DeviceId, text: Arc<str>) -> Result<(), RouteError> {
         let rooms = lock(&self.rooms);
         let m = rooms.get(&key).and_then(|r| r.members.get(&to)).ok_or(RouteError::UnknownRecipient)?;
         match m.tx.try_send(text) {
@@ -173,11 +243,102 @@ impl Hub {
         }
     }
 
-    /// Records a revocation and disconnects the device if it is online.
-    pub fn revoke(&self, vault: VaultId, device: DeviceId) {
-        lock(&self.revoked).entry(vault).or_default().insert(device);
-        if let Some(m) = lock(&self.rooms).get(&RoomKey::Vault(vault)).and_then(|r| r.members.get(&device)) {
-            m.kick.kick("device revoked");
+    /// Queues `text` for `to` in room `key`, here or on another replica.
+    pub async fn route(&self, key: RoomKey, to: DeviceId, text: Arc<str>) -> Result<(), RouteError> {
+        match self.deliver_local(key, to, Arc::clone(&text)) {
+            Err(RouteError::UnknownRecipient) => {}
+            other => return other,
+        }
+        let Some(bp) = &self.backplane else { return Err(RouteError::UnknownRecipient) };
+        let name = key.name();
+        let dev = to.to_hex();
+        if !bp.is_online(&name, &dev).await.unwrap_or(false) {
+            return Err(RouteError::UnknownRecipient);
+        }
+        bp.publish(&name, &RoomEvent::Signal { to: dev, text: text.to_string() })
+            .await
+            .map_err(|_| RouteError::UnknownRecipient)
+    }
+
+    /// Records a revocation and disconnects the device wherever it is connected.
+    pub async fn revoke(&self, vault: VaultId, device: DeviceId) {
+        {
+            let mut revoked = lock(&self.revoked);
+            let set = revoked.entry(vault).or_default();
+            if set.len() < MAX_REVOKED_PER_VAULT {
+                set.insert(device);
+            }
+        }
+        self.kick_local(RoomKey::Vault(vault), device, "device revoked");
+        if let Some(bp) = &self.backplane {
+            let name = RoomKey::Vault(vault).name();
+            let _ = bp.revoke(&name, &device.to_hex()).await;
+            let _ =
+                bp.publish(&name, &RoomEvent::Kick { device: device.to_hex(), reason: "device revoked".into() }).await;
+        }
+    }
+
+    fn kick_local(&self, key: RoomKey, device: DeviceId, reason: &'static str) {
+        if let Some(m) = lock(&self.rooms).get(&key).and_then(|r| r.members.get(&device)) {
+            m.kick.kick(reason);
+        }
+    }
+
+    /// Applies an event from the backplane to local members. Presence needs a Redis read,
+    /// so it returns the room to refresh instead of blocking here.
+    pub fn on_event(&self, room: &str, ev: RoomEvent) -> Option<RoomKey> {
+        let key = RoomKey::parse(room)?;
+        match ev {
+            RoomEvent::Signal { to, text } => {
+                if let Some(to) = DeviceId::from_hex(&to) {
+                    let _ = self.deliver_local(key, to, Arc::from(text));
+                }
+                None
+            }
+            RoomEvent::Kick { device, .. } => {
+                if let Some(d) = DeviceId::from_hex(&device) {
+                    if let RoomKey::Vault(v) = key {
+                        lock(&self.revoked).entry(v).or_default().insert(d);
+                    }
+                    self.kick_local(key, d, "device revoked");
+                }
+                None
+            }
+            RoomEvent::Presence => lock(&self.rooms).contains_key(&key).then_some(key),
+        }
+    }
+
+    /// Pushes the backplane's presence of `key` to its local members.
+    pub async fn push_presence(&self, key: RoomKey) {
+        let Some(bp) = &self.backplane else { return };
+        let Ok((online, _)) = bp.online(&key.name()).await else { return };
+        let rooms = lock(&self.rooms);
+        let Some(room) = rooms.get(&key) else { return };
+        for (d, m) in &room.members {
+            let me = d.to_hex();
+            let msg = ServerMsg::Presence { online: online.iter().filter(|o| **o != me).cloned().collect() };
+            if let Ok(text) = serde_json::to_string(&msg) {
+                if m.tx.try_send(Arc::from(text)).is_err() {
+                    m.kick.kick("too slow");
+                }
+            }
+        }
+    }
+
+    /// Re-scores this replica's members on the backplane and announces rooms where other
+    /// replicas' members expired (a replica died).
+    pub async fn refresh(&self) {
+        let Some(bp) = &self.backplane else { return };
+        let local: Vec<(RoomKey, Vec<String>)> =
+            lock(&self.rooms).iter().map(|(k, r)| (*k, r.members.keys().map(|d| d.to_hex()).collect())).collect();
+        for (key, devices) in local {
+            let name = key.name();
+            let _ = bp.refresh(&name, &devices).await;
+            if let Ok((_, purged)) = bp.online(&name).await {
+                if purged > 0 {
+                    let _ = bp.publish(&name, &RoomEvent::Presence).await;
+                }
+            }
         }
     }
 

@@ -3,6 +3,7 @@
 //! `run(listener, config, shutdown)` serves until `shutdown` resolves, then tells every
 //! connection to close (1001) and waits for them, like mini-redis's server.
 
+pub mod backplane;
 pub mod conn;
 pub mod hub;
 pub mod limits;
@@ -30,12 +31,27 @@ pub use limits::Limits;
 pub use metrics::Metrics;
 
 /// Server configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Limits.
     pub limits: Limits,
     /// Serve `/metrics` on the main listener (false when a separate metrics address is used).
     pub metrics_on_main: bool,
+    /// Share presence and relay with other replicas through this Redis.
+    pub redis_url: Option<String>,
+    /// How long a replica's devices stay in shared presence without a refresh.
+    pub presence_ttl: std::time::Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            metrics_on_main: true,
+            redis_url: None,
+            presence_ttl: std::time::Duration::from_secs(15),
+        }
+    }
 }
 
 /// State shared by every request and connection.
@@ -123,6 +139,12 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let metrics = Metrics::register(&registry).map_err(std::io::Error::other)?;
+    let backplane = match &config.redis_url {
+        Some(url) => {
+            Some(backplane::Backplane::connect(url, config.presence_ttl).await.map_err(std::io::Error::other)?)
+        }
+        None => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let l = &config.limits;
     let app = Arc::new(App {
@@ -133,7 +155,7 @@ pub async fn run(
             Instant::now(),
         )),
         limits: config.limits.clone(),
-        hub: Hub::default(),
+        hub: Hub::new(backplane),
         metrics,
         registry,
         per_ip: Mutex::new(HashMap::new()),
@@ -152,6 +174,7 @@ pub async fn run(
         router = router.route("/metrics", get(metrics_text));
     }
     let router = router.with_state(Arc::clone(&app));
+    let background = spawn_backplane_tasks(&app);
     let drain_app = Arc::clone(&app);
     let graceful = async move {
         shutdown.await;
@@ -160,9 +183,51 @@ pub async fn run(
         let _ = stop_tx.send(true);
         tracing::info!("draining connections");
     };
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+    let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(graceful)
-        .await
+        .await;
+    for t in &background {
+        t.abort();
+    }
+    served?;
+    // Upgraded WebSockets are detached from hyper's graceful shutdown: wait for their slots
+    // to be released (each has been told to close with 1001), for at most DRAIN_LIMIT.
+    let until = Instant::now() + DRAIN_LIMIT;
+    while app.open.load(Ordering::Relaxed) > 0 && Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// Longest a drain waits for WebSocket connections to finish closing.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// With a backplane: the subscriber applying other replicas' events, and the presence
+/// refresher. Both stop when the server does.
+fn spawn_backplane_tasks(app: &Arc<App>) -> Vec<tokio::task::JoinHandle<()>> {
+    let Some(bp) = app.hub.backplane().cloned() else { return Vec::new() };
+    let sub_app = Arc::clone(app);
+    let subscriber = tokio::spawn(async move {
+        let inner = Arc::clone(&sub_app);
+        bp.subscribe(move |room, ev| {
+            if let Some(key) = inner.hub.on_event(&room, ev) {
+                let a = Arc::clone(&inner);
+                tokio::spawn(async move { a.hub.push_presence(key).await });
+            }
+            !inner.draining.load(Ordering::Relaxed)
+        })
+        .await;
+    });
+    let ref_app = Arc::clone(app);
+    let refresher = tokio::spawn(async move {
+        let period = ref_app.hub.backplane().map_or(std::time::Duration::from_secs(5), |b| b.ttl() / 3);
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            ref_app.hub.refresh().await;
+        }
+    });
+    vec![subscriber, refresher]
 }
 
 async fn signal(

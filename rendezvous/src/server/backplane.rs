@@ -1,0 +1,166 @@
+//! Redis backplane: lets several replicas behind a load balancer share presence and relay.
+//!
+//! Presence lives in one sorted set per room (`hearth:presence:<room>`), member = device,
+//! score = expiry in ms. Each replica re-scores its own devices every TTL/3, so the devices
+//! of a replica that dies vanish within the TTL. Events travel on pub/sub channels
+//! `hearth:room:<room>`; every replica pattern-subscribes to all of them and acts only for
+//! its local members (fine at family/team scale: every event reaches every replica once).
+//! The pub/sub connection is separate and re-subscribes after reconnecting.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use redis::aio::ConnectionManager;
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+
+/// An event published to a room's channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RoomEvent {
+    /// Deliver `text` (a server JSON message) to device `to`.
+    Signal {
+        /// Recipient (hex).
+        to: String,
+        /// The JSON text to send it.
+        text: String,
+    },
+    /// Membership of the room changed: recompute and push presence.
+    Presence,
+    /// Disconnect device `device` (revoked).
+    Kick {
+        /// Device (hex).
+        device: String,
+        /// Close reason.
+        reason: String,
+    },
+}
+
+/// A replica's handle on Redis.
+#[derive(Clone)]
+pub struct Backplane {
+    conn: ConnectionManager,
+    client: redis::Client,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for Backplane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backplane").field("ttl", &self.ttl).finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn presence_key(room: &str) -> String {
+    format!("hearth:presence:{room}")
+}
+
+fn channel(room: &str) -> String {
+    format!("hearth:room:{room}")
+}
+
+impl Backplane {
+    /// Connects to `url`.
+    pub async fn connect(url: &str, ttl: Duration) -> redis::RedisResult<Self> {
+        let client = redis::Client::open(url)?;
+        let conn = client.get_connection_manager().await?;
+        Ok(Self { conn, client, ttl })
+    }
+
+    /// The presence TTL.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Marks `devices` of `room` online until now + TTL.
+    pub async fn refresh(&self, room: &str, devices: &[String]) -> redis::RedisResult<()> {
+        if devices.is_empty() {
+            return Ok(());
+        }
+        let exp = now_ms() + self.ttl.as_millis() as u64;
+        let items: Vec<(u64, &String)> = devices.iter().map(|d| (exp, d)).collect();
+        let mut c = self.conn.clone();
+        let key = presence_key(room);
+        let _: () = c.zadd_multiple(&key, &items).await?;
+        // Let an abandoned room's set expire on its own.
+        let _: () = c.pexpire(&key, (self.ttl.as_millis() as i64).saturating_mul(2)).await?;
+        Ok(())
+    }
+
+    /// Removes `device` from `room`.
+    pub async fn remove(&self, room: &str, device: &str) -> redis::RedisResult<()> {
+        let mut c = self.conn.clone();
+        let _: () = c.zrem(presence_key(room), device).await?;
+        Ok(())
+    }
+
+    /// Devices of `room` online now (expired entries are purged). Returns (online, purged).
+    pub async fn online(&self, room: &str) -> redis::RedisResult<(Vec<String>, usize)> {
+        let mut c = self.conn.clone();
+        let key = presence_key(room);
+        let now = now_ms();
+        let purged: usize = c.zrembyscore(&key, "-inf", now).await?;
+        let online: Vec<String> = c.zrangebyscore(&key, now, "+inf").await?;
+        Ok((online, purged))
+    }
+
+    /// True when `device` is online in `room`.
+    pub async fn is_online(&self, room: &str, device: &str) -> redis::RedisResult<bool> {
+        let mut c = self.conn.clone();
+        let score: Option<u64> = c.zscore(presence_key(room), device).await?;
+        Ok(score.is_some_and(|s| s > now_ms()))
+    }
+
+    /// Publishes `ev` to `room`.
+    pub async fn publish(&self, room: &str, ev: &RoomEvent) -> redis::RedisResult<()> {
+        let mut c = self.conn.clone();
+        let text = serde_json::to_string(ev).unwrap_or_default();
+        let _: () = c.publish(channel(room), text).await?;
+        Ok(())
+    }
+
+    /// Records a revocation of `device` in vault room `room`.
+    pub async fn revoke(&self, room: &str, device: &str) -> redis::RedisResult<()> {
+        let mut c = self.conn.clone();
+        let _: () = c.sadd(format!("hearth:revoked:{room}"), device).await?;
+        Ok(())
+    }
+
+    /// True when `device` was revoked in `room`.
+    pub async fn is_revoked(&self, room: &str, device: &str) -> redis::RedisResult<bool> {
+        let mut c = self.conn.clone();
+        c.sismember(format!("hearth:revoked:{room}"), device).await
+    }
+
+    /// Streams (room, event) from every room channel, reconnecting and re-subscribing with
+    /// backoff when the pub/sub connection drops. Runs until `on_event` returns false.
+    pub async fn subscribe(&self, mut on_event: impl FnMut(String, RoomEvent) -> bool) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.client.get_async_pubsub().await {
+                Ok(mut ps) => {
+                    if ps.psubscribe("hearth:room:*").await.is_ok() {
+                        delay = Duration::from_millis(100);
+                        let mut stream = ps.into_on_message();
+                        while let Some(msg) = stream.next().await {
+                            let Some(room) = msg.get_channel_name().strip_prefix("hearth:room:").map(str::to_owned)
+                            else {
+                                continue;
+                            };
+                            let Ok(ev) = serde_json::from_slice::<RoomEvent>(msg.get_payload_bytes()) else { continue };
+                            if !on_event(room, ev) {
+                                return;
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "redis pub/sub connect failed; retrying"),
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+}

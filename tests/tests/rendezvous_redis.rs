@@ -1,0 +1,133 @@
+//! Two `hearth-rendezvous` replicas sharing presence and relay through a real
+//! `redis-server` started by the test; a killed replica's devices leave presence within
+//! the TTL.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use hearth_e2e::bin;
+use hearth_proto::ids::DeviceId;
+use hearth_proto::membership::{Enrollment, MembershipBody, MembershipRecord};
+use hearth_rendezvous::client::{self, Connection, Event, Identity, Join};
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn redis() -> (Killed, String) {
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server (scripts/test installs it)");
+    let until = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < until, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Killed(child), format!("redis://127.0.0.1:{port}"))
+}
+
+fn replica(redis_url: &str) -> (Killed, SocketAddr) {
+    let mut child = Command::new(bin("hearth-rendezvous"))
+        .args(["--listen", "127.0.0.1:0", "--no-stun", "--redis-url", redis_url, "--presence-ttl", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let l = lines.next().expect("replica exited").unwrap();
+        if let Some(a) = l.strip_prefix("listening http ") {
+            break a.parse().unwrap();
+        }
+    };
+    (Killed(child), addr)
+}
+
+fn identity(i: u8) -> Identity {
+    let root = SigningKey::from_bytes(&[42; 32]);
+    let device_key = SigningKey::from_bytes(&[60 + i; 32]);
+    let record = MembershipRecord::sign(
+        &root,
+        MembershipBody::Enroll(Enrollment {
+            vault_id: hearth_proto::vault_id_of(&root.verifying_key()),
+            device_id: DeviceId([i; 16]),
+            sign_pk: device_key.verifying_key().to_bytes(),
+            dh_pk: [0; 32],
+            at_ms: 0,
+        }),
+    );
+    Identity { root: root.verifying_key(), record, device_key }
+}
+
+async fn until_presence(c: &mut Connection, want: &[DeviceId], within: Duration) -> Duration {
+    let t = Instant::now();
+    loop {
+        let left = within.checked_sub(t.elapsed()).expect("presence did not arrive in time");
+        if let Event::Presence(p) = tokio::time::timeout(left, c.next()).await.expect("presence in time").unwrap() {
+            if p == want {
+                return t.elapsed();
+            }
+        }
+    }
+}
+
+async fn until_signal(c: &mut Connection) -> (DeviceId, Vec<u8>) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), c.next()).await.expect("signal in time").unwrap() {
+            Event::Signal { from, payload } => return (from, payload),
+            Event::Error { code, message } => panic!("{code:?}: {message}"),
+            Event::Presence(_) => {}
+        }
+    }
+}
+
+#[test]
+fn replicas_share_presence_and_relay_through_redis() {
+    let (_redis, url) = redis();
+    let (_r1, a1) = replica(&url);
+    let (r2, a2) = replica(&url);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut a =
+            client::connect(&format!("ws://{a1}/v1/signal"), &Join::Vault(Box::new(identity(1)))).await.unwrap();
+        let mut b =
+            client::connect(&format!("ws://{a2}/v1/signal"), &Join::Vault(Box::new(identity(2)))).await.unwrap();
+        assert_eq!(b.online, vec![a.device], "b's replica sees a, connected to the other replica");
+        until_presence(&mut a, &[b.device], Duration::from_secs(5)).await;
+        a.signal(b.device, b"offer across replicas").await.unwrap();
+        assert_eq!(until_signal(&mut b).await, (a.device, b"offer across replicas".to_vec()));
+        b.signal(a.device, b"answer back").await.unwrap();
+        assert_eq!(until_signal(&mut a).await, (b.device, b"answer back".to_vec()));
+        // Kill replica 2 without any goodbye: b must leave a's presence within the TTL
+        // (2 s) plus one refresh period.
+        drop(r2);
+        let took = until_presence(&mut a, &[], Duration::from_secs(6)).await;
+        eprintln!("dead replica's device left presence after {took:?}");
+        a.signal(b.device, b"anyone?").await.unwrap();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), a.next()).await.unwrap().unwrap() {
+                Event::Error { code, .. } => {
+                    assert_eq!(code, hearth_rendezvous::protocol::ErrorCode::UnknownRecipient);
+                    break;
+                }
+                _ => continue,
+            }
+        }
+    });
+}
