@@ -51,6 +51,9 @@ struct Args {
     /// Outbound messages queued per connection before it is dropped as too slow.
     #[arg(long, env = "HEARTH_QUEUE_LEN", default_value_t = 64)]
     queue_len: usize,
+    /// Seconds a pairing (invite) room lives.
+    #[arg(long, env = "HEARTH_INVITE_TTL", default_value_t = 600)]
+    invite_ttl: u64,
     /// Share presence and relay with other replicas through this Redis (redis://host:port).
     #[arg(long, env = "HEARTH_REDIS_URL")]
     redis_url: Option<String>,
@@ -89,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
         admission_timeout: Duration::from_secs(a.admission_timeout),
         idle_timeout: Duration::from_secs(a.idle_timeout.max(2)),
         queue_len: a.queue_len,
-        ..Limits::default()
+        invite_ttl: Duration::from_secs(a.invite_ttl),
     };
     let registry = prometheus::Registry::new();
     let _stun = if a.no_stun {

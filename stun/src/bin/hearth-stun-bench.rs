@@ -248,40 +248,62 @@ fn spawn_listening(name: &'static str, expect: Expect, cmd: &mut Command) -> any
     Ok(Proc { name, addr, expect, child })
 }
 
-/// Starts coturn as a plain STUN server on a free loopback port and waits until it answers.
-fn spawn_coturn() -> anyhow::Result<Proc> {
-    let port = UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
-    let child = Command::new("turnserver")
-        .args([
-            "--stun-only",
-            "--listening-ip",
-            "127.0.0.1",
-            "--listening-port",
-            &port.to_string(),
-            "--no-cli",
-            "--no-tls",
-            "--no-dtls",
-            "-n",
-            "--no-stdout-log",
-            "--log-file",
-            "/dev/null",
-            "--pidfile",
-            "/dev/null",
-            "--no-software-attribute",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting turnserver (apt-get install coturn, or pass --no-coturn)")?;
-    let p = Proc { name: "coturn", addr: SocketAddr::from(([127, 0, 0, 1], port)), expect: Expect::Stun, child };
-    let sock = UdpSocket::bind("127.0.0.1:0")?;
-    let until = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < until {
-        if hearth_stun::client::query(&sock, p.addr, None, Duration::from_millis(200)).is_ok() {
-            return Ok(p);
+/// A loopback port free for UDP and TCP, with the next port free as well (coturn also
+/// listens on port + 1 for RFC 5780, and on TCP).
+fn coturn_port() -> anyhow::Result<u16> {
+    for _ in 0..50 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        if port == u16::MAX {
+            continue;
+        }
+        let free =
+            |p: u16| UdpSocket::bind(("127.0.0.1", p)).is_ok() && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if free(port) && free(port + 1) {
+            return Ok(port);
         }
     }
-    bail!("coturn did not answer on {} within 10 s", p.addr)
+    bail!("no free port pair for coturn")
+}
+
+/// Starts coturn as a plain STUN server on a free loopback port and waits until it answers
+/// (three attempts on different ports: a port can be taken between the check and the bind).
+fn spawn_coturn() -> anyhow::Result<Proc> {
+    let mut last = None;
+    for _ in 0..3 {
+        let port = coturn_port()?;
+        let child = Command::new("turnserver")
+            .args([
+                "--stun-only",
+                "--listening-ip",
+                "127.0.0.1",
+                "--listening-port",
+                &port.to_string(),
+                "--no-cli",
+                "--no-tls",
+                "--no-dtls",
+                "-n",
+                "--no-stdout-log",
+                "--log-file",
+                "/dev/null",
+                "--pidfile",
+                "/dev/null",
+                "--no-software-attribute",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting turnserver (apt-get install coturn, or pass --no-coturn)")?;
+        let p = Proc { name: "coturn", addr: SocketAddr::from(([127, 0, 0, 1], port)), expect: Expect::Stun, child };
+        let sock = UdpSocket::bind("127.0.0.1:0")?;
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if hearth_stun::client::query(&sock, p.addr, None, Duration::from_millis(200)).is_ok() {
+                return Ok(p);
+            }
+        }
+        last = Some(p.addr);
+    }
+    bail!("coturn did not answer (last tried {last:?}) within 10 s, three times")
 }
 
 /// The echo baseline: the same server engine with a handler that copies the datagram back.
