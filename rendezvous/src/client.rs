@@ -129,7 +129,9 @@ async fn next_server_msg(ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>) ->
 
 /// Connects to `url` (e.g. `ws://host:8080/v1/signal`) and joins.
 pub async fn connect(url: &str, join: &Join) -> Result<Connection, ClientError> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    // Signaling needs no 128 KiB buffers per connection (the library default).
+    let cfg = tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(cfg), false).await?;
     let uri: tungstenite::http::Uri = url.parse().map_err(|_| ClientError::BadUrl(url.into()))?;
     let host = uri.authority().map(|a| a.as_str().to_owned()).ok_or_else(|| ClientError::BadUrl(url.into()))?;
     let ServerMsg::Challenge { nonce, .. } = next_server_msg(&mut ws).await? else { return Err(ClientError::Protocol) };

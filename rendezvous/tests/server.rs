@@ -359,3 +359,21 @@ async fn graceful_shutdown_closes_with_going_away() {
     }
     stop.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_idle_timeout() {
+    let s = Server::start(Limits { idle_timeout: Duration::from_secs(1), ..limits() }).await;
+    let (_, ids) = vault(1, 1);
+    let mut c = client::connect(&s.url(), &Join::Vault(Box::new(ids[0].clone()))).await.unwrap();
+    // Not reading means not answering pings: the server gives up after the timeout.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    match tokio::time::timeout(Duration::from_secs(5), c.next()).await.unwrap() {
+        Err(ClientError::Closed { code, reason }) => {
+            assert_eq!(code, 1008);
+            assert!(reason.contains("idle"), "{reason}");
+        }
+        other => panic!("expected an idle close, got {other:?}"),
+    }
+    assert_eq!(s.metric("hearth_rv_messages_dropped_total", Some("idle")), 1);
+    s.stop().await;
+}

@@ -9,9 +9,8 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use hearth_proto::ids::DeviceId;
 use rand::RngCore;
-use tokio::sync::mpsc;
 
-use super::hub::{JoinError, Kick, Member, RoomKey, RouteError};
+use super::hub::{JoinError, Member, Out, Outbox, RoomKey, RouteError};
 use super::limits::Bucket;
 use super::App;
 use crate::protocol::{self, ClientMsg, ErrorCode, ServerMsg};
@@ -30,36 +29,32 @@ pub mod close {
     pub const TRY_LATER: u16 = 1013;
 }
 
-type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
-
 fn json(msg: &ServerMsg) -> String {
     serde_json::to_string(msg).unwrap_or_default()
 }
 
-async fn send(sink: &mut Sink, msg: &ServerMsg) -> bool {
-    sink.send(Message::Text(Utf8Bytes::from(json(msg)))).await.is_ok()
+async fn send(ws: &mut WebSocket, msg: &ServerMsg) -> bool {
+    ws.send(Message::Text(Utf8Bytes::from(json(msg)))).await.is_ok()
 }
 
-async fn error(sink: &mut Sink, code: ErrorCode, message: impl Into<String>) -> bool {
-    send(sink, &ServerMsg::Error { code, message: message.into() }).await
+async fn error(ws: &mut WebSocket, code: ErrorCode, message: impl Into<String>) -> bool {
+    send(ws, &ServerMsg::Error { code, message: message.into() }).await
 }
-
-type Stream = futures_util::stream::SplitStream<WebSocket>;
 
 /// Sends a close frame and waits (briefly) for the peer's reply before dropping the socket:
 /// closing with unread bytes makes the kernel send RST, which can destroy our close frame in
 /// the peer's receive queue before it reads the reason.
-async fn close_with(sink: &mut Sink, stream: &mut Stream, code: u16, reason: &str) {
-    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason.to_owned()) }))).await;
+async fn close_with(ws: &mut WebSocket, code: u16, reason: &str) {
+    let _ = ws.send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason.to_owned()) }))).await;
     let _ = tokio::time::timeout(CLOSE_WAIT, async {
-        while let Some(Ok(m)) = stream.next().await {
+        while let Some(Ok(m)) = ws.next().await {
             if matches!(m, Message::Close(_)) {
                 break;
             }
         }
     })
     .await;
-    let _ = sink.close().await;
+    let _ = ws.close().await;
 }
 
 /// How long a closing connection waits for the peer's close reply.
@@ -67,31 +62,31 @@ const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs a connection to completion. `host` is the `Host` header the client connected to.
 pub(crate) async fn run(socket: WebSocket, peer: SocketAddr, host: String, app: Arc<App>) {
-    let (mut sink, mut stream) = socket.split();
+    let mut ws = socket;
     let mut shutdown = app.shutdown.clone();
     let mut nonce = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
-    if !send(&mut sink, &ServerMsg::Challenge { version: protocol::VERSION, nonce: protocol::to_b64(&nonce) }).await {
+    if !send(&mut ws, &ServerMsg::Challenge { version: protocol::VERSION, nonce: protocol::to_b64(&nonce) }).await {
         return;
     }
     // Admission: exactly one hello within the timeout.
     let first = tokio::select! {
-        r = tokio::time::timeout(app.limits.admission_timeout, stream.next()) => r,
-        _ = shutdown.changed() => return close_with(&mut sink, &mut stream, close::GOING_AWAY, "server shutting down").await,
+        r = tokio::time::timeout(app.limits.admission_timeout, ws.next()) => r,
+        _ = shutdown.changed() => return close_with(&mut ws, close::GOING_AWAY, "server shutting down").await,
     };
     let text = match first {
         Ok(Some(Ok(Message::Text(t)))) => t,
         Ok(Some(Ok(Message::Binary(_)))) => {
             app.metrics.admission_failures.with_label_values(&["binary"]).inc();
-            return close_with(&mut sink, &mut stream, close::UNSUPPORTED, "text messages only").await;
+            return close_with(&mut ws, close::UNSUPPORTED, "text messages only").await;
         }
         Err(_) => {
             app.metrics.admission_failures.with_label_values(&["timeout"]).inc();
-            return close_with(&mut sink, &mut stream, close::POLICY, "no hello before the admission timeout").await;
+            return close_with(&mut ws, close::POLICY, "no hello before the admission timeout").await;
         }
         Ok(Some(Err(e))) if is_too_big(&e) => {
             app.metrics.admission_failures.with_label_values(&["too_big"]).inc();
-            return close_with(&mut sink, &mut stream, close::TOO_BIG, "message too large").await;
+            return close_with(&mut ws, close::TOO_BIG, "message too large").await;
         }
         _ => return,
     };
@@ -101,8 +96,8 @@ pub(crate) async fn run(socket: WebSocket, peer: SocketAddr, host: String, app: 
                 Ok(a) => (RoomKey::Vault(a.vault), a.device, Some(root_key)),
                 Err(e) => {
                     app.metrics.admission_failures.with_label_values(&["bad_hello"]).inc();
-                    let _ = error(&mut sink, ErrorCode::AdmissionFailed, e.to_string()).await;
-                    return close_with(&mut sink, &mut stream, close::POLICY, "admission failed").await;
+                    let _ = error(&mut ws, ErrorCode::AdmissionFailed, e.to_string()).await;
+                    return close_with(&mut ws, close::POLICY, "admission failed").await;
                 }
             }
         }
@@ -114,30 +109,29 @@ pub(crate) async fn run(socket: WebSocket, peer: SocketAddr, host: String, app: 
             }
             None => {
                 app.metrics.admission_failures.with_label_values(&["bad_hello"]).inc();
-                let _ = error(&mut sink, ErrorCode::AdmissionFailed, "room must be 64 hex characters").await;
-                return close_with(&mut sink, &mut stream, close::POLICY, "admission failed").await;
+                let _ = error(&mut ws, ErrorCode::AdmissionFailed, "room must be 64 hex characters").await;
+                return close_with(&mut ws, close::POLICY, "admission failed").await;
             }
         },
         Ok(_) => {
             app.metrics.admission_failures.with_label_values(&["not_admitted"]).inc();
-            let _ = error(&mut sink, ErrorCode::NotAdmitted, "send hello first").await;
-            return close_with(&mut sink, &mut stream, close::POLICY, "not admitted").await;
+            let _ = error(&mut ws, ErrorCode::NotAdmitted, "send hello first").await;
+            return close_with(&mut ws, close::POLICY, "not admitted").await;
         }
         Err(_) => {
             app.metrics.admission_failures.with_label_values(&["bad_message"]).inc();
-            let _ = error(&mut sink, ErrorCode::BadMessage, "expected a hello message").await;
-            return close_with(&mut sink, &mut stream, close::POLICY, "bad message").await;
+            let _ = error(&mut ws, ErrorCode::BadMessage, "expected a hello message").await;
+            return close_with(&mut ws, close::POLICY, "bad message").await;
         }
     };
-    let (tx, mut rx) = mpsc::channel::<Arc<str>>(app.limits.queue_len.max(1));
-    let kick = Arc::new(Kick::default());
+    let outbox = Arc::new(Outbox::new(app.limits.queue_len));
     let conn = app.next_conn.fetch_add(1, Ordering::Relaxed);
     let now = Instant::now();
     let (max, expires) = match key {
         RoomKey::Vault(_) => (app.limits.max_room_size, None),
         RoomKey::Invite(_) => (2, Some(now + app.limits.invite_ttl)),
     };
-    let online = match app.hub.join(key, device, Member { conn, tx, kick: Arc::clone(&kick) }, max, expires, now).await
+    let online = match app.hub.join(key, device, Member { conn, outbox: Arc::clone(&outbox) }, max, expires, now).await
     {
         Ok(o) => o,
         Err(e) => {
@@ -147,14 +141,14 @@ pub(crate) async fn run(socket: WebSocket, peer: SocketAddr, host: String, app: 
                 JoinError::Revoked => (ErrorCode::Revoked, close::POLICY, "revoked"),
             };
             app.metrics.admission_failures.with_label_values(&[label]).inc();
-            let _ = error(&mut sink, code, e.to_string()).await;
-            return close_with(&mut sink, &mut stream, close_code, &e.to_string()).await;
+            let _ = error(&mut ws, code, e.to_string()).await;
+            return close_with(&mut ws, close_code, &e.to_string()).await;
         }
     };
     app.metrics.rooms.set(app.hub.room_count() as i64);
     tracing::debug!(%peer, device = %device, "admitted");
-    if send(&mut sink, &ServerMsg::Welcome { device: device.to_hex(), online }).await {
-        relay(&mut sink, &mut stream, &mut rx, &kick, key, device, root_key.as_deref(), &app).await;
+    if send(&mut ws, &ServerMsg::Welcome { device: device.to_hex(), online }).await {
+        relay(&mut ws, &outbox, key, device, root_key.as_deref(), &app).await;
     }
     app.hub.leave(key, device, conn).await;
     app.metrics.rooms.set(app.hub.room_count() as i64);
@@ -165,36 +159,26 @@ fn is_too_big(e: &axum::Error) -> bool {
     s.contains("too long") || s.contains("too big") || s.contains("Space limit")
 }
 
-/// The admitted phase: relay signals, answer pings, enforce limits.
+/// The admitted phase: relay signals, answer pings, enforce limits. Kicks, shutdown and
+/// liveness rounds all arrive through the outbox, so an idle connection waits on exactly
+/// two things: its socket and its outbox.
 #[allow(clippy::too_many_arguments)]
-async fn relay(
-    sink: &mut Sink,
-    stream: &mut Stream,
-    rx: &mut mpsc::Receiver<Arc<str>>,
-    kick: &Kick,
-    key: RoomKey,
-    device: DeviceId,
-    root_key: Option<&str>,
-    app: &App,
-) {
-    let mut shutdown = app.shutdown.clone();
+async fn relay(ws: &mut WebSocket, outbox: &Outbox, key: RoomKey, device: DeviceId, root_key: Option<&str>, app: &App) {
     let mut bucket = Bucket::new(app.limits.messages_per_sec, Instant::now());
     let mut strikes = 0u32;
     let mut last_seen = Instant::now();
-    let mut ping = tokio::time::interval(app.limits.idle_timeout / 2);
-    ping.tick().await;
     loop {
         tokio::select! {
-            incoming = stream.next() => {
+            incoming = ws.next() => {
                 last_seen = Instant::now();
                 let text = match incoming {
                     Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Binary(_))) => return close_with(sink, stream, close::UNSUPPORTED, "text messages only").await,
+                    Some(Ok(Message::Binary(_))) => return Box::pin(close_with(ws, close::UNSUPPORTED, "text messages only")).await,
                     Some(Ok(Message::Close(_))) | None => return,
                     Some(Ok(_)) => continue, // ping/pong: liveness only
                     Some(Err(e)) if is_too_big(&e) => {
                         app.metrics.dropped.with_label_values(&["too_big"]).inc();
-                        return close_with(sink, stream, close::TOO_BIG, "message too large").await;
+                        return Box::pin(close_with(ws, close::TOO_BIG, "message too large")).await;
                     }
                     Some(Err(_)) => return,
                 };
@@ -202,43 +186,43 @@ async fn relay(
                     app.metrics.dropped.with_label_values(&["rate_limited"]).inc();
                     strikes += 1;
                     if strikes > app.limits.messages_per_sec.saturating_mul(10) {
-                        return close_with(sink, stream, close::POLICY, "message rate limit exceeded repeatedly").await;
+                        return Box::pin(close_with(ws, close::POLICY, "message rate limit exceeded repeatedly")).await;
                     }
-                    if strikes.is_power_of_two() && !error(sink, ErrorCode::RateLimited, "too many messages; some were dropped").await {
+                    if strikes.is_power_of_two() && !error(ws, ErrorCode::RateLimited, "too many messages; some were dropped").await {
                         return;
                     }
                     continue;
                 }
-                if !handle(sink, &text, key, device, root_key, app).await {
+                // Boxed: the handler's state only exists while a message is handled, so an
+                // idle connection's task does not carry it.
+                if !Box::pin(handle(ws, &text, key, device, root_key, app)).await {
                     return;
                 }
             }
-            out = rx.recv() => match out {
-                Some(text) => {
-                    if sink.send(Message::Text(Utf8Bytes::from(&*text))).await.is_err() {
+            out = outbox.next() => match out {
+                Out::Send(text) => {
+                    if ws.send(Message::Text(Utf8Bytes::from(&*text))).await.is_err() {
                         return;
                     }
                 }
-                None => return,
+                Out::Kick(code, reason) => return Box::pin(close_with(ws, code, reason)).await,
+                Out::Ping => {
+                    if last_seen.elapsed() > app.limits.idle_timeout {
+                        app.metrics.dropped.with_label_values(&["idle"]).inc();
+                        return Box::pin(close_with(ws, close::POLICY, "idle timeout")).await;
+                    }
+                    if ws.send(Message::Ping(Default::default())).await.is_err() {
+                        return;
+                    }
+                }
             },
-            reason = kick.wait() => return close_with(sink, stream, close::POLICY, reason).await,
-            _ = ping.tick() => {
-                if last_seen.elapsed() > app.limits.idle_timeout {
-                    app.metrics.dropped.with_label_values(&["idle"]).inc();
-                    return close_with(sink, stream, close::POLICY, "idle timeout").await;
-                }
-                if sink.send(Message::Ping(Default::default())).await.is_err() {
-                    return;
-                }
-            }
-            _ = shutdown.changed() => return close_with(sink, stream, close::GOING_AWAY, "server shutting down").await,
         }
     }
 }
 
 /// Handles one admitted message; false ends the connection.
 async fn handle(
-    sink: &mut Sink,
+    ws: &mut WebSocket,
     text: &str,
     key: RoomKey,
     device: DeviceId,
@@ -249,7 +233,7 @@ async fn handle(
     match serde_json::from_str::<ClientMsg>(text) {
         Ok(ClientMsg::Signal { to, payload }) => {
             let Some(to) = protocol::parse_device(&to) else {
-                return error(sink, ErrorCode::BadMessage, "`to` must be a 32-character hex device id").await;
+                return error(ws, ErrorCode::BadMessage, "`to` must be a 32-character hex device id").await;
             };
             // The payload is relayed as the client's exact string; it is never decoded or logged.
             let bytes = payload.len();
@@ -263,32 +247,32 @@ async fn handle(
                 }
                 Err(RouteError::UnknownRecipient) => {
                     app.metrics.dropped.with_label_values(&["unknown_recipient"]).inc();
-                    error(sink, ErrorCode::UnknownRecipient, format!("device {to} is not online in this room")).await
+                    error(ws, ErrorCode::UnknownRecipient, format!("device {to} is not online in this room")).await
                 }
                 Err(RouteError::SlowConsumer) => {
                     app.metrics.dropped.with_label_values(&["slow_consumer"]).inc();
-                    error(sink, ErrorCode::UnknownRecipient, format!("device {to} was disconnected (too slow)")).await
+                    error(ws, ErrorCode::UnknownRecipient, format!("device {to} was disconnected (too slow)")).await
                 }
             }
         }
         Ok(ClientMsg::Revoke { record }) => {
             let (RoomKey::Vault(vault), Some(root)) = (key, root_key) else {
-                return error(sink, ErrorCode::BadMessage, "revocations are for vault rooms").await;
+                return error(ws, ErrorCode::BadMessage, "revocations are for vault rooms").await;
             };
             match protocol::verify_revocation(root, &record, vault) {
                 Ok(revoked) => {
                     app.hub.revoke(vault, revoked).await;
                     true
                 }
-                Err(e) => error(sink, ErrorCode::BadMessage, format!("revocation refused: {e}")).await,
+                Err(e) => error(ws, ErrorCode::BadMessage, format!("revocation refused: {e}")).await,
             }
         }
         Ok(ClientMsg::Hello { .. } | ClientMsg::HelloInvite { .. }) => {
-            error(sink, ErrorCode::BadMessage, "already admitted").await
+            error(ws, ErrorCode::BadMessage, "already admitted").await
         }
         Err(_) => {
             app.metrics.dropped.with_label_values(&["bad_message"]).inc();
-            error(sink, ErrorCode::BadMessage, "not a valid message").await
+            error(ws, ErrorCode::BadMessage, "not a valid message").await
         }
     }
 }

@@ -4,12 +4,12 @@
 //! Every member has a bounded outbound queue. Routing never waits: a full queue means the
 //! recipient reads too slowly, and it is disconnected rather than buffered without bound.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use hearth_proto::ids::{DeviceId, VaultId};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use super::backplane::{Backplane, RoomEvent};
 use crate::protocol::ServerMsg;
@@ -28,30 +28,110 @@ pub enum RoomKey {
 pub struct Member {
     /// Connection id (a device may reconnect; the newest connection wins).
     pub conn: u64,
-    /// Outbound JSON messages.
-    pub tx: mpsc::Sender<Arc<str>>,
-    /// Tells the connection to close (replaced, too slow, revoked).
-    pub kick: Arc<Kick>,
+    /// What the connection must send or do next.
+    pub outbox: Arc<Outbox>,
 }
 
-/// Why a connection is told to close.
-#[derive(Debug, Default)]
-pub struct Kick {
+/// Everything waiting for one connection, in one allocation: relayed messages (bounded),
+/// the newest presence update (older ones are superseded: a family reconnecting at once
+/// costs each member one pending presence, not O(n)), and a kick. Lighter than a channel
+/// per connection, which matters at 15,000 idle connections.
+#[derive(Debug)]
+pub struct Outbox {
     notify: Notify,
-    reason: Mutex<Option<&'static str>>,
+    state: Mutex<OutState>,
+    cap: usize,
 }
 
-impl Kick {
-    /// Asks the connection to close with `reason`.
-    pub fn kick(&self, reason: &'static str) {
-        *lock(&self.reason) = Some(reason);
+#[derive(Debug, Default)]
+struct OutState {
+    queue: VecDeque<Arc<str>>,
+    presence: Option<Arc<str>>,
+    kick: Option<(u16, &'static str)>,
+    ping: bool,
+}
+
+/// What a connection does next.
+#[derive(Debug)]
+pub enum Out {
+    /// Close with this code and reason.
+    Kick(u16, &'static str),
+    /// Send this JSON text.
+    Send(Arc<str>),
+    /// Liveness round: close if silent too long, else send a WebSocket ping. Driven by one
+    /// server-wide ticker instead of a timer per connection.
+    Ping,
+}
+
+/// The outbox is full: the reader is too slow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+impl Outbox {
+    /// An outbox holding at most `cap` relayed messages.
+    pub fn new(cap: usize) -> Self {
+        Self { notify: Notify::new(), state: Mutex::new(OutState::default()), cap: cap.max(1) }
+    }
+
+    /// Queues a relayed message.
+    pub fn push(&self, text: Arc<str>) -> Result<(), Full> {
+        let mut st = lock(&self.state);
+        if st.queue.len() >= self.cap {
+            return Err(Full);
+        }
+        st.queue.push_back(text);
+        drop(st);
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    /// Replaces the pending presence update.
+    pub fn set_presence(&self, text: Arc<str>) {
+        lock(&self.state).presence = Some(text);
         self.notify.notify_one();
     }
 
-    /// Waits until kicked; returns the reason.
-    pub async fn wait(&self) -> &'static str {
-        self.notify.notified().await;
-        lock(&self.reason).unwrap_or("closed by server")
+    /// Asks the connection to close (policy violation, 1008).
+    pub fn kick(&self, reason: &'static str) {
+        self.kick_with(1008, reason);
+    }
+
+    /// Asks the connection to close with `code`.
+    pub fn kick_with(&self, code: u16, reason: &'static str) {
+        lock(&self.state).kick.get_or_insert((code, reason));
+        self.notify.notify_one();
+    }
+
+    /// Asks the connection for a liveness round.
+    pub fn ping(&self) {
+        lock(&self.state).ping = true;
+        self.notify.notify_one();
+    }
+
+    /// Waits for the next thing to do: a kick first, then messages in order, then presence.
+    pub async fn next(&self) -> Out {
+        loop {
+            {
+                let mut st = lock(&self.state);
+                if let Some((code, r)) = st.kick {
+                    return Out::Kick(code, r);
+                }
+                if let Some(m) = st.queue.pop_front() {
+                    if st.queue.is_empty() {
+                        // Give back the memory of a burst; an idle connection holds none.
+                        st.queue = VecDeque::new();
+                    }
+                    return Out::Send(m);
+                }
+                if let Some(p) = st.presence.take() {
+                    return Out::Send(p);
+                }
+                if std::mem::take(&mut st.ping) {
+                    return Out::Ping;
+                }
+            }
+            self.notify.notified().await;
+        }
     }
 }
 
@@ -131,9 +211,7 @@ fn send_presence(room: &Room, skip: Option<DeviceId>) {
     for (d, m) in room.members.iter().filter(|(d, _)| Some(**d) != skip) {
         let msg = ServerMsg::Presence { online: presence(room, *d) };
         if let Ok(text) = serde_json::to_string(&msg) {
-            if m.tx.try_send(Arc::from(text)).is_err() {
-                m.kick.kick("too slow");
-            }
+            m.outbox.set_presence(Arc::from(text));
         }
     }
 }
@@ -192,7 +270,7 @@ impl Hub {
                 return Err(JoinError::Full);
             }
             if let Some(old) = room.members.insert(device, member) {
-                old.kick.kick("replaced by a newer connection of the same device");
+                old.outbox.kick("replaced by a newer connection of the same device");
             }
             if remote.is_none() {
                 send_presence(room, Some(device));
@@ -233,14 +311,10 @@ impl Hub {
     fn deliver_local(&self, key: RoomKey, to: DeviceId, text: Arc<str>) -> Result<(), RouteError> {
         let rooms = lock(&self.rooms);
         let m = rooms.get(&key).and_then(|r| r.members.get(&to)).ok_or(RouteError::UnknownRecipient)?;
-        match m.tx.try_send(text) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                m.kick.kick("too slow: outbound queue full");
-                Err(RouteError::SlowConsumer)
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(RouteError::UnknownRecipient),
-        }
+        m.outbox.push(text).map_err(|Full| {
+            m.outbox.kick("too slow: outbound queue full");
+            RouteError::SlowConsumer
+        })
     }
 
     /// Queues `text` for `to` in room `key`, here or on another replica.
@@ -280,7 +354,7 @@ impl Hub {
 
     fn kick_local(&self, key: RoomKey, device: DeviceId, reason: &'static str) {
         if let Some(m) = lock(&self.rooms).get(&key).and_then(|r| r.members.get(&device)) {
-            m.kick.kick(reason);
+            m.outbox.kick(reason);
         }
     }
 
@@ -318,9 +392,7 @@ impl Hub {
             let me = d.to_hex();
             let msg = ServerMsg::Presence { online: online.iter().filter(|o| **o != me).cloned().collect() };
             if let Ok(text) = serde_json::to_string(&msg) {
-                if m.tx.try_send(Arc::from(text)).is_err() {
-                    m.kick.kick("too slow");
-                }
+                m.outbox.set_presence(Arc::from(text));
             }
         }
     }
@@ -340,6 +412,23 @@ impl Hub {
                 }
             }
         }
+    }
+
+    /// Runs `f` on every local member.
+    fn each_member(&self, f: impl Fn(&Member)) {
+        for room in lock(&self.rooms).values() {
+            room.members.values().for_each(&f);
+        }
+    }
+
+    /// Starts a liveness round on every local connection.
+    pub fn ping_all(&self) {
+        self.each_member(|m| m.outbox.ping());
+    }
+
+    /// Closes every local connection with `code` and `reason` (shutdown).
+    pub fn kick_all(&self, code: u16, reason: &'static str) {
+        self.each_member(|m| m.outbox.kick_with(code, reason));
     }
 
     /// Rooms with members.

@@ -174,12 +174,24 @@ pub async fn run(
         router = router.route("/metrics", get(metrics_text));
     }
     let router = router.with_state(Arc::clone(&app));
-    let background = spawn_backplane_tasks(&app);
+    let mut background = spawn_backplane_tasks(&app);
+    let ping_app = Arc::clone(&app);
+    background.push(tokio::spawn(async move {
+        // One ticker for all connections: each gets a liveness round twice per idle timeout.
+        let mut tick = tokio::time::interval(ping_app.limits.idle_timeout / 2);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            ping_app.hub.ping_all();
+        }
+    }));
     let drain_app = Arc::clone(&app);
     let graceful = async move {
         shutdown.await;
         drain_app.draining.store(true, Ordering::Relaxed);
-        // Tell every WebSocket to close with 1001; axum then waits for them to finish.
+        // Tell every WebSocket to close with 1001: admitted ones through their outbox,
+        // those still in admission through the watch channel.
+        drain_app.hub.kick_all(conn::close::GOING_AWAY, "server shutting down");
         let _ = stop_tx.send(true);
         tracing::info!("draining connections");
     };
@@ -198,6 +210,11 @@ pub async fn run(
     }
     Ok(())
 }
+
+/// Bytes preallocated to read WebSocket frames into.
+const WS_READ_BUFFER: usize = 512;
+/// Most bytes queued for writing on one WebSocket before it is treated as dead.
+const WS_MAX_WRITE_BUFFER: usize = 1 << 20;
 
 /// Longest a drain waits for WebSocket connections to finish closing.
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -245,10 +262,19 @@ async fn signal(
     };
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default().to_owned();
     let max = app.limits.max_message_bytes;
-    ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| async move {
-        conn::run(socket, peer, host, Arc::clone(&slot.app)).await;
-        drop(slot);
-    })
+    // Small buffers: the WebSocket library's defaults (128 KiB read + 128 KiB write per
+    // connection) would dominate an idle connection's memory. Signaling messages are small;
+    // larger ones (up to `max`) are still assembled, just not preallocated. The write buffer
+    // is bounded so a peer that stops reading cannot make the server buffer without limit.
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(WS_MAX_WRITE_BUFFER)
+        .on_upgrade(move |socket| async move {
+            conn::run(socket, peer, host, Arc::clone(&slot.app)).await;
+            drop(slot);
+        })
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
