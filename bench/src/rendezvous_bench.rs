@@ -65,6 +65,15 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// CPU seconds (user + system) the server process has used, from /proc (100 ticks/s).
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<u64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        // After the state letter: fields 14 and 15 of the full line are utime and stime.
+        (f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)) as f64 / 100.0
+    }
+
     fn rss_kib(&self) -> u64 {
         let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
         s.lines()
@@ -357,14 +366,16 @@ async fn main() -> anyhow::Result<()> {
             continue;
         }
         let s = if name == "hearth" { start_hearth().await? } else { start_peerjs(&a.peerjs_dir).await? };
+        let cpu0 = s.cpu_seconds();
         let sat = relay(&s, a.pairs, a.messages, a.window, None).await?;
+        let per_cpu = (a.pairs * a.messages) as f64 / (s.cpu_seconds() - cpu0).max(0.01);
         let per_pair = ((a.fixed_rate * 3.0) as usize / a.pairs).max(1);
         let fixed = relay(&s, a.pairs, per_pair, a.window, Some(a.fixed_rate)).await?;
         println!(
-            "  {name:<7} saturation {:>9.0} msgs/s (p50 {} us, p99 {} us); fixed load: achieved {:.0} msgs/s, p50 {} us, p99 {} us",
-            sat.rate, sat.p50_us, sat.p99_us, fixed.rate, fixed.p50_us, fixed.p99_us
+            "  {name:<7} saturation {:>9.0} msgs/s, {:>9.0} msgs per server CPU-second (p50 {} us, p99 {} us); fixed load: achieved {:.0} msgs/s, p50 {} us, p99 {} us",
+            sat.rate, per_cpu, sat.p50_us, sat.p99_us, fixed.rate, fixed.p50_us, fixed.p99_us
         );
-        results.push((name, sat, fixed));
+        results.push((name, sat, fixed, per_cpu));
     }
     println!("\nsummary:");
     println!("  hearth idle RSS per connection: {:.2} KiB", h / 1024.0);
@@ -375,8 +386,9 @@ async fn main() -> anyhow::Result<()> {
             h / p
         );
     }
-    if let [(_, hs, hf), (_, ps, pf)] = &results[..] {
+    if let [(_, hs, hf, hc), (_, ps, pf, pc)] = &results[..] {
         println!("  relay msgs/s hearth / peerjs = {:.2} (target >= 5)", hs.rate / ps.rate);
+        println!("  relay msgs per server CPU-second hearth / peerjs = {:.2}", hc / pc);
         println!("  p99 at fixed load: hearth {} us, peerjs {} us (target: hearth <= peerjs)", hf.p99_us, pf.p99_us);
     }
     Ok(())
