@@ -377,3 +377,25 @@ async fn a_silent_connection_is_closed_after_the_idle_timeout() {
     assert_eq!(s.metric("hearth_rv_messages_dropped_total", Some("idle")), 1);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn new_connections_per_ip_are_rate_limited() {
+    let s = Server::start(Limits { handshakes_per_ip_per_sec: 2, ..limits() }).await;
+    let (_, ids) = vault(1, 8);
+    // Burst of 4 (twice the rate) is allowed; the next ones in the same instant get 429.
+    let mut refused = 0;
+    let mut held = Vec::new();
+    for id in &ids {
+        match client::connect(&s.url(), &Join::Vault(Box::new(id.clone()))).await {
+            Ok(c) => held.push(c),
+            Err(e) => {
+                assert!(e.to_string().contains("429"), "{e}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused >= 3, "only {refused} refused");
+    assert!(s.metric("hearth_rv_connections_rejected_total", Some("handshake_rate")) >= 3);
+    drop(held);
+    s.stop().await;
+}

@@ -31,14 +31,21 @@ impl From<IpAddr> for SourceKey {
     }
 }
 
+/// One token bucket; rate and burst are passed in so a table of them stays small.
 #[derive(Debug, Clone, Copy)]
-struct Bucket {
+pub struct Bucket {
     tokens: f64,
     last: Instant,
 }
 
 impl Bucket {
-    fn take(&mut self, now: Instant, rate: f64, burst: f64) -> bool {
+    /// A bucket holding `burst` tokens at `now`.
+    pub fn full(burst: f64, now: Instant) -> Self {
+        Self { tokens: burst, last: now }
+    }
+
+    /// Refills for the time since the last call, then takes one token if there is one.
+    pub fn take(&mut self, now: Instant, rate: f64, burst: f64) -> bool {
         let dt = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + dt * rate).min(burst);
         self.last = now;

@@ -44,30 +44,21 @@ impl Default for Limits {
     }
 }
 
-/// A token bucket for one connection's messages.
+/// A token bucket for one connection's messages (the STUN server's bucket, own rate).
 #[derive(Debug)]
 pub(crate) struct Bucket {
-    tokens: f64,
+    inner: hearth_stun::rate_limit::Bucket,
     rate: f64,
     burst: f64,
-    last: Instant,
 }
 
 impl Bucket {
     pub(crate) fn new(per_sec: u32, now: Instant) -> Self {
         let burst = f64::from(per_sec.max(1)) * 2.0;
-        Self { tokens: burst, rate: f64::from(per_sec), burst, last: now }
+        Self { inner: hearth_stun::rate_limit::Bucket::full(burst, now), rate: f64::from(per_sec), burst }
     }
 
     pub(crate) fn take(&mut self, now: Instant) -> bool {
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.inner.take(now, self.rate, self.burst)
     }
 }
