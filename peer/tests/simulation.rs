@@ -15,7 +15,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use hearth_peer::identity::VaultSecret;
-use hearth_peer::ids::{DeviceId, ItemId};
+use hearth_peer::ids::ItemId;
 use hearth_peer::sync::{Role, Session, SessionConfig};
 use hearth_peer::vault::{Dot, MemStore, Op, Replica, VersionVector};
 use rand::rngs::StdRng;
@@ -441,7 +441,6 @@ fn a_device_that_meets_only_one_other_converges() {
         let (a, b) = d.split_at_mut(2);
         common::sync_pair(&mut a[1], &mut b[0]);
     }
-    let _ = DeviceId::default();
     for r in &d {
         assert_eq!(r.state().digest(), d[0].state().digest());
         assert_eq!(r.state().visible().count(), 4);

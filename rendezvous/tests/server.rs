@@ -125,7 +125,7 @@ async fn two_devices_see_each_other_and_exchange_signals() {
 async fn strangers_and_forgeries_are_refused() {
     let s = Server::start(limits()).await;
     let (_, ids) = vault(1, 1);
-    let (other_root, other) = vault(2, 1);
+    let (_, other) = vault(2, 1);
     // A record of another vault presented with this vault's root key.
     let mut forged = other[0].clone();
     forged.root = ids[0].root;
@@ -144,7 +144,6 @@ async fn strangers_and_forgeries_are_refused() {
     assert!(theirs.online.is_empty());
     mine.signal(theirs.device, b"hi").await.unwrap();
     assert!(matches!(next_non_presence(&mut mine).await, Event::Error { code: ErrorCode::UnknownRecipient, .. }));
-    let _ = other_root;
     assert!(s.metric("hearth_rv_admission_failures_total", Some("bad_hello")) >= 2);
     s.stop().await;
 }
