@@ -201,7 +201,7 @@ async fn relay(ws: &mut WebSocket, outbox: &Outbox, key: RoomKey, device: Device
             }
             out = outbox.next() => match out {
                 Out::Send(text) => {
-                    if ws.send(Message::Text(Utf8Bytes::from(&*text))).await.is_err() {
+                    if ws.send(Message::Text(text)).await.is_err() {
                         return;
                     }
                 }
@@ -238,7 +238,7 @@ async fn handle(
             // The payload is relayed as the client's exact string; it is never decoded or logged.
             let bytes = payload.len();
             let out = json(&ServerMsg::Signal { from: device.to_hex(), payload });
-            match app.hub.route(key, to, Arc::from(out)).await {
+            match app.hub.route(key, to, Utf8Bytes::from(out)).await {
                 Ok(()) => {
                     app.metrics.relayed.inc();
                     app.metrics.relayed_bytes.inc_by(bytes as u64);

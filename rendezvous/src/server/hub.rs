@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use axum::extract::ws::Utf8Bytes;
 use hearth_proto::ids::{DeviceId, VaultId};
 use tokio::sync::Notify;
 
@@ -45,8 +46,8 @@ pub struct Outbox {
 
 #[derive(Debug, Default)]
 struct OutState {
-    queue: VecDeque<Arc<str>>,
-    presence: Option<Arc<str>>,
+    queue: VecDeque<Utf8Bytes>,
+    presence: Option<Utf8Bytes>,
     kick: Option<(u16, &'static str)>,
     ping: bool,
 }
@@ -57,7 +58,7 @@ pub enum Out {
     /// Close with this code and reason.
     Kick(u16, &'static str),
     /// Send this JSON text.
-    Send(Arc<str>),
+    Send(Utf8Bytes),
     /// Liveness round: close if silent too long, else send a WebSocket ping. Driven by one
     /// server-wide ticker instead of a timer per connection.
     Ping,
@@ -74,7 +75,7 @@ impl Outbox {
     }
 
     /// Queues a relayed message.
-    pub fn push(&self, text: Arc<str>) -> Result<(), Full> {
+    pub fn push(&self, text: Utf8Bytes) -> Result<(), Full> {
         let mut st = lock(&self.state);
         if st.queue.len() >= self.cap {
             return Err(Full);
@@ -86,7 +87,7 @@ impl Outbox {
     }
 
     /// Replaces the pending presence update.
-    pub fn set_presence(&self, text: Arc<str>) {
+    pub fn set_presence(&self, text: Utf8Bytes) {
         lock(&self.state).presence = Some(text);
         self.notify.notify_one();
     }
@@ -211,7 +212,7 @@ fn send_presence(room: &Room, skip: Option<DeviceId>) {
     for (d, m) in room.members.iter().filter(|(d, _)| Some(**d) != skip) {
         let msg = ServerMsg::Presence { online: presence(room, *d) };
         if let Ok(text) = serde_json::to_string(&msg) {
-            m.outbox.set_presence(Arc::from(text));
+            m.outbox.set_presence(Utf8Bytes::from(text));
         }
     }
 }
@@ -308,7 +309,7 @@ impl Hub {
     }
 
     /// Queues `text` for a local member `to` of `key`.
-    fn deliver_local(&self, key: RoomKey, to: DeviceId, text: Arc<str>) -> Result<(), RouteError> {
+    fn deliver_local(&self, key: RoomKey, to: DeviceId, text: Utf8Bytes) -> Result<(), RouteError> {
         let rooms = lock(&self.rooms);
         let m = rooms.get(&key).and_then(|r| r.members.get(&to)).ok_or(RouteError::UnknownRecipient)?;
         m.outbox.push(text).map_err(|Full| {
@@ -318,8 +319,8 @@ impl Hub {
     }
 
     /// Queues `text` for `to` in room `key`, here or on another replica.
-    pub async fn route(&self, key: RoomKey, to: DeviceId, text: Arc<str>) -> Result<(), RouteError> {
-        match self.deliver_local(key, to, Arc::clone(&text)) {
+    pub async fn route(&self, key: RoomKey, to: DeviceId, text: Utf8Bytes) -> Result<(), RouteError> {
+        match self.deliver_local(key, to, text.clone()) {
             Err(RouteError::UnknownRecipient) => {}
             other => return other,
         }
@@ -329,7 +330,7 @@ impl Hub {
         if !bp.is_online(&name, &dev).await.unwrap_or(false) {
             return Err(RouteError::UnknownRecipient);
         }
-        bp.publish(&name, &RoomEvent::Signal { to: dev, text: text.to_string() })
+        bp.publish(&name, &RoomEvent::Signal { to: dev, text: text.as_str().to_owned() })
             .await
             .map_err(|_| RouteError::UnknownRecipient)
     }
@@ -365,7 +366,7 @@ impl Hub {
         match ev {
             RoomEvent::Signal { to, text } => {
                 if let Some(to) = DeviceId::from_hex(&to) {
-                    let _ = self.deliver_local(key, to, Arc::from(text));
+                    let _ = self.deliver_local(key, to, Utf8Bytes::from(text));
                 }
                 None
             }
@@ -392,7 +393,7 @@ impl Hub {
             let me = d.to_hex();
             let msg = ServerMsg::Presence { online: online.iter().filter(|o| **o != me).cloned().collect() };
             if let Ok(text) = serde_json::to_string(&msg) {
-                m.outbox.set_presence(Arc::from(text));
+                m.outbox.set_presence(Utf8Bytes::from(text));
             }
         }
     }
