@@ -62,3 +62,23 @@ impl Drop for Proc {
 pub fn has_ipv6() -> bool {
     std::net::UdpSocket::bind("[::1]:0").is_ok()
 }
+
+/// A rendezvous identity: device `i` of the test vault whose root key is `[seed; 32]`
+/// (device id `[i + 1; 16]`), enrolled by a root-signed record.
+pub fn rendezvous_identity(seed: u8, i: u8) -> hearth_rendezvous::client::Identity {
+    use ed25519_dalek::SigningKey;
+    use hearth_proto::membership::{Enrollment, MembershipBody, MembershipRecord};
+    let root = SigningKey::from_bytes(&[seed; 32]);
+    let device_key = SigningKey::from_bytes(&[seed.wrapping_add(50).wrapping_add(i); 32]);
+    let record = MembershipRecord::sign(
+        &root,
+        MembershipBody::Enroll(Enrollment {
+            vault_id: hearth_proto::vault_id_of(&root.verifying_key()),
+            device_id: hearth_proto::ids::DeviceId([i.wrapping_add(1); 16]),
+            sign_pk: device_key.verifying_key().to_bytes(),
+            dh_pk: [0; 32],
+            at_ms: 0,
+        }),
+    );
+    hearth_rendezvous::client::Identity { root: root.verifying_key(), record, device_key }
+}

@@ -7,11 +7,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ed25519_dalek::SigningKey;
-use hearth_e2e::bin;
-use hearth_proto::ids::DeviceId;
-use hearth_proto::membership::{Enrollment, MembershipBody, MembershipRecord};
-use hearth_rendezvous::client::{self, Event, Identity, Join};
+use hearth_e2e::{bin, rendezvous_identity};
+use hearth_rendezvous::client::{self, Event, Join};
 
 struct Rv {
     child: std::process::Child,
@@ -70,22 +67,6 @@ fn get(addr: SocketAddr, path: &str) -> String {
     out
 }
 
-fn identity(seed: u8, i: u8) -> Identity {
-    let root = SigningKey::from_bytes(&[seed; 32]);
-    let device_key = SigningKey::from_bytes(&[seed + 50 + i; 32]);
-    let record = MembershipRecord::sign(
-        &root,
-        MembershipBody::Enroll(Enrollment {
-            vault_id: hearth_proto::vault_id_of(&root.verifying_key()),
-            device_id: DeviceId([i + 1; 16]),
-            sign_pk: device_key.verifying_key().to_bytes(),
-            dh_pk: [0; 32],
-            at_ms: 0,
-        }),
-    );
-    Identity { root: root.verifying_key(), record, device_key }
-}
-
 #[test]
 fn endpoints_stun_relay_and_no_payload_leaks() {
     let rv = start(&[]);
@@ -102,8 +83,8 @@ fn endpoints_stun_relay_and_no_payload_leaks() {
     let url = format!("ws://{}/v1/signal", rv.http);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut a = client::connect(&url, &Join::Vault(Box::new(identity(1, 0)))).await.unwrap();
-        let mut b = client::connect(&url, &Join::Vault(Box::new(identity(1, 1)))).await.unwrap();
+        let mut a = client::connect(&url, &Join::Vault(Box::new(rendezvous_identity(1, 0)))).await.unwrap();
+        let mut b = client::connect(&url, &Join::Vault(Box::new(rendezvous_identity(1, 1)))).await.unwrap();
         a.signal(b.device, canary).await.unwrap();
         loop {
             if let Event::Signal { payload, .. } = b.next().await.unwrap() {
@@ -141,8 +122,8 @@ fn survives_ten_thousand_half_open_connections() {
     let url = format!("ws://{}/v1/signal", rv.http);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut a = client::connect(&url, &Join::Vault(Box::new(identity(2, 0)))).await.unwrap();
-        let mut b = client::connect(&url, &Join::Vault(Box::new(identity(2, 1)))).await.unwrap();
+        let mut a = client::connect(&url, &Join::Vault(Box::new(rendezvous_identity(2, 0)))).await.unwrap();
+        let mut b = client::connect(&url, &Join::Vault(Box::new(rendezvous_identity(2, 1)))).await.unwrap();
         a.signal(b.device, b"through").await.unwrap();
         loop {
             if let Event::Signal { payload, .. } =
@@ -163,7 +144,7 @@ fn sigterm_drains_and_exits_cleanly() {
     let url = format!("ws://{}/v1/signal", rv.http);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let code = rt.block_on(async {
-        let mut a = client::connect(&url, &Join::Vault(Box::new(identity(3, 0)))).await.unwrap();
+        let mut a = client::connect(&url, &Join::Vault(Box::new(rendezvous_identity(3, 0)))).await.unwrap();
         let pid = rv.child.id().to_string();
         assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
         loop {

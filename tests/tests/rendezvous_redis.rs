@@ -7,11 +7,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ed25519_dalek::SigningKey;
-use hearth_e2e::bin;
+use hearth_e2e::{bin, rendezvous_identity};
 use hearth_proto::ids::DeviceId;
-use hearth_proto::membership::{Enrollment, MembershipBody, MembershipRecord};
-use hearth_rendezvous::client::{self, Connection, Event, Identity, Join};
+use hearth_rendezvous::client::{self, Connection, Event, Join};
 
 struct Killed(Child);
 
@@ -59,22 +57,6 @@ fn replica(redis_url: &str) -> (Killed, SocketAddr) {
     (Killed(child), addr)
 }
 
-fn identity(i: u8) -> Identity {
-    let root = SigningKey::from_bytes(&[42; 32]);
-    let device_key = SigningKey::from_bytes(&[60 + i; 32]);
-    let record = MembershipRecord::sign(
-        &root,
-        MembershipBody::Enroll(Enrollment {
-            vault_id: hearth_proto::vault_id_of(&root.verifying_key()),
-            device_id: DeviceId([i; 16]),
-            sign_pk: device_key.verifying_key().to_bytes(),
-            dh_pk: [0; 32],
-            at_ms: 0,
-        }),
-    );
-    Identity { root: root.verifying_key(), record, device_key }
-}
-
 async fn until_presence(c: &mut Connection, want: &[DeviceId], within: Duration) -> Duration {
     let t = Instant::now();
     loop {
@@ -105,9 +87,13 @@ fn replicas_share_presence_and_relay_through_redis() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut a =
-            client::connect(&format!("ws://{a1}/v1/signal"), &Join::Vault(Box::new(identity(1)))).await.unwrap();
+            client::connect(&format!("ws://{a1}/v1/signal"), &Join::Vault(Box::new(rendezvous_identity(42, 1))))
+                .await
+                .unwrap();
         let mut b =
-            client::connect(&format!("ws://{a2}/v1/signal"), &Join::Vault(Box::new(identity(2)))).await.unwrap();
+            client::connect(&format!("ws://{a2}/v1/signal"), &Join::Vault(Box::new(rendezvous_identity(42, 2))))
+                .await
+                .unwrap();
         assert_eq!(b.online, vec![a.device], "b's replica sees a, connected to the other replica");
         until_presence(&mut a, &[b.device], Duration::from_secs(5)).await;
         a.signal(b.device, b"offer across replicas").await.unwrap();
