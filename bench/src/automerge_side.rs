@@ -5,11 +5,11 @@ use std::time::Instant;
 
 use automerge::sync::{Message, State, SyncDoc};
 use automerge::transaction::Transactable;
-use automerge::{ActorId, AutoCommit, ObjType, ReadDoc, ROOT};
-use serde_json::{json, Value};
+use automerge::{ActorId, AutoCommit, ObjType, ROOT};
+use serde_json::Value;
 
 use crate::workload::records;
-use crate::{median, peak_rss_mib};
+use crate::{ms, report};
 
 /// Syncs two documents until neither has anything to send; returns bytes exchanged.
 fn sync(a: &mut AutoCommit, sa: &mut State, b: &mut AutoCommit, sb: &mut State) -> anyhow::Result<usize> {
@@ -32,10 +32,6 @@ fn sync(a: &mut AutoCommit, sa: &mut State, b: &mut AutoCommit, sb: &mut State) 
             return Ok(bytes);
         }
     }
-}
-
-fn ms(t: Instant) -> f64 {
-    t.elapsed().as_secs_f64() * 1000.0
 }
 
 /// Runs every measurement `reps` times and returns the medians.
@@ -81,14 +77,6 @@ pub(crate) fn run(n: usize, edits: usize, reps: usize) -> anyhow::Result<Value> 
         sync(&mut a, &mut sa, &mut b, &mut sb)?;
         one.push(ms(t));
         anyhow::ensure!(b.get_heads() == a.get_heads(), "automerge did not converge");
-        let _ = b.length(&items);
     }
-    Ok(json!({
-        "full_ms": median(full),
-        "concurrent_ms": median(conc),
-        "one_edit_ms": median(one),
-        "full_bytes": bytes,
-        "full_kib": bytes as f64 / 1024.0,
-        "peak_rss_mib": peak_rss_mib(),
-    }))
+    Ok(report(full, conc, one, bytes))
 }

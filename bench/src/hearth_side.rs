@@ -9,16 +9,12 @@ use hearth_peer::vault::{LogStore, MemStore, Op, Replica, SqliteStore};
 use serde_json::{json, Value};
 
 use crate::workload::{plaintext_bytes, records};
-use crate::{median, peak_rss_mib};
+use crate::{ms, report};
 
 fn item_id(i: usize) -> ItemId {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&(i as u64).to_be_bytes());
     ItemId(b)
-}
-
-fn ms(t: Instant) -> f64 {
-    t.elapsed().as_secs_f64() * 1000.0
 }
 
 fn edit(i: usize, value: String) -> Op {
@@ -86,14 +82,8 @@ pub(crate) fn run(n: usize, edits: usize, reps: usize) -> anyhow::Result<Value> 
         one.push(ms(t));
         anyhow::ensure!(b.state().digest() == a.state().digest(), "single edit did not converge");
     }
-    Ok(json!({
-        "full_ms": median(full),
-        "concurrent_ms": median(conc),
-        "one_edit_ms": median(one),
-        "full_bytes": bytes,
-        "full_kib": bytes as f64 / 1024.0,
-        "plaintext_bytes": plain,
-        "conflicts": conflicts,
-        "peak_rss_mib": peak_rss_mib(),
-    }))
+    let mut out = report(full, conc, one, bytes);
+    out["plaintext_bytes"] = json!(plain);
+    out["conflicts"] = json!(conflicts);
+    Ok(out)
 }

@@ -100,6 +100,23 @@ pub(crate) fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// Milliseconds since `t`.
+pub(crate) fn ms(t: std::time::Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+/// The result fields both sides report: medians of the three timings, wire bytes, peak RSS.
+pub(crate) fn report(full: Vec<f64>, concurrent: Vec<f64>, one_edit: Vec<f64>, bytes: usize) -> Value {
+    serde_json::json!({
+        "full_ms": median(full),
+        "concurrent_ms": median(concurrent),
+        "one_edit_ms": median(one_edit),
+        "full_bytes": bytes,
+        "full_kib": bytes as f64 / 1024.0,
+        "peak_rss_mib": peak_rss_mib(),
+    })
+}
+
 /// The median of `v` (v non-empty).
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));

@@ -118,6 +118,8 @@ pub struct Session {
     unacked: usize,
     /// Membership records already sent.
     membership_sent: usize,
+    /// Decryption buffer, reused for every incoming message.
+    plain: Vec<u8>,
 }
 
 impl std::fmt::Debug for Session {
@@ -154,6 +156,7 @@ impl Session {
             cursor: 0,
             unacked: 0,
             membership_sent: 0,
+            plain: Vec::new(),
         };
         if role == Role::Initiator {
             s.write_handshake()?;
@@ -194,19 +197,20 @@ impl Session {
         if data.len() > NOISE_MAX {
             return Err(FrameError::TooLarge(NOISE_MAX).into());
         }
-        let mut plain = vec![0u8; NOISE_MAX];
+        // One receive buffer per session, not a fresh 64 KiB per message.
+        self.plain.resize(NOISE_MAX, 0);
         match &mut self.phase {
             Phase::Dead => Err(SyncError::Closed),
             Phase::Handshake(hs) => {
-                hs.read_message(data, &mut plain).map_err(SyncError::Handshake)?;
+                hs.read_message(data, &mut self.plain).map_err(SyncError::Handshake)?;
                 if !hs.is_handshake_finished() {
                     self.write_handshake()?;
                 }
                 self.maybe_finish_handshake(replica)
             }
             Phase::AwaitHello(ts) | Phase::Live(ts) => {
-                let n = ts.read_message(data, &mut plain).map_err(SyncError::Decrypt)?;
-                match self.reasm.push(&plain[..n])? {
+                let n = ts.read_message(data, &mut self.plain).map_err(SyncError::Decrypt)?;
+                match self.reasm.push(&self.plain[..n])? {
                     Some(msg) => self.on_message(msg, replica),
                     None => Ok(()),
                 }

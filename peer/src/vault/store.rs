@@ -119,6 +119,19 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Decodes every postcard blob `sql` selects (one column), in row order.
+    fn load_all<T: serde::de::DeserializeOwned>(&self, sql: &str) -> Result<Vec<T>, StoreError> {
+        let mut st = self.conn.prepare(sql)?;
+        let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(postcard::from_bytes(&r?).map_err(corrupt)?);
+        }
+        Ok(out)
+    }
+}
+
 fn corrupt(e: postcard::Error) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
@@ -143,23 +156,11 @@ impl LogStore for SqliteStore {
     }
 
     fn load_entries(&self) -> Result<Vec<StoredEntry>, StoreError> {
-        let mut st = self.conn.prepare("SELECT body FROM entries ORDER BY id")?;
-        let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
-        let mut out = Vec::new();
-        for r in rows {
-            out.push(postcard::from_bytes(&r?).map_err(corrupt)?);
-        }
-        Ok(out)
+        self.load_all("SELECT body FROM entries ORDER BY id")
     }
 
     fn load_membership(&self) -> Result<Vec<MembershipRecord>, StoreError> {
-        let mut st = self.conn.prepare("SELECT record FROM membership ORDER BY id")?;
-        let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
-        let mut out = Vec::new();
-        for r in rows {
-            out.push(postcard::from_bytes(&r?).map_err(corrupt)?);
-        }
-        Ok(out)
+        self.load_all("SELECT record FROM membership ORDER BY id")
     }
 
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -210,10 +210,14 @@ fn presence(room: &Room, except: DeviceId) -> Vec<String> {
 /// Tells every member (but `skip`, who learns it from its welcome) who is online.
 fn send_presence(room: &Room, skip: Option<DeviceId>) {
     for (d, m) in room.members.iter().filter(|(d, _)| Some(**d) != skip) {
-        let msg = ServerMsg::Presence { online: presence(room, *d) };
-        if let Ok(text) = serde_json::to_string(&msg) {
-            m.outbox.set_presence(Utf8Bytes::from(text));
-        }
+        offer_presence(m, presence(room, *d));
+    }
+}
+
+/// Leaves `online` (the member itself excluded) as the member's pending presence update.
+fn offer_presence(m: &Member, online: Vec<String>) {
+    if let Ok(text) = serde_json::to_string(&ServerMsg::Presence { online }) {
+        m.outbox.set_presence(Utf8Bytes::from(text));
     }
 }
 
@@ -391,10 +395,7 @@ impl Hub {
         let Some(room) = rooms.get(&key) else { return };
         for (d, m) in &room.members {
             let me = d.to_hex();
-            let msg = ServerMsg::Presence { online: online.iter().filter(|o| **o != me).cloned().collect() };
-            if let Ok(text) = serde_json::to_string(&msg) {
-                m.outbox.set_presence(Utf8Bytes::from(text));
-            }
+            offer_presence(m, online.iter().filter(|o| **o != me).cloned().collect());
         }
     }
 
