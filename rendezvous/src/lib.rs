@@ -5,6 +5,7 @@
 //!   built; the peer uses it with `default-features = false, features = ["client"]`).
 //! - [`client`] (feature `client`): the async WebSocket client with reconnect and backoff.
 //! - [`server`] (feature `server`): axum routes, admission, hub, limits, metrics, drain.
+//! - [`ws`]: sans-IO WebSocket framing the server runs its connections on.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -13,3 +14,4 @@ pub mod client;
 pub mod protocol;
 #[cfg(feature = "server")]
 pub mod server;
+pub mod ws;

@@ -234,6 +234,40 @@ pub fn parse_invite_room(s: &str) -> Option<[u8; 32]> {
     Some(b)
 }
 
+/// A `signal` as the server reads it on its hot path: borrowed from the frame, no copies
+/// unless the client used JSON escapes. Anything else falls back to [`ClientMsg`].
+#[derive(Debug, Deserialize)]
+pub struct SignalIn<'a> {
+    /// Must be `"signal"`.
+    #[serde(rename = "type", borrow)]
+    pub kind: std::borrow::Cow<'a, str>,
+    /// Recipient device id (hex).
+    #[serde(borrow)]
+    pub to: std::borrow::Cow<'a, str>,
+    /// Opaque payload.
+    #[serde(borrow)]
+    pub payload: std::borrow::Cow<'a, str>,
+}
+
+impl<'a> SignalIn<'a> {
+    /// Parses `text` if it is a `signal` message.
+    pub fn parse(text: &'a str) -> Option<Self> {
+        serde_json::from_str::<SignalIn<'a>>(text).ok().filter(|s| s.kind == "signal")
+    }
+}
+
+/// The relayed form of a signal: the same JSON as [`ServerMsg::Signal`], built from borrows.
+pub fn signal_out(from: &str, payload: &str) -> String {
+    #[derive(Serialize)]
+    struct Out<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        from: &'a str,
+        payload: &'a str,
+    }
+    serde_json::to_string(&Out { kind: "signal", from, payload }).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +310,18 @@ mod tests {
         let k2 = to_b64(other.verifying_key().as_bytes());
         assert!(matches!(verify_hello(&k2, &r, &s, b"nonce-1", "rv.example:443"), Err(AdmitError::Membership(_))));
         assert_eq!(verify_hello("!!", &r, &s, b"n", "h"), Err(AdmitError::Malformed("root_key")));
+    }
+
+    #[test]
+    fn signal_fast_path_matches_the_enum() {
+        let text = r#"{"type":"signal","to":"0a","payload":"a\/b+c=="}"#;
+        let fast = SignalIn::parse(text).unwrap();
+        let ClientMsg::Signal { to, payload } = serde_json::from_str(text).unwrap() else { panic!() };
+        assert_eq!((fast.to.as_ref(), fast.payload.as_ref()), (to.as_str(), payload.as_str()));
+        assert!(SignalIn::parse(r#"{"type":"revoke","to":"0a","payload":"x"}"#).is_none());
+        assert!(SignalIn::parse(r#"{"type":"signal","to":"0a"}"#).is_none());
+        let out = signal_out("ff", &payload);
+        assert_eq!(out, serde_json::to_string(&ServerMsg::Signal { from: "ff".into(), payload }).unwrap());
     }
 
     #[test]

@@ -5,15 +5,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::{SinkExt, StreamExt};
 use hearth_proto::ids::DeviceId;
 use rand::RngCore;
+use tokio::net::TcpStream;
 
 use super::hub::{JoinError, Member, Out, Outbox, RoomKey, RouteError};
 use super::limits::Bucket;
+use super::link::{End, Link};
 use super::App;
-use crate::protocol::{self, ClientMsg, ErrorCode, ServerMsg};
+use crate::protocol::{self, ClientMsg, ErrorCode, ServerMsg, SignalIn};
+use crate::ws::{self, opcode, Event, FrameError};
 
 /// WebSocket close codes used by the server.
 pub mod close {
@@ -29,66 +30,112 @@ pub mod close {
     pub const TRY_LATER: u16 = 1013;
 }
 
+/// Most unsent bytes a connection may have before it is treated as not reading.
+const MAX_UNSENT: usize = 1 << 20;
+
 fn json(msg: &ServerMsg) -> String {
     serde_json::to_string(msg).unwrap_or_default()
 }
 
-async fn send(ws: &mut WebSocket, msg: &ServerMsg) -> bool {
-    ws.send(Message::Text(Utf8Bytes::from(json(msg)))).await.is_ok()
+/// Appends an error message frame to `out`.
+fn error(out: &mut Vec<u8>, code: ErrorCode, message: impl Into<String>) {
+    ws::encode(opcode::TEXT, json(&ServerMsg::Error { code, message: message.into() }).as_bytes(), out);
 }
 
-async fn error(ws: &mut WebSocket, code: ErrorCode, message: impl Into<String>) -> bool {
-    send(ws, &ServerMsg::Error { code, message: message.into() }).await
+/// The first message of a connection.
+enum First {
+    Text(String),
+    Binary,
 }
 
-/// Sends a close frame and waits (briefly) for the peer's reply before dropping the socket:
-/// closing with unread bytes makes the kernel send RST, which can destroy our close frame in
-/// the peer's receive queue before it reads the reason.
-async fn close_with(ws: &mut WebSocket, code: u16, reason: &str) {
-    let _ = ws.send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason.to_owned()) }))).await;
-    let _ = tokio::time::timeout(CLOSE_WAIT, async {
-        while let Some(Ok(m)) = ws.next().await {
-            if matches!(m, Message::Close(_)) {
-                break;
+/// Reads until the first data message (answering pings on the way).
+async fn first_message(link: &mut Link) -> Result<First, End> {
+    loop {
+        let mut pos = 0;
+        let mut pongs = Vec::new();
+        loop {
+            match link.decode(pos) {
+                Ok(Some((n, ev))) => {
+                    pos += n;
+                    match ev {
+                        Some(Event::Text(t)) => {
+                            let t = t.into_owned();
+                            link.consume(pos);
+                            return Ok(First::Text(t));
+                        }
+                        Some(Event::Binary) => return Ok(First::Binary),
+                        Some(Event::Ping(p)) => ws::encode(opcode::PONG, p, &mut pongs),
+                        Some(Event::Close(code)) => {
+                            link.answer_close(code).await;
+                            return Err(End::Closed);
+                        }
+                        Some(Event::Pong) | None => {}
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return Err(End::Frame(e)),
             }
         }
-    })
-    .await;
-    let _ = ws.close().await;
+        link.consume(pos);
+        link.out().append(&mut pongs);
+        link.wait().await?;
+    }
 }
 
-/// How long a closing connection waits for the peer's close reply.
-const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// Closes the connection as `end` calls for; `label` counts it under this metric family.
+async fn finish(link: &mut Link, end: End, app: &App, admitted: bool) {
+    let count = |label: &str| {
+        if admitted {
+            app.metrics.dropped.with_label_values(&[label]).inc();
+        } else {
+            app.metrics.admission_failures.with_label_values(&[label]).inc();
+        }
+    };
+    match end {
+        End::Gone | End::Closed => {}
+        End::Frame(FrameError::TooBig) => {
+            count("too_big");
+            link.close(close::TOO_BIG, "message too large").await;
+        }
+        End::Frame(e) => {
+            count("bad_frame");
+            link.close(e.close_code(), &e.to_string()).await;
+        }
+        End::Backlog => {
+            count("slow_consumer");
+            link.close(close::POLICY, "too slow: unsent output over the limit").await;
+        }
+    }
+}
 
-/// Runs a connection to completion. `host` is the `Host` header the client connected to.
-pub(crate) async fn run(socket: WebSocket, peer: SocketAddr, host: String, app: Arc<App>) {
-    let mut ws = socket;
+/// Runs a connection to completion. `host` is the `Host` header the client connected to;
+/// `prefix` is whatever the HTTP layer read past the upgrade request.
+pub(crate) async fn run(io: TcpStream, prefix: bytes::Bytes, peer: SocketAddr, host: String, app: Arc<App>) {
+    let mut link = Link::new(io, &prefix, app.limits.max_message_bytes, MAX_UNSENT);
+    drop(prefix);
     let mut shutdown = app.shutdown.clone();
     let mut nonce = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
-    if !send(&mut ws, &ServerMsg::Challenge { version: protocol::VERSION, nonce: protocol::to_b64(&nonce) }).await {
+    link.text(&json(&ServerMsg::Challenge { version: protocol::VERSION, nonce: protocol::to_b64(&nonce) }));
+    if link.flush().is_err() {
         return;
     }
     // Admission: exactly one hello within the timeout.
     let first = tokio::select! {
-        r = tokio::time::timeout(app.limits.admission_timeout, ws.next()) => r,
-        _ = shutdown.changed() => return close_with(&mut ws, close::GOING_AWAY, "server shutting down").await,
+        r = tokio::time::timeout(app.limits.admission_timeout, first_message(&mut link)) => r,
+        _ = shutdown.changed() => return link.close(close::GOING_AWAY, "server shutting down").await,
     };
     let text = match first {
-        Ok(Some(Ok(Message::Text(t)))) => t,
-        Ok(Some(Ok(Message::Binary(_)))) => {
+        Ok(Ok(First::Text(t))) => t,
+        Ok(Ok(First::Binary)) => {
             app.metrics.admission_failures.with_label_values(&["binary"]).inc();
-            return close_with(&mut ws, close::UNSUPPORTED, "text messages only").await;
+            return link.close(close::UNSUPPORTED, "text messages only").await;
         }
         Err(_) => {
             app.metrics.admission_failures.with_label_values(&["timeout"]).inc();
-            return close_with(&mut ws, close::POLICY, "no hello before the admission timeout").await;
+            return link.close(close::POLICY, "no hello before the admission timeout").await;
         }
-        Ok(Some(Err(e))) if is_too_big(&e) => {
-            app.metrics.admission_failures.with_label_values(&["too_big"]).inc();
-            return close_with(&mut ws, close::TOO_BIG, "message too large").await;
-        }
-        _ => return,
+        Ok(Err(end)) => return finish(&mut link, end, &app, false).await,
     };
     let (key, device, root_key) = match serde_json::from_str::<ClientMsg>(&text) {
         Ok(ClientMsg::Hello { root_key, record, sig }) => {
@@ -96,8 +143,8 @@ pub(crate) async fn run(socket: WebSocket, peer: SocketAddr, host: String, app: 
                 Ok(a) => (RoomKey::Vault(a.vault), a.device, Some(root_key)),
                 Err(e) => {
                     app.metrics.admission_failures.with_label_values(&["bad_hello"]).inc();
-                    let _ = error(&mut ws, ErrorCode::AdmissionFailed, e.to_string()).await;
-                    return close_with(&mut ws, close::POLICY, "admission failed").await;
+                    error(link.out(), ErrorCode::AdmissionFailed, e.to_string());
+                    return link.close(close::POLICY, "admission failed").await;
                 }
             }
         }
@@ -109,21 +156,22 @@ pub(crate) async fn run(socket: WebSocket, peer: SocketAddr, host: String, app: 
             }
             None => {
                 app.metrics.admission_failures.with_label_values(&["bad_hello"]).inc();
-                let _ = error(&mut ws, ErrorCode::AdmissionFailed, "room must be 64 hex characters").await;
-                return close_with(&mut ws, close::POLICY, "admission failed").await;
+                error(link.out(), ErrorCode::AdmissionFailed, "room must be 64 hex characters");
+                return link.close(close::POLICY, "admission failed").await;
             }
         },
         Ok(_) => {
             app.metrics.admission_failures.with_label_values(&["not_admitted"]).inc();
-            let _ = error(&mut ws, ErrorCode::NotAdmitted, "send hello first").await;
-            return close_with(&mut ws, close::POLICY, "not admitted").await;
+            error(link.out(), ErrorCode::NotAdmitted, "send hello first");
+            return link.close(close::POLICY, "not admitted").await;
         }
         Err(_) => {
             app.metrics.admission_failures.with_label_values(&["bad_message"]).inc();
-            let _ = error(&mut ws, ErrorCode::BadMessage, "expected a hello message").await;
-            return close_with(&mut ws, close::POLICY, "bad message").await;
+            error(link.out(), ErrorCode::BadMessage, "expected a hello message");
+            return link.close(close::POLICY, "bad message").await;
         }
     };
+    drop(text);
     let outbox = Arc::new(Outbox::new(app.limits.queue_len));
     let conn = app.next_conn.fetch_add(1, Ordering::Relaxed);
     let now = Instant::now();
@@ -131,8 +179,10 @@ pub(crate) async fn run(socket: WebSocket, peer: SocketAddr, host: String, app: 
         RoomKey::Vault(_) => (app.limits.max_room_size, None),
         RoomKey::Invite(_) => (2, Some(now + app.limits.invite_ttl)),
     };
-    let online = match app.hub.join(key, device, Member { conn, outbox: Arc::clone(&outbox) }, max, expires, now).await
-    {
+    // Boxed (like every rarely-taken await below): the backplane calls inside are large
+    // futures, and an idle connection's task should not carry their space.
+    let member = Member { conn, outbox: Arc::clone(&outbox) };
+    let online = match Box::pin(app.hub.join(key, device, member, max, expires, now)).await {
         Ok(o) => o,
         Err(e) => {
             let (code, close_code, label) = match e {
@@ -141,138 +191,171 @@ pub(crate) async fn run(socket: WebSocket, peer: SocketAddr, host: String, app: 
                 JoinError::Revoked => (ErrorCode::Revoked, close::POLICY, "revoked"),
             };
             app.metrics.admission_failures.with_label_values(&[label]).inc();
-            let _ = error(&mut ws, code, e.to_string()).await;
-            return close_with(&mut ws, close_code, &e.to_string()).await;
+            error(link.out(), code, e.to_string());
+            return link.close(close_code, &e.to_string()).await;
         }
     };
     app.metrics.rooms.set(app.hub.room_count() as i64);
     tracing::debug!(%peer, device = %device, "admitted");
-    if send(&mut ws, &ServerMsg::Welcome { device: device.to_hex(), online }).await {
-        relay(&mut ws, &outbox, key, device, root_key.as_deref(), &app).await;
+    link.text(&json(&ServerMsg::Welcome { device: device.to_hex(), online }));
+    let who = Who { key, from: device.to_hex(), root_key };
+    if let Err(end) = relay(&mut link, &outbox, &who, &app).await {
+        Box::pin(finish(&mut link, end, &app, true)).await;
     }
-    app.hub.leave(key, device, conn).await;
+    Box::pin(app.hub.leave(key, device, conn)).await;
     app.metrics.rooms.set(app.hub.room_count() as i64);
 }
 
-fn is_too_big(e: &axum::Error) -> bool {
-    let s = e.to_string();
-    s.contains("too long") || s.contains("too big") || s.contains("Space limit")
+/// An admitted connection's identity.
+struct Who {
+    key: RoomKey,
+    /// The device id in hex, as relayed messages name the sender.
+    from: String,
+    /// The vault root key (base64) for vault rooms: revocations are checked against it.
+    root_key: Option<String>,
 }
 
-/// The admitted phase: relay signals, answer pings, enforce limits. Kicks, shutdown and
-/// liveness rounds all arrive through the outbox, so an idle connection waits on exactly
-/// two things: its socket and its outbox.
-#[allow(clippy::too_many_arguments)]
-async fn relay(ws: &mut WebSocket, outbox: &Outbox, key: RoomKey, device: DeviceId, root_key: Option<&str>, app: &App) {
+/// How the relay loop stops on its own terms (closing frames already decided).
+enum Stop {
+    /// Close with this code and reason.
+    Close(u16, &'static str),
+    /// The peer sent a close frame with this code.
+    PeerClosed(Option<u16>),
+}
+
+/// The admitted phase: handle every whole frame read, write everything waiting, then wait
+/// for the socket or the outbox. Kicks, shutdown and liveness rounds all arrive through the
+/// outbox, so an idle connection waits on exactly two things and holds no buffers.
+async fn relay(link: &mut Link, outbox: &Outbox, who: &Who, app: &App) -> Result<(), End> {
     let mut bucket = Bucket::new(app.limits.messages_per_sec, Instant::now());
     let mut strikes = 0u32;
     let mut last_seen = Instant::now();
+    let mut replies = Vec::new();
     loop {
-        tokio::select! {
-            incoming = ws.next() => {
-                last_seen = Instant::now();
-                let text = match incoming {
-                    Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Binary(_))) => return Box::pin(close_with(ws, close::UNSUPPORTED, "text messages only")).await,
-                    Some(Ok(Message::Close(_))) | None => return,
-                    Some(Ok(_)) => continue, // ping/pong: liveness only
-                    Some(Err(e)) if is_too_big(&e) => {
-                        app.metrics.dropped.with_label_values(&["too_big"]).inc();
-                        return Box::pin(close_with(ws, close::TOO_BIG, "message too large")).await;
+        let mut pos = 0;
+        let mut stop = None;
+        while stop.is_none() {
+            let (n, ev) = match link.decode(pos) {
+                Ok(Some(step)) => step,
+                Ok(None) => break,
+                Err(e) => return Err(End::Frame(e)),
+            };
+            pos += n;
+            match ev {
+                None | Some(Event::Pong) => {}
+                Some(Event::Ping(p)) => ws::encode(opcode::PONG, p, &mut replies),
+                Some(Event::Close(code)) => stop = Some(Stop::PeerClosed(code)),
+                Some(Event::Binary) => stop = Some(Stop::Close(close::UNSUPPORTED, "text messages only")),
+                Some(Event::Text(text)) => {
+                    if bucket.take(Instant::now()) {
+                        handle(&text, &mut replies, who, app).await;
+                        continue;
                     }
-                    Some(Err(_)) => return,
-                };
-                if !bucket.take(Instant::now()) {
                     app.metrics.dropped.with_label_values(&["rate_limited"]).inc();
                     strikes += 1;
                     if strikes > app.limits.messages_per_sec.saturating_mul(10) {
-                        return Box::pin(close_with(ws, close::POLICY, "message rate limit exceeded repeatedly")).await;
+                        stop = Some(Stop::Close(close::POLICY, "message rate limit exceeded repeatedly"));
+                    } else if strikes.is_power_of_two() {
+                        error(&mut replies, ErrorCode::RateLimited, "too many messages; some were dropped");
                     }
-                    if strikes.is_power_of_two() && !error(ws, ErrorCode::RateLimited, "too many messages; some were dropped").await {
-                        return;
-                    }
-                    continue;
-                }
-                // Boxed: the handler's state only exists while a message is handled, so an
-                // idle connection's task does not carry it.
-                if !Box::pin(handle(ws, &text, key, device, root_key, app)).await {
-                    return;
                 }
             }
+        }
+        link.consume(pos);
+        link.out().append(&mut replies);
+        match stop {
+            Some(Stop::PeerClosed(code)) => {
+                Box::pin(link.answer_close(code)).await;
+                return Ok(());
+            }
+            Some(Stop::Close(code, reason)) => {
+                Box::pin(link.close(code, reason)).await;
+                return Ok(());
+            }
+            None => {}
+        }
+        link.flush()?;
+        tokio::select! {
+            r = link.wait() => {
+                r?;
+                last_seen = Instant::now();
+            }
             out = outbox.next() => match out {
-                Out::Send(text) => {
-                    if ws.send(Message::Text(text)).await.is_err() {
-                        return;
-                    }
+                Out::Frames => outbox.take(link.out()),
+                Out::Kick(code, reason) => {
+                    Box::pin(link.close(code, reason)).await;
+                    return Ok(());
                 }
-                Out::Kick(code, reason) => return Box::pin(close_with(ws, code, reason)).await,
                 Out::Ping => {
                     if last_seen.elapsed() > app.limits.idle_timeout {
                         app.metrics.dropped.with_label_values(&["idle"]).inc();
-                        return Box::pin(close_with(ws, close::POLICY, "idle timeout")).await;
+                        Box::pin(link.close(close::POLICY, "idle timeout")).await;
+                        return Ok(());
                     }
-                    if ws.send(Message::Ping(Default::default())).await.is_err() {
-                        return;
-                    }
+                    link.frame(opcode::PING, &[]);
                 }
             },
         }
     }
 }
 
-/// Handles one admitted message; false ends the connection.
-async fn handle(
-    ws: &mut WebSocket,
-    text: &str,
-    key: RoomKey,
-    device: DeviceId,
-    root_key: Option<&str>,
-    app: &App,
-) -> bool {
+/// Handles one admitted message, appending any reply to `out`.
+async fn handle(text: &str, out: &mut Vec<u8>, who: &Who, app: &App) {
+    // The hot path: a signal, parsed without copying its payload.
+    match SignalIn::parse(text) {
+        Some(sig) => signal(&sig.to, &sig.payload, out, who, app).await,
+        None => Box::pin(handle_other(text, out, who, app)).await,
+    }
+}
+
+/// Relays `payload` to device `to` of the sender's room.
+async fn signal(to: &str, payload: &str, out: &mut Vec<u8>, who: &Who, app: &App) {
+    let Some(to) = protocol::parse_device(to) else {
+        return error(out, ErrorCode::BadMessage, "`to` must be a 32-character hex device id");
+    };
+    // The payload is relayed as the client's exact string; it is never decoded or logged.
     let t0 = Instant::now();
-    match serde_json::from_str::<ClientMsg>(text) {
-        Ok(ClientMsg::Signal { to, payload }) => {
-            let Some(to) = protocol::parse_device(&to) else {
-                return error(ws, ErrorCode::BadMessage, "`to` must be a 32-character hex device id").await;
-            };
-            // The payload is relayed as the client's exact string; it is never decoded or logged.
-            let bytes = payload.len();
-            let out = json(&ServerMsg::Signal { from: device.to_hex(), payload });
-            match app.hub.route(key, to, Utf8Bytes::from(out)).await {
-                Ok(()) => {
-                    app.metrics.relayed.inc();
-                    app.metrics.relayed_bytes.inc_by(bytes as u64);
-                    app.metrics.relay_seconds.observe(t0.elapsed().as_secs_f64());
-                    true
-                }
-                Err(RouteError::UnknownRecipient) => {
-                    app.metrics.dropped.with_label_values(&["unknown_recipient"]).inc();
-                    error(ws, ErrorCode::UnknownRecipient, format!("device {to} is not online in this room")).await
-                }
-                Err(RouteError::SlowConsumer) => {
-                    app.metrics.dropped.with_label_values(&["slow_consumer"]).inc();
-                    error(ws, ErrorCode::UnknownRecipient, format!("device {to} was disconnected (too slow)")).await
-                }
-            }
+    let relayed = protocol::signal_out(&who.from, payload);
+    let routed = match app.hub.backplane() {
+        None => app.hub.route(who.key, to, &relayed).await,
+        Some(_) => Box::pin(app.hub.route(who.key, to, &relayed)).await,
+    };
+    match routed {
+        Ok(()) => {
+            app.metrics.relayed.inc();
+            app.metrics.relayed_bytes.inc_by(payload.len() as u64);
+            app.metrics.relay_seconds.observe(t0.elapsed().as_secs_f64());
         }
+        Err(RouteError::UnknownRecipient) => {
+            app.metrics.dropped.with_label_values(&["unknown_recipient"]).inc();
+            error(out, ErrorCode::UnknownRecipient, format!("device {to} is not online in this room"));
+        }
+        Err(RouteError::SlowConsumer) => {
+            app.metrics.dropped.with_label_values(&["slow_consumer"]).inc();
+            error(out, ErrorCode::UnknownRecipient, format!("device {to} was disconnected (too slow)"));
+        }
+    }
+}
+
+/// Everything but signals: revocations, and clear errors for the rest.
+async fn handle_other(text: &str, out: &mut Vec<u8>, who: &Who, app: &App) {
+    match serde_json::from_str::<ClientMsg>(text) {
         Ok(ClientMsg::Revoke { record }) => {
-            let (RoomKey::Vault(vault), Some(root)) = (key, root_key) else {
-                return error(ws, ErrorCode::BadMessage, "revocations are for vault rooms").await;
+            let (RoomKey::Vault(vault), Some(root)) = (who.key, who.root_key.as_deref()) else {
+                return error(out, ErrorCode::BadMessage, "revocations are for vault rooms");
             };
             match protocol::verify_revocation(root, &record, vault) {
-                Ok(revoked) => {
-                    app.hub.revoke(vault, revoked).await;
-                    true
-                }
-                Err(e) => error(ws, ErrorCode::BadMessage, format!("revocation refused: {e}")).await,
+                Ok(revoked) => app.hub.revoke(vault, revoked).await,
+                Err(e) => error(out, ErrorCode::BadMessage, format!("revocation refused: {e}")),
             }
         }
         Ok(ClientMsg::Hello { .. } | ClientMsg::HelloInvite { .. }) => {
-            error(ws, ErrorCode::BadMessage, "already admitted").await
+            error(out, ErrorCode::BadMessage, "already admitted")
         }
+        Ok(ClientMsg::Signal { to, payload }) => signal(&to, &payload, out, who, app).await,
         Err(_) => {
             app.metrics.dropped.with_label_values(&["bad_message"]).inc();
-            error(ws, ErrorCode::BadMessage, "not a valid message").await
+            error(out, ErrorCode::BadMessage, "not a valid message")
         }
     }
 }

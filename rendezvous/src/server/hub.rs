@@ -8,12 +8,13 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 use hearth_proto::ids::{DeviceId, VaultId};
 use tokio::sync::Notify;
 
 use super::backplane::{Backplane, RoomEvent};
 use crate::protocol::ServerMsg;
+use crate::ws;
 
 /// A room: a vault's devices, or the two ends of a pairing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,8 +47,8 @@ pub struct Outbox {
 
 #[derive(Debug, Default)]
 struct OutState {
-    queue: VecDeque<Utf8Bytes>,
-    presence: Option<Utf8Bytes>,
+    queue: VecDeque<Bytes>,
+    presence: Option<Bytes>,
     kick: Option<(u16, &'static str)>,
     ping: bool,
 }
@@ -57,8 +58,8 @@ struct OutState {
 pub enum Out {
     /// Close with this code and reason.
     Kick(u16, &'static str),
-    /// Send this JSON text.
-    Send(Utf8Bytes),
+    /// Frames are waiting: collect them with [`Outbox::take`].
+    Frames,
     /// Liveness round: close if silent too long, else send a WebSocket ping. Driven by one
     /// server-wide ticker instead of a timer per connection.
     Ping,
@@ -74,8 +75,8 @@ impl Outbox {
         Self { notify: Notify::new(), state: Mutex::new(OutState::default()), cap: cap.max(1) }
     }
 
-    /// Queues a relayed message.
-    pub fn push(&self, text: Utf8Bytes) -> Result<(), Full> {
+    /// Queues a relayed message (a whole WebSocket frame).
+    pub fn push(&self, text: Bytes) -> Result<(), Full> {
         let mut st = lock(&self.state);
         if st.queue.len() >= self.cap {
             return Err(Full);
@@ -86,8 +87,8 @@ impl Outbox {
         Ok(())
     }
 
-    /// Replaces the pending presence update.
-    pub fn set_presence(&self, text: Utf8Bytes) {
+    /// Replaces the pending presence update (a whole WebSocket frame).
+    pub fn set_presence(&self, text: Bytes) {
         lock(&self.state).presence = Some(text);
         self.notify.notify_one();
     }
@@ -109,7 +110,7 @@ impl Outbox {
         self.notify.notify_one();
     }
 
-    /// Waits for the next thing to do: a kick first, then messages in order, then presence.
+    /// Waits for the next thing to do: a kick first, then frames, then a liveness round.
     pub async fn next(&self) -> Out {
         loop {
             {
@@ -117,21 +118,28 @@ impl Outbox {
                 if let Some((code, r)) = st.kick {
                     return Out::Kick(code, r);
                 }
-                if let Some(m) = st.queue.pop_front() {
-                    if st.queue.is_empty() {
-                        // Give back the memory of a burst; an idle connection holds none.
-                        st.queue = VecDeque::new();
-                    }
-                    return Out::Send(m);
-                }
-                if let Some(p) = st.presence.take() {
-                    return Out::Send(p);
+                if !st.queue.is_empty() || st.presence.is_some() {
+                    return Out::Frames;
                 }
                 if std::mem::take(&mut st.ping) {
                     return Out::Ping;
                 }
             }
             self.notify.notified().await;
+        }
+    }
+
+    /// Appends every waiting frame to `out`, messages in order, then presence: a busy
+    /// connection writes them all with one system call.
+    pub fn take(&self, out: &mut Vec<u8>) {
+        let mut st = lock(&self.state);
+        for m in st.queue.drain(..) {
+            out.extend_from_slice(&m);
+        }
+        // Give back the memory of a burst; an idle connection holds none.
+        st.queue = VecDeque::new();
+        if let Some(p) = st.presence.take() {
+            out.extend_from_slice(&p);
         }
     }
 }
@@ -217,7 +225,7 @@ fn send_presence(room: &Room, skip: Option<DeviceId>) {
 /// Leaves `online` (the member itself excluded) as the member's pending presence update.
 fn offer_presence(m: &Member, online: Vec<String>) {
     if let Ok(text) = serde_json::to_string(&ServerMsg::Presence { online }) {
-        m.outbox.set_presence(Utf8Bytes::from(text));
+        m.outbox.set_presence(ws::text_frame(&text));
     }
 }
 
@@ -312,19 +320,19 @@ impl Hub {
         }
     }
 
-    /// Queues `text` for a local member `to` of `key`.
-    fn deliver_local(&self, key: RoomKey, to: DeviceId, text: Utf8Bytes) -> Result<(), RouteError> {
+    /// Queues `frame` for a local member `to` of `key`.
+    fn deliver_local(&self, key: RoomKey, to: DeviceId, frame: Bytes) -> Result<(), RouteError> {
         let rooms = lock(&self.rooms);
         let m = rooms.get(&key).and_then(|r| r.members.get(&to)).ok_or(RouteError::UnknownRecipient)?;
-        m.outbox.push(text).map_err(|Full| {
+        m.outbox.push(frame).map_err(|Full| {
             m.outbox.kick("too slow: outbound queue full");
             RouteError::SlowConsumer
         })
     }
 
-    /// Queues `text` for `to` in room `key`, here or on another replica.
-    pub async fn route(&self, key: RoomKey, to: DeviceId, text: Utf8Bytes) -> Result<(), RouteError> {
-        match self.deliver_local(key, to, text.clone()) {
+    /// Queues the JSON `text` for `to` in room `key`, here or on another replica.
+    pub async fn route(&self, key: RoomKey, to: DeviceId, text: &str) -> Result<(), RouteError> {
+        match self.deliver_local(key, to, ws::text_frame(text)) {
             Err(RouteError::UnknownRecipient) => {}
             other => return other,
         }
@@ -334,7 +342,7 @@ impl Hub {
         if !bp.is_online(&name, &dev).await.unwrap_or(false) {
             return Err(RouteError::UnknownRecipient);
         }
-        bp.publish(&name, &RoomEvent::Signal { to: dev, text: text.as_str().to_owned() })
+        bp.publish(&name, &RoomEvent::Signal { to: dev, text: text.to_owned() })
             .await
             .map_err(|_| RouteError::UnknownRecipient)
     }
@@ -370,7 +378,7 @@ impl Hub {
         match ev {
             RoomEvent::Signal { to, text } => {
                 if let Some(to) = DeviceId::from_hex(&to) {
-                    let _ = self.deliver_local(key, to, Utf8Bytes::from(text));
+                    let _ = self.deliver_local(key, to, ws::text_frame(&text));
                 }
                 None
             }

@@ -7,6 +7,7 @@ pub mod backplane;
 pub mod conn;
 pub mod hub;
 pub mod limits;
+mod link;
 pub mod metrics;
 
 use std::collections::HashMap;
@@ -15,9 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -195,13 +195,14 @@ pub async fn run(
         let _ = stop_tx.send(true);
         tracing::info!("draining connections");
     };
-    let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(graceful)
-        .await;
+    let (http_stop, http_stopped) = watch::channel(false);
+    let acceptor = tokio::spawn(accept_loop(listener, router, http_stopped));
+    graceful.await;
+    let _ = http_stop.send(true);
+    let _ = acceptor.await;
     for t in &background {
         t.abort();
     }
-    served?;
     // Upgraded WebSockets are detached from hyper's graceful shutdown: wait for their slots
     // to be released (each has been told to close with 1001), for at most DRAIN_LIMIT.
     let until = Instant::now() + DRAIN_LIMIT;
@@ -211,10 +212,50 @@ pub async fn run(
     Ok(())
 }
 
-/// Bytes preallocated to read WebSocket frames into.
-const WS_READ_BUFFER: usize = 512;
-/// Most bytes queued for writing on one WebSocket before it is treated as dead.
-const WS_MAX_WRITE_BUFFER: usize = 1 << 20;
+/// How long a client may take to send its HTTP request headers (slow-loris bound).
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Accepts TCP connections and serves HTTP/1.1 on each until `stop` turns true; then asks
+/// open HTTP connections to finish their request and close. Upgraded WebSockets are not
+/// HTTP connections any more: the hub drains them.
+async fn accept_loop(listener: TcpListener, router: Router, mut stop: watch::Receiver<bool>) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                tower_service::Service::call(&mut router.clone(), req)
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+}
 
 /// Longest a drain waits for WebSocket connections to finish closing.
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -247,12 +288,34 @@ fn spawn_backplane_tasks(app: &Arc<App>) -> Vec<tokio::task::JoinHandle<()>> {
     vec![subscriber, refresher]
 }
 
-async fn signal(
-    ws: WebSocketUpgrade,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    State(app): State<Arc<App>>,
-) -> Response {
+/// The `Sec-WebSocket-Accept` for a valid upgrade request (RFC 6455 §4.2.1), or why not.
+fn websocket_accept(headers: &HeaderMap) -> Result<HeaderValue, &'static str> {
+    let has = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    if !has(header::UPGRADE, "websocket") || !has(header::CONNECTION, "upgrade") {
+        return Err("expected a WebSocket upgrade");
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        return Err("unsupported WebSocket version (need 13)");
+    }
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or("missing Sec-WebSocket-Key")?;
+    HeaderValue::from_str(&tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()))
+        .map_err(|_| "bad Sec-WebSocket-Key")
+}
+
+async fn signal(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, mut req: Request) -> Response {
+    let accept = match websocket_accept(req.headers()) {
+        Ok(a) => a,
+        Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
+    };
+    let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return (StatusCode::BAD_REQUEST, "connection cannot be upgraded").into_response();
+    };
     let slot = match app.admit_slot(peer.ip()) {
         Ok(s) => s,
         Err((label, status, msg)) => {
@@ -260,21 +323,27 @@ async fn signal(
             return (status, msg).into_response();
         }
     };
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default().to_owned();
-    let max = app.limits.max_message_bytes;
-    // Small buffers: the WebSocket library's defaults (128 KiB read + 128 KiB write per
-    // connection) would dominate an idle connection's memory. Signaling messages are small;
-    // larger ones (up to `max`) are still assembled, just not preallocated. The write buffer
-    // is bounded so a peer that stops reading cannot make the server buffer without limit.
-    ws.max_message_size(max)
-        .max_frame_size(max)
-        .read_buffer_size(WS_READ_BUFFER)
-        .write_buffer_size(0)
-        .max_write_buffer_size(WS_MAX_WRITE_BUFFER)
-        .on_upgrade(move |socket| async move {
-            conn::run(socket, peer, host, Arc::clone(&slot.app)).await;
-            drop(slot);
-        })
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default().to_owned();
+    tokio::spawn(async move {
+        // The connection leaves hyper here: the server runs its own framing on the bare
+        // socket (see `crate::ws` for why).
+        let parts = match on_upgrade.await.map(|u| u.downcast::<hyper_util::rt::TokioIo<tokio::net::TcpStream>>()) {
+            Ok(Ok(parts)) => parts,
+            Ok(Err(_)) | Err(_) => return,
+        };
+        let app = Arc::clone(&slot.app);
+        conn::run(parts.io.into_inner(), parts.read_buf, peer, host, app).await;
+        drop(slot);
+    });
+    (
+        StatusCode::SWITCHING_PROTOCOLS,
+        [
+            (header::UPGRADE, HeaderValue::from_static("websocket")),
+            (header::CONNECTION, HeaderValue::from_static("Upgrade")),
+            (header::SEC_WEBSOCKET_ACCEPT, accept),
+        ],
+    )
+        .into_response()
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
