@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Parser;
 use ed25519_dalek::SigningKey;
-use futures_util::{SinkExt, StreamExt};
 use hearth_peer::ids::DeviceId;
 use hearth_proto::membership::{Enrollment, MembershipBody, MembershipRecord};
-use hearth_rendezvous::client::{self, Identity, Join};
+use hearth_rendezvous::client::Identity;
 use tokio::sync::Semaphore;
-use tokio_tungstenite::tungstenite::Message;
+
+mod rendezvous_load;
+use rendezvous_load as load;
 
 /// hearth-rendezvous vs PeerJS server: idle memory per connection and relay throughput.
 #[derive(Debug, Parser)]
@@ -33,7 +34,7 @@ struct Args {
     #[arg(long, default_value_t = 50)]
     pairs: usize,
     /// Messages per pair at saturation.
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, default_value_t = 20_000)]
     messages: usize,
     /// Messages in flight per pair.
     #[arg(long, default_value_t = 16)]
@@ -99,10 +100,10 @@ async fn wait_listening(addr: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn start_hearth() -> anyhow::Result<Server> {
+async fn start_hearth(cpu: Option<usize>) -> anyhow::Result<Server> {
     let port = free_port()?;
     let exe = std::env::current_exe()?.with_file_name("hearth-rendezvous");
-    let child = Command::new(&exe)
+    let child = on_cpu(&exe, cpu)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--no-stun"])
         .args(["--max-connections", "19000", "--max-connections-per-ip", "19000", "--handshakes-per-ip", "1000000"])
         .args(["--messages-per-sec", "1000000", "--max-room-size", "64", "--idle-timeout", "600"])
@@ -116,9 +117,10 @@ async fn start_hearth() -> anyhow::Result<Server> {
     Ok(s)
 }
 
-async fn start_peerjs(dir: &str) -> anyhow::Result<Server> {
+async fn start_peerjs(dir: &str, cpu: Option<usize>) -> anyhow::Result<Server> {
     let port = free_port()?;
-    let child = Command::new("node")
+    let node = std::path::Path::new("node");
+    let child = on_cpu(node, cpu)
         .arg(format!("{dir}/node_modules/peer/dist/bin/peerjs.js"))
         .args(["--port", &port.to_string(), "--host", "127.0.0.1", "-c", "20000", "--alive_timeout", "600000"])
         .stdout(Stdio::null())
@@ -160,42 +162,28 @@ fn identities(n: usize) -> Vec<Identity> {
         .collect()
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Opens a PeerJS connection as `id` and waits for OPEN.
-async fn peerjs_connect(addr: SocketAddr, id: &str) -> anyhow::Result<Ws> {
-    let url = format!("ws://{addr}/peerjs?key=peerjs&id={id}&token=t{id}");
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
-    match ws.next().await {
-        Some(Ok(Message::Text(t))) if t.contains("\"OPEN\"") => Ok(ws),
-        other => bail!("PeerJS did not open: {other:?}"),
-    }
-}
-
 /// Phase 1: server RSS growth per idle admitted connection.
 async fn idle_capacity(server: &Server, n: usize) -> anyhow::Result<f64> {
     let before = server.rss_kib();
-    let url = format!("ws://{}/v1/signal", server.addr);
     let gate = Arc::new(Semaphore::new(128));
     let ids = Arc::new(identities(if server.name == "hearth" { n } else { 0 }));
     let mut tasks = Vec::with_capacity(n);
     let t0 = Instant::now();
     for i in 0..n {
-        let (gate, url, ids, addr, name) = (Arc::clone(&gate), url.clone(), Arc::clone(&ids), server.addr, server.name);
+        let (gate, ids, addr, name) = (Arc::clone(&gate), Arc::clone(&ids), server.addr, server.name);
         tasks.push(tokio::spawn(async move {
             let _p = gate.acquire_owned().await?;
             if name == "hearth" {
-                let c = client::connect(&url, &Join::Vault(Box::new(ids[i].clone()))).await?;
-                Ok::<_, anyhow::Error>(Conn::Hearth(Box::new(c)))
+                Ok::<_, anyhow::Error>(load::hearth_join(addr, &ids[i]).await?.0)
             } else {
-                Ok(Conn::PeerJs(Box::new(peerjs_connect(addr, &format!("p{i}")).await?)))
+                load::peerjs_join(addr, &format!("p{i}")).await
             }
         }));
     }
     let mut held = Vec::with_capacity(n);
     for t in tasks {
         // A real client keeps reading (presence updates); so do these.
-        held.push(tokio::spawn(drain(t.await??)));
+        held.push(tokio::spawn(t.await??.drain()));
     }
     let opened = t0.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await; // let the server settle
@@ -215,28 +203,16 @@ async fn idle_capacity(server: &Server, n: usize) -> anyhow::Result<f64> {
     Ok(per)
 }
 
-/// Reads and discards everything a held connection receives.
-async fn drain(c: Conn) {
-    match c {
-        Conn::Hearth(mut c) => while c.next().await.is_ok() {},
-        Conn::PeerJs(mut ws) => while let Some(Ok(_)) = ws.next().await {},
-    }
-}
-
-enum Conn {
-    Hearth(Box<client::Connection>),
-    PeerJs(Box<Ws>),
-}
-
 /// Relay results.
 struct Relay {
     rate: f64,
-    p50_us: u64,
-    p99_us: u64,
+    p50_us: u32,
+    p99_us: u32,
 }
 
-/// Phase 2: P pairs; each sender keeps `window` messages in flight (released when its
-/// receiver gets one), `per_pair` messages each, optionally paced to `rate` msgs/s in total.
+/// Phase 2: P pairs, each keeping `window` messages in flight, `per_pair` messages each,
+/// optionally paced to `rate` msgs/s in total. Raw frames (see `load`): the generator is
+/// kept far cheaper per message than the servers so that they set the pace.
 async fn relay(
     server: &Server,
     pairs: usize,
@@ -244,82 +220,31 @@ async fn relay(
     window: usize,
     rate: Option<f64>,
 ) -> anyhow::Result<Relay> {
-    let url = format!("ws://{}/v1/signal", server.addr);
     let ids = identities(pairs * 2);
-    let start = Instant::now() + Duration::from_millis(500);
-    let mut tasks = Vec::new();
+    let mut set = Vec::with_capacity(pairs);
     for p in 0..pairs {
-        let credit = Arc::new(Semaphore::new(window));
-        let (url, addr, name) = (url.clone(), server.addr, server.name);
-        let (sid, rid) = (ids[2 * p].clone(), ids[2 * p + 1].clone());
+        let mask = (p as u32).wrapping_mul(0x9E37_79B9).to_be_bytes();
         // Pairs within one vault: vaults hold 50 devices, so 2p and 2p+1 share one.
-        let (mut tx, mut rx, rx_dev) = if name == "hearth" {
-            let s = client::connect(&url, &Join::Vault(Box::new(sid))).await?;
-            let r = client::connect(&url, &Join::Vault(Box::new(rid))).await?;
-            let dev = r.device;
-            (Conn::Hearth(Box::new(s)), Conn::Hearth(Box::new(r)), dev.to_hex())
+        set.push(if server.name == "hearth" {
+            let (tx, _) = load::hearth_join(server.addr, &ids[2 * p]).await?;
+            let (rx, dev) = load::hearth_join(server.addr, &ids[2 * p + 1]).await?;
+            load::Pair { tx, rx, template: load::Template::hearth(&dev, mask)? }
         } else {
-            let s = peerjs_connect(addr, &format!("s{p}")).await?;
-            let r = peerjs_connect(addr, &format!("r{p}")).await?;
-            (Conn::PeerJs(Box::new(s)), Conn::PeerJs(Box::new(r)), format!("r{p}"))
-        };
-        let credit_rx = Arc::clone(&credit);
-        let receiver = tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(per_pair);
-            while lat.len() < per_pair {
-                let stamp = match &mut rx {
-                    Conn::Hearth(c) => match tokio::time::timeout(Duration::from_secs(10), c.next()).await?? {
-                        client::Event::Signal { payload, .. } => {
-                            u64::from_be_bytes(payload.get(..8).context("short payload")?.try_into()?)
-                        }
-                        _ => continue,
-                    },
-                    Conn::PeerJs(ws) => match tokio::time::timeout(Duration::from_secs(10), ws.next()).await? {
-                        Some(Ok(Message::Text(t))) if t.contains("\"OFFER\"") => {
-                            let v: serde_json::Value = serde_json::from_str(&t)?;
-                            v["payload"]["t"].as_u64().unwrap_or(0)
-                        }
-                        Some(Ok(_)) => continue,
-                        other => bail!("PeerJS receiver: {other:?}"),
-                    },
-                };
-                lat.push(now_us().saturating_sub(stamp));
-                credit_rx.add_permits(1);
-            }
-            Ok::<_, anyhow::Error>(lat)
+            let tx = load::peerjs_join(server.addr, &format!("s{p}")).await?;
+            let rx = load::peerjs_join(server.addr, &format!("r{p}")).await?;
+            load::Pair { tx, rx, template: load::Template::peerjs(&format!("r{p}"), mask)? }
         });
-        let sender = tokio::spawn(async move {
-            tokio::time::sleep_until(start.into()).await;
-            let interval = rate.map(|r| Duration::from_secs_f64(pairs as f64 / r));
-            let filler = "x".repeat(180);
-            for i in 0..per_pair {
-                if let Some(iv) = interval {
-                    tokio::time::sleep_until((start + iv * i as u32).into()).await;
-                }
-                credit.acquire().await?.forget();
-                let t = now_us();
-                match &mut tx {
-                    Conn::Hearth(c) => {
-                        let mut payload = t.to_be_bytes().to_vec();
-                        payload.extend_from_slice(filler.as_bytes());
-                        let to = DeviceId::from_hex(&rx_dev).context("device")?;
-                        c.signal(to, &payload).await?;
-                    }
-                    Conn::PeerJs(ws) => {
-                        let m = serde_json::json!({"type": "OFFER", "dst": rx_dev, "payload": {"t": t, "sdp": filler}});
-                        ws.send(Message::Text(m.to_string().into())).await?;
-                    }
-                }
-            }
-            Ok::<_, anyhow::Error>(tx)
-        });
-        tasks.push((sender, receiver));
     }
-    let mut lat = Vec::new();
-    let mut keep = Vec::new();
-    for (s, r) in tasks {
-        lat.extend(r.await??);
-        keep.push(s.await??);
+    let origin = Instant::now();
+    let start = origin + Duration::from_millis(200);
+    let pace = rate.map(|r| Duration::from_secs_f64(pairs as f64 / r));
+    let tasks: Vec<_> = set
+        .into_iter()
+        .map(|p| tokio::spawn(load::run_pair(p, per_pair, window, pace, origin, start, Duration::from_secs(60))))
+        .collect();
+    let mut lat = Vec::with_capacity(pairs * per_pair);
+    for t in tasks {
+        lat.extend(t.await??.0);
     }
     let elapsed = start.elapsed().as_secs_f64();
     lat.sort_unstable();
@@ -327,19 +252,66 @@ async fn relay(
     Ok(Relay { rate: lat.len() as f64 / elapsed, p50_us: q(0.5), p99_us: q(0.99) })
 }
 
-fn now_us() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+/// The CPUs this process may use (from `/proc/self/status`).
+fn allowed_cpus() -> Vec<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let list = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap_or("").trim();
+    let mut cpus = Vec::new();
+    for part in list.split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        if let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
+            cpus.extend(a..=b);
+        }
+    }
+    cpus
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// With two or more CPUs: the CPU for the server under test, after pinning this process
+/// (the load generator, one thread) to another. Side by side, each server then gets one
+/// whole core and the generator its own, so neither steals from the other.
+fn pin() -> Option<usize> {
+    let cpus = allowed_cpus();
+    let (&server, &generator) = (cpus.first()?, cpus.last()?);
+    if server == generator {
+        return None;
+    }
+    let ok = Command::new("taskset")
+        .args(["-p", "-c", &generator.to_string(), &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(server)
+}
+
+/// `program` to run on `cpu` (through `taskset`) when given.
+fn on_cpu(program: &std::path::Path, cpu: Option<usize>) -> Command {
+    match cpu {
+        Some(c) => {
+            let mut cmd = Command::new("taskset");
+            cmd.args(["-c", &c.to_string()]).arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    // Pinned before the runtime starts, so every thread of the generator inherits it.
+    let server_cpu = pin();
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(run(server_cpu))
+}
+
+async fn run(server_cpu: Option<usize>) -> anyhow::Result<()> {
     let a = Args::parse();
+    match server_cpu {
+        Some(c) => println!("servers pinned to CPU {c}, load generator (one thread) to another"),
+        None => println!("one CPU: servers and load generator share it"),
+    }
     let peerjs = !a.peerjs_dir.is_empty();
     if let Some(addr) = a.hold_against {
-        let url = format!("ws://{addr}/v1/signal");
         let mut held = Vec::new();
         for id in identities(a.connections) {
-            held.push(client::connect(&url, &Join::Vault(Box::new(id))).await?);
+            held.push(load::hearth_join(addr, &id).await?);
         }
         tokio::time::sleep(Duration::from_secs(10)).await;
         return Ok(());
@@ -350,11 +322,11 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("\nidle capacity (fresh server process each):");
     let h = {
-        let s = start_hearth().await?;
+        let s = start_hearth(server_cpu).await?;
         idle_capacity(&s, a.connections).await?
     };
     let p = if peerjs {
-        let s = start_peerjs(&a.peerjs_dir).await?;
+        let s = start_peerjs(&a.peerjs_dir, server_cpu).await?;
         Some(idle_capacity(&s, a.connections).await?)
     } else {
         None
@@ -365,7 +337,11 @@ async fn main() -> anyhow::Result<()> {
         if name == "peerjs" && !peerjs {
             continue;
         }
-        let s = if name == "hearth" { start_hearth().await? } else { start_peerjs(&a.peerjs_dir).await? };
+        let s = if name == "hearth" {
+            start_hearth(server_cpu).await?
+        } else {
+            start_peerjs(&a.peerjs_dir, server_cpu).await?
+        };
         let cpu0 = s.cpu_seconds();
         let sat = relay(&s, a.pairs, a.messages, a.window, None).await?;
         let per_cpu = (a.pairs * a.messages) as f64 / (s.cpu_seconds() - cpu0).max(0.01);
