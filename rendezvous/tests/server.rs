@@ -398,3 +398,129 @@ async fn new_connections_per_ip_are_rate_limited() {
     drop(held);
     s.stop().await;
 }
+
+/// A WebSocket on a bare socket, for frames no client library would send.
+struct RawTcp {
+    io: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawTcp {
+    async fn connect(s: &Server) -> Self {
+        use tokio::io::AsyncWriteExt;
+        let mut io = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        let req = format!(
+            "GET /v1/signal HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            s.addr
+        );
+        io.write_all(req.as_bytes()).await.unwrap();
+        let mut raw = Self { io, buf: Vec::new() };
+        let end = loop {
+            if let Some(i) = raw.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            raw.read_more().await;
+        };
+        let head = String::from_utf8_lossy(&raw.buf[..end]).to_string();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        // RFC 6455 §1.3's example key and accept value.
+        assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+        raw.buf.drain(..end);
+        raw
+    }
+
+    async fn read_more(&mut self) {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), self.io.read(&mut chunk)).await.unwrap().unwrap();
+        assert!(n > 0, "connection closed");
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+
+    /// The next server frame: opcode and payload.
+    async fn frame(&mut self) -> (u8, Vec<u8>) {
+        loop {
+            if self.buf.len() >= 2 {
+                let (len, at) = match self.buf[1] & 0x7F {
+                    126 if self.buf.len() >= 4 => (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4),
+                    126 => (usize::MAX, 0),
+                    n => (n as usize, 2),
+                };
+                if len != usize::MAX && self.buf.len() >= at + len {
+                    let op = self.buf[0] & 0x0F;
+                    let body = self.buf[at..at + len].to_vec();
+                    self.buf.drain(..at + len);
+                    return (op, body);
+                }
+            }
+            self.read_more().await;
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.io.write_all(bytes).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn websocket_framing_edge_cases() {
+    use hearth_rendezvous::ws::{self, opcode};
+    let s = Server::start(limits()).await;
+    let (_, ids) = vault(11, 1);
+    // A hello in two fragments with a ping between them: the ping is answered, the hello
+    // assembled and admitted.
+    let mut c = RawTcp::connect(&s).await;
+    let (op, challenge) = c.frame().await;
+    assert_eq!(op, opcode::TEXT);
+    let v: serde_json::Value = serde_json::from_slice(&challenge).unwrap();
+    let nonce = hearth_rendezvous::protocol::from_b64(v["nonce"].as_str().unwrap()).unwrap();
+    let hello = hearth_rendezvous::protocol::sign_hello(
+        &ids[0].root,
+        &ids[0].record,
+        &ids[0].device_key,
+        &nonce,
+        &s.addr.to_string(),
+    );
+    let hello = serde_json::to_string(&hello).unwrap();
+    let (a, b) = hello.split_at(40);
+    let mut wire = Vec::new();
+    ws::encode_masked(opcode::TEXT, a.as_bytes(), [1, 2, 3, 4], &mut wire);
+    wire[0] &= 0x7F; // not the final fragment
+    ws::encode_masked(opcode::PING, b"hi", [5, 6, 7, 8], &mut wire);
+    ws::encode_masked(opcode::CONTINUATION, b.as_bytes(), [9, 9, 9, 9], &mut wire);
+    c.send(&wire).await;
+    assert_eq!(c.frame().await, (opcode::PONG, b"hi".to_vec()));
+    let (op, welcome) = c.frame().await;
+    assert_eq!(op, opcode::TEXT);
+    assert!(String::from_utf8_lossy(&welcome).contains("\"welcome\""));
+    // An unmasked client frame breaks the protocol: close 1002.
+    let mut unmasked = Vec::new();
+    ws::encode(opcode::TEXT, b"{}", &mut unmasked);
+    c.send(&unmasked).await;
+    let (op, body) = c.frame().await;
+    assert_eq!((op, &body[..2]), (opcode::CLOSE, &1002u16.to_be_bytes()[..]));
+    // Text that is not UTF-8: close 1007, before admission too.
+    let mut c = RawTcp::connect(&s).await;
+    c.frame().await;
+    let mut bad = Vec::new();
+    ws::encode_masked(opcode::TEXT, &[0xC3, 0x28], [1, 1, 1, 1], &mut bad);
+    c.send(&bad).await;
+    let (op, body) = c.frame().await;
+    assert_eq!((op, &body[..2]), (opcode::CLOSE, &1007u16.to_be_bytes()[..]));
+    // A client's close is answered with its code.
+    let mut c = RawTcp::connect(&s).await;
+    c.frame().await;
+    let mut close = Vec::new();
+    ws::encode_masked(opcode::CLOSE, &1000u16.to_be_bytes(), [2, 2, 2, 2], &mut close);
+    c.send(&close).await;
+    assert_eq!(c.frame().await, (opcode::CLOSE, 1000u16.to_be_bytes().to_vec()));
+    // Not a WebSocket upgrade at all: a plain 400.
+    let plain = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let mut plain = RawTcp { io: plain, buf: Vec::new() };
+    plain.send(b"GET /v1/signal HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    plain.read_more().await;
+    assert!(plain.buf.starts_with(b"HTTP/1.1 400"), "{}", String::from_utf8_lossy(&plain.buf));
+    s.stop().await;
+}

@@ -61,6 +61,7 @@ async fn first_message(link: &mut Link) -> Result<First, End> {
                         Some(Event::Text(t)) => {
                             let t = t.into_owned();
                             link.consume(pos);
+                            link.out().append(&mut pongs);
                             return Ok(First::Text(t));
                         }
                         Some(Event::Binary) => return Ok(First::Binary),
