@@ -524,3 +524,41 @@ async fn websocket_framing_edge_cases() {
     assert!(plain.buf.starts_with(b"HTTP/1.1 400"), "{}", String::from_utf8_lossy(&plain.buf));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn signals_for_a_device_that_just_left_wait_in_its_mailbox() {
+    let s = Server::start(limits()).await;
+    let (_, ids) = vault(12, 2);
+    let mut a = client::connect(&s.url(), &Join::Vault(Box::new(ids[0].clone()))).await.unwrap();
+    let b = client::connect(&s.url(), &Join::Vault(Box::new(ids[1].clone()))).await.unwrap();
+    let b_dev = b.device;
+    assert_eq!(a.next().await.unwrap(), Event::Presence(vec![b_dev]));
+    b.close().await;
+    assert_eq!(a.next().await.unwrap(), Event::Presence(vec![]));
+    // Held, not refused: the only error is for a device never seen here.
+    a.signal(b_dev, b"while you were away").await.unwrap();
+    a.signal(DeviceId([0xAB; 16]), b"x").await.unwrap();
+    match next_non_presence(&mut a).await {
+        Event::Error { code: ErrorCode::UnknownRecipient, message } => assert!(message.contains("abab"), "{message}"),
+        other => panic!("expected the stranger's error, got {other:?}"),
+    }
+    // Back within the TTL: the held signal arrives, once.
+    let mut b = client::connect(&s.url(), &Join::Vault(Box::new(ids[1].clone()))).await.unwrap();
+    assert_eq!(
+        next_non_presence(&mut b).await,
+        Event::Signal { from: a.device, payload: b"while you were away".to_vec() }
+    );
+    assert_eq!(s.metric("hearth_rv_signals_held_total", None), 1);
+    s.stop().await;
+
+    // Mailboxes off: a signal for a device that left is refused at once.
+    let s = Server::start(Limits { mailbox_ttl: Duration::ZERO, ..limits() }).await;
+    let mut a = client::connect(&s.url(), &Join::Vault(Box::new(ids[0].clone()))).await.unwrap();
+    let b = client::connect(&s.url(), &Join::Vault(Box::new(ids[1].clone()))).await.unwrap();
+    assert_eq!(a.next().await.unwrap(), Event::Presence(vec![b_dev]));
+    b.close().await;
+    assert_eq!(a.next().await.unwrap(), Event::Presence(vec![]));
+    a.signal(b_dev, b"gone").await.unwrap();
+    assert!(matches!(next_non_presence(&mut a).await, Event::Error { code: ErrorCode::UnknownRecipient, .. }));
+    s.stop().await;
+}

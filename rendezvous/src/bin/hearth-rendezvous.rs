@@ -54,6 +54,15 @@ struct Args {
     /// Seconds a pairing (invite) room lives.
     #[arg(long, env = "HEARTH_INVITE_TTL", default_value_t = 600)]
     invite_ttl: u64,
+    /// Seconds signals for a device that just disconnected are held for it (0: off).
+    #[arg(long, env = "HEARTH_MAILBOX_TTL", default_value_t = 30)]
+    mailbox_ttl: u64,
+    /// Signals held per briefly-offline device.
+    #[arg(long, env = "HEARTH_MAILBOX_LEN", default_value_t = 32)]
+    mailbox_len: usize,
+    /// Bytes held in all mailboxes together.
+    #[arg(long, env = "HEARTH_MAILBOX_BYTES", default_value_t = 16 << 20)]
+    mailbox_bytes: usize,
     /// Share presence and relay with other replicas through this Redis (redis://host:port).
     #[arg(long, env = "HEARTH_REDIS_URL")]
     redis_url: Option<String>,
@@ -69,8 +78,9 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    // The WebSocket library logs whole messages at TRACE; signal payloads must never reach
-    // the logs, whatever RUST_LOG says, so its verbosity is capped here.
+    // Signal payloads must never reach the logs, whatever RUST_LOG says. The server frames
+    // WebSockets itself and never logs payloads; the WebSocket library (used by the client
+    // half of this crate) would log whole messages at TRACE, so it stays capped in case.
     for cap in ["tungstenite=debug", "tokio_tungstenite=debug"] {
         if let Ok(d) = cap.parse() {
             filter = filter.add_directive(d);
@@ -93,6 +103,9 @@ async fn main() -> anyhow::Result<()> {
         idle_timeout: Duration::from_secs(a.idle_timeout.max(2)),
         queue_len: a.queue_len,
         invite_ttl: Duration::from_secs(a.invite_ttl),
+        mailbox_ttl: Duration::from_secs(a.mailbox_ttl),
+        mailbox_len: a.mailbox_len,
+        mailbox_bytes: a.mailbox_bytes,
     };
     let registry = prometheus::Registry::new();
     let _stun = if a.no_stun {

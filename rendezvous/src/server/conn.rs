@@ -9,7 +9,7 @@ use hearth_proto::ids::DeviceId;
 use rand::RngCore;
 use tokio::net::TcpStream;
 
-use super::hub::{JoinError, Member, Out, Outbox, RoomKey, RouteError};
+use super::hub::{JoinError, Member, Out, Outbox, RoomKey, RouteError, Routed};
 use super::limits::Bucket;
 use super::link::{End, Link};
 use super::App;
@@ -322,7 +322,10 @@ async fn signal(to: &str, payload: &str, out: &mut Vec<u8>, who: &Who, app: &App
         Some(_) => Box::pin(app.hub.route(who.key, to, &relayed)).await,
     };
     match routed {
-        Ok(()) => {
+        Ok(routed) => {
+            if routed == Routed::Held {
+                app.metrics.held.inc();
+            }
             app.metrics.relayed.inc();
             app.metrics.relayed_bytes.inc_by(payload.len() as u64);
             app.metrics.relay_seconds.observe(t0.elapsed().as_secs_f64());
@@ -334,6 +337,10 @@ async fn signal(to: &str, payload: &str, out: &mut Vec<u8>, who: &Who, app: &App
         Err(RouteError::SlowConsumer) => {
             app.metrics.dropped.with_label_values(&["slow_consumer"]).inc();
             error(out, ErrorCode::UnknownRecipient, format!("device {to} was disconnected (too slow)"));
+        }
+        Err(RouteError::MailboxFull) => {
+            app.metrics.dropped.with_label_values(&["mailbox_full"]).inc();
+            error(out, ErrorCode::UnknownRecipient, format!("device {to} is offline and its mailbox is full"));
         }
     }
 }

@@ -13,6 +13,7 @@ use hearth_proto::ids::{DeviceId, VaultId};
 use tokio::sync::Notify;
 
 use super::backplane::{Backplane, RoomEvent};
+use super::mailbox::{Mailboxes, NotHeld};
 use crate::protocol::ServerMsg;
 use crate::ws;
 
@@ -173,13 +174,25 @@ pub enum RouteError {
     /// Recipient's queue was full: it has been disconnected.
     #[error("recipient reads too slowly and was disconnected")]
     SlowConsumer,
+    /// Recipient is briefly offline and its mailbox is full.
+    #[error("recipient is offline and its mailbox is full")]
+    MailboxFull,
+}
+
+/// How a signal was routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routed {
+    /// Queued for the recipient's connection (here or on another replica).
+    Delivered,
+    /// Held in the mailbox of a recipient that just went offline.
+    Held,
 }
 
 /// All rooms.
-#[derive(Default)]
 pub struct Hub {
     rooms: Mutex<HashMap<RoomKey, Room>>,
     revoked: Mutex<HashMap<VaultId, HashSet<DeviceId>>>,
+    mail: Mutex<Mailboxes>,
     backplane: Option<Backplane>,
 }
 
@@ -231,8 +244,22 @@ fn offer_presence(m: &Member, online: Vec<String>) {
 
 impl Hub {
     /// A hub, shared across replicas through `backplane` when given.
-    pub fn new(backplane: Option<Backplane>) -> Self {
-        Self { backplane, ..Self::default() }
+    pub fn new(backplane: Option<Backplane>, mail: Mailboxes) -> Self {
+        Self { rooms: Mutex::default(), revoked: Mutex::default(), mail: Mutex::new(mail), backplane }
+    }
+
+    /// Hands `device`'s held messages (if any) to its new connection.
+    fn hand_over_mail(&self, key: RoomKey, device: DeviceId, member: &Member, now: Instant) {
+        for frame in lock(&self.mail).take(key, device, now) {
+            if member.outbox.push(frame).is_err() {
+                break;
+            }
+        }
+    }
+
+    /// Drops expired mailboxes.
+    pub fn sweep_mail(&self, now: Instant) {
+        lock(&self.mail).sweep(now);
     }
 
     /// The backplane, if any.
@@ -282,6 +309,7 @@ impl Hub {
             if remote.is_none() && !room.members.contains_key(&device) && room.members.len() >= max_room {
                 return Err(JoinError::Full);
             }
+            self.hand_over_mail(key, device, &member, now);
             if let Some(old) = room.members.insert(device, member) {
                 old.outbox.kick("replaced by a newer connection of the same device");
             }
@@ -304,6 +332,9 @@ impl Hub {
             let removed = room.members.get(&device).is_some_and(|m| m.conn == conn);
             if removed {
                 room.members.remove(&device);
+                if matches!(key, RoomKey::Vault(_)) {
+                    lock(&self.mail).open(key, device, Instant::now());
+                }
                 if self.backplane.is_none() {
                     send_presence(room, None);
                 }
@@ -330,21 +361,30 @@ impl Hub {
         })
     }
 
-    /// Queues the JSON `text` for `to` in room `key`, here or on another replica.
-    pub async fn route(&self, key: RoomKey, to: DeviceId, text: &str) -> Result<(), RouteError> {
-        match self.deliver_local(key, to, ws::text_frame(text)) {
+    /// Queues the JSON `text` for `to` in room `key`, here or on another replica, or holds
+    /// it if `to` just left this replica.
+    pub async fn route(&self, key: RoomKey, to: DeviceId, text: &str) -> Result<Routed, RouteError> {
+        let frame = ws::text_frame(text);
+        match self.deliver_local(key, to, frame.clone()) {
             Err(RouteError::UnknownRecipient) => {}
-            other => return other,
+            other => return other.map(|()| Routed::Delivered),
         }
-        let Some(bp) = &self.backplane else { return Err(RouteError::UnknownRecipient) };
-        let name = key.name();
-        let dev = to.to_hex();
-        if !bp.is_online(&name, &dev).await.unwrap_or(false) {
-            return Err(RouteError::UnknownRecipient);
+        if let Some(bp) = &self.backplane {
+            let name = key.name();
+            let dev = to.to_hex();
+            if bp.is_online(&name, &dev).await.unwrap_or(false) {
+                return bp
+                    .publish(&name, &RoomEvent::Signal { to: dev, text: text.to_owned() })
+                    .await
+                    .map(|()| Routed::Delivered)
+                    .map_err(|_| RouteError::UnknownRecipient);
+            }
         }
-        bp.publish(&name, &RoomEvent::Signal { to: dev, text: text.to_owned() })
-            .await
-            .map_err(|_| RouteError::UnknownRecipient)
+        match lock(&self.mail).put(key, to, frame, Instant::now()) {
+            Ok(()) => Ok(Routed::Held),
+            Err(NotHeld::NoMailbox) => Err(RouteError::UnknownRecipient),
+            Err(NotHeld::Full) => Err(RouteError::MailboxFull),
+        }
     }
 
     /// Records a revocation and disconnects the device wherever it is connected.

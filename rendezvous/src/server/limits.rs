@@ -25,6 +25,12 @@ pub struct Limits {
     pub queue_len: usize,
     /// How long a pairing room lives.
     pub invite_ttl: Duration,
+    /// How long signals for a device that just disconnected are held (zero: not at all).
+    pub mailbox_ttl: Duration,
+    /// Signals held per offline device.
+    pub mailbox_len: usize,
+    /// Bytes held in all mailboxes together.
+    pub mailbox_bytes: usize,
 }
 
 impl Default for Limits {
@@ -40,6 +46,9 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             queue_len: 64,
             invite_ttl: Duration::from_secs(600),
+            mailbox_ttl: Duration::from_secs(30),
+            mailbox_len: 32,
+            mailbox_bytes: 16 << 20,
         }
     }
 }

@@ -15,6 +15,8 @@ pub struct Metrics {
     pub admission_failures: IntCounterVec,
     /// Signals relayed.
     pub relayed: IntCounter,
+    /// Signals held for a recipient that just went offline.
+    pub held: IntCounter,
     /// Payload bytes relayed.
     pub relayed_bytes: IntCounter,
     /// Messages dropped, by reason.
@@ -38,6 +40,10 @@ impl Metrics {
                 &["reason"],
             )?,
             relayed: IntCounter::new("hearth_rv_signals_relayed_total", "Signals relayed")?,
+            held: IntCounter::new(
+                "hearth_rv_signals_held_total",
+                "Signals held in a mailbox for a device briefly offline",
+            )?,
             relayed_bytes: IntCounter::new("hearth_rv_signal_bytes_total", "Signal payload bytes relayed")?,
             dropped: IntCounterVec::new(
                 Opts::new("hearth_rv_messages_dropped_total", "Messages dropped, by reason"),
@@ -53,6 +59,7 @@ impl Metrics {
         r.register(Box::new(m.rejected.clone()))?;
         r.register(Box::new(m.admission_failures.clone()))?;
         r.register(Box::new(m.relayed.clone()))?;
+        r.register(Box::new(m.held.clone()))?;
         r.register(Box::new(m.relayed_bytes.clone()))?;
         r.register(Box::new(m.dropped.clone()))?;
         r.register(Box::new(m.relay_seconds.clone()))?;

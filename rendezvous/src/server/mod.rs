@@ -8,6 +8,7 @@ pub mod conn;
 pub mod hub;
 pub mod limits;
 mod link;
+pub mod mailbox;
 pub mod metrics;
 
 use std::collections::HashMap;
@@ -155,7 +156,7 @@ pub async fn run(
             Instant::now(),
         )),
         limits: config.limits.clone(),
-        hub: Hub::new(backplane),
+        hub: Hub::new(backplane, mailbox::Mailboxes::new(l.mailbox_ttl, l.mailbox_len, l.mailbox_bytes)),
         metrics,
         registry,
         per_ip: Mutex::new(HashMap::new()),
@@ -183,6 +184,7 @@ pub async fn run(
         loop {
             tick.tick().await;
             ping_app.hub.ping_all();
+            ping_app.hub.sweep_mail(Instant::now());
         }
     }));
     let drain_app = Arc::clone(&app);

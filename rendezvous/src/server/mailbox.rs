@@ -1,0 +1,146 @@
+//! Short-lived mailboxes for devices that just went offline (a phone switching networks, an
+//! app restarting): signals sent to them in the next few seconds are held and handed over
+//! when they reconnect, instead of failing. Bounded three ways: a mailbox exists only for a
+//! device that left within the TTL, holds at most `len` messages, and all mailboxes
+//! together hold at most `max_bytes`.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hearth_proto::ids::DeviceId;
+
+use super::hub::RoomKey;
+
+/// Why a message was not held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotHeld {
+    /// No device of that id left this room within the TTL.
+    NoMailbox,
+    /// The mailbox or the server-wide budget is full.
+    Full,
+}
+
+struct Mailbox {
+    expires: Instant,
+    frames: VecDeque<Bytes>,
+}
+
+/// All mailboxes of one server.
+pub struct Mailboxes {
+    ttl: Duration,
+    len: usize,
+    max_bytes: usize,
+    bytes: usize,
+    boxes: HashMap<(RoomKey, DeviceId), Mailbox>,
+}
+
+impl Mailboxes {
+    /// Mailboxes living `ttl` (zero: none), each holding `len` messages, `max_bytes` in all.
+    pub fn new(ttl: Duration, len: usize, max_bytes: usize) -> Self {
+        Self { ttl, len, max_bytes, bytes: 0, boxes: HashMap::new() }
+    }
+
+    /// `device` left room `key`: hold its messages until `now + ttl`.
+    pub fn open(&mut self, key: RoomKey, device: DeviceId, now: Instant) {
+        if self.ttl.is_zero() || self.len == 0 {
+            return;
+        }
+        let expires = now + self.ttl;
+        self.boxes.entry((key, device)).or_insert_with(|| Mailbox { expires, frames: VecDeque::new() }).expires =
+            expires;
+    }
+
+    /// Holds `frame` for `device` if it has a live mailbox with room.
+    pub fn put(&mut self, key: RoomKey, device: DeviceId, frame: Bytes, now: Instant) -> Result<(), NotHeld> {
+        let mb = self.boxes.get_mut(&(key, device)).filter(|m| m.expires > now).ok_or(NotHeld::NoMailbox)?;
+        if mb.frames.len() >= self.len || self.bytes + frame.len() > self.max_bytes {
+            return Err(NotHeld::Full);
+        }
+        self.bytes += frame.len();
+        mb.frames.push_back(frame);
+        Ok(())
+    }
+
+    /// `device` is back: its held messages, oldest first (none if expired).
+    pub fn take(&mut self, key: RoomKey, device: DeviceId, now: Instant) -> Vec<Bytes> {
+        let Some(mb) = self.boxes.remove(&(key, device)) else { return Vec::new() };
+        self.bytes -= mb.frames.iter().map(Bytes::len).sum::<usize>();
+        if mb.expires > now {
+            mb.frames.into()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Drops expired mailboxes and what they held.
+    pub fn sweep(&mut self, now: Instant) {
+        let mut freed = 0;
+        self.boxes.retain(|_, m| {
+            let live = m.expires > now;
+            if !live {
+                freed += m.frames.iter().map(Bytes::len).sum::<usize>();
+            }
+            live
+        });
+        self.bytes -= freed;
+    }
+
+    /// Bytes held now.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Live and expired-but-unswept mailboxes.
+    pub fn len(&self) -> usize {
+        self.boxes.len()
+    }
+
+    /// No mailboxes.
+    pub fn is_empty(&self) -> bool {
+        self.boxes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_proto::ids::VaultId;
+
+    const ROOM: RoomKey = RoomKey::Vault(VaultId([1; 16]));
+    const DEV: DeviceId = DeviceId([2; 16]);
+
+    #[test]
+    fn holds_for_recently_left_devices_only_within_bounds() {
+        let t0 = Instant::now();
+        let mut m = Mailboxes::new(Duration::from_secs(30), 2, 10);
+        assert_eq!(m.put(ROOM, DEV, Bytes::from_static(b"a"), t0), Err(NotHeld::NoMailbox), "never seen");
+        m.open(ROOM, DEV, t0);
+        m.put(ROOM, DEV, Bytes::from_static(b"one"), t0).unwrap();
+        m.put(ROOM, DEV, Bytes::from_static(b"two"), t0).unwrap();
+        assert_eq!(m.put(ROOM, DEV, Bytes::from_static(b"3"), t0), Err(NotHeld::Full), "per-device length");
+        let other = DeviceId([3; 16]);
+        m.open(ROOM, other, t0);
+        assert_eq!(m.put(ROOM, other, Bytes::from_static(b"12345"), t0), Err(NotHeld::Full), "server-wide bytes");
+        assert_eq!(m.take(ROOM, DEV, t0), vec![Bytes::from_static(b"one"), Bytes::from_static(b"two")]);
+        assert_eq!(m.bytes(), 0);
+        assert!(m.take(ROOM, DEV, t0).is_empty(), "handed over once");
+    }
+
+    #[test]
+    fn expiry_drops_messages() {
+        let t0 = Instant::now();
+        let mut m = Mailboxes::new(Duration::from_secs(1), 4, 100);
+        m.open(ROOM, DEV, t0);
+        m.put(ROOM, DEV, Bytes::from_static(b"x"), t0).unwrap();
+        let later = t0 + Duration::from_secs(2);
+        assert_eq!(m.put(ROOM, DEV, Bytes::from_static(b"y"), later), Err(NotHeld::NoMailbox));
+        m.sweep(later);
+        assert!(m.is_empty());
+        assert_eq!(m.bytes(), 0);
+        // Off: nothing is ever held.
+        let mut off = Mailboxes::new(Duration::ZERO, 4, 100);
+        off.open(ROOM, DEV, t0);
+        assert_eq!(off.put(ROOM, DEV, Bytes::from_static(b"x"), t0), Err(NotHeld::NoMailbox));
+    }
+}
