@@ -100,6 +100,30 @@ fn replicas_share_presence_and_relay_through_redis() {
         assert_eq!(until_signal(&mut b).await, (a.device, b"offer across replicas".to_vec()));
         b.signal(a.device, b"answer back").await.unwrap();
         assert_eq!(until_signal(&mut a).await, (b.device, b"answer back".to_vec()));
+        // The device reconnects through replica 1 while its old connection on replica 2 is
+        // still open: replica 2 closes the old one, and the device stays online.
+        let join_b = Join::Vault(Box::new(rendezvous_identity(42, 2)));
+        let mut b_moved = client::connect(&format!("ws://{a1}/v1/signal"), &join_b).await.unwrap();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), b.next()).await.expect("old connection closed") {
+                Err(client::ClientError::Closed { code, .. }) => {
+                    assert_eq!(code, 1008);
+                    break;
+                }
+                Err(e) => panic!("{e}"),
+                Ok(_) => continue,
+            }
+        }
+        a.signal(b_moved.device, b"after moving").await.unwrap();
+        assert_eq!(until_signal(&mut b_moved).await, (a.device, b"after moving".to_vec()));
+        // Mailboxes are shared: b leaves replica 1, a signals it, and b gets the signal when
+        // it comes back through replica 2.
+        b_moved.close().await;
+        until_presence(&mut a, &[], Duration::from_secs(5)).await;
+        a.signal(b.device, b"held for you").await.unwrap();
+        let mut b_back = client::connect(&format!("ws://{a2}/v1/signal"), &join_b).await.unwrap();
+        assert_eq!(until_signal(&mut b_back).await, (a.device, b"held for you".to_vec()));
+        until_presence(&mut a, &[b.device], Duration::from_secs(5)).await;
         // Kill replica 2 without any goodbye: b must leave a's presence within the TTL
         // (2 s) plus one refresh period.
         drop(r2);

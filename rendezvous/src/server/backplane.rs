@@ -27,6 +27,14 @@ pub enum RoomEvent {
     },
     /// Membership of the room changed: recompute and push presence.
     Presence,
+    /// `device` joined through replica `replica`: any other replica holding an older
+    /// connection of it closes that one (the device reconnected elsewhere).
+    Joined {
+        /// Device (hex).
+        device: String,
+        /// The replica it joined through.
+        replica: u64,
+    },
     /// Disconnect device `device` (revoked).
     Kick {
         /// Device (hex).
@@ -56,6 +64,25 @@ fn now_ms() -> u64 {
 
 fn presence_key(room: &str) -> String {
     format!("hearth:presence:{room}")
+}
+
+fn left_key(room: &str, device: &str) -> String {
+    format!("hearth:left:{room}:{device}")
+}
+
+fn mail_key(room: &str, device: &str) -> String {
+    format!("hearth:mail:{room}:{device}")
+}
+
+/// Why the backplane did not hold a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Held.
+    Held,
+    /// The device did not leave recently.
+    NoMailbox,
+    /// Its mailbox is full.
+    Full,
 }
 
 fn channel(room: &str) -> String {
@@ -120,6 +147,44 @@ impl Backplane {
         let text = serde_json::to_string(ev).unwrap_or_default();
         let _: () = c.publish(channel(room), text).await?;
         Ok(())
+    }
+
+    /// `device` just left `room`: signals for it may be held for `ttl` (any replica).
+    pub async fn mark_left(&self, room: &str, device: &str, ttl: Duration) -> redis::RedisResult<()> {
+        let mut c = self.conn.clone();
+        let _: () = c.pset_ex(left_key(room, device), 1u8, ttl.as_millis() as u64).await?;
+        Ok(())
+    }
+
+    /// Holds `text` for `device` if it left `room` recently and has fewer than `len` held.
+    pub async fn hold(&self, room: &str, device: &str, text: &str, len: usize) -> redis::RedisResult<Hold> {
+        let mut c = self.conn.clone();
+        let ttl: i64 = c.pttl(left_key(room, device)).await?;
+        if ttl <= 0 {
+            return Ok(Hold::NoMailbox);
+        }
+        let key = mail_key(room, device);
+        let n: usize = c.rpush(&key, text).await?;
+        if n > len {
+            let _: Option<String> = c.rpop(&key, None).await?;
+            return Ok(Hold::Full);
+        }
+        let _: () = c.pexpire(&key, ttl).await?;
+        Ok(Hold::Held)
+    }
+
+    /// `device` is back in `room`: its held messages, oldest first, taken atomically.
+    pub async fn take_mail(&self, room: &str, device: &str) -> redis::RedisResult<Vec<String>> {
+        let mut c = self.conn.clone();
+        let key = mail_key(room, device);
+        let (held, ..): (Vec<String>, i64, i64) = redis::pipe()
+            .atomic()
+            .lrange(&key, 0, -1)
+            .del(&key)
+            .del(left_key(room, device))
+            .query_async(&mut c)
+            .await?;
+        Ok(held)
     }
 
     /// Records a revocation of `device` in vault room `room`.

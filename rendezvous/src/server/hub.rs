@@ -12,7 +12,7 @@ use bytes::Bytes;
 use hearth_proto::ids::{DeviceId, VaultId};
 use tokio::sync::Notify;
 
-use super::backplane::{Backplane, RoomEvent};
+use super::backplane::{Backplane, Hold, RoomEvent};
 use super::mailbox::{Mailboxes, NotHeld};
 use crate::protocol::ServerMsg;
 use crate::ws;
@@ -194,6 +194,8 @@ pub struct Hub {
     revoked: Mutex<HashMap<VaultId, HashSet<DeviceId>>>,
     mail: Mutex<Mailboxes>,
     backplane: Option<Backplane>,
+    /// This process's id among replicas (random).
+    replica: u64,
 }
 
 /// Most revoked devices remembered per vault (bounds memory against junk vaults).
@@ -245,7 +247,13 @@ fn offer_presence(m: &Member, online: Vec<String>) {
 impl Hub {
     /// A hub, shared across replicas through `backplane` when given.
     pub fn new(backplane: Option<Backplane>, mail: Mailboxes) -> Self {
-        Self { rooms: Mutex::default(), revoked: Mutex::default(), mail: Mutex::new(mail), backplane }
+        Self {
+            rooms: Mutex::default(),
+            revoked: Mutex::default(),
+            mail: Mutex::new(mail),
+            backplane,
+            replica: rand::random(),
+        }
     }
 
     /// Hands `device`'s held messages (if any) to its new connection.
@@ -300,6 +308,7 @@ impl Hub {
                 Err(e) => tracing::warn!(error = %e, "redis unavailable; presence is local only"),
             }
         }
+        let outbox = Arc::clone(&member.outbox);
         {
             let mut rooms = lock(&self.rooms);
             let room = rooms.entry(key).or_insert_with(|| Room { members: BTreeMap::new(), expires });
@@ -309,7 +318,9 @@ impl Hub {
             if remote.is_none() && !room.members.contains_key(&device) && room.members.len() >= max_room {
                 return Err(JoinError::Full);
             }
-            self.hand_over_mail(key, device, &member, now);
+            if remote.is_none() {
+                self.hand_over_mail(key, device, &member, now);
+            }
             if let Some(old) = room.members.insert(device, member) {
                 old.outbox.kick("replaced by a newer connection of the same device");
             }
@@ -320,7 +331,14 @@ impl Hub {
         }
         let Some(bp) = &self.backplane else { return Ok(Vec::new()) };
         let _ = bp.refresh(&room_name, std::slice::from_ref(&dev)).await;
-        let _ = bp.publish(&room_name, &RoomEvent::Presence).await;
+        let _ = bp.publish(&room_name, &RoomEvent::Joined { device: dev.clone(), replica: self.replica }).await;
+        if let Ok(held) = bp.take_mail(&room_name, &dev).await {
+            for text in held {
+                if outbox.push(ws::text_frame(&text)).is_err() {
+                    break;
+                }
+            }
+        }
         Ok(remote.unwrap_or_default().into_iter().filter(|d| *d != dev).collect())
     }
 
@@ -332,7 +350,7 @@ impl Hub {
             let removed = room.members.get(&device).is_some_and(|m| m.conn == conn);
             if removed {
                 room.members.remove(&device);
-                if matches!(key, RoomKey::Vault(_)) {
+                if self.backplane.is_none() && matches!(key, RoomKey::Vault(_)) {
                     lock(&self.mail).open(key, device, Instant::now());
                 }
                 if self.backplane.is_none() {
@@ -346,7 +364,11 @@ impl Hub {
         };
         if let (true, Some(bp)) = (removed, &self.backplane) {
             let name = key.name();
-            let _ = bp.remove(&name, &device.to_hex()).await;
+            let dev = device.to_hex();
+            let _ = bp.remove(&name, &dev).await;
+            if matches!(key, RoomKey::Vault(_)) && !self.mail_ttl().is_zero() {
+                let _ = bp.mark_left(&name, &dev, self.mail_ttl()).await;
+            }
             let _ = bp.publish(&name, &RoomEvent::Presence).await;
         }
     }
@@ -379,6 +401,13 @@ impl Hub {
                     .map(|()| Routed::Delivered)
                     .map_err(|_| RouteError::UnknownRecipient);
             }
+            // Replicas share mailboxes too: the device may come back through any of them.
+            let len = lock(&self.mail).len_limit();
+            return match bp.hold(&name, &dev, text, len).await {
+                Ok(Hold::Held) => Ok(Routed::Held),
+                Ok(Hold::Full) => Err(RouteError::MailboxFull),
+                Ok(Hold::NoMailbox) | Err(_) => Err(RouteError::UnknownRecipient),
+            };
         }
         match lock(&self.mail).put(key, to, frame, Instant::now()) {
             Ok(()) => Ok(Routed::Held),
@@ -403,6 +432,24 @@ impl Hub {
             let _ =
                 bp.publish(&name, &RoomEvent::Kick { device: device.to_hex(), reason: "device revoked".into() }).await;
         }
+    }
+
+    /// Removes `device`'s local connection from `key` and closes it, without touching shared
+    /// presence: the device is online through another replica now.
+    fn evict_local(&self, key: RoomKey, device: DeviceId, reason: &'static str) {
+        let mut rooms = lock(&self.rooms);
+        let Some(room) = rooms.get_mut(&key) else { return };
+        if let Some(m) = room.members.remove(&device) {
+            m.outbox.kick(reason);
+        }
+        if room.members.is_empty() {
+            rooms.remove(&key);
+        }
+    }
+
+    /// How long mailboxes live (zero: off).
+    fn mail_ttl(&self) -> std::time::Duration {
+        lock(&self.mail).ttl()
     }
 
     fn kick_local(&self, key: RoomKey, device: DeviceId, reason: &'static str) {
@@ -432,6 +479,14 @@ impl Hub {
                 None
             }
             RoomEvent::Presence => lock(&self.rooms).contains_key(&key).then_some(key),
+            RoomEvent::Joined { device, replica } => {
+                if replica != self.replica {
+                    if let Some(d) = DeviceId::from_hex(&device) {
+                        self.evict_local(key, d, "replaced by a newer connection of the same device");
+                    }
+                }
+                lock(&self.rooms).contains_key(&key).then_some(key)
+            }
         }
     }
 

@@ -86,6 +86,16 @@ impl Mailboxes {
         self.bytes -= freed;
     }
 
+    /// How long a mailbox lives.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Messages held per device.
+    pub fn len_limit(&self) -> usize {
+        self.len
+    }
+
     /// Bytes held now.
     pub fn bytes(&self) -> usize {
         self.bytes
