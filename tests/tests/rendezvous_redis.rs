@@ -124,6 +124,30 @@ fn replicas_share_presence_and_relay_through_redis() {
         let mut b_back = client::connect(&format!("ws://{a2}/v1/signal"), &join_b).await.unwrap();
         assert_eq!(until_signal(&mut b_back).await, (a.device, b"held for you".to_vec()));
         until_presence(&mut a, &[b.device], Duration::from_secs(5)).await;
+        // Redis drops every client connection (a restart, a failover): a signal sent right
+        // then is delivered or refused with an error, never silently lost; once the
+        // replicas have reconnected, signals pass both ways again.
+        let port = url.rsplit(':').next().unwrap().to_owned();
+        for kind in ["normal", "pubsub"] {
+            let out = Command::new("redis-cli").args(["-p", &port, "CLIENT", "KILL", "TYPE", kind]).output().unwrap();
+            assert!(out.status.success(), "{out:?}");
+        }
+        a.signal(b.device, b"during the hiccup").await.unwrap();
+        tokio::select! {
+            got = until_signal(&mut b_back) => assert_eq!(got, (a.device, b"during the hiccup".to_vec())),
+            err = async {
+                loop {
+                    if let Ok(Ok(Event::Error { code, .. })) = tokio::time::timeout(Duration::from_secs(6), a.next()).await {
+                        return code;
+                    }
+                }
+            } => eprintln!("signal during the Redis hiccup refused with {err:?}"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        a.signal(b.device, b"after the hiccup").await.unwrap();
+        assert_eq!(until_signal(&mut b_back).await, (a.device, b"after the hiccup".to_vec()));
+        b_back.signal(a.device, b"back at you").await.unwrap();
+        assert_eq!(until_signal(&mut a).await, (b.device, b"back at you".to_vec()));
         // Kill replica 2 without any goodbye: b must leave a's presence within the TTL
         // (2 s) plus one refresh period.
         drop(r2);

@@ -1,11 +1,16 @@
 //! Redis backplane: lets several replicas behind a load balancer share presence and relay.
 //!
-//! Presence lives in one sorted set per room (`hearth:presence:<room>`), member = device,
-//! score = expiry in ms. Each replica re-scores its own devices every TTL/3, so the devices
-//! of a replica that dies vanish within the TTL. Events travel on pub/sub channels
-//! `hearth:room:<room>`; every replica pattern-subscribes to all of them and acts only for
-//! its local members (fine at family/team scale: every event reaches every replica once).
-//! The pub/sub connection is separate and re-subscribes after reconnecting.
+//! - Presence: one sorted set per room (`hearth:presence:<room>`), member = device, score =
+//!   expiry in ms. Each replica re-scores its own devices every TTL/3, so the devices of a
+//!   replica that dies vanish within the TTL. `hearth:where:<room>` maps each device to the
+//!   replica holding its connection.
+//! - Signals: appended to the recipient replica's inbox stream (`hearth:inbox:<replica>`),
+//!   which that replica reads from its last position, so nothing is lost while its Redis
+//!   connection reconnects, and a replica only receives signals for its own devices.
+//! - Room events (presence changed, joined, revoked): pub/sub channels `hearth:room:<room>`
+//!   that every replica pattern-subscribes to. After a pub/sub reconnect the replica
+//!   re-checks its local rooms (`Hub::resync`), since events sent meanwhile are gone.
+//! - Mailboxes: `hearth:left:<room>:<device>` (expiring) and `hearth:mail:<room>:<device>`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -50,11 +55,12 @@ pub struct Backplane {
     conn: ConnectionManager,
     client: redis::Client,
     ttl: Duration,
+    replica: u64,
 }
 
 impl std::fmt::Debug for Backplane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Backplane").field("ttl", &self.ttl).finish_non_exhaustive()
+        f.debug_struct("Backplane").field("ttl", &self.ttl).field("replica", &self.replica).finish_non_exhaustive()
     }
 }
 
@@ -65,6 +71,18 @@ fn now_ms() -> u64 {
 fn presence_key(room: &str) -> String {
     format!("hearth:presence:{room}")
 }
+
+fn where_key(room: &str) -> String {
+    format!("hearth:where:{room}")
+}
+
+fn inbox_key(replica: u64) -> String {
+    format!("hearth:inbox:{replica:016x}")
+}
+
+/// Signals kept in a replica's inbox (older ones are trimmed): enough to ride out a Redis
+/// reconnect under heavy load without holding memory forever.
+const INBOX_MAXLEN: usize = 10_000;
 
 fn left_key(room: &str, device: &str) -> String {
     format!("hearth:left:{room}:{device}")
@@ -94,7 +112,74 @@ impl Backplane {
     pub async fn connect(url: &str, ttl: Duration) -> redis::RedisResult<Self> {
         let client = redis::Client::open(url)?;
         let conn = client.get_connection_manager().await?;
-        Ok(Self { conn, client, ttl })
+        Ok(Self { conn, client, ttl, replica: rand::random() })
+    }
+
+    /// This replica's id (random per process).
+    pub fn replica(&self) -> u64 {
+        self.replica
+    }
+
+    /// Records that `device`'s connection in `room` is on this replica (newest join wins).
+    pub async fn claim(&self, room: &str, device: &str) -> redis::RedisResult<()> {
+        let mut c = self.conn.clone();
+        let _: () = c.hset(where_key(room), device, self.replica).await?;
+        Ok(())
+    }
+
+    /// The replica holding `device`'s connection in `room`, if known.
+    pub async fn location(&self, room: &str, device: &str) -> redis::RedisResult<Option<u64>> {
+        let mut c = self.conn.clone();
+        c.hget(where_key(room), device).await
+    }
+
+    /// Appends a signal for `device` of `room` to replica `replica`'s inbox.
+    pub async fn send_to(&self, replica: u64, room: &str, device: &str, text: &str) -> redis::RedisResult<()> {
+        let mut c = self.conn.clone();
+        let key = inbox_key(replica);
+        let fields = [("room", room), ("to", device), ("text", text)];
+        let _: Option<String> =
+            c.xadd_maxlen(&key, redis::streams::StreamMaxlen::Approx(INBOX_MAXLEN), "*", &fields).await?;
+        // A dead replica's inbox disappears on its own.
+        let _: () = c.pexpire(&key, (self.ttl.as_millis() as i64).saturating_mul(4)).await?;
+        Ok(())
+    }
+
+    /// Reads this replica's inbox forever, calling `deliver(room, device, text)` for each
+    /// signal. Resumes from the last entry read after any reconnect.
+    pub async fn read_inbox(&self, mut deliver: impl FnMut(&str, &str, String)) {
+        let key = inbox_key(self.replica);
+        // Everything appended from now on (entry ids start with a millisecond time).
+        let mut last = format!("{}-0", now_ms());
+        let mut delay = Duration::from_millis(100);
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+        loop {
+            let mut c = match self.client.get_multiplexed_async_connection_with_config(&config).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "redis inbox connect failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            delay = Duration::from_millis(100);
+            let opts = redis::streams::StreamReadOptions::default().block(5_000).count(512);
+            loop {
+                let reply: redis::RedisResult<Option<redis::streams::StreamReadReply>> =
+                    c.xread_options(&[&key], &[&last], &opts).await;
+                let Ok(reply) = reply else { break };
+                for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+                    if let (Some(room), Some(to), Some(text)) =
+                        (entry.get::<String>("room"), entry.get::<String>("to"), entry.get::<String>("text"))
+                    {
+                        deliver(&room, &to, text);
+                    }
+                    last = entry.id;
+                }
+            }
+            tokio::time::sleep(delay).await;
+        }
     }
 
     /// The presence TTL.
@@ -110,10 +195,16 @@ impl Backplane {
         let exp = now_ms() + self.ttl.as_millis() as u64;
         let items: Vec<(u64, &String)> = devices.iter().map(|d| (exp, d)).collect();
         let mut c = self.conn.clone();
-        let key = presence_key(room);
-        let _: () = c.zadd_multiple(&key, &items).await?;
-        // Let an abandoned room's set expire on its own.
-        let _: () = c.pexpire(&key, (self.ttl.as_millis() as i64).saturating_mul(2)).await?;
+        let keep = (self.ttl.as_millis() as i64).saturating_mul(2);
+        let mut p = redis::pipe();
+        // Let an abandoned room's keys expire on their own.
+        p.zadd_multiple(presence_key(room), &items).ignore().pexpire(presence_key(room), keep).ignore();
+        // Restore a lost location without taking over one claimed by a newer join elsewhere.
+        for d in devices {
+            p.hset_nx(where_key(room), d, self.replica).ignore();
+        }
+        p.pexpire(where_key(room), keep).ignore();
+        let _: () = p.query_async(&mut c).await?;
         Ok(())
     }
 
@@ -202,13 +293,23 @@ impl Backplane {
 
     /// Streams (room, event) from every room channel, reconnecting and re-subscribing with
     /// backoff when the pub/sub connection drops. Runs until `on_event` returns false.
-    pub async fn subscribe(&self, mut on_event: impl FnMut(String, RoomEvent) -> bool) {
+    /// `on_resubscribed` runs after every re-subscription but the first (events published
+    /// in between were missed).
+    pub async fn subscribe(
+        &self,
+        mut on_event: impl FnMut(String, RoomEvent) -> bool,
+        mut on_resubscribed: impl FnMut(),
+    ) {
         let mut delay = Duration::from_millis(100);
+        let mut first = true;
         loop {
             match self.client.get_async_pubsub().await {
                 Ok(mut ps) => {
                     if ps.psubscribe("hearth:room:*").await.is_ok() {
                         delay = Duration::from_millis(100);
+                        if !std::mem::take(&mut first) {
+                            on_resubscribed();
+                        }
                         let mut stream = ps.into_on_message();
                         while let Some(msg) = stream.next().await {
                             let Some(room) = msg.get_channel_name().strip_prefix("hearth:room:").map(str::to_owned)

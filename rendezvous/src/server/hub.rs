@@ -194,8 +194,6 @@ pub struct Hub {
     revoked: Mutex<HashMap<VaultId, HashSet<DeviceId>>>,
     mail: Mutex<Mailboxes>,
     backplane: Option<Backplane>,
-    /// This process's id among replicas (random).
-    replica: u64,
 }
 
 /// Most revoked devices remembered per vault (bounds memory against junk vaults).
@@ -247,13 +245,7 @@ fn offer_presence(m: &Member, online: Vec<String>) {
 impl Hub {
     /// A hub, shared across replicas through `backplane` when given.
     pub fn new(backplane: Option<Backplane>, mail: Mailboxes) -> Self {
-        Self {
-            rooms: Mutex::default(),
-            revoked: Mutex::default(),
-            mail: Mutex::new(mail),
-            backplane,
-            replica: rand::random(),
-        }
+        Self { rooms: Mutex::default(), revoked: Mutex::default(), mail: Mutex::new(mail), backplane }
     }
 
     /// Hands `device`'s held messages (if any) to its new connection.
@@ -331,7 +323,8 @@ impl Hub {
         }
         let Some(bp) = &self.backplane else { return Ok(Vec::new()) };
         let _ = bp.refresh(&room_name, std::slice::from_ref(&dev)).await;
-        let _ = bp.publish(&room_name, &RoomEvent::Joined { device: dev.clone(), replica: self.replica }).await;
+        let _ = bp.claim(&room_name, &dev).await;
+        let _ = bp.publish(&room_name, &RoomEvent::Joined { device: dev.clone(), replica: bp.replica() }).await;
         if let Ok(held) = bp.take_mail(&room_name, &dev).await {
             for text in held {
                 if outbox.push(ws::text_frame(&text)).is_err() {
@@ -395,11 +388,19 @@ impl Hub {
             let name = key.name();
             let dev = to.to_hex();
             if bp.is_online(&name, &dev).await.unwrap_or(false) {
-                return bp
-                    .publish(&name, &RoomEvent::Signal { to: dev, text: text.to_owned() })
-                    .await
-                    .map(|()| Routed::Delivered)
-                    .map_err(|_| RouteError::UnknownRecipient);
+                let sent = match bp.location(&name, &dev).await {
+                    // Straight into the inbox of the replica holding the recipient.
+                    Ok(Some(r)) if r != bp.replica() => bp.send_to(r, &name, &dev, text).await.is_ok(),
+                    // Location unknown: every replica hears it, the right one delivers.
+                    Ok(None) => {
+                        bp.publish(&name, &RoomEvent::Signal { to: dev.clone(), text: text.to_owned() }).await.is_ok()
+                    }
+                    // Here (it just left) or Redis trouble: treat it as offline.
+                    Ok(Some(_)) | Err(_) => false,
+                };
+                if sent {
+                    return Ok(Routed::Delivered);
+                }
             }
             // Replicas share mailboxes too: the device may come back through any of them.
             let len = lock(&self.mail).len_limit();
@@ -480,13 +481,45 @@ impl Hub {
             }
             RoomEvent::Presence => lock(&self.rooms).contains_key(&key).then_some(key),
             RoomEvent::Joined { device, replica } => {
-                if replica != self.replica {
+                if self.backplane.as_ref().is_some_and(|bp| bp.replica() != replica) {
                     if let Some(d) = DeviceId::from_hex(&device) {
                         self.evict_local(key, d, "replaced by a newer connection of the same device");
                     }
                 }
                 lock(&self.rooms).contains_key(&key).then_some(key)
             }
+        }
+    }
+
+    /// A signal from this replica's inbox: deliver it to the local member.
+    pub fn deliver_inbox(&self, room: &str, to: &str, text: &str) {
+        if let (Some(key), Some(to)) = (RoomKey::parse(room), DeviceId::from_hex(to)) {
+            let _ = self.deliver_local(key, to, ws::text_frame(text));
+        }
+    }
+
+    /// Catches up after missed room events (a pub/sub reconnect): pushes fresh presence to
+    /// every local room, closes local connections of devices that joined through another
+    /// replica meanwhile, and those revoked meanwhile.
+    pub async fn resync(&self) {
+        let Some(bp) = &self.backplane else { return };
+        let local: Vec<(RoomKey, Vec<DeviceId>)> =
+            lock(&self.rooms).iter().map(|(k, r)| (*k, r.members.keys().copied().collect())).collect();
+        for (key, devices) in local {
+            let name = key.name();
+            for d in devices {
+                let dev = d.to_hex();
+                if matches!(bp.location(&name, &dev).await, Ok(Some(r)) if r != bp.replica()) {
+                    self.evict_local(key, d, "replaced by a newer connection of the same device");
+                }
+                if let RoomKey::Vault(v) = key {
+                    if bp.is_revoked(&name, &dev).await.unwrap_or(false) {
+                        lock(&self.revoked).entry(v).or_default().insert(d);
+                        self.kick_local(key, d, "device revoked");
+                    }
+                }
+            }
+            self.push_presence(key).await;
         }
     }
 

@@ -267,16 +267,26 @@ const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 fn spawn_backplane_tasks(app: &Arc<App>) -> Vec<tokio::task::JoinHandle<()>> {
     let Some(bp) = app.hub.backplane().cloned() else { return Vec::new() };
     let sub_app = Arc::clone(app);
+    let sub_bp = bp.clone();
     let subscriber = tokio::spawn(async move {
         let inner = Arc::clone(&sub_app);
-        bp.subscribe(move |room, ev| {
+        let on_event = move |room: String, ev| {
             if let Some(key) = inner.hub.on_event(&room, ev) {
                 let a = Arc::clone(&inner);
                 tokio::spawn(async move { a.hub.push_presence(key).await });
             }
             !inner.draining.load(Ordering::Relaxed)
-        })
-        .await;
+        };
+        let on_resubscribed = move || {
+            let a = Arc::clone(&sub_app);
+            tokio::spawn(async move { a.hub.resync().await });
+        };
+        sub_bp.subscribe(on_event, on_resubscribed).await;
+    });
+    let inbox_app = Arc::clone(app);
+    let inbox_bp = bp.clone();
+    let inbox = tokio::spawn(async move {
+        inbox_bp.read_inbox(|room, to, text| inbox_app.hub.deliver_inbox(room, to, &text)).await;
     });
     let ref_app = Arc::clone(app);
     let refresher = tokio::spawn(async move {
@@ -287,7 +297,7 @@ fn spawn_backplane_tasks(app: &Arc<App>) -> Vec<tokio::task::JoinHandle<()>> {
             ref_app.hub.refresh().await;
         }
     });
-    vec![subscriber, refresher]
+    vec![subscriber, inbox, refresher]
 }
 
 /// The `Sec-WebSocket-Accept` for a valid upgrade request (RFC 6455 §4.2.1), or why not.
