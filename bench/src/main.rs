@@ -8,6 +8,7 @@
 
 mod automerge_side;
 mod hearth_side;
+mod procfs;
 mod workload;
 
 use std::process::Command;
@@ -91,13 +92,7 @@ fn child(side: &str, args: &Args) -> anyhow::Result<Value> {
 
 /// Peak resident set size of this process in MiB (VmHWM).
 pub(crate) fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+    procfs::status_kib("self", "VmHWM").map_or(f64::NAN, |kb| kb as f64 / 1024.0)
 }
 
 /// Milliseconds since `t`.

@@ -20,6 +20,7 @@ use hearth_proto::membership::{Enrollment, MembershipBody, MembershipRecord};
 use hearth_rendezvous::client::Identity;
 use tokio::sync::Semaphore;
 
+mod procfs;
 mod rendezvous_load;
 use rendezvous_load as load;
 
@@ -66,22 +67,13 @@ impl Drop for Server {
 }
 
 impl Server {
-    /// CPU seconds (user + system) the server process has used, from /proc (100 ticks/s).
+    /// CPU seconds (user + system) the server process has used.
     fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let f: Vec<u64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-        // After the state letter: fields 14 and 15 of the full line are utime and stime.
-        (f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)) as f64 / 100.0
+        procfs::cpu_seconds(self.child.id()).unwrap_or(0.0)
     }
 
     fn rss_kib(&self) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        s.lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+        procfs::status_kib(&self.child.id().to_string(), "VmRSS").unwrap_or(0)
     }
 }
 

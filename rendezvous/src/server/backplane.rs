@@ -169,6 +169,7 @@ impl Backplane {
                 let reply: redis::RedisResult<Option<redis::streams::StreamReadReply>> =
                     c.xread_options(&[&key], &[&last], &opts).await;
                 let Ok(reply) = reply else { break };
+                let mut read_any = false;
                 for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
                     if let (Some(room), Some(to), Some(text)) =
                         (entry.get::<String>("room"), entry.get::<String>("to"), entry.get::<String>("text"))
@@ -176,6 +177,13 @@ impl Backplane {
                         deliver(&room, &to, text);
                     }
                     last = entry.id;
+                    read_any = true;
+                }
+                if read_any {
+                    // Delivered signals do not stay in Redis (less to keep, less to learn
+                    // from a copy of it): drop everything older than the last one read.
+                    let _: redis::RedisResult<i64> =
+                        redis::cmd("XTRIM").arg(&key).arg("MINID").arg(&last).query_async(&mut c).await;
                 }
             }
             tokio::time::sleep(delay).await;

@@ -18,6 +18,8 @@ use hearth_stun::loadgen::{self, Expect, LoadReport, LoadSpec};
 use hearth_stun::server::Echo;
 use hearth_stun::{Server, ServerConfig, StunMetrics};
 
+mod procfs;
+
 /// Benchmark the STUN server against coturn and a raw UDP echo server.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -65,17 +67,9 @@ struct Proc {
 impl Proc {
     /// CPU seconds (user + system) the server process has used so far, from /proc.
     fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
-        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).context("odd /proc stat")?;
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = f.get(11).context("utime")?.parse::<u64>()? + f.get(12).context("stime")?.parse::<u64>()?;
-        Ok(ticks as f64 / CLOCK_TICKS)
+        procfs::cpu_seconds(self.child.id()).context("reading /proc stat")
     }
 }
-
-/// Linux reports process CPU time in USER_HZ ticks, 100 per second on every mainstream build.
-const CLOCK_TICKS: f64 = 100.0;
 
 /// One peak-load measurement: the generator's report plus the server's CPU use.
 #[derive(Clone)]
