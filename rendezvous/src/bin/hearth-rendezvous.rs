@@ -125,7 +125,7 @@ async fn main() -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let listener = tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("binding {}", a.listen))?;
+    let listener = server::bind(a.listen).with_context(|| format!("binding {}", a.listen))?;
     println!("listening http {}", listener.local_addr()?);
     let config = Config {
         limits,

@@ -132,6 +132,19 @@ pub struct Running {
     pub registry: Registry,
 }
 
+/// Pending connections the kernel queues before `accept`: with the default (128), a burst
+/// of reconnecting devices overflows the queue and each dropped handshake costs its client a
+/// one-second retransmit. The kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the main listener (address reuse, a deep accept queue).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Builds the router and serves `listener` until `shutdown` completes, then drains.
 pub async fn run(
     listener: TcpListener,
