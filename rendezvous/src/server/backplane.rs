@@ -138,10 +138,15 @@ impl Backplane {
         let mut c = self.conn.clone();
         let key = inbox_key(replica);
         let fields = [("room", room), ("to", device), ("text", text)];
-        let _: Option<String> =
-            c.xadd_maxlen(&key, redis::streams::StreamMaxlen::Approx(INBOX_MAXLEN), "*", &fields).await?;
-        // A dead replica's inbox disappears on its own.
-        let _: () = c.pexpire(&key, (self.ttl.as_millis() as i64).saturating_mul(4)).await?;
+        // One round trip, applied together; a dead replica's inbox disappears on its own.
+        let _: () = redis::pipe()
+            .atomic()
+            .xadd_maxlen(&key, redis::streams::StreamMaxlen::Approx(INBOX_MAXLEN), "*", &fields)
+            .ignore()
+            .pexpire(&key, (self.ttl.as_millis() as i64).saturating_mul(4))
+            .ignore()
+            .query_async(&mut c)
+            .await?;
         Ok(())
     }
 

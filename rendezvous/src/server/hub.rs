@@ -196,6 +196,9 @@ pub struct Hub {
     backplane: Option<Backplane>,
 }
 
+/// Pause before retrying a Redis command that failed (the connection manager reconnects).
+const REDIS_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Most revoked devices remembered per vault (bounds memory against junk vaults).
 const MAX_REVOKED_PER_VAULT: usize = 4096;
 
@@ -385,36 +388,60 @@ impl Hub {
             other => return other.map(|()| Routed::Delivered),
         }
         if let Some(bp) = &self.backplane {
-            let name = key.name();
-            let dev = to.to_hex();
-            if bp.is_online(&name, &dev).await.unwrap_or(false) {
-                let sent = match bp.location(&name, &dev).await {
-                    // Straight into the inbox of the replica holding the recipient.
-                    Ok(Some(r)) if r != bp.replica() => bp.send_to(r, &name, &dev, text).await.is_ok(),
-                    // Location unknown: every replica hears it, the right one delivers.
-                    Ok(None) => {
-                        bp.publish(&name, &RoomEvent::Signal { to: dev.clone(), text: text.to_owned() }).await.is_ok()
+            // One retry: right after Redis drops its connections, the first command fails
+            // while the connection manager reconnects.
+            for attempt in 0..2 {
+                match self.route_remote(bp, key, to, text).await {
+                    Ok(routed) => return routed,
+                    Err(e) if attempt == 0 => {
+                        tracing::debug!(error = %e, "redis error while routing; retrying");
+                        tokio::time::sleep(REDIS_RETRY).await;
                     }
-                    // Here (it just left) or Redis trouble: treat it as offline.
-                    Ok(Some(_)) | Err(_) => false,
-                };
-                if sent {
-                    return Ok(Routed::Delivered);
+                    Err(_) => break,
                 }
             }
-            // Replicas share mailboxes too: the device may come back through any of them.
-            let len = lock(&self.mail).len_limit();
-            return match bp.hold(&name, &dev, text, len).await {
-                Ok(Hold::Held) => Ok(Routed::Held),
-                Ok(Hold::Full) => Err(RouteError::MailboxFull),
-                Ok(Hold::NoMailbox) | Err(_) => Err(RouteError::UnknownRecipient),
-            };
+            return Err(RouteError::UnknownRecipient);
         }
         match lock(&self.mail).put(key, to, frame, Instant::now()) {
             Ok(()) => Ok(Routed::Held),
             Err(NotHeld::NoMailbox) => Err(RouteError::UnknownRecipient),
             Err(NotHeld::Full) => Err(RouteError::MailboxFull),
         }
+    }
+
+    /// Routes through the backplane: to the recipient's replica, or its shared mailbox.
+    async fn route_remote(
+        &self,
+        bp: &Backplane,
+        key: RoomKey,
+        to: DeviceId,
+        text: &str,
+    ) -> redis::RedisResult<Result<Routed, RouteError>> {
+        let name = key.name();
+        let dev = to.to_hex();
+        if bp.is_online(&name, &dev).await? {
+            match bp.location(&name, &dev).await? {
+                // Straight into the inbox of the replica holding the recipient.
+                Some(r) if r != bp.replica() => {
+                    bp.send_to(r, &name, &dev, text).await?;
+                    return Ok(Ok(Routed::Delivered));
+                }
+                // Location unknown: every replica hears it, the right one delivers.
+                None => {
+                    bp.publish(&name, &RoomEvent::Signal { to: dev, text: text.to_owned() }).await?;
+                    return Ok(Ok(Routed::Delivered));
+                }
+                // Here, but not connected: it has just left; its mailbox decides.
+                Some(_) => {}
+            }
+        }
+        // Replicas share mailboxes too: the device may come back through any of them.
+        let len = lock(&self.mail).len_limit();
+        Ok(match bp.hold(&name, &dev, text, len).await? {
+            Hold::Held => Ok(Routed::Held),
+            Hold::Full => Err(RouteError::MailboxFull),
+            Hold::NoMailbox => Err(RouteError::UnknownRecipient),
+        })
     }
 
     /// Records a revocation and disconnects the device wherever it is connected.
