@@ -114,29 +114,49 @@ async fn finish(link: &mut Link, end: End, app: &App, admitted: bool) {
 pub(crate) async fn run(io: TcpStream, prefix: bytes::Bytes, peer: SocketAddr, host: String, app: Arc<App>) {
     let mut link = Link::new(io, &prefix, app.limits.max_message_bytes, MAX_UNSENT);
     drop(prefix);
+    // Boxed: admission's state (timers, the hello, the join) is needed once, and an idle
+    // connection's task should not carry its space for hours.
+    let Some((who, outbox, conn)) = Box::pin(admit(&mut link, peer, host, &app)).await else { return };
+    if let Err(end) = relay(&mut link, &outbox, &who, &app).await {
+        Box::pin(finish(&mut link, end, &app, true)).await;
+    }
+    Box::pin(app.hub.leave(who.key, who.device, conn)).await;
+    app.metrics.rooms.set(app.hub.room_count() as i64);
+}
+
+/// Closes a connection that was not admitted.
+async fn refuse<T>(link: &mut Link, code: u16, reason: &str) -> Option<T> {
+    link.close(code, reason).await;
+    None
+}
+
+/// Challenge, hello, join: the admitted connection's identity, outbox and connection id,
+/// or `None` once the connection has been refused and closed.
+async fn admit(link: &mut Link, peer: SocketAddr, host: String, app: &App) -> Option<(Who, Arc<Outbox>, u64)> {
     let mut shutdown = app.shutdown.clone();
     let mut nonce = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     link.text(&json(&ServerMsg::Challenge { version: protocol::VERSION, nonce: protocol::to_b64(&nonce) }));
-    if link.flush().is_err() {
-        return;
-    }
+    link.flush().ok()?;
     // Admission: exactly one hello within the timeout.
     let first = tokio::select! {
-        r = tokio::time::timeout(app.limits.admission_timeout, first_message(&mut link)) => r,
-        _ = shutdown.changed() => return link.close(close::GOING_AWAY, "server shutting down").await,
+        r = tokio::time::timeout(app.limits.admission_timeout, first_message(link)) => r,
+        _ = shutdown.changed() => return refuse(link, close::GOING_AWAY, "server shutting down").await,
     };
     let text = match first {
         Ok(Ok(First::Text(t))) => t,
         Ok(Ok(First::Binary)) => {
             app.metrics.admission_failures.with_label_values(&["binary"]).inc();
-            return link.close(close::UNSUPPORTED, "text messages only").await;
+            return refuse(link, close::UNSUPPORTED, "text messages only").await;
         }
         Err(_) => {
             app.metrics.admission_failures.with_label_values(&["timeout"]).inc();
-            return link.close(close::POLICY, "no hello before the admission timeout").await;
+            return refuse(link, close::POLICY, "no hello before the admission timeout").await;
         }
-        Ok(Err(end)) => return finish(&mut link, end, &app, false).await,
+        Ok(Err(end)) => {
+            finish(link, end, app, false).await;
+            return None;
+        }
     };
     let (key, device, root_key) = match serde_json::from_str::<ClientMsg>(&text) {
         Ok(ClientMsg::Hello { root_key, record, sig }) => {
@@ -145,7 +165,7 @@ pub(crate) async fn run(io: TcpStream, prefix: bytes::Bytes, peer: SocketAddr, h
                 Err(e) => {
                     app.metrics.admission_failures.with_label_values(&["bad_hello"]).inc();
                     error(link.out(), ErrorCode::AdmissionFailed, e.to_string());
-                    return link.close(close::POLICY, "admission failed").await;
+                    return refuse(link, close::POLICY, "admission failed").await;
                 }
             }
         }
@@ -158,18 +178,18 @@ pub(crate) async fn run(io: TcpStream, prefix: bytes::Bytes, peer: SocketAddr, h
             None => {
                 app.metrics.admission_failures.with_label_values(&["bad_hello"]).inc();
                 error(link.out(), ErrorCode::AdmissionFailed, "room must be 64 hex characters");
-                return link.close(close::POLICY, "admission failed").await;
+                return refuse(link, close::POLICY, "admission failed").await;
             }
         },
         Ok(_) => {
             app.metrics.admission_failures.with_label_values(&["not_admitted"]).inc();
             error(link.out(), ErrorCode::NotAdmitted, "send hello first");
-            return link.close(close::POLICY, "not admitted").await;
+            return refuse(link, close::POLICY, "not admitted").await;
         }
         Err(_) => {
             app.metrics.admission_failures.with_label_values(&["bad_message"]).inc();
             error(link.out(), ErrorCode::BadMessage, "expected a hello message");
-            return link.close(close::POLICY, "bad message").await;
+            return refuse(link, close::POLICY, "bad message").await;
         }
     };
     drop(text);
@@ -180,8 +200,7 @@ pub(crate) async fn run(io: TcpStream, prefix: bytes::Bytes, peer: SocketAddr, h
         RoomKey::Vault(_) => (app.limits.max_room_size, None),
         RoomKey::Invite(_) => (2, Some(now + app.limits.invite_ttl)),
     };
-    // Boxed (like every rarely-taken await below): the backplane calls inside are large
-    // futures, and an idle connection's task should not carry their space.
+    // Boxed: the backplane calls inside are large futures.
     let member = Member { conn, outbox: Arc::clone(&outbox) };
     let online = match Box::pin(app.hub.join(key, device, member, max, expires, now)).await {
         Ok(o) => o,
@@ -193,23 +212,19 @@ pub(crate) async fn run(io: TcpStream, prefix: bytes::Bytes, peer: SocketAddr, h
             };
             app.metrics.admission_failures.with_label_values(&[label]).inc();
             error(link.out(), code, e.to_string());
-            return link.close(close_code, &e.to_string()).await;
+            return refuse(link, close_code, &e.to_string()).await;
         }
     };
     app.metrics.rooms.set(app.hub.room_count() as i64);
     tracing::debug!(%peer, device = %device, "admitted");
     link.text(&json(&ServerMsg::Welcome { device: device.to_hex(), online }));
-    let who = Who { key, from: device.to_hex(), root_key };
-    if let Err(end) = relay(&mut link, &outbox, &who, &app).await {
-        Box::pin(finish(&mut link, end, &app, true)).await;
-    }
-    Box::pin(app.hub.leave(key, device, conn)).await;
-    app.metrics.rooms.set(app.hub.room_count() as i64);
+    Some((Who { key, device, from: device.to_hex(), root_key }, outbox, conn))
 }
 
 /// An admitted connection's identity.
 struct Who {
     key: RoomKey,
+    device: DeviceId,
     /// The device id in hex, as relayed messages name the sender.
     from: String,
     /// The vault root key (base64) for vault rooms: revocations are checked against it.
@@ -249,7 +264,10 @@ async fn relay(link: &mut Link, outbox: &Outbox, who: &Who, app: &App) -> Result
                 Some(Event::Binary) => stop = Some(Stop::Close(close::UNSUPPORTED, "text messages only")),
                 Some(Event::Text(text)) => {
                     if bucket.take(Instant::now()) {
-                        handle(&text, &mut replies, who, app).await;
+                        if !handle_fast(&text, &mut replies, who, app) {
+                            // Boxed: rare, and its state should not sit in every idle task.
+                            Box::pin(handle(&text, &mut replies, who, app)).await;
+                        }
                         continue;
                     }
                     app.metrics.dropped.with_label_values(&["rate_limited"]).inc();
@@ -300,34 +318,55 @@ async fn relay(link: &mut Link, outbox: &Outbox, who: &Who, app: &App) -> Result
     }
 }
 
-/// Handles one admitted message, appending any reply to `out`.
+/// The hot path, synchronous so that it adds nothing to a connection task's size: a signal
+/// relayed without a backplane. False when `text` needs [`handle`] instead.
+fn handle_fast(text: &str, out: &mut Vec<u8>, who: &Who, app: &App) -> bool {
+    if app.hub.backplane().is_some() {
+        return false;
+    }
+    let Some(sig) = SignalIn::parse(text) else { return false };
+    let t0 = Instant::now();
+    if let Some((to, relayed)) = prepare(&sig.to, &sig.payload, out, who) {
+        let routed = app.hub.route_local(who.key, to, &relayed);
+        account(routed, to, sig.payload.len(), t0, out, app);
+    }
+    true
+}
+
+/// Handles one admitted message (any kind), appending any reply to `out`.
 async fn handle(text: &str, out: &mut Vec<u8>, who: &Who, app: &App) {
-    // The hot path: a signal, parsed without copying its payload.
-    match SignalIn::parse(text) {
-        Some(sig) => signal(&sig.to, &sig.payload, out, who, app).await,
-        None => Box::pin(handle_other(text, out, who, app)).await,
+    let Some(sig) = SignalIn::parse(text) else { return handle_other(text, out, who, app).await };
+    signal(&sig.to, &sig.payload, out, who, app).await;
+}
+
+/// Relays `payload` to device `to` of the sender's room, through the backplane if any.
+async fn signal(to: &str, payload: &str, out: &mut Vec<u8>, who: &Who, app: &App) {
+    let t0 = Instant::now();
+    if let Some((to, relayed)) = prepare(to, payload, out, who) {
+        let routed = app.hub.route(who.key, to, &relayed).await;
+        account(routed, to, payload.len(), t0, out, app);
     }
 }
 
-/// Relays `payload` to device `to` of the sender's room.
-async fn signal(to: &str, payload: &str, out: &mut Vec<u8>, who: &Who, app: &App) {
+/// The recipient and the relayed message, or an error reply for a bad `to`.
+fn prepare(to: &str, payload: &str, out: &mut Vec<u8>, who: &Who) -> Option<(DeviceId, String)> {
     let Some(to) = protocol::parse_device(to) else {
-        return error(out, ErrorCode::BadMessage, "`to` must be a 32-character hex device id");
+        error(out, ErrorCode::BadMessage, "`to` must be a 32-character hex device id");
+        return None;
     };
     // The payload is relayed as the client's exact string; it is never decoded or logged.
-    let t0 = Instant::now();
-    let relayed = protocol::signal_out(&who.from, payload);
-    let routed = match app.hub.backplane() {
-        None => app.hub.route(who.key, to, &relayed).await,
-        Some(_) => Box::pin(app.hub.route(who.key, to, &relayed)).await,
-    };
+    Some((to, protocol::signal_out(&who.from, payload)))
+}
+
+/// Counts a routed signal, or replies with why it was not.
+fn account(routed: Result<Routed, RouteError>, to: DeviceId, bytes: usize, t0: Instant, out: &mut Vec<u8>, app: &App) {
     match routed {
         Ok(routed) => {
             if routed == Routed::Held {
                 app.metrics.held.inc();
             }
             app.metrics.relayed.inc();
-            app.metrics.relayed_bytes.inc_by(payload.len() as u64);
+            app.metrics.relayed_bytes.inc_by(bytes as u64);
             app.metrics.relay_seconds.observe(t0.elapsed().as_secs_f64());
         }
         Err(RouteError::UnknownRecipient) => {

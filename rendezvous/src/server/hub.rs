@@ -382,25 +382,33 @@ impl Hub {
     /// Queues the JSON `text` for `to` in room `key`, here or on another replica, or holds
     /// it if `to` just left this replica.
     pub async fn route(&self, key: RoomKey, to: DeviceId, text: &str) -> Result<Routed, RouteError> {
+        let Some(bp) = &self.backplane else { return self.route_local(key, to, text) };
+        match self.deliver_local(key, to, ws::text_frame(text)) {
+            Err(RouteError::UnknownRecipient) => {}
+            other => return other.map(|()| Routed::Delivered),
+        }
+        // One retry: right after Redis drops its connections, the first command fails while
+        // the connection manager reconnects.
+        for attempt in 0..2 {
+            match self.route_remote(bp, key, to, text).await {
+                Ok(routed) => return routed,
+                Err(e) if attempt == 0 => {
+                    tracing::debug!(error = %e, "redis error while routing; retrying");
+                    tokio::time::sleep(REDIS_RETRY).await;
+                }
+                Err(_) => break,
+            }
+        }
+        Err(RouteError::UnknownRecipient)
+    }
+
+    /// [`Hub::route`] without a backplane: synchronous, so a connection's task does not
+    /// carry the space of the Redis calls it never makes.
+    pub fn route_local(&self, key: RoomKey, to: DeviceId, text: &str) -> Result<Routed, RouteError> {
         let frame = ws::text_frame(text);
         match self.deliver_local(key, to, frame.clone()) {
             Err(RouteError::UnknownRecipient) => {}
             other => return other.map(|()| Routed::Delivered),
-        }
-        if let Some(bp) = &self.backplane {
-            // One retry: right after Redis drops its connections, the first command fails
-            // while the connection manager reconnects.
-            for attempt in 0..2 {
-                match self.route_remote(bp, key, to, text).await {
-                    Ok(routed) => return routed,
-                    Err(e) if attempt == 0 => {
-                        tracing::debug!(error = %e, "redis error while routing; retrying");
-                        tokio::time::sleep(REDIS_RETRY).await;
-                    }
-                    Err(_) => break,
-                }
-            }
-            return Err(RouteError::UnknownRecipient);
         }
         match lock(&self.mail).put(key, to, frame, Instant::now()) {
             Ok(()) => Ok(Routed::Held),
