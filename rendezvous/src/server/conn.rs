@@ -296,8 +296,9 @@ async fn relay(link: &mut Link, outbox: &Outbox, who: &Who, app: &App) -> Result
         link.flush()?;
         tokio::select! {
             r = link.wait() => {
-                r?;
-                last_seen = Instant::now();
+                if r? {
+                    last_seen = Instant::now();
+                }
             }
             out = outbox.next() => match out {
                 Out::Frames => outbox.take(link.out()),

@@ -99,15 +99,17 @@ impl Link {
     }
 
     /// Waits until the socket can be read (or written, while output is pending), then reads
-    /// what is there. Returns after each wakeup; the caller decodes, then calls again.
-    pub(super) async fn wait(&mut self) -> Result<(), End> {
+    /// what is there. Returns after each wakeup, true if the peer sent bytes; the caller
+    /// decodes, then calls again.
+    pub(super) async fn wait(&mut self) -> Result<bool, End> {
         let interest = if self.out.is_empty() { Interest::READABLE } else { Interest::READABLE | Interest::WRITABLE };
         let ready = self.io.ready(interest).await.map_err(|_| End::Gone)?;
+        let mut heard = false;
         if ready.is_readable() {
             self.rbuf.reserve(READ_CHUNK);
             match self.io.try_read_buf(&mut self.rbuf) {
                 Ok(0) => return Err(End::Gone),
-                Ok(_) => {}
+                Ok(_) => heard = true,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(_) => return Err(End::Gone),
             }
@@ -115,7 +117,8 @@ impl Link {
                 self.rbuf = Vec::new();
             }
         }
-        self.flush()
+        self.flush()?;
+        Ok(heard)
     }
 
     /// Sends a close frame after any queued output, waits (briefly) for the peer's close
