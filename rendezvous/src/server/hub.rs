@@ -380,7 +380,7 @@ impl Hub {
     }
 
     /// Queues the JSON `text` for `to` in room `key`, here or on another replica, or holds
-    /// it if `to` just left this replica.
+    /// it in the mailbox of a `to` that has just left.
     pub async fn route(&self, key: RoomKey, to: DeviceId, text: &str) -> Result<Routed, RouteError> {
         let Some(bp) = &self.backplane else { return self.route_local(key, to, text) };
         match self.deliver_local(key, to, ws::text_frame(text)) {
