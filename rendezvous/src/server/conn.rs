@@ -9,9 +9,10 @@ use hearth_proto::ids::DeviceId;
 use rand::RngCore;
 use tokio::net::TcpStream;
 
-use super::hub::{JoinError, Member, Out, Outbox, RoomKey, RouteError, Routed};
+use super::hub::{JoinError, Member, RoomKey, RouteError, Routed};
 use super::limits::Bucket;
 use super::link::{End, Link};
+use super::outbox::{Out, Outbox};
 use super::App;
 use crate::protocol::{self, ClientMsg, ErrorCode, ServerMsg, SignalIn};
 use crate::ws::{self, opcode, Event, FrameError};

@@ -4,16 +4,16 @@
 //! Every member has a bounded outbound queue. Routing never waits: a full queue means the
 //! recipient reads too slowly, and it is disconnected rather than buffered without bound.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytes::Bytes;
 use hearth_proto::ids::{DeviceId, VaultId};
-use tokio::sync::Notify;
 
 use super::backplane::{Backplane, Hold, RoomEvent};
 use super::mailbox::{Mailboxes, NotHeld};
+use super::outbox::{Full, Outbox};
 use crate::protocol::ServerMsg;
 use crate::ws;
 
@@ -33,116 +33,6 @@ pub struct Member {
     pub conn: u64,
     /// What the connection must send or do next.
     pub outbox: Arc<Outbox>,
-}
-
-/// Everything waiting for one connection, in one allocation: relayed messages (bounded),
-/// the newest presence update (older ones are superseded: a family reconnecting at once
-/// costs each member one pending presence, not O(n)), and a kick. Lighter than a channel
-/// per connection, which matters at 15,000 idle connections.
-#[derive(Debug)]
-pub struct Outbox {
-    notify: Notify,
-    state: Mutex<OutState>,
-    cap: usize,
-}
-
-#[derive(Debug, Default)]
-struct OutState {
-    queue: VecDeque<Bytes>,
-    presence: Option<Bytes>,
-    kick: Option<(u16, &'static str)>,
-    ping: bool,
-}
-
-/// What a connection does next.
-#[derive(Debug)]
-pub enum Out {
-    /// Close with this code and reason.
-    Kick(u16, &'static str),
-    /// Frames are waiting: collect them with [`Outbox::take`].
-    Frames,
-    /// Liveness round: close if silent too long, else send a WebSocket ping. Driven by one
-    /// server-wide ticker instead of a timer per connection.
-    Ping,
-}
-
-/// The outbox is full: the reader is too slow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Full;
-
-impl Outbox {
-    /// An outbox holding at most `cap` relayed messages.
-    pub fn new(cap: usize) -> Self {
-        Self { notify: Notify::new(), state: Mutex::new(OutState::default()), cap: cap.max(1) }
-    }
-
-    /// Queues a relayed message (a whole WebSocket frame).
-    pub fn push(&self, text: Bytes) -> Result<(), Full> {
-        let mut st = lock(&self.state);
-        if st.queue.len() >= self.cap {
-            return Err(Full);
-        }
-        st.queue.push_back(text);
-        drop(st);
-        self.notify.notify_one();
-        Ok(())
-    }
-
-    /// Replaces the pending presence update (a whole WebSocket frame).
-    pub fn set_presence(&self, text: Bytes) {
-        lock(&self.state).presence = Some(text);
-        self.notify.notify_one();
-    }
-
-    /// Asks the connection to close (policy violation, 1008).
-    pub fn kick(&self, reason: &'static str) {
-        self.kick_with(1008, reason);
-    }
-
-    /// Asks the connection to close with `code`.
-    pub fn kick_with(&self, code: u16, reason: &'static str) {
-        lock(&self.state).kick.get_or_insert((code, reason));
-        self.notify.notify_one();
-    }
-
-    /// Asks the connection for a liveness round.
-    pub fn ping(&self) {
-        lock(&self.state).ping = true;
-        self.notify.notify_one();
-    }
-
-    /// Waits for the next thing to do: a kick first, then frames, then a liveness round.
-    pub async fn next(&self) -> Out {
-        loop {
-            {
-                let mut st = lock(&self.state);
-                if let Some((code, r)) = st.kick {
-                    return Out::Kick(code, r);
-                }
-                if !st.queue.is_empty() || st.presence.is_some() {
-                    return Out::Frames;
-                }
-                if std::mem::take(&mut st.ping) {
-                    return Out::Ping;
-                }
-            }
-            self.notify.notified().await;
-        }
-    }
-
-    /// Appends every waiting frame to `out`, messages in order, then presence: a busy
-    /// connection writes them all with one system call.
-    pub fn take(&self, out: &mut Vec<u8>) {
-        let mut st = lock(&self.state);
-        for m in st.queue.drain(..) {
-            out.extend_from_slice(&m);
-        }
-        // Give back the memory of a burst; an idle connection holds none.
-        st.queue = VecDeque::new();
-        if let Some(p) = st.presence.take() {
-            out.extend_from_slice(&p);
-        }
-    }
 }
 
 struct Room {
@@ -221,7 +111,7 @@ impl RoomKey {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A poisoned lock means a panic elsewhere mid-update; the maps are still consistent
     // enough to serve (worst case a stale member), so keep going.
     m.lock().unwrap_or_else(|p| p.into_inner())

@@ -10,6 +10,7 @@ pub mod limits;
 mod link;
 pub mod mailbox;
 pub mod metrics;
+pub mod outbox;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
