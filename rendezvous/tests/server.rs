@@ -84,6 +84,11 @@ fn vault(seed: u8, n: u8) -> (SigningKey, Vec<Identity>) {
     (root, ids)
 }
 
+/// Connects and joins `id`'s vault room.
+async fn join(s: &Server, id: &Identity) -> client::Connection {
+    client::connect(&s.url(), &Join::Vault(Box::new(id.clone()))).await.unwrap()
+}
+
 fn limits() -> Limits {
     Limits { admission_timeout: Duration::from_millis(500), ..Limits::default() }
 }
@@ -101,9 +106,9 @@ async fn next_non_presence(c: &mut client::Connection) -> Event {
 async fn two_devices_see_each_other_and_exchange_signals() {
     let s = Server::start(limits()).await;
     let (_, ids) = vault(1, 2);
-    let mut a = client::connect(&s.url(), &Join::Vault(Box::new(ids[0].clone()))).await.unwrap();
+    let mut a = join(&s, &ids[0]).await;
     assert!(a.online.is_empty());
-    let mut b = client::connect(&s.url(), &Join::Vault(Box::new(ids[1].clone()))).await.unwrap();
+    let mut b = join(&s, &ids[1]).await;
     assert_eq!(b.online, vec![a.device]);
     assert_eq!(a.next().await.unwrap(), Event::Presence(vec![b.device]));
     // Every byte value survives the relay unchanged.
@@ -139,7 +144,7 @@ async fn strangers_and_forgeries_are_refused() {
         Err(ClientError::Refused { .. })
     ));
     // Another vault's own members get their own room, never this one's presence.
-    let mut mine = client::connect(&s.url(), &Join::Vault(Box::new(ids[0].clone()))).await.unwrap();
+    let mut mine = join(&s, &ids[0]).await;
     let theirs = client::connect(&s.url(), &Join::Vault(Box::new(other[0].clone()))).await.unwrap();
     assert!(theirs.online.is_empty());
     mine.signal(theirs.device, b"hi").await.unwrap();
@@ -215,7 +220,7 @@ async fn bad_input_gets_clear_errors() {
     assert_eq!(code, 1008);
     assert!(texts[0].contains("admission_failed"), "{texts:?}");
     // Oversized frame after admission.
-    let mut c = client::connect(&s.url(), &Join::Vault(Box::new(ids[0].clone()))).await.unwrap();
+    let mut c = join(&s, &ids[0]).await;
     c.send_raw(Message::Text("x".repeat(200_000).into())).await.unwrap();
     match tokio::time::timeout(Duration::from_secs(5), c.next()).await.unwrap() {
         Err(ClientError::Closed { code, .. }) => assert_eq!(code, 1009),
@@ -233,8 +238,8 @@ async fn a_flooding_connection_is_limited_and_other_rooms_keep_working() {
     let s = Server::start(Limits { messages_per_sec: 20, ..limits() }).await;
     let (_, ids) = vault(1, 2);
     let (_, others) = vault(3, 2);
-    let mut flood = client::connect(&s.url(), &Join::Vault(Box::new(ids[0].clone()))).await.unwrap();
-    let mut sink = client::connect(&s.url(), &Join::Vault(Box::new(ids[1].clone()))).await.unwrap();
+    let mut flood = join(&s, &ids[0]).await;
+    let mut sink = join(&s, &ids[1]).await;
     let mut x = client::connect(&s.url(), &Join::Vault(Box::new(others[0].clone()))).await.unwrap();
     let mut y = client::connect(&s.url(), &Join::Vault(Box::new(others[1].clone()))).await.unwrap();
     for _ in 0..300 {
@@ -261,8 +266,8 @@ async fn connection_caps_and_room_size() {
     })
     .await;
     let (_, ids) = vault(1, 3);
-    let a = client::connect(&s.url(), &Join::Vault(Box::new(ids[0].clone()))).await.unwrap();
-    let b = client::connect(&s.url(), &Join::Vault(Box::new(ids[1].clone()))).await.unwrap();
+    let a = join(&s, &ids[0]).await;
+    let b = join(&s, &ids[1]).await;
     let err = client::connect(&s.url(), &Join::Vault(Box::new(ids[2].clone()))).await.unwrap_err();
     assert!(matches!(err, ClientError::Refused { code: ErrorCode::RoomFull, .. }), "{err}");
     // The refused third connection is gone; a fourth connection from this IP is still over
@@ -275,7 +280,7 @@ async fn connection_caps_and_room_size() {
     s.stop().await;
 
     let s = Server::start(Limits { max_connections: 1, ..limits() }).await;
-    let _one = client::connect(&s.url(), &Join::Vault(Box::new(ids[0].clone()))).await.unwrap();
+    let _one = join(&s, &ids[0]).await;
     let err = client::connect(&s.url(), &Join::Vault(Box::new(ids[1].clone()))).await.unwrap_err();
     assert!(err.to_string().contains("503"), "{err}");
     assert_eq!(s.metric("hearth_rv_connections_rejected_total", Some("capacity")), 1);
@@ -286,8 +291,8 @@ async fn connection_caps_and_room_size() {
 async fn a_slow_reader_is_disconnected_not_buffered() {
     let s = Server::start(Limits { queue_len: 8, messages_per_sec: 100_000, ..limits() }).await;
     let (_, ids) = vault(1, 2);
-    let mut fast = client::connect(&s.url(), &Join::Vault(Box::new(ids[0].clone()))).await.unwrap();
-    let slow = client::connect(&s.url(), &Join::Vault(Box::new(ids[1].clone()))).await.unwrap();
+    let mut fast = join(&s, &ids[0]).await;
+    let slow = join(&s, &ids[1]).await;
     // `slow` never reads. Large payloads fill the socket buffers, then its queue of 8.
     let big = vec![7u8; 40_000];
     let mut kicked = false;
@@ -307,8 +312,8 @@ async fn a_slow_reader_is_disconnected_not_buffered() {
 async fn revoked_devices_are_removed_and_cannot_rejoin() {
     let s = Server::start(limits()).await;
     let (root, ids) = vault(1, 2);
-    let mut a = client::connect(&s.url(), &Join::Vault(Box::new(ids[0].clone()))).await.unwrap();
-    let mut b = client::connect(&s.url(), &Join::Vault(Box::new(ids[1].clone()))).await.unwrap();
+    let mut a = join(&s, &ids[0]).await;
+    let mut b = join(&s, &ids[1]).await;
     let vault_id = hearth_proto::vault_id_of(&root.verifying_key());
     let rec = MembershipRecord::sign(
         &root,
@@ -350,7 +355,7 @@ async fn invite_rooms_hold_two() {
 async fn graceful_shutdown_closes_with_going_away() {
     let s = Server::start(limits()).await;
     let (_, ids) = vault(1, 1);
-    let mut a = client::connect(&s.url(), &Join::Vault(Box::new(ids[0].clone()))).await.unwrap();
+    let mut a = join(&s, &ids[0]).await;
     let stop = tokio::spawn(s.stop());
     match tokio::time::timeout(Duration::from_secs(5), a.next()).await.unwrap() {
         Err(ClientError::Closed { code, .. }) => assert_eq!(code, 1001),
@@ -546,8 +551,8 @@ async fn websocket_framing_edge_cases() {
 async fn signals_for_a_device_that_just_left_wait_in_its_mailbox() {
     let s = Server::start(limits()).await;
     let (_, ids) = vault(12, 2);
-    let mut a = client::connect(&s.url(), &Join::Vault(Box::new(ids[0].clone()))).await.unwrap();
-    let b = client::connect(&s.url(), &Join::Vault(Box::new(ids[1].clone()))).await.unwrap();
+    let mut a = join(&s, &ids[0]).await;
+    let b = join(&s, &ids[1]).await;
     let b_dev = b.device;
     assert_eq!(a.next().await.unwrap(), Event::Presence(vec![b_dev]));
     b.close().await;
@@ -560,7 +565,7 @@ async fn signals_for_a_device_that_just_left_wait_in_its_mailbox() {
         other => panic!("expected the stranger's error, got {other:?}"),
     }
     // Back within the TTL: the held signal arrives, once.
-    let mut b = client::connect(&s.url(), &Join::Vault(Box::new(ids[1].clone()))).await.unwrap();
+    let mut b = join(&s, &ids[1]).await;
     assert_eq!(
         next_non_presence(&mut b).await,
         Event::Signal { from: a.device, payload: b"while you were away".to_vec() }
@@ -570,8 +575,8 @@ async fn signals_for_a_device_that_just_left_wait_in_its_mailbox() {
 
     // Mailboxes off: a signal for a device that left is refused at once.
     let s = Server::start(Limits { mailbox_ttl: Duration::ZERO, ..limits() }).await;
-    let mut a = client::connect(&s.url(), &Join::Vault(Box::new(ids[0].clone()))).await.unwrap();
-    let b = client::connect(&s.url(), &Join::Vault(Box::new(ids[1].clone()))).await.unwrap();
+    let mut a = join(&s, &ids[0]).await;
+    let b = join(&s, &ids[1]).await;
     assert_eq!(a.next().await.unwrap(), Event::Presence(vec![b_dev]));
     b.close().await;
     assert_eq!(a.next().await.unwrap(), Event::Presence(vec![]));
