@@ -154,10 +154,12 @@ impl Backplane {
     /// signal. Resumes from the last entry read after any reconnect.
     pub async fn read_inbox(&self, mut deliver: impl FnMut(&str, &str, String)) {
         let key = inbox_key(self.replica);
-        // Everything appended from now on (entry ids start with a millisecond time).
-        let mut last = format!("{}-0", now_ms());
+        // The replica id is new with every process, so its inbox starts empty: read it all
+        // (ids come from Redis's clock, so a start time from ours could skip entries).
+        let mut last = String::from("0-0");
         let mut delay = Duration::from_millis(100);
-        let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+        // Longer than the blocking read, so a dead connection is noticed and replaced.
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(15)));
         loop {
             let mut c = match self.client.get_multiplexed_async_connection_with_config(&config).await {
                 Ok(c) => c,
