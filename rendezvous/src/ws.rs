@@ -213,21 +213,27 @@ fn close_code(body: &[u8]) -> Result<Option<u16>, FrameError> {
     }
 }
 
+/// Appends a frame header (FIN set) for a payload of `len` bytes.
+fn header(opcode: u8, len: usize, masked: bool, out: &mut Vec<u8>) {
+    let mask_bit = if masked { 0x80 } else { 0 };
+    out.push(0x80 | opcode);
+    match len {
+        0..=125 => out.push(mask_bit | len as u8),
+        126..=0xFFFF => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+}
+
 /// Appends an unmasked server frame (FIN set) to `out`.
 pub fn encode(opcode: u8, payload: &[u8], out: &mut Vec<u8>) {
     out.reserve(payload.len() + 10);
-    out.push(0x80 | opcode);
-    match payload.len() {
-        n @ 0..=125 => out.push(n as u8),
-        n @ 126..=0xFFFF => {
-            out.push(126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
+    header(opcode, payload.len(), false, out);
     out.extend_from_slice(payload);
 }
 
@@ -252,14 +258,11 @@ pub fn encode_close(code: u16, reason: &str, out: &mut Vec<u8>) {
 
 /// Client-side framing: masks `payload` with `mask` (tests and the load generator).
 pub fn encode_masked(opcode: u8, payload: &[u8], mask: [u8; 4], out: &mut Vec<u8>) {
-    let start = out.len();
-    encode(opcode, payload, out);
-    out[start + 1] |= 0x80;
-    let body_at = out.len() - payload.len();
-    let body = out.split_off(body_at);
+    out.reserve(payload.len() + 14);
+    header(opcode, payload.len(), true, out);
     out.extend_from_slice(&mask);
     let at = out.len();
-    out.extend_from_slice(&body);
+    out.extend_from_slice(payload);
     unmask(&mut out[at..], mask);
 }
 

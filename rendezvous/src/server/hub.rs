@@ -269,13 +269,21 @@ impl Hub {
         })
     }
 
+    /// The outcome of delivering to a member connected here; `None` if `to` is not here.
+    fn try_local(&self, key: RoomKey, to: DeviceId, frame: Bytes) -> Option<Result<Routed, RouteError>> {
+        match self.deliver_local(key, to, frame) {
+            Err(RouteError::UnknownRecipient) => None,
+            other => Some(other.map(|()| Routed::Delivered)),
+        }
+    }
+
     /// Queues the JSON `text` for `to` in room `key`, here or on another replica, or holds
     /// it in the mailbox of a `to` that has just left.
     pub async fn route(&self, key: RoomKey, to: DeviceId, text: &str) -> Result<Routed, RouteError> {
         let Some(bp) = &self.backplane else { return self.route_local(key, to, text) };
-        match self.deliver_local(key, to, ws::text_frame(text)) {
-            Err(RouteError::UnknownRecipient) => {}
-            other => return other.map(|()| Routed::Delivered),
+        let frame = ws::text_frame(text);
+        if let Some(done) = self.try_local(key, to, frame) {
+            return done;
         }
         // One retry: right after Redis drops its connections, the first command fails while
         // the connection manager reconnects.
@@ -296,9 +304,8 @@ impl Hub {
     /// carry the space of the Redis calls it never makes.
     pub fn route_local(&self, key: RoomKey, to: DeviceId, text: &str) -> Result<Routed, RouteError> {
         let frame = ws::text_frame(text);
-        match self.deliver_local(key, to, frame.clone()) {
-            Err(RouteError::UnknownRecipient) => {}
-            other => return other.map(|()| Routed::Delivered),
+        if let Some(done) = self.try_local(key, to, frame.clone()) {
+            return done;
         }
         match lock(&self.mail).put(key, to, frame, Instant::now()) {
             Ok(()) => Ok(Routed::Held),
