@@ -194,10 +194,11 @@ impl Template {
     fn stamp_into(&self, t: u64, out: &mut Vec<u8>) {
         let start = out.len();
         out.extend_from_slice(&self.frame);
-        let digits = format!("{t:016x}");
-        for (j, d) in digits.bytes().enumerate() {
+        for j in 0..16 {
+            let nibble = (t >> (60 - 4 * j)) & 0xF;
+            let digit = b"0123456789abcdef"[nibble as usize];
             let i = self.stamp_at + j;
-            out[start + i] = d ^ self.mask[(i - self.body_at) % 4];
+            out[start + i] = digit ^ self.mask[(i - self.body_at) % 4];
         }
     }
 
@@ -274,4 +275,20 @@ pub(crate) async fn run_pair(
         }
     }
     Ok((lat, p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stamped_frame_carries_its_time_through_masking() {
+        let t = Template::hearth(&"ab".repeat(16), [1, 2, 3, 4]).unwrap();
+        let mut out = Vec::new();
+        t.stamp_into(0x0123_4567_89ab_cdef, &mut out);
+        let mut dec = ws::Decoder::new(1 << 16);
+        let Some((_, Some(ws::Event::Text(text)))) = dec.decode(&mut out).unwrap() else { panic!("one text frame") };
+        assert!(text.contains("\"payload\":\"0123456789abcdef"), "{text}");
+        assert_eq!(t.stamp_of(text.as_bytes()), Some(0x0123_4567_89ab_cdef));
+    }
 }
