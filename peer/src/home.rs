@@ -4,6 +4,10 @@
 //! <home>/secret    the vault secret + device id: a 0600 key file, or sealed under a
 //!                  passphrase (argon2id → XChaCha20-Poly1305)
 //! <home>/vault.db  the op log (SQLite, WAL): sealed entries only
+//! <home>/writer.lock  held (flock) by the one process that may write the log: the daemon
+//!                  for its whole life, a CLI command for one write when no daemon runs
+//! <home>/daemon.sock  the running daemon's control socket (0600)
+//! <home>/peers     optional static peers for the daemon, one `host:port` a line
 //! ```
 
 use std::fs;
@@ -23,6 +27,8 @@ use crate::vault::{Replica, ReplicaError, SqliteStore, StoreError};
 
 const SECRET_FILE: &str = "secret";
 const DB_FILE: &str = "vault.db";
+const LOCK_FILE: &str = "writer.lock";
+const PEERS_FILE: &str = "peers";
 const FORMAT: u8 = 1;
 
 /// How the vault secret is kept on disk.
@@ -80,6 +86,15 @@ pub enum HomeError {
     /// Opening the database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Another process holds the writer lock.
+    #[error("another hearth process (a running daemon?) is writing to {0}")]
+    Busy(PathBuf),
+}
+
+/// The home's writer lock; released when dropped (or when the process dies, even by kill -9).
+#[derive(Debug)]
+pub struct WriterLock {
+    _file: fs::File,
 }
 
 /// A device home directory.
@@ -127,6 +142,8 @@ impl Home {
             return Err(HomeError::AlreadyInitialized(self.dir.clone()));
         }
         fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        // The home holds the sealed secret and the control socket: owner only.
+        fs::set_permissions(&self.dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(io(&self.dir))?;
         let stored = match protection {
             Protection::KeyFile => Stored::Plain { secret: *secret.as_bytes() },
             Protection::Passphrase(p) => {
@@ -182,6 +199,39 @@ impl Home {
             }
         };
         Ok((secret, file.device_id))
+    }
+
+    fn lock_file(&self) -> Result<fs::File, HomeError> {
+        if !self.exists() {
+            return Err(HomeError::NotInitialized(self.dir.clone()));
+        }
+        let path = self.dir.join(LOCK_FILE);
+        fs::OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&path).map_err(io(&path))
+    }
+
+    /// Takes the writer lock, or fails at once with [`HomeError::Busy`].
+    pub fn lock_writer(&self) -> Result<WriterLock, HomeError> {
+        let file = self.lock_file()?;
+        match file.try_lock() {
+            Ok(()) => Ok(WriterLock { _file: file }),
+            Err(fs::TryLockError::WouldBlock) => Err(HomeError::Busy(self.dir.clone())),
+            Err(fs::TryLockError::Error(e)) => Err(HomeError::Io { path: self.dir.join(LOCK_FILE), source: e }),
+        }
+    }
+
+    /// Static peers listed in the home's `peers` file (`host:port` a line; `#` comments).
+    pub fn static_peers(&self) -> Result<Vec<String>, HomeError> {
+        let path = self.dir.join(PEERS_FILE);
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(text
+                .lines()
+                .map(|l| l.split('#').next().unwrap_or_default().trim())
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(HomeError::Io { path, source: e }),
+        }
     }
 
     /// Unlocks and opens the replica.

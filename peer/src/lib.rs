@@ -6,11 +6,16 @@
 //!   conflict-keeping merge; the [`vault::Replica`] that verifies and applies batches; SQLite.
 //! - [`home`]: a device's directory: sealed secret + SQLite op log.
 //! - [`sync`]: the sans-IO Noise session that moves batches between replicas.
+//! - [`actions`]: the user's writes as requests, applied by the CLI or by the daemon.
+//! - [`node`]: the daemon: one replica, a session per connected peer, LAN discovery and
+//!   the WebSocket transport, the local control socket.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod actions;
 pub mod home;
 pub mod identity;
+pub mod node;
 pub use hearth_proto::ids;
 pub mod sync;
 pub mod vault;

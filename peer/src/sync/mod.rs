@@ -6,4 +6,4 @@ pub mod session;
 
 pub use frame::{FrameError, Msg, PROTOCOL_VERSION};
 pub use pipe::{run_until_quiet, PipeStats};
-pub use session::{Event, Role, Session, SessionConfig, SyncError};
+pub use session::{Event, Role, Session, SessionConfig, SessionCounts, SyncError};

@@ -120,6 +120,19 @@ pub struct Session {
     membership_sent: usize,
     /// Decryption buffer, reused for every incoming message.
     plain: Vec<u8>,
+    /// The Noise handshake hash: the same on both ends, unique per session.
+    handshake_hash: Option<[u8; 32]>,
+    /// Entries sent and received (new) over this session.
+    counts: SessionCounts,
+}
+
+/// Entries moved over one session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionCounts {
+    /// Entries sent in batches.
+    pub sent: u64,
+    /// New entries received and committed.
+    pub received: u64,
 }
 
 impl std::fmt::Debug for Session {
@@ -157,6 +170,8 @@ impl Session {
             unacked: 0,
             membership_sent: 0,
             plain: Vec::new(),
+            handshake_hash: None,
+            counts: SessionCounts::default(),
         };
         if role == Role::Initiator {
             s.write_handshake()?;
@@ -167,6 +182,22 @@ impl Session {
     /// The peer's device, once connected.
     pub fn remote(&self) -> Option<DeviceId> {
         self.remote
+    }
+
+    /// The Noise handshake hash once the handshake is done: both ends see the same value,
+    /// and no other session has it, so two nodes can pick between duplicate sessions alike.
+    pub fn handshake_hash(&self) -> Option<[u8; 32]> {
+        self.handshake_hash
+    }
+
+    /// Entries sent and received so far.
+    pub fn counts(&self) -> SessionCounts {
+        self.counts
+    }
+
+    /// Entries this replica holds that the peer is not known to hold.
+    pub fn pending<S: LogStore>(&self, replica: &Replica<S>) -> u64 {
+        replica.version().0.iter().map(|(d, s)| s.saturating_sub(self.remote_vv.get(*d))).sum()
     }
 
     /// True once the handshake and hello are done.
@@ -235,6 +266,7 @@ impl Session {
         let Phase::Handshake(hs) = std::mem::replace(&mut self.phase, Phase::Dead) else {
             return Err(SyncError::Closed);
         };
+        self.handshake_hash = <[u8; 32]>::try_from(hs.get_handshake_hash()).ok();
         let ts = hs.into_transport_mode().map_err(SyncError::Handshake)?;
         self.phase = Phase::AwaitHello(Box::new(ts));
         let hello = Msg::Hello { membership: replica.membership().records().to_vec(), heads: replica.heads() };
@@ -280,6 +312,7 @@ impl Session {
                     }
                 }
                 self.send(&Msg::Ack(replica.version().clone()))?;
+                self.counts.received += got.new as u64;
                 self.events.push_back(Event::Received(got));
                 Ok(())
             }
@@ -343,6 +376,7 @@ impl Session {
             if b.is_empty() {
                 continue;
             }
+            self.counts.sent += b.entries.len() as u64;
             if self.send(&Msg::Batch(b)).is_err() {
                 return None;
             }

@@ -147,7 +147,8 @@ impl<S: LogStore> Replica<S> {
         let keys = VaultKeys::derive(secret);
         let device = DeviceKeys::derive(secret, device_id);
         let mut membership = Membership::new(keys.root_public());
-        for rec in store.load_membership()? {
+        let (records, stored) = store.load_snapshot()?;
+        for rec in records {
             membership.insert(rec)?;
         }
         let mut r = Self {
@@ -161,7 +162,6 @@ impl<S: LogStore> Replica<S> {
             state: VaultState::default(),
             hlc: Hlc::default(),
         };
-        let stored = r.store.load_entries()?;
         let mut last_head: BTreeMap<DeviceId, &StoredEntry> = BTreeMap::new();
         for se in &stored {
             let h = &se.entry.header;

@@ -46,6 +46,11 @@ pub trait LogStore {
     fn load_entries(&self) -> Result<Vec<StoredEntry>, StoreError>;
     /// Every membership record.
     fn load_membership(&self) -> Result<Vec<MembershipRecord>, StoreError>;
+    /// Membership and entries as of one moment: a reader next to a writing process never
+    /// sees entries whose author's enrolment it has not loaded.
+    fn load_snapshot(&self) -> Result<(Vec<MembershipRecord>, Vec<StoredEntry>), StoreError> {
+        Ok((self.load_membership()?, self.load_entries()?))
+    }
     /// A small metadata value.
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Sets a small metadata value.
@@ -161,6 +166,14 @@ impl LogStore for SqliteStore {
 
     fn load_membership(&self) -> Result<Vec<MembershipRecord>, StoreError> {
         self.load_all("SELECT record FROM membership ORDER BY id")
+    }
+
+    fn load_snapshot(&self) -> Result<(Vec<MembershipRecord>, Vec<StoredEntry>), StoreError> {
+        // One read transaction: both loads see the same commit (WAL snapshot isolation).
+        let tx = self.conn.unchecked_transaction()?;
+        let out = (self.load_membership()?, self.load_entries()?);
+        tx.finish()?;
+        Ok(out)
     }
 
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -1,5 +1,6 @@
 //! Command-line definition (clap derive; every global flag also reads an env var).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -116,6 +117,35 @@ pub(crate) enum Command {
         /// Input file.
         file: PathBuf,
     },
-    /// Show this device's vault, devices and counts.
+    /// Show this device's vault, devices and counts, and the running daemon's peers.
     Status,
+    /// Run the sync daemon: find this vault's devices on the LAN (mDNS) and at static peers,
+    /// and keep them in sync over WebSocket. Commands run meanwhile go through it.
+    Daemon {
+        /// WebSocket listen address ("127.0.0.1:0" picks a free port; it is printed as
+        /// `listening ws ADDR`).
+        #[arg(long, env = "HEARTH_LISTEN", default_value_t = default_listen())]
+        listen: SocketAddr,
+        /// A peer to dial as HOST:PORT, for networks where multicast is blocked (repeatable;
+        /// the home's `peers` file adds more).
+        #[arg(long = "peer", value_name = "HOST:PORT")]
+        peers: Vec<String>,
+        /// Do not advertise or browse on mDNS.
+        #[arg(long, env = "HEARTH_NO_MDNS")]
+        no_mdns: bool,
+        /// Limit mDNS to this interface (repeatable; default: all).
+        #[arg(long = "mdns-interface", value_name = "NAME")]
+        mdns_interfaces: Vec<String>,
+    },
+}
+
+/// `[::]:7475` (IPv6 and IPv4) where IPv6 exists, else `0.0.0.0:7475`.
+fn default_listen() -> SocketAddr {
+    let port = hearth_peer::node::DEFAULT_PORT;
+    let v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
+    if std::net::TcpListener::bind(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))).is_ok() {
+        v6
+    } else {
+        SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port))
+    }
 }

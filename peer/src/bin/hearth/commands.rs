@@ -6,11 +6,14 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
+use hearth_peer::actions::{self, ActionError, WriteOutcome, WriteRequest};
 use hearth_peer::home::{Home, HomeError, Protection};
 use hearth_peer::identity::{PhraseError, VaultKeys, VaultSecret};
 use hearth_peer::ids::{DeviceId, ItemId};
-use hearth_peer::vault::{bundle, generate_password, LookupError, Op, Replica, SqliteStore};
+use hearth_peer::node::control::{Client, Reply, Request};
+use hearth_peer::vault::{bundle, generate_password, LookupError, Replica, SqliteStore};
 use serde_json::{json, Value};
+use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 use crate::cli::{Cli, Command};
@@ -21,7 +24,10 @@ const SECRET_FIELDS: [&str; 6] = ["password", "pin", "secret", "totp", "cvv", "p
 /// Exit status for an error: 3 for a name that did not resolve, 4 for a locked vault or a
 /// wrong passphrase/phrase, 1 otherwise (clap uses 2 for usage errors).
 pub(crate) fn exit_code(e: &anyhow::Error) -> u8 {
-    if e.downcast_ref::<LookupError>().is_some() {
+    if e.downcast_ref::<LookupError>().is_some()
+        || e.downcast_ref::<NotFound>().is_some()
+        || e.downcast_ref::<ActionError>().is_some_and(ActionError::is_lookup)
+    {
         3
     } else if matches!(e.downcast_ref::<HomeError>(), Some(HomeError::Locked | HomeError::WrongPassphrase))
         || e.downcast_ref::<PhraseError>().is_some()
@@ -31,6 +37,11 @@ pub(crate) fn exit_code(e: &anyhow::Error) -> u8 {
         1
     }
 }
+
+/// A name the daemon could not resolve (exit status 3, like a local lookup).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct NotFound(String);
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -45,6 +56,31 @@ struct Ctx {
 impl Ctx {
     fn open(&self) -> anyhow::Result<Replica<SqliteStore>> {
         Ok(self.home.open(self.passphrase.as_deref().map(String::as_str))?)
+    }
+
+    /// Applies a write: through the daemon's control socket while one runs (it is then the
+    /// log's only writer), else here under the home's writer lock.
+    fn write(&self, req: WriteRequest) -> anyhow::Result<WriteOutcome> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(mut daemon) = Client::connect(self.home.dir()) {
+                return match daemon.request(&Request::Write { write: req }, Duration::from_secs(60))? {
+                    Reply::Written(out) => Ok(out),
+                    Reply::Error { message, lookup: true } => Err(NotFound(message).into()),
+                    Reply::Error { message, .. } => Err(anyhow::anyhow!(message)),
+                    other => bail!("the daemon answered a write with {other:?}"),
+                };
+            }
+            match self.home.lock_writer() {
+                Ok(_lock) => {
+                    let mut r = self.open()?;
+                    return Ok(actions::apply(&mut r, &req, now_ms())?);
+                }
+                // A daemon is starting, or another command is writing: wait for either.
+                Err(HomeError::Busy(_)) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     fn print(&self, value: Value, human: impl FnOnce() -> String) {
@@ -85,14 +121,10 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init { no_passphrase, phrase, name } => init(&ctx, no_passphrase, phrase, name),
         Command::Add { name, fields, generate, length } => {
-            let mut r = ctx.open()?;
-            if r.state().find(&name).is_ok() {
-                bail!("an item named '{name}' exists already; use `hearth edit`");
-            }
-            let item = ItemId::random();
             let fields = parse_fields(&fields, &generate, length)?;
-            r.write(&Op::Put { item, name: Some(name.clone()), fields }, now_ms())?;
-            ctx.print(json!({"ok": true, "id": item.to_hex(), "name": name}), || format!("added '{name}'"));
+            let out = ctx.write(WriteRequest::Add { name: name.clone(), fields })?;
+            let id = out.item.map(|i| i.to_hex()).unwrap_or_default();
+            ctx.print(json!({"ok": true, "id": id, "name": name}), || format!("added '{name}'"));
             Ok(())
         }
         Command::Get { name, show } => {
@@ -133,23 +165,18 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Edit { name, fields, remove, rename, generate, length } => {
-            let mut r = ctx.open()?;
-            let item = r.state().find(&name)?;
             let mut fields = parse_fields(&fields, &generate, length)?;
             fields.extend(remove.into_iter().map(|k| (k, None)));
-            if fields.is_empty() && rename.is_none() {
-                bail!("nothing to change: give --field, --remove-field, --generate or --rename");
-            }
-            r.write(&Op::Put { item, name: rename.clone(), fields }, now_ms())?;
+            let out = ctx.write(WriteRequest::Edit { name: name.clone(), fields, rename: rename.clone() })?;
+            let id = out.item.map(|i| i.to_hex()).unwrap_or_default();
             let shown = rename.unwrap_or(name);
-            ctx.print(json!({"ok": true, "id": item.to_hex(), "name": shown}), || format!("updated '{shown}'"));
+            ctx.print(json!({"ok": true, "id": id, "name": shown}), || format!("updated '{shown}'"));
             Ok(())
         }
         Command::Rm { name } => {
-            let mut r = ctx.open()?;
-            let item = r.state().find(&name)?;
-            r.write(&Op::Delete { item }, now_ms())?;
-            ctx.print(json!({"ok": true, "id": item.to_hex()}), || format!("removed '{name}'"));
+            let out = ctx.write(WriteRequest::Rm { name: name.clone() })?;
+            let id = out.item.map(|i| i.to_hex()).unwrap_or_default();
+            ctx.print(json!({"ok": true, "id": id}), || format!("removed '{name}'"));
             Ok(())
         }
         Command::Conflicts => {
@@ -179,21 +206,9 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Resolve { name, field, value } => {
-            let mut r = ctx.open()?;
-            let item = r.state().find(&name)?;
-            let op = match field.as_str() {
-                "(deleted)" => match value.as_str() {
-                    "keep" => Op::Put { item, name: None, fields: vec![] },
-                    "delete" => Op::Delete { item },
-                    _ => bail!("for (deleted) the value is 'keep' or 'delete'"),
-                },
-                "(name)" => Op::Put { item, name: Some(value.clone()), fields: vec![] },
-                f => Op::Put { item, name: None, fields: vec![(f.to_owned(), Some(value.clone()))] },
-            };
-            r.write(&op, now_ms())?;
-            ctx.print(json!({"ok": true, "id": item.to_hex(), "field": field}), || {
-                format!("resolved '{name}' / {field}")
-            });
+            let out = ctx.write(WriteRequest::Resolve { name: name.clone(), field: field.clone(), value })?;
+            let id = out.item.map(|i| i.to_hex()).unwrap_or_default();
+            ctx.print(json!({"ok": true, "id": id, "field": field}), || format!("resolved '{name}' / {field}"));
             Ok(())
         }
         Command::Devices => {
@@ -228,13 +243,9 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Revoke { device_id } => {
-            let mut r = ctx.open()?;
             let id =
                 DeviceId::from_hex(&device_id).context("a device id is 32 hex characters (see `hearth devices`)")?;
-            if id == r.device_id() {
-                bail!("this is the current device; revoke it from another device");
-            }
-            r.revoke(id, now_ms())?;
+            ctx.write(WriteRequest::Revoke { device: id })?;
             ctx.print(json!({"ok": true, "revoked": id.to_hex()}), || {
                 format!("revoked {id}: its future entries will be refused once other devices sync with this one")
             });
@@ -250,40 +261,80 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Import { file } => {
-            let mut r = ctx.open()?;
-            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let got = bundle::import(&mut r, &bytes)?;
+            let bundle = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let got = ctx.write(WriteRequest::Import { bundle })?;
             ctx.print(json!({"ok": true, "new": got.new, "duplicates": got.duplicates}), || {
                 format!("imported {} new entries ({} already held)", got.new, got.duplicates)
             });
             Ok(())
         }
-        Command::Status => {
-            let r = ctx.open()?;
-            let s = r.state();
-            let v = json!({
-                "home": ctx.home.dir().display().to_string(),
-                "vault_id": r.vault_id().to_hex(),
-                "device_id": r.device_id().to_hex(),
-                "items": s.visible().count(),
-                "entries": r.len(),
-                "devices": r.membership().devices().count(),
-                "conflicts": s.conflicts().len(),
-            });
-            ctx.print(v.clone(), || {
-                format!(
-                    "vault   {}\ndevice  {}\nitems   {}\nentries {}\ndevices {}\nconflicts {}",
-                    v["vault_id"].as_str().unwrap_or_default(),
-                    v["device_id"].as_str().unwrap_or_default(),
-                    v["items"],
-                    v["entries"],
-                    v["devices"],
-                    v["conflicts"]
-                )
-            });
-            Ok(())
+        Command::Daemon { listen, peers, no_mdns, mdns_interfaces } => {
+            crate::daemon::run(hearth_peer::node::NodeConfig {
+                home: ctx.home.clone(),
+                passphrase: ctx.passphrase.clone(),
+                listen,
+                peers,
+                mdns: !no_mdns,
+                mdns_interfaces,
+            })
         }
+        Command::Status => status(&ctx),
     }
+}
+
+fn status(ctx: &Ctx) -> anyhow::Result<()> {
+    let r = ctx.open()?;
+    let s = r.state();
+    let daemon = match Client::connect(ctx.home.dir()) {
+        Some(mut c) => match c.request(&Request::Status, Duration::from_secs(10))? {
+            Reply::Status(d) => Some(d),
+            other => bail!("the daemon answered a status request with {other:?}"),
+        },
+        None => None,
+    };
+    let v = json!({
+        "home": ctx.home.dir().display().to_string(),
+        "vault_id": r.vault_id().to_hex(),
+        "device_id": r.device_id().to_hex(),
+        "items": s.visible().count(),
+        "entries": r.len(),
+        "devices": r.membership().devices().count(),
+        "conflicts": s.conflicts().len(),
+        "daemon": daemon.is_some(),
+        "listen": daemon.as_ref().map(|d| d.listen.clone()).unwrap_or_default(),
+        "peers": daemon.as_ref().map(|d| d.peers.clone()).unwrap_or_default(),
+    });
+    ctx.print(v.clone(), || {
+        let mut out = format!(
+            "vault   {}\ndevice  {}\nitems   {}\nentries {}\ndevices {}\nconflicts {}\n",
+            v["vault_id"].as_str().unwrap_or_default(),
+            v["device_id"].as_str().unwrap_or_default(),
+            v["items"],
+            v["entries"],
+            v["devices"],
+            v["conflicts"]
+        );
+        match &daemon {
+            None => out += "daemon  not running (start it with `hearth daemon`)",
+            Some(d) => {
+                out += &format!("daemon  running, listening on {}\n", d.listen.join(", "));
+                if d.peers.is_empty() {
+                    out += "peers   none connected";
+                }
+                for p in &d.peers {
+                    let ago = p.last_sync_ms.map_or("never".to_owned(), |t| {
+                        format!("{:.1} s ago", now_ms().saturating_sub(t) as f64 / 1000.0)
+                    });
+                    out += &format!(
+                        "peer    {} via {} {} ({}), last sync {}, sent {}, received {}, pending {}\n",
+                        p.device, p.path, p.addr, p.direction, ago, p.sent, p.received, p.pending
+                    );
+                }
+            }
+        }
+        out.trim_end().to_owned()
+    });
+    Ok(())
 }
 
 fn init(ctx: &Ctx, no_passphrase: bool, phrase: Option<String>, name: Option<String>) -> anyhow::Result<()> {

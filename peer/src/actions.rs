@@ -1,0 +1,223 @@
+//! The vault's write actions, as requests: the one place a user's change becomes an op.
+//!
+//! The CLI applies a [`WriteRequest`] to the replica itself when no daemon runs, and sends the
+//! same request over the daemon's control socket when one does; either way [`apply`] is what
+//! runs, so there is exactly one writer of the device's log and one code path to it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{DeviceId, ItemId};
+use crate::vault::{bundle, BundleError, LogStore, LookupError, Op, Replica, ReplicaError};
+
+/// One change a user asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum WriteRequest {
+    /// Create an item with these fields.
+    Add {
+        /// The new item's name (must not be taken).
+        name: String,
+        /// Fields to set.
+        fields: Vec<(String, Option<String>)>,
+    },
+    /// Change an item: set or remove fields, and/or rename it.
+    Edit {
+        /// Item name or id.
+        name: String,
+        /// Fields to set (`None` removes).
+        fields: Vec<(String, Option<String>)>,
+        /// New name.
+        rename: Option<String>,
+    },
+    /// Delete an item.
+    Rm {
+        /// Item name or id.
+        name: String,
+    },
+    /// Settle a conflict by writing the value to keep.
+    Resolve {
+        /// Item name or id.
+        name: String,
+        /// Field, `(name)` or `(deleted)`.
+        field: String,
+        /// The value to keep (`keep`/`delete` for `(deleted)`).
+        value: String,
+    },
+    /// Revoke another device.
+    Revoke {
+        /// The device.
+        device: DeviceId,
+    },
+    /// Merge a sealed bundle.
+    Import {
+        /// The bundle's bytes.
+        #[serde(with = "hex_bytes")]
+        bundle: Vec<u8>,
+    },
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteOutcome {
+    /// The item written, for item actions.
+    pub item: Option<ItemId>,
+    /// New entries (1 for an item action; a bundle's new entries for an import).
+    pub new: usize,
+    /// Entries already held (imports).
+    pub duplicates: usize,
+}
+
+/// Why a write was refused. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ActionError {
+    /// The name did not resolve.
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+    /// `add` with a name already in use.
+    #[error("an item named '{0}' exists already; use `hearth edit`")]
+    Exists(String),
+    /// `edit` with nothing to change.
+    #[error("nothing to change: give --field, --remove-field, --generate or --rename")]
+    NothingToChange,
+    /// A bad value for `(deleted)`.
+    #[error("for (deleted) the value is 'keep' or 'delete'")]
+    BadDeletedValue,
+    /// Revoking the device doing the revoking.
+    #[error("this is the current device; revoke it from another device")]
+    RevokeSelf,
+    /// The replica refused the write.
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
+    /// The bundle was refused.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+}
+
+impl ActionError {
+    /// True when the error is about a name that did not resolve (CLI exit status 3).
+    pub fn is_lookup(&self) -> bool {
+        matches!(self, ActionError::Lookup(_))
+    }
+}
+
+/// Applies `req` to `replica` at wall-clock time `now_ms`.
+pub fn apply<S: LogStore>(
+    replica: &mut Replica<S>,
+    req: &WriteRequest,
+    now_ms: u64,
+) -> Result<WriteOutcome, ActionError> {
+    let one = |item| WriteOutcome { item: Some(item), new: 1, duplicates: 0 };
+    match req {
+        WriteRequest::Add { name, fields } => {
+            if replica.state().find(name).is_ok() {
+                return Err(ActionError::Exists(name.clone()));
+            }
+            let item = ItemId::random();
+            replica.write(&Op::Put { item, name: Some(name.clone()), fields: fields.clone() }, now_ms)?;
+            Ok(one(item))
+        }
+        WriteRequest::Edit { name, fields, rename } => {
+            let item = replica.state().find(name)?;
+            if fields.is_empty() && rename.is_none() {
+                return Err(ActionError::NothingToChange);
+            }
+            replica.write(&Op::Put { item, name: rename.clone(), fields: fields.clone() }, now_ms)?;
+            Ok(one(item))
+        }
+        WriteRequest::Rm { name } => {
+            let item = replica.state().find(name)?;
+            replica.write(&Op::Delete { item }, now_ms)?;
+            Ok(one(item))
+        }
+        WriteRequest::Resolve { name, field, value } => {
+            let item = replica.state().find(name)?;
+            let op = match field.as_str() {
+                "(deleted)" => match value.as_str() {
+                    "keep" => Op::Put { item, name: None, fields: vec![] },
+                    "delete" => Op::Delete { item },
+                    _ => return Err(ActionError::BadDeletedValue),
+                },
+                "(name)" => Op::Put { item, name: Some(value.clone()), fields: vec![] },
+                f => Op::Put { item, name: None, fields: vec![(f.to_owned(), Some(value.clone()))] },
+            };
+            replica.write(&op, now_ms)?;
+            Ok(one(item))
+        }
+        WriteRequest::Revoke { device } => {
+            if *device == replica.device_id() {
+                return Err(ActionError::RevokeSelf);
+            }
+            replica.revoke(*device, now_ms)?;
+            Ok(WriteOutcome::default())
+        }
+        WriteRequest::Import { bundle } => {
+            let got = bundle::import(replica, bundle)?;
+            Ok(WriteOutcome { item: None, new: got.new, duplicates: got.duplicates })
+        }
+    }
+}
+
+/// Bytes as one hex string in JSON (a bundle as an array of numbers would be 4× larger).
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(b))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        hex::decode(s.as_bytes()).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::VaultSecret;
+    use crate::vault::MemStore;
+
+    fn replica() -> Replica<MemStore> {
+        let secret = VaultSecret::from_bytes([7; 32]);
+        let mut r = Replica::open(&secret, DeviceId([1; 16]), MemStore::default()).unwrap();
+        r.enroll_self(1).unwrap();
+        r
+    }
+
+    #[test]
+    fn requests_round_trip_through_json() {
+        let reqs = [
+            WriteRequest::Add { name: "a".into(), fields: vec![("k".into(), Some("v".into()))] },
+            WriteRequest::Edit { name: "a".into(), fields: vec![("k".into(), None)], rename: Some("b".into()) },
+            WriteRequest::Import { bundle: vec![0, 1, 255] },
+            WriteRequest::Revoke { device: DeviceId([9; 16]) },
+        ];
+        for r in reqs {
+            let j = serde_json::to_string(&r).unwrap();
+            assert_eq!(serde_json::from_str::<WriteRequest>(&j).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn actions_change_the_state_and_refuse_bad_requests() {
+        let mut r = replica();
+        let add = WriteRequest::Add { name: "mail".into(), fields: vec![("user".into(), Some("al".into()))] };
+        let out = apply(&mut r, &add, 10).unwrap();
+        assert_eq!(out.new, 1);
+        let id = out.item.unwrap();
+        assert_eq!(r.state().items[&id].field_values()["user"], "al");
+        assert!(matches!(apply(&mut r, &add, 11), Err(ActionError::Exists(_))));
+        let edit = WriteRequest::Edit { name: "mail".into(), fields: vec![], rename: None };
+        assert!(matches!(apply(&mut r, &edit, 12), Err(ActionError::NothingToChange)));
+        let rm = WriteRequest::Rm { name: "nope".into() };
+        assert!(apply(&mut r, &rm, 13).unwrap_err().is_lookup());
+        let res = WriteRequest::Resolve { name: "mail".into(), field: "(deleted)".into(), value: "x".into() };
+        assert!(matches!(apply(&mut r, &res, 14), Err(ActionError::BadDeletedValue)));
+        let me = WriteRequest::Revoke { device: r.device_id() };
+        assert!(matches!(apply(&mut r, &me, 15), Err(ActionError::RevokeSelf)));
+        assert_eq!(r.len(), 1, "refused requests write nothing");
+        apply(&mut r, &WriteRequest::Rm { name: "mail".into() }, 16).unwrap();
+        assert_eq!(r.state().visible().count(), 0);
+    }
+}

@@ -1,0 +1,192 @@
+//! The daemon's local control socket: `<home>/daemon.sock`, mode 0600, one JSON request and
+//! one JSON reply per line.
+//!
+//! While a daemon runs it is the only writer of the device's log: the CLI sends its writes
+//! here ([`Client::request`]) instead of opening the database for writing. Reads (get, list,
+//! conflicts) open the database directly; SQLite's WAL lets them run beside the daemon.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+use super::status::DaemonStatus;
+use super::Input;
+use crate::actions::{WriteOutcome, WriteRequest};
+
+/// Longest request line accepted (a bundle import travels hex-encoded in one line).
+pub const MAX_REQUEST: usize = 64 << 20;
+
+/// A request to the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// Connected peers and counters.
+    Status,
+    /// Apply a write to the log.
+    Write {
+        /// The write.
+        write: WriteRequest,
+    },
+    /// Reply once the log holds entry `seq` of device `author` (hex), or after `timeout_ms`.
+    WaitFor {
+        /// The author's device id, hex.
+        author: String,
+        /// The entry's seq.
+        seq: u64,
+        /// How long to wait at most.
+        timeout_ms: u64,
+    },
+}
+
+/// The daemon's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    /// For [`Request::Status`].
+    Status(DaemonStatus),
+    /// For [`Request::Write`].
+    Written(WriteOutcome),
+    /// For [`Request::WaitFor`]: the entry is held.
+    Reached,
+    /// The request failed; nothing was written.
+    Error {
+        /// What went wrong, for a person.
+        message: String,
+        /// True when a name did not resolve (CLI exit status 3).
+        lookup: bool,
+    },
+}
+
+/// Why the control socket could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// Socket I/O failed.
+    #[error("daemon control socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// The daemon's reply did not parse.
+    #[error("daemon sent an unreadable reply: {0}")]
+    Reply(#[from] serde_json::Error),
+    /// The daemon closed the connection without replying.
+    #[error("daemon closed the control connection without a reply")]
+    NoReply,
+}
+
+/// The control socket's path in `home`.
+pub fn socket_path(home: &Path) -> PathBuf {
+    home.join("daemon.sock")
+}
+
+/// A blocking client (the CLI has no async runtime).
+#[derive(Debug)]
+pub struct Client {
+    stream: UnixStream,
+}
+
+impl Client {
+    /// Connects to the daemon of `home`; `None` when no daemon is listening.
+    pub fn connect(home: &Path) -> Option<Self> {
+        let stream = UnixStream::connect(socket_path(home)).ok()?;
+        Some(Self { stream })
+    }
+
+    /// Sends `req` and waits up to `timeout` for the reply.
+    pub fn request(&mut self, req: &Request, timeout: Duration) -> Result<Reply, ControlError> {
+        self.stream.set_read_timeout(Some(timeout))?;
+        let mut line = serde_json::to_vec(req)?;
+        line.push(b'\n');
+        self.stream.write_all(&line)?;
+        let mut reader = BufReader::new(&self.stream);
+        let mut buf = String::new();
+        if reader.read_line(&mut buf)? == 0 {
+            return Err(ControlError::NoReply);
+        }
+        Ok(serde_json::from_str(&buf)?)
+    }
+}
+
+/// Binds the control socket (replacing a stale one: the caller holds the home's writer lock,
+/// so no other daemon owns it) with mode 0600.
+pub(crate) fn bind(home: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    let path = socket_path(home);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = tokio::net::UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves control connections until the node's input channel closes.
+pub(crate) async fn serve(listener: tokio::net::UnixListener, to_node: mpsc::Sender<Input>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let to_node = to_node.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection(stream, to_node).await {
+                tracing::debug!("control connection: {e}");
+            }
+        });
+    }
+}
+
+async fn connection(stream: tokio::net::UnixStream, to_node: mpsc::Sender<Input>) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut lines = tokio::io::BufReader::new(read.take(MAX_REQUEST as u64 + 1));
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if lines.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let reply = match serde_json::from_str::<Request>(&line) {
+            Err(e) => Reply::Error { message: format!("bad request: {e}"), lookup: false },
+            Ok(req) => ask(&to_node, req).await,
+        };
+        let mut out = serde_json::to_vec(&reply).map_err(std::io::Error::other)?;
+        out.push(b'\n');
+        write.write_all(&out).await?;
+    }
+}
+
+async fn ask(to_node: &mpsc::Sender<Input>, req: Request) -> Reply {
+    let timeout = match &req {
+        Request::WaitFor { timeout_ms, .. } => Duration::from_millis(*timeout_ms),
+        _ => Duration::from_secs(60),
+    };
+    let (tx, rx) = oneshot::channel();
+    if to_node.send(Input::Control { req, reply: tx }).await.is_err() {
+        return Reply::Error { message: "the daemon is shutting down".into(), lookup: false };
+    }
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => Reply::Error { message: "the daemon is shutting down".into(), lookup: false },
+        Err(_) => Reply::Error { message: "timed out".into(), lookup: false },
+    }
+}
+
+use tokio::io::AsyncReadExt as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_replies_have_a_stable_json_shape() {
+        let r = Request::WaitFor { author: "ab".into(), seq: 3, timeout_ms: 10 };
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(j["request"], "wait_for");
+        assert_eq!(serde_json::from_value::<Request>(j).unwrap(), r);
+        let e = Reply::Error { message: "x".into(), lookup: true };
+        assert_eq!(serde_json::to_value(&e).unwrap()["reply"], "error");
+        assert!(serde_json::from_str::<Request>("{\"request\":\"nope\"}").is_err());
+        assert!(serde_json::from_str::<Request>("garbage").is_err());
+    }
+}

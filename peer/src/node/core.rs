@@ -1,0 +1,363 @@
+//! The node's core: one replica, one sync [`Session`] per pipe, the dial plan, control requests.
+//!
+//! Everything here is synchronous and owns no socket: transports hand it pipes (an id, what is
+//! known of the remote end, and a channel for outgoing messages) and the messages they read;
+//! the core answers by queueing messages on those channels. The data path is the one the
+//! design names: a control write → the op log → every session's `poll_transmit` → the wire;
+//! a received batch → the op log → every *other* session (the mesh forward).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::sync::{mpsc, oneshot};
+
+use super::control::{Reply, Request};
+use super::dialer::{Dialer, Ended, Source, TargetId};
+use super::status::{DaemonStatus, PeerStatus};
+use crate::actions;
+use crate::ids::DeviceId;
+use crate::sync::{Event, Role, Session, SessionConfig, SyncError};
+use crate::vault::{LogStore, Replica};
+
+/// A session that is not live this long after its pipe opened is closed (strangers, stalls).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A pipe's id, unique for the life of the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PipeId(pub u64);
+
+/// What a transport knows about a new pipe.
+#[derive(Debug, Clone)]
+pub struct PipeInfo {
+    /// `lan` for WebSocket on the local network.
+    pub path: &'static str,
+    /// The remote address, for people.
+    pub addr: String,
+    /// True when this node dialled (it runs the Noise initiator).
+    pub dialled: bool,
+    /// The dial target that produced it.
+    pub target: Option<TargetId>,
+}
+
+/// A message for a transport.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Send these bytes as one message.
+    Data(Vec<u8>),
+    /// Close the pipe.
+    Close,
+}
+
+struct Pipe {
+    info: PipeInfo,
+    session: Session,
+    tx: mpsc::UnboundedSender<Output>,
+    opened: Instant,
+    connected_ms: u64,
+    last_sync_ms: Option<u64>,
+}
+
+struct Waiter {
+    author: DeviceId,
+    seq: u64,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// The node's state.
+pub struct Core<S: LogStore> {
+    replica: Replica<S>,
+    config: SessionConfig,
+    pipes: BTreeMap<PipeId, Pipe>,
+    dialer: Dialer,
+    waiters: Vec<Waiter>,
+    rng: StdRng,
+    listen: Vec<String>,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl<S: LogStore> Core<S> {
+    /// A core over `replica`; `listen` is shown in status.
+    pub fn new(replica: Replica<S>, listen: Vec<String>) -> Self {
+        Self {
+            replica,
+            config: SessionConfig::default(),
+            pipes: BTreeMap::new(),
+            dialer: Dialer::default(),
+            waiters: Vec::new(),
+            rng: StdRng::from_entropy(),
+            listen,
+        }
+    }
+
+    /// The replica (read-only: every write goes through [`Core::control`]).
+    pub fn replica(&self) -> &Replica<S> {
+        &self.replica
+    }
+
+    /// Adds a static peer (`host:port`).
+    pub fn add_static_peer(&mut self, addr: String, now: Instant) {
+        self.dialer.add(Source::Static, vec![addr], now);
+    }
+
+    /// An mDNS service of this vault appeared (or changed address).
+    pub fn discovered(&mut self, name: &str, addrs: Vec<String>, now: Instant) {
+        self.dialer.upsert_mdns(name, addrs, now);
+    }
+
+    /// An mDNS service went away.
+    pub fn lost(&mut self, name: &str) {
+        self.dialer.remove_mdns(name);
+    }
+
+    /// A dial produced no pipe.
+    pub fn dial_failed(&mut self, target: TargetId, now: Instant) {
+        self.dialer.ended(target, Ended::Unreachable, now, &mut self.rng);
+    }
+
+    /// A transport opened a pipe.
+    pub fn opened(&mut self, id: PipeId, info: PipeInfo, tx: mpsc::UnboundedSender<Output>, now: Instant) {
+        let role = if info.dialled { Role::Initiator } else { Role::Responder };
+        if let Some(t) = info.target {
+            self.dialer.opened(t);
+        }
+        let session = match Session::new(role, &self.replica, self.config) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot start a session: {e}");
+                let _ = tx.send(Output::Close);
+                if let Some(t) = info.target {
+                    self.dialer.ended(t, Ended::Early, now, &mut self.rng);
+                }
+                return;
+            }
+        };
+        let pipe = Pipe { info, session, tx, opened: now, connected_ms: 0, last_sync_ms: None };
+        self.pipes.insert(id, pipe);
+        self.pump(id);
+    }
+
+    /// A message arrived on a pipe.
+    pub fn message(&mut self, id: PipeId, data: &[u8], now: Instant) {
+        let Some(pipe) = self.pipes.get_mut(&id) else { return };
+        let members = self.replica.membership().records().len();
+        let before = self.replica.len();
+        if let Err(e) = pipe.session.handle_message(data, &mut self.replica) {
+            let how = match e {
+                SyncError::Handshake(_) | SyncError::NotMember(_) | SyncError::Refused(_) => Ended::Refused,
+                _ => Ended::Early,
+            };
+            tracing::info!(peer = %pipe.info.addr, "session ended: {e}");
+            self.drop_pipe(id, how, now);
+            return;
+        }
+        if self.replica.membership().records().len() != members {
+            self.drop_revoked(now);
+        }
+        if self.replica.len() != before {
+            // New entries: every other session may forward them (the mesh).
+            self.pump_all();
+            self.wake_waiters();
+        } else {
+            self.pump(id);
+        }
+    }
+
+    /// A transport closed a pipe.
+    pub fn closed(&mut self, id: PipeId, now: Instant) {
+        let how = match self.pipes.get(&id) {
+            Some(p) if p.session.is_live() => Ended::AfterLive,
+            Some(_) => Ended::Early,
+            None => return,
+        };
+        self.drop_pipe(id, how, now);
+    }
+
+    /// Handles a control request; `reply` is answered now or, for a wait, once it is met.
+    pub fn control(&mut self, req: Request, reply: oneshot::Sender<Reply>, now: Instant) {
+        let answer = match req {
+            Request::Status => Reply::Status(self.status()),
+            Request::Write { write } => {
+                let members = self.replica.membership().records().len();
+                match actions::apply(&mut self.replica, &write, unix_ms()) {
+                    Ok(out) => {
+                        if self.replica.membership().records().len() != members {
+                            self.drop_revoked(now);
+                        }
+                        self.pump_all();
+                        self.wake_waiters();
+                        Reply::Written(out)
+                    }
+                    Err(e) => Reply::Error { message: e.to_string(), lookup: e.is_lookup() },
+                }
+            }
+            Request::WaitFor { author, seq, .. } => match DeviceId::from_hex(&author) {
+                None => Reply::Error { message: "author is a 32-digit hex device id".into(), lookup: false },
+                Some(author) if self.replica.version().get(author) >= seq => Reply::Reached,
+                Some(author) => {
+                    self.waiters.push(Waiter { author, seq, reply });
+                    return;
+                }
+            },
+        };
+        let _ = reply.send(answer);
+    }
+
+    /// Time-driven work: handshake timeouts, and the dials that are due now.
+    pub fn tick(&mut self, now: Instant) -> Vec<(TargetId, Vec<String>)> {
+        let stale: Vec<PipeId> = self
+            .pipes
+            .iter()
+            .filter(|(_, p)| !p.session.is_live() && now.duration_since(p.opened) >= HANDSHAKE_TIMEOUT)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            self.drop_pipe(id, Ended::Early, now);
+        }
+        self.waiters.retain(|w| !w.reply.is_closed());
+        let me = self.replica.device_id();
+        let live: Vec<DeviceId> = self.pipes.values().filter_map(|p| p.session.remote()).collect();
+        self.dialer.due(now, |d| d == me || live.contains(&d))
+    }
+
+    /// When [`Core::tick`] next has work.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        let handshake =
+            self.pipes.values().filter(|p| !p.session.is_live()).map(|p| p.opened + HANDSHAKE_TIMEOUT).min();
+        [handshake, self.dialer.next_due()].into_iter().flatten().min()
+    }
+
+    /// Closes every pipe (shutdown).
+    pub fn close_all(&mut self) {
+        for (_, p) in std::mem::take(&mut self.pipes) {
+            let _ = p.tx.send(Output::Close);
+        }
+    }
+
+    /// The status shown by `hearth status`.
+    pub fn status(&self) -> DaemonStatus {
+        let peers = self
+            .pipes
+            .values()
+            .filter_map(|p| {
+                let device = p.session.remote()?;
+                let counts = p.session.counts();
+                Some(PeerStatus {
+                    device: device.to_hex(),
+                    path: p.info.path.to_owned(),
+                    addr: p.info.addr.clone(),
+                    direction: if p.info.dialled { "out" } else { "in" }.to_owned(),
+                    connected_ms: p.connected_ms,
+                    last_sync_ms: p.last_sync_ms,
+                    sent: counts.sent,
+                    received: counts.received,
+                    pending: p.session.pending(&self.replica),
+                })
+            })
+            .collect();
+        DaemonStatus {
+            device: self.replica.device_id().to_hex(),
+            listen: self.listen.clone(),
+            peers,
+            entries: self.replica.len(),
+        }
+    }
+
+    fn pump_all(&mut self) {
+        let ids: Vec<PipeId> = self.pipes.keys().copied().collect();
+        for id in ids {
+            self.pump(id);
+        }
+    }
+
+    /// Sends what the session has for the wire and handles its events.
+    fn pump(&mut self, id: PipeId) {
+        let Some(pipe) = self.pipes.get_mut(&id) else { return };
+        while let Some(m) = pipe.session.poll_transmit(&self.replica) {
+            let _ = pipe.tx.send(Output::Data(m));
+        }
+        let mut connected = None;
+        let mut progressed = false;
+        while let Some(ev) = pipe.session.poll_event() {
+            match ev {
+                Event::Connected { device } => connected = Some(device),
+                Event::Received(_) | Event::Acked(_) => progressed = true,
+            }
+        }
+        if (progressed || connected.is_some()) && pipe.session.is_caught_up(&self.replica) {
+            pipe.last_sync_ms = Some(unix_ms());
+        }
+        if let Some(device) = connected {
+            pipe.connected_ms = unix_ms();
+            self.on_connected(id, device);
+        }
+    }
+
+    /// A session went live: drop it if it is ourselves or the loser of a duplicate pair.
+    fn on_connected(&mut self, id: PipeId, device: DeviceId) {
+        let now = Instant::now();
+        let Some(pipe) = self.pipes.get(&id) else { return };
+        if let Some(t) = pipe.info.target {
+            self.dialer.live(t, device);
+        }
+        tracing::info!(peer = %pipe.info.addr, device = %device, "session live");
+        if device == self.replica.device_id() {
+            self.drop_pipe(id, Ended::Duplicate, now);
+            return;
+        }
+        let other =
+            self.pipes.iter().find(|(oid, p)| **oid != id && p.session.remote() == Some(device)).map(|(oid, _)| *oid);
+        if let Some(other) = other {
+            let loser = if self.keeps(id, other, device) { other } else { id };
+            self.drop_pipe(loser, Ended::Duplicate, now);
+        }
+    }
+
+    /// Of two live pipes to `device`, true when `a` is the one both ends keep: the one dialled
+    /// by the lower device id; between two dialled by the same side, the lower handshake hash.
+    fn keeps(&self, a: PipeId, b: PipeId, device: DeviceId) -> bool {
+        let me = self.replica.device_id();
+        let key = |id: PipeId| {
+            let p = &self.pipes[&id];
+            let dialer = if p.info.dialled { me } else { device };
+            (dialer, p.session.handshake_hash().unwrap_or([0xff; 32]))
+        };
+        key(a) < key(b)
+    }
+
+    /// Closes the sessions of devices that are no longer members.
+    fn drop_revoked(&mut self, now: Instant) {
+        let gone: Vec<PipeId> = self
+            .pipes
+            .iter()
+            .filter(|(_, p)| p.session.remote().is_some_and(|d| self.replica.membership().is_revoked(d)))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.drop_pipe(id, Ended::Refused, now);
+        }
+    }
+
+    fn drop_pipe(&mut self, id: PipeId, how: Ended, now: Instant) {
+        if let Some(p) = self.pipes.remove(&id) {
+            let _ = p.tx.send(Output::Close);
+            if let Some(t) = p.info.target {
+                self.dialer.ended(t, how, now, &mut self.rng);
+            }
+        }
+    }
+
+    fn wake_waiters(&mut self) {
+        let vv = self.replica.version();
+        let (done, wait): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.waiters).into_iter().partition(|w| vv.get(w.author) >= w.seq);
+        self.waiters = wait;
+        for w in done {
+            let _ = w.reply.send(Reply::Reached);
+        }
+    }
+}

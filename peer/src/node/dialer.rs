@@ -1,0 +1,255 @@
+//! Which peers to dial and when: static peers and discovered services, with backoff and jitter.
+//!
+//! A plain state machine fed the time: the node asks [`Dialer::due`] for dials to start and
+//! reports how each ended. A target whose device is already connected (through another
+//! address, or because it dialled us) is not dialled; a target that failed the handshake
+//! (another vault, a revoked device) waits minutes, not milliseconds.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use crate::ids::DeviceId;
+
+/// First retry delay after a failed dial.
+const BASE: Duration = Duration::from_millis(500);
+/// Longest delay between dials of an unreachable target.
+const MAX: Duration = Duration::from_secs(30);
+/// Delay after a peer refused us (or we refused it): wrong vault, revoked, not a Hearth peer.
+const REFUSED: Duration = Duration::from_secs(300);
+
+/// A dial target's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TargetId(pub u64);
+
+/// Where a target came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `--peer` or the home's peers file.
+    Static,
+    /// An mDNS service instance (its full name).
+    Mdns(String),
+}
+
+/// How a dialled connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The TCP/WebSocket connect failed.
+    Unreachable,
+    /// The connection closed before the session was live, without a local verdict.
+    Early,
+    /// One side refused the other: different vault, not a member, revoked.
+    Refused,
+    /// A live session ended (network drop, peer shut down).
+    AfterLive,
+    /// Closed as the losing one of two sessions with the same device.
+    Duplicate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Waiting,
+    Dialing,
+    Connected,
+}
+
+#[derive(Debug)]
+struct Target {
+    source: Source,
+    addrs: Vec<String>,
+    state: State,
+    failures: u32,
+    next_at: Instant,
+    /// The device behind this target, once a session through it went live.
+    device: Option<DeviceId>,
+}
+
+/// The dial plan.
+#[derive(Debug, Default)]
+pub struct Dialer {
+    targets: BTreeMap<TargetId, Target>,
+    next_id: u64,
+}
+
+impl Dialer {
+    /// Adds a target to dial now.
+    pub fn add(&mut self, source: Source, addrs: Vec<String>, now: Instant) -> TargetId {
+        let id = TargetId(self.next_id);
+        self.next_id += 1;
+        self.targets
+            .insert(id, Target { source, addrs, state: State::Waiting, failures: 0, next_at: now, device: None });
+        id
+    }
+
+    /// A discovered service appeared or changed address: add it, or update its addresses.
+    pub fn upsert_mdns(&mut self, name: &str, addrs: Vec<String>, now: Instant) -> TargetId {
+        let found = self.targets.iter_mut().find(|(_, t)| matches!(&t.source, Source::Mdns(n) if n == name));
+        match found {
+            Some((id, t)) => {
+                if t.addrs != addrs {
+                    t.addrs = addrs;
+                    // New addresses deserve a prompt try, unless the peer refused us.
+                    if t.state == State::Waiting && t.failures > 0 && t.next_at > now + BASE {
+                        t.next_at = now;
+                        t.failures = 0;
+                    }
+                }
+                *id
+            }
+            None => self.add(Source::Mdns(name.to_owned()), addrs, now),
+        }
+    }
+
+    /// A discovered service went away: stop dialling it (a live session stays up).
+    pub fn remove_mdns(&mut self, name: &str) {
+        self.targets.retain(|_, t| !(matches!(&t.source, Source::Mdns(n) if n == name) && t.state == State::Waiting));
+    }
+
+    /// Targets to dial now, marked as dialling. `connected` says whether a device already has
+    /// a live session (such targets are skipped until it ends).
+    pub fn due(&mut self, now: Instant, connected: impl Fn(DeviceId) -> bool) -> Vec<(TargetId, Vec<String>)> {
+        let mut out = Vec::new();
+        for (id, t) in &mut self.targets {
+            if t.state != State::Waiting || t.next_at > now || t.addrs.is_empty() {
+                continue;
+            }
+            if t.device.is_some_and(&connected) {
+                continue;
+            }
+            t.state = State::Dialing;
+            out.push((*id, t.addrs.clone()));
+        }
+        out
+    }
+
+    /// A dial produced a connection.
+    pub fn opened(&mut self, id: TargetId) {
+        if let Some(t) = self.targets.get_mut(&id) {
+            t.state = State::Connected;
+        }
+    }
+
+    /// A session through this target went live with `device`.
+    pub fn live(&mut self, id: TargetId, device: DeviceId) {
+        if let Some(t) = self.targets.get_mut(&id) {
+            t.device = Some(device);
+            t.failures = 0;
+        }
+    }
+
+    /// A dial or its connection ended; schedules the next try.
+    pub fn ended(&mut self, id: TargetId, how: Ended, now: Instant, rng: &mut impl Rng) {
+        let Some(t) = self.targets.get_mut(&id) else { return };
+        t.state = State::Waiting;
+        let delay = match how {
+            Ended::Refused => REFUSED,
+            Ended::AfterLive | Ended::Duplicate => {
+                t.failures = 0;
+                BASE
+            }
+            Ended::Unreachable | Ended::Early => {
+                t.failures = t.failures.saturating_add(1);
+                BASE.saturating_mul(1 << t.failures.min(6)).min(MAX)
+            }
+        };
+        // ±25 % jitter, so peers that lost each other at once do not redial in lockstep.
+        let jitter = rng.gen_range(0.75..1.25);
+        t.next_at = now + delay.mul_f64(jitter);
+        if how == Ended::Refused {
+            t.device = None;
+        }
+    }
+
+    /// When the next waiting target becomes due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.targets.values().filter(|t| t.state == State::Waiting && !t.addrs.is_empty()).map(|t| t.next_at).min()
+    }
+
+    /// Number of targets (for tests and status).
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// True when there is no target.
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    const D: DeviceId = DeviceId([5; 16]);
+
+    fn setup() -> (Dialer, TargetId, Instant, StdRng) {
+        let mut d = Dialer::default();
+        let now = Instant::now();
+        let id = d.add(Source::Static, vec!["h:1".into()], now);
+        (d, id, now, StdRng::seed_from_u64(1))
+    }
+
+    #[test]
+    fn a_new_target_is_due_at_once_and_only_once() {
+        let (mut d, id, now, _) = setup();
+        assert_eq!(d.due(now, |_| false), vec![(id, vec!["h:1".to_string()])]);
+        assert!(d.due(now + MAX, |_| false).is_empty(), "already dialling");
+    }
+
+    #[test]
+    fn failures_back_off_exponentially_with_a_cap() {
+        let (mut d, id, mut now, mut rng) = setup();
+        let mut delays = Vec::new();
+        for _ in 0..10 {
+            assert_eq!(d.due(now, |_| false).len(), 1);
+            d.ended(id, Ended::Unreachable, now, &mut rng);
+            let next = d.next_due().unwrap();
+            delays.push(next - now);
+            assert!(d.due(next - Duration::from_millis(1), |_| false).is_empty());
+            now = next;
+        }
+        assert!(delays[0] >= BASE.mul_f64(2.0 * 0.75) && delays[0] <= BASE.mul_f64(2.0 * 1.25), "{delays:?}");
+        assert!(delays[3] > delays[1]);
+        assert!(delays.iter().all(|d| *d <= MAX.mul_f64(1.25)), "{delays:?}");
+        assert!(delays[9] >= MAX.mul_f64(0.75));
+    }
+
+    #[test]
+    fn a_refusal_waits_minutes() {
+        let (mut d, id, now, mut rng) = setup();
+        d.due(now, |_| false);
+        d.ended(id, Ended::Refused, now, &mut rng);
+        assert!(d.next_due().unwrap() - now >= REFUSED.mul_f64(0.75));
+    }
+
+    #[test]
+    fn a_connected_device_is_not_dialled_again_until_it_leaves() {
+        let (mut d, id, now, mut rng) = setup();
+        d.due(now, |_| false);
+        d.opened(id);
+        d.live(id, D);
+        d.ended(id, Ended::Duplicate, now, &mut rng);
+        let later = now + Duration::from_secs(5);
+        assert!(d.due(later, |dev| dev == D).is_empty(), "its device is connected through another session");
+        assert_eq!(d.due(later, |_| false).len(), 1, "once it is gone, dial again");
+    }
+
+    #[test]
+    fn mdns_targets_update_in_place_and_leave_when_removed() {
+        let mut d = Dialer::default();
+        let now = Instant::now();
+        let a = d.upsert_mdns("x._hearth._tcp.local.", vec!["10.0.0.1:7".into()], now);
+        let b = d.upsert_mdns("x._hearth._tcp.local.", vec!["10.0.0.2:7".into()], now);
+        assert_eq!(a, b);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d.due(now, |_| false)[0].1, vec!["10.0.0.2:7".to_string()]);
+        d.remove_mdns("x._hearth._tcp.local.");
+        assert_eq!(d.len(), 1, "a target being dialled stays until its dial ends");
+        d.ended(a, Ended::Unreachable, now, &mut StdRng::seed_from_u64(2));
+        d.remove_mdns("x._hearth._tcp.local.");
+        assert!(d.is_empty());
+    }
+}

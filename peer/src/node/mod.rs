@@ -1,0 +1,220 @@
+//! The node: the long-running process (`hearth daemon`) that owns a home's replica and syncs it
+//! with every peer it can reach.
+//!
+//! ```text
+//!  control socket ─┐                         ┌─ ws listener / dialler (LAN)
+//!  mDNS browser ───┼─► Input channel ─► Core ┼─ (later: WebRTC data channels)
+//!  timers ─────────┘     (one task)          └─ Output channel per pipe
+//! ```
+//! [`core::Core`] is synchronous and socket-free; this module wires it to tokio. A transport
+//! only has to turn a connection into a *pipe*: ordered binary messages in both directions
+//! plus [`core::PipeInfo`]. The WebRTC path plugs in the same way.
+
+pub mod control;
+pub mod core;
+pub mod dialer;
+pub mod lan_tag;
+pub mod mdns;
+pub mod status;
+pub mod ws;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+use zeroize::Zeroizing;
+
+use self::core::{Core, Output, PipeId, PipeInfo};
+use self::dialer::TargetId;
+use crate::home::{Home, HomeError, WriterLock};
+use crate::identity::SymmetricKey;
+
+/// The default WebSocket port of `hearth daemon`.
+pub const DEFAULT_PORT: u16 = 7475;
+
+/// Everything the core is told.
+#[derive(Debug)]
+pub enum Input {
+    /// A transport opened a pipe.
+    Opened {
+        /// Its id.
+        pipe: PipeId,
+        /// What is known of the remote end.
+        info: PipeInfo,
+        /// Where the core sends outgoing messages.
+        tx: mpsc::UnboundedSender<Output>,
+    },
+    /// A message arrived on a pipe.
+    Message {
+        /// The pipe.
+        pipe: PipeId,
+        /// The message.
+        data: Vec<u8>,
+    },
+    /// A pipe closed.
+    Closed {
+        /// The pipe.
+        pipe: PipeId,
+    },
+    /// A dial produced no pipe.
+    DialFailed {
+        /// The target dialled.
+        target: TargetId,
+    },
+    /// mDNS found a service of this vault.
+    Discovered {
+        /// The service instance's full name.
+        name: String,
+        /// Its addresses as `host:port`.
+        addrs: Vec<String>,
+    },
+    /// mDNS saw a service leave.
+    Lost {
+        /// The service instance's full name.
+        name: String,
+    },
+    /// A control-socket request.
+    Control {
+        /// The request.
+        req: control::Request,
+        /// Where the answer goes.
+        reply: oneshot::Sender<control::Reply>,
+    },
+}
+
+/// How to run a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The device's home.
+    pub home: Home,
+    /// The passphrase, when the secret is sealed.
+    pub passphrase: Option<Zeroizing<String>>,
+    /// WebSocket listen address.
+    pub listen: SocketAddr,
+    /// Static peers (`host:port`), in addition to the home's `peers` file.
+    pub peers: Vec<String>,
+    /// Advertise and browse on mDNS.
+    pub mdns: bool,
+    /// Interfaces for mDNS (empty: all).
+    pub mdns_interfaces: Vec<String>,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The home could not be opened or is in use.
+    #[error(transparent)]
+    Home(#[from] HomeError),
+    /// A socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// mDNS could not start.
+    #[error("mDNS: {0} (use --no-mdns with --peer on networks without multicast)")]
+    Mdns(#[from] mdns_sd::Error),
+}
+
+/// A started node: its listen address is known; [`Node::run`] serves until shutdown.
+pub struct Node {
+    core: Core<crate::vault::SqliteStore>,
+    inputs: mpsc::Receiver<Input>,
+    to_node: mpsc::Sender<Input>,
+    ids: ws::PipeIds,
+    local_addr: SocketAddr,
+    _lock: WriterLock,
+    _mdns: Option<mdns::Mdns>,
+    home: Home,
+}
+
+impl Node {
+    /// Takes the home's writer lock, opens the replica and binds every socket.
+    pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
+        let lock = config.home.lock_writer()?;
+        let replica = config.home.open(config.passphrase.as_deref().map(String::as_str))?;
+        let listener = ws::bind(config.listen)
+            .await
+            .map_err(|source| NodeError::Listen { addr: config.listen.to_string(), source })?;
+        let local_addr =
+            listener.local_addr().map_err(|source| NodeError::Listen { addr: config.listen.to_string(), source })?;
+        let control = control::bind(config.home.dir()).map_err(|source| NodeError::Listen {
+            addr: control::socket_path(config.home.dir()).display().to_string(),
+            source,
+        })?;
+        let (to_node, inputs) = mpsc::channel(1024);
+        let ids = ws::PipeIds::default();
+        let lan_key = SymmetricKey(*replica.vault_keys().lan_tag.as_bytes());
+        let mut core = Core::new(replica, vec![local_addr.to_string()]);
+        let now = Instant::now();
+        let mut peers = config.peers.clone();
+        peers.extend(config.home.static_peers()?);
+        peers.dedup();
+        for p in peers {
+            core.add_static_peer(p, now);
+        }
+        tokio::spawn(ws::accept_loop(listener, ids.clone(), to_node.clone()));
+        tokio::spawn(control::serve(control, to_node.clone()));
+        let mdns = if config.mdns {
+            Some(mdns::start(&lan_key, local_addr.port(), &config.mdns_interfaces, to_node.clone())?)
+        } else {
+            None
+        };
+        Ok(Self { core, inputs, to_node, ids, local_addr, _lock: lock, _mdns: mdns, home: config.home })
+    }
+
+    /// The WebSocket listener's address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes, then closes every session.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            self.start_dials(Instant::now());
+            let wake = self.core.next_wakeup().map(tokio::time::Instant::from_std);
+            tokio::select! {
+                () = &mut shutdown => break,
+                input = self.inputs.recv() => match input {
+                    Some(i) => self.handle(i),
+                    None => break,
+                },
+                () = sleep_until(wake) => {}
+            }
+        }
+        self.core.close_all();
+        let _ = std::fs::remove_file(control::socket_path(self.home.dir()));
+        // Give transports a moment to send their close frames.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    fn handle(&mut self, input: Input) {
+        let now = Instant::now();
+        match input {
+            Input::Opened { pipe, info, tx } => self.core.opened(pipe, info, tx, now),
+            Input::Message { pipe, data } => self.core.message(pipe, &data, now),
+            Input::Closed { pipe } => self.core.closed(pipe, now),
+            Input::DialFailed { target } => self.core.dial_failed(target, now),
+            Input::Discovered { name, addrs } => self.core.discovered(&name, addrs, now),
+            Input::Lost { name } => self.core.lost(&name),
+            Input::Control { req, reply } => self.core.control(req, reply, now),
+        }
+    }
+
+    fn start_dials(&mut self, now: Instant) {
+        for (target, addrs) in self.core.tick(now) {
+            tokio::spawn(ws::dial(target, addrs, self.ids.clone(), self.to_node.clone()));
+        }
+    }
+}
+
+async fn sleep_until(when: Option<tokio::time::Instant>) {
+    match when {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
