@@ -71,6 +71,40 @@ fn a_different_vault_cannot_complete_the_handshake() {
     assert!(stranger.is_empty() && a.is_empty());
 }
 
+/// A party without the phrase, speaking Noise itself, as initiator and as responder: it never
+/// gets a device's static key out of the handshake (the PSK is mixed in before any static).
+#[test]
+fn a_stranger_learns_no_static_key() {
+    use hearth_peer::sync::session::NOISE_PARAMS;
+    let (_, mut r) = vault(1);
+    let mut a = r.remove(0);
+    let stranger = |initiator: bool| {
+        let b = snow::Builder::new(NOISE_PARAMS.parse().unwrap())
+            .local_private_key(&[7u8; 32])
+            .unwrap()
+            .psk(0, &[3u8; 32])
+            .unwrap();
+        if initiator { b.build_initiator() } else { b.build_responder() }.unwrap()
+    };
+    let mut buf = vec![0u8; 65_535];
+    // The stranger dials: the device refuses message 1 and sends nothing back.
+    let mut s = stranger(true);
+    let n = s.write_message(&[], &mut buf).unwrap();
+    let mut sa = Session::new(Role::Responder, &a, SessionConfig::default()).unwrap();
+    assert!(matches!(sa.handle_message(&buf[..n], &mut a), Err(SyncError::Handshake(_))));
+    assert!(sa.poll_transmit(&a).is_none());
+    assert!(s.get_remote_static().is_none());
+    // The device dials the stranger: message 1 does not even decrypt for it.
+    let mut s = stranger(false);
+    let mut sa = Session::new(Role::Initiator, &a, SessionConfig::default()).unwrap();
+    let m1 = sa.poll_transmit(&a).unwrap();
+    assert!(s.read_message(&m1, &mut buf).is_err());
+    assert!(s.get_remote_static().is_none());
+    // A Noise message carries the static only encrypted: it never appears in the clear.
+    let dh = a.device_keys().dh_public();
+    assert!(!m1.windows(32).any(|w| w == dh));
+}
+
 #[test]
 fn a_revoked_device_is_refused() {
     let (_, mut r) = vault(2);

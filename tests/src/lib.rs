@@ -2,6 +2,8 @@
 //! them as real processes.
 #![forbid(unsafe_code)]
 
+pub mod device;
+
 use std::io::{BufRead, BufReader, Lines};
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -12,6 +12,8 @@
 
 pub mod control;
 pub mod core;
+#[cfg(test)]
+mod core_tests;
 pub mod dialer;
 pub mod lan_tag;
 pub mod mdns;

@@ -7,7 +7,7 @@ use crate::identity::MembershipRecord;
 use crate::vault::{Batch, SignedHead, VersionVector};
 
 /// Protocol version carried by every message.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 /// Largest Noise message (the Noise spec's limit).
 pub const NOISE_MAX: usize = 65_535;
 /// Noise AEAD tag.

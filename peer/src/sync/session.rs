@@ -1,6 +1,6 @@
 //! The sync session: a sans-IO state machine over any message pipe.
 //!
-//! Phases: Noise `XXpsk3` handshake (device x25519 statics, the vault's session PSK) →
+//! Phases: Noise `XXpsk0` handshake (device x25519 statics, the vault's session PSK) →
 //! `Hello` exchange (membership, signed heads; the remote static must belong to an active
 //! device; forks are refused) → transfer and live push of entries in bounded batches, each
 //! acknowledged after the receiver's commit.
@@ -20,8 +20,10 @@ use crate::identity::MembershipError;
 use crate::ids::DeviceId;
 use crate::vault::{LogStore, Received, Replica, ReplicaError, VersionVector};
 
-/// The Noise pattern: mutual static keys, PSK mixed in last so only phrase holders finish.
-pub const NOISE_PARAMS: &str = "Noise_XXpsk3_25519_ChaChaPoly_BLAKE2s";
+/// The Noise pattern: mutual static keys, the PSK mixed in *first*, so a party without the
+/// phrase cannot read even message 2 (which carries the responder's static key): a stranger
+/// on the LAN learns no device key (with `psk3` it would learn the responder's).
+pub const NOISE_PARAMS: &str = "Noise_XXpsk0_25519_ChaChaPoly_BLAKE2s";
 
 /// Tunables.
 #[derive(Debug, Clone, Copy)]
@@ -149,7 +151,7 @@ impl Session {
         let psk = replica.vault_keys().session_psk.as_bytes();
         let b = snow::Builder::new(params)
             .local_private_key(&dh[..])
-            .and_then(|b| b.psk(3, psk))
+            .and_then(|b| b.psk(0, psk))
             .map_err(SyncError::Handshake)?;
         let hs = match role {
             Role::Initiator => b.build_initiator(),

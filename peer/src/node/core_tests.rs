@@ -1,0 +1,233 @@
+//! The node core driven by hand over in-memory pipes: duplicate sessions, self-connections,
+//! strangers, the mesh forward, revocation and control requests, all deterministic.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::control::{Reply, Request};
+use super::core::{Core, Output, PipeId, PipeInfo, HANDSHAKE_TIMEOUT};
+use crate::actions::WriteRequest;
+use crate::identity::VaultSecret;
+use crate::ids::DeviceId;
+use crate::vault::{MemStore, Replica};
+
+struct End {
+    node: usize,
+    pipe: PipeId,
+    rx: mpsc::UnboundedReceiver<Output>,
+}
+
+struct Net {
+    cores: Vec<Core<MemStore>>,
+    links: Vec<(End, End)>,
+    next_pipe: u64,
+    now: Instant,
+}
+
+fn core(secret: [u8; 32], id: u8) -> Core<MemStore> {
+    let mut r = Replica::open(&VaultSecret::from_bytes(secret), DeviceId([id; 16]), MemStore::default()).unwrap();
+    r.enroll_self(1).unwrap();
+    Core::new(r, vec![])
+}
+
+impl Net {
+    /// `n` devices of one vault, device ids 1..=n.
+    fn new(n: u8) -> Self {
+        Self { cores: (1..=n).map(|i| core([9; 32], i)).collect(), links: vec![], next_pipe: 0, now: Instant::now() }
+    }
+
+    /// Opens a pipe from `a` (dialler) to `b`.
+    fn connect(&mut self, a: usize, b: usize) -> usize {
+        let end = |net: &mut Net, node: usize, dialled: bool| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let pipe = PipeId(net.next_pipe);
+            net.next_pipe += 1;
+            let info = PipeInfo { path: "lan", addr: format!("node{node}"), dialled, target: None };
+            (End { node, pipe, rx }, info, tx)
+        };
+        let (ea, ia, ta) = end(self, a, true);
+        let (eb, ib, tb) = end(self, b, false);
+        let (pa, pb) = (ea.pipe, eb.pipe);
+        self.links.push((ea, eb));
+        self.cores[a].opened(pa, ia, ta, self.now);
+        self.cores[b].opened(pb, ib, tb, self.now);
+        self.links.len() - 1
+    }
+
+    /// Delivers messages, one per pipe end in turn, until every pipe is quiet.
+    fn run(&mut self) {
+        for _ in 0..100_000 {
+            let mut moved = false;
+            for l in 0..self.links.len() {
+                for side in 0..2 {
+                    let from = if side == 0 { &mut self.links[l].0 } else { &mut self.links[l].1 };
+                    let Ok(out) = from.rx.try_recv() else { continue };
+                    let to = if side == 0 { &self.links[l].1 } else { &self.links[l].0 };
+                    let (node, pipe) = (to.node, to.pipe);
+                    moved = true;
+                    match out {
+                        Output::Data(d) => self.cores[node].message(pipe, &d, self.now),
+                        Output::Close => self.cores[node].closed(pipe, self.now),
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("pipes never went quiet");
+    }
+
+    fn control(&mut self, node: usize, req: Request) -> Reply {
+        let (tx, mut rx) = oneshot::channel();
+        self.cores[node].control(req, tx, self.now);
+        rx.try_recv().expect("answered at once")
+    }
+
+    fn add(&mut self, node: usize, name: &str) {
+        let req = Request::Write {
+            write: WriteRequest::Add { name: name.into(), fields: vec![("k".into(), Some("v".into()))] },
+        };
+        assert!(matches!(self.control(node, req), Reply::Written(_)));
+    }
+
+    fn peers(&mut self, node: usize) -> Vec<(String, String)> {
+        match self.control(node, Request::Status) {
+            Reply::Status(s) => s.peers.into_iter().map(|p| (p.device, p.direction)).collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn names(&self, node: usize) -> Vec<String> {
+        let mut v: Vec<String> =
+            self.cores[node].replica().state().visible().map(|(_, s)| s.name().to_owned()).collect();
+        v.sort();
+        v
+    }
+}
+
+fn hex(i: u8) -> String {
+    DeviceId([i; 16]).to_hex()
+}
+
+#[test]
+fn a_write_reaches_a_connected_peer_at_once() {
+    let mut net = Net::new(2);
+    net.connect(0, 1);
+    net.run();
+    assert_eq!(net.peers(0), vec![(hex(2), "out".into())]);
+    assert_eq!(net.peers(1), vec![(hex(1), "in".into())]);
+    net.add(0, "mail");
+    net.run();
+    assert_eq!(net.names(1), vec!["mail"]);
+}
+
+#[test]
+fn both_sides_dialling_at_once_leaves_exactly_one_session_the_same_on_both_ends() {
+    let mut net = Net::new(2);
+    net.connect(0, 1);
+    net.connect(1, 0);
+    net.run();
+    // The session dialled by the lower device id (device 1 = node 0) survives on both ends.
+    assert_eq!(net.peers(0), vec![(hex(2), "out".into())]);
+    assert_eq!(net.peers(1), vec![(hex(1), "in".into())]);
+    net.add(1, "x");
+    net.run();
+    assert_eq!(net.names(0), vec!["x"]);
+}
+
+#[test]
+fn two_sessions_dialled_by_the_same_side_keep_one() {
+    let mut net = Net::new(2);
+    net.connect(1, 0);
+    net.connect(1, 0);
+    net.run();
+    assert_eq!(net.peers(0).len(), 1);
+    assert_eq!(net.peers(1).len(), 1);
+}
+
+#[test]
+fn a_node_that_reaches_itself_drops_the_session() {
+    let mut net = Net::new(1);
+    net.connect(0, 0);
+    net.run();
+    assert!(net.peers(0).is_empty());
+}
+
+#[test]
+fn a_stranger_is_refused_and_learns_nothing() {
+    let mut net = Net::new(1);
+    net.cores.push(core([8; 32], 2));
+    net.connect(1, 0);
+    net.run();
+    assert!(net.peers(0).is_empty());
+    assert!(net.peers(1).is_empty());
+    net.add(0, "secret-item");
+    net.run();
+    assert!(net.names(1).is_empty());
+}
+
+#[test]
+fn entries_travel_through_an_intermediate_both_ways() {
+    let mut net = Net::new(3);
+    net.connect(0, 1);
+    net.connect(2, 1);
+    net.run();
+    net.add(0, "from-a");
+    net.run();
+    assert_eq!(net.names(2), vec!["from-a"]);
+    net.add(2, "from-c");
+    net.run();
+    assert_eq!(net.names(0), vec!["from-a", "from-c"]);
+}
+
+#[test]
+fn revoking_a_device_ends_its_session_before_anything_else_is_sent() {
+    let mut net = Net::new(3);
+    net.connect(0, 1);
+    net.connect(0, 2);
+    net.run();
+    assert_eq!(net.peers(0).len(), 2);
+    let revoke = Request::Write { write: WriteRequest::Revoke { device: DeviceId([3; 16]) } };
+    assert!(matches!(net.control(0, revoke), Reply::Written(_)));
+    net.add(0, "after-revoke");
+    net.run();
+    assert_eq!(net.peers(0), vec![(hex(2), "out".into())]);
+    assert_eq!(net.names(1), vec!["after-revoke"]);
+    assert!(net.names(2).is_empty(), "the revoked device got nothing written after its revocation");
+}
+
+#[test]
+fn a_wait_is_answered_when_the_entry_arrives() {
+    let mut net = Net::new(2);
+    let (tx, mut rx) = oneshot::channel();
+    net.cores[1].control(Request::WaitFor { author: hex(1), seq: 1, timeout_ms: 1000 }, tx, net.now);
+    assert!(rx.try_recv().is_err(), "not yet");
+    net.connect(0, 1);
+    net.add(0, "x");
+    net.run();
+    assert_eq!(rx.try_recv().unwrap(), Reply::Reached);
+    let bad = net.control(1, Request::WaitFor { author: "zz".into(), seq: 1, timeout_ms: 1 });
+    assert!(matches!(bad, Reply::Error { .. }));
+}
+
+#[test]
+fn a_failed_write_is_reported_with_its_kind() {
+    let mut net = Net::new(1);
+    let rm = Request::Write { write: WriteRequest::Rm { name: "nothing".into() } };
+    assert!(matches!(net.control(0, rm), Reply::Error { lookup: true, .. }));
+}
+
+#[test]
+fn a_pipe_that_never_completes_the_handshake_is_closed() {
+    let mut net = Net::new(1);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let info = PipeInfo { path: "lan", addr: "silent".into(), dialled: false, target: None };
+    net.cores[0].opened(PipeId(99), info, tx, net.now);
+    assert!(net.cores[0].next_wakeup().is_some());
+    net.cores[0].tick(net.now + HANDSHAKE_TIMEOUT - Duration::from_millis(1));
+    assert!(rx.try_recv().is_err());
+    net.cores[0].tick(net.now + HANDSHAKE_TIMEOUT);
+    assert_eq!(rx.try_recv().unwrap(), Output::Close);
+}
