@@ -161,7 +161,7 @@ impl<'a> Message<'a> {
         }
         let bits = u16::from_be_bytes([bytes[0], bytes[1]]);
         let declared = u16::from_be_bytes([bytes[2], bytes[3]]);
-        if declared % 4 != 0 {
+        if !declared.is_multiple_of(4) {
             return Err(DecodeError::UnalignedLength(declared));
         }
         let actual = bytes.len() - HEADER_LEN;
