@@ -76,10 +76,19 @@ impl Device {
 
     /// Starts `hearth daemon ARGS` and waits for its `listening ws ADDR` line.
     pub fn daemon(&self, args: &[&str]) -> Daemon {
+        self.spawn_daemon(args, Stdio::inherit())
+    }
+
+    /// Like [`Device::daemon`], with the daemon's log (info level) written to `log`.
+    pub fn daemon_logged(&self, args: &[&str], log: &Path) -> Daemon {
+        self.spawn_daemon(args, std::fs::File::create(log).expect("create log").into())
+    }
+
+    fn spawn_daemon(&self, args: &[&str], stderr: Stdio) -> Daemon {
         let mut a = vec!["daemon"];
         a.extend_from_slice(args);
         let mut cmd = self.cmd(&a);
-        cmd.env("RUST_LOG", "hearth_peer=info").stderr(Stdio::inherit());
+        cmd.env("RUST_LOG", "hearth_peer=info").stderr(stderr);
         let mut proc = Proc::spawn(&mut cmd);
         let line = proc.stdout.next().expect("daemon exited before listening").expect("read stdout");
         let addr = line.strip_prefix("listening ws ").unwrap_or_else(|| panic!("unexpected line {line:?}"));

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod device;
+pub mod netns;
 
 use std::io::{BufRead, BufReader, Lines};
 use std::net::SocketAddr;

@@ -209,6 +209,7 @@ impl Node {
 
     fn start_dials(&mut self, now: Instant) {
         for (target, addrs) in self.core.tick(now) {
+            tracing::info!(?addrs, "dialling");
             tokio::spawn(ws::dial(target, addrs, self.ids.clone(), self.to_node.clone()));
         }
     }

@@ -1,0 +1,136 @@
+//! Test networks made of Linux network namespaces: hosts, LANs (a bridge in a namespace of its
+//! own), veth cables between them. Every namespace is removed when the [`Lab`] is dropped, also
+//! when the test fails. Hosts have no route anywhere but their own LANs.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Runs `ip ARGS`, panicking with its stderr on failure.
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+}
+
+/// Runs `CMD ARGS` inside namespace `ns`, panicking on failure; its stdout.
+pub fn exec(ns: &str, cmd: &str, args: &[&str]) -> String {
+    let out = Command::new("ip").args(["netns", "exec", ns, cmd]).args(args).output().expect("run ip netns exec");
+    assert!(out.status.success(), "{cmd} {} in {ns}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// True when this process may create namespaces (root with `ip`). Tests that need them fail
+/// without it, unless `HEARTH_SKIP_NETNS=1` says this machine cannot run them.
+pub fn available() -> bool {
+    let ok = Command::new("ip").args(["netns", "list"]).output().is_ok_and(|o| o.status.success())
+        && Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    assert!(
+        ok || std::env::var_os("HEARTH_SKIP_NETNS").is_some(),
+        "network-namespace tests need root and iproute2 (set HEARTH_SKIP_NETNS=1 to skip them)"
+    );
+    ok
+}
+
+/// One test network.
+pub struct Lab {
+    id: String,
+    namespaces: Vec<String>,
+    cables: u32,
+}
+
+/// A LAN: a bridge inside its own namespace, and the subnet number `n` of its addresses
+/// (`10.77.n.0/24` and `fd77:0:0:n::/64`).
+#[derive(Debug, Clone)]
+pub struct Lan {
+    ns: String,
+    n: u8,
+}
+
+/// Where a host is plugged into a LAN.
+#[derive(Debug, Clone)]
+pub struct Port {
+    /// The switch-side interface (cut and heal act on it).
+    switch_if: String,
+    switch_ns: String,
+    /// The host's IPv4 address on the LAN.
+    pub v4: String,
+    /// The host's IPv6 address on the LAN.
+    pub v6: String,
+    /// The host-side interface name.
+    pub host_if: String,
+}
+
+impl Lab {
+    /// A new, empty lab with a process-unique name prefix.
+    pub fn new() -> Self {
+        let id = format!("h{}x{}", std::process::id() % 100_000, NEXT.fetch_add(1, Ordering::Relaxed));
+        Self { id, namespaces: Vec::new(), cables: 0 }
+    }
+
+    fn add_ns(&mut self, name: &str) -> String {
+        let ns = format!("{}{name}", self.id);
+        ip(&["netns", "add", &ns]);
+        self.namespaces.push(ns.clone());
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// A host (a namespace with only loopback so far); returns its namespace name.
+    pub fn host(&mut self, name: &str) -> String {
+        self.add_ns(name)
+    }
+
+    /// A LAN numbered `n` (1..=250).
+    pub fn lan(&mut self, n: u8) -> Lan {
+        let ns = self.add_ns(&format!("sw{n}"));
+        ip(&["-n", &ns, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"]);
+        ip(&["-n", &ns, "link", "set", "br0", "up"]);
+        Lan { ns, n }
+    }
+
+    /// Plugs `host` into `lan` as address `.{m}`.
+    pub fn plug(&mut self, host: &str, lan: &Lan, m: u8) -> Port {
+        self.cables += 1;
+        let (a, b) = (format!("{}c{}a", self.id, self.cables), format!("{}c{}b", self.id, self.cables));
+        ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
+        ip(&["link", "set", &a, "netns", host]);
+        ip(&["link", "set", &b, "netns", &lan.ns]);
+        let host_if = format!("eth{}", lan.n);
+        let (v4, v6) = (format!("10.77.{}.{m}", lan.n), format!("fd77:0:0:{}::{m}", lan.n));
+        ip(&["-n", host, "link", "set", &a, "name", &host_if]);
+        ip(&["-n", host, "addr", "add", &format!("{v4}/24"), "dev", &host_if]);
+        ip(&["-n", host, "addr", "add", &format!("{v6}/64"), "dev", &host_if, "nodad"]);
+        ip(&["-n", host, "link", "set", &host_if, "up"]);
+        // mDNS needs a multicast route; one per interface, told apart by metric.
+        ip(&["-n", host, "route", "add", "224.0.0.0/4", "dev", &host_if, "metric", &lan.n.to_string()]);
+        ip(&["-n", &lan.ns, "link", "set", &b, "master", "br0"]);
+        ip(&["-n", &lan.ns, "link", "set", &b, "up"]);
+        Port { switch_if: b, switch_ns: lan.ns.clone(), v4, v6, host_if }
+    }
+
+    /// Unplugs a port (the link goes down on the switch side; the host keeps its address).
+    pub fn cut(&self, port: &Port) {
+        ip(&["-n", &port.switch_ns, "link", "set", &port.switch_if, "down"]);
+    }
+
+    /// Plugs a cut port back in.
+    pub fn heal(&self, port: &Port) {
+        ip(&["-n", &port.switch_ns, "link", "set", &port.switch_if, "up"]);
+    }
+}
+
+impl Default for Lab {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Processes inside are killed by their own guards first (declare the Lab before them).
+        for ns in self.namespaces.drain(..).rev() {
+            let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+        }
+    }
+}
