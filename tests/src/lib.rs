@@ -11,17 +11,20 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 /// The path of a workspace binary (`hearth`, `hearth-stun`, ...) in the target directory that
-/// holds this test executable. The test command builds the binaries before running tests.
+/// holds this executable: beside it (a benchmark in `target/<profile>/`) or one level up (a
+/// test in `target/<profile>/deps/`). The test command builds the binaries before running tests.
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)",
-        path.display()
-    );
+    let exe = std::env::current_exe().expect("executable path");
+    let here = exe.parent().expect("target dir");
+    let path = [here.join(name), here.parent().map(|d| d.join(name)).unwrap_or_default()]
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is missing beside {}: run `cargo build --workspace --bins` first (scripts/test does)",
+                exe.display()
+            )
+        });
     path
 }
 

@@ -1,0 +1,109 @@
+//! `hearth-lan-bench`: LAN sync between `hearth daemon`s in network namespaces, and what a
+//! family would use instead on a LAN (Syncthing) in the same namespaces, side by side.
+//!
+//! Topology: A —lan1— B —lan2— C (C reaches A only through B). Measured: an edit on A until
+//! B (and C) hold it; the initial sync of the sync bench's 10,000-item vault to an empty
+//! device; the same two for Syncthing between A and B (a one-line file change with a rescan
+//! of that file requested through its API, and the initial transfer of the same records as
+//! 10,000 files). Needs root (it creates the namespaces, and removes them at the end).
+
+mod lan_hearth;
+mod lan_syncthing;
+mod workload;
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use hearth_e2e::netns::{self, Lab};
+
+/// LAN sync: Hearth daemons vs Syncthing, in network namespaces.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Items in the vault (files for Syncthing).
+    #[arg(long, default_value_t = 10_000)]
+    items: usize,
+    /// Edits timed per latency measurement.
+    #[arg(long, default_value_t = 200)]
+    edits: usize,
+    /// Initial-sync repetitions for Hearth (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Skip the Syncthing side.
+    #[arg(long)]
+    no_syncthing: bool,
+}
+
+/// The lab's hosts: namespace names and addresses.
+pub(crate) struct Hosts {
+    pub(crate) a: String,
+    pub(crate) b: String,
+    pub(crate) c: String,
+    pub(crate) a_ip: String,
+    pub(crate) b_ip: String,
+    pub(crate) b_ip_lan2: String,
+}
+
+fn pct(v: &[Duration], p: f64) -> f64 {
+    let mut s: Vec<f64> = v.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    s[((s.len() - 1) as f64 * p).round() as usize]
+}
+
+fn in_memory_full_sync_ms(items: usize) -> anyhow::Result<f64> {
+    let out = Command::new(hearth_e2e::bin("hearth-sync-bench"))
+        .args(["--side", "hearth", "--items", &items.to_string(), "--edits", "1", "--reps", "3"])
+        .output()
+        .context("running hearth-sync-bench")?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("hearth-sync-bench output")?;
+    Ok(v["full_ms"].as_f64().unwrap_or(f64::NAN))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    netns::available();
+    let mut lab = Lab::new();
+    let (lan1, lan2) = (lab.lan(1), lab.lan(2));
+    let (a, b, c) = (lab.host("a"), lab.host("b"), lab.host("c"));
+    let pa = lab.plug(&a, &lan1, 10);
+    let pb = lab.plug(&b, &lan1, 11);
+    let pb2 = lab.plug(&b, &lan2, 11);
+    lab.plug(&c, &lan2, 12);
+    let hosts = Hosts { a, b, c, a_ip: pa.v4, b_ip: pb.v4, b_ip_lan2: pb2.v4 };
+
+    let h = lan_hearth::run(&hosts, args.items, args.reps, args.edits)?;
+    let st = if args.no_syncthing { None } else { Some(lan_syncthing::run(&hosts, args.items, args.edits)?) };
+    let mem = in_memory_full_sync_ms(args.items)?;
+
+    println!(
+        "hearth-lan-bench: {} items, A -lan1- B -lan2- C in network namespaces (veth + bridge), {} edits per latency row",
+        args.items, args.edits
+    );
+    let st_name = st.as_ref().map_or("syncthing".to_owned(), |s| format!("syncthing {}", s.version));
+    println!("{:<44} {:>12} {:>16} {:>9}", "", "hearth", st_name, "ratio");
+    let row = |label: &str, x: f64, y: Option<f64>| match y {
+        Some(y) => println!("{label:<44} {x:>10.2}ms {y:>14.2}ms {:>9.3}", x / y),
+        None => println!("{label:<44} {x:>10.2}ms {:>16} {:>9}", "-", "-"),
+    };
+    let stb = st.as_ref().map(|s| &s.to_b);
+    row("edit on A -> visible on B, p50", pct(&h.to_b, 0.5), stb.map(|v| pct(v, 0.5)));
+    row("edit on A -> visible on B, p99", pct(&h.to_b, 0.99), stb.map(|v| pct(v, 0.99)));
+    row("edit on A -> visible on C via B, p50", pct(&h.to_c, 0.5), None);
+    row("edit on A -> visible on C via B, p99", pct(&h.to_c, 0.99), None);
+    row("`hearth edit` process on A -> B, p50", pct(&h.cli_to_b, 0.5), None);
+    row("`hearth edit` process on A -> B, p99", pct(&h.cli_to_b, 0.99), None);
+    let init = pct(&h.initial, 0.5);
+    row(
+        &format!("initial sync of {} items to B", args.items),
+        init,
+        st.as_ref().map(|s| s.initial.as_secs_f64() * 1000.0),
+    );
+    row(&format!("  same, in memory (hearth-sync-bench)"), mem, None);
+    println!("targets: B p50 < 10 ms, p99 < 50 ms; initial sync < 500 ms");
+    Ok(())
+}
