@@ -103,7 +103,7 @@ fn main() -> anyhow::Result<()> {
         init,
         st.as_ref().map(|s| s.initial.as_secs_f64() * 1000.0),
     );
-    row(&format!("  same, in memory (hearth-sync-bench)"), mem, None);
+    row("  same, in memory (hearth-sync-bench)", mem, None);
     println!("targets: B p50 < 10 ms, p99 < 50 ms; initial sync < 500 ms");
     Ok(())
 }
