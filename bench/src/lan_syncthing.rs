@@ -123,6 +123,8 @@ fn start(dir: &Path, name: &str, ns: &str, ip: &str) -> anyhow::Result<(Instance
         .arg(format!("--gui-address=unix://{}", sock.display()))
         .arg(format!("--gui-apikey={KEY}"))
         .env("STNOUPGRADE", "1")
+        // Run syncthing itself, not its monitor process (which would outlive a kill of the child).
+        .env("STMONITORED", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
