@@ -30,7 +30,7 @@ pub struct Enrollment {
 }
 
 /// A device removed from the vault. Entries it wrote up to `last_seq` stay valid (they were
-/// already accepted by the revoking device); any later entry is rejected everywhere.
+/// already accepted by the revoking device); any later entry is void everywhere.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revocation {
     /// The vault.
@@ -39,6 +39,10 @@ pub struct Revocation {
     pub device_id: DeviceId,
     /// Highest seq of the device's log that remains valid.
     pub last_seq: u64,
+    /// Hash of the device's entry at `last_seq` as the revoker holds it (all zero for 0):
+    /// the root key vouches for the kept prefix, so it verifies even where the device's own
+    /// head signature covered only entries that are now void.
+    pub last_hash: [u8; 32],
     /// When (ms since the Unix epoch; informational).
     pub at_ms: u64,
 }
@@ -145,8 +149,9 @@ impl Membership {
             MembershipBody::Revoke(r) => {
                 // Two revocations of one device: the stricter (lower) cut-off wins, so the
                 // result does not depend on the order they arrive in.
+                // (Equal cut-offs with different hashes: the lower hash, for the same reason.)
                 match self.revoked.get(&r.device_id) {
-                    Some(old) if old.last_seq <= r.last_seq => return Ok(false),
+                    Some(old) if (old.last_seq, old.last_hash) <= (r.last_seq, r.last_hash) => return Ok(false),
                     _ => {
                         self.revoked.insert(r.device_id, r.clone());
                     }
@@ -177,6 +182,16 @@ impl Membership {
             return Err(MembershipError::Revoked(e.device_id));
         }
         Ok(e)
+    }
+
+    /// The revocation in force for `device` (the lowest cut-off), if any.
+    pub fn revocation(&self, device: DeviceId) -> Option<&Revocation> {
+        self.revoked.get(&device)
+    }
+
+    /// Every revocation in force.
+    pub fn revocations(&self) -> impl Iterator<Item = &Revocation> {
+        self.revoked.values()
     }
 
     /// True when `device` has been revoked.

@@ -317,7 +317,7 @@ async fn revoked_devices_are_removed_and_cannot_rejoin() {
     let vault_id = hearth_proto::vault_id_of(&root.verifying_key());
     let rec = MembershipRecord::sign(
         &root,
-        MembershipBody::Revoke(Revocation { vault_id, device_id: b.device, last_seq: 0, at_ms: 0 }),
+        MembershipBody::Revoke(Revocation { vault_id, device_id: b.device, last_seq: 0, last_hash: [0; 32], at_ms: 0 }),
     );
     a.revoke(&rec).await.unwrap();
     loop {

@@ -212,7 +212,7 @@ impl Session {
     pub fn is_caught_up<S: LogStore>(&self, replica: &Replica<S>) -> bool {
         self.is_live()
             && self.unacked == 0
-            && self.cursor >= replica.len()
+            && self.cursor >= replica.log_end()
             && self.remote_hello_vv.le(replica.version())
     }
 
@@ -359,6 +359,13 @@ impl Session {
     /// The next message for the pipe. Once live, this also produces batches of entries the
     /// peer lacks (within the flow-control window) and new membership records.
     pub fn poll_transmit<S: LogStore>(&mut self, replica: &Replica<S>) -> Option<Vec<u8>> {
+        // A peer revoked meanwhile (here or by a record that just arrived) gets nothing more,
+        // not even what was already queued.
+        if self.remote.is_some_and(|d| replica.membership().is_revoked(d)) {
+            self.phase = Phase::Dead;
+            self.outbox.clear();
+            return None;
+        }
         if let Some(m) = self.outbox.pop_front() {
             return Some(m);
         }
@@ -373,7 +380,7 @@ impl Session {
                 return None;
             }
         }
-        while self.unacked < self.config.window && self.cursor < replica.len() {
+        while self.unacked < self.config.window && self.cursor < replica.log_end() {
             let b = replica.batch_for(&self.remote_vv, &mut self.cursor, self.config.batch_bytes);
             if b.is_empty() {
                 continue;

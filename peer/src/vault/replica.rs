@@ -4,6 +4,14 @@
 //! [`Batch`]; [`Replica::receive`] verifies all of it (membership, contiguity, causal
 //! order, hash chain up to a signed head, seal) before one atomic commit, so a bad batch
 //! stores nothing. Any replica can forward any author's entries unchanged: that is the mesh.
+//!
+//! Revocation converges: entries of a revoked device beyond the lowest cut-off are *void* on
+//! every replica. Learning a revocation moves them out of the log (kept sealed in the store's
+//! void list, so the user can still see what they said) and recomputes the state; void
+//! entries arriving later are verified and dropped without refusing the rest of the batch;
+//! a dependency on a void entry counts as satisfied. The revocation carries the hash of the
+//! kept prefix's last entry, signed by the root, which authenticates that prefix wherever the
+//! device's own head signature covered only entries that are now void.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,7 +27,7 @@ use crate::identity::{
     DeviceKeys, Enrollment, Membership, MembershipBody, MembershipError, MembershipRecord, Revocation, VaultKeys,
     VaultSecret,
 };
-use crate::ids::{DeviceId, VaultId};
+use crate::ids::{DeviceId, ItemId, VaultId};
 
 /// One entry on the wire: the header fields a receiver cannot recompute, plus the payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +124,27 @@ pub struct Received {
     pub new: usize,
     /// Entries skipped because they were already held.
     pub duplicates: usize,
+    /// Entries of a revoked device beyond its cut-off: verified, then dropped.
+    pub void: usize,
+}
+
+/// What a voided entry had said, for the user to see and re-apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoidValue {
+    /// The revoked author.
+    pub author: DeviceId,
+    /// Its seq.
+    pub seq: u64,
+    /// When it was written.
+    pub hlc: Hlc,
+    /// The item it touched.
+    pub item: ItemId,
+    /// The name it set, if any.
+    pub name: Option<String>,
+    /// The fields it set (`None` removed the field).
+    pub fields: Vec<(String, Option<String>)>,
+    /// True when it deleted the item.
+    pub deleted: bool,
 }
 
 /// A device's replica of the vault over a [`LogStore`].
@@ -124,8 +153,13 @@ pub struct Replica<S: LogStore> {
     device: DeviceKeys,
     membership: Membership,
     store: S,
-    /// Entries in commit order (a causal order): what this replica can forward.
+    /// Entries in commit order (a causal order): what this replica can forward. Positions
+    /// never move (sessions keep cursors into it); voided entries are only marked in `dead`.
     log: Vec<StoredEntry>,
+    /// `dead[i]`: `log[i]` was voided by a revocation.
+    dead: Vec<bool>,
+    /// Number of `true`s in `dead`.
+    n_dead: usize,
     /// (author, seq) → index in `log`.
     index: HashMap<(DeviceId, u64), usize>,
     /// Highest contiguous seq per author.
@@ -157,6 +191,8 @@ impl<S: LogStore> Replica<S> {
             membership,
             store,
             log: Vec::new(),
+            dead: Vec::new(),
+            n_dead: 0,
             index: HashMap::new(),
             vv: VersionVector::default(),
             state: VaultState::default(),
@@ -173,12 +209,18 @@ impl<S: LogStore> Replica<S> {
             r.apply_local(se.clone(), &op);
             last_head.insert(h.author, se);
         }
-        // One signature per author authenticates the whole stored chain.
+        // One signature per author authenticates the whole stored chain (or, for a revoked
+        // author's kept prefix, the root-signed hash in its revocation).
         for (author, se) in last_head {
+            if r.vouched(se) {
+                continue;
+            }
             let head = r.signed_head(se).ok_or(ReplicaError::Damaged(author, se.entry.header.seq))?;
             let pk = r.membership.author(author, 0).map(|e| e.sign_pk).map_err(|_| ReplicaError::Damaged(author, 0))?;
             head.verify(r.keys.vault_id, &pk)?;
         }
+        // A crash between storing a revocation and voiding is finished here.
+        r.void_revoked()?;
         Ok(r)
     }
 
@@ -201,6 +243,79 @@ impl<S: LogStore> Replica<S> {
         self.vv.set(h.author, h.seq);
         self.index.insert((h.author, h.seq), self.log.len());
         self.log.push(se);
+        self.dead.push(false);
+    }
+
+    /// True when `se` is the last kept entry of a revoked author and the revocation's
+    /// root-signed hash vouches for it.
+    fn vouched(&self, se: &StoredEntry) -> bool {
+        let h = &se.entry.header;
+        self.membership.revocation(h.author).is_some_and(|r| r.last_seq == h.seq && r.last_hash == se.hash)
+    }
+
+    /// `deps` with every revoked author's component capped at its cut-off: a dependency on a
+    /// void entry counts as satisfied.
+    fn effective_deps(&self, deps: &VersionVector) -> VersionVector {
+        let mut out = deps.clone();
+        for r in self.membership.revocations() {
+            if out.get(r.device_id) > r.last_seq {
+                out.set(r.device_id, r.last_seq);
+            }
+        }
+        out
+    }
+
+    /// Voids every held entry beyond its author's revocation cut-off; returns how many.
+    fn void_revoked(&mut self) -> Result<usize, ReplicaError> {
+        let cuts: Vec<(DeviceId, u64)> = self
+            .membership
+            .revocations()
+            .filter(|r| self.vv.get(r.device_id) > r.last_seq)
+            .map(|r| (r.device_id, r.last_seq))
+            .collect();
+        let mut n = 0;
+        for (author, after) in cuts {
+            self.store.void(author, after)?;
+            for seq in after + 1..=self.vv.get(author) {
+                if let Some(i) = self.index.remove(&(author, seq)) {
+                    self.dead[i] = true;
+                    n += 1;
+                }
+            }
+            self.vv.set(author, after);
+        }
+        if n > 0 {
+            self.n_dead += n;
+            self.rebuild_state()?;
+        }
+        Ok(n)
+    }
+
+    /// Recomputes the merged state from the live entries (after a void).
+    fn rebuild_state(&mut self) -> Result<(), ReplicaError> {
+        let mut state = VaultState::default();
+        for (se, dead) in self.log.iter().zip(&self.dead) {
+            if !*dead {
+                let h = &se.entry.header;
+                state.apply(h.author, h.seq, h.hlc, &h.deps, &se.entry.unseal(&self.keys.content)?);
+            }
+        }
+        self.state = state;
+        Ok(())
+    }
+
+    /// What every voided entry had said (unsealed on demand; the store keeps them sealed).
+    pub fn voided_values(&self) -> Result<Vec<VoidValue>, ReplicaError> {
+        let mut out = Vec::new();
+        for se in self.store.load_voided()? {
+            let h = &se.entry.header;
+            let (item, name, fields, deleted) = match se.entry.unseal(&self.keys.content)? {
+                Op::Put { item, name, fields } => (item, name, fields, false),
+                Op::Delete { item } => (item, None, Vec::new(), true),
+            };
+            out.push(VoidValue { author: h.author, seq: h.seq, hlc: h.hlc, item, name, fields, deleted });
+        }
+        Ok(out)
     }
 
     /// Signs and stores this device's enrolment (idempotent).
@@ -231,6 +346,7 @@ impl<S: LogStore> Replica<S> {
                 vault_id: self.keys.vault_id,
                 device_id: device,
                 last_seq: self.vv.get(device),
+                last_hash: self.last_hash(device),
                 at_ms: now_ms,
             }),
         );
@@ -249,6 +365,7 @@ impl<S: LogStore> Replica<S> {
         if !new.is_empty() {
             self.store.commit(&[], &new)?;
             self.membership = next;
+            self.void_revoked()?;
         }
         Ok(())
     }
@@ -312,10 +429,10 @@ impl<S: LogStore> Replica<S> {
         let mut last_sig: BTreeMap<u16, Signature> = BTreeMap::new();
         let mut size = 0usize;
         while *cursor < self.log.len() && (size < budget || !open.is_empty()) {
-            let se = &self.log[*cursor];
+            let (se, dead) = (&self.log[*cursor], self.dead[*cursor]);
             *cursor += 1;
             let h = &se.entry.header;
-            if h.seq <= remote.get(h.author) {
+            if dead || h.seq <= remote.get(h.author) {
                 continue;
             }
             let idx = *author_idx.entry(h.author).or_insert_with(|| {
@@ -331,6 +448,12 @@ impl<S: LogStore> Replica<S> {
                 sealed: se.entry.sealed.clone(),
             });
             match se.head {
+                _ if self.vouched(se) => {
+                    // The run ends at the revocation's root-signed hash: no head signature,
+                    // and an earlier one would not cover the run's end.
+                    open.remove(&idx);
+                    last_sig.remove(&idx);
+                }
                 Some(sig) => {
                     open.remove(&idx);
                     last_sig.insert(idx, sig);
@@ -344,16 +467,18 @@ impl<S: LogStore> Replica<S> {
         b
     }
 
-    /// Verifies a batch completely, then commits and applies it atomically.
+    /// Verifies a batch completely, then commits and applies it atomically. Entries of a
+    /// revoked author beyond its cut-off are verified like the rest, then dropped (void).
     pub fn receive(&mut self, batch: &Batch) -> Result<Received, ReplicaError> {
         let vault = self.keys.vault_id;
+        // Chain position per author, void entries of this batch included.
         let mut vv = self.vv.clone();
         let mut last_hash: HashMap<DeviceId, [u8; 32]> = HashMap::new();
-        let mut fresh: Vec<(StoredEntry, Option<Op>)> = Vec::new();
+        let mut fresh: Vec<(StoredEntry, bool)> = Vec::new();
         let mut out = Received::default();
         for we in &batch.entries {
             let author = *batch.authors.get(usize::from(we.author)).ok_or(ReplicaError::BadAuthorIndex(we.author))?;
-            self.membership.author(author, we.seq)?;
+            self.membership.author(author, 0)?;
             let have = vv.get(author);
             if we.seq <= have {
                 out.duplicates += 1;
@@ -362,7 +487,7 @@ impl<S: LogStore> Replica<S> {
             if we.seq != have + 1 {
                 return Err(ReplicaError::Gap { author, have, got: we.seq });
             }
-            if we.deps.get(author) != 0 || !we.deps.le(&vv) {
+            if we.deps.get(author) != 0 || !self.effective_deps(&we.deps).le(&vv) {
                 return Err(ReplicaError::CausalGap { author, seq: we.seq });
             }
             let prev = match last_hash.get(&author) {
@@ -374,34 +499,45 @@ impl<S: LogStore> Replica<S> {
             let hash = entry.hash();
             last_hash.insert(author, hash);
             vv.set(author, we.seq);
-            fresh.push((StoredEntry { entry, hash, head: None }, None));
+            let void = self.membership.revocation(author).is_some_and(|r| we.seq > r.last_seq);
+            fresh.push((StoredEntry { entry, hash, head: None }, void));
         }
-        // One signature per author covers its whole run through the hash chain.
+        // One signature per author covers its whole run through the hash chain; a run that
+        // ends exactly at a revocation's cut-off may instead match its root-signed hash.
         for (author, hash) in &last_hash {
+            let seq = vv.get(*author);
             let idx = batch.authors.iter().position(|a| a == author).map(|i| i as u16);
-            let sig = batch
-                .heads
-                .iter()
-                .find(|(i, _)| Some(*i) == idx)
-                .map(|(_, s)| *s)
-                .ok_or(ReplicaError::MissingHead(*author))?;
-            let head = SignedHead { author: *author, seq: vv.get(*author), hash: *hash, sig };
-            let pk = self.membership.author(*author, head.seq)?.sign_pk;
-            head.verify(vault, &pk)?;
-            if let Some(last) = fresh.iter_mut().rev().find(|(se, _)| se.entry.header.author == *author) {
-                last.0.head = Some(sig);
+            let sig = batch.heads.iter().find(|(i, _)| Some(*i) == idx).map(|(_, s)| *s);
+            match sig {
+                Some(sig) => {
+                    let head = SignedHead { author: *author, seq, hash: *hash, sig };
+                    head.verify(vault, &self.membership.author(*author, 0)?.sign_pk)?;
+                    if let Some(last) = fresh.iter_mut().rev().find(|(se, _)| se.entry.header.author == *author) {
+                        if !last.1 {
+                            last.0.head = Some(sig);
+                        }
+                    }
+                }
+                None => match self.membership.revocation(*author) {
+                    Some(r) if r.last_seq == seq && r.last_hash == *hash => {}
+                    _ => return Err(ReplicaError::MissingHead(*author)),
+                },
             }
         }
-        for (se, op) in fresh.iter_mut() {
-            *op = Some(se.entry.unseal(&self.keys.content)?);
-        }
-        let entries: Vec<StoredEntry> = fresh.iter().map(|(se, _)| se.clone()).collect();
-        self.store.commit(&entries, &[])?;
-        out.new = fresh.len();
-        for (se, op) in fresh {
-            if let Some(op) = op {
-                self.apply_local(se, &op);
+        let mut kept = Vec::new();
+        let mut ops = Vec::new();
+        for (se, void) in fresh {
+            if void {
+                out.void += 1;
+            } else {
+                ops.push(se.entry.unseal(&self.keys.content)?);
+                kept.push(se);
             }
+        }
+        self.store.commit(&kept, &[])?;
+        out.new = kept.len();
+        for (se, op) in kept.into_iter().zip(ops) {
+            self.apply_local(se, &op);
         }
         Ok(out)
     }
@@ -441,14 +577,20 @@ impl<S: LogStore> Replica<S> {
         self.keys.vault_id
     }
 
-    /// Number of entries held.
+    /// Number of entries held (voided ones not counted).
     pub fn len(&self) -> usize {
-        self.log.len()
+        self.log.len() - self.n_dead
     }
 
     /// True when no entry is held.
     pub fn is_empty(&self) -> bool {
-        self.log.is_empty()
+        self.len() == 0
+    }
+
+    /// One past the last log position (voided positions included): where a sync cursor that
+    /// has offered everything stands.
+    pub fn log_end(&self) -> usize {
+        self.log.len()
     }
 
     /// The underlying store.

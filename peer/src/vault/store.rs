@@ -12,6 +12,7 @@ use ed25519_dalek::Signature;
 
 use super::entry::Entry;
 use crate::identity::MembershipRecord;
+use crate::ids::DeviceId;
 
 /// An entry, its hash, and the author's head signature at exactly this entry when known.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -51,6 +52,11 @@ pub trait LogStore {
     fn load_snapshot(&self) -> Result<(Vec<MembershipRecord>, Vec<StoredEntry>), StoreError> {
         Ok((self.load_membership()?, self.load_entries()?))
     }
+    /// Moves the entries of `author` beyond seq `after` out of the log into the void list
+    /// (they stay sealed, so the user can still see and re-apply what they said), atomically.
+    fn void(&mut self, author: DeviceId, after: u64) -> Result<(), StoreError>;
+    /// Every voided entry, in the order it was voided.
+    fn load_voided(&self) -> Result<Vec<StoredEntry>, StoreError>;
     /// A small metadata value.
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Sets a small metadata value.
@@ -61,6 +67,7 @@ pub trait LogStore {
 #[derive(Debug, Default, Clone)]
 pub struct MemStore {
     entries: Vec<StoredEntry>,
+    voided: Vec<StoredEntry>,
     membership: Vec<MembershipRecord>,
     meta: std::collections::BTreeMap<String, Vec<u8>>,
 }
@@ -76,6 +83,17 @@ impl LogStore for MemStore {
     }
     fn load_membership(&self) -> Result<Vec<MembershipRecord>, StoreError> {
         Ok(self.membership.clone())
+    }
+    fn void(&mut self, author: DeviceId, after: u64) -> Result<(), StoreError> {
+        let (gone, kept) = std::mem::take(&mut self.entries)
+            .into_iter()
+            .partition(|e| e.entry.header.author == author && e.entry.header.seq > after);
+        self.entries = kept;
+        self.voided.extend::<Vec<StoredEntry>>(gone);
+        Ok(())
+    }
+    fn load_voided(&self) -> Result<Vec<StoredEntry>, StoreError> {
+        Ok(self.voided.clone())
     }
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.meta.get(key).cloned())
@@ -118,6 +136,7 @@ impl SqliteStore {
                  UNIQUE (author, seq)
              );
              CREATE TABLE IF NOT EXISTS membership (id INTEGER PRIMARY KEY, record BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS voided (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);",
         )?;
         Ok(Self { conn })
@@ -166,6 +185,19 @@ impl LogStore for SqliteStore {
 
     fn load_membership(&self) -> Result<Vec<MembershipRecord>, StoreError> {
         self.load_all("SELECT record FROM membership ORDER BY id")
+    }
+
+    fn void(&mut self, author: DeviceId, after: u64) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        let args = params![&author.0[..], after as i64];
+        tx.execute("INSERT INTO voided (body) SELECT body FROM entries WHERE author = ?1 AND seq > ?2 ORDER BY id", args)?;
+        tx.execute("DELETE FROM entries WHERE author = ?1 AND seq > ?2", args)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn load_voided(&self) -> Result<Vec<StoredEntry>, StoreError> {
+        self.load_all("SELECT body FROM voided ORDER BY id")
     }
 
     fn load_snapshot(&self) -> Result<(Vec<MembershipRecord>, Vec<StoredEntry>), StoreError> {

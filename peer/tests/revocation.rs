@@ -1,0 +1,132 @@
+//! Revocation converges: entries of a revoked device beyond the lowest cut-off are void on
+//! every device, whatever each had accepted before the revocation reached it; other devices'
+//! later edits that depend on void entries are accepted everywhere; the void values stay
+//! listed; a live session with a revoked device sends it nothing more.
+
+mod common;
+
+use common::{put, set, sync_one_way, sync_pair, vault};
+use hearth_peer::ids::ItemId;
+use hearth_peer::sync::{run_until_quiet, Role, Session, SessionConfig};
+use hearth_peer::vault::{MemStore, Replica};
+
+const ITEM: ItemId = ItemId([7; 16]);
+
+fn records<S: hearth_peer::vault::LogStore>(r: &Replica<S>) -> Vec<hearth_peer::identity::MembershipRecord> {
+    r.membership().records().to_vec()
+}
+
+/// The review's scenario: d writes and syncs to b; a revokes d knowing none of its entries;
+/// b learns the revocation and writes. Everyone must converge without d's item.
+#[test]
+fn a_revocation_with_a_lower_cut_off_voids_what_others_had_accepted() {
+    let (_, mut r) = vault(3);
+    let (mut a, mut b, mut d) = (r.remove(0), r.remove(0), r.remove(0));
+    d.write(&put(ITEM, "from-d", &[("password", "d-secret")]), 1_000).unwrap();
+    sync_one_way(&d, &mut b);
+    assert_eq!(b.state().visible().count(), 1);
+    a.revoke(d.device_id(), 2_000).unwrap();
+    b.add_membership(records(&a)).unwrap();
+    // b voided d's entry: gone from its state and log, listed as a void value.
+    assert_eq!(b.state().visible().count(), 0);
+    assert_eq!(b.version().get(d.device_id()), 0);
+    let void = b.voided_values().unwrap();
+    assert_eq!(void.len(), 1);
+    assert_eq!(void[0].author, d.device_id());
+    assert_eq!(void[0].name.as_deref(), Some("from-d"));
+    assert_eq!(void[0].fields, vec![("password".to_owned(), Some("d-secret".to_owned()))]);
+    // b writes (its deps still name d's void entry) and a accepts it.
+    b.write(&put(ItemId([8; 16]), "from-b", &[]), 3_000).unwrap();
+    sync_pair(&mut a, &mut b);
+    assert_eq!(a.state().digest(), b.state().digest());
+    assert_eq!(a.len(), b.len());
+    // d's entries are refused (void) on receipt, without refusing the batch.
+    let mut cursor = 0;
+    let batch = d.batch_for(a.version(), &mut cursor, usize::MAX);
+    let got = a.receive(&batch).unwrap();
+    assert_eq!((got.new, got.void), (0, 1));
+    assert_eq!(a.state().digest(), b.state().digest());
+}
+
+/// Two parents revoke one device with different cut-offs; the revocations reach three
+/// devices in different orders; everyone ends with the same log and state.
+#[test]
+fn two_revocations_converge_in_either_order() {
+    let (_, mut r) = vault(4);
+    let (mut a, mut b, mut c, mut d) = (r.remove(0), r.remove(0), r.remove(0), r.remove(0));
+    for i in 0..5u64 {
+        d.write(&set(ITEM, "k", &format!("d{i}")), 1_000 + i).unwrap();
+        if i == 1 {
+            sync_one_way(&d, &mut a);
+        }
+    }
+    sync_one_way(&d, &mut b);
+    sync_one_way(&d, &mut c);
+    a.revoke(d.device_id(), 10_000).unwrap(); // cut-off 2
+    b.revoke(d.device_id(), 10_001).unwrap(); // cut-off 5
+    c.write(&set(ITEM, "k", "c-after-d"), 11_000).unwrap();
+    // c learns b's revocation first, then a's; b the other way round.
+    c.add_membership(records(&b)).unwrap();
+    c.add_membership(records(&a)).unwrap();
+    b.add_membership(records(&a)).unwrap();
+    a.add_membership(records(&b)).unwrap();
+    for _ in 0..2 {
+        sync_pair(&mut a, &mut b);
+        sync_pair(&mut b, &mut c);
+        sync_pair(&mut a, &mut c);
+    }
+    for r in [&a, &b, &c] {
+        assert_eq!(r.version().get(d.device_id()), 2, "the lowest cut-off wins everywhere");
+    }
+    assert_eq!(a.state().digest(), b.state().digest());
+    assert_eq!(a.state().digest(), c.state().digest());
+    assert_eq!(a.version(), c.version());
+    // c's edit depended on d's now-void entries 3..5 and was accepted everywhere.
+    assert_eq!(a.state().items[&ITEM].field_values()["k"], "c-after-d");
+    assert_eq!(b.voided_values().unwrap().len(), 3, "b lists the three values it had");
+}
+
+/// After a revocation reaches it, a session sends the revoked peer nothing more.
+#[test]
+fn a_live_session_with_a_revoked_device_stops_at_once() {
+    let (_, mut r) = vault(2);
+    let (mut a, mut b) = (r.remove(0), r.remove(0));
+    let cfg = SessionConfig::default();
+    let (mut sa, mut sb) = (Session::new(Role::Initiator, &a, cfg).unwrap(), Session::new(Role::Responder, &b, cfg).unwrap());
+    run_until_quiet(&mut sa, &mut a, &mut sb, &mut b).unwrap();
+    assert!(sa.is_live());
+    a.revoke(b.device_id(), 5_000).unwrap();
+    a.write(&put(ITEM, "after-revoke", &[("password", "not-for-b")]), 6_000).unwrap();
+    assert!(sa.poll_transmit(&a).is_none(), "nothing at all goes to a revoked device");
+    assert!(!sa.is_live());
+    assert_eq!(b.state().visible().count(), 0);
+}
+
+/// The void values survive a reopen (they are stored sealed, beside the log).
+#[test]
+fn void_values_survive_a_reopen_of_a_sqlite_home() {
+    use hearth_peer::home::{Home, Protection};
+    use hearth_peer::identity::VaultSecret;
+    use hearth_peer::ids::DeviceId;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = VaultSecret::from_bytes([0x11; 32]);
+    let (_, mut r) = vault(2);
+    let (mut a, mut d) = (r.remove(0), r.remove(0));
+    let home = Home::new(dir.path().join("b"));
+    home.create(&secret, DeviceId([9; 16]), &Protection::KeyFile).unwrap();
+    let mut b = home.open(None).unwrap();
+    b.enroll_self(1).unwrap();
+    b.add_membership(records(&a)).unwrap();
+    b.add_membership(records(&d)).unwrap();
+    d.write(&put(ITEM, "d-item", &[("pin", "4321")]), 1_000).unwrap();
+    sync_one_way(&d, &mut b);
+    a.add_membership(records(&b)).unwrap();
+    a.revoke(d.device_id(), 2_000).unwrap();
+    b.add_membership(records(&a)).unwrap();
+    drop(b);
+    let b = home.open(None).unwrap();
+    assert_eq!(b.state().visible().count(), 0);
+    assert_eq!(b.voided_values().unwrap()[0].fields, vec![("pin".to_owned(), Some("4321".to_owned()))]);
+    let raw = std::fs::read(home.db_path()).unwrap();
+    assert!(!raw.windows(4).any(|w| w == b"4321"), "void values are stored sealed");
+}
