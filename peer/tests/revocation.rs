@@ -92,7 +92,8 @@ fn a_live_session_with_a_revoked_device_stops_at_once() {
     let (_, mut r) = vault(2);
     let (mut a, mut b) = (r.remove(0), r.remove(0));
     let cfg = SessionConfig::default();
-    let (mut sa, mut sb) = (Session::new(Role::Initiator, &a, cfg).unwrap(), Session::new(Role::Responder, &b, cfg).unwrap());
+    let (mut sa, mut sb) =
+        (Session::new(Role::Initiator, &a, cfg).unwrap(), Session::new(Role::Responder, &b, cfg).unwrap());
     run_until_quiet(&mut sa, &mut a, &mut sb, &mut b).unwrap();
     assert!(sa.is_live());
     a.revoke(b.device_id(), 5_000).unwrap();

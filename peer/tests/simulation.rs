@@ -1,11 +1,14 @@
 //! Deterministic partition simulation: N devices, random edits (including concurrent edits
 //! of one field and edit-vs-delete), partitions and heals, pipe faults (loss, duplication,
 //! reordering — each kills the Noise session, which then reconnects), crash-restarts,
-//! clock skew of hours, and line topologies where changes only travel through intermediates.
+//! clock skew of hours, line topologies where changes only travel through intermediates, and
+//! revocations (devices 0 and 1 revoke others, sometimes the same one with different
+//! cut-offs, while the revoked device may still be writing and syncing).
 //!
 //! After the final heal every device must hold the same state (digest), and that state must
 //! equal an independent oracle computed from every acknowledged write: each write is the
-//! current value, a listed conflict, or causally superseded — never lost.
+//! current value, a listed conflict, or causally superseded — never lost — except the writes
+//! of a revoked device beyond the lowest cut-off, which are void on every active device.
 //!
 //! `HEARTH_SIM_SEEDS=N` sets how many seeds run (default 2000); `HEARTH_SIM_SEED=S` runs
 //! exactly one, reproducing a failure printed by a previous run.
@@ -17,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use hearth_peer::identity::VaultSecret;
 use hearth_peer::ids::ItemId;
 use hearth_peer::sync::{Role, Session, SessionConfig};
-use hearth_peer::vault::{Dot, MemStore, Op, Replica, VersionVector};
+use hearth_peer::vault::{Dot, MemStore, Op, Replica, ReplicaError, VersionVector};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -49,6 +52,8 @@ struct Sim {
     writes: Vec<Write>,
     items: Vec<ItemId>,
     faults: bool,
+    /// Revoked device index → the lowest cut-off any revocation of it gave.
+    revoked: BTreeMap<usize, u64>,
     stats: Stats,
 }
 
@@ -61,6 +66,8 @@ struct Stats {
     partitions: usize,
     conflicts_at_end: usize,
     line_topologies: usize,
+    revocations: usize,
+    void_writes: usize,
 }
 
 const FIELDS: [&str; 3] = ["username", "password", "url"];
@@ -84,6 +91,7 @@ impl Sim {
             writes: Vec::new(),
             items: Vec::new(),
             faults: true,
+            revoked: BTreeMap::new(),
             stats: Stats::default(),
         }
     }
@@ -121,8 +129,39 @@ impl Sim {
         let mut deps = self.devices[d].version().clone();
         deps.set(me, 0);
         let wall = self.wall(d);
-        let seq = self.devices[d].write(&op, wall).expect("local write");
-        self.writes.push(Write { dot: Dot { device: me, seq }, deps, op });
+        match self.devices[d].write(&op, wall) {
+            Ok(seq) => self.writes.push(Write { dot: Dot { device: me, seq }, deps, op }),
+            // A revoked device that has learnt so cannot write any more.
+            Err(ReplicaError::NotActive) if self.revoked.contains_key(&d) => {}
+            Err(e) => panic!("local write: {e}"),
+        }
+    }
+
+    /// Device 0 or 1 revokes a device of index ≥ 2 (at least two devices stay active).
+    fn revoke(&mut self) {
+        let n = self.devices.len();
+        let v = self.rng.gen_range(2..n);
+        if !self.revoked.contains_key(&v) && n - self.revoked.len() <= 2 {
+            return;
+        }
+        let r = self.rng.gen_range(0..2);
+        let victim = self.devices[v].device_id();
+        let cut = self.devices[r].version().get(victim);
+        let wall = self.wall(r);
+        self.devices[r].revoke(victim, wall).expect("revoke");
+        let e = self.revoked.entry(v).or_insert(cut);
+        *e = (*e).min(cut);
+        self.stats.revocations += 1;
+    }
+
+    fn active(&self) -> impl Iterator<Item = &Replica<MemStore>> {
+        self.devices.iter().enumerate().filter(|(i, _)| !self.revoked.contains_key(i)).map(|(_, d)| d)
+    }
+
+    /// True when `w` is void: its author is revoked with a lower cut-off.
+    fn is_void(&self, w: &Write) -> bool {
+        let i = self.devices.iter().position(|d| d.device_id() == w.dot.device);
+        i.and_then(|i| self.revoked.get(&i)).is_some_and(|cut| w.dot.seq > *cut)
     }
 
     fn connect(&mut self, a: usize, b: usize) {
@@ -230,11 +269,12 @@ impl Sim {
                 self.links.retain(|l| group[l.ends[0]] == group[l.ends[1]]);
             }
             95..=97 => self.group.iter_mut().for_each(|g| *g = 0),
-            98..=99 => {
+            98 => {
                 let d = self.rng.gen_range(0..n);
                 self.stats.crashes += 1;
                 self.crash(d);
             }
+            99 => self.revoke(),
             _ => {} // a network step with no link to act on
         }
     }
@@ -246,9 +286,12 @@ impl Sim {
         let n = self.devices.len();
         for _round in 0..(2 * n + 4) {
             self.links.clear();
-            for a in 0..n {
-                for b in a + 1..n {
-                    if self.allowed(a, b) {
+            // Revoked devices are cut off (active devices refuse them); in a line, their
+            // neighbours are linked to each other instead.
+            let active: Vec<usize> = (0..n).filter(|i| !self.revoked.contains_key(i)).collect();
+            for (i, &a) in active.iter().enumerate() {
+                for &b in &active[i + 1..] {
+                    if !self.line || active.get(i + 1) == Some(&b) {
                         self.connect(a, b);
                     }
                 }
@@ -269,20 +312,30 @@ impl Sim {
                 }
             }
             let d0 = self.devices[0].state().digest();
-            if self.devices.iter().all(|d| d.state().digest() == d0)
-                && self.devices.iter().all(|d| d.len() == self.writes.len())
+            let live = self.writes.iter().filter(|w| !self.is_void(w)).count();
+            if self
+                .active()
+                .all(|d| d.state().digest() == d0 && d.len() == live && d.version() == self.devices[0].version())
             {
                 return Ok(());
             }
         }
-        Err("devices did not converge after healing".into())
+        let live = self.writes.iter().filter(|w| !self.is_void(w)).count();
+        let seen: Vec<String> = self
+            .active()
+            .map(|d| format!("{} entries, vv {:?}", d.len(), d.version().0.values().collect::<Vec<_>>()))
+            .collect();
+        Err(format!(
+            "devices did not converge after healing: {live} live writes, revoked {:?}, active: {seen:?}",
+            self.revoked
+        ))
     }
 
     /// Checks every device's registers against the oracle built from all acknowledged writes.
     fn check_oracle(&self) -> Result<(), String> {
         // Register key: (item, which) where which is "name", "exists" or "f:<field>".
         let mut regs: BTreeMap<(ItemId, String), Vec<&Write>> = BTreeMap::new();
-        for w in &self.writes {
+        for w in self.writes.iter().filter(|w| !self.is_void(w)) {
             match &w.op {
                 Op::Put { item, name, fields } => {
                     regs.entry((*item, "exists".into())).or_default().push(w);
@@ -303,7 +356,7 @@ impl Sim {
                 later.deps.covers(earlier.dot)
             }
         };
-        for dev in &self.devices {
+        for dev in self.active() {
             for ((item, which), ws) in &regs {
                 let expect: BTreeSet<Dot> =
                     ws.iter().filter(|w| !ws.iter().any(|o| o.dot != w.dot && sees(o, w))).map(|w| w.dot).collect();
@@ -334,6 +387,7 @@ fn run_seed(seed: u64) -> Result<Stats, String> {
     st.writes = sim.writes.len();
     st.conflicts_at_end = sim.devices[0].state().conflicts().len();
     st.line_topologies = usize::from(sim.line);
+    st.void_writes = sim.writes.iter().filter(|w| sim.is_void(w)).count();
     Ok(st)
 }
 
@@ -357,6 +411,8 @@ fn random_partitions_converge_without_losing_edits() {
                 total.partitions += s.partitions;
                 total.conflicts_at_end += s.conflicts_at_end;
                 total.line_topologies += s.line_topologies;
+                total.revocations += s.revocations;
+                total.void_writes += s.void_writes;
             }
             Err(e) => {
                 eprintln!("seed {seed} FAILED: {e}\n  reproduce: HEARTH_SIM_SEED={seed} cargo test -p hearth-peer --test simulation");
@@ -370,6 +426,7 @@ fn random_partitions_converge_without_losing_edits() {
         // The run must actually have exercised what it claims to.
         assert!(total.sessions_killed_by_faults > 0 && total.crashes > 0 && total.partitions > 0, "{total:?}");
         assert!(total.conflicts_at_end > 0 && total.line_topologies > 0, "{total:?}");
+        assert!(total.revocations > 0 && total.void_writes > 0, "{total:?}");
     }
 }
 

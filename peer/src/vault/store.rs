@@ -190,7 +190,10 @@ impl LogStore for SqliteStore {
     fn void(&mut self, author: DeviceId, after: u64) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         let args = params![&author.0[..], after as i64];
-        tx.execute("INSERT INTO voided (body) SELECT body FROM entries WHERE author = ?1 AND seq > ?2 ORDER BY id", args)?;
+        tx.execute(
+            "INSERT INTO voided (body) SELECT body FROM entries WHERE author = ?1 AND seq > ?2 ORDER BY id",
+            args,
+        )?;
         tx.execute("DELETE FROM entries WHERE author = ?1 AND seq > ?2", args)?;
         tx.commit()?;
         Ok(())
