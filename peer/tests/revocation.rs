@@ -8,7 +8,7 @@ mod common;
 use common::{put, set, sync_one_way, sync_pair, vault};
 use hearth_peer::ids::ItemId;
 use hearth_peer::sync::{run_until_quiet, Role, Session, SessionConfig};
-use hearth_peer::vault::{MemStore, Replica};
+use hearth_peer::vault::Replica;
 
 const ITEM: ItemId = ItemId([7; 16]);
 
