@@ -29,7 +29,30 @@ const SECRET_FILE: &str = "secret";
 const DB_FILE: &str = "vault.db";
 const LOCK_FILE: &str = "writer.lock";
 const PEERS_FILE: &str = "peers";
-const FORMAT: u8 = 1;
+/// Secret-file format: 1 sealed with the argon2 crate's defaults; 2 stores its parameters.
+const FORMAT: u8 = 2;
+/// Shortest passphrase accepted for sealing.
+pub const MIN_PASSPHRASE: usize = 8;
+
+/// Argon2id cost of a passphrase seal, stored in the sealed file so it can be raised later
+/// without locking anyone out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub m_kib: u32,
+    /// Passes.
+    pub t: u32,
+    /// Lanes.
+    pub p: u32,
+}
+
+impl KdfParams {
+    /// New seals: 64 MiB, 3 passes, 4 lanes — above OWASP's Argon2id minimum (19 MiB, 2
+    /// passes) and the cost password managers use for a vault key; ~0.3 s on one core here.
+    pub const DEFAULT: KdfParams = KdfParams { m_kib: 64 * 1024, t: 3, p: 4 };
+    /// What format-1 files were sealed with (the argon2 crate's 0.5 defaults).
+    const V1: KdfParams = KdfParams { m_kib: 19 * 1024, t: 2, p: 1 };
+}
 
 /// How the vault secret is kept on disk.
 #[derive(Debug, Clone)]
@@ -42,8 +65,22 @@ pub enum Protection {
 
 #[derive(Serialize, Deserialize)]
 enum Stored {
-    Plain { secret: [u8; 32] },
-    Sealed { salt: [u8; 16], nonce: [u8; 24], ciphertext: Vec<u8> },
+    Plain {
+        secret: [u8; 32],
+    },
+    /// Format 1: sealed with [`KdfParams::V1`].
+    Sealed {
+        salt: [u8; 16],
+        nonce: [u8; 24],
+        ciphertext: Vec<u8>,
+    },
+    /// Format 2: the parameters travel with the seal.
+    SealedWith {
+        kdf: KdfParams,
+        salt: [u8; 16],
+        nonce: [u8; 24],
+        ciphertext: Vec<u8>,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -86,6 +123,9 @@ pub enum HomeError {
     /// Opening the database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The passphrase is too weak to seal a vault secret with.
+    #[error("passphrase refused: {0}")]
+    WeakPassphrase(&'static str),
     /// Another process holds the writer lock.
     #[error("another hearth process (a running daemon?) is writing to {0}")]
     Busy(PathBuf),
@@ -107,12 +147,52 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HomeError + '_ {
     move |source| HomeError::Io { path: path.to_owned(), source }
 }
 
-fn passphrase_key(pass: &str, salt: &[u8; 16]) -> Result<Zeroizing<[u8; 32]>, HomeError> {
+fn passphrase_key(pass: &str, salt: &[u8; 16], kdf: KdfParams) -> Result<Zeroizing<[u8; 32]>, HomeError> {
+    let params = argon2::Params::new(kdf.m_kib, kdf.t, kdf.p, Some(32)).map_err(|_| HomeError::WrongPassphrase)?;
     let mut key = Zeroizing::new([0u8; 32]);
-    argon2::Argon2::default()
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
         .hash_password_into(pass.as_bytes(), salt, key.as_mut())
         .map_err(|_| HomeError::WrongPassphrase)?;
     Ok(key)
+}
+
+/// Refuses passphrases too weak to protect a vault secret on a stolen disk.
+pub fn check_passphrase(pass: &str) -> Result<(), HomeError> {
+    let chars: Vec<char> = pass.chars().collect();
+    if chars.len() < MIN_PASSPHRASE {
+        return Err(HomeError::WeakPassphrase("it is shorter than 8 characters; a few words make a strong one"));
+    }
+    let distinct: std::collections::BTreeSet<char> = chars.iter().copied().collect();
+    if distinct.len() < 4 {
+        return Err(HomeError::WeakPassphrase("it repeats too few different characters"));
+    }
+    if chars.iter().all(char::is_ascii_digit) && chars.len() < 16 {
+        return Err(HomeError::WeakPassphrase("digits alone are guessed quickly; use words"));
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` with mode 0600 through a fresh temporary name in the same
+/// directory (created exclusively, links not followed), synced, then renamed over `path`.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), HomeError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut rnd = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut rnd);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", hex::encode(rnd)));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    let res = f.write_all(bytes).and_then(|()| f.sync_all()).and_then(|()| fs::rename(&tmp, path));
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res.map_err(io(path))
 }
 
 impl Home {
@@ -147,29 +227,28 @@ impl Home {
         let stored = match protection {
             Protection::KeyFile => Stored::Plain { secret: *secret.as_bytes() },
             Protection::Passphrase(p) => {
+                check_passphrase(p)?;
                 let mut salt = [0u8; 16];
                 let mut nonce = [0u8; 24];
                 rand::rngs::OsRng.fill_bytes(&mut salt);
                 rand::rngs::OsRng.fill_bytes(&mut nonce);
-                let key = passphrase_key(p, &salt)?;
+                let kdf = KdfParams::DEFAULT;
+                let key = passphrase_key(p, &salt, kdf)?;
                 let ciphertext = XChaCha20Poly1305::new(key.as_ref().into())
                     .encrypt(XNonce::from_slice(&nonce), Payload { msg: secret.as_bytes(), aad: &device_id.0 })
                     .map_err(|_| HomeError::WrongPassphrase)?;
-                Stored::Sealed { salt, nonce, ciphertext }
+                Stored::SealedWith { kdf, salt, nonce, ciphertext }
             }
         };
         let bytes = Zeroizing::new(
             postcard::to_stdvec(&SecretFile { format: FORMAT, device_id, stored })
                 .map_err(|_| HomeError::Damaged(self.dir.clone()))?,
         );
-        let path = self.dir.join(SECRET_FILE);
-        let tmp = self.dir.join("secret.tmp");
-        let mut f =
-            fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io(&tmp))?;
-        f.write_all(&bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        fs::rename(&tmp, &path).map_err(io(&path))?;
-        SqliteStore::open(&self.db_path())?;
+        write_private(&self.dir.join(SECRET_FILE), &bytes)?;
+        // SQLite gives the -wal and -shm files the database file's mode: create it 0600 first.
+        let db = self.db_path();
+        fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(&db).map_err(io(&db))?;
+        SqliteStore::open(&db)?;
         Ok(())
     }
 
@@ -181,14 +260,18 @@ impl Home {
         }
         let bytes = Zeroizing::new(fs::read(&path).map_err(io(&path))?);
         let file: SecretFile = postcard::from_bytes(&bytes).map_err(|_| HomeError::Damaged(path.clone()))?;
-        if file.format != FORMAT {
+        if !(1..=FORMAT).contains(&file.format) {
             return Err(HomeError::Damaged(path));
         }
+        let kdf = match &file.stored {
+            Stored::SealedWith { kdf, .. } => *kdf,
+            _ => KdfParams::V1,
+        };
         let secret = match file.stored {
             Stored::Plain { secret } => VaultSecret::from_bytes(secret),
-            Stored::Sealed { salt, nonce, ciphertext } => {
+            Stored::Sealed { salt, nonce, ciphertext } | Stored::SealedWith { salt, nonce, ciphertext, .. } => {
                 let pass = passphrase.ok_or(HomeError::Locked)?;
-                let key = passphrase_key(pass, &salt)?;
+                let key = passphrase_key(pass, &salt, kdf)?;
                 let plain = Zeroizing::new(
                     XChaCha20Poly1305::new(key.as_ref().into())
                         .decrypt(XNonce::from_slice(&nonce), Payload { msg: &ciphertext, aad: &file.device_id.0 })
@@ -239,5 +322,72 @@ impl Home {
         let (secret, device) = self.unlock(passphrase)?;
         let store = SqliteStore::open(&self.db_path())?;
         Ok(Replica::open(&secret, device, store)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(home: &Home) -> SecretFile {
+        postcard::from_bytes(&fs::read(home.dir().join(SECRET_FILE)).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_sealed_secret_records_its_kdf_parameters_and_old_files_still_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path().join("h"));
+        let secret = VaultSecret::from_bytes([5; 32]);
+        let pass = Protection::Passphrase(Zeroizing::new("correct horse battery".into()));
+        home.create(&secret, DeviceId([1; 16]), &pass).unwrap();
+        let file = stored(&home);
+        assert_eq!(file.format, FORMAT);
+        assert!(matches!(file.stored, Stored::SealedWith { kdf: KdfParams::DEFAULT, .. }));
+        assert_eq!(home.unlock(Some("correct horse battery")).unwrap().0.as_bytes(), secret.as_bytes());
+        assert!(matches!(home.unlock(Some("wrong horse battery")), Err(HomeError::WrongPassphrase)));
+        // A format-1 file (the crate's default parameters, none stored) keeps opening.
+        let salt = [3; 16];
+        let nonce = [4; 24];
+        let key = passphrase_key("old passphrase", &salt, KdfParams::V1).unwrap();
+        let ciphertext = XChaCha20Poly1305::new(key.as_ref().into())
+            .encrypt(XNonce::from_slice(&nonce), Payload { msg: secret.as_bytes(), aad: &[1; 16] })
+            .unwrap();
+        let v1 =
+            SecretFile { format: 1, device_id: DeviceId([1; 16]), stored: Stored::Sealed { salt, nonce, ciphertext } };
+        fs::write(home.dir().join(SECRET_FILE), postcard::to_stdvec(&v1).unwrap()).unwrap();
+        assert_eq!(home.unlock(Some("old passphrase")).unwrap().0.as_bytes(), secret.as_bytes());
+    }
+
+    #[test]
+    fn weak_passphrases_are_refused_with_a_reason() {
+        for weak in ["short", "aaaaaaaaaaaa", "abababababab", "12345678"] {
+            assert!(matches!(check_passphrase(weak), Err(HomeError::WeakPassphrase(_))), "{weak}");
+        }
+        assert!(check_passphrase("correct horse").is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path().join("h"));
+        let weak = Protection::Passphrase(Zeroizing::new("1234".into()));
+        assert!(matches!(
+            home.create(&VaultSecret::from_bytes([5; 32]), DeviceId([1; 16]), &weak),
+            Err(HomeError::WeakPassphrase(_))
+        ));
+        assert!(!home.exists());
+    }
+
+    #[test]
+    fn private_files_are_0600_and_never_written_through_a_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bundle");
+        write_private(&path, b"x").unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        // Overwriting replaces the file; a symlink at the target is replaced, not followed.
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        write_private(&link, b"new").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 3, "no temporary file left behind");
     }
 }

@@ -20,13 +20,12 @@ pub enum PhraseError {
     /// Not 24 words.
     #[error("a Hearth phrase has 24 words; this one has {0}")]
     WordCount(usize),
-    /// A word that is not in the BIP39 English list.
-    #[error("word {position} ({word:?}) is not a BIP39 word: check its spelling")]
+    /// A word that is not in the BIP39 English list. The word itself is not kept: a near
+    /// miss of a phrase word is part of the secret, and errors end up in logs and terminals.
+    #[error("word {position} is not a BIP39 word: check its spelling")]
     UnknownWord {
         /// 1-based position.
         position: usize,
-        /// The word as typed.
-        word: String,
     },
     /// All words are valid but the checksum fails: one is wrong or two are swapped.
     #[error("the phrase's checksum does not match: a word is wrong or two are swapped")]
@@ -70,7 +69,7 @@ impl VaultSecret {
         let list = bip39::Language::English;
         for (i, w) in norm.iter().enumerate() {
             if list.find_word(w).is_none() {
-                return Err(PhraseError::UnknownWord { position: i + 1, word: w.clone() });
+                return Err(PhraseError::UnknownWord { position: i + 1 });
             }
         }
         let joined = Zeroizing::new(norm.join(" "));
@@ -106,10 +105,7 @@ mod tests {
         assert_eq!(VaultSecret::from_phrase(&words[..23].join(" ")).unwrap_err(), PhraseError::WordCount(23));
         let orig = words[4];
         words[4] = "hearthx";
-        assert_eq!(
-            VaultSecret::from_phrase(&words.join(" ")).unwrap_err(),
-            PhraseError::UnknownWord { position: 5, word: "hearthx".into() }
-        );
+        assert_eq!(VaultSecret::from_phrase(&words.join(" ")).unwrap_err(), PhraseError::UnknownWord { position: 5 });
         words[4] = if orig == "abandon" { "ability" } else { "abandon" };
         assert_eq!(VaultSecret::from_phrase(&words.join(" ")).unwrap_err(), PhraseError::Checksum);
     }

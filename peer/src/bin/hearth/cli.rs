@@ -32,7 +32,8 @@ pub(crate) enum Command {
         /// Keep the secret in a 0600 key file instead of sealing it with a passphrase.
         #[arg(long)]
         no_passphrase: bool,
-        /// The existing vault's phrase ("-" reads it from stdin).
+        /// The existing vault's phrase ("-" reads it from stdin, or asks for it without echo on
+        /// a terminal; avoid giving the words themselves on the command line).
         #[arg(long)]
         phrase: Option<String>,
         /// A name for this device (kept on this device only).
@@ -43,7 +44,8 @@ pub(crate) enum Command {
     Add {
         /// Item name.
         name: String,
-        /// A field as key=value (repeatable).
+        /// A field as key=value (repeatable); KEY=- reads the value from stdin, or asks for it
+        /// without echo on a terminal, so secrets stay off the command line.
         #[arg(long = "field", value_name = "KEY=VALUE")]
         fields: Vec<String>,
         /// Fill this field with a generated password (repeatable).
@@ -67,7 +69,7 @@ pub(crate) enum Command {
     Edit {
         /// Item name or id.
         name: String,
-        /// Set a field as key=value (repeatable).
+        /// Set a field as key=value (repeatable; KEY=- reads the value from stdin or the terminal).
         #[arg(long = "field", value_name = "KEY=VALUE")]
         fields: Vec<String>,
         /// Remove a field (repeatable).
@@ -88,17 +90,26 @@ pub(crate) enum Command {
         /// Item name or id.
         name: String,
     },
-    /// List fields with concurrent values (the kept one and the others).
-    Conflicts,
+    /// List fields with concurrent values (the kept one and the others); with --void, the
+    /// values written by revoked devices after their cut-off (void everywhere, kept here).
+    Conflicts {
+        /// Show secret fields (password, pin, ...) instead of masking them.
+        #[arg(long)]
+        show: bool,
+        /// List the values of void entries (revoked devices) instead.
+        #[arg(long)]
+        void: bool,
+    },
     /// Settle a conflict by writing the value to keep.
     Resolve {
         /// Item name or id.
         name: String,
         /// Field name, "(name)" for the item's name, or "(deleted)" for edit-vs-delete.
         field: String,
-        /// The value to keep ("keep" or "delete" for "(deleted)").
+        /// The value to keep ("keep" or "delete" for "(deleted)"); "-" or nothing reads it
+        /// from stdin, or asks for it without echo on a terminal.
         #[arg(long)]
-        value: String,
+        value: Option<String>,
     },
     /// List the vault's devices.
     Devices,

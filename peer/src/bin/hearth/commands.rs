@@ -55,7 +55,14 @@ struct Ctx {
 
 impl Ctx {
     fn open(&self) -> anyhow::Result<Replica<SqliteStore>> {
-        Ok(self.home.open(self.passphrase.as_deref().map(String::as_str))?)
+        match self.home.open(self.passphrase.as_deref().map(String::as_str)) {
+            // A sealed secret and a person at the terminal: ask, without echo.
+            Err(HomeError::Locked) if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+                let pass = read_secret("passphrase: ")?;
+                Ok(self.home.open(Some(&pass))?)
+            }
+            other => Ok(other?),
+        }
     }
 
     /// Applies a write: through the daemon's control socket while one runs (it is then the
@@ -179,22 +186,26 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             ctx.print(json!({"ok": true, "id": id}), || format!("removed '{name}'"));
             Ok(())
         }
-        Command::Conflicts => {
+        Command::Conflicts { show, void: false } => {
             let r = ctx.open()?;
             let c = r.state().conflicts();
+            let shown = |field: &str, v: &Option<String>| match v {
+                None => "(removed)".to_owned(),
+                Some(_) if !show && SECRET_FIELDS.contains(&field) => "•••••••• (--show to reveal)".to_owned(),
+                Some(v) => format!("{v:?}"),
+            };
             ctx.print(conflicts_json(&c), || {
                 if c.is_empty() {
                     return "no conflicts".into();
                 }
                 c.iter()
                     .map(|c| {
-                        let losing: Vec<String> =
-                            c.losing.iter().map(|v| v.clone().unwrap_or_else(|| "(removed)".into())).collect();
+                        let losing: Vec<String> = c.losing.iter().map(|v| shown(&c.field, v)).collect();
                         format!(
-                            "{} / {}: kept {:?}, also {}\n  settle with: hearth resolve '{}' '{}' --value VALUE",
+                            "{} / {}: kept {}, also {}\n  settle with: hearth resolve '{}' '{}' --value VALUE",
                             c.name,
                             c.field,
-                            c.kept.clone().unwrap_or_else(|| "(removed)".into()),
+                            shown(&c.field, &c.kept),
                             losing.join(", "),
                             c.name,
                             c.field
@@ -205,7 +216,12 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             });
             Ok(())
         }
+        Command::Conflicts { show, void: true } => void_values(&ctx, show),
         Command::Resolve { name, field, value } => {
+            let value = match value.as_deref() {
+                None | Some("-") => read_secret(&format!("value for {field}: "))?.to_string(),
+                Some(v) => v.to_owned(),
+            };
             let out = ctx.write(WriteRequest::Resolve { name: name.clone(), field: field.clone(), value })?;
             let id = out.item.map(|i| i.to_hex()).unwrap_or_default();
             ctx.print(json!({"ok": true, "id": id, "field": field}), || format!("resolved '{name}' / {field}"));
@@ -343,16 +359,20 @@ fn init(ctx: &Ctx, no_passphrase: bool, phrase: Option<String>, name: Option<Str
     } else {
         match &ctx.passphrase {
             Some(p) if !p.is_empty() => Protection::Passphrase(p.clone()),
+            _ if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+                let p = read_secret("new passphrase for this device: ")?;
+                hearth_peer::home::check_passphrase(&p)?;
+                if *read_secret("the same again: ")? != *p {
+                    bail!("the two passphrases differ");
+                }
+                Protection::Passphrase(p)
+            }
             _ => bail!("choose how to protect the vault secret: set HEARTH_PASSPHRASE, use --passphrase-file FILE, or pass --no-passphrase"),
         }
     };
     let (secret, created) = match phrase.as_deref() {
         None => (VaultSecret::generate(), true),
-        Some("-") => {
-            let mut line = Zeroizing::new(String::new());
-            std::io::stdin().lock().read_line(&mut line).context("reading the phrase from stdin")?;
-            (VaultSecret::from_phrase(&line)?, false)
-        }
+        Some("-") => (VaultSecret::from_phrase(&read_secret("vault phrase (24 words): ")?)?, false),
         Some(p) => (VaultSecret::from_phrase(p)?, false),
     };
     let device = DeviceId::random();
@@ -377,6 +397,64 @@ fn init(ctx: &Ctx, no_passphrase: bool, phrase: Option<String>, name: Option<Str
     Ok(())
 }
 
+/// Reads one secret line: from the terminal without echo, or from stdin when it is piped.
+fn read_secret(prompt: &str) -> anyhow::Result<Zeroizing<String>> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        return Ok(Zeroizing::new(rpassword::prompt_password(prompt).context("reading from the terminal")?));
+    }
+    let mut line = Zeroizing::new(String::new());
+    std::io::stdin().lock().read_line(&mut line).context("reading stdin")?;
+    Ok(Zeroizing::new(line.trim_end_matches(['\n', '\r']).to_owned()))
+}
+
+/// `hearth conflicts --void`: what revoked devices wrote after their cut-off.
+fn void_values(ctx: &Ctx, show: bool) -> anyhow::Result<()> {
+    let r = ctx.open()?;
+    let void = r.voided_values()?;
+    let rows: Vec<Value> = void
+        .iter()
+        .map(|v| {
+            let current = r.state().items.get(&v.item).filter(|s| s.is_visible()).map(|s| s.name().to_owned());
+            json!({
+                "device": v.author.to_hex(), "seq": v.seq, "item": v.item.to_hex(),
+                "item_name": current, "name": v.name, "deleted": v.deleted,
+                "fields": v.fields.iter().map(|(k, v)| json!({"field": k, "value": v})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    ctx.print(Value::Array(rows.clone()), || {
+        if void.is_empty() {
+            return "no void values".into();
+        }
+        let mut out = String::from("Values written by revoked devices after their cut-off (void on every device):\n");
+        for v in &void {
+            let item = r.state().items.get(&v.item).filter(|s| s.is_visible()).map(|s| s.name().to_owned());
+            let label = item.clone().or_else(|| v.name.clone()).unwrap_or_else(|| v.item.to_hex());
+            out += &format!("{label} (device {} #{}):", v.author, v.seq);
+            if v.deleted {
+                out += " deleted the item\n";
+                continue;
+            }
+            out += "\n";
+            for (k, val) in &v.fields {
+                let shown = match val {
+                    None => "(removed)".to_owned(),
+                    Some(_) if !show && SECRET_FIELDS.contains(&k.as_str()) => "•••••••• (--show to reveal)".to_owned(),
+                    Some(x) => format!("{x:?}"),
+                };
+                let again = match &item {
+                    Some(n) => format!("hearth resolve '{n}' '{k}' --value -"),
+                    None => format!("hearth add '{label}' --field '{k}=-'"),
+                };
+                out += &format!("  {k}: {shown}   re-apply: {again}\n");
+            }
+        }
+        out.trim_end().to_owned()
+    });
+    Ok(())
+}
+
 /// Parses `key=value` pairs and adds generated passwords.
 fn parse_fields(
     fields: &[String],
@@ -385,11 +463,15 @@ fn parse_fields(
 ) -> anyhow::Result<Vec<(String, Option<String>)>> {
     let mut out = Vec::new();
     for f in fields {
-        let (k, v) = f.split_once('=').with_context(|| format!("--field takes KEY=VALUE, got '{f}'"))?;
+        // Errors never repeat the argument: it may hold a secret.
+        let Some((k, v)) = f.split_once('=') else {
+            bail!("--field takes KEY=VALUE (KEY=- to type the value); an argument had no '='")
+        };
         if k.is_empty() {
-            bail!("--field '{f}' has an empty key");
+            bail!("a --field has an empty key");
         }
-        out.push((k.to_owned(), Some(v.to_owned())));
+        let v = if v == "-" { read_secret(&format!("{k}: "))?.to_string() } else { v.to_owned() };
+        out.push((k.to_owned(), Some(v)));
     }
     if !(8..=256).contains(&length) {
         bail!("--length must be between 8 and 256");
@@ -408,16 +490,10 @@ fn conflicts_json(c: &[hearth_peer::vault::Conflict]) -> Value {
     )
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, so a crash never leaves
-/// half a bundle behind.
+/// Writes a bundle 0600 through an exclusive temporary file and a rename, so a crash never
+/// leaves half a bundle behind.
 fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    Ok(hearth_peer::home::write_private(path, bytes)?)
 }
 
 /// Local-only metadata on the replica's store.
