@@ -95,10 +95,8 @@ fn every_file_the_cli_writes_is_private() {
     assert_eq!(mode(&a.home), 0o700);
     for f in ["secret", "vault.db", "vault.db-wal", "vault.db-shm", "writer.lock"] {
         let p = a.home.join(f);
-        if f.ends_with("-wal") || f.ends_with("-shm") {
-            if !p.exists() {
-                continue;
-            }
+        if (f.ends_with("-wal") || f.ends_with("-shm")) && !p.exists() {
+            continue;
         }
         assert_eq!(mode(&p), 0o600, "{f}");
     }
