@@ -180,7 +180,7 @@ fn revoked_author_is_refused_after_revocation() {
     let batch = a.batch_for(b.version(), &mut cursor, usize::MAX);
     let digest = b.state().digest();
     // Entries beyond the cut-off are void: verified, counted, and never stored or applied.
-    assert_eq!(b.receive(&batch).unwrap(), Received { new: 0, duplicates: 0, void: 1 });
+    assert_eq!(b.receive(&batch).unwrap(), Received { new: 0, duplicates: 0, void: 1, refused: 0 });
     assert_eq!((b.len(), b.state().digest()), (1, digest));
     // The revocation travels: once `a` learns it, it cannot write any more either.
     let recs = b.membership().records().to_vec();

@@ -19,6 +19,8 @@ const MAGIC: &[u8; 8] = b"HEARTHB1";
 const HEAD: usize = 8 + 16 + 24;
 /// Entries per batch inside a bundle (each batch is verified and committed on its own).
 const BATCH_BYTES: usize = 1 << 20;
+/// Largest bundle imported (a vault of ~1,000,000 entries; a bigger file is not ours).
+pub const MAX_BUNDLE: usize = 512 << 20;
 
 #[derive(Serialize, Deserialize)]
 struct BundleBody {
@@ -42,6 +44,9 @@ pub enum BundleError {
     /// The entries inside were refused.
     #[error(transparent)]
     Replica(#[from] ReplicaError),
+    /// Over [`MAX_BUNDLE`].
+    #[error("bundle of {0} bytes is over the {MAX_BUNDLE}-byte limit")]
+    TooLarge(usize),
 }
 
 /// Seals everything `replica` holds into bundle bytes.
@@ -74,6 +79,9 @@ pub fn export<S: LogStore>(replica: &Replica<S>) -> Result<Vec<u8>, BundleError>
 
 /// Verifies and merges a bundle into `replica` (idempotent: importing twice adds nothing).
 pub fn import<S: LogStore>(replica: &mut Replica<S>, bytes: &[u8]) -> Result<Received, BundleError> {
+    if bytes.len() > MAX_BUNDLE {
+        return Err(BundleError::TooLarge(bytes.len()));
+    }
     if bytes.len() < HEAD || &bytes[..8] != MAGIC {
         return Err(BundleError::NotABundle);
     }
@@ -95,6 +103,8 @@ pub fn import<S: LogStore>(replica: &mut Replica<S>, bytes: &[u8]) -> Result<Rec
         let r = replica.receive(b)?;
         total.new += r.new;
         total.duplicates += r.duplicates;
+        total.void += r.void;
+        total.refused += r.refused;
     }
     Ok(total)
 }

@@ -16,6 +16,8 @@ use crate::ids::{DeviceId, VaultId};
 /// Hash of the (non-existent) entry before seq 1.
 pub const GENESIS: [u8; 32] = [0; 32];
 const NONCE_LEN: usize = 24;
+/// Largest sealed payload an entry can have: nonce, the largest op, the AEAD tag.
+pub const MAX_SEALED: usize = NONCE_LEN + MAX_OP_BYTES + 16;
 const ENTRY_DOMAIN: &[u8] = b"hearth/v1/entry\0";
 const HEAD_DOMAIN: &[u8] = b"hearth/v1/head\0";
 

@@ -19,7 +19,10 @@ use ed25519_dalek::Signature;
 use serde::{Deserialize, Serialize};
 
 use super::clock::{Hlc, VersionVector};
-use super::entry::{Entry, EntryError, EntryHeader, SignedHead, GENESIS};
+use super::entry::{Entry, EntryError, EntryHeader, SignedHead, GENESIS, MAX_SEALED};
+
+/// How far ahead of this device's clock a peer's timestamp may be and still move it.
+pub const MAX_CLOCK_AHEAD_MS: u64 = 3_600_000;
 use super::merge::VaultState;
 use super::op::Op;
 use super::store::{LogStore, StoreError, StoredEntry};
@@ -126,6 +129,9 @@ pub struct Received {
     pub duplicates: usize,
     /// Entries of a revoked device beyond its cut-off: verified, then dropped.
     pub void: usize,
+    /// Entries dropped unverified because an entry of their author in this batch is over
+    /// the size limit (the rest of the batch is still taken).
+    pub refused: usize,
 }
 
 /// What a voided entry had said, for the user to see and re-apply.
@@ -165,8 +171,13 @@ pub struct Replica<S: LogStore> {
     /// Highest contiguous seq per author.
     vv: VersionVector,
     state: VaultState,
-    /// Newest timestamp seen, so local writes sort after everything known.
-    hlc: Hlc,
+    /// Every entry's timestamp, so a local write sorts after everything known that is not
+    /// implausibly far in the future.
+    hlcs: std::collections::BTreeSet<Hlc>,
+    /// Per author, the lowest seq of an entry over the size limit held (only a database
+    /// from before the limit was enforced on receipt can hold one): that author's entries
+    /// from there on are never sent, so a session never carries a gap or an unsendable frame.
+    stuck: HashMap<DeviceId, u64>,
 }
 
 impl<S: LogStore> std::fmt::Debug for Replica<S> {
@@ -196,7 +207,8 @@ impl<S: LogStore> Replica<S> {
             index: HashMap::new(),
             vv: VersionVector::default(),
             state: VaultState::default(),
-            hlc: Hlc::default(),
+            hlcs: std::collections::BTreeSet::new(),
+            stuck: HashMap::new(),
         };
         let mut last_head: BTreeMap<DeviceId, &StoredEntry> = BTreeMap::new();
         for se in &stored {
@@ -239,7 +251,11 @@ impl<S: LogStore> Replica<S> {
     fn apply_local(&mut self, se: StoredEntry, op: &Op) {
         let h = &se.entry.header;
         self.state.apply(h.author, h.seq, h.hlc, &h.deps, op);
-        self.hlc = self.hlc.max(h.hlc);
+        self.hlcs.insert(h.hlc);
+        if se.entry.sealed.len() > MAX_SEALED {
+            let s = self.stuck.entry(h.author).or_insert(h.seq);
+            *s = (*s).min(h.seq);
+        }
         self.vv.set(h.author, h.seq);
         self.index.insert((h.author, h.seq), self.log.len());
         self.log.push(se);
@@ -289,6 +305,27 @@ impl<S: LogStore> Replica<S> {
             self.rebuild_state()?;
         }
         Ok(n)
+    }
+
+    /// The newest timestamp held that is at most [`MAX_CLOCK_AHEAD_MS`] ahead of `now_ms`: a
+    /// peer whose clock runs a year fast does not drag this device's clock along.
+    fn clock_base(&self, now_ms: u64) -> Hlc {
+        let limit = Hlc { ms: now_ms.saturating_add(MAX_CLOCK_AHEAD_MS), counter: u32::MAX };
+        self.hlcs.range(..=limit).next_back().copied().unwrap_or_default()
+    }
+
+    /// Authors whose newest entry carries a clock more than [`MAX_CLOCK_AHEAD_MS`] ahead of
+    /// `now_ms`, with that timestamp (for `hearth status`).
+    pub fn clocks_ahead(&self, now_ms: u64) -> Vec<(DeviceId, Hlc)> {
+        let mut newest: BTreeMap<DeviceId, Hlc> = BTreeMap::new();
+        for (se, dead) in self.log.iter().zip(&self.dead) {
+            let h = &se.entry.header;
+            if !*dead && h.hlc.ms > now_ms.saturating_add(MAX_CLOCK_AHEAD_MS) {
+                let e = newest.entry(h.author).or_default();
+                *e = (*e).max(h.hlc);
+            }
+        }
+        newest.into_iter().collect()
     }
 
     /// Recomputes the merged state from the live entries (after a void).
@@ -381,7 +418,7 @@ impl<S: LogStore> Replica<S> {
             vault: self.keys.vault_id,
             author: me,
             seq,
-            hlc: Hlc::tick(self.hlc, now_ms),
+            hlc: Hlc::tick(self.clock_base(now_ms), now_ms),
             deps,
             prev: self.last_hash(me),
         };
@@ -432,7 +469,7 @@ impl<S: LogStore> Replica<S> {
             let (se, dead) = (&self.log[*cursor], self.dead[*cursor]);
             *cursor += 1;
             let h = &se.entry.header;
-            if dead || h.seq <= remote.get(h.author) {
+            if dead || h.seq <= remote.get(h.author) || self.stuck.get(&h.author).is_some_and(|s| h.seq >= *s) {
                 continue;
             }
             let idx = *author_idx.entry(h.author).or_insert_with(|| {
@@ -476,7 +513,16 @@ impl<S: LogStore> Replica<S> {
         let mut last_hash: HashMap<DeviceId, [u8; 32]> = HashMap::new();
         let mut fresh: Vec<(StoredEntry, bool)> = Vec::new();
         let mut out = Received::default();
+        // An author with an entry over the size limit in this batch: none of its entries here
+        // can be verified (its head covers the oversized one), so all are dropped; the rest of
+        // the batch is taken, so one bad entry cannot stall everything behind it.
+        let oversized: Vec<u16> =
+            batch.entries.iter().filter(|we| we.sealed.len() > MAX_SEALED).map(|we| we.author).collect();
         for we in &batch.entries {
+            if oversized.contains(&we.author) {
+                out.refused += 1;
+                continue;
+            }
             let author = *batch.authors.get(usize::from(we.author)).ok_or(ReplicaError::BadAuthorIndex(we.author))?;
             self.membership.author(author, 0)?;
             let have = vv.get(author);

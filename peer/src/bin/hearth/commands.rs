@@ -319,6 +319,7 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
         "daemon": daemon.is_some(),
         "listen": daemon.as_ref().map(|d| d.listen.clone()).unwrap_or_default(),
         "peers": daemon.as_ref().map(|d| d.peers.clone()).unwrap_or_default(),
+        "clock_ahead": r.clocks_ahead(now_ms()).iter().map(|(d, h)| json!({"device": d.to_hex(), "ms": h.ms})).collect::<Vec<_>>(),
     });
     ctx.print(v.clone(), || {
         let mut out = format!(
@@ -330,6 +331,13 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
             v["devices"],
             v["conflicts"]
         );
+        for c in v["clock_ahead"].as_array().into_iter().flatten() {
+            out += &format!(
+                "clock   device {} writes timestamps {:.1} h ahead of this device (its clock is wrong)\n",
+                c["device"].as_str().unwrap_or_default(),
+                (c["ms"].as_u64().unwrap_or(0).saturating_sub(now_ms())) as f64 / 3.6e6
+            );
+        }
         match &daemon {
             None => out += "daemon  not running (start it with `hearth daemon`)",
             Some(d) => {
