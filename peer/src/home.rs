@@ -11,7 +11,6 @@
 //! ```
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -29,6 +28,7 @@ const SECRET_FILE: &str = "secret";
 const DB_FILE: &str = "vault.db";
 const LOCK_FILE: &str = "writer.lock";
 const PEERS_FILE: &str = "peers";
+const HEAD_FILE: &str = "head";
 /// Secret-file format: 1 sealed with the argon2 crate's defaults; 2 stores its parameters.
 const FORMAT: u8 = 2;
 /// Shortest passphrase accepted for sealing.
@@ -156,6 +156,15 @@ fn passphrase_key(pass: &str, salt: &[u8; 16], kdf: KdfParams) -> Result<Zeroizi
     Ok(key)
 }
 
+/// Reads the `head` file: this device's newest own seq and its hash.
+fn read_head(path: &Path) -> Option<(u64, [u8; 32])> {
+    let text = fs::read_to_string(path).ok()?;
+    let (seq, hash) = text.trim().split_once(' ')?;
+    let mut h = [0u8; 32];
+    hex::decode_to_slice(hash, &mut h).ok()?;
+    Some((seq.parse().ok()?, h))
+}
+
 /// Refuses passphrases too weak to protect a vault secret on a stolen disk.
 pub fn check_passphrase(pass: &str) -> Result<(), HomeError> {
     let chars: Vec<char> = pass.chars().collect();
@@ -172,28 +181,7 @@ pub fn check_passphrase(pass: &str) -> Result<(), HomeError> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` with mode 0600 through a fresh temporary name in the same
-/// directory (created exclusively, links not followed), synced, then renamed over `path`.
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), HomeError> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut rnd = [0u8; 8];
-    rand::rngs::OsRng.fill_bytes(&mut rnd);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", hex::encode(rnd)));
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    let res = f.write_all(bytes).and_then(|()| f.sync_all()).and_then(|()| fs::rename(&tmp, path));
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res.map_err(io(path))
-}
+pub use crate::fsutil::write_private;
 
 impl Home {
     /// The home at `dir` (nothing is touched yet).
@@ -244,7 +232,8 @@ impl Home {
             postcard::to_stdvec(&SecretFile { format: FORMAT, device_id, stored })
                 .map_err(|_| HomeError::Damaged(self.dir.clone()))?,
         );
-        write_private(&self.dir.join(SECRET_FILE), &bytes)?;
+        let path = self.dir.join(SECRET_FILE);
+        write_private(&path, &bytes).map_err(io(&path))?;
         // SQLite gives the -wal and -shm files the database file's mode: create it 0600 first.
         let db = self.db_path();
         fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(&db).map_err(io(&db))?;
@@ -317,11 +306,45 @@ impl Home {
         }
     }
 
-    /// Unlocks and opens the replica.
+    /// Unlocks and opens the replica. A database behind this device's own newest entry (as
+    /// recorded in the `head` file beside it) opens for reading but refuses writes.
     pub fn open(&self, passphrase: Option<&str>) -> Result<Replica<SqliteStore>, HomeError> {
         let (secret, device) = self.unlock(passphrase)?;
-        let store = SqliteStore::open(&self.db_path())?;
-        Ok(Replica::open(&secret, device, store)?)
+        let mut store = SqliteStore::open(&self.db_path())?;
+        let head = self.dir.join(HEAD_FILE);
+        store.mirror_own_head(device, head.clone());
+        let mut r = Replica::open(&secret, device, store)?;
+        if let Some((seq, hash)) = read_head(&head) {
+            let have = r.version().get(device);
+            if have < seq || (have == seq && r.own_hash(seq) != Some(hash)) {
+                r.mark_restored(have, seq);
+            }
+        }
+        Ok(r)
+    }
+
+    /// Re-enrols this home under a fresh device id (after a restore from an older copy):
+    /// everything held stays, the old id is never written again, so no seq is signed twice.
+    /// Returns (old id, new id).
+    pub fn repair(&self, passphrase: Option<&str>, now_ms: u64) -> Result<(DeviceId, DeviceId), HomeError> {
+        let (secret, old) = self.unlock(passphrase)?;
+        let file: SecretFile = postcard::from_bytes(&fs::read(self.dir.join(SECRET_FILE)).map_err(io(&self.dir))?)
+            .map_err(|_| HomeError::Damaged(self.dir.join(SECRET_FILE)))?;
+        let protection = match (&file.stored, passphrase) {
+            (Stored::Plain { .. }, _) => Protection::KeyFile,
+            (_, Some(p)) => Protection::Passphrase(Zeroizing::new(p.to_owned())),
+            (_, None) => return Err(HomeError::Locked),
+        };
+        let new = DeviceId::random();
+        let staged = Home::new(self.dir.join("repair.tmp"));
+        let _ = fs::remove_dir_all(staged.dir());
+        staged.create(&secret, new, &protection)?;
+        fs::rename(staged.dir().join(SECRET_FILE), self.dir.join(SECRET_FILE)).map_err(io(&self.dir))?;
+        let _ = fs::remove_dir_all(staged.dir());
+        let _ = fs::remove_file(self.dir.join(HEAD_FILE));
+        let mut r = self.open(passphrase)?;
+        r.enroll_self(now_ms)?;
+        Ok((old, new))
     }
 }
 

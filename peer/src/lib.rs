@@ -13,6 +13,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod actions;
+mod fsutil;
 pub mod home;
 pub mod identity;
 pub mod node;

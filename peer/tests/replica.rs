@@ -206,3 +206,25 @@ fn a_forked_device_is_detected() {
     let batch = restored.batch_for(&Default::default(), &mut cursor, usize::MAX);
     assert_eq!(b.receive(&batch).unwrap().new, 0, "seq 1 is held already: treated as a duplicate");
 }
+
+#[test]
+fn a_restored_device_learns_it_from_its_peers_and_stops_writing() {
+    let (secret, mut r) = vault(2);
+    let (mut a, mut b) = (r.remove(0), r.remove(0));
+    a.write(&put(ItemId([1; 16]), "one", &[]), 1_000).unwrap();
+    let backup = a.store_mut().clone();
+    a.write(&put(ItemId([2; 16]), "two", &[]), 2_000).unwrap();
+    sync_pair(&mut a, &mut b);
+    let mut restored = Replica::open(&secret, a.device_id(), backup).unwrap();
+    let err = restored.check_heads(&b.heads()).unwrap_err();
+    assert!(matches!(err, ReplicaError::Restored { have: 1, wrote: 2 }), "{err}");
+    // Through a session: the restored side's session fails; b is untouched.
+    let cfg = hearth_peer::sync::SessionConfig::default();
+    let mut sr = hearth_peer::sync::Session::new(hearth_peer::sync::Role::Initiator, &restored, cfg).unwrap();
+    let mut sb = hearth_peer::sync::Session::new(hearth_peer::sync::Role::Responder, &b, cfg).unwrap();
+    let e = hearth_peer::sync::run_until_quiet(&mut sr, &mut restored, &mut sb, &mut b).unwrap_err();
+    assert!(matches!(e, hearth_peer::sync::SyncError::Refused(ReplicaError::Restored { .. })), "{e}");
+    restored.mark_restored(1, 2);
+    assert!(matches!(restored.write(&put(ItemId([3; 16]), "x", &[]), 3_000), Err(ReplicaError::Restored { .. })));
+    assert_eq!(b.len(), 2);
+}

@@ -118,6 +118,15 @@ pub enum ReplicaError {
     /// This device is not enrolled (or was revoked) and cannot write.
     #[error("this device is not an active member of the vault")]
     NotActive,
+    /// This device's own log here is behind what it had already written: the home was
+    /// restored from an older copy, and writing would sign a seq twice (a fork).
+    #[error("this home was restored from an older copy (its own log ends at #{have}, but this device had written #{wrote}): run `hearth repair`")]
+    Restored {
+        /// The own seq held here.
+        have: u64,
+        /// The own seq known to have been written.
+        wrote: u64,
+    },
 }
 
 /// What a [`Replica::receive`] did.
@@ -178,6 +187,8 @@ pub struct Replica<S: LogStore> {
     /// from before the limit was enforced on receipt can hold one): that author's entries
     /// from there on are never sent, so a session never carries a gap or an unsendable frame.
     stuck: HashMap<DeviceId, u64>,
+    /// Set when this home turned out to be restored from an older copy: no more writes.
+    restored: Option<(u64, u64)>,
 }
 
 impl<S: LogStore> std::fmt::Debug for Replica<S> {
@@ -209,6 +220,7 @@ impl<S: LogStore> Replica<S> {
             state: VaultState::default(),
             hlcs: std::collections::BTreeSet::new(),
             stuck: HashMap::new(),
+            restored: None,
         };
         let mut last_head: BTreeMap<DeviceId, &StoredEntry> = BTreeMap::new();
         for se in &stored {
@@ -410,6 +422,9 @@ impl<S: LogStore> Replica<S> {
     /// Appends a local action and returns its seq.
     pub fn write(&mut self, op: &Op, now_ms: u64) -> Result<u64, ReplicaError> {
         let me = self.device.device_id;
+        if let Some((have, wrote)) = self.restored {
+            return Err(ReplicaError::Restored { have, wrote });
+        }
         let seq = self.vv.get(me) + 1;
         self.membership.author(me, seq).map_err(|_| ReplicaError::NotActive)?;
         let mut deps = self.vv.clone();
@@ -434,9 +449,14 @@ impl<S: LogStore> Replica<S> {
     /// Checks a peer's signed heads against this log; two different validly signed logs for
     /// one author at one seq is a fork.
     pub fn check_heads(&self, heads: &[SignedHead]) -> Result<(), ReplicaError> {
+        let me = self.device.device_id;
         for h in heads {
             let Ok(e) = self.membership.author(h.author, 0) else { continue };
             h.verify(self.keys.vault_id, &e.sign_pk)?;
+            // A peer holds more of this device's own log than this device does.
+            if h.author == me && h.seq > self.vv.get(me) {
+                return Err(ReplicaError::Restored { have: self.vv.get(me), wrote: h.seq });
+            }
             if let Some(i) = self.index.get(&(h.author, h.seq)) {
                 if self.log[*i].hash != h.hash {
                     return Err(ReplicaError::Fork { author: h.author, seq: h.seq });
@@ -586,6 +606,16 @@ impl<S: LogStore> Replica<S> {
             self.apply_local(se, &op);
         }
         Ok(out)
+    }
+
+    /// Stops all writes: this home's own log is behind what the device had written.
+    pub fn mark_restored(&mut self, have: u64, wrote: u64) {
+        self.restored = Some((have, wrote));
+    }
+
+    /// The hash of this device's own entry at `seq`, if held.
+    pub fn own_hash(&self, seq: u64) -> Option<[u8; 32]> {
+        self.index.get(&(self.device.device_id, seq)).map(|i| self.log[*i].hash)
     }
 
     /// The merged state.

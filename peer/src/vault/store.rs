@@ -34,6 +34,9 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A file beside the database could not be written.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
     /// A row does not decode: the file is damaged or from an incompatible version.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -108,6 +111,8 @@ impl LogStore for MemStore {
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Connection,
+    /// This device and the file beside the database that mirrors its newest own entry.
+    mirror: Option<(DeviceId, std::path::PathBuf)>,
 }
 
 impl SqliteStore {
@@ -139,11 +144,18 @@ impl SqliteStore {
              CREATE TABLE IF NOT EXISTS voided (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);",
         )?;
-        Ok(Self { conn })
+        Ok(Self { conn, mirror: None })
     }
 }
 
 impl SqliteStore {
+    /// After every commit that holds entries of `device`, writes the newest one's seq and
+    /// hash to `path` (outside the database), so a database restored from an older copy is
+    /// noticed before it signs a seq it already used.
+    pub fn mirror_own_head(&mut self, device: DeviceId, path: std::path::PathBuf) {
+        self.mirror = Some((device, path));
+    }
+
     /// Decodes every postcard blob `sql` selects (one column), in row order.
     fn load_all<T: serde::de::DeserializeOwned>(&self, sql: &str) -> Result<Vec<T>, StoreError> {
         let mut st = self.conn.prepare(sql)?;
@@ -176,6 +188,12 @@ impl LogStore for SqliteStore {
             }
         }
         tx.commit()?;
+        if let Some((me, path)) = &self.mirror {
+            if let Some(e) = entries.iter().rev().find(|e| e.entry.header.author == *me) {
+                let line = format!("{} {}\n", e.entry.header.seq, hex::encode(e.hash));
+                crate::fsutil::write_private(path, line.as_bytes())?;
+            }
+        }
         Ok(())
     }
 

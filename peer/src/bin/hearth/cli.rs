@@ -130,6 +130,9 @@ pub(crate) enum Command {
     },
     /// Show this device's vault, devices and counts, and the running daemon's peers.
     Status,
+    /// After a restore from an older copy: re-enrol this home under a new device id, so it
+    /// never signs a seq its old copy already used (everything held is kept).
+    Repair,
     /// Run the sync daemon: find this vault's devices on the LAN (mDNS) and at static peers,
     /// and keep them in sync over WebSocket. Commands run meanwhile go through it.
     Daemon {

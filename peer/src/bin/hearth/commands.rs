@@ -295,6 +295,17 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Status => status(&ctx),
+        Command::Repair => {
+            if Client::connect(ctx.home.dir()).is_some() {
+                bail!("stop the running daemon first (it holds this home)");
+            }
+            let _lock = ctx.home.lock_writer()?;
+            let (old, new) = ctx.home.repair(ctx.passphrase.as_deref().map(String::as_str), now_ms())?;
+            ctx.print(json!({"ok": true, "old_device_id": old.to_hex(), "device_id": new.to_hex()}), || {
+                format!("This home now writes as device {new} (it was {old}, whose log an older copy had reused); everything it holds is kept.")
+            });
+            Ok(())
+        }
     }
 }
 
