@@ -9,7 +9,7 @@ use std::time::Duration;
 use hearth_e2e::device::{vault, wait_until, Daemon, Device};
 use hearth_peer::home::Home;
 use hearth_peer::ids::ItemId;
-use hearth_peer::vault::Op;
+use hearth_peer::vault::{LogStore, MemStore, Op, Replica, SqliteStore};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(20);
@@ -124,39 +124,52 @@ fn two_hundred_cli_edits_while_the_daemon_syncs_with_two_peers() {
 
 #[test]
 fn kill_9_mid_transfer_loses_nothing_and_the_next_start_resumes() {
+    const N: u32 = 20_000;
     let dir = tempfile::tempdir().unwrap();
     let devs = vault(dir.path(), &["a", "b"]);
     let (a, b) = (&devs[0], &devs[1]);
     {
-        let mut r = Home::new(&a.home).open(None).unwrap();
-        for i in 0..4_000u32 {
-            let mut id = [0u8; 16];
-            id[..4].copy_from_slice(&i.to_be_bytes());
-            let fields = vec![("notes".into(), Some("x".repeat(400))), ("password".into(), Some(format!("pw{i}")))];
-            r.write(&Op::Put { item: ItemId(id), name: Some(format!("item {i}")), fields }, 1_000 + u64::from(i))
+        // A's log, built in memory and stored in one commit (setup is not what is tested).
+        let home = Home::new(&a.home);
+        let (secret, id) = home.unlock(None).unwrap();
+        let mut mem = Replica::open(&secret, id, MemStore::default()).unwrap();
+        for rec in home.open(None).unwrap().membership().records() {
+            mem.add_membership(vec![rec.clone()]).unwrap();
+        }
+        for i in 0..N {
+            let mut item = [0u8; 16];
+            item[..4].copy_from_slice(&i.to_be_bytes());
+            let fields = vec![("notes".into(), Some("x".repeat(300))), ("password".into(), Some(format!("pw{i}")))];
+            mem.write(&Op::Put { item: ItemId(item), name: Some(format!("item {i}")), fields }, 1_000 + u64::from(i))
                 .unwrap();
         }
+        let entries = mem.store_mut().load_entries().unwrap();
+        SqliteStore::open(&home.db_path()).unwrap().commit(&entries, &[]).unwrap();
     }
     let entries = |d: &Device| d.json(&["status"])["entries"].as_u64().unwrap();
     let da = daemon(a, &[]);
+    let wal = b.home.join("vault.db-wal");
     let mut killed_midway = false;
     for _ in 0..3 {
         let db = daemon(b, &[&da]);
-        // Kill b once some, but not all, of the transfer is committed.
-        wait_until(T, "the transfer to start", || entries(b) > 0);
+        // Kill b once its database is growing, before the transfer can be complete.
+        let before = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        wait_until(T, "the transfer to start", || {
+            std::fs::metadata(&wal).map_or(0, |m| m.len()) > before + (256 << 10)
+        });
         let mut proc = db.proc;
         proc.child.kill().unwrap();
         proc.child.wait().unwrap();
         let got = entries(b);
-        killed_midway |= got < 4_000;
-        if got == 4_000 {
+        killed_midway |= got < u64::from(N);
+        if killed_midway {
             break;
         }
     }
     assert!(killed_midway, "the kill never landed mid-transfer");
     // b reopens (every committed batch verifies) and the next start fetches the rest.
     let _db = daemon(b, &[&da]);
-    wait_until(T, "b catches up", || entries(b) == 4_000);
+    wait_until(T, "b catches up", || entries(b) == u64::from(N));
     assert_eq!(a.json(&["list"]), b.json(&["list"]));
 }
 
