@@ -4,13 +4,11 @@
 
 mod common;
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use common::{put, set, sync_one_way, vault};
 use hearth_peer::identity::{DeviceKeys, VaultKeys, VaultSecret};
 use hearth_peer::ids::ItemId;
 use hearth_peer::sync::{run_until_quiet, Role, Session, SessionConfig};
-use hearth_peer::vault::{Entry, EntryHeader, Hlc, LogStore, MemStore, Op, Replica, SignedHead, StoredEntry};
+use hearth_peer::vault::{EntryHeader, Hlc, LogStore, MemStore, Op, Replica, SignedHead, StoredEntry};
 
 /// h's signed head at `seq` of its real log.
 fn head_at(h: &Replica<MemStore>, seq: u64) -> ed25519_dalek::Signature {
@@ -33,14 +31,7 @@ fn sealed_huge(secret: &VaultSecret, h: &Replica<MemStore>, prev: [u8; 32]) -> S
         name: Some("huge".into()),
         fields: vec![("blob".into(), Some("x".repeat(5 << 20)))],
     };
-    let nonce = [9u8; 24];
-    let ct = XChaCha20Poly1305::new(keys.content.as_bytes().into())
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload { msg: &postcard::to_stdvec(&op).unwrap(), aad: &postcard::to_stdvec(&header).unwrap() },
-        )
-        .unwrap();
-    let entry = Entry { header, sealed: [&nonce[..], &ct].concat() };
+    let entry = common::seal_raw(secret, header, &op);
     let hash = entry.hash();
     let sig =
         SignedHead::sign(&DeviceKeys::derive(secret, h.device_id()).sign, keys.vault_id, h.device_id(), 2, hash).sig;

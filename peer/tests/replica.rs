@@ -6,7 +6,12 @@ mod common;
 use common::{put, set, sync_one_way, sync_pair, vault};
 use hearth_peer::identity::VaultSecret;
 use hearth_peer::ids::{DeviceId, ItemId};
-use hearth_peer::vault::{Batch, MemStore, Op, Received, Replica, ReplicaError};
+use hearth_peer::vault::{Batch, EntryError, LogStore, MemStore, Op, Received, Replica, ReplicaError};
+
+/// The secret of `common::vault`.
+fn secret() -> VaultSecret {
+    VaultSecret::from_bytes([0x11; 32])
+}
 
 #[test]
 fn two_devices_converge() {
@@ -96,10 +101,16 @@ fn two_with_history() -> (Replica<MemStore>, Replica<MemStore>) {
     (a, b)
 }
 
-fn refused(b: &mut Replica<MemStore>, batch: &Batch) -> ReplicaError {
-    let before = b.len();
+/// Feeds a batch that must be refused, and checks that nothing of it was kept: not in
+/// memory, not in the state, not in the store, and a fresh reopen of the store agrees.
+fn refused(secret: &VaultSecret, b: &mut Replica<MemStore>, batch: &Batch) -> ReplicaError {
+    let (len, digest) = (b.len(), b.state().digest());
+    let stored = b.store_mut().load_entries().unwrap().len();
     let err = b.receive(batch).unwrap_err();
-    assert_eq!(b.len(), before, "nothing from a refused batch may be stored");
+    assert_eq!((b.len(), b.state().digest()), (len, digest), "nothing from a refused batch may be applied");
+    assert_eq!(b.store_mut().load_entries().unwrap().len(), stored, "nothing from a refused batch may be stored");
+    let again = Replica::open(secret, b.device_id(), b.store_mut().clone()).expect("the store still opens");
+    assert_eq!(again.state().digest(), digest);
     err
 }
 
@@ -110,22 +121,68 @@ fn forged_head_signature_is_refused() {
     let mut sig = batch.heads[0].1.to_bytes();
     sig[5] ^= 1;
     batch.heads[0].1 = ed25519_dalek::Signature::from_bytes(&sig);
-    assert!(matches!(refused(&mut b, &batch), ReplicaError::Entry(_)));
+    assert!(matches!(refused(&secret(), &mut b, &batch), ReplicaError::Entry(_)));
     batch.heads.clear();
-    assert!(matches!(refused(&mut b, &batch), ReplicaError::MissingHead(_)));
+    assert!(matches!(refused(&secret(), &mut b, &batch), ReplicaError::MissingHead(_)));
 }
 
 #[test]
 fn broken_hash_chain_is_refused() {
-    let (a, mut b) = two_with_history();
+    let (mut a, mut b) = two_with_history();
+    // A forged middle entry that unseals fine (re-sealed with the content key): only the
+    // hash chain ending at the signed head can catch it.
     let mut batch = batch_from(&a);
-    // Tamper with a middle entry: its hash changes, so the chain no longer ends at the head.
-    let last = batch.entries[2].sealed.len() - 1;
-    batch.entries[2].sealed[last] ^= 1;
-    assert!(matches!(refused(&mut b, &batch), ReplicaError::Entry(_)));
+    let stored = a.store_mut().load_entries().unwrap();
+    let forged = common::seal_raw(&secret(), stored[2].entry.header.clone(), &put(ItemId([77; 16]), "forged", &[]));
+    batch.entries[2].sealed = forged.sealed;
+    assert!(matches!(refused(&secret(), &mut b, &batch), ReplicaError::Entry(EntryError::BadHeadSignature(..))));
     let mut batch = batch_from(&a);
-    batch.entries[1].hlc.ms += 1; // header fields are covered by the chain too
-    assert!(matches!(refused(&mut b, &batch), ReplicaError::Entry(_)));
+    batch.entries[1].hlc.ms += 1; // header fields are covered by the chain too (and the seal's AAD)
+    assert!(matches!(refused(&secret(), &mut b, &batch), ReplicaError::Entry(_)));
+}
+
+#[test]
+fn an_entry_whose_dependencies_did_not_come_first_is_refused() {
+    let (_, mut r) = vault(3);
+    let (mut a, mut b, mut c) = (r.remove(0), r.remove(0), r.remove(0));
+    a.write(&put(ItemId([1; 16]), "from-a", &[]), 1_000).unwrap();
+    sync_one_way(&a, &mut b);
+    b.write(&set(ItemId([1; 16]), "k", "after-a"), 2_000).unwrap();
+    // b's entry without a's, which it depends on.
+    let mut cursor = 0;
+    let batch = b.batch_for(a.version(), &mut cursor, usize::MAX);
+    assert_eq!(batch.entries.len(), 1);
+    let err = refused(&secret(), &mut c, &batch);
+    assert!(matches!(err, ReplicaError::CausalGap { seq: 1, .. }), "{err}");
+}
+
+#[test]
+fn the_displayed_winner_is_the_later_write_even_from_the_lower_device_id() {
+    let (_, mut r) = vault(2);
+    let (mut low, mut high) = (r.remove(0), r.remove(0));
+    assert!(low.device_id() < high.device_id());
+    let item = ItemId([1; 16]);
+    low.write(&put(item, "x", &[]), 1_000).unwrap();
+    sync_pair(&mut low, &mut high);
+    high.write(&set(item, "k", "high-earlier"), 2_000).unwrap();
+    low.write(&set(item, "k", "low-later"), 3_000).unwrap();
+    sync_pair(&mut low, &mut high);
+    for r in [&low, &high] {
+        let c = r.state().conflicts();
+        assert_eq!(c[0].kept.as_deref(), Some("low-later"));
+        assert_eq!(c[0].losing, vec![Some("high-earlier".to_owned())]);
+    }
+    // Equal timestamps: the higher device id is shown, on both devices.
+    let (_, mut r) = vault(2);
+    let (mut low, mut high) = (r.remove(0), r.remove(0));
+    low.write(&put(item, "x", &[]), 1_000).unwrap();
+    sync_pair(&mut low, &mut high);
+    high.write(&set(item, "k", "from-high"), 5_000).unwrap();
+    low.write(&set(item, "k", "from-low"), 5_000).unwrap();
+    sync_pair(&mut low, &mut high);
+    for r in [&low, &high] {
+        assert_eq!(r.state().conflicts()[0].kept.as_deref(), Some("from-high"));
+    }
 }
 
 #[test]
@@ -133,10 +190,10 @@ fn gaps_and_bad_indices_are_refused() {
     let (a, mut b) = two_with_history();
     let mut batch = batch_from(&a);
     batch.entries.remove(1);
-    assert!(matches!(refused(&mut b, &batch), ReplicaError::Gap { .. }));
+    assert!(matches!(refused(&secret(), &mut b, &batch), ReplicaError::Gap { .. }));
     let mut batch = batch_from(&a);
     batch.entries[0].author = 9;
-    assert!(matches!(refused(&mut b, &batch), ReplicaError::BadAuthorIndex(9)));
+    assert!(matches!(refused(&secret(), &mut b, &batch), ReplicaError::BadAuthorIndex(9)));
 }
 
 #[test]
@@ -146,12 +203,12 @@ fn entries_from_another_vault_are_refused() {
     let mut stranger = Replica::open(&other, DeviceId([9; 16]), MemStore::default()).unwrap();
     stranger.enroll_self(1).unwrap();
     // The author is unknown to that vault's membership...
-    let err = refused(&mut stranger, &batch_from(&a));
+    let err = refused(&other, &mut stranger, &batch_from(&a));
     assert!(matches!(err, ReplicaError::Membership(_)), "{err}");
     // ...and even under a colliding device id, the head signature binds the vault id.
     let mut twin = Replica::open(&other, DeviceId([1; 16]), MemStore::default()).unwrap();
     twin.enroll_self(1).unwrap();
-    assert!(matches!(refused(&mut twin, &batch_from(&a)), ReplicaError::Entry(_)));
+    assert!(matches!(refused(&other, &mut twin, &batch_from(&a)), ReplicaError::Entry(_)));
     // ...and its membership records fail the root signature check.
     assert!(stranger.add_membership(a.membership().records().to_vec()).is_err());
 }

@@ -7,7 +7,7 @@ use common::{put, vault};
 use hearth_peer::identity::VaultSecret;
 use hearth_peer::ids::{DeviceId, ItemId};
 use hearth_peer::sync::{run_until_quiet, Event, Role, Session, SessionConfig, SyncError};
-use hearth_peer::vault::{MemStore, Replica};
+use hearth_peer::vault::{MemStore, Replica, ReplicaError};
 
 fn item(i: u32) -> ItemId {
     let mut b = [0u8; 16];
@@ -34,12 +34,23 @@ fn full_sync_then_live_push() {
     assert!(stats.events_b.contains(&Event::Connected { device: a.device_id() }));
     assert_eq!(a.state().digest(), b.state().digest());
     assert!(sa.is_caught_up(&a) && sb.is_caught_up(&b));
+    for ev in &stats.events_b {
+        if let Event::Received(got) = ev {
+            assert_eq!(got.duplicates, 0, "a echoed b's entry back");
+        }
+    }
     // Live: a new local write is pushed on the next poll.
     a.write(&put(item(10_000), "live", &[]), 9_000).unwrap();
-    run_until_quiet(&mut sa, &mut a, &mut sb, &mut b).unwrap();
+    let live = run_until_quiet(&mut sa, &mut a, &mut sb, &mut b).unwrap();
     assert_eq!(b.state().visible().count(), 502);
-    // Nothing is echoed back: b sends only acks, no batches of a's entries.
+    // Nothing is echoed back: b sends only acks, never a batch of a's own entries (which a
+    // would count as duplicates).
     assert_eq!(a.len(), b.len());
+    for ev in stats.events_a.iter().chain(&live.events_a) {
+        if let Event::Received(got) = ev {
+            assert_eq!(got.duplicates, 0, "b echoed entries back to a");
+        }
+    }
 }
 
 #[test]
@@ -153,4 +164,25 @@ fn reassembled_messages_over_the_cap_are_refused() {
     let err = run_until_quiet(&mut sa, &mut a, &mut sb, &mut b).unwrap_err();
     assert!(err.to_string().contains("limit"), "{err}");
     assert!(b.is_empty());
+}
+
+/// A device restored from an old backup wrote a different entry at a seq it had already
+/// used: the session itself (not only `check_heads` called by hand) refuses the fork.
+#[test]
+fn a_session_with_a_forked_device_ends_with_fork() {
+    let (secret, mut r) = vault(2);
+    let (mut a, mut b) = (r.remove(0), r.remove(0));
+    a.write(&put(item(1), "one", &[]), 1_000).unwrap();
+    a.write(&put(item(2), "two", &[]), 1_001).unwrap();
+    let (mut sa, mut sb) = pair(&a, &b);
+    run_until_quiet(&mut sa, &mut a, &mut sb, &mut b).unwrap();
+    let mut forked = Replica::open(&secret, a.device_id(), MemStore::default()).unwrap();
+    forked.add_membership(a.membership().records().to_vec()).unwrap();
+    forked.write(&put(item(8), "other-1", &[]), 5_000).unwrap();
+    forked.write(&put(item(9), "other-2", &[]), 5_001).unwrap();
+    let digest = b.state().digest();
+    let (mut sf, mut sb) = pair(&forked, &b);
+    let err = run_until_quiet(&mut sf, &mut forked, &mut sb, &mut b).unwrap_err();
+    assert!(matches!(err, SyncError::Refused(ReplicaError::Fork { seq: 2, .. })), "{err}");
+    assert_eq!(b.state().digest(), digest, "nothing of the other branch was taken");
 }

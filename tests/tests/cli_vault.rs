@@ -155,7 +155,10 @@ fn passphrase_sealed_secret() {
     let d = Dev::new(dir.path(), "p");
     let (_, err) = d.fails(&["init"]);
     assert!(err.contains("HEARTH_PASSPHRASE"), "{err}");
-    assert!(d.cmd(&["init"]).env("HEARTH_PASSPHRASE", "correct horse").output().unwrap().status.success());
+    let init = d.cmd(&["--json", "init"]).env("HEARTH_PASSPHRASE", "correct horse").output().unwrap();
+    assert!(init.status.success());
+    let phrase = serde_json::from_slice::<Value>(&init.stdout).unwrap()["phrase"].as_str().unwrap().to_owned();
+    let raw = *hearth_peer::identity::VaultSecret::from_phrase(&phrase).unwrap().as_bytes();
     let (code, err) = d.fails(&["list"]);
     assert_eq!(code, 4);
     assert!(err.contains("vault is locked: run with --passphrase-file FILE or set HEARTH_PASSPHRASE"), "{err}");
@@ -166,6 +169,8 @@ fn passphrase_sealed_secret() {
     d.ok(&["--passphrase-file", pf.to_str().unwrap(), "add", "x", "--generate", "password"]);
     let secret = std::fs::read(d.home.join("secret")).unwrap();
     assert!(secret.len() > 48);
+    assert!(!contains(&secret, &raw), "the sealed secret file holds the raw vault secret");
+    assert!(!contains(&secret, b"correct horse"));
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(d.home.join("secret")).unwrap().permissions().mode() & 0o777, 0o600);
 }
@@ -182,22 +187,30 @@ fn no_plaintext_reaches_the_disk() {
         &format!("password={canary}-pw"),
         "--field",
         &format!("notes={canary}-notes"),
+        "--field",
+        &format!("{canary}-fieldname=plain"),
     ]);
     a.ok(&["edit", &format!("{canary}-name"), "--field", &format!("url=https://{canary}.example")]);
     carry(&a, &b, dir.path());
     assert_eq!(b.json(&["list"])[0]["name"], format!("{canary}-name"));
-    let mut checked = 0;
-    for home in [&a.home, &b.home] {
-        for e in std::fs::read_dir(home).unwrap() {
+    // Every file under the test directory: both homes (recursively) and the bundle.
+    let mut checked = Vec::new();
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
             let bytes = std::fs::read(&p).unwrap();
-            checked += 1;
             assert!(!contains(&bytes, canary.as_bytes()), "plaintext found in {}", p.display());
+            checked.push(p.file_name().unwrap().to_string_lossy().into_owned());
         }
     }
-    let bundle = std::fs::read(dir.path().join("bundle")).unwrap();
-    assert!(!contains(&bundle, canary.as_bytes()), "plaintext in the bundle");
-    assert!(checked >= 4, "expected secret, vault.db and WAL files");
+    for want in ["secret", "vault.db", "bundle", "head"] {
+        assert!(checked.iter().any(|c| c == want), "{want} not checked: {checked:?}");
+    }
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

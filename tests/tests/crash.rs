@@ -36,7 +36,8 @@ fn kill_9_during_import_loses_nothing_committed() {
     dst.create(&secret, DeviceId::random(), &Protection::KeyFile).unwrap();
     dst.open(None).unwrap().enroll_self(2).unwrap();
     let mut killed_midway = 0;
-    for delay_ms in [5u64, 20, 40, 60, 90, 130, 200] {
+    let wal = dst.db_path().with_extension("db-wal");
+    for attempt in 0..7u64 {
         let mut child = Command::new(bin("hearth"))
             .arg("--home")
             .arg(dst.dir())
@@ -46,17 +47,29 @@ fn kill_9_during_import_loses_nothing_committed() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        // Kill once the import is committing (its WAL grows), a little later each attempt.
+        let before = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        while std::fs::metadata(&wal).map_or(0, |m| m.len()) <= before + attempt * (64 << 10)
+            && std::time::Instant::now() < end
+            && child.try_wait().unwrap().is_none()
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
-        // Whatever happened, the home opens and verifies (hash chains, head signatures).
+        // Whatever happened, the home opens and verifies (hash chains, head signatures), and
+        // its state is exactly the first n entries of the source: item i for entry i.
         let r = dst.open(None).expect("home must reopen after kill -9");
         let n = r.version().get(a.device_id());
-        assert_eq!(r.len() as u64, n, "entries are contiguous");
+        let ids: std::collections::BTreeSet<u32> =
+            r.state().visible().map(|(id, _)| u32::from_be_bytes([id.0[0], id.0[1], id.0[2], id.0[3]])).collect();
+        assert_eq!(ids, (0..n as u32).collect(), "state = the committed prefix");
         if n > 0 && n < 6_000 {
             killed_midway += 1;
         }
     }
+    assert!(killed_midway > 0, "no kill landed mid-import");
     // Finish the import: the result is exactly the source's state.
     let out =
         Command::new(bin("hearth")).arg("--home").arg(dst.dir()).arg("import").arg(&bundle_path).output().unwrap();

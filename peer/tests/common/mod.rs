@@ -56,3 +56,21 @@ pub(crate) fn put(item: ItemId, name: &str, fields: &[(&str, &str)]) -> Op {
 pub(crate) fn set(item: ItemId, k: &str, v: &str) -> Op {
     Op::Put { item, name: None, fields: vec![(k.to_owned(), Some(v.to_owned()))] }
 }
+
+/// Seals `op` under `header` exactly as `Entry::seal` does, with no size check and a fixed
+/// nonce: how modified software or an old build could produce an entry.
+pub(crate) fn seal_raw(
+    secret: &VaultSecret,
+    header: hearth_peer::vault::EntryHeader,
+    op: &Op,
+) -> hearth_peer::vault::Entry {
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+    let keys = hearth_peer::identity::VaultKeys::derive(secret);
+    let nonce = [9u8; 24];
+    let aad = postcard::to_stdvec(&header).unwrap();
+    let ct = XChaCha20Poly1305::new(keys.content.as_bytes().into())
+        .encrypt(XNonce::from_slice(&nonce), Payload { msg: &postcard::to_stdvec(op).unwrap(), aad: &aad })
+        .unwrap();
+    hearth_peer::vault::Entry { header, sealed: [&nonce[..], &ct].concat() }
+}
