@@ -7,7 +7,7 @@ mod common;
 use common::{sync_one_way, vault};
 use hearth_peer::identity::VaultSecret;
 use hearth_peer::ids::{DeviceId, ItemId};
-use hearth_peer::vault::{MemStore, Op, Replica};
+use hearth_peer::vault::{MemStore, Op, Replica, VersionVector};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -47,6 +47,20 @@ fn history(seed: u64, steps: usize) -> Vec<Replica<MemStore>> {
     d
 }
 
+/// What a replica holding every entry of `sources` must hold, computed from the sources'
+/// versions alone (not by the merge under test).
+fn union(sources: &[&Replica<MemStore>]) -> VersionVector {
+    let mut vv = VersionVector::default();
+    for r in sources {
+        for (d, s) in &r.version().0 {
+            if *s > vv.get(*d) {
+                vv.set(*d, *s);
+            }
+        }
+    }
+    vv
+}
+
 fn fresh(secret_from: &Replica<MemStore>) -> Replica<MemStore> {
     let mut r = Replica::open(&VaultSecret::from_bytes([0x11; 32]), DeviceId([0xEE; 16]), MemStore::default()).unwrap();
     r.add_membership(secret_from.membership().records().to_vec()).unwrap();
@@ -65,6 +79,9 @@ proptest! {
         sync_one_way(&d[1], &mut y);
         sync_one_way(&d[0], &mut y);
         prop_assert_eq!(x.state().digest(), y.state().digest());
+        let want = union(&[&d[0], &d[1]]);
+        prop_assert_eq!(x.version(), &want);
+        prop_assert_eq!(x.len() as u64, want.total());
     }
 
     #[test]
@@ -83,6 +100,9 @@ proptest! {
         sync_one_way(&d[0], &mut a_bc);
         sync_one_way(&bc, &mut a_bc);
         prop_assert_eq!(ab.state().digest(), a_bc.state().digest());
+        let want = union(&[&d[0], &d[1], &d[2]]);
+        prop_assert_eq!(ab.version(), &want);
+        prop_assert_eq!(a_bc.len() as u64, want.total());
     }
 
     #[test]
@@ -91,10 +111,12 @@ proptest! {
         let mut x = fresh(&d[0]);
         sync_one_way(&d[0], &mut x);
         let once = x.state().digest();
-        // Re-deliver everything (a fresh cursor resends all entries).
+        prop_assert_eq!(x.version(), d[0].version());
+        // Re-deliver everything (a fresh cursor resends all entries): all duplicates.
         let mut cursor = 0;
         let b = d[0].batch_for(&Default::default(), &mut cursor, usize::MAX);
-        x.receive(&b).unwrap();
+        let got = x.receive(&b).unwrap();
+        prop_assert_eq!((got.new, got.duplicates), (0, d[0].len()));
         prop_assert_eq!(x.state().digest(), once);
         // Merging a replica with a copy of itself changes nothing either.
         let before = d[1].state().digest();
@@ -103,7 +125,11 @@ proptest! {
             sync_one_way(&d[1], &mut c);
             c
         };
-        sync_one_way(&copy, &mut d[1]);
+        prop_assert_eq!(copy.version(), d[1].version());
+        // Everything the copy holds, resent from scratch: nothing new.
+        let b = copy.batch_for(&Default::default(), &mut 0, usize::MAX);
+        let got = d[1].receive(&b).unwrap();
+        prop_assert_eq!((got.new, got.duplicates), (0, copy.len()));
         prop_assert_eq!(d[1].state().digest(), before);
     }
 
@@ -125,5 +151,8 @@ proptest! {
             }
         }
         prop_assert_eq!(x.state().digest(), reference.state().digest());
+        let want = union(&[&d[0], &d[1], &d[2]]);
+        prop_assert_eq!(x.version(), &want);
+        prop_assert_eq!(reference.version(), &want);
     }
 }

@@ -90,6 +90,27 @@ fn unknown_comprehension_required_attribute_gets_420() {
     }
 }
 
+/// RESPONSE-PORT (0x0027) and PADDING (0x0026) of RFC 5780 would let a third party aim
+/// responses at another port or inflate them: each alone is refused with 420, naming it.
+#[test]
+fn response_port_and_padding_are_refused_with_420() {
+    let h = handler(None);
+    for (code, value) in [(0x0027u16, &[0x13, 0x88, 0, 0][..]), (0x0026, &[0u8; 64][..])] {
+        let txid = TransactionId::new([3; 12]);
+        let mut buf = [0u8; 160];
+        let mut w = MessageWriter::new(&mut buf, MessageType::BINDING_REQUEST, &txid).unwrap();
+        w.raw(code, value).unwrap();
+        let n = w.finish_with_fingerprint().unwrap();
+        let mut out = [0u8; MAX_RESPONSE_LEN];
+        let (len, _, kind) = reply(h.handle(addr("192.0.2.5:1234"), addr("0.0.0.0:3478"), &buf[..n], &mut out));
+        assert_eq!(kind, ReplyKind::Error, "attribute {code:#06x}");
+        let m = Message::parse(&out[..len]).unwrap();
+        assert_eq!(m.error_code().unwrap().map(|e| e.0), Some(420), "attribute {code:#06x}");
+        assert_eq!(m.attribute(attr::UNKNOWN_ATTRIBUTES), Some(&code.to_be_bytes()[..]));
+        assert!(len < n + 64, "the refusal is not inflated: {len} bytes for a {n}-byte request");
+    }
+}
+
 #[test]
 fn other_methods_get_400() {
     let h = handler(None);
