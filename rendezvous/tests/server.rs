@@ -304,7 +304,27 @@ async fn a_slow_reader_is_disconnected_not_buffered() {
         }
     }
     assert!(kicked, "the slow reader was never disconnected");
-    drop(slow);
+    // Reading now drains what was already in flight and ends with a policy close, not more
+    // queued signals: the server dropped the connection instead of buffering for it.
+    let mut slow = slow;
+    let mut drained = 0usize;
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(10), slow.next())
+            .await
+            .expect("the slow reader's connection ends")
+        {
+            Ok(_) => drained += 1,
+            Err(e) => break e,
+        }
+    };
+    match close {
+        ClientError::Closed { code, reason } => {
+            assert_eq!(code, 1008, "{reason}");
+            assert!(reason.contains("too slow"), "{reason}");
+        }
+        other => panic!("expected a 1008 close, got {other}"),
+    }
+    assert!(drained < 2_000, "it was not buffered without bound ({drained} messages)");
     s.stop().await;
 }
 

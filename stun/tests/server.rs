@@ -122,12 +122,21 @@ fn metrics_endpoint_reports_counters() {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     query(&sock, server.local_addrs()[0], None, Duration::from_secs(2)).unwrap();
     sock.send_to(b"definitely not stun", server.local_addrs()[0]).unwrap();
-    std::thread::sleep(Duration::from_millis(300)); // one idle tick flushes thread counters
     let ep = MetricsEndpoint::start("127.0.0.1:0".parse().unwrap(), registry).unwrap();
-    let mut tcp = TcpStream::connect(ep.local_addr()).unwrap();
-    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut body = String::new();
-    tcp.read_to_string(&mut body).unwrap();
+    let scrape = || {
+        let mut tcp = TcpStream::connect(ep.local_addr()).unwrap();
+        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut body = String::new();
+        tcp.read_to_string(&mut body).unwrap();
+        body
+    };
+    // Threads flush their counters on an idle tick: wait for the flush itself, not a guess.
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut body = scrape();
+    while !body.contains("hearth_stun_dropped_total{reason=\"not_stun\"} 1") && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+        body = scrape();
+    }
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
     assert!(body.contains("hearth_stun_responses_total{kind=\"success\"} 1"), "{body}");
     assert!(body.contains("hearth_stun_dropped_total{reason=\"not_stun\"} 1"), "{body}");

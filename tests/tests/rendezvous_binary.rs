@@ -97,7 +97,17 @@ fn endpoints_stun_relay_and_no_payload_leaks() {
     assert!(metrics.contains("hearth_rv_signals_relayed_total 1"), "{metrics}");
     assert!(metrics.contains("hearth_stun_responses_total"), "STUN metrics share the registry");
     let b64 = hearth_rendezvous::protocol::to_b64(canary);
-    std::thread::sleep(Duration::from_millis(200));
+    // Stop the server (SIGTERM) and wait for it to exit and for its stderr to close, so
+    // every line it logged, disconnects and shutdown included, is read before the check.
+    let mut rv = rv;
+    assert!(Command::new("kill").args(["-TERM", &rv.child.id().to_string()]).status().unwrap().success());
+    let exited = rv.child.wait().unwrap();
+    assert!(exited.success(), "{exited:?}");
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while Arc::strong_count(&rv.stderr) > 1 && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(Arc::strong_count(&rv.stderr), 1, "stderr reader still running");
     let logs = rv.stderr.lock().unwrap().clone();
     assert!(logs.contains("admitted"), "trace logs are on: {logs}");
     for hay in [&metrics, &logs] {

@@ -143,9 +143,22 @@ fn replicas_share_presence_and_relay_through_redis() {
                 }
             } => eprintln!("signal during the Redis hiccup refused with {err:?}"),
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        a.signal(b.device, b"after the hiccup").await.unwrap();
-        assert_eq!(until_signal(&mut b_back).await, (a.device, b"after the hiccup".to_vec()));
+        // Wait for the replicas to be back on Redis by the thing itself: a signal that gets
+        // through (each try its own payload, so a late earlier one is not mistaken for it).
+        let mut through = false;
+        for attempt in 0..20 {
+            let payload = format!("after the hiccup {attempt}");
+            a.signal(b.device, payload.as_bytes()).await.unwrap();
+            if let Ok(got) = tokio::time::timeout(Duration::from_millis(500), until_signal(&mut b_back)).await {
+                assert_eq!(got.0, a.device);
+                assert!(got.1.starts_with(b"after the hiccup"), "{:?}", String::from_utf8_lossy(&got.1));
+                through = true;
+                break;
+            }
+            // Not yet: drop what the failed try left on a's side (e.g. an error reply).
+            while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(50), a.next()).await {}
+        }
+        assert!(through, "no signal got through after the Redis connections were killed");
         b_back.signal(a.device, b"back at you").await.unwrap();
         assert_eq!(until_signal(&mut a).await, (b.device, b"back at you".to_vec()));
         // Kill replica 2 without any goodbye: b must leave a's presence within the TTL
