@@ -178,3 +178,52 @@ fn replicas_share_presence_and_relay_through_redis() {
         }
     });
 }
+
+/// A revocation sent through one replica closes the revoked device on the other replica and
+/// keeps it out of both (the revocation is shared through Redis).
+#[test]
+fn a_revocation_on_one_replica_reaches_the_other() {
+    use ed25519_dalek::SigningKey;
+    use hearth_proto::membership::{MembershipBody, MembershipRecord, Revocation};
+    use hearth_rendezvous::client::ClientError;
+    use hearth_rendezvous::protocol::ErrorCode;
+    let (_redis, url) = redis();
+    let (_r1, a1) = replica(&url);
+    let (_r2, a2) = replica(&url);
+    let (url1, url2) = (format!("ws://{a1}/v1/signal"), format!("ws://{a2}/v1/signal"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut a = client::connect(&url1, &Join::Vault(Box::new(rendezvous_identity(43, 1)))).await.unwrap();
+        let mut b = client::connect(&url2, &Join::Vault(Box::new(rendezvous_identity(43, 2)))).await.unwrap();
+        until_presence(&mut a, &[b.device], Duration::from_secs(5)).await;
+        let root = SigningKey::from_bytes(&[43; 32]);
+        let vault_id = hearth_proto::vault_id_of(&root.verifying_key());
+        let rec = MembershipRecord::sign(
+            &root,
+            MembershipBody::Revoke(Revocation {
+                vault_id,
+                device_id: b.device,
+                last_seq: 0,
+                last_hash: [0; 32],
+                at_ms: 0,
+            }),
+        );
+        a.revoke(&rec).await.unwrap();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), b.next()).await.expect("b is closed in time") {
+                Err(ClientError::Closed { code, reason }) => {
+                    assert_eq!(code, 1008);
+                    assert!(reason.contains("revoked"), "{reason}");
+                    break;
+                }
+                Ok(_) => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        for u in [&url1, &url2] {
+            let err = client::connect(u, &Join::Vault(Box::new(rendezvous_identity(43, 2)))).await.unwrap_err();
+            assert!(matches!(err, ClientError::Refused { code: ErrorCode::Revoked, .. }), "{u}: {err}");
+        }
+        until_presence(&mut a, &[], Duration::from_secs(5)).await;
+    });
+}
