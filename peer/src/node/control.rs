@@ -127,7 +127,15 @@ pub(crate) fn bind(home: &Path) -> std::io::Result<tokio::net::UnixListener> {
 /// Serves control connections until the node's input channel closes.
 pub(crate) async fn serve(listener: tokio::net::UnixListener, to_node: mpsc::Sender<Input>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!("control socket accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let to_node = to_node.clone();
         tokio::spawn(async move {
             if let Err(e) = connection(stream, to_node).await {

@@ -63,6 +63,8 @@ struct Target {
     next_at: Instant,
     /// The device behind this target, once a session through it went live.
     device: Option<DeviceId>,
+    /// Its service went away while a dial or session was running: drop it when that ends.
+    gone: bool,
 }
 
 /// The dial plan.
@@ -77,8 +79,8 @@ impl Dialer {
     pub fn add(&mut self, source: Source, addrs: Vec<String>, now: Instant) -> TargetId {
         let id = TargetId(self.next_id);
         self.next_id += 1;
-        self.targets
-            .insert(id, Target { source, addrs, state: State::Waiting, failures: 0, next_at: now, device: None });
+        let t = Target { source, addrs, state: State::Waiting, failures: 0, next_at: now, device: None, gone: false };
+        self.targets.insert(id, t);
         id
     }
 
@@ -87,6 +89,7 @@ impl Dialer {
         let found = self.targets.iter_mut().find(|(_, t)| matches!(&t.source, Source::Mdns(n) if n == name));
         match found {
             Some((id, t)) => {
+                t.gone = false;
                 if t.addrs != addrs {
                     t.addrs = addrs;
                     // New addresses deserve a prompt try, unless the peer refused us.
@@ -101,9 +104,15 @@ impl Dialer {
         }
     }
 
-    /// A discovered service went away: stop dialling it (a live session stays up).
+    /// A discovered service went away: stop dialling it (a live session stays up, and the
+    /// target goes when it ends).
     pub fn remove_mdns(&mut self, name: &str) {
         self.targets.retain(|_, t| !(matches!(&t.source, Source::Mdns(n) if n == name) && t.state == State::Waiting));
+        for t in self.targets.values_mut() {
+            if matches!(&t.source, Source::Mdns(n) if n == name) {
+                t.gone = true;
+            }
+        }
     }
 
     /// Targets to dial now, marked as dialling. `connected` says whether a device already has
@@ -141,6 +150,10 @@ impl Dialer {
     /// A dial or its connection ended; schedules the next try.
     pub fn ended(&mut self, id: TargetId, how: Ended, now: Instant, rng: &mut impl Rng) {
         let Some(t) = self.targets.get_mut(&id) else { return };
+        if t.gone {
+            self.targets.remove(&id);
+            return;
+        }
         t.state = State::Waiting;
         let delay = match how {
             Ended::Refused => REFUSED,
@@ -249,7 +262,10 @@ mod tests {
         d.remove_mdns("x._hearth._tcp.local.");
         assert_eq!(d.len(), 1, "a target being dialled stays until its dial ends");
         d.ended(a, Ended::Unreachable, now, &mut StdRng::seed_from_u64(2));
-        d.remove_mdns("x._hearth._tcp.local.");
-        assert!(d.is_empty());
+        assert!(d.is_empty(), "and then goes, not redialled");
+        let b = d.upsert_mdns("y._hearth._tcp.local.", vec!["10.0.0.3:7".into()], now);
+        d.ended(b, Ended::Unreachable, now, &mut StdRng::seed_from_u64(2));
+        d.remove_mdns("y._hearth._tcp.local.");
+        assert!(d.is_empty(), "a waiting target goes at once");
     }
 }
