@@ -13,6 +13,11 @@ use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
 
+/// A temporary directory and an empty lab, or nothing where namespaces cannot be made.
+fn setup() -> Option<(tempfile::TempDir, Lab)> {
+    netns::available().then(|| (tempfile::tempdir().unwrap(), Lab::new()))
+}
+
 fn peers(d: &Device) -> usize {
     d.json(&["status"])["peers"].as_array().map_or(0, Vec::len)
 }
@@ -24,11 +29,7 @@ fn start(d: &Device) -> Daemon {
 
 #[test]
 fn three_devices_on_one_lan_sync_with_no_server() {
-    if !netns::available() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut lab = Lab::new();
+    let Some((dir, mut lab)) = setup() else { return };
     let lan = lab.lan(1);
     let names = ["a", "b", "c"];
     let devs: Vec<Device> = vault(dir.path(), &names)
@@ -61,11 +62,7 @@ fn three_devices_on_one_lan_sync_with_no_server() {
 
 #[test]
 fn an_edit_crosses_two_lans_through_the_one_device_on_both() {
-    if !netns::available() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut lab = Lab::new();
+    let Some((dir, mut lab)) = setup() else { return };
     let (lan1, lan2) = (lab.lan(1), lab.lan(2));
     let devs = vault(dir.path(), &["a", "b", "c"]);
     let (na, nb, nc) = (lab.host("a"), lab.host("b"), lab.host("c"));
@@ -87,11 +84,7 @@ fn an_edit_crosses_two_lans_through_the_one_device_on_both() {
 
 #[test]
 fn a_partition_heals_into_one_state_with_the_conflict_listed_everywhere() {
-    if !netns::available() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut lab = Lab::new();
+    let Some((dir, mut lab)) = setup() else { return };
     let lan = lab.lan(1);
     let devs = vault(dir.path(), &["a", "b", "c"]);
     let mut ports = Vec::new();
@@ -135,11 +128,7 @@ fn a_partition_heals_into_one_state_with_the_conflict_listed_everywhere() {
 
 #[test]
 fn a_stranger_on_the_lan_sees_the_service_but_gets_nothing() {
-    if !netns::available() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut lab = Lab::new();
+    let Some((dir, mut lab)) = setup() else { return };
     let lan = lab.lan(1);
     let devs = vault(dir.path(), &["a", "b"]);
     let stranger = vault(dir.path(), &["s"]).remove(0);
@@ -189,11 +178,7 @@ fn a_stranger_on_the_lan_sees_the_service_but_gets_nothing() {
 
 #[test]
 fn with_multicast_blocked_a_static_peer_still_syncs() {
-    if !netns::available() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut lab = Lab::new();
+    let Some((dir, mut lab)) = setup() else { return };
     let lan = lab.lan(1);
     let devs = vault(dir.path(), &["a", "b"]);
     let (na, nb) = (lab.host("a"), lab.host("b"));
@@ -216,11 +201,7 @@ fn with_multicast_blocked_a_static_peer_still_syncs() {
 
 #[test]
 fn an_independent_mdns_browser_sees_only_a_version_and_a_rotating_tag() {
-    if !netns::available() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut lab = Lab::new();
+    let Some((dir, mut lab)) = setup() else { return };
     let lan = lab.lan(1);
     let a = vault(dir.path(), &["grandmas-tablet"]).remove(0);
     let (na, nx) = (lab.host("a"), lab.host("x"));
