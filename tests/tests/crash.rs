@@ -47,10 +47,12 @@ fn kill_9_during_import_loses_nothing_committed() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // Kill once the import is committing (its WAL grows), a little later each attempt.
+        // Kill at a point in the import that moves on each attempt: its WAL grows while a
+        // batch (~1 MiB) is written and at its commit, so thresholds from 0 to ~2.5 MiB land
+        // inside the first transaction, between commits, and inside later ones.
         let before = std::fs::metadata(&wal).map_or(0, |m| m.len());
         let end = std::time::Instant::now() + Duration::from_secs(20);
-        while std::fs::metadata(&wal).map_or(0, |m| m.len()) <= before + attempt * (64 << 10)
+        while std::fs::metadata(&wal).map_or(0, |m| m.len()) <= before + attempt * (400 << 10)
             && std::time::Instant::now() < end
             && child.try_wait().unwrap().is_none()
         {
@@ -65,6 +67,7 @@ fn kill_9_during_import_loses_nothing_committed() {
         let ids: std::collections::BTreeSet<u32> =
             r.state().visible().map(|(id, _)| u32::from_be_bytes([id.0[0], id.0[1], id.0[2], id.0[3]])).collect();
         assert_eq!(ids, (0..n as u32).collect(), "state = the committed prefix");
+        eprintln!("kill {attempt}: {n} entries committed");
         if n > 0 && n < 6_000 {
             killed_midway += 1;
         }
