@@ -219,3 +219,160 @@ impl Membership {
         &self.root
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root(b: u8) -> SigningKey {
+        SigningKey::from_bytes(&[b; 32])
+    }
+
+    fn enroll(root: &SigningKey, d: u8, key: u8) -> MembershipRecord {
+        MembershipRecord::sign(
+            root,
+            MembershipBody::Enroll(Enrollment {
+                vault_id: crate::vault_id_of(&root.verifying_key()),
+                device_id: DeviceId([d; 16]),
+                sign_pk: [key; 32],
+                dh_pk: [key.wrapping_add(1); 32],
+                at_ms: 1,
+            }),
+        )
+    }
+
+    fn revoke(root: &SigningKey, d: u8, last_seq: u64, last_hash: [u8; 32]) -> MembershipRecord {
+        let vault_id = crate::vault_id_of(&root.verifying_key());
+        MembershipRecord::sign(
+            root,
+            MembershipBody::Revoke(Revocation {
+                vault_id,
+                device_id: DeviceId([d; 16]),
+                last_seq,
+                last_hash,
+                at_ms: 2,
+            }),
+        )
+    }
+
+    #[test]
+    fn the_vault_id_is_the_truncated_hash_of_the_root_key() {
+        // Known answer (PROTOCOL.md §1): the root public key of the 0x42 test secret.
+        let mut pk = [0u8; 32];
+        hex::decode_to_slice("2ddc69c7fe76284b3e7bd2dece83e4a955fad2604c541721c284c66aad0ee20b", &mut pk).unwrap();
+        let id = crate::vault_id_of(&VerifyingKey::from_bytes(&pk).unwrap());
+        assert_eq!(id.to_hex(), "fdedcc8fef1f1cc6e2ac94f7410dadd6");
+        let id = crate::vault_id_of(&root(0x42).verifying_key());
+        let m = Membership::new(root(0x42).verifying_key());
+        assert_eq!(m.vault_id(), id);
+        assert_eq!(m.root(), &root(0x42).verifying_key());
+    }
+
+    #[test]
+    fn records_verify_only_under_their_root_and_vault() {
+        let (r, other) = (root(1), root(2));
+        let rec = enroll(&r, 1, 10);
+        let vault = crate::vault_id_of(&r.verifying_key());
+        assert_eq!(rec.verify(&r.verifying_key(), vault), Ok(()));
+        assert_eq!(rec.verify(&other.verifying_key(), vault), Err(MembershipError::BadSignature));
+        let wrong = crate::vault_id_of(&other.verifying_key());
+        assert_eq!(rec.verify(&r.verifying_key(), wrong), Err(MembershipError::WrongVault(vault)));
+        // Any change of the body breaks the signature (it covers the domain tag and body).
+        let mut tampered = rec.clone();
+        if let MembershipBody::Enroll(e) = &mut tampered.body {
+            e.at_ms += 1;
+        }
+        assert_eq!(tampered.verify(&r.verifying_key(), vault), Err(MembershipError::BadSignature));
+        // A signature over the body without the domain tag is not accepted.
+        let bare = MembershipRecord { body: rec.body.clone(), sig: r.sign(&postcard::to_stdvec(&rec.body).unwrap()) };
+        assert_eq!(bare.verify(&r.verifying_key(), vault), Err(MembershipError::BadSignature));
+        let mut m = Membership::new(r.verifying_key());
+        assert_eq!(m.insert(enroll(&other, 1, 10)), Err(MembershipError::WrongVault(wrong)));
+        assert!(m.records().is_empty());
+    }
+
+    #[test]
+    fn enrolments_are_idempotent_and_conflicts_refused() {
+        let r = root(1);
+        let mut m = Membership::new(r.verifying_key());
+        assert_eq!(m.insert(enroll(&r, 1, 10)), Ok(true));
+        assert_eq!(m.insert(enroll(&r, 1, 10)), Ok(false));
+        assert_eq!(m.records().len(), 1);
+        // Same device id, other keys (sign key differs, or only the DH key differs).
+        assert_eq!(m.insert(enroll(&r, 1, 11)), Err(MembershipError::Conflict(DeviceId([1; 16]))));
+        let mut half = enroll(&r, 1, 10);
+        if let MembershipBody::Enroll(e) = &mut half.body {
+            e.dh_pk = [99; 32];
+        }
+        let half = MembershipRecord::sign(&r, half.body);
+        assert_eq!(m.insert(half), Err(MembershipError::Conflict(DeviceId([1; 16]))));
+        let mut half = enroll(&r, 1, 10);
+        if let MembershipBody::Enroll(e) = &mut half.body {
+            e.sign_pk = [99; 32];
+        }
+        let half = MembershipRecord::sign(&r, half.body);
+        assert_eq!(m.insert(half), Err(MembershipError::Conflict(DeviceId([1; 16]))));
+        assert_eq!(m.devices().count(), 1);
+    }
+
+    #[test]
+    fn authorship_ends_at_the_lowest_cut_off_whatever_the_order() {
+        let r = root(1);
+        let d = DeviceId([1; 16]);
+        for order in [[5u64, 3], [3, 5]] {
+            let mut m = Membership::new(r.verifying_key());
+            m.insert(enroll(&r, 1, 10)).unwrap();
+            assert_eq!(m.author(d, 1_000).map(|e| e.sign_pk), Ok([10; 32]));
+            assert!(!m.is_revoked(d));
+            assert!(m.revocation(d).is_none());
+            let mut added = 0;
+            for cut in order {
+                added += usize::from(m.insert(revoke(&r, 1, cut, [cut as u8; 32])).unwrap());
+            }
+            assert_eq!(added, if order[0] == 5 { 2 } else { 1 }, "a weaker revocation is not new");
+            assert!(m.is_revoked(d));
+            assert_eq!(m.revocation(d).map(|r| r.last_seq), Some(3));
+            assert_eq!(m.revocations().count(), 1);
+            assert!(m.author(d, 3).is_ok(), "the cut-off itself stays valid");
+            assert_eq!(m.author(d, 4).map(|_| ()), Err(MembershipError::Revoked(d)));
+            assert_eq!(m.author(d, 2).map(|e| e.sign_pk), Ok([10; 32]));
+            assert_eq!(m.active_by_dh(&[11; 32]).map(|_| ()), Err(MembershipError::Revoked(d)));
+            let (e, rev) = m.devices().next().unwrap();
+            assert_eq!((e.device_id, rev.map(|r| r.last_seq)), (d, Some(3)));
+        }
+        // Equal cut-offs: the lower hash wins, in either order.
+        for order in [[[9u8; 32], [4; 32]], [[4; 32], [9; 32]]] {
+            let mut m = Membership::new(r.verifying_key());
+            for h in order {
+                m.insert(revoke(&r, 1, 3, h)).unwrap();
+            }
+            assert_eq!(m.revocation(d).map(|r| r.last_hash), Some([4; 32]));
+        }
+    }
+
+    #[test]
+    fn unknown_and_active_devices_are_told_apart() {
+        let r = root(1);
+        let mut m = Membership::new(r.verifying_key());
+        m.insert(enroll(&r, 1, 10)).unwrap();
+        m.insert(enroll(&r, 2, 20)).unwrap();
+        assert_eq!(m.active_by_dh(&[11; 32]).map(|e| e.device_id), Ok(DeviceId([1; 16])));
+        assert_eq!(m.active_by_dh(&[21; 32]).map(|e| e.device_id), Ok(DeviceId([2; 16])));
+        assert!(matches!(m.active_by_dh(&[10; 32]), Err(MembershipError::NotEnrolled(_))));
+        assert_eq!(m.author(DeviceId([3; 16]), 1).map(|_| ()), Err(MembershipError::NotEnrolled(DeviceId([3; 16]))));
+        assert_eq!(m.records().len(), 2);
+        assert_eq!(m.devices().count(), 2);
+    }
+
+    #[test]
+    fn ids_round_trip_through_hex() {
+        let d = DeviceId([0xAB; 16]);
+        assert_eq!(d.to_hex(), "ab".repeat(16));
+        assert_eq!(DeviceId::from_hex(&d.to_hex()), Some(d));
+        assert_eq!(DeviceId::from_hex(&format!(" {} ", d.to_hex())), Some(d));
+        assert_eq!(DeviceId::from_hex("abc"), None);
+        assert_eq!(format!("{d}"), d.to_hex());
+        assert_eq!(format!("{d:?}"), "DeviceId(abababab)");
+        assert_ne!(DeviceId::random(), DeviceId::random());
+    }
+}
