@@ -303,3 +303,20 @@ fn software_bytes(s: &str) -> &[u8] {
     }
     &s.as_bytes()[..end]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::software_bytes;
+
+    #[test]
+    fn software_is_cut_at_128_bytes_on_a_char_boundary() {
+        assert_eq!(software_bytes("hearth"), b"hearth");
+        let ascii = "a".repeat(200);
+        assert_eq!(software_bytes(&ascii).len(), 128);
+        // 'é' is two bytes: byte 128 falls inside the 64th one when preceded by one 'a'.
+        let s = format!("a{}", "é".repeat(100));
+        let cut = software_bytes(&s);
+        assert_eq!(cut.len(), 127);
+        assert!(std::str::from_utf8(cut).is_ok());
+    }
+}

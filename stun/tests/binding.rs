@@ -199,3 +199,73 @@ fn alternate_pair_validation() {
     assert!(AlternatePair::new(addr("1.1.1.1:1"), addr("[::1]:2")).is_err());
     assert!(AlternatePair::new(addr("1.1.1.1:1"), addr("1.1.1.2:2")).is_ok());
 }
+
+/// Sends a Binding request carrying `attrs` (type, value) and returns the reply.
+fn with_attrs(h: &BindingHandler, local: &str, from: &str, attrs: &[(u16, Vec<u8>)]) -> (Vec<u8>, ReplyKind) {
+    let txid = TransactionId::new([5; 12]);
+    let mut buf = [0u8; 1024];
+    let mut w = MessageWriter::new(&mut buf, MessageType::BINDING_REQUEST, &txid).unwrap();
+    for (t, v) in attrs {
+        w.raw(*t, v).unwrap();
+    }
+    let n = w.finish_with_fingerprint().unwrap();
+    let mut out = [0u8; MAX_RESPONSE_LEN];
+    let (len, _, kind) = reply(h.handle(addr(from), addr(local), &buf[..n], &mut out));
+    (out[..len].to_vec(), kind)
+}
+
+/// RFC 8489 §6.3: a server without credentials ignores USERNAME, MESSAGE-INTEGRITY(-SHA256)
+/// and friends instead of refusing them; 0x8000 is the first comprehension-optional type.
+#[test]
+fn understood_and_optional_attributes_do_not_refuse_a_request() {
+    let h = handler(None);
+    let attrs = vec![
+        (attr::USERNAME, b"alice".to_vec()),
+        (0x8000, b"optional".to_vec()),
+        (attr::MESSAGE_INTEGRITY, vec![0; 20]),
+    ];
+    let (_, kind) = with_attrs(&h, "0.0.0.0:3478", "198.51.100.7:40000", &attrs);
+    assert_eq!(kind, ReplyKind::Success);
+    let (out, kind) = with_attrs(&h, "0.0.0.0:3478", "198.51.100.7:40000", &[(0x7fff, vec![1, 2, 3, 4])]);
+    assert_eq!(kind, ReplyKind::Error, "0x7fff is comprehension-required and unknown");
+    assert_eq!(Message::parse(&out).unwrap().attribute(attr::UNKNOWN_ATTRIBUTES), Some(&[0x7f, 0xff][..]));
+}
+
+/// Many unknown attributes: UNKNOWN-ATTRIBUTES lists at most 16 and nothing overflows, also
+/// when CHANGE-REQUEST (unknown without an alternate address) comes on top.
+#[test]
+fn unknown_attribute_lists_are_capped_at_sixteen() {
+    let h = handler(None);
+    for extra in [15usize, 16, 17, 30] {
+        let mut attrs: Vec<(u16, Vec<u8>)> = (0..extra as u16).map(|i| (0x7000 + i, vec![0; 4])).collect();
+        attrs.push((attr::CHANGE_REQUEST, vec![0, 0, 0, 4]));
+        let (out, kind) = with_attrs(&h, "0.0.0.0:3478", "198.51.100.7:40000", &attrs);
+        assert_eq!(kind, ReplyKind::Error);
+        let m = Message::parse(&out).unwrap();
+        let listed = m.attribute(attr::UNKNOWN_ATTRIBUTES).unwrap();
+        assert_eq!(listed.len(), 2 * (extra + 1).min(16), "{extra} unknown + CHANGE-REQUEST");
+        assert_eq!(&listed[..2], &[0x70, 0x00]);
+        if extra < 16 {
+            assert_eq!(&listed[listed.len() - 2..], &attr::CHANGE_REQUEST.to_be_bytes());
+        }
+    }
+}
+
+/// CHANGE-REQUEST is served only on the configured pair's addresses and for clients of the
+/// pair's family; anywhere else it is refused as unknown.
+#[test]
+fn change_request_is_served_only_on_the_pair() {
+    let pair = AlternatePair::new(addr("203.0.113.1:3478"), addr("203.0.113.2:3479")).unwrap();
+    let h = handler(Some(pair));
+    assert_eq!(h.config().alternate, Some(pair));
+    assert_eq!(h.config().software.as_deref(), Some("hearth-test"));
+    let change = vec![(attr::CHANGE_REQUEST, vec![0, 0, 0, 6])];
+    let (_, kind) = with_attrs(&h, "203.0.113.1:3478", "198.51.100.7:40000", &change);
+    assert_eq!(kind, ReplyKind::Success);
+    // Another local address of the same host (not in the quad).
+    let (_, kind) = with_attrs(&h, "203.0.113.9:3478", "198.51.100.7:40000", &change);
+    assert_eq!(kind, ReplyKind::Error);
+    // A client of the other family, on the pair's address (as a dual-stack socket sees it).
+    let (_, kind) = with_attrs(&h, "203.0.113.1:3478", "[2001:db8::9]:5555", &change);
+    assert_eq!(kind, ReplyKind::Error);
+}

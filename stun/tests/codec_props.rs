@@ -121,3 +121,44 @@ fn fingerprint_must_be_last() {
     let n = w.finish();
     assert_eq!(Message::parse(&buf[..n]).unwrap_err(), hearth_stun::DecodeError::FingerprintNotLast);
 }
+
+/// Boundaries of the decoder: exactly MAX_ATTRIBUTES parse, one more does not; the raw bytes
+/// are handed back unchanged; ERROR-CODE needs its 4-byte header and round-trips its reason.
+#[test]
+fn decoder_boundaries_and_round_trips() {
+    use hearth_stun::message::{DecodeError, Message, MessageType, TransactionId, MAX_ATTRIBUTES};
+    use hearth_stun::writer::MessageWriter;
+    let txid = TransactionId::new([1; 12]);
+    for (count, ok) in [(MAX_ATTRIBUTES, true), (MAX_ATTRIBUTES + 1, false)] {
+        let mut buf = vec![0u8; 8 * count + 64];
+        let mut w = MessageWriter::new(&mut buf, MessageType::BINDING_REQUEST, &txid).unwrap();
+        for _ in 0..count {
+            w.raw(0x8022, b"ab").unwrap();
+        }
+        let n = w.finish();
+        let parsed = Message::parse(&buf[..n]);
+        assert_eq!(parsed.is_ok(), ok, "{count} attributes: {parsed:?}");
+        if let Ok(m) = parsed {
+            assert_eq!(m.as_bytes(), &buf[..n]);
+        } else {
+            assert!(matches!(parsed, Err(DecodeError::TooManyAttributes)));
+        }
+    }
+    for reason in ["", "Unknown Attribute", "x", "Bad Request: malformed CHANGE-REQUEST"] {
+        let mut buf = [0u8; 256];
+        let mut w = MessageWriter::new(&mut buf, MessageType::BINDING_ERROR, &txid).unwrap();
+        w.error_code(420, reason).unwrap();
+        w.unknown_attributes(&[0x7777]).unwrap();
+        let n = w.finish();
+        let m = Message::parse(&buf[..n]).unwrap();
+        assert_eq!(m.error_code().unwrap(), Some((420, reason)));
+        assert_eq!(m.attribute(hearth_stun::attr::UNKNOWN_ATTRIBUTES), Some(&[0x77, 0x77][..]));
+    }
+    // An ERROR-CODE shorter than its header is malformed, not a panic.
+    let mut buf = [0u8; 64];
+    let mut w = MessageWriter::new(&mut buf, MessageType::BINDING_ERROR, &txid).unwrap();
+    w.raw(hearth_stun::attr::ERROR_CODE, &[0, 0, 4]).unwrap();
+    let n = w.finish();
+    let m = Message::parse(&buf[..n]).unwrap();
+    assert!(matches!(m.error_code(), Err(DecodeError::MalformedAttribute(_))));
+}
