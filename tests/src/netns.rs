@@ -81,6 +81,13 @@ impl Lab {
         self.add_ns(name)
     }
 
+    /// Lets mDNS run on the host's loopback alone (multicast flag and route on `lo`): one
+    /// machine, several devices, nothing leaves it.
+    pub fn loopback_multicast(&self, host: &str) {
+        ip(&["-n", host, "link", "set", "lo", "multicast", "on"]);
+        ip(&["-n", host, "route", "add", "224.0.0.0/4", "dev", "lo"]);
+    }
+
     /// A LAN numbered `n` (1..=250).
     pub fn lan(&mut self, n: u8) -> Lan {
         let ns = self.add_ns(&format!("sw{n}"));

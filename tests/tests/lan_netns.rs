@@ -27,6 +27,24 @@ fn start(d: &Device) -> Daemon {
     d.daemon(&[])
 }
 
+/// Two daemons on one machine (two homes, loopback only) find each other by mDNS and sync,
+/// CLI edits made meanwhile included.
+#[test]
+fn two_daemons_on_one_machine_discover_each_other_over_loopback() {
+    let Some((dir, mut lab)) = setup() else { return };
+    let host = lab.host("m");
+    lab.loopback_multicast(&host);
+    let devs: Vec<Device> = vault(dir.path(), &["a", "b"]).into_iter().map(|d| d.in_netns(&host)).collect();
+    let _d: Vec<Daemon> = devs.iter().map(|d| d.daemon(&["--listen", "127.0.0.1:0"])).collect();
+    for d in &devs {
+        wait_until(T, "each finds the other on loopback", || peers(d) == 1);
+    }
+    devs[0].ok(&["add", "from-a", "--field", "k=1"]);
+    wait_until(T, "a's edit reaches b", || devs[1].names() == ["from-a"]);
+    devs[1].ok(&["edit", "from-a", "--field", "k=2"]);
+    wait_until(T, "b's edit reaches a", || devs[0].json(&["get", "from-a"])["fields"]["k"] == "2");
+}
+
 #[test]
 fn three_devices_on_one_lan_sync_with_no_server() {
     let Some((dir, mut lab)) = setup() else { return };
