@@ -5,6 +5,11 @@ use std::net::{IpAddr, SocketAddr};
 use crate::attr;
 use crate::message::{fingerprint, xor_address, MessageType, TransactionId, HEADER_LEN};
 
+/// ERROR-CODE value: 4 header bytes and a reason of at most 128 bytes (RFC 8489 §14.8).
+const ERROR_CODE_MAX: usize = 4 + 128;
+/// UNKNOWN-ATTRIBUTES value: at most 16 types of 2 bytes.
+const UNKNOWN_MAX: usize = 2 * 16;
+
 /// The buffer is too small for what was being written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("STUN output buffer too small")]
@@ -71,7 +76,7 @@ impl<'b> MessageWriter<'b> {
     /// Appends ERROR-CODE (RFC 8489 §14.8).
     pub fn error_code(&mut self, code: u16, reason: &str) -> Result<&mut Self, BufferTooSmall> {
         let reason = reason.as_bytes();
-        let mut v = [0u8; 4 + 128];
+        let mut v = [0u8; ERROR_CODE_MAX];
         let n = reason.len().min(128);
         // `code / 100` is 3..=6 for valid codes; masked so a bad caller can't set reserved bits.
         v[2] = ((code / 100) & 0x07) as u8;
@@ -82,7 +87,7 @@ impl<'b> MessageWriter<'b> {
 
     /// Appends UNKNOWN-ATTRIBUTES listing `types`.
     pub fn unknown_attributes(&mut self, types: &[u16]) -> Result<&mut Self, BufferTooSmall> {
-        let mut v = [0u8; 2 * 16];
+        let mut v = [0u8; UNKNOWN_MAX];
         let n = types.len().min(16);
         for (i, t) in types.iter().take(n).enumerate() {
             v[2 * i..2 * i + 2].copy_from_slice(&t.to_be_bytes());
