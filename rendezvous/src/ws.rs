@@ -207,10 +207,21 @@ fn close_code(body: &[u8]) -> Result<Option<u16>, FrameError> {
         [] => Ok(None),
         [a, b, reason @ ..] => {
             utf8(reason).map_err(|_| FrameError::BadClose)?;
-            Ok(Some(u16::from_be_bytes([*a, *b])))
+            let code = u16::from_be_bytes([*a, *b]);
+            // RFC 6455 §7.4: 1005, 1006 and 1015 are never sent, 1004 and 1016–2999 are
+            // reserved, below 1000 unused: such a close is a protocol error, not echoed.
+            if !is_sendable_close(code) {
+                return Err(FrameError::BadClose);
+            }
+            Ok(Some(code))
         }
         [_] => Err(FrameError::BadClose),
     }
+}
+
+/// True for close codes an endpoint may put on the wire (RFC 6455 §7.4.1, IANA registry).
+pub fn is_sendable_close(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 /// Appends a frame header (FIN set) for a payload of `len` bytes.
@@ -343,6 +354,24 @@ mod tests {
         a[0] &= 0x7F;
         assert_eq!(dec.decode(&mut a).unwrap().unwrap().1, None);
         assert_eq!(dec.decode(&mut frame(opcode::CONTINUATION, b"45")), Err(FrameError::TooBig));
+    }
+
+    #[test]
+    fn reserved_close_codes_are_a_protocol_error() {
+        let close = |code: u16| {
+            let mut b = Vec::new();
+            encode_masked(opcode::CLOSE, &code.to_be_bytes(), [3, 1, 4, 1], &mut b);
+            b
+        };
+        for bad in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
+            let mut dec = Decoder::new(1 << 16);
+            assert_eq!(dec.decode(&mut close(bad)), Err(FrameError::BadClose), "{bad}");
+        }
+        for good in [1000u16, 1001, 1002, 1003, 1007, 1011, 1014, 3000, 4999] {
+            let mut dec = Decoder::new(1 << 16);
+            assert_eq!(dec.decode(&mut close(good)).unwrap().unwrap().1, Some(Event::Close(Some(good))));
+        }
+        assert_eq!(FrameError::BadClose.close_code(), 1002);
     }
 
     #[test]

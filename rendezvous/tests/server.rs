@@ -564,6 +564,23 @@ async fn websocket_framing_edge_cases() {
     plain.send(b"GET /v1/signal HTTP/1.1\r\nHost: x\r\n\r\n").await;
     plain.read_more().await;
     assert!(plain.buf.starts_with(b"HTTP/1.1 400"), "{}", String::from_utf8_lossy(&plain.buf));
+    // A reserved close code (1005 must never be sent) is a protocol error, not echoed.
+    let mut c = RawTcp::connect(&s).await;
+    c.frame().await;
+    let mut close = Vec::new();
+    ws::encode_masked(opcode::CLOSE, &1005u16.to_be_bytes(), [3, 3, 3, 3], &mut close);
+    c.send(&close).await;
+    let (op, body) = c.frame().await;
+    assert_eq!((op, &body[..2]), (opcode::CLOSE, &1002u16.to_be_bytes()[..]));
+    // A Sec-WebSocket-Key that is not 16 bytes of base64: 400.
+    for key in ["c2hvcnQ=", "not base64 at all", ""] {
+        let raw = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        let mut raw = RawTcp { io: raw, buf: Vec::new() };
+        let req = format!("GET /v1/signal HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n");
+        raw.send(req.as_bytes()).await;
+        raw.read_more().await;
+        assert!(raw.buf.starts_with(b"HTTP/1.1 400"), "{key:?}: {}", String::from_utf8_lossy(&raw.buf));
+    }
     s.stop().await;
 }
 

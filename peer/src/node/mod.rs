@@ -154,6 +154,7 @@ impl Node {
         let now = Instant::now();
         let mut peers = config.peers.clone();
         peers.extend(config.home.static_peers()?);
+        peers.sort();
         peers.dedup();
         for p in peers {
             core.add_static_peer(p, now);

@@ -330,6 +330,12 @@ fn websocket_accept(headers: &HeaderMap) -> Result<HeaderValue, &'static str> {
         return Err("unsupported WebSocket version (need 13)");
     }
     let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or("missing Sec-WebSocket-Key")?;
+    // RFC 6455 §4.2.1: the key is 16 random bytes, base64-encoded.
+    use base64::Engine as _;
+    match base64::engine::general_purpose::STANDARD.decode(key.as_bytes()) {
+        Ok(k) if k.len() == 16 => {}
+        _ => return Err("Sec-WebSocket-Key must be 16 bytes in base64"),
+    }
     HeaderValue::from_str(&tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()))
         .map_err(|_| "bad Sec-WebSocket-Key")
 }
