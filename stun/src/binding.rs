@@ -124,17 +124,24 @@ pub enum DropReason {
     Response,
     /// Over the per-source rate limit (decided by the caller, listed here for metrics).
     RateLimited,
+    /// A request of a method other than Binding: not answered, so a forged source address
+    /// cannot turn the server into a reflector for error responses.
+    OtherMethod,
+    /// The reply would be 3× the request or more (a guard; no request shape served reaches it).
+    Amplification,
 }
 
 impl DropReason {
     /// Every reason, for pre-registering metric labels.
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::NotStun,
         DropReason::Malformed,
         DropReason::BadFingerprint,
         DropReason::Indication,
         DropReason::Response,
         DropReason::RateLimited,
+        DropReason::OtherMethod,
+        DropReason::Amplification,
     ];
 
     /// The metrics label.
@@ -146,6 +153,8 @@ impl DropReason {
             DropReason::Indication => "indication",
             DropReason::Response => "response",
             DropReason::RateLimited => "rate_limited",
+            DropReason::OtherMethod => "other_method",
+            DropReason::Amplification => "amplification",
         }
     }
 
@@ -173,6 +182,9 @@ pub struct BindingConfig {
 pub struct BindingHandler {
     config: BindingConfig,
 }
+
+/// A reply is always less than this many times the size of its request (reflection bound).
+pub const MAX_AMPLIFICATION: usize = 3;
 
 /// CHANGE-REQUEST flag bits (RFC 5780 §7.2).
 const CHANGE_IP: u32 = 0x4;
@@ -202,8 +214,29 @@ impl BindingHandler {
             Class::Indication => return Outcome::Drop(DropReason::Indication),
             Class::Success | Class::Error => return Outcome::Drop(DropReason::Response),
         }
+        if typ.method != METHOD_BINDING {
+            return Outcome::Drop(DropReason::OtherMethod);
+        }
         // A buffer too small for our own bounded responses is a caller bug; drop rather than panic.
-        self.respond(&msg, from, local, out).unwrap_or(Outcome::Drop(DropReason::Malformed))
+        match self.respond(&msg, from, local, out) {
+            Ok(Outcome::Reply { len, .. }) if len >= MAX_AMPLIFICATION * datagram.len() => {
+                Outcome::Drop(DropReason::Amplification)
+            }
+            Ok(o) => o,
+            Err(BufferTooSmall) => Outcome::Drop(DropReason::Malformed),
+        }
+    }
+
+    /// SOFTWARE, when configured and when the reply stays under the amplification bound
+    /// with it (and the FINGERPRINT the request asked for): minimal requests go without it.
+    fn software(&self, w: &mut MessageWriter<'_>, room: &Room) -> Result<(), BufferTooSmall> {
+        if let Some(s) = &self.config.software {
+            let b = software_bytes(s);
+            if room.fits(w, 4 + b.len().next_multiple_of(4)) {
+                w.raw(attr::SOFTWARE, b)?;
+            }
+        }
+        Ok(())
     }
 
     fn respond(
@@ -213,17 +246,13 @@ impl BindingHandler {
         local: SocketAddr,
         out: &mut [u8],
     ) -> Result<Outcome, BufferTooSmall> {
-        let typ = msg.message_type();
-        if typ.method != METHOD_BINDING {
-            return self.error(msg, local, 400, "Bad Request: only Binding is served", &[], out);
-        }
         let mut unknown = [0u16; 16];
         let mut n_unknown = 0;
         let mut change = 0u32;
         for a in msg.attributes() {
             if a.typ == attr::CHANGE_REQUEST {
                 let Ok(bytes) = <[u8; 4]>::try_from(a.value) else {
-                    return self.error(msg, local, 400, "Bad Request: malformed CHANGE-REQUEST", &[], out);
+                    return self.error(msg, local, 400, "Bad Request", &[], out);
                 };
                 change = u32::from_be_bytes(bytes) & (CHANGE_IP | CHANGE_PORT);
             } else if attr::comprehension_required(a.typ)
@@ -257,15 +286,17 @@ impl BindingHandler {
             }
             return Ok(Outcome::Reply { len: w.finish(), from: origin, kind: ReplyKind::Success });
         }
+        let room = Room::for_request(msg);
         w.xor_address(attr::XOR_MAPPED_ADDRESS, from)?;
-        if let Some(p) = alternate {
+        // RFC 5780's two addresses are informational: left out of a reply to a request too
+        // small to justify them (an IPv6 pair triples a bare 20-byte request).
+        let per_addr = if origin.is_ipv4() { 12 } else { 24 };
+        if let Some(p) = alternate.filter(|_| room.fits(&w, 2 * per_addr)) {
             w.address(attr::RESPONSE_ORIGIN, origin)?;
             w.address(attr::OTHER_ADDRESS, p.flip(local, true, true))?;
         }
-        if let Some(s) = &self.config.software {
-            w.raw(attr::SOFTWARE, software_bytes(s))?;
-        }
-        Ok(Outcome::Reply { len: w.finish_with_fingerprint()?, from: origin, kind: ReplyKind::Success })
+        self.software(&mut w, &room)?;
+        Ok(Outcome::Reply { len: room.finish(w)?, from: origin, kind: ReplyKind::Success })
     }
 
     fn error(
@@ -286,12 +317,41 @@ impl BindingHandler {
         let len = if msg.is_classic() {
             w.finish()
         } else {
-            if let Some(s) = &self.config.software {
-                w.raw(attr::SOFTWARE, software_bytes(s))?;
-            }
-            w.finish_with_fingerprint()?
+            let room = Room::for_request(msg);
+            self.software(&mut w, &room)?;
+            room.finish(w)?
         };
         Ok(Outcome::Reply { len, from: local, kind: ReplyKind::Error })
+    }
+}
+
+/// The reflection budget of one reply: under [`MAX_AMPLIFICATION`] × the request, with a
+/// FINGERPRINT when the request carried one or when it fits.
+struct Room {
+    limit: usize,
+    fingerprint: bool,
+}
+
+impl Room {
+    fn for_request(msg: &Message<'_>) -> Self {
+        Self {
+            limit: MAX_AMPLIFICATION * msg.as_bytes().len(),
+            fingerprint: msg.attribute(attr::FINGERPRINT).is_some(),
+        }
+    }
+
+    /// True when `extra` more bytes and a FINGERPRINT after them stay under the limit (the
+    /// FINGERPRINT, which lets clients demultiplex, goes before anything optional).
+    fn fits(&self, w: &MessageWriter<'_>, extra: usize) -> bool {
+        w.len() + extra + 8 < self.limit
+    }
+
+    fn finish(&self, w: MessageWriter<'_>) -> Result<usize, BufferTooSmall> {
+        if self.fingerprint || w.len() + 8 < self.limit {
+            w.finish_with_fingerprint()
+        } else {
+            Ok(w.finish())
+        }
     }
 }
 

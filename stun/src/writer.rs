@@ -105,6 +105,16 @@ impl<'b> MessageWriter<'b> {
         Ok(self.len)
     }
 
+    /// Bytes written so far (header included).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing but the header is written.
+    pub fn is_empty(&self) -> bool {
+        self.len <= HEADER_LEN
+    }
+
     /// Returns the finished length (no FINGERPRINT).
     pub fn finish(self) -> usize {
         self.len

@@ -111,8 +111,10 @@ fn response_port_and_padding_are_refused_with_420() {
     }
 }
 
+/// Requests of other methods are not answered at all: a 400 to a forged source was a
+/// reflection of nearly 5× the request.
 #[test]
-fn other_methods_get_400() {
+fn other_methods_are_dropped() {
     let h = handler(None);
     let txid = TransactionId::new([1; 12]);
     let mut buf = [0u8; 64];
@@ -120,11 +122,67 @@ fn other_methods_get_400() {
     let w = MessageWriter::new(&mut buf, MessageType::from_bits(0x0003), &txid).unwrap();
     let n = w.finish_with_fingerprint().unwrap();
     let mut out = [0u8; MAX_RESPONSE_LEN];
-    let (len, _, kind) = reply(h.handle(addr("192.0.2.5:1234"), addr("0.0.0.0:3478"), &buf[..n], &mut out));
-    assert_eq!(kind, ReplyKind::Error);
+    let o = h.handle(addr("192.0.2.5:1234"), addr("0.0.0.0:3478"), &buf[..n], &mut out);
+    assert!(matches!(o, Outcome::Drop(DropReason::OtherMethod)), "{o:?}");
+}
+
+/// Every reply is less than 3× its request, whatever the request's shape (minimal, classic,
+/// IPv6, unknown or malformed attributes, CHANGE-REQUEST with and without a pair).
+#[test]
+fn no_reply_is_three_times_its_request() {
+    use hearth_stun::binding::MAX_AMPLIFICATION;
+    let pair = AlternatePair::new(addr("203.0.113.1:3478"), addr("203.0.113.2:3479")).unwrap();
+    let long_sw = BindingConfig { software: Some("x".repeat(128)), alternate: Some(pair) };
+    for h in [handler(None), handler(Some(pair)), BindingHandler::new(long_sw)] {
+        let txid = TransactionId::new([4; 12]);
+        let mut shapes: Vec<Vec<u8>> = Vec::new();
+        for fp in [false, true] {
+            for attrs in [
+                vec![],
+                vec![(0x7777u16, vec![])],
+                vec![(attr::CHANGE_REQUEST, vec![0, 0, 0, 6])],
+                vec![(attr::CHANGE_REQUEST, vec![])],
+                vec![(attr::CHANGE_REQUEST, vec![1])],
+                (0..20u16).map(|i| (0x7000 + i, vec![])).collect(),
+            ] {
+                let mut buf = [0u8; 512];
+                let mut w = MessageWriter::new(&mut buf, MessageType::BINDING_REQUEST, &txid).unwrap();
+                for (t, v) in &attrs {
+                    w.raw(*t, v).unwrap();
+                }
+                let n = if fp { w.finish_with_fingerprint().unwrap() } else { w.finish() };
+                shapes.push(buf[..n].to_vec());
+            }
+        }
+        let mut classic = vec![0x00, 0x01, 0x00, 0x00];
+        classic.extend_from_slice(&[0xAB; 16]);
+        shapes.push(classic);
+        for req in &shapes {
+            for (from, local) in
+                [("198.51.100.7:40000", "203.0.113.1:3478"), ("[2001:db8::9]:5555", "[2001:db8::1]:3478")]
+            {
+                let mut out = [0u8; MAX_RESPONSE_LEN];
+                match h.handle(addr(from), addr(local), req, &mut out) {
+                    Outcome::Reply { len, .. } => {
+                        assert!(
+                            len < MAX_AMPLIFICATION * req.len(),
+                            "{len}-byte reply to a {}-byte request",
+                            req.len()
+                        );
+                    }
+                    Outcome::Drop(r) => panic!("a well-formed Binding request was dropped: {r:?}"),
+                }
+            }
+        }
+    }
+    // SOFTWARE still goes out when there is room for it.
+    let h = handler(None);
+    let (txid, req) = request(Some(0));
+    let mut out = [0u8; MAX_RESPONSE_LEN];
+    let (len, _, _) = reply(h.handle(addr("198.51.100.7:40000"), addr("0.0.0.0:3478"), &req, &mut out));
     let m = Message::parse(&out[..len]).unwrap();
-    assert_eq!(m.message_type().method, 0x003);
-    assert_eq!(m.error_code().unwrap().map(|e| e.0), Some(400));
+    assert_eq!(m.transaction_id(), txid);
+    assert_eq!(m.attribute(attr::SOFTWARE), Some(&b"hearth-test"[..]));
 }
 
 #[test]
