@@ -1,6 +1,9 @@
 //! Limits: every knob of the server in one place, and the per-connection message bucket.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+use hearth_stun::rate_limit::SourceKey;
 
 /// All configurable limits (each has a flag and a `HEARTH_*` env var in the binary).
 #[derive(Debug, Clone)]
@@ -69,5 +72,83 @@ impl Bucket {
 
     pub(crate) fn take(&mut self, now: Instant) -> bool {
         self.inner.take(now, self.rate, self.burst)
+    }
+}
+
+/// Open connections per source: an IPv4 address or an IPv6 /64 (one subscriber's prefix, as
+/// the handshake limiter counts it). Only sources with an open connection have an entry.
+#[derive(Debug)]
+pub(crate) struct IpSlots {
+    counts: HashMap<SourceKey, usize>,
+    per_source: usize,
+}
+
+impl IpSlots {
+    pub(crate) fn new(per_source: usize) -> Self {
+        Self { counts: HashMap::new(), per_source }
+    }
+
+    /// True when `key` may open one more connection.
+    pub(crate) fn has_room(&self, key: SourceKey) -> bool {
+        self.counts.get(&key).copied().unwrap_or(0) < self.per_source
+    }
+
+    /// Counts a connection of `key` (after every other check passed, so a refusal leaves
+    /// no entry behind).
+    pub(crate) fn take(&mut self, key: SourceKey) {
+        *self.counts.entry(key).or_insert(0) += 1;
+    }
+
+    /// A connection of `key` closed.
+    pub(crate) fn release(&mut self, key: SourceKey) {
+        if let Some(n) = self.counts.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.counts.remove(&key);
+            }
+        }
+    }
+
+    /// Sources with an open connection.
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.counts.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    fn key(s: &str) -> SourceKey {
+        SourceKey::from(s.parse::<IpAddr>().unwrap())
+    }
+
+    #[test]
+    fn ipv6_counts_per_64_like_the_handshake_limiter() {
+        let mut s = IpSlots::new(2);
+        s.take(key("2001:db8:1:2::1"));
+        s.take(key("2001:db8:1:2::ffff"));
+        assert!(!s.has_room(key("2001:db8:1:2:abcd::9")), "one /64 is one source");
+        assert!(s.has_room(key("2001:db8:1:3::1")));
+        assert!(s.has_room(key("192.0.2.1")));
+        assert_eq!(s.tracked(), 1);
+    }
+
+    #[test]
+    fn entries_leave_with_their_last_connection_and_refusals_leave_none() {
+        let mut s = IpSlots::new(1);
+        // Many sources refused elsewhere (capacity) only ever asked has_room: no entries.
+        for i in 0..1000u32 {
+            assert!(s.has_room(SourceKey::V4(i)));
+        }
+        assert_eq!(s.tracked(), 0);
+        s.take(key("192.0.2.1"));
+        assert!(!s.has_room(key("192.0.2.1")));
+        s.release(key("192.0.2.1"));
+        s.release(key("192.0.2.1"));
+        assert_eq!(s.tracked(), 0);
+        assert!(s.has_room(key("192.0.2.1")));
     }
 }

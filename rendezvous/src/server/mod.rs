@@ -12,7 +12,6 @@ pub mod mailbox;
 pub mod metrics;
 pub mod outbox;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -62,7 +61,7 @@ pub(crate) struct App {
     hub: Hub,
     metrics: Metrics,
     registry: Registry,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    per_ip: Mutex<limits::IpSlots>,
     handshakes: Mutex<RateLimiter>,
     open: AtomicU64,
     next_conn: AtomicU64,
@@ -74,20 +73,14 @@ pub(crate) struct App {
 /// Counts a connection against the total and per-IP limits until dropped.
 struct Slot {
     app: Arc<App>,
-    ip: IpAddr,
+    source: SourceKey,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         self.app.open.fetch_sub(1, Ordering::Relaxed);
         self.app.metrics.connections.dec();
-        let mut m = self.app.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = m.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.ip);
-            }
-        }
+        self.app.per_ip.lock().unwrap_or_else(|p| p.into_inner()).release(self.source);
     }
 }
 
@@ -97,8 +90,8 @@ impl App {
         if self.draining.load(Ordering::Relaxed) {
             return Err(("draining", StatusCode::SERVICE_UNAVAILABLE, "server is shutting down"));
         }
-        let allowed =
-            self.handshakes.lock().unwrap_or_else(|p| p.into_inner()).allow(SourceKey::from(ip), Instant::now());
+        let source = SourceKey::from(ip);
+        let allowed = self.handshakes.lock().unwrap_or_else(|p| p.into_inner()).allow(source, Instant::now());
         if !allowed {
             return Err((
                 "handshake_rate",
@@ -107,8 +100,7 @@ impl App {
             ));
         }
         let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        let n = per_ip.entry(ip).or_insert(0);
-        if *n >= self.limits.max_connections_per_ip {
+        if !per_ip.has_room(source) {
             return Err(("per_ip", StatusCode::TOO_MANY_REQUESTS, "too many connections from your address"));
         }
         if self.open.fetch_add(1, Ordering::Relaxed) >= self.limits.max_connections as u64 {
@@ -119,9 +111,9 @@ impl App {
                 "server is at its connection limit; try again later",
             ));
         }
-        *n += 1;
+        per_ip.take(source);
         self.metrics.connections.inc();
-        Ok(Slot { app: Arc::clone(self), ip })
+        Ok(Slot { app: Arc::clone(self), source })
     }
 }
 
@@ -173,7 +165,7 @@ pub async fn run(
         hub: Hub::new(backplane, mailbox::Mailboxes::new(l.mailbox_ttl, l.mailbox_len, l.mailbox_bytes)),
         metrics,
         registry,
-        per_ip: Mutex::new(HashMap::new()),
+        per_ip: Mutex::new(limits::IpSlots::new(l.max_connections_per_ip)),
         open: AtomicU64::new(0),
         next_conn: AtomicU64::new(1),
         shutdown: stop_rx,
