@@ -131,3 +131,43 @@ fn void_values_survive_a_reopen_of_a_sqlite_home() {
     let raw = std::fs::read(home.db_path()).unwrap();
     assert!(!raw.windows(4).any(|w| w == b"4321"), "void values are stored sealed");
 }
+
+/// A revocation whose vouched hash at the cut-off is not this device's entry there (the
+/// revoker held another branch): the device voids back to an entry it can still verify, so
+/// its database keeps reopening, and a batch that would store the unverifiable branch is
+/// refused as a fork.
+#[test]
+fn a_revocation_vouching_for_another_branch_never_bricks_the_log() {
+    use hearth_peer::identity::{MembershipBody, MembershipRecord, Revocation, VaultKeys, VaultSecret};
+    let (_, mut r) = vault(2);
+    let (mut b, mut d) = (r.remove(0), r.remove(0));
+    for i in 0..3u64 {
+        d.write(&set(ITEM, "k", &format!("d{i}")), 1_000 + i).unwrap();
+    }
+    let batch = d.batch_for(&Default::default(), &mut 0, usize::MAX);
+    b.receive(&batch).unwrap();
+    let keys = VaultKeys::derive(&VaultSecret::from_bytes([0x11; 32]));
+    let other_branch = MembershipRecord::sign(
+        &keys.root,
+        MembershipBody::Revoke(Revocation {
+            vault_id: keys.vault_id,
+            device_id: d.device_id(),
+            last_seq: 2,
+            last_hash: [0xEE; 32],
+            at_ms: 5,
+        }),
+    );
+    b.add_membership(vec![other_branch.clone()]).unwrap();
+    assert_eq!(b.version().get(d.device_id()), 0, "no entry of d up to the cut-off can be verified here");
+    assert_eq!(b.voided_values().unwrap().len(), 3);
+    let again = Replica::open(&VaultSecret::from_bytes([0x11; 32]), b.device_id(), b.store_mut().clone()).unwrap();
+    assert_eq!(again.state().digest(), b.state().digest());
+    // A device that learns the revocation first refuses d's run rather than keep its first
+    // two entries unverifiable.
+    let (_, mut r2) = vault(2);
+    let mut c = r2.remove(0);
+    c.add_membership(vec![other_branch]).unwrap();
+    let err = c.receive(&batch).unwrap_err();
+    assert!(matches!(err, hearth_peer::vault::ReplicaError::Fork { seq: 2, .. }), "{err}");
+    assert!(c.is_empty());
+}

@@ -302,7 +302,19 @@ impl<S: LogStore> Replica<S> {
             .map(|r| (r.device_id, r.last_seq))
             .collect();
         let mut n = 0;
-        for (author, after) in cuts {
+        for (author, cut) in cuts {
+            // The kept prefix must stay verifiable on reopen: its last entry needs a stored
+            // head signature or the revocation's hash. If this log holds another branch than
+            // the revoker's at the cut (a fork at or below it), void back to the last signed
+            // entry instead; those values stay listed like every void one.
+            let mut after = cut;
+            while after > 0 {
+                let se = self.index.get(&(author, after)).map(|i| &self.log[*i]);
+                match se {
+                    Some(se) if se.head.is_some() || self.vouched(se) => break,
+                    _ => after -= 1,
+                }
+            }
             self.store.void(author, after)?;
             for seq in after + 1..=self.vv.get(author) {
                 if let Some(i) = self.index.remove(&(author, seq)) {
@@ -588,6 +600,20 @@ impl<S: LogStore> Replica<S> {
                     Some(r) if r.last_seq == seq && r.last_hash == *hash => {}
                     _ => return Err(ReplicaError::MissingHead(*author)),
                 },
+            }
+        }
+        // A run that continues past a revocation's cut-off is verified by its head, but the
+        // kept part then ends unsigned at the cut: it must be the branch the revocation
+        // vouches for, or it could never be verified again.
+        for (author, _) in &last_hash {
+            let Some(r) = self.membership.revocation(*author) else { continue };
+            let at_cut =
+                fresh.iter().find(|(se, _)| se.entry.header.author == *author && se.entry.header.seq == r.last_seq);
+            let voids_here = fresh.iter().any(|(se, void)| *void && se.entry.header.author == *author);
+            if let Some((se, _)) = at_cut.filter(|_| voids_here) {
+                if se.hash != r.last_hash {
+                    return Err(ReplicaError::Fork { author: *author, seq: r.last_seq });
+                }
             }
         }
         let mut kept = Vec::new();
