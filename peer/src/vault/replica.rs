@@ -605,7 +605,7 @@ impl<S: LogStore> Replica<S> {
         // A run that continues past a revocation's cut-off is verified by its head, but the
         // kept part then ends unsigned at the cut: it must be the branch the revocation
         // vouches for, or it could never be verified again.
-        for (author, _) in &last_hash {
+        for author in last_hash.keys() {
             let Some(r) = self.membership.revocation(*author) else { continue };
             let at_cut =
                 fresh.iter().find(|(se, _)| se.entry.header.author == *author && se.entry.header.seq == r.last_seq);
