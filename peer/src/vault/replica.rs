@@ -21,8 +21,6 @@ use serde::{Deserialize, Serialize};
 use super::clock::{Hlc, VersionVector};
 use super::entry::{Entry, EntryError, EntryHeader, SignedHead, GENESIS, MAX_SEALED};
 
-/// How far ahead of this device's clock a peer's timestamp may be and still move it.
-pub const MAX_CLOCK_AHEAD_MS: u64 = 3_600_000;
 use super::merge::VaultState;
 use super::op::Op;
 use super::store::{LogStore, StoreError, StoredEntry};
@@ -31,6 +29,12 @@ use crate::identity::{
     VaultSecret,
 };
 use crate::ids::{DeviceId, ItemId, VaultId};
+
+mod clocks;
+mod void;
+
+pub use clocks::MAX_CLOCK_AHEAD_MS;
+pub use void::VoidValue;
 
 /// One entry on the wire: the header fields a receiver cannot recompute, plus the payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,25 +147,6 @@ pub struct Received {
     pub refused: usize,
 }
 
-/// What a voided entry had said, for the user to see and re-apply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VoidValue {
-    /// The revoked author.
-    pub author: DeviceId,
-    /// Its seq.
-    pub seq: u64,
-    /// When it was written.
-    pub hlc: Hlc,
-    /// The item it touched.
-    pub item: ItemId,
-    /// The name it set, if any.
-    pub name: Option<String>,
-    /// The fields it set (`None` removed the field).
-    pub fields: Vec<(String, Option<String>)>,
-    /// True when it deleted the item.
-    pub deleted: bool,
-}
-
 /// A device's replica of the vault over a [`LogStore`].
 pub struct Replica<S: LogStore> {
     keys: VaultKeys,
@@ -272,111 +257,6 @@ impl<S: LogStore> Replica<S> {
         self.index.insert((h.author, h.seq), self.log.len());
         self.log.push(se);
         self.dead.push(false);
-    }
-
-    /// True when `se` is the last kept entry of a revoked author and the revocation's
-    /// root-signed hash vouches for it.
-    fn vouched(&self, se: &StoredEntry) -> bool {
-        let h = &se.entry.header;
-        self.membership.revocation(h.author).is_some_and(|r| r.last_seq == h.seq && r.last_hash == se.hash)
-    }
-
-    /// `deps` with every revoked author's component capped at its cut-off: a dependency on a
-    /// void entry counts as satisfied.
-    fn effective_deps(&self, deps: &VersionVector) -> VersionVector {
-        let mut out = deps.clone();
-        for r in self.membership.revocations() {
-            if out.get(r.device_id) > r.last_seq {
-                out.set(r.device_id, r.last_seq);
-            }
-        }
-        out
-    }
-
-    /// Voids every held entry beyond its author's revocation cut-off; returns how many.
-    fn void_revoked(&mut self) -> Result<usize, ReplicaError> {
-        let cuts: Vec<(DeviceId, u64)> = self
-            .membership
-            .revocations()
-            .filter(|r| self.vv.get(r.device_id) > r.last_seq)
-            .map(|r| (r.device_id, r.last_seq))
-            .collect();
-        let mut n = 0;
-        for (author, cut) in cuts {
-            // The kept prefix must stay verifiable on reopen: its last entry needs a stored
-            // head signature or the revocation's hash. If this log holds another branch than
-            // the revoker's at the cut (a fork at or below it), void back to the last signed
-            // entry instead; those values stay listed like every void one.
-            let mut after = cut;
-            while after > 0 {
-                let se = self.index.get(&(author, after)).map(|i| &self.log[*i]);
-                match se {
-                    Some(se) if se.head.is_some() || self.vouched(se) => break,
-                    _ => after -= 1,
-                }
-            }
-            self.store.void(author, after)?;
-            for seq in after + 1..=self.vv.get(author) {
-                if let Some(i) = self.index.remove(&(author, seq)) {
-                    self.dead[i] = true;
-                    n += 1;
-                }
-            }
-            self.vv.set(author, after);
-        }
-        if n > 0 {
-            self.n_dead += n;
-            self.rebuild_state()?;
-        }
-        Ok(n)
-    }
-
-    /// The newest timestamp held that is at most [`MAX_CLOCK_AHEAD_MS`] ahead of `now_ms`: a
-    /// peer whose clock runs a year fast does not drag this device's clock along.
-    fn clock_base(&self, now_ms: u64) -> Hlc {
-        let limit = Hlc { ms: now_ms.saturating_add(MAX_CLOCK_AHEAD_MS), counter: u32::MAX };
-        self.hlcs.range(..=limit).next_back().copied().unwrap_or_default()
-    }
-
-    /// Authors whose newest entry carries a clock more than [`MAX_CLOCK_AHEAD_MS`] ahead of
-    /// `now_ms`, with that timestamp (for `hearth status`).
-    pub fn clocks_ahead(&self, now_ms: u64) -> Vec<(DeviceId, Hlc)> {
-        let mut newest: BTreeMap<DeviceId, Hlc> = BTreeMap::new();
-        for (se, dead) in self.log.iter().zip(&self.dead) {
-            let h = &se.entry.header;
-            if !*dead && h.hlc.ms > now_ms.saturating_add(MAX_CLOCK_AHEAD_MS) {
-                let e = newest.entry(h.author).or_default();
-                *e = (*e).max(h.hlc);
-            }
-        }
-        newest.into_iter().collect()
-    }
-
-    /// Recomputes the merged state from the live entries (after a void).
-    fn rebuild_state(&mut self) -> Result<(), ReplicaError> {
-        let mut state = VaultState::default();
-        for (se, dead) in self.log.iter().zip(&self.dead) {
-            if !*dead {
-                let h = &se.entry.header;
-                state.apply(h.author, h.seq, h.hlc, &h.deps, &se.entry.unseal(&self.keys.content)?);
-            }
-        }
-        self.state = state;
-        Ok(())
-    }
-
-    /// What every voided entry had said (unsealed on demand; the store keeps them sealed).
-    pub fn voided_values(&self) -> Result<Vec<VoidValue>, ReplicaError> {
-        let mut out = Vec::new();
-        for se in self.store.load_voided()? {
-            let h = &se.entry.header;
-            let (item, name, fields, deleted) = match se.entry.unseal(&self.keys.content)? {
-                Op::Put { item, name, fields } => (item, name, fields, false),
-                Op::Delete { item } => (item, None, Vec::new(), true),
-            };
-            out.push(VoidValue { author: h.author, seq: h.seq, hlc: h.hlc, item, name, fields, deleted });
-        }
-        Ok(out)
     }
 
     /// Signs and stores this device's enrolment (idempotent).

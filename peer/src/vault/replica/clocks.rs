@@ -1,0 +1,29 @@
+//! Timestamps of local writes, bounded against peers whose clocks run far ahead.
+
+use super::*;
+
+/// How far ahead of this device's clock a peer's timestamp may be and still move it.
+pub const MAX_CLOCK_AHEAD_MS: u64 = 3_600_000;
+
+impl<S: LogStore> Replica<S> {
+    /// The newest timestamp held that is at most [`MAX_CLOCK_AHEAD_MS`] ahead of `now_ms`: a
+    /// peer whose clock runs a year fast does not drag this device's clock along.
+    pub(super) fn clock_base(&self, now_ms: u64) -> Hlc {
+        let limit = Hlc { ms: now_ms.saturating_add(MAX_CLOCK_AHEAD_MS), counter: u32::MAX };
+        self.hlcs.range(..=limit).next_back().copied().unwrap_or_default()
+    }
+
+    /// Authors whose newest entry carries a clock more than [`MAX_CLOCK_AHEAD_MS`] ahead of
+    /// `now_ms`, with that timestamp (for `hearth status`).
+    pub fn clocks_ahead(&self, now_ms: u64) -> Vec<(DeviceId, Hlc)> {
+        let mut newest: BTreeMap<DeviceId, Hlc> = BTreeMap::new();
+        for (se, dead) in self.log.iter().zip(&self.dead) {
+            let h = &se.entry.header;
+            if !*dead && h.hlc.ms > now_ms.saturating_add(MAX_CLOCK_AHEAD_MS) {
+                let e = newest.entry(h.author).or_default();
+                *e = (*e).max(h.hlc);
+            }
+        }
+        newest.into_iter().collect()
+    }
+}

@@ -1,0 +1,109 @@
+//! Voiding: what a revocation does to entries of the revoked device beyond its cut-off, and
+//! the list of what they had said.
+
+use super::*;
+
+/// What a voided entry had said, for the user to see and re-apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoidValue {
+    /// The revoked author.
+    pub author: DeviceId,
+    /// Its seq.
+    pub seq: u64,
+    /// When it was written.
+    pub hlc: Hlc,
+    /// The item it touched.
+    pub item: ItemId,
+    /// The name it set, if any.
+    pub name: Option<String>,
+    /// The fields it set (`None` removed the field).
+    pub fields: Vec<(String, Option<String>)>,
+    /// True when it deleted the item.
+    pub deleted: bool,
+}
+
+impl<S: LogStore> Replica<S> {
+    /// True when `se` is the last kept entry of a revoked author and the revocation's
+    /// root-signed hash vouches for it.
+    pub(super) fn vouched(&self, se: &StoredEntry) -> bool {
+        let h = &se.entry.header;
+        self.membership.revocation(h.author).is_some_and(|r| r.last_seq == h.seq && r.last_hash == se.hash)
+    }
+
+    /// `deps` with every revoked author's component capped at its cut-off: a dependency on a
+    /// void entry counts as satisfied.
+    pub(super) fn effective_deps(&self, deps: &VersionVector) -> VersionVector {
+        let mut out = deps.clone();
+        for r in self.membership.revocations() {
+            if out.get(r.device_id) > r.last_seq {
+                out.set(r.device_id, r.last_seq);
+            }
+        }
+        out
+    }
+
+    /// Voids every held entry beyond its author's revocation cut-off; returns how many.
+    pub(super) fn void_revoked(&mut self) -> Result<usize, ReplicaError> {
+        let cuts: Vec<(DeviceId, u64)> = self
+            .membership
+            .revocations()
+            .filter(|r| self.vv.get(r.device_id) > r.last_seq)
+            .map(|r| (r.device_id, r.last_seq))
+            .collect();
+        let mut n = 0;
+        for (author, cut) in cuts {
+            // The kept prefix must stay verifiable on reopen: its last entry needs a stored
+            // head signature or the revocation's hash. If this log holds another branch than
+            // the revoker's at the cut (a fork at or below it), void back to the last signed
+            // entry instead; those values stay listed like every void one.
+            let mut after = cut;
+            while after > 0 {
+                let se = self.index.get(&(author, after)).map(|i| &self.log[*i]);
+                match se {
+                    Some(se) if se.head.is_some() || self.vouched(se) => break,
+                    _ => after -= 1,
+                }
+            }
+            self.store.void(author, after)?;
+            for seq in after + 1..=self.vv.get(author) {
+                if let Some(i) = self.index.remove(&(author, seq)) {
+                    self.dead[i] = true;
+                    n += 1;
+                }
+            }
+            self.vv.set(author, after);
+        }
+        if n > 0 {
+            self.n_dead += n;
+            self.rebuild_state()?;
+        }
+        Ok(n)
+    }
+
+    /// Recomputes the merged state from the live entries (after a void).
+    pub(super) fn rebuild_state(&mut self) -> Result<(), ReplicaError> {
+        let mut state = VaultState::default();
+        for (se, dead) in self.log.iter().zip(&self.dead) {
+            if !*dead {
+                let h = &se.entry.header;
+                state.apply(h.author, h.seq, h.hlc, &h.deps, &se.entry.unseal(&self.keys.content)?);
+            }
+        }
+        self.state = state;
+        Ok(())
+    }
+
+    /// What every voided entry had said (unsealed on demand; the store keeps them sealed).
+    pub fn voided_values(&self) -> Result<Vec<VoidValue>, ReplicaError> {
+        let mut out = Vec::new();
+        for se in self.store.load_voided()? {
+            let h = &se.entry.header;
+            let (item, name, fields, deleted) = match se.entry.unseal(&self.keys.content)? {
+                Op::Put { item, name, fields } => (item, name, fields, false),
+                Op::Delete { item } => (item, None, Vec::new(), true),
+            };
+            out.push(VoidValue { author: h.author, seq: h.seq, hlc: h.hlc, item, name, fields, deleted });
+        }
+        Ok(out)
+    }
+}
