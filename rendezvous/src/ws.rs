@@ -356,6 +356,54 @@ mod tests {
         assert_eq!(dec.decode(&mut frame(opcode::CONTINUATION, b"45")), Err(FrameError::TooBig));
     }
 
+    /// The boundaries mutation testing found unguarded: close codes per error, the 125-byte
+    /// control-frame limit, fragments adding up to exactly the limit, and the exact header
+    /// bytes of each length encoding (masked and not).
+    #[test]
+    fn boundaries_and_exact_headers() {
+        assert_eq!(FrameError::TooBig.close_code(), 1009);
+        assert_eq!(FrameError::NotUtf8.close_code(), 1007);
+        assert_eq!(FrameError::Unmasked.close_code(), 1002);
+        let masked = |op: u8, body: &[u8]| {
+            let mut b = Vec::new();
+            encode_masked(op, body, [7, 7, 7, 7], &mut b);
+            b
+        };
+        let mut dec = Decoder::new(1 << 20);
+        assert_eq!(
+            dec.decode(&mut masked(opcode::PING, &[1; 125])).unwrap().unwrap().1,
+            Some(Event::Ping(&[1; 125][..]))
+        );
+        assert_eq!(dec.decode(&mut masked(opcode::PING, &[1; 126])), Err(FrameError::BadControl));
+        // Fragments of 3 + 2 bytes under a 5-byte limit: exactly at the limit is fine.
+        let mut dec = Decoder::new(5);
+        let mut first = masked(opcode::TEXT, b"123");
+        first[0] &= 0x7F;
+        assert_eq!(dec.decode(&mut first).unwrap().unwrap().1, None);
+        assert_eq!(
+            dec.decode(&mut masked(opcode::CONTINUATION, b"45")).unwrap().unwrap().1,
+            Some(Event::Text("12345".into()))
+        );
+        // Length encodings: 7-bit, 16-bit (126) and 64-bit (127), mask bit as asked.
+        for (len, head) in [
+            (125usize, vec![0x82, 125]),
+            (200, vec![0x82, 126, 0, 200]),
+            (70_000, vec![0x82, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]),
+        ] {
+            let mut out = Vec::new();
+            encode(opcode::BINARY, &vec![0; len], &mut out);
+            assert_eq!(&out[..head.len()], &head[..], "{len}");
+            assert_eq!(out.len(), head.len() + len);
+            let m = masked(opcode::BINARY, &vec![0; len]);
+            let mut mhead = head.clone();
+            mhead[1] |= 0x80;
+            assert_eq!(&m[..mhead.len()], &mhead[..], "masked {len}");
+            let mut dec = Decoder::new(1 << 20);
+            let mut m = m;
+            assert_eq!(dec.decode(&mut m).unwrap().unwrap(), (head.len() + 4 + len, Some(Event::Binary)));
+        }
+    }
+
     #[test]
     fn reserved_close_codes_are_a_protocol_error() {
         let close = |code: u16| {
