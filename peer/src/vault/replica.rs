@@ -445,7 +445,7 @@ impl<S: LogStore> Replica<S> {
             if we.seq != have + 1 {
                 return Err(ReplicaError::Gap { author, have, got: we.seq });
             }
-            if we.deps.get(author) != 0 || !self.effective_deps(&we.deps).le(&vv) {
+            if we.deps.get(author) != 0 || !self.deps_held(&we.deps, &vv) {
                 return Err(ReplicaError::CausalGap { author, seq: we.seq });
             }
             let prev = match last_hash.get(&author) {

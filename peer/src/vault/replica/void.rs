@@ -30,16 +30,14 @@ impl<S: LogStore> Replica<S> {
         self.membership.revocation(h.author).is_some_and(|r| r.last_seq == h.seq && r.last_hash == se.hash)
     }
 
-    /// `deps` with every revoked author's component capped at its cut-off: a dependency on a
-    /// void entry counts as satisfied.
-    pub(super) fn effective_deps(&self, deps: &VersionVector) -> VersionVector {
-        let mut out = deps.clone();
-        for r in self.membership.revocations() {
-            if out.get(r.device_id) > r.last_seq {
-                out.set(r.device_id, r.last_seq);
-            }
-        }
-        out
+    /// True when `held` covers `deps`, each revoked author's component capped at its
+    /// cut-off: a dependency on a void entry counts as satisfied. (Checked per received
+    /// entry, so it allocates nothing.)
+    pub(super) fn deps_held(&self, deps: &VersionVector, held: &VersionVector) -> bool {
+        deps.0.iter().all(|(d, s)| {
+            let need = self.membership.revocation(*d).map_or(*s, |r| (*s).min(r.last_seq));
+            held.get(*d) >= need
+        })
     }
 
     /// Voids every held entry beyond its author's revocation cut-off; returns how many.
