@@ -96,7 +96,7 @@ async fn start_hearth(cpu: Option<usize>) -> anyhow::Result<Server> {
     let port = free_port()?;
     let exe = std::env::current_exe()?.with_file_name("hearth-rendezvous");
     let child = on_cpu(&exe, cpu)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--no-stun"])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--no-stun", "--metrics-bind", "127.0.0.1:0"])
         .args(["--max-connections", "19000", "--max-connections-per-ip", "19000", "--handshakes-per-ip", "1000000"])
         .args(["--messages-per-sec", "1000000", "--max-room-size", "64", "--idle-timeout", "600"])
         .stdout(Stdio::null())

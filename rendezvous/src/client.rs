@@ -129,11 +129,38 @@ async fn next_server_msg(ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>) ->
 
 /// Connects to `url` (e.g. `ws://host:8080/v1/signal`) and joins.
 pub async fn connect(url: &str, join: &Join) -> Result<Connection, ClientError> {
+    connect_from(url, join, None).await
+}
+
+/// [`connect`] from local address `from` (a chosen interface or source address); `None`
+/// lets the system choose.
+pub async fn connect_from(url: &str, join: &Join, from: Option<std::net::IpAddr>) -> Result<Connection, ClientError> {
     // Signaling needs no 128 KiB buffers per connection (the library default).
     let cfg = tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(cfg), false).await?;
-    let uri: tungstenite::http::Uri = url.parse().map_err(|_| ClientError::BadUrl(url.into()))?;
-    let host = uri.authority().map(|a| a.as_str().to_owned()).ok_or_else(|| ClientError::BadUrl(url.into()))?;
+    let mut ws = match from {
+        None => tokio_tungstenite::connect_async_with_config(url, Some(cfg), false).await?.0,
+        Some(local) => {
+            let authority = protocol::authority_of(url).ok_or_else(|| ClientError::BadUrl(url.into()))?;
+            let port = if url.starts_with("wss://") { 443 } else { 80 };
+            let target = match authority.parse::<std::net::SocketAddr>() {
+                Ok(a) => a,
+                Err(_) => tokio::net::lookup_host((authority.as_str(), port))
+                    .await
+                    .map_err(|_| ClientError::BadUrl(url.into()))?
+                    .find(|a| a.is_ipv4() == local.is_ipv4())
+                    .ok_or_else(|| ClientError::BadUrl(url.into()))?,
+            };
+            let socket =
+                if local.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
+                    .map_err(|e| ClientError::Ws(e.into()))?;
+            socket.bind(std::net::SocketAddr::new(local, 0)).map_err(|e| ClientError::Ws(e.into()))?;
+            let stream = socket.connect(target).await.map_err(|e| ClientError::Ws(e.into()))?;
+            let _ = stream.set_nodelay(true);
+            tokio_tungstenite::client_async_with_config(url, MaybeTlsStream::Plain(stream), Some(cfg)).await?.0
+        }
+    };
+    // The hello is bound to the name this client dialled, as the server knows itself.
+    let host = protocol::authority_of(url).ok_or_else(|| ClientError::BadUrl(url.into()))?;
     let ServerMsg::Challenge { nonce, .. } = next_server_msg(&mut ws).await? else { return Err(ClientError::Protocol) };
     let nonce = protocol::from_b64(&nonce).ok_or(ClientError::Protocol)?;
     let hello = match join {

@@ -12,8 +12,10 @@
 //! server → {"type":"error","code":"...","message":"..."}
 //! ```
 //! The hello signature is the device key's ed25519 signature over
-//! `"hearth/v1/rendezvous-hello\0" ‖ nonce ‖ host`, where `host` is the `Host` the client
-//! connected to, so a hello cannot be replayed to another server or with another nonce.
+//! `"hearth/v1/rendezvous-hello\0" ‖ nonce ‖ authority`, where `authority` is the server name
+//! the client dialled ([`authority_of`]: lowercase, default port dropped). The server checks it
+//! against its own configured public names, never against the request's `Host` header, so a
+//! hello cannot be replayed with another nonce or relayed through another server.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -192,13 +194,14 @@ pub fn sign_hello(
     }
 }
 
-/// Verifies a hello against the challenge `nonce` sent on a connection to `host`.
-pub fn verify_hello(
+/// Verifies a hello against the challenge `nonce`, signed for one of `names` (this
+/// server's public names, normalised by [`public_name`]).
+pub fn verify_hello<S: AsRef<str>>(
     root_key_b64: &str,
     record_b64: &str,
     sig_b64: &str,
     nonce: &[u8],
-    host: &str,
+    names: &[S],
 ) -> Result<Admitted, AdmitError> {
     let root = root_key(root_key_b64)?;
     let vault = hearth_proto::vault_id_of(&root);
@@ -207,8 +210,53 @@ pub fn verify_hello(
     let MembershipBody::Enroll(e) = &rec.body else { return Err(AdmitError::NotEnrollment) };
     let sig: [u8; 64] = b64("sig", sig_b64)?.try_into().map_err(|_| AdmitError::Malformed("sig"))?;
     let device_pk = VerifyingKey::from_bytes(&e.sign_pk).map_err(|_| AdmitError::Malformed("record"))?;
-    device_pk.verify(&hello_bytes(nonce, host), &Signature::from_bytes(&sig)).map_err(|_| AdmitError::BadSignature)?;
+    let sig = Signature::from_bytes(&sig);
+    if !names.iter().any(|n| device_pk.verify(&hello_bytes(nonce, n.as_ref()), &sig).is_ok()) {
+        return Err(AdmitError::BadSignature);
+    }
     Ok(Admitted { vault, device: e.device_id })
+}
+
+/// The authority a client signs for the server it dialled: lowercase host, `:port` only when
+/// it is not the scheme's default, no user info. `None` for a URL without a host.
+pub fn authority_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit('@').next()?;
+    let default = match scheme.to_ascii_lowercase().as_str() {
+        "wss" | "https" => Some(443),
+        "ws" | "http" => Some(80),
+        _ => None,
+    };
+    normalise(authority, default)
+}
+
+/// A configured public name (`--public-host HOST[:PORT]`) in the form clients sign: lowercase,
+/// and `:443`/`:80` dropped (the defaults of `wss`/`ws`). `None` if it is not a host name.
+pub fn public_name(s: &str) -> Option<String> {
+    let a = normalise(s.trim(), Some(443))?;
+    normalise(&a, Some(80))
+}
+
+fn normalise(authority: &str, default_port: Option<u16>) -> Option<String> {
+    let a = authority.to_ascii_lowercase();
+    // Split off a port: after a `]` for IPv6 literals, else after the only `:`.
+    let (host, port) = match a.rfind(':') {
+        Some(i) if a.starts_with('[') && a[..i].ends_with(']') => (&a[..i], Some(&a[i + 1..])),
+        Some(i) if !a.starts_with('[') && a.matches(':').count() == 1 => (&a[..i], Some(&a[i + 1..])),
+        _ => (a.as_str(), None),
+    };
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']');
+    if host.is_empty() || !host.chars().all(ok_char) {
+        return None;
+    }
+    match port {
+        None => Some(host.to_owned()),
+        Some(p) => {
+            let p: u16 = p.parse().ok()?;
+            Some(if Some(p) == default_port { host.to_owned() } else { format!("{host}:{p}") })
+        }
+    }
 }
 
 /// Verifies a revocation record for `vault` under the room's root key; returns the device.
@@ -301,15 +349,47 @@ mod tests {
         let (root, dev, rec) = setup();
         let m = sign_hello(&root.verifying_key(), &rec, &dev, b"nonce-1", "rv.example:443");
         let (k, r, s) = fields(&m);
-        let ok = verify_hello(&k, &r, &s, b"nonce-1", "rv.example:443").unwrap();
+        let ok = verify_hello(&k, &r, &s, b"nonce-1", &["rv.example:443"]).unwrap();
         assert_eq!(ok.device, DeviceId([3; 16]));
-        assert_eq!(verify_hello(&k, &r, &s, b"nonce-2", "rv.example:443"), Err(AdmitError::BadSignature), "old nonce");
-        assert_eq!(verify_hello(&k, &r, &s, b"nonce-1", "evil.example"), Err(AdmitError::BadSignature), "other server");
+        let two = ["other.example", "rv.example:443"];
+        assert_eq!(verify_hello(&k, &r, &s, b"nonce-1", &two).unwrap(), ok, "any of the server's names");
+        assert_eq!(verify_hello(&k, &r, &s, b"nonce-2", &two), Err(AdmitError::BadSignature), "old nonce");
+        assert_eq!(
+            verify_hello(&k, &r, &s, b"nonce-1", &["evil.example"]),
+            Err(AdmitError::BadSignature),
+            "other server"
+        );
+        assert_eq!(verify_hello::<&str>(&k, &r, &s, b"nonce-1", &[]), Err(AdmitError::BadSignature), "no names");
         // A record from another vault: the root key does not match the record's vault.
         let other = SigningKey::from_bytes(&[9; 32]);
         let k2 = to_b64(other.verifying_key().as_bytes());
-        assert!(matches!(verify_hello(&k2, &r, &s, b"nonce-1", "rv.example:443"), Err(AdmitError::Membership(_))));
-        assert_eq!(verify_hello("!!", &r, &s, b"n", "h"), Err(AdmitError::Malformed("root_key")));
+        assert!(matches!(verify_hello(&k2, &r, &s, b"nonce-1", &["rv.example:443"]), Err(AdmitError::Membership(_))));
+        assert_eq!(verify_hello("!!", &r, &s, b"n", &["h"]), Err(AdmitError::Malformed("root_key")));
+    }
+
+    #[test]
+    fn the_signed_authority_and_configured_names_meet() {
+        for (url, want) in [
+            ("wss://RV.Example/v1/signal", Some("rv.example")),
+            ("wss://rv.example:443/v1/signal", Some("rv.example")),
+            ("wss://rv.example:8443/v1/signal", Some("rv.example:8443")),
+            ("ws://rv.example:80/v1/signal", Some("rv.example")),
+            ("ws://rv.example:443/v1/signal", Some("rv.example:443")),
+            ("ws://127.0.0.1:9000/v1/signal", Some("127.0.0.1:9000")),
+            ("ws://[::1]:9000/v1/signal", Some("[::1]:9000")),
+            ("wss://user:pw@rv.example/x", Some("rv.example")),
+            ("ws://rv.example:99999/", None),
+            ("ws:///v1/signal", None),
+            ("rv.example", None),
+        ] {
+            assert_eq!(authority_of(url).as_deref(), want, "{url}");
+        }
+        assert_eq!(public_name("RV.example:443").as_deref(), Some("rv.example"));
+        assert_eq!(public_name("rv.example:80").as_deref(), Some("rv.example"));
+        assert_eq!(public_name("rv.example:8443").as_deref(), Some("rv.example:8443"));
+        assert_eq!(public_name("[::1]:9000").as_deref(), Some("[::1]:9000"));
+        assert_eq!(public_name("rv.example/path"), None);
+        assert_eq!(public_name(""), None);
     }
 
     #[test]

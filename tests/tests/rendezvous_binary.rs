@@ -13,6 +13,7 @@ use hearth_rendezvous::client::{self, Event, Join};
 struct Rv {
     child: std::process::Child,
     http: SocketAddr,
+    metrics: SocketAddr,
     stun: Option<SocketAddr>,
     stderr: Arc<Mutex<String>>,
 }
@@ -26,7 +27,7 @@ impl Drop for Rv {
 
 fn start(extra: &[&str]) -> Rv {
     let mut child = Command::new(bin("hearth-rendezvous"))
-        .args(["--listen", "127.0.0.1:0", "--stun-bind", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--stun-bind", "127.0.0.1:0", "--metrics-bind", "127.0.0.1:0"])
         .args(extra)
         .env("RUST_LOG", "trace")
         .stdout(Stdio::piped())
@@ -47,16 +48,18 @@ fn start(extra: &[&str]) -> Rv {
     });
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let want_stun = !extra.contains(&"--no-stun");
-    let (mut http, mut stun) = (None, None);
-    while http.is_none() || (want_stun && stun.is_none()) {
+    let (mut http, mut metrics, mut stun) = (None, None, None);
+    while http.is_none() || metrics.is_none() || (want_stun && stun.is_none()) {
         let l = lines.next().expect("server exited").unwrap();
         if let Some(a) = l.strip_prefix("listening http ") {
             http = Some(a.parse().unwrap());
+        } else if let Some(a) = l.strip_prefix("listening metrics ") {
+            metrics = Some(a.parse().unwrap());
         } else if let Some(a) = l.strip_prefix("listening udp ") {
             stun = Some(a.parse().unwrap());
         }
     }
-    Rv { child, http: http.unwrap(), stun, stderr }
+    Rv { child, http: http.unwrap(), metrics: metrics.unwrap(), stun, stderr }
 }
 
 fn get(addr: SocketAddr, path: &str) -> String {
@@ -73,7 +76,11 @@ fn endpoints_stun_relay_and_no_payload_leaks() {
     assert!(get(rv.http, "/healthz").starts_with("HTTP/1.1 200"));
     assert!(get(rv.http, "/readyz").starts_with("HTTP/1.1 200"));
     let page = get(rv.http, "/");
-    assert!(page.contains("Hearth rendezvous") && page.contains("connections"));
+    assert!(page.contains("Hearth rendezvous"), "{page}");
+    // The public page and port give an attacker no counts: metrics live on --metrics-bind.
+    let body = page.split("\r\n\r\n").nth(1).unwrap_or_default();
+    assert!(!body.contains("connection") && !body.contains("version"), "{page}");
+    assert!(get(rv.http, "/metrics").starts_with("HTTP/1.1 404"), "no metrics on the public port");
     // STUN in the same process.
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     let (resp, _) = hearth_stun::client::query(&udp, rv.stun.unwrap(), None, Duration::from_secs(2)).unwrap();
@@ -93,7 +100,7 @@ fn endpoints_stun_relay_and_no_payload_leaks() {
             }
         }
     });
-    let metrics = get(rv.http, "/metrics");
+    let metrics = get(rv.metrics, "/metrics");
     assert!(metrics.contains("hearth_rv_signals_relayed_total 1"), "{metrics}");
     assert!(metrics.contains("hearth_stun_responses_total"), "STUN metrics share the registry");
     let b64 = hearth_rendezvous::protocol::to_b64(canary);
@@ -117,7 +124,9 @@ fn endpoints_stun_relay_and_no_payload_leaks() {
 
 #[test]
 fn survives_ten_thousand_half_open_connections() {
-    let rv = start(&["--no-stun"]);
+    // Every connection counts against its address from accept on, so this one source gets
+    // caps above the flood: the point here is the server's own footing.
+    let rv = start(&["--no-stun", "--max-connections-per-ip", "20000", "--handshakes-per-ip", "100000"]);
     // Bounded: 10,000 TCP connections that never send a byte, opened within 20 s at most
     // (a deep accept queue: a burst of connects must not cost one-second SYN retransmits).
     let mut idle = Vec::with_capacity(10_000);
@@ -180,4 +189,27 @@ fn sigterm_drains_and_exits_cleanly() {
     assert_eq!(code, 1001);
     let status = rv.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn a_silent_metrics_client_holds_up_no_scrape() {
+    let rv = start(&["--no-stun"]);
+    // Answered once the server runs (the listener is bound before): metrics are registered.
+    assert!(get(rv.http, "/healthz").starts_with("HTTP/1.1 200"));
+    // Clients connect to the metrics listener and never finish a request.
+    let silent: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(rv.metrics).unwrap()).collect();
+    let mut half = TcpStream::connect(rv.metrics).unwrap();
+    half.write_all(b"GET /metr").unwrap();
+    // Scrapes are answered at once all the same: each connection has its own task.
+    for _ in 0..3 {
+        let t0 = std::time::Instant::now();
+        let mut s = TcpStream::connect(rv.metrics).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        assert!(out.starts_with("HTTP/1.1 200") && out.contains("hearth_rv_"), "{out}");
+        assert!(t0.elapsed() < Duration::from_secs(1), "scrape waited {:?}", t0.elapsed());
+    }
+    drop((silent, half));
 }

@@ -42,7 +42,17 @@ fn redis() -> (Killed, String) {
 
 fn replica(redis_url: &str) -> (Killed, SocketAddr) {
     let mut child = Command::new(bin("hearth-rendezvous"))
-        .args(["--listen", "127.0.0.1:0", "--no-stun", "--redis-url", redis_url, "--presence-ttl", "2"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--no-stun",
+            "--metrics-bind",
+            "127.0.0.1:0",
+            "--redis-url",
+            redis_url,
+            "--presence-ttl",
+            "2",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

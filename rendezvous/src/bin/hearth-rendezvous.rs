@@ -21,9 +21,19 @@ struct Args {
     /// Do not run the STUN server.
     #[arg(long, env = "HEARTH_NO_STUN")]
     no_stun: bool,
-    /// Serve /metrics on this address instead of the main listener.
-    #[arg(long, env = "HEARTH_METRICS_BIND")]
-    metrics_bind: Option<SocketAddr>,
+    /// Serve Prometheus `/metrics` on this address only (keep it private: loopback or an
+    /// internal network); never on the public listener.
+    #[arg(long, env = "HEARTH_METRICS_BIND", default_value = "127.0.0.1:9478")]
+    metrics_bind: SocketAddr,
+    /// A name devices dial this server by, HOST or HOST:PORT (repeatable; env: comma-separated).
+    /// Hellos must be signed for one of them. Without any, only loopback names are accepted.
+    #[arg(long = "public-host", env = "HEARTH_PUBLIC_HOST", value_delimiter = ',')]
+    public_hosts: Vec<String>,
+    /// A reverse proxy whose X-Forwarded-For / Forwarded / PROXY protocol header names the
+    /// client (ADDR or ADDR/PREFIX, repeatable; env: comma-separated). Limits then apply per
+    /// client. Such headers from anyone else are ignored.
+    #[arg(long = "trusted-proxy", env = "HEARTH_TRUSTED_PROXY", value_delimiter = ',')]
+    trusted_proxies: Vec<server::proxy::Cidr>,
     /// Largest WebSocket message, in bytes.
     #[arg(long, env = "HEARTH_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
     max_message_bytes: usize,
@@ -119,19 +129,23 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(s)
     };
-    let _metrics = match a.metrics_bind {
-        Some(addr) => Some(
-            hearth_stun::metrics_http::MetricsEndpoint::start(addr, registry.clone()).context("metrics listener")?,
-        ),
-        None => None,
-    };
+    let metrics_listener =
+        tokio::net::TcpListener::bind(a.metrics_bind).await.with_context(|| format!("binding {}", a.metrics_bind))?;
+    println!("listening metrics {}", metrics_listener.local_addr()?);
+    tokio::spawn(server::metrics::serve(metrics_listener, registry.clone()));
+    let public_hosts = a
+        .public_hosts
+        .iter()
+        .map(|h| hearth_rendezvous::protocol::public_name(h).with_context(|| format!("--public-host {h:?}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let listener = server::bind(a.listen).with_context(|| format!("binding {}", a.listen))?;
     println!("listening http {}", listener.local_addr()?);
     let config = Config {
         limits,
-        metrics_on_main: a.metrics_bind.is_none(),
         redis_url: a.redis_url,
         presence_ttl: Duration::from_secs(a.presence_ttl.max(1)),
+        public_hosts,
+        trusted_proxies: a.trusted_proxies,
     };
     server::run(listener, config, registry, shutdown_signal()).await?;
     tracing::info!("stopped");

@@ -110,14 +110,14 @@ async fn finish(link: &mut Link, end: End, app: &App, admitted: bool) {
     }
 }
 
-/// Runs a connection to completion. `host` is the `Host` header the client connected to;
-/// `prefix` is whatever the HTTP layer read past the upgrade request.
-pub(crate) async fn run(io: TcpStream, prefix: bytes::Bytes, peer: SocketAddr, host: String, app: Arc<App>) {
+/// Runs a connection to completion. `peer` is the client's address (behind a trusted proxy,
+/// the one it forwarded); `prefix` is whatever the HTTP layer read past the upgrade request.
+pub(crate) async fn run(io: TcpStream, prefix: bytes::Bytes, peer: SocketAddr, app: Arc<App>) {
     let mut link = Link::new(io, &prefix, app.limits.max_message_bytes, MAX_UNSENT);
     drop(prefix);
     // Boxed: admission's state (timers, the hello, the join) is needed once, and an idle
     // connection's task should not carry its space for hours.
-    let Some((who, outbox, conn)) = Box::pin(admit(&mut link, peer, host, &app)).await else { return };
+    let Some((who, outbox, conn)) = Box::pin(admit(&mut link, peer, &app)).await else { return };
     if let Err(end) = relay(&mut link, &outbox, &who, &app).await {
         Box::pin(finish(&mut link, end, &app, true)).await;
     }
@@ -133,7 +133,7 @@ async fn refuse<T>(link: &mut Link, code: u16, reason: &str) -> Option<T> {
 
 /// Challenge, hello, join: the admitted connection's identity, outbox and connection id,
 /// or `None` once the connection has been refused and closed.
-async fn admit(link: &mut Link, peer: SocketAddr, host: String, app: &App) -> Option<(Who, Arc<Outbox>, u64)> {
+async fn admit(link: &mut Link, peer: SocketAddr, app: &App) -> Option<(Who, Arc<Outbox>, u64)> {
     let mut shutdown = app.shutdown.clone();
     let mut nonce = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
@@ -161,7 +161,7 @@ async fn admit(link: &mut Link, peer: SocketAddr, host: String, app: &App) -> Op
     };
     let (key, device, root_key) = match serde_json::from_str::<ClientMsg>(&text) {
         Ok(ClientMsg::Hello { root_key, record, sig }) => {
-            match protocol::verify_hello(&root_key, &record, &sig, &nonce, &host) {
+            match protocol::verify_hello(&root_key, &record, &sig, &nonce, &app.names) {
                 Ok(a) => (RoomKey::Vault(a.vault), a.device, Some(root_key)),
                 Err(e) => {
                     app.metrics.admission_failures.with_label_values(&["bad_hello"]).inc();

@@ -3,6 +3,7 @@
 //! `run(listener, config, shutdown)` serves until `shutdown` resolves, then tells every
 //! connection to close (1001) and waits for them, like mini-redis's server.
 
+mod accept;
 pub mod backplane;
 pub mod conn;
 pub mod hub;
@@ -11,8 +12,9 @@ mod link;
 pub mod mailbox;
 pub mod metrics;
 pub mod outbox;
+pub mod proxy;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -22,8 +24,8 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use hearth_stun::rate_limit::{RateLimiter, SourceKey};
-use prometheus::{Encoder, Registry, TextEncoder};
+use hearth_stun::rate_limit::RateLimiter;
+use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -36,21 +38,27 @@ pub use metrics::Metrics;
 pub struct Config {
     /// Limits.
     pub limits: Limits,
-    /// Serve `/metrics` on the main listener (false when a separate metrics address is used).
-    pub metrics_on_main: bool,
     /// Share presence and relay with other replicas through this Redis.
     pub redis_url: Option<String>,
     /// How long a replica's devices stay in shared presence without a refresh.
     pub presence_ttl: std::time::Duration,
+    /// Peers whose forwarding headers and PROXY protocol header are believed
+    /// (`--trusted-proxy`): limits then apply per client behind them.
+    pub trusted_proxies: Vec<proxy::Cidr>,
+    /// The names clients dial this server by (`--public-host`, normalised by
+    /// [`crate::protocol::public_name`]); hellos must be signed for one of them. Empty: only
+    /// the loopback names with the listen port.
+    pub public_hosts: Vec<String>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             limits: Limits::default(),
-            metrics_on_main: true,
             redis_url: None,
             presence_ttl: std::time::Duration::from_secs(15),
+            public_hosts: Vec::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -58,63 +66,20 @@ impl Default for Config {
 /// State shared by every request and connection.
 pub(crate) struct App {
     limits: Limits,
+    /// Names a hello may be signed for.
+    names: Vec<String>,
     hub: Hub,
     metrics: Metrics,
-    registry: Registry,
     per_ip: Mutex<limits::IpSlots>,
     handshakes: Mutex<RateLimiter>,
+    /// Open TCP connections (HTTP and WebSocket, admitted or not).
     open: AtomicU64,
+    /// Most open connections: the configured cap, lowered by the open-files limit.
+    max_open: u64,
+    trusted: proxy::Trusted,
     next_conn: AtomicU64,
     shutdown: watch::Receiver<bool>,
     draining: AtomicBool,
-    started: Instant,
-}
-
-/// Counts a connection against the total and per-IP limits until dropped.
-struct Slot {
-    app: Arc<App>,
-    source: SourceKey,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.app.open.fetch_sub(1, Ordering::Relaxed);
-        self.app.metrics.connections.dec();
-        self.app.per_ip.lock().unwrap_or_else(|p| p.into_inner()).release(self.source);
-    }
-}
-
-impl App {
-    /// Takes a connection slot, or says why not.
-    fn admit_slot(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, (&'static str, StatusCode, &'static str)> {
-        if self.draining.load(Ordering::Relaxed) {
-            return Err(("draining", StatusCode::SERVICE_UNAVAILABLE, "server is shutting down"));
-        }
-        let source = SourceKey::from(ip);
-        let allowed = self.handshakes.lock().unwrap_or_else(|p| p.into_inner()).allow(source, Instant::now());
-        if !allowed {
-            return Err((
-                "handshake_rate",
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many new connections from your address; slow down",
-            ));
-        }
-        let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        if !per_ip.has_room(source) {
-            return Err(("per_ip", StatusCode::TOO_MANY_REQUESTS, "too many connections from your address"));
-        }
-        if self.open.fetch_add(1, Ordering::Relaxed) >= self.limits.max_connections as u64 {
-            self.open.fetch_sub(1, Ordering::Relaxed);
-            return Err((
-                "capacity",
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server is at its connection limit; try again later",
-            ));
-        }
-        per_ip.take(source);
-        self.metrics.connections.inc();
-        Ok(Slot { app: Arc::clone(self), source })
-    }
 }
 
 /// A running server's handle for tests and the binary.
@@ -153,6 +118,7 @@ pub async fn run(
         None => None,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
+    let names = hello_names(&config.public_hosts, listener.local_addr()?.port());
     let l = &config.limits;
     let app = Arc::new(App {
         handshakes: Mutex::new(RateLimiter::new(
@@ -162,24 +128,22 @@ pub async fn run(
             Instant::now(),
         )),
         limits: config.limits.clone(),
+        names,
         hub: Hub::new(backplane, mailbox::Mailboxes::new(l.mailbox_ttl, l.mailbox_len, l.mailbox_bytes)),
         metrics,
-        registry,
         per_ip: Mutex::new(limits::IpSlots::new(l.max_connections_per_ip)),
         open: AtomicU64::new(0),
+        max_open: accept::connection_cap(l.max_connections),
+        trusted: proxy::Trusted::new(config.trusted_proxies.clone()),
         next_conn: AtomicU64::new(1),
         shutdown: stop_rx,
         draining: AtomicBool::new(false),
-        started: Instant::now(),
     });
-    let mut router = Router::new()
+    let router = Router::new()
         .route("/", get(status_page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/v1/signal", get(signal));
-    if config.metrics_on_main {
-        router = router.route("/metrics", get(metrics_text));
-    }
     let router = router.with_state(Arc::clone(&app));
     let mut background = spawn_backplane_tasks(&app);
     let ping_app = Arc::clone(&app);
@@ -204,7 +168,10 @@ pub async fn run(
         tracing::info!("draining connections");
     };
     let (http_stop, http_stopped) = watch::channel(false);
-    let acceptor = tokio::spawn(accept_loop(listener, router, http_stopped));
+    if !config.trusted_proxies.is_empty() {
+        tracing::info!(proxies = ?config.trusted_proxies, "client addresses from these proxies are taken from their headers");
+    }
+    let acceptor = tokio::spawn(accept::accept_loop(listener, router, Arc::clone(&app), http_stopped));
     graceful.await;
     let _ = http_stop.send(true);
     let _ = acceptor.await;
@@ -220,49 +187,20 @@ pub async fn run(
     Ok(())
 }
 
-/// How long a client may take to send its HTTP request headers (slow-loris bound).
-const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Accepts TCP connections and serves HTTP/1.1 on each until `stop` turns true; then asks
-/// open HTTP connections to finish their request and close. Upgraded WebSockets are not
-/// HTTP connections any more: the hub drains them.
-async fn accept_loop(listener: TcpListener, router: Router, mut stop: watch::Receiver<bool>) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = stop.changed() => return,
-        };
-        let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let mut stop = stop.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                tower_service::Service::call(&mut router.clone(), req)
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-        });
+/// The names hellos are checked against: the configured public names, or without any, the
+/// loopback names with the listen port (a server reachable from elsewhere needs
+/// `--public-host`, and the log says so).
+fn hello_names(public: &[String], port: u16) -> Vec<String> {
+    if !public.is_empty() {
+        tracing::info!(names = ?public, "devices must sign their hello for one of these names");
+        return public.to_vec();
     }
+    let names = vec![format!("localhost:{port}"), format!("127.0.0.1:{port}"), format!("[::1]:{port}")];
+    tracing::warn!(
+        names = ?names,
+        "no --public-host given: only devices dialling a loopback name are admitted"
+    );
+    names
 }
 
 /// Longest a drain waits for WebSocket connections to finish closing.
@@ -340,14 +278,23 @@ async fn signal(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Sock
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return (StatusCode::BAD_REQUEST, "connection cannot be upgraded").into_response();
     };
-    let slot = match app.admit_slot(peer.ip()) {
-        Ok(s) => s,
-        Err((label, status, msg)) => {
-            app.metrics.rejected.with_label_values(&[label]).inc();
-            return (status, msg).into_response();
-        }
+    let Some(accepted) = req.extensions_mut().remove::<accept::Accepted>() else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default().to_owned();
+    if app.draining.load(Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "server is shutting down").into_response();
+    }
+    let Some(mut slot) = hub::lock(&accepted.slot).take() else {
+        return (StatusCode::BAD_REQUEST, "connection already upgraded").into_response();
+    };
+    // Behind a trusted proxy that sent no PROXY header, the client is in the headers.
+    let client =
+        if accepted.resolved { peer } else { SocketAddr::new(app.trusted.client(req.headers(), peer.ip()), 0) };
+    if let Err((label, status, msg)) = slot.bind_client(client.ip()) {
+        *hub::lock(&accepted.slot) = Some(slot);
+        app.metrics.rejected.with_label_values(&[label]).inc();
+        return (status, msg).into_response();
+    }
     tokio::spawn(async move {
         // The connection leaves hyper here: the server runs its own framing on the bare
         // socket (see `crate::ws` for why).
@@ -355,8 +302,7 @@ async fn signal(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Sock
             Ok(Ok(parts)) => parts,
             Ok(Err(_)) | Err(_) => return,
         };
-        let app = Arc::clone(&slot.app);
-        conn::run(parts.io.into_inner(), parts.read_buf, peer, host, app).await;
+        conn::run(parts.io.into_inner(), parts.read_buf, client, Arc::clone(&app)).await;
         drop(slot);
     });
     (
@@ -378,24 +324,12 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn metrics_text(State(app): State<Arc<App>>) -> Response {
-    let mut body = Vec::new();
-    if TextEncoder::new().encode(&app.registry.gather(), &mut body).is_err() {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
-}
-
-async fn status_page(State(app): State<Arc<App>>) -> Html<String> {
-    let up = app.started.elapsed().as_secs();
-    Html(format!(
+/// The public page says what this server is, nothing that helps an attacker (no counts,
+/// no version, no uptime): operators read `/metrics` on the metrics listener.
+async fn status_page() -> Html<&'static str> {
+    Html(
         "<!doctype html><html><head><meta charset=utf-8><title>Hearth rendezvous</title></head><body>\
          <h1>Hearth rendezvous</h1><p>This server relays sealed, signed messages between the devices of \
-         Hearth vaults. It cannot read them.</p><ul><li>version {}</li><li>up {}h {}m</li>\
-         <li>{} connections</li></ul></body></html>",
-        env!("CARGO_PKG_VERSION"),
-        up / 3600,
-        up / 60 % 60,
-        app.open.load(Ordering::Relaxed)
-    ))
+         Hearth vaults. It cannot read them.</p></body></html>",
+    )
 }
