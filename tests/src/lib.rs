@@ -4,6 +4,7 @@
 
 pub mod device;
 pub mod netns;
+pub mod rendezvous;
 
 use std::io::{BufRead, BufReader, Lines};
 use std::net::SocketAddr;

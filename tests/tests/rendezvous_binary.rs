@@ -1,65 +1,18 @@
 //! The `hearth-rendezvous` binary: endpoints, embedded STUN, relay without leaking payloads
 //! into logs or metrics, 10,000 half-open connections, and a clean SIGTERM drain.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
-use hearth_e2e::{bin, rendezvous_identity};
+use hearth_e2e::rendezvous::Rv;
+use hearth_e2e::rendezvous_identity;
 use hearth_rendezvous::client::{self, Event, Join};
 
-struct Rv {
-    child: std::process::Child,
-    http: SocketAddr,
-    metrics: SocketAddr,
-    stun: Option<SocketAddr>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Drop for Rv {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(extra: &[&str]) -> Rv {
-    let mut child = Command::new(bin("hearth-rendezvous"))
-        .args(["--listen", "127.0.0.1:0", "--stun-bind", "127.0.0.1:0", "--metrics-bind", "127.0.0.1:0"])
-        .args(extra)
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let sink = Arc::clone(&stderr);
-    let mut err = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = err.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let want_stun = !extra.contains(&"--no-stun");
-    let (mut http, mut metrics, mut stun) = (None, None, None);
-    while http.is_none() || metrics.is_none() || (want_stun && stun.is_none()) {
-        let l = lines.next().expect("server exited").unwrap();
-        if let Some(a) = l.strip_prefix("listening http ") {
-            http = Some(a.parse().unwrap());
-        } else if let Some(a) = l.strip_prefix("listening metrics ") {
-            metrics = Some(a.parse().unwrap());
-        } else if let Some(a) = l.strip_prefix("listening udp ") {
-            stun = Some(a.parse().unwrap());
-        }
-    }
-    Rv { child, http: http.unwrap(), metrics: metrics.unwrap(), stun, stderr }
+    Rv::start(extra, None)
 }
 
 fn get(addr: SocketAddr, path: &str) -> String {
@@ -212,4 +165,71 @@ fn a_silent_metrics_client_holds_up_no_scrape() {
         assert!(t0.elapsed() < Duration::from_secs(1), "scrape waited {:?}", t0.elapsed());
     }
     drop((silent, half));
+}
+
+/// TCP connections to `to` from `from`.
+async fn tcp_from(from: &str, to: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    let s = tokio::net::TcpSocket::new_v4()?;
+    s.bind(SocketAddr::new(from.parse().unwrap(), 0))?;
+    s.connect(to).await
+}
+
+#[test]
+fn a_flood_under_a_low_open_files_limit_never_starves_accept() {
+    // 300 descriptors: the server keeps 100 for itself and says so.
+    let rv = Rv::start(&["--no-stun"], Some(300));
+    let url = rv.url();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut a = client::connect(&url, &Join::Vault(Box::new(rendezvous_identity(4, 0)))).await.unwrap();
+        let mut b = client::connect(&url, &Join::Vault(Box::new(rendezvous_identity(4, 1)))).await.unwrap();
+        // Bounded flood: 300 idle connections from ten addresses, 30 each (under the
+        // per-address caps), more than the connection cap of 200.
+        let mut flood = Vec::new();
+        for i in 0..300 {
+            flood.push(tcp_from(&format!("127.0.0.{}", 2 + i % 10), rv.http).await.unwrap());
+        }
+        // Give the server time to take each one: a refused connection is answered 503 at
+        // once and closed; a held one stays silent.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (mut idle, mut refused) = (Vec::new(), 0);
+        for s in flood {
+            let mut buf = [0u8; 12];
+            match s.try_read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => idle.push(s),
+                Ok(n) => {
+                    assert!(
+                        n == 0 || buf[..n].starts_with(b"HTTP/1.1 503"),
+                        "{:?}",
+                        String::from_utf8_lossy(&buf[..n])
+                    );
+                    refused += 1;
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        assert_eq!(idle.len(), 198, "the cap (200, two taken by devices) holds");
+        assert_eq!(refused, 102);
+        // Admitted devices keep relaying through the flood.
+        a.signal(b.device, b"through the flood").await.unwrap();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), b.next()).await.unwrap().unwrap() {
+                Event::Signal { payload, .. } => break assert_eq!(payload, b"through the flood"),
+                _ => continue,
+            }
+        }
+        // When the flood ends, new devices get in again.
+        drop(idle);
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match client::connect(&url, &Join::Vault(Box::new(rendezvous_identity(4, 2)))).await {
+                Ok(_) => break,
+                Err(e) => assert!(std::time::Instant::now() < until, "{e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let log = rv.log();
+    assert!(log.contains("open-files limit lowers the connection cap"), "the log says why the cap is lower: {log}");
+    assert!(!log.contains("accept failed"), "accept never ran out of descriptors: {log}");
 }

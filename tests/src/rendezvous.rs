@@ -1,0 +1,90 @@
+//! The `hearth-rendezvous` binary as a test process: started on loopback ports, its stderr
+//! collected for log checks, killed when dropped.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use crate::bin;
+
+/// A running rendezvous.
+pub struct Rv {
+    /// The process.
+    pub child: std::process::Child,
+    /// The HTTP/WebSocket listener.
+    pub http: SocketAddr,
+    /// The metrics listener.
+    pub metrics: SocketAddr,
+    /// The STUN socket, unless `--no-stun`.
+    pub stun: Option<SocketAddr>,
+    /// Everything it logged so far.
+    pub stderr: Arc<Mutex<String>>,
+}
+
+impl Drop for Rv {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Rv {
+    /// Starts the binary on loopback with `extra` flags (trace logs on); with `nofile`, under
+    /// that open-files limit.
+    pub fn start(extra: &[&str], nofile: Option<u32>) -> Self {
+        let mut cmd = match nofile {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(bin("hearth-rendezvous"));
+                c
+            }
+            None => Command::new(bin("hearth-rendezvous")),
+        };
+        let mut child = cmd
+            .args(["--listen", "127.0.0.1:0", "--stun-bind", "127.0.0.1:0", "--metrics-bind", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "trace")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hearth-rendezvous");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&stderr);
+        let mut err = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let want_stun = !extra.contains(&"--no-stun");
+        let (mut http, mut metrics, mut stun) = (None, None, None);
+        while http.is_none() || metrics.is_none() || (want_stun && stun.is_none()) {
+            let l = lines.next().expect("server exited").expect("stdout");
+            if let Some(a) = l.strip_prefix("listening http ") {
+                http = a.parse().ok();
+            } else if let Some(a) = l.strip_prefix("listening metrics ") {
+                metrics = a.parse().ok();
+            } else if let Some(a) = l.strip_prefix("listening udp ") {
+                stun = a.parse().ok();
+            }
+        }
+        let (Some(http), Some(metrics)) = (http, metrics) else { unreachable!("loop ends with both") };
+        Self { child, http, metrics, stun, stderr }
+    }
+
+    /// The signaling URL.
+    pub fn url(&self) -> String {
+        format!("ws://{}/v1/signal", self.http)
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        self.stderr.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
