@@ -2,11 +2,13 @@
 //!
 //! Keys are IPv4 addresses or IPv6 /64 prefixes (one subscriber usually owns a whole /64,
 //! so limiting single v6 addresses would be trivially bypassed). The table never grows past
-//! its capacity: idle sources are swept out, and while it is full every untracked source
-//! shares one overflow bucket, so a spoofed flood of fresh addresses cannot buy unlimited
-//! service or unbounded memory.
+//! its capacity: idle sources are swept out, and while it is still full a new source evicts
+//! the stalest tracked one (a second-chance queue: O(1) per new source). A spoofed flood of
+//! fresh addresses thus costs bounded memory and cannot starve a new honest client, as one
+//! overflow bucket shared by every newcomer would; each spoofed address gets no more than
+//! an unlimited table would give it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -69,11 +71,14 @@ pub struct RateLimiter {
     capacity: usize,
     /// The tracked sources.
     buckets: HashMap<SourceKey, Bucket>,
-    /// Shared by all untracked sources while the table is full.
-    overflow: Bucket,
+    /// Tracked sources, oldest first (may hold keys swept since: skipped when met).
+    order: VecDeque<SourceKey>,
     /// When the table was last swept, so a full table is swept at most once a second.
     last_sweep: Instant,
 }
+
+/// Recently active sources skipped before the oldest is evicted regardless.
+const SECOND_CHANCES: usize = 8;
 
 impl RateLimiter {
     /// `rate` requests/s per source with bursts of `burst`, tracking at most `capacity` sources.
@@ -84,7 +89,7 @@ impl RateLimiter {
             burst,
             capacity: capacity.max(1),
             buckets: HashMap::with_capacity(capacity.clamp(1, 4096)),
-            overflow: Bucket { tokens: burst * 16.0, last: now },
+            order: VecDeque::with_capacity(capacity.clamp(1, 4096)),
             last_sweep: now,
         }
     }
@@ -99,12 +104,34 @@ impl RateLimiter {
             self.sweep(now);
         }
         if self.buckets.len() >= self.capacity {
-            return self.overflow.take(now, rate * 16.0, burst * 16.0);
+            self.evict_stalest(now);
         }
         let mut b = Bucket { tokens: burst, last: now };
         let ok = b.take(now, rate, burst);
         self.buckets.insert(key, b);
+        self.order.push_back(key);
         ok
+    }
+
+    /// Removes one tracked source: the oldest that has been quiet for a refill period, or
+    /// after a few second chances the oldest of all.
+    fn evict_stalest(&mut self, now: Instant) {
+        let refill = self.refill();
+        let mut chances = SECOND_CHANCES;
+        while let Some(k) = self.order.pop_front() {
+            let Some(b) = self.buckets.get(&k) else { continue };
+            if chances > 0 && now.saturating_duration_since(b.last) < refill {
+                chances -= 1;
+                self.order.push_back(k);
+                continue;
+            }
+            self.buckets.remove(&k);
+            return;
+        }
+    }
+
+    fn refill(&self) -> Duration {
+        Duration::from_secs_f64(self.burst / self.rate.max(f64::MIN_POSITIVE))
     }
 
     /// Sources currently tracked.
@@ -118,8 +145,10 @@ impl RateLimiter {
             return;
         }
         self.last_sweep = now;
-        let refill = Duration::from_secs_f64(self.burst / self.rate.max(f64::MIN_POSITIVE));
+        let refill = self.refill();
         self.buckets.retain(|_, b| now.saturating_duration_since(b.last) < refill);
+        let buckets = &self.buckets;
+        self.order.retain(|k| buckets.contains_key(k));
     }
 }
 
@@ -152,6 +181,39 @@ mod tests {
         // After the buckets have refilled, the next new source triggers a sweep.
         assert!(rl.allow(key(99_999), t0 + Duration::from_secs(2)));
         assert_eq!(rl.tracked(), 1);
+    }
+
+    #[test]
+    fn a_flood_of_fresh_sources_does_not_starve_a_new_client() {
+        let t0 = Instant::now();
+        let mut rl = RateLimiter::new(10, 5, 50, t0);
+        // A spoofed flood: 10,000 fresh addresses within the refill period.
+        for i in 0..10_000 {
+            rl.allow(key(i), t0 + Duration::from_micros(u64::from(i)));
+        }
+        assert_eq!(rl.tracked(), 50, "memory stays bounded");
+        // A new honest client still gets its own full burst, not a shared, drained bucket.
+        let t1 = t0 + Duration::from_millis(20);
+        assert_eq!((0..10).filter(|_| rl.allow(key(1_000_000), t1)).count(), 5);
+        assert!(rl.order.len() <= 50 + SECOND_CHANCES, "{}", rl.order.len());
+    }
+
+    #[test]
+    fn eviction_prefers_quiet_sources() {
+        let t0 = Instant::now();
+        let mut rl = RateLimiter::new(10, 5, 3, t0);
+        rl.allow(key(1), t0);
+        rl.allow(key(2), t0);
+        rl.allow(key(3), t0);
+        // Source 1 stays active; 2 and 3 go quiet for longer than a refill (0.5 s).
+        let t1 = t0 + Duration::from_millis(900);
+        rl.allow(key(1), t1 - Duration::from_millis(100));
+        // The sweep would clear 2 and 3 here; turn it off to exercise eviction alone.
+        rl.last_sweep = t1;
+        rl.allow(key(4), t1);
+        assert!(rl.buckets.contains_key(&key(1)), "the active source is kept");
+        assert!(!rl.buckets.contains_key(&key(2)), "the stalest quiet one goes");
+        assert_eq!(rl.tracked(), 3);
     }
 
     #[test]

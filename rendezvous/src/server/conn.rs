@@ -232,6 +232,32 @@ struct Who {
     root_key: Option<String>,
 }
 
+/// Messages dropped by the rate limit within the current window: a connection is closed
+/// after too many in one window, not after too many over a long life of small bursts.
+struct Strikes {
+    window_start: Instant,
+    count: u32,
+}
+
+/// How long dropped messages count against a connection.
+const STRIKE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Strikes {
+    fn new(now: Instant) -> Self {
+        Self { window_start: now, count: 0 }
+    }
+
+    /// Counts one drop at `now`; returns the drops in the current window.
+    fn add(&mut self, now: Instant) -> u32 {
+        if now.saturating_duration_since(self.window_start) >= STRIKE_WINDOW {
+            self.window_start = now;
+            self.count = 0;
+        }
+        self.count += 1;
+        self.count
+    }
+}
+
 /// How the relay loop stops on its own terms (closing frames already decided).
 enum Stop {
     /// Close with this code and reason.
@@ -245,7 +271,7 @@ enum Stop {
 /// outbox, so an idle connection waits on exactly two things and holds no buffers.
 async fn relay(link: &mut Link, outbox: &Outbox, who: &Who, app: &App) -> Result<(), End> {
     let mut bucket = Bucket::new(app.limits.messages_per_sec, Instant::now());
-    let mut strikes = 0u32;
+    let mut strikes = Strikes::new(Instant::now());
     let mut last_seen = Instant::now();
     let mut replies = Vec::new();
     loop {
@@ -272,10 +298,10 @@ async fn relay(link: &mut Link, outbox: &Outbox, who: &Who, app: &App) -> Result
                         continue;
                     }
                     app.metrics.dropped.with_label_values(&["rate_limited"]).inc();
-                    strikes += 1;
-                    if strikes > app.limits.messages_per_sec.saturating_mul(10) {
+                    let n = strikes.add(Instant::now());
+                    if n > app.limits.messages_per_sec.saturating_mul(10) {
                         stop = Some(Stop::Close(close::POLICY, "message rate limit exceeded repeatedly"));
-                    } else if strikes.is_power_of_two() {
+                    } else if n.is_power_of_two() {
                         error(&mut replies, ErrorCode::RateLimited, "too many messages; some were dropped");
                     }
                 }
@@ -406,5 +432,25 @@ async fn handle_other(text: &str, out: &mut Vec<u8>, who: &Who, app: &App) {
             app.metrics.dropped.with_label_values(&["bad_message"]).inc();
             error(out, ErrorCode::BadMessage, "not a valid message")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn strikes_decay_with_their_window() {
+        let t0 = Instant::now();
+        let mut s = Strikes::new(t0);
+        // 400 drops spread over an hour (a long-lived device's occasional bursts) never
+        // reach a limit of 500 in one window.
+        let most = (0..400u32).map(|i| s.add(t0 + Duration::from_secs(u64::from(i) * 9))).max();
+        assert!(most.is_some_and(|m| m < 10), "{most:?}");
+        // 501 drops within one window do.
+        let t1 = t0 + Duration::from_secs(7200);
+        let last = (0..501).map(|_| s.add(t1)).last();
+        assert_eq!(last, Some(501));
     }
 }
