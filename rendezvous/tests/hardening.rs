@@ -227,3 +227,68 @@ async fn forwarded_for_is_believed_from_trusted_proxies_only() {
     assert!(st == 429 || st == 0, "refused at accept, before any header is read: {st}");
     s.stop().await;
 }
+
+async fn invite_from(s: &Server, room: u8, from: &str) -> Result<client::Connection, ClientError> {
+    client::connect_from(&s.url(), &Join::Invite([room; 32]), Some(ip(from))).await
+}
+
+#[tokio::test]
+async fn pairing_rooms_end_at_their_ttl_and_stay_closed() {
+    let s = Server::start(Limits { invite_ttl: Duration::from_secs(1), ..limits() }).await;
+    let mut a = invite_from(&s, 1, "127.0.0.1").await.unwrap();
+    let mut b = invite_from(&s, 1, "127.0.0.1").await.unwrap();
+    // Both members are removed when the window ends, whatever they do.
+    for c in [&mut a, &mut b] {
+        let end = loop {
+            match tokio::time::timeout(Duration::from_secs(5), c.next()).await.expect("removed in time") {
+                Err(e) => break e,
+                Ok(_) => continue,
+            }
+        };
+        assert!(matches!(end, ClientError::Closed { .. }), "{end:?}");
+    }
+    // The emptied room cannot be opened again within its window.
+    let again = invite_from(&s, 1, "127.0.0.1").await;
+    assert!(matches!(&again, Err(ClientError::Refused { code: ErrorCode::AdmissionFailed, .. })), "{again:?}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn pairing_rooms_per_client_are_capped() {
+    let s = Server::start(Limits { invite_rooms_per_ip: 2, ..limits() }).await;
+    let _r1 = invite_from(&s, 1, "127.0.0.2").await.unwrap();
+    let _r2 = invite_from(&s, 2, "127.0.0.2").await.unwrap();
+    let r3 = invite_from(&s, 3, "127.0.0.2").await;
+    assert!(matches!(&r3, Err(ClientError::Refused { code: ErrorCode::Busy, .. })), "{r3:?}");
+    // Joining a room another client opened is not opening one; other clients are unaffected.
+    let _j = invite_from(&s, 1, "127.0.0.3").await.unwrap();
+    let _o = invite_from(&s, 3, "127.0.0.3").await.unwrap();
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn pairing_rooms_relay_a_bounded_volume() {
+    let s = Server::start(Limits { invite_relay_bytes: 4096, ..limits() }).await;
+    let mut a = invite_from(&s, 7, "127.0.0.1").await.unwrap();
+    let mut b = invite_from(&s, 7, "127.0.0.1").await.unwrap();
+    let payload = vec![0x5a; 1000];
+    // Ten 1000-byte signals (about 1.4 KiB each on the wire): the first two pass.
+    for _ in 0..10 {
+        a.signal(b.device, &payload).await.unwrap();
+    }
+    let mut delivered = 0;
+    while let Ok(Ok(ev)) = tokio::time::timeout(Duration::from_millis(500), b.next()).await {
+        if matches!(ev, client::Event::Signal { .. }) {
+            delivered += 1;
+        }
+    }
+    assert_eq!(delivered, 2);
+    let mut refused = 0;
+    while let Ok(Ok(ev)) = tokio::time::timeout(Duration::from_millis(200), a.next()).await {
+        if matches!(ev, client::Event::Error { code: ErrorCode::RateLimited, .. }) {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 8, "each refused signal is answered");
+    s.stop().await;
+}

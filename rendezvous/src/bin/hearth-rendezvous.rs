@@ -64,6 +64,15 @@ struct Args {
     /// Seconds a pairing (invite) room lives.
     #[arg(long, env = "HEARTH_INVITE_TTL", default_value_t = 600)]
     invite_ttl: u64,
+    /// Pairing rooms open at once, in total.
+    #[arg(long, env = "HEARTH_MAX_INVITE_ROOMS", default_value_t = 10_000)]
+    max_invite_rooms: usize,
+    /// Pairing rooms one client IP (IPv6: /64) may have open at once.
+    #[arg(long, env = "HEARTH_INVITE_ROOMS_PER_IP", default_value_t = 8)]
+    invite_rooms_per_ip: usize,
+    /// Signal bytes one pairing room may relay.
+    #[arg(long, env = "HEARTH_INVITE_RELAY_BYTES", default_value_t = 64 * 1024)]
+    invite_relay_bytes: usize,
     /// Seconds signals for a device that just disconnected are held for it (0: off).
     #[arg(long, env = "HEARTH_MAILBOX_TTL", default_value_t = 30)]
     mailbox_ttl: u64,
@@ -113,6 +122,9 @@ async fn main() -> anyhow::Result<()> {
         idle_timeout: Duration::from_secs(a.idle_timeout.max(2)),
         queue_len: a.queue_len,
         invite_ttl: Duration::from_secs(a.invite_ttl),
+        max_invite_rooms: a.max_invite_rooms,
+        invite_rooms_per_ip: a.invite_rooms_per_ip,
+        invite_relay_bytes: a.invite_relay_bytes,
         mailbox_ttl: Duration::from_secs(a.mailbox_ttl),
         mailbox_len: a.mailbox_len,
         mailbox_bytes: a.mailbox_bytes,

@@ -293,6 +293,27 @@ impl Backplane {
         Ok(held)
     }
 
+    /// How long ago pairing room `room`'s window opened on any replica (now, if this is the
+    /// first join anywhere). The record lives two TTLs, like the in-process one.
+    pub async fn invite_age(&self, room: &str, ttl: Duration) -> redis::RedisResult<Duration> {
+        let mut c = self.conn.clone();
+        let key = format!("hearth:invite:{room}");
+        let now = now_ms();
+        let keep = (ttl.as_millis() as u64).saturating_mul(2).max(1);
+        let (_, opened): (Option<String>, Option<u64>) = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(&key)
+            .arg(now)
+            .arg("NX")
+            .arg("PX")
+            .arg(keep)
+            .get(&key)
+            .query_async(&mut c)
+            .await?;
+        Ok(Duration::from_millis(now.saturating_sub(opened.unwrap_or(now))))
+    }
+
     /// Records a revocation of `device` in vault room `room`.
     pub async fn revoke(&self, room: &str, device: &str) -> redis::RedisResult<()> {
         let mut c = self.conn.clone();

@@ -197,19 +197,21 @@ async fn admit(link: &mut Link, peer: SocketAddr, app: &App) -> Option<(Who, Arc
     let outbox = Arc::new(Outbox::new(app.limits.queue_len));
     let conn = app.next_conn.fetch_add(1, Ordering::Relaxed);
     let now = Instant::now();
-    let (max, expires) = match key {
-        RoomKey::Vault(_) => (app.limits.max_room_size, None),
-        RoomKey::Invite(_) => (2, Some(now + app.limits.invite_ttl)),
+    let max = match key {
+        RoomKey::Vault(_) => app.limits.max_room_size,
+        RoomKey::Invite(_) => 2,
     };
+    let source = hearth_stun::rate_limit::SourceKey::from(peer.ip());
     // Boxed: the backplane calls inside are large futures.
     let member = Member { conn, outbox: Arc::clone(&outbox) };
-    let online = match Box::pin(app.hub.join(key, device, member, max, expires, now)).await {
+    let online = match Box::pin(app.hub.join(key, device, member, max, source, now)).await {
         Ok(o) => o,
         Err(e) => {
             let (code, close_code, label) = match e {
                 JoinError::Full => (ErrorCode::RoomFull, close::TRY_LATER, "room_full"),
                 JoinError::Expired => (ErrorCode::AdmissionFailed, close::POLICY, "expired"),
                 JoinError::Revoked => (ErrorCode::Revoked, close::POLICY, "revoked"),
+                JoinError::TooManyInvites => (ErrorCode::Busy, close::TRY_LATER, "invite_limit"),
             };
             app.metrics.admission_failures.with_label_values(&[label]).inc();
             error(link.out(), code, e.to_string());
@@ -404,6 +406,10 @@ fn account(routed: Result<Routed, RouteError>, to: DeviceId, bytes: usize, t0: I
         Err(RouteError::SlowConsumer) => {
             app.metrics.dropped.with_label_values(&["slow_consumer"]).inc();
             error(out, ErrorCode::UnknownRecipient, format!("device {to} was disconnected (too slow)"));
+        }
+        Err(RouteError::InviteBudget) => {
+            app.metrics.dropped.with_label_values(&["invite_budget"]).inc();
+            error(out, ErrorCode::RateLimited, "this pairing room has relayed all it may, or has expired");
         }
         Err(RouteError::MailboxFull) => {
             app.metrics.dropped.with_label_values(&["mailbox_full"]).inc();

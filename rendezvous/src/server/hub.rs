@@ -12,10 +12,12 @@ use bytes::Bytes;
 use hearth_proto::ids::{DeviceId, VaultId};
 
 use super::backplane::{Backplane, Hold, RoomEvent};
+use super::invites::{InviteRefusal, Invites};
 use super::mailbox::{Mailboxes, NotHeld};
 use super::outbox::{Full, Outbox};
 use crate::protocol::ServerMsg;
 use crate::ws;
+use hearth_stun::rate_limit::SourceKey;
 
 /// A room: a vault's devices, or the two ends of a pairing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,6 +55,9 @@ pub enum JoinError {
     /// The device was revoked from this vault.
     #[error("device has been revoked")]
     Revoked,
+    /// The client, or the server, has as many pairing rooms open as it may.
+    #[error("too many pairing rooms open; try again later")]
+    TooManyInvites,
 }
 
 /// Why a signal was not delivered.
@@ -67,6 +72,9 @@ pub enum RouteError {
     /// Recipient is briefly offline and its mailbox is full.
     #[error("recipient is offline and its mailbox is full")]
     MailboxFull,
+    /// The pairing room has relayed all it may, or its time is up.
+    #[error("pairing room relay budget used up")]
+    InviteBudget,
 }
 
 /// How a signal was routed.
@@ -83,6 +91,7 @@ pub struct Hub {
     rooms: Mutex<HashMap<RoomKey, Room>>,
     revoked: Mutex<HashMap<VaultId, HashSet<DeviceId>>>,
     mail: Mutex<Mailboxes>,
+    invites: Mutex<Invites>,
     backplane: Option<Backplane>,
 }
 
@@ -137,8 +146,54 @@ fn offer_presence(m: &Member, online: Vec<String>) {
 
 impl Hub {
     /// A hub, shared across replicas through `backplane` when given.
-    pub fn new(backplane: Option<Backplane>, mail: Mailboxes) -> Self {
-        Self { rooms: Mutex::default(), revoked: Mutex::default(), mail: Mutex::new(mail), backplane }
+    pub fn new(backplane: Option<Backplane>, mail: Mailboxes, invites: Invites) -> Self {
+        Self {
+            rooms: Mutex::default(),
+            revoked: Mutex::default(),
+            mail: Mutex::new(mail),
+            invites: Mutex::new(invites),
+            backplane,
+        }
+    }
+
+    /// Removes the members of pairing rooms whose window has ended, and forgets rooms
+    /// remembered long enough.
+    pub fn sweep_invites(&self, now: Instant) {
+        let ended = lock(&self.invites).sweep(now);
+        if ended.is_empty() {
+            return;
+        }
+        let mut rooms = lock(&self.rooms);
+        for r in ended {
+            if let Some(room) = rooms.remove(&RoomKey::Invite(r)) {
+                for m in room.members.values() {
+                    m.outbox.kick("pairing room expired");
+                }
+            }
+        }
+    }
+
+    /// Opens or checks the window of pairing room `room` for a join from `source`; `opened`
+    /// is when the window opened on the backplane, if shared.
+    fn admit_invite(
+        &self,
+        room: [u8; 32],
+        source: SourceKey,
+        opened: Option<Instant>,
+        now: Instant,
+    ) -> Result<Instant, JoinError> {
+        lock(&self.invites).admit(room, source, opened.unwrap_or(now), now).map_err(|e| match e {
+            InviteRefusal::Expired => JoinError::Expired,
+            InviteRefusal::TooMany => JoinError::TooManyInvites,
+        })
+    }
+
+    /// Charges a signal of `len` bytes to pairing room `key`'s budget (vault rooms: free).
+    fn charge(&self, key: RoomKey, len: usize) -> Result<(), RouteError> {
+        match key {
+            RoomKey::Invite(r) if !lock(&self.invites).relay(r, len, Instant::now()) => Err(RouteError::InviteBudget),
+            _ => Ok(()),
+        }
     }
 
     /// Hands `device`'s held messages (if any) to its new connection.
@@ -168,11 +223,22 @@ impl Hub {
         device: DeviceId,
         member: Member,
         max_room: usize,
-        expires: Option<Instant>,
+        source: SourceKey,
         now: Instant,
     ) -> Result<Vec<String>, JoinError> {
         let dev = device.to_hex();
         let room_name = key.name();
+        let mut expires = None;
+        if let RoomKey::Invite(r) = key {
+            // With replicas the window is shared: it opened at the first join anywhere.
+            let opened = match &self.backplane {
+                Some(bp) => {
+                    bp.invite_age(&room_name, self.invite_ttl()).await.ok().and_then(|age| now.checked_sub(age))
+                }
+                None => None,
+            };
+            expires = Some(self.admit_invite(r, source, opened, now)?);
+        }
         if let RoomKey::Vault(v) = key {
             if lock(&self.revoked).get(&v).is_some_and(|s| s.contains(&device)) {
                 return Err(JoinError::Revoked);
@@ -199,6 +265,9 @@ impl Hub {
             let room = rooms.entry(key).or_insert_with(|| Room { members: BTreeMap::new(), expires });
             if room.expires.is_some_and(|e| now >= e) {
                 return Err(JoinError::Expired);
+            }
+            if room.expires.is_none() {
+                room.expires = expires;
             }
             if remote.is_none() && !room.members.contains_key(&device) && room.members.len() >= max_room {
                 return Err(JoinError::Full);
@@ -281,6 +350,7 @@ impl Hub {
     /// it in the mailbox of a `to` that has just left.
     pub async fn route(&self, key: RoomKey, to: DeviceId, text: &str) -> Result<Routed, RouteError> {
         let Some(bp) = &self.backplane else { return self.route_local(key, to, text) };
+        self.charge(key, text.len())?;
         let frame = ws::text_frame(text);
         if let Some(done) = self.try_local(key, to, frame) {
             return done;
@@ -303,6 +373,7 @@ impl Hub {
     /// [`Hub::route`] without a backplane: synchronous, so a connection's task does not
     /// carry the space of the Redis calls it never makes.
     pub fn route_local(&self, key: RoomKey, to: DeviceId, text: &str) -> Result<Routed, RouteError> {
+        self.charge(key, text.len())?;
         let frame = ws::text_frame(text);
         if let Some(done) = self.try_local(key, to, frame.clone()) {
             return done;
@@ -378,6 +449,11 @@ impl Hub {
         if room.members.is_empty() {
             rooms.remove(&key);
         }
+    }
+
+    /// How long pairing rooms live.
+    fn invite_ttl(&self) -> std::time::Duration {
+        lock(&self.invites).ttl()
     }
 
     /// How long mailboxes live (zero: off).

@@ -26,8 +26,14 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Outbound messages queued per connection before it counts as a slow reader.
     pub queue_len: usize,
-    /// How long a pairing room lives.
+    /// How long a pairing room lives (from its first join; members are removed then).
     pub invite_ttl: Duration,
+    /// Pairing rooms opened and remembered at once, in total.
+    pub max_invite_rooms: usize,
+    /// Pairing rooms one source (IPv4 address, IPv6 /64) may have opened at once.
+    pub invite_rooms_per_ip: usize,
+    /// Signal bytes one pairing room may relay (a pairing needs a few KiB).
+    pub invite_relay_bytes: usize,
     /// How long signals for a device that just disconnected are held (zero: not at all).
     pub mailbox_ttl: Duration,
     /// Signals held per offline device.
@@ -49,6 +55,9 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             queue_len: 64,
             invite_ttl: Duration::from_secs(600),
+            max_invite_rooms: 10_000,
+            invite_rooms_per_ip: 8,
+            invite_relay_bytes: 64 * 1024,
             mailbox_ttl: Duration::from_secs(30),
             mailbox_len: 32,
             mailbox_bytes: 16 << 20,

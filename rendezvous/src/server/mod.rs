@@ -7,6 +7,7 @@ mod accept;
 pub mod backplane;
 pub mod conn;
 pub mod hub;
+pub mod invites;
 pub mod limits;
 mod link;
 pub mod mailbox;
@@ -129,7 +130,11 @@ pub async fn run(
         )),
         limits: config.limits.clone(),
         names,
-        hub: Hub::new(backplane, mailbox::Mailboxes::new(l.mailbox_ttl, l.mailbox_len, l.mailbox_bytes)),
+        hub: Hub::new(
+            backplane,
+            mailbox::Mailboxes::new(l.mailbox_ttl, l.mailbox_len, l.mailbox_bytes),
+            invites::Invites::new(l.invite_ttl, l.max_invite_rooms, l.invite_rooms_per_ip, l.invite_relay_bytes),
+        ),
         metrics,
         per_ip: Mutex::new(limits::IpSlots::new(l.max_connections_per_ip)),
         open: AtomicU64::new(0),
@@ -155,6 +160,15 @@ pub async fn run(
             tick.tick().await;
             ping_app.hub.ping_all();
             ping_app.hub.sweep_mail(Instant::now());
+        }
+    }));
+    let sweep_app = Arc::clone(&app);
+    background.push(tokio::spawn(async move {
+        // Pairing rooms end to the second: their members are removed at the TTL.
+        let mut tick = tokio::time::interval(INVITE_SWEEP);
+        loop {
+            tick.tick().await;
+            sweep_app.hub.sweep_invites(Instant::now());
         }
     }));
     let drain_app = Arc::clone(&app);
@@ -202,6 +216,9 @@ fn hello_names(public: &[String], port: u16) -> Vec<String> {
     );
     names
 }
+
+/// How often ended pairing rooms are looked for.
+const INVITE_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Longest a drain waits for WebSocket connections to finish closing.
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
