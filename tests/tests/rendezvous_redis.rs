@@ -41,6 +41,10 @@ fn redis() -> (Killed, String) {
 }
 
 fn replica(redis_url: &str) -> (Killed, SocketAddr) {
+    replica_with(redis_url, &[])
+}
+
+fn replica_with(redis_url: &str, extra: &[&str]) -> (Killed, SocketAddr) {
     let mut child = Command::new(bin("hearth-rendezvous"))
         .args([
             "--listen",
@@ -53,6 +57,7 @@ fn replica(redis_url: &str) -> (Killed, SocketAddr) {
             "--presence-ttl",
             "2",
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -235,5 +240,97 @@ fn a_revocation_on_one_replica_reaches_the_other() {
             assert!(matches!(err, ClientError::Refused { code: ErrorCode::Revoked, .. }), "{u}: {err}");
         }
         until_presence(&mut a, &[], Duration::from_secs(5)).await;
+    });
+}
+
+fn redis_cli(url: &str, args: &[&str]) -> String {
+    let port = url.rsplit(':').next().unwrap();
+    let out = Command::new("redis-cli").args(["-p", port]).args(args).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Eight devices race into one two-member pairing room through two replicas: the
+/// check-and-join is one Redis script, so exactly two get in.
+#[test]
+fn concurrent_joins_across_replicas_never_overfill_a_room() {
+    let (_redis, url) = redis();
+    let (_r1, a1) = replica(&url);
+    let (_r2, a2) = replica(&url);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let joins = (0..8).map(|i| {
+            let url = format!("ws://{}/v1/signal", if i % 2 == 0 { a1 } else { a2 });
+            tokio::spawn(async move { client::connect(&url, &Join::Invite([0x77; 32])).await })
+        });
+        let results: Vec<_> = futures_util::future::join_all(joins).await.into_iter().map(|r| r.unwrap()).collect();
+        let admitted: Vec<&Connection> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!(admitted.len(), 2, "{:?}", results.iter().map(|r| r.as_ref().err()).collect::<Vec<_>>());
+        for r in results.iter().filter_map(|r| r.as_ref().err()) {
+            assert!(
+                matches!(
+                    r,
+                    client::ClientError::Refused { code: hearth_rendezvous::protocol::ErrorCode::RoomFull, .. }
+                ),
+                "{r:?}"
+            );
+        }
+    });
+}
+
+/// A device that leaves takes its location with it (the `where` hash does not grow).
+#[test]
+fn leaving_removes_the_location() {
+    let (_redis, url) = redis();
+    let (_r1, a1) = replica(&url);
+    let id = rendezvous_identity(44, 1);
+    let key = format!("hearth:where:v{}", hearth_proto::vault_id_of(&id.root).to_hex());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = client::connect(&format!("ws://{a1}/v1/signal"), &Join::Vault(Box::new(id))).await.unwrap();
+        assert_eq!(redis_cli(&url, &["HLEN", &key]), "1");
+        c.close().await;
+    });
+    let until = Instant::now() + Duration::from_secs(5);
+    while redis_cli(&url, &["HLEN", &key]) != "0" {
+        assert!(Instant::now() < until, "location left behind");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Shared mailboxes keep the per-vault byte budget (`--mailbox-room-bytes`).
+#[test]
+fn shared_mailboxes_keep_the_room_budget() {
+    let (_redis, url) = redis();
+    let flags = ["--mailbox-room-bytes", "2000"];
+    let (_r1, a1) = replica_with(&url, &flags);
+    let (_r2, a2) = replica_with(&url, &flags);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut a =
+            client::connect(&format!("ws://{a1}/v1/signal"), &Join::Vault(Box::new(rendezvous_identity(45, 1))))
+                .await
+                .unwrap();
+        let join_b = Join::Vault(Box::new(rendezvous_identity(45, 2)));
+        let b = client::connect(&format!("ws://{a2}/v1/signal"), &join_b).await.unwrap();
+        let b_dev = b.device;
+        until_presence(&mut a, &[b_dev], Duration::from_secs(5)).await;
+        b.close().await;
+        until_presence(&mut a, &[], Duration::from_secs(5)).await;
+        // Ten 500-byte signals (about 730 bytes each as held): two fit in 2000 bytes.
+        for i in 0..10u8 {
+            a.signal(b_dev, &[i; 500]).await.unwrap();
+        }
+        let mut full = 0;
+        while let Ok(Ok(ev)) = tokio::time::timeout(Duration::from_millis(500), a.next()).await {
+            if let Event::Error { message, .. } = ev {
+                assert!(message.contains("mailbox is full"), "{message}");
+                full += 1;
+            }
+        }
+        assert_eq!(full, 8);
+        let mut back = client::connect(&format!("ws://{a1}/v1/signal"), &join_b).await.unwrap();
+        assert_eq!(until_signal(&mut back).await.1, vec![0u8; 500]);
+        assert_eq!(until_signal(&mut back).await.1, vec![1u8; 500]);
     });
 }

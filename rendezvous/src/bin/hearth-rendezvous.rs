@@ -79,6 +79,9 @@ struct Args {
     /// Signals held per briefly-offline device.
     #[arg(long, env = "HEARTH_MAILBOX_LEN", default_value_t = 32)]
     mailbox_len: usize,
+    /// Bytes held in one vault's mailboxes together.
+    #[arg(long, env = "HEARTH_MAILBOX_ROOM_BYTES", default_value_t = 1 << 20)]
+    mailbox_room_bytes: usize,
     /// Bytes held in all mailboxes together.
     #[arg(long, env = "HEARTH_MAILBOX_BYTES", default_value_t = 16 << 20)]
     mailbox_bytes: usize,
@@ -127,6 +130,7 @@ async fn main() -> anyhow::Result<()> {
         invite_relay_bytes: a.invite_relay_bytes,
         mailbox_ttl: Duration::from_secs(a.mailbox_ttl),
         mailbox_len: a.mailbox_len,
+        mailbox_room_bytes: a.mailbox_room_bytes,
         mailbox_bytes: a.mailbox_bytes,
     };
     let registry = prometheus::Registry::new();

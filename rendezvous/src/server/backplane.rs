@@ -103,6 +103,79 @@ pub enum Hold {
     Full,
 }
 
+/// The outcome of [`Backplane::join`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Joined {
+    /// The device is revoked from this vault.
+    Revoked,
+    /// The room is full.
+    Full,
+    /// Joined; these are online (the device included).
+    Online(Vec<String>),
+}
+
+/// KEYS: presence, where, revoked. ARGV: device, now (ms), expiry score, max, replica,
+/// key lifetime (ms), 1 if revocations apply. Returns {"revoked"} | {"full"} | {"ok", online...}.
+const JOIN_SCRIPT: &str = r"
+if ARGV[7] == '1' and redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 1 then return {'revoked'} end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+  return {'full'}
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+local online = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[2], '+inf')
+table.insert(online, 1, 'ok')
+return online
+";
+
+/// KEYS: presence, where. ARGV: device, replica.
+const LEAVE_SCRIPT: &str = r"
+redis.call('ZREM', KEYS[1], ARGV[1])
+if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[2], ARGV[1]) end
+return 0
+";
+
+fn revoked_key(room: &str) -> String {
+    format!("hearth:revoked:{room}")
+}
+
+/// The bounds of shared mailboxes.
+#[derive(Debug, Clone, Copy)]
+pub struct MailBudget {
+    /// How long a mailbox lives.
+    pub ttl: Duration,
+    /// Messages per mailbox.
+    pub len: usize,
+    /// Bytes per room.
+    pub room_bytes: usize,
+    /// Bytes in all.
+    pub total_bytes: usize,
+}
+
+/// KEYS: left marker, mailbox list, room bytes (this period, the last), all bytes (this
+/// period, the last). ARGV: text, length cap, room budget, total budget, counter lifetime (ms).
+/// Returns 0 held, 1 no mailbox, 2 full.
+const HOLD_SCRIPT: &str = r"
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 then return 1 end
+if redis.call('LLEN', KEYS[2]) >= tonumber(ARGV[2]) then return 2 end
+local n = string.len(ARGV[1])
+local room = tonumber(redis.call('GET', KEYS[3]) or '0') + tonumber(redis.call('GET', KEYS[4]) or '0')
+if room + n > tonumber(ARGV[3]) then return 2 end
+local all = tonumber(redis.call('GET', KEYS[5]) or '0') + tonumber(redis.call('GET', KEYS[6]) or '0')
+if all + n > tonumber(ARGV[4]) then return 2 end
+redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('INCRBY', KEYS[3], n)
+redis.call('PEXPIRE', KEYS[3], ARGV[5])
+redis.call('INCRBY', KEYS[5], n)
+redis.call('PEXPIRE', KEYS[5], ARGV[5])
+return 0
+";
+
 fn channel(room: &str) -> String {
     format!("hearth:room:{room}")
 }
@@ -118,13 +191,6 @@ impl Backplane {
     /// This replica's id (random per process).
     pub fn replica(&self) -> u64 {
         self.replica
-    }
-
-    /// Records that `device`'s connection in `room` is on this replica (newest join wins).
-    pub async fn claim(&self, room: &str, device: &str) -> redis::RedisResult<()> {
-        let mut c = self.conn.clone();
-        let _: () = c.hset(where_key(room), device, self.replica).await?;
-        Ok(())
     }
 
     /// The replica holding `device`'s connection in `room`, if known.
@@ -223,10 +289,50 @@ impl Backplane {
         Ok(())
     }
 
-    /// Removes `device` from `room`.
+    /// Joins `device` to `room` in one atomic script: refused if revoked (vault rooms) or if
+    /// the room already has `max` other members online; else marked online, located here,
+    /// and the members online returned (the device included). Replicas cannot overfill a
+    /// room by checking and joining in between each other.
+    pub async fn join(&self, room: &str, device: &str, max: usize, vault: bool) -> redis::RedisResult<Joined> {
+        let mut c = self.conn.clone();
+        let now = now_ms();
+        let keep = (self.ttl.as_millis() as u64).saturating_mul(2);
+        let out: Vec<String> = redis::cmd("EVAL")
+            .arg(JOIN_SCRIPT)
+            .arg(3)
+            .arg(presence_key(room))
+            .arg(where_key(room))
+            .arg(revoked_key(room))
+            .arg(device)
+            .arg(now)
+            .arg(now + self.ttl.as_millis() as u64)
+            .arg(max)
+            .arg(self.replica)
+            .arg(keep)
+            .arg(u8::from(vault))
+            .query_async(&mut c)
+            .await?;
+        let mut it = out.into_iter();
+        Ok(match it.next().as_deref() {
+            Some("revoked") => Joined::Revoked,
+            Some("full") => Joined::Full,
+            _ => Joined::Online(it.collect()),
+        })
+    }
+
+    /// Removes `device` from `room`, and its location if it is still this replica's (a newer
+    /// connection elsewhere keeps its own).
     pub async fn remove(&self, room: &str, device: &str) -> redis::RedisResult<()> {
         let mut c = self.conn.clone();
-        let _: () = c.zrem(presence_key(room), device).await?;
+        let _: i64 = redis::cmd("EVAL")
+            .arg(LEAVE_SCRIPT)
+            .arg(2)
+            .arg(presence_key(room))
+            .arg(where_key(room))
+            .arg(device)
+            .arg(self.replica)
+            .query_async(&mut c)
+            .await?;
         Ok(())
     }
 
@@ -262,21 +368,37 @@ impl Backplane {
         Ok(())
     }
 
-    /// Holds `text` for `device` if it left `room` recently and has fewer than `len` held.
-    pub async fn hold(&self, room: &str, device: &str, text: &str, len: usize) -> redis::RedisResult<Hold> {
+    /// Holds `text` for `device` if it left `room` recently, has fewer than `b.len` held, and
+    /// the room's and the server's byte budgets allow it; one atomic script, so replicas
+    /// cannot overshoot together.
+    pub async fn hold(&self, room: &str, device: &str, text: &str, b: &MailBudget) -> redis::RedisResult<Hold> {
         let mut c = self.conn.clone();
-        let ttl: i64 = c.pttl(left_key(room, device)).await?;
-        if ttl <= 0 {
-            return Ok(Hold::NoMailbox);
-        }
-        let key = mail_key(room, device);
-        let n: usize = c.rpush(&key, text).await?;
-        if n > len {
-            let _: Option<String> = c.rpop(&key, None).await?;
-            return Ok(Hold::Full);
-        }
-        let _: () = c.pexpire(&key, ttl).await?;
-        Ok(Hold::Held)
+        // Budgets count bytes held within the current and the previous mailbox period: every
+        // held message is dropped within one period, so this is never below what is held,
+        // and counters expire on their own (no drift when mailboxes expire unread).
+        let period = (b.ttl.as_millis() as u64).max(1);
+        let epoch = now_ms() / period;
+        let r: i64 = redis::cmd("EVAL")
+            .arg(HOLD_SCRIPT)
+            .arg(6)
+            .arg(left_key(room, device))
+            .arg(mail_key(room, device))
+            .arg(format!("hearth:mbytes:{room}:{epoch}"))
+            .arg(format!("hearth:mbytes:{room}:{}", epoch.wrapping_sub(1)))
+            .arg(format!("hearth:mbytes:{epoch}"))
+            .arg(format!("hearth:mbytes:{}", epoch.wrapping_sub(1)))
+            .arg(text)
+            .arg(b.len)
+            .arg(b.room_bytes)
+            .arg(b.total_bytes)
+            .arg(period.saturating_mul(2))
+            .query_async(&mut c)
+            .await?;
+        Ok(match r {
+            0 => Hold::Held,
+            1 => Hold::NoMailbox,
+            _ => Hold::Full,
+        })
     }
 
     /// `device` is back in `room`: its held messages, oldest first, taken atomically.
@@ -317,14 +439,14 @@ impl Backplane {
     /// Records a revocation of `device` in vault room `room`.
     pub async fn revoke(&self, room: &str, device: &str) -> redis::RedisResult<()> {
         let mut c = self.conn.clone();
-        let _: () = c.sadd(format!("hearth:revoked:{room}"), device).await?;
+        let _: () = c.sadd(revoked_key(room), device).await?;
         Ok(())
     }
 
     /// True when `device` was revoked in `room`.
     pub async fn is_revoked(&self, room: &str, device: &str) -> redis::RedisResult<bool> {
         let mut c = self.conn.clone();
-        c.sismember(format!("hearth:revoked:{room}"), device).await
+        c.sismember(revoked_key(room), device).await
     }
 
     /// Streams (room, event) from every room channel, reconnecting and re-subscribing with

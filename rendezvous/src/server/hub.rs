@@ -11,7 +11,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use hearth_proto::ids::{DeviceId, VaultId};
 
-use super::backplane::{Backplane, Hold, RoomEvent};
+use super::backplane::{Backplane, Hold, Joined, RoomEvent};
 use super::invites::{InviteRefusal, Invites};
 use super::mailbox::{Mailboxes, NotHeld};
 use super::outbox::{Full, Outbox};
@@ -246,16 +246,10 @@ impl Hub {
         }
         let mut remote = None;
         if let Some(bp) = &self.backplane {
-            if matches!(key, RoomKey::Vault(_)) && bp.is_revoked(&room_name, &dev).await.unwrap_or(false) {
-                return Err(JoinError::Revoked);
-            }
-            match bp.online(&room_name).await {
-                Ok((online, _)) => {
-                    if !online.contains(&dev) && online.len() >= max_room {
-                        return Err(JoinError::Full);
-                    }
-                    remote = Some(online);
-                }
+            match bp.join(&room_name, &dev, max_room, matches!(key, RoomKey::Vault(_))).await {
+                Ok(Joined::Revoked) => return Err(JoinError::Revoked),
+                Ok(Joined::Full) => return Err(JoinError::Full),
+                Ok(Joined::Online(online)) => remote = Some(online),
                 Err(e) => tracing::warn!(error = %e, "redis unavailable; presence is local only"),
             }
         }
@@ -284,8 +278,6 @@ impl Hub {
             }
         }
         let Some(bp) = &self.backplane else { return Ok(Vec::new()) };
-        let _ = bp.refresh(&room_name, std::slice::from_ref(&dev)).await;
-        let _ = bp.claim(&room_name, &dev).await;
         let _ = bp.publish(&room_name, &RoomEvent::Joined { device: dev.clone(), replica: bp.replica() }).await;
         if let Ok(held) = bp.take_mail(&room_name, &dev).await {
             for text in held {
@@ -412,8 +404,8 @@ impl Hub {
             }
         }
         // Replicas share mailboxes too: the device may come back through any of them.
-        let len = lock(&self.mail).len_limit();
-        Ok(match bp.hold(&name, &dev, text, len).await? {
+        let budget = lock(&self.mail).budget();
+        Ok(match bp.hold(&name, &dev, text, &budget).await? {
             Hold::Held => Ok(Routed::Held),
             Hold::Full => Err(RouteError::MailboxFull),
             Hold::NoMailbox => Err(RouteError::UnknownRecipient),

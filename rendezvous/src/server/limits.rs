@@ -38,6 +38,8 @@ pub struct Limits {
     pub mailbox_ttl: Duration,
     /// Signals held per offline device.
     pub mailbox_len: usize,
+    /// Bytes held in the mailboxes of one room (vault) together.
+    pub mailbox_room_bytes: usize,
     /// Bytes held in all mailboxes together.
     pub mailbox_bytes: usize,
 }
@@ -60,6 +62,7 @@ impl Default for Limits {
             invite_relay_bytes: 64 * 1024,
             mailbox_ttl: Duration::from_secs(30),
             mailbox_len: 32,
+            mailbox_room_bytes: 1 << 20,
             mailbox_bytes: 16 << 20,
         }
     }

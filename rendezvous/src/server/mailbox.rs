@@ -1,7 +1,8 @@
 //! Short-lived mailboxes for devices that just went offline (a phone switching networks, an
 //! app restarting): signals sent to them in the next few seconds are held and handed over
-//! when they reconnect, instead of failing. Bounded three ways: a mailbox exists only for a
-//! device that left within the TTL, holds at most `len` messages, and all mailboxes
+//! when they reconnect, instead of failing. Bounded four ways: a mailbox exists only for a
+//! device that left within the TTL, holds at most `len` messages, the mailboxes of one room
+//! hold at most `room_bytes` (so one vault cannot take everyone's budget), and all mailboxes
 //! together hold at most `max_bytes`.
 
 use std::collections::{HashMap, VecDeque};
@@ -17,7 +18,7 @@ use super::hub::RoomKey;
 pub enum NotHeld {
     /// No device of that id left this room within the TTL.
     NoMailbox,
-    /// The mailbox or the server-wide budget is full.
+    /// The mailbox, its room's budget or the server-wide budget is full.
     Full,
 }
 
@@ -30,15 +31,40 @@ struct Mailbox {
 pub struct Mailboxes {
     ttl: Duration,
     len: usize,
+    room_bytes: usize,
     max_bytes: usize,
     bytes: usize,
+    /// Bytes held per room (rooms holding nothing have no entry).
+    per_room: HashMap<RoomKey, usize>,
     boxes: HashMap<(RoomKey, DeviceId), Mailbox>,
 }
 
 impl Mailboxes {
-    /// Mailboxes living `ttl` (zero: none), each holding `len` messages, `max_bytes` in all.
-    pub fn new(ttl: Duration, len: usize, max_bytes: usize) -> Self {
-        Self { ttl, len, max_bytes, bytes: 0, boxes: HashMap::new() }
+    /// Mailboxes living `ttl` (zero: none), each holding `len` messages, `room_bytes` per
+    /// room and `max_bytes` in all.
+    pub fn new(ttl: Duration, len: usize, room_bytes: usize, max_bytes: usize) -> Self {
+        Self { ttl, len, room_bytes, max_bytes, bytes: 0, per_room: HashMap::new(), boxes: HashMap::new() }
+    }
+
+    /// The same bounds for mailboxes shared through the backplane.
+    pub fn budget(&self) -> super::backplane::MailBudget {
+        super::backplane::MailBudget {
+            ttl: self.ttl,
+            len: self.len,
+            room_bytes: self.room_bytes,
+            total_bytes: self.max_bytes,
+        }
+    }
+
+    /// Releases `n` bytes held in `key`.
+    fn release(&mut self, key: RoomKey, n: usize) {
+        self.bytes -= n;
+        if let Some(r) = self.per_room.get_mut(&key) {
+            *r -= n.min(*r);
+            if *r == 0 {
+                self.per_room.remove(&key);
+            }
+        }
     }
 
     /// `device` left room `key`: hold its messages until `now + ttl`.
@@ -54,10 +80,15 @@ impl Mailboxes {
     /// Holds `frame` for `device` if it has a live mailbox with room.
     pub fn put(&mut self, key: RoomKey, device: DeviceId, frame: Bytes, now: Instant) -> Result<(), NotHeld> {
         let mb = self.boxes.get_mut(&(key, device)).filter(|m| m.expires > now).ok_or(NotHeld::NoMailbox)?;
-        if mb.frames.len() >= self.len || self.bytes + frame.len() > self.max_bytes {
+        let in_room = self.per_room.get(&key).copied().unwrap_or(0);
+        if mb.frames.len() >= self.len
+            || self.bytes + frame.len() > self.max_bytes
+            || in_room + frame.len() > self.room_bytes
+        {
             return Err(NotHeld::Full);
         }
         self.bytes += frame.len();
+        *self.per_room.entry(key).or_insert(0) += frame.len();
         mb.frames.push_back(frame);
         Ok(())
     }
@@ -65,7 +96,7 @@ impl Mailboxes {
     /// `device` is back: its held messages, oldest first (none if expired).
     pub fn take(&mut self, key: RoomKey, device: DeviceId, now: Instant) -> Vec<Bytes> {
         let Some(mb) = self.boxes.remove(&(key, device)) else { return Vec::new() };
-        self.bytes -= mb.frames.iter().map(Bytes::len).sum::<usize>();
+        self.release(key, mb.frames.iter().map(Bytes::len).sum::<usize>());
         if mb.expires > now {
             mb.frames.into()
         } else {
@@ -75,25 +106,22 @@ impl Mailboxes {
 
     /// Drops expired mailboxes and what they held.
     pub fn sweep(&mut self, now: Instant) {
-        let mut freed = 0;
-        self.boxes.retain(|_, m| {
+        let mut freed = Vec::new();
+        self.boxes.retain(|(key, _), m| {
             let live = m.expires > now;
             if !live {
-                freed += m.frames.iter().map(Bytes::len).sum::<usize>();
+                freed.push((*key, m.frames.iter().map(Bytes::len).sum::<usize>()));
             }
             live
         });
-        self.bytes -= freed;
+        for (key, n) in freed {
+            self.release(key, n);
+        }
     }
 
     /// How long a mailbox lives.
     pub fn ttl(&self) -> Duration {
         self.ttl
-    }
-
-    /// Messages held per device.
-    pub fn len_limit(&self) -> usize {
-        self.len
     }
 
     /// Bytes held now.
@@ -123,7 +151,7 @@ mod tests {
     #[test]
     fn holds_for_recently_left_devices_only_within_bounds() {
         let t0 = Instant::now();
-        let mut m = Mailboxes::new(Duration::from_secs(30), 2, 10);
+        let mut m = Mailboxes::new(Duration::from_secs(30), 2, 10, 10);
         assert_eq!(m.put(ROOM, DEV, Bytes::from_static(b"a"), t0), Err(NotHeld::NoMailbox), "never seen");
         m.open(ROOM, DEV, t0);
         m.put(ROOM, DEV, Bytes::from_static(b"one"), t0).unwrap();
@@ -140,7 +168,7 @@ mod tests {
     #[test]
     fn expiry_drops_messages() {
         let t0 = Instant::now();
-        let mut m = Mailboxes::new(Duration::from_secs(1), 4, 100);
+        let mut m = Mailboxes::new(Duration::from_secs(1), 4, 100, 100);
         m.open(ROOM, DEV, t0);
         m.put(ROOM, DEV, Bytes::from_static(b"x"), t0).unwrap();
         let later = t0 + Duration::from_secs(2);
@@ -149,8 +177,29 @@ mod tests {
         assert!(m.is_empty());
         assert_eq!(m.bytes(), 0);
         // Off: nothing is ever held.
-        let mut off = Mailboxes::new(Duration::ZERO, 4, 100);
+        let mut off = Mailboxes::new(Duration::ZERO, 4, 100, 100);
         off.open(ROOM, DEV, t0);
         assert_eq!(off.put(ROOM, DEV, Bytes::from_static(b"x"), t0), Err(NotHeld::NoMailbox));
+    }
+
+    #[test]
+    fn one_room_cannot_take_the_whole_budget() {
+        let t0 = Instant::now();
+        let other_room = RoomKey::Vault(VaultId([9; 16]));
+        let mut m = Mailboxes::new(Duration::from_secs(30), 100, 10, 25);
+        for d in 0..4u8 {
+            m.open(ROOM, DeviceId([d; 16]), t0);
+        }
+        m.open(other_room, DEV, t0);
+        m.put(ROOM, DeviceId([0; 16]), Bytes::from_static(b"123456"), t0).unwrap();
+        m.put(ROOM, DeviceId([1; 16]), Bytes::from_static(b"1234"), t0).unwrap();
+        assert_eq!(m.put(ROOM, DeviceId([2; 16]), Bytes::from_static(b"1"), t0), Err(NotHeld::Full), "room budget");
+        // Another vault still has room in the server-wide budget.
+        m.put(other_room, DEV, Bytes::from_static(b"1234567890"), t0).unwrap();
+        // Handing over frees the room's share.
+        assert_eq!(m.take(ROOM, DeviceId([0; 16]), t0).len(), 1);
+        m.put(ROOM, DeviceId([2; 16]), Bytes::from_static(b"123456"), t0).unwrap();
+        m.sweep(t0 + Duration::from_secs(31));
+        assert_eq!((m.bytes(), m.per_room.len()), (0, 0), "expiry frees both counts");
     }
 }

@@ -132,7 +132,7 @@ pub async fn run(
         names,
         hub: Hub::new(
             backplane,
-            mailbox::Mailboxes::new(l.mailbox_ttl, l.mailbox_len, l.mailbox_bytes),
+            mailbox::Mailboxes::new(l.mailbox_ttl, l.mailbox_len, l.mailbox_room_bytes, l.mailbox_bytes),
             invites::Invites::new(l.invite_ttl, l.max_invite_rooms, l.invite_rooms_per_ip, l.invite_relay_bytes),
         ),
         metrics,
