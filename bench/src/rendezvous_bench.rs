@@ -149,7 +149,7 @@ fn identities(n: usize) -> Vec<Identity> {
                     at_ms: 0,
                 }),
             );
-            Identity { root: root.verifying_key(), record, device_key }
+            Identity { root: root.verifying_key(), record, device_key, revocations: Vec::new() }
         })
         .collect()
 }

@@ -23,6 +23,9 @@ pub struct Identity {
     pub record: MembershipRecord,
     /// This device's signing key.
     pub device_key: SigningKey,
+    /// Root-signed revocations this device knows: presented at every join, so a server that
+    /// restarted or forgot an idle vault re-learns them from the vault's own devices.
+    pub revocations: Vec<MembershipRecord>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -171,7 +174,13 @@ pub async fn connect_from(url: &str, join: &Join, from: Option<std::net::IpAddr>
     match next_server_msg(&mut ws).await? {
         ServerMsg::Welcome { device, online } => {
             let device = DeviceId::from_hex(&device).ok_or(ClientError::Protocol)?;
-            Ok(Connection { ws, device, online: ids(&online) })
+            let mut conn = Connection { ws, device, online: ids(&online) };
+            if let Join::Vault(id) = join {
+                for r in &id.revocations {
+                    conn.revoke(r).await?;
+                }
+            }
+            Ok(conn)
         }
         ServerMsg::Error { code, message } => Err(ClientError::Refused { code, message }),
         _ => Err(ClientError::Protocol),

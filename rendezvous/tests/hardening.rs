@@ -292,3 +292,42 @@ async fn pairing_rooms_relay_a_bounded_volume() {
     assert_eq!(refused, 8, "each refused signal is answered");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn revocations_are_relearnt_from_the_devices_after_a_restart() {
+    use hearth_proto::membership::{MembershipBody, MembershipRecord, Revocation};
+    let (root, mut ids) = vault(50, 2);
+    let vault_id = hearth_proto::vault_id_of(&root.verifying_key());
+    let lost = ids[1].record.body.clone();
+    let hearth_proto::membership::MembershipBody::Enroll(e) = lost else { unreachable!() };
+    let rec = MembershipRecord::sign(
+        &root,
+        MembershipBody::Revoke(Revocation {
+            vault_id,
+            device_id: e.device_id,
+            last_seq: 0,
+            last_hash: [0; 32],
+            at_ms: 0,
+        }),
+    );
+    // The server restarted: it holds nothing, and the revoked device gets in first.
+    let s = Server::start(limits()).await;
+    let mut revoked = join_from(&s.url(), &ids[1], "127.0.0.1").await.unwrap();
+    // An honest device joins, presenting the revocations it holds: the revoked one is closed
+    // and stays out.
+    ids[0].revocations = vec![rec];
+    let _honest = join_from(&s.url(), &ids[0], "127.0.0.1").await.unwrap();
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(5), revoked.next()).await.expect("closed in time") {
+            Err(e) => break e,
+            Ok(_) => continue,
+        }
+    };
+    assert!(matches!(&end, ClientError::Closed { code: 1008, .. }), "{end:?}");
+    let again = join_from(&s.url(), &ids[1], "127.0.0.1").await;
+    assert!(matches!(&again, Err(ClientError::Refused { code: ErrorCode::Revoked, .. })), "{again:?}");
+    // Presenting it again (every join does) is not news: nothing changes, no error.
+    let mut again_honest = join_from(&s.url(), &ids[0], "127.0.0.1").await.unwrap();
+    assert!(tokio::time::timeout(Duration::from_millis(300), again_honest.next()).await.is_err(), "no error reply");
+    s.stop().await;
+}

@@ -87,5 +87,5 @@ pub fn rendezvous_identity(seed: u8, i: u8) -> hearth_rendezvous::client::Identi
             at_ms: 0,
         }),
     );
-    hearth_rendezvous::client::Identity { root: root.verifying_key(), record, device_key }
+    hearth_rendezvous::client::Identity { root: root.verifying_key(), record, device_key, revocations: Vec::new() }
 }

@@ -138,6 +138,16 @@ if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[
 return 0
 ";
 
+/// KEYS: revoked set. ARGV: device, cap, lifetime (ms). Returns 0 recorded, 1 full.
+const REVOKE_SCRIPT: &str = r"
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 and redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 1
+end
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 0
+";
+
 fn revoked_key(room: &str) -> String {
     format!("hearth:revoked:{room}")
 }
@@ -285,6 +295,8 @@ impl Backplane {
             p.hset_nx(where_key(room), d, self.replica).ignore();
         }
         p.pexpire(where_key(room), keep).ignore();
+        // Revocations live as long as the room is used, then expire with it.
+        p.pexpire(revoked_key(room), super::revocations::REVOKED_IDLE.as_millis() as i64).ignore();
         let _: () = p.query_async(&mut c).await?;
         Ok(())
     }
@@ -436,11 +448,20 @@ impl Backplane {
         Ok(Duration::from_millis(now.saturating_sub(opened.unwrap_or(now))))
     }
 
-    /// Records a revocation of `device` in vault room `room`.
-    pub async fn revoke(&self, room: &str, device: &str) -> redis::RedisResult<()> {
+    /// Records a revocation of `device` in vault room `room`, at most `cap` per room; the set
+    /// expires `idle` after the room's last refresh. False if the room's set is full.
+    pub async fn revoke(&self, room: &str, device: &str, cap: usize, idle: Duration) -> redis::RedisResult<bool> {
         let mut c = self.conn.clone();
-        let _: () = c.sadd(revoked_key(room), device).await?;
-        Ok(())
+        let r: i64 = redis::cmd("EVAL")
+            .arg(REVOKE_SCRIPT)
+            .arg(1)
+            .arg(revoked_key(room))
+            .arg(device)
+            .arg(cap)
+            .arg(idle.as_millis() as u64)
+            .query_async(&mut c)
+            .await?;
+        Ok(r == 0)
     }
 
     /// True when `device` was revoked in `room`.

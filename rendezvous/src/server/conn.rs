@@ -426,7 +426,12 @@ async fn handle_other(text: &str, out: &mut Vec<u8>, who: &Who, app: &App) {
                 return error(out, ErrorCode::BadMessage, "revocations are for vault rooms");
             };
             match protocol::verify_revocation(root, &record, vault) {
-                Ok(revoked) => app.hub.revoke(vault, revoked).await,
+                Ok(revoked) => {
+                    if let Err(e) = app.hub.revoke(vault, revoked).await {
+                        tracing::warn!(error = %e, "revocation not recorded");
+                        error(out, ErrorCode::Busy, format!("revocation not recorded: {e}"));
+                    }
+                }
                 Err(e) => error(out, ErrorCode::BadMessage, format!("revocation refused: {e}")),
             }
         }

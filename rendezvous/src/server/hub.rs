@@ -15,6 +15,7 @@ use super::backplane::{Backplane, Hold, Joined, RoomEvent};
 use super::invites::{InviteRefusal, Invites};
 use super::mailbox::{Mailboxes, NotHeld};
 use super::outbox::{Full, Outbox};
+use super::revocations::{Revocations, RevokeRefusal, REVOKED_IDLE, REVOKED_PER_VAULT, REVOKED_TOTAL};
 use crate::protocol::ServerMsg;
 use crate::ws;
 use hearth_stun::rate_limit::SourceKey;
@@ -89,7 +90,7 @@ pub enum Routed {
 /// All rooms.
 pub struct Hub {
     rooms: Mutex<HashMap<RoomKey, Room>>,
-    revoked: Mutex<HashMap<VaultId, HashSet<DeviceId>>>,
+    revoked: Mutex<Revocations>,
     mail: Mutex<Mailboxes>,
     invites: Mutex<Invites>,
     backplane: Option<Backplane>,
@@ -97,9 +98,6 @@ pub struct Hub {
 
 /// Pause before retrying a Redis command that failed (the connection manager reconnects).
 const REDIS_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// Most revoked devices remembered per vault (bounds memory against junk vaults).
-const MAX_REVOKED_PER_VAULT: usize = 4096;
 
 impl RoomKey {
     /// The room's name on the backplane.
@@ -149,7 +147,7 @@ impl Hub {
     pub fn new(backplane: Option<Backplane>, mail: Mailboxes, invites: Invites) -> Self {
         Self {
             rooms: Mutex::default(),
-            revoked: Mutex::default(),
+            revoked: Mutex::new(Revocations::new(REVOKED_PER_VAULT, REVOKED_TOTAL, REVOKED_IDLE)),
             mail: Mutex::new(mail),
             invites: Mutex::new(invites),
             backplane,
@@ -240,7 +238,7 @@ impl Hub {
             expires = Some(self.admit_invite(r, source, opened, now)?);
         }
         if let RoomKey::Vault(v) = key {
-            if lock(&self.revoked).get(&v).is_some_and(|s| s.contains(&device)) {
+            if lock(&self.revoked).contains(v, device) {
                 return Err(JoinError::Revoked);
             }
         }
@@ -412,22 +410,37 @@ impl Hub {
         })
     }
 
-    /// Records a revocation and disconnects the device wherever it is connected.
-    pub async fn revoke(&self, vault: VaultId, device: DeviceId) {
-        {
-            let mut revoked = lock(&self.revoked);
-            let set = revoked.entry(vault).or_default();
-            if set.len() < MAX_REVOKED_PER_VAULT {
-                set.insert(device);
-            }
+    /// Records a revocation and disconnects the device wherever it is connected. A revocation
+    /// already known (devices re-present theirs at every join) changes nothing.
+    pub async fn revoke(&self, vault: VaultId, device: DeviceId) -> Result<(), RevokeRefusal> {
+        let new = lock(&self.revoked).add(vault, device, Instant::now())?;
+        if !new {
+            return Ok(());
         }
         self.kick_local(RoomKey::Vault(vault), device, "device revoked");
         if let Some(bp) = &self.backplane {
             let name = RoomKey::Vault(vault).name();
-            let _ = bp.revoke(&name, &device.to_hex()).await;
-            let _ =
-                bp.publish(&name, &RoomEvent::Kick { device: device.to_hex(), reason: "device revoked".into() }).await;
+            let dev = device.to_hex();
+            match bp.revoke(&name, &dev, REVOKED_PER_VAULT, REVOKED_IDLE).await {
+                Ok(true) | Err(_) => {}
+                Ok(false) => return Err(RevokeRefusal::VaultFull),
+            }
+            let _ = bp.publish(&name, &RoomEvent::Kick { device: dev, reason: "device revoked".into() }).await;
         }
+        Ok(())
+    }
+
+    /// Forgets the revocations of vaults whose room has stayed empty (they are re-learnt
+    /// from the devices when they come back).
+    pub fn sweep_revocations(&self, now: Instant) {
+        let occupied: HashSet<VaultId> = lock(&self.rooms)
+            .keys()
+            .filter_map(|k| match k {
+                RoomKey::Vault(v) => Some(*v),
+                RoomKey::Invite(_) => None,
+            })
+            .collect();
+        lock(&self.revoked).sweep(now, |v| occupied.contains(&v));
     }
 
     /// Removes `device`'s local connection from `key` and closes it, without touching shared
@@ -473,7 +486,7 @@ impl Hub {
             RoomEvent::Kick { device, .. } => {
                 if let Some(d) = DeviceId::from_hex(&device) {
                     if let RoomKey::Vault(v) = key {
-                        lock(&self.revoked).entry(v).or_default().insert(d);
+                        let _ = lock(&self.revoked).add(v, d, Instant::now());
                     }
                     self.kick_local(key, d, "device revoked");
                 }
@@ -514,7 +527,7 @@ impl Hub {
                 }
                 if let RoomKey::Vault(v) = key {
                     if bp.is_revoked(&name, &dev).await.unwrap_or(false) {
-                        lock(&self.revoked).entry(v).or_default().insert(d);
+                        let _ = lock(&self.revoked).add(v, d, Instant::now());
                         self.kick_local(key, d, "device revoked");
                     }
                 }

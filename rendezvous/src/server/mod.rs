@@ -14,6 +14,7 @@ pub mod mailbox;
 pub mod metrics;
 pub mod outbox;
 pub mod proxy;
+pub mod revocations;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -160,6 +161,7 @@ pub async fn run(
             tick.tick().await;
             ping_app.hub.ping_all();
             ping_app.hub.sweep_mail(Instant::now());
+            ping_app.hub.sweep_revocations(Instant::now());
         }
     }));
     let sweep_app = Arc::clone(&app);

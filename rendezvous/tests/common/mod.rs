@@ -84,7 +84,7 @@ pub(crate) fn vault(seed: u8, n: u8) -> (SigningKey, Vec<Identity>) {
                     at_ms: 0,
                 }),
             );
-            Identity { root: root.verifying_key(), record, device_key }
+            Identity { root: root.verifying_key(), record, device_key, revocations: Vec::new() }
         })
         .collect();
     (root, ids)
