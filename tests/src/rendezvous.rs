@@ -30,8 +30,8 @@ impl Drop for Rv {
 }
 
 impl Rv {
-    /// Starts the binary on loopback with `extra` flags (trace logs on); with `nofile`, under
-    /// that open-files limit.
+    /// Starts the binary on loopback with `extra` flags (trace logs on; `--listen` defaults
+    /// to a free loopback port); with `nofile`, under that open-files limit.
     pub fn start(extra: &[&str], nofile: Option<u32>) -> Self {
         let mut cmd = match nofile {
             Some(n) => {
@@ -41,8 +41,11 @@ impl Rv {
             }
             None => Command::new(bin("hearth-rendezvous")),
         };
+        if !extra.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
         let mut child = cmd
-            .args(["--listen", "127.0.0.1:0", "--stun-bind", "127.0.0.1:0", "--metrics-bind", "127.0.0.1:0"])
+            .args(["--stun-bind", "127.0.0.1:0", "--metrics-bind", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "trace")
             .stdout(Stdio::piped())

@@ -15,7 +15,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::control::{Reply, Request};
 use super::dialer::{Dialer, Ended, Source, TargetId};
-use super::status::{DaemonStatus, PeerStatus};
+use super::rendezvous::LinkEvent;
+use super::status::{DaemonStatus, PeerStatus, RendezvousStatus};
 use crate::actions;
 use crate::ids::DeviceId;
 use crate::sync::{Event, Role, Session, SessionConfig, SyncError};
@@ -74,6 +75,7 @@ pub struct Core<S: LogStore> {
     waiters: Vec<Waiter>,
     rng: StdRng,
     listen: Vec<String>,
+    rendezvous: Option<RendezvousStatus>,
 }
 
 fn unix_ms() -> u64 {
@@ -91,6 +93,7 @@ impl<S: LogStore> Core<S> {
             waiters: Vec::new(),
             rng: StdRng::from_entropy(),
             listen,
+            rendezvous: None,
         }
     }
 
@@ -269,6 +272,21 @@ impl<S: LogStore> Core<S> {
             listen: self.listen.clone(),
             peers,
             entries: self.replica.len(),
+            rendezvous: self.rendezvous.clone(),
+        }
+    }
+
+    /// The daemon keeps joined to the rendezvous at `url`.
+    pub fn set_rendezvous(&mut self, url: String) {
+        self.rendezvous = Some(RendezvousStatus { url, error: Some("connecting".into()), ..Default::default() });
+    }
+
+    /// The rendezvous link reported `ev`.
+    pub fn rendezvous_event(&mut self, ev: LinkEvent) {
+        let Some(s) = &mut self.rendezvous else { return };
+        match ev {
+            LinkEvent::Joined { online } => (s.connected, s.online, s.error) = (true, online, None),
+            LinkEvent::Down { error } => (s.connected, s.online, s.error) = (false, 0, Some(error)),
         }
     }
 

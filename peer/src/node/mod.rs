@@ -17,6 +17,7 @@ mod core_tests;
 pub mod dialer;
 pub mod lan_tag;
 pub mod mdns;
+pub mod rendezvous;
 pub mod status;
 pub mod ws;
 
@@ -75,6 +76,8 @@ pub enum Input {
         /// The service instance's full name.
         name: String,
     },
+    /// The rendezvous link's state changed.
+    Rendezvous(rendezvous::LinkEvent),
     /// A control-socket request.
     Control {
         /// The request.
@@ -99,6 +102,8 @@ pub struct NodeConfig {
     pub mdns: bool,
     /// Interfaces for mDNS (empty: all).
     pub mdns_interfaces: Vec<String>,
+    /// Stay joined to this rendezvous (`ws://` or `wss://` URL of `/v1/signal`).
+    pub rendezvous: Option<String>,
 }
 
 /// Why a node could not start.
@@ -116,6 +121,9 @@ pub enum NodeError {
         /// The error.
         source: std::io::Error,
     },
+    /// The membership holds no enrolment of this device (needed to join a rendezvous).
+    #[error("this device's enrolment is missing from the vault's membership")]
+    NotEnrolled,
     /// mDNS could not start.
     #[error("mDNS: {0} (use --no-mdns with --peer on networks without multicast)")]
     Mdns(#[from] mdns_sd::Error),
@@ -131,6 +139,8 @@ pub struct Node {
     _lock: WriterLock,
     _mdns: Option<mdns::Mdns>,
     home: Home,
+    /// The vault's revocations, for the rendezvous link (set when it runs).
+    revocations: Option<tokio::sync::watch::Sender<Vec<hearth_proto::membership::MembershipRecord>>>,
 }
 
 impl Node {
@@ -166,7 +176,19 @@ impl Node {
         } else {
             None
         };
-        Ok(Self { core, inputs, to_node, ids, local_addr, _lock: lock, _mdns: mdns, home: config.home })
+        let revocations = match &config.rendezvous {
+            Some(url) => {
+                let r = core.replica();
+                let id = rendezvous::identity(r.membership(), r.device_id(), r.device_keys().sign.clone())
+                    .ok_or(NodeError::NotEnrolled)?;
+                core.set_rendezvous(url.clone());
+                let (tx, rx) = tokio::sync::watch::channel(id.revocations.clone());
+                tokio::spawn(rendezvous::run(url.clone(), id, rx, to_node.clone()));
+                Some(tx)
+            }
+            None => None,
+        };
+        Ok(Self { core, inputs, to_node, ids, local_addr, _lock: lock, _mdns: mdns, home: config.home, revocations })
     }
 
     /// The WebSocket listener's address.
@@ -183,7 +205,10 @@ impl Node {
             tokio::select! {
                 () = &mut shutdown => break,
                 input = self.inputs.recv() => match input {
-                    Some(i) => self.handle(i),
+                    Some(i) => {
+                        self.handle(i);
+                        self.share_revocations();
+                    }
                     None => break,
                 },
                 () = sleep_until(wake) => {}
@@ -205,6 +230,17 @@ impl Node {
             Input::Discovered { name, addrs } => self.core.discovered(&name, addrs, now),
             Input::Lost { name } => self.core.lost(&name),
             Input::Control { req, reply } => self.core.control(req, reply, now),
+            Input::Rendezvous(ev) => self.core.rendezvous_event(ev),
+        }
+    }
+
+    /// Hands the rendezvous link any revocation learnt since it last looked.
+    fn share_revocations(&mut self) {
+        let Some(tx) = &self.revocations else { return };
+        let m = self.core.replica().membership();
+        let n = m.revocations().count();
+        if n != tx.borrow().len() {
+            let _ = tx.send(rendezvous::revocations(m));
         }
     }
 

@@ -13,6 +13,23 @@ pub struct DaemonStatus {
     pub peers: Vec<PeerStatus>,
     /// Entries in the local log.
     pub entries: usize,
+    /// The rendezvous link, when the daemon runs with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rendezvous: Option<RendezvousStatus>,
+}
+
+/// The daemon's rendezvous link.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RendezvousStatus {
+    /// The URL joined.
+    pub url: String,
+    /// Joined now.
+    pub connected: bool,
+    /// Other devices of the vault in the room.
+    pub online: usize,
+    /// Why it is not joined, if it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One connected peer.

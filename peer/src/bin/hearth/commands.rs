@@ -284,7 +284,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             });
             Ok(())
         }
-        Command::Daemon { listen, peers, no_mdns, mdns_interfaces } => {
+        Command::Daemon { listen, peers, no_mdns, mdns_interfaces, rendezvous } => {
             crate::daemon::run(hearth_peer::node::NodeConfig {
                 home: ctx.home.clone(),
                 passphrase: ctx.passphrase.clone(),
@@ -292,6 +292,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
                 peers,
                 mdns: !no_mdns,
                 mdns_interfaces,
+                rendezvous,
             })
         }
         Command::Status => status(&ctx),
@@ -330,6 +331,7 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
         "daemon": daemon.is_some(),
         "listen": daemon.as_ref().map(|d| d.listen.clone()).unwrap_or_default(),
         "peers": daemon.as_ref().map(|d| d.peers.clone()).unwrap_or_default(),
+        "rendezvous": daemon.as_ref().and_then(|d| d.rendezvous.clone()),
         "clock_ahead": r.clocks_ahead(now_ms()).iter().map(|(d, h)| json!({"device": d.to_hex(), "ms": h.ms})).collect::<Vec<_>>(),
     });
     ctx.print(v.clone(), || {
@@ -353,6 +355,12 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
             None => out += "daemon  not running (start it with `hearth daemon`)",
             Some(d) => {
                 out += &format!("daemon  running, listening on {}\n", d.listen.join(", "));
+                if let Some(rv) = &d.rendezvous {
+                    out += &match &rv.error {
+                        None => format!("rendezvous {} joined, {} other devices there\n", rv.url, rv.online),
+                        Some(e) => format!("rendezvous {} not joined: {e}\n", rv.url),
+                    };
+                }
                 if d.peers.is_empty() {
                     out += "peers   none connected";
                 }

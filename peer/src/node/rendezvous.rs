@@ -1,0 +1,153 @@
+//! The daemon's link to a rendezvous server (`hearth daemon --rendezvous URL`): joins the
+//! vault's room as this device, stays joined (reconnecting with backoff), and presents every
+//! root-signed revocation the vault holds, at each join and whenever a new one arrives, so
+//! the server refuses revoked devices even after a restart. Signals relayed through the room
+//! (WebRTC offers and answers) plug in here next.
+
+use std::time::Duration;
+
+use hearth_proto::membership::{MembershipBody, MembershipRecord};
+use hearth_rendezvous::client::{self, ClientError, Event, Identity, Join};
+use hearth_rendezvous::protocol::ErrorCode;
+use rand::Rng;
+use tokio::sync::{mpsc, watch};
+
+use super::Input;
+
+/// What the link reports to the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// Joined (or presence changed): `online` other devices of the vault are in the room.
+    Joined {
+        /// Other devices online.
+        online: usize,
+    },
+    /// Not joined; `error` says why.
+    Down {
+        /// Why.
+        error: String,
+    },
+}
+
+/// The device's identity for the room, from its replica's membership; `None` if the
+/// membership holds no enrolment of `device`.
+pub fn identity(
+    membership: &hearth_proto::membership::Membership,
+    device: hearth_proto::ids::DeviceId,
+    device_key: ed25519_dalek::SigningKey,
+) -> Option<Identity> {
+    let record = membership
+        .records()
+        .iter()
+        .find(|r| matches!(&r.body, MembershipBody::Enroll(e) if e.device_id == device))?
+        .clone();
+    Some(Identity { root: *membership.root(), record, device_key, revocations: revocations(membership) })
+}
+
+/// The vault's revocation records, in the order they were learnt.
+pub fn revocations(membership: &hearth_proto::membership::Membership) -> Vec<MembershipRecord> {
+    membership.records().iter().filter(|r| matches!(r.body, MembershipBody::Revoke(_))).cloned().collect()
+}
+
+/// First pause after a failed or lost connection; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// Longest pause between attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Pause after the server said this device is revoked (nothing will change soon).
+const REVOKED_BACKOFF: Duration = Duration::from_secs(600);
+
+/// The pause before attempt `n` (0-based) of a series of failures, ±25 % jitter.
+fn backoff(n: u32, rng: &mut impl Rng) -> Duration {
+    let base = FIRST_BACKOFF.saturating_mul(1u32 << n.min(8)).min(MAX_BACKOFF);
+    base.mul_f64(rng.gen_range(0.75..1.25))
+}
+
+/// Keeps this device joined to `url` until `to_node` closes. `known` carries the vault's
+/// revocation records (it only grows); new ones are sent as they appear.
+pub async fn run(
+    url: String,
+    identity: Identity,
+    mut known: watch::Receiver<Vec<MembershipRecord>>,
+    to_node: mpsc::Sender<Input>,
+) {
+    let mut failures = 0u32;
+    loop {
+        let mut id = identity.clone();
+        id.revocations = known.borrow_and_update().clone();
+        let mut sent = id.revocations.len();
+        let report = |ev| to_node.send(Input::Rendezvous(ev));
+        let pause = match client::connect(&url, &Join::Vault(Box::new(id))).await {
+            Ok(mut conn) => {
+                failures = 0;
+                tracing::info!(%url, "joined the rendezvous");
+                if report(LinkEvent::Joined { online: conn.online.len() }).await.is_err() {
+                    return;
+                }
+                let why = loop {
+                    tokio::select! {
+                        ev = conn.next() => match ev {
+                            Ok(Event::Presence(p)) => {
+                                if report(LinkEvent::Joined { online: p.len() }).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Ok(Event::Signal { .. }) => {}
+                            Ok(Event::Error { code, message }) => tracing::warn!(?code, %message, "rendezvous"),
+                            Err(e) => break e.to_string(),
+                        },
+                        changed = known.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                            let all = known.borrow_and_update().clone();
+                            for r in all.iter().skip(sent) {
+                                if let Err(e) = conn.revoke(r).await {
+                                    tracing::debug!(error = %e, "sending a revocation");
+                                }
+                            }
+                            sent = all.len();
+                        }
+                    }
+                };
+                tracing::info!(%url, error = %why, "left the rendezvous");
+                if report(LinkEvent::Down { error: why }).await.is_err() {
+                    return;
+                }
+                backoff(0, &mut rand::thread_rng())
+            }
+            Err(e) => {
+                let revoked = matches!(e, ClientError::Refused { code: ErrorCode::Revoked, .. });
+                tracing::warn!(%url, error = %e, "cannot join the rendezvous");
+                if report(LinkEvent::Down { error: e.to_string() }).await.is_err() {
+                    return;
+                }
+                failures = failures.saturating_add(1);
+                if revoked {
+                    REVOKED_BACKOFF
+                } else {
+                    backoff(failures - 1, &mut rand::thread_rng())
+                }
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = to_node.closed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_jitter() {
+        let mut rng = rand::thread_rng();
+        for n in 0..20 {
+            let d = backoff(n, &mut rng);
+            let base = FIRST_BACKOFF.saturating_mul(1 << n.min(8)).min(MAX_BACKOFF);
+            assert!(d >= base.mul_f64(0.75) && d <= base.mul_f64(1.25), "{n}: {d:?}");
+        }
+        assert!(backoff(30, &mut rng) <= MAX_BACKOFF.mul_f64(1.25));
+    }
+}

@@ -1,0 +1,69 @@
+//! `hearth daemon --rendezvous URL` against the real `hearth-rendezvous` binary: daemons stay
+//! joined to their vault's room, a revocation made on one device reaches the server through
+//! its daemon and shuts the revoked device out, and a restarted server (which keeps nothing
+//! on disk) re-learns the revocation from the devices as they rejoin.
+
+use std::time::Duration;
+
+use hearth_e2e::device::{vault, wait_until, Daemon, Device};
+use hearth_e2e::rendezvous::Rv;
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(20);
+
+fn daemon(d: &Device, url: &str, peers: &[&Daemon]) -> Daemon {
+    let mut args = vec!["--listen", "127.0.0.1:0", "--no-mdns", "--rendezvous", url];
+    let addrs: Vec<String> = peers.iter().map(|p| p.addr.to_string()).collect();
+    for a in &addrs {
+        args.extend(["--peer", a.as_str()]);
+    }
+    d.daemon(&args)
+}
+
+fn link(d: &Device) -> Value {
+    d.json(&["status"])["rendezvous"].clone()
+}
+
+fn joined_with(d: &Device, online: u64) -> bool {
+    let l = link(d);
+    l["connected"] == true && l["online"] == online
+}
+
+#[test]
+fn daemons_join_the_rendezvous_and_feed_it_revocations() {
+    let dir = tempfile::tempdir().unwrap();
+    let devs = vault(dir.path(), &["a", "b", "c"]);
+    let (a, b, c) = (&devs[0], &devs[1], &devs[2]);
+    let rv = Rv::start(&["--no-stun"], None);
+    let url = rv.url();
+    let da = daemon(a, &url, &[]);
+    let _db = daemon(b, &url, &[&da]);
+    let dc = daemon(c, &url, &[&da]);
+    wait_until(T, "three devices in the room", || joined_with(a, 2) && joined_with(b, 2) && joined_with(c, 2));
+    // a learns c's enrolment over the LAN session before it can revoke it.
+    wait_until(T, "a syncs with b and c", || a.json(&["status"])["peers"].as_array().is_some_and(|p| p.len() == 2));
+    assert_eq!(link(a)["url"].as_str(), Some(url.as_str()));
+    assert!(a.ok(&["status"]).contains("joined, 2 other devices there"), "{}", a.ok(&["status"]));
+
+    // c is lost: a revokes it through its daemon, which tells the rendezvous at once.
+    a.ok(&["revoke", &c.id()]);
+    wait_until(T, "c shut out of the room", || {
+        let l = link(c);
+        l["connected"] == false && l["error"].as_str().is_some_and(|e| e.contains("revoked"))
+    });
+    wait_until(T, "a and b see only each other", || joined_with(a, 1) && joined_with(b, 1));
+
+    // The server restarts on the same address, knowing nothing; a and b rejoin and present
+    // the revocation; c, restarted too, is refused.
+    let port = rv.http.port();
+    drop(rv);
+    let listen = format!("127.0.0.1:{port}");
+    let _rv2 = Rv::start(&["--no-stun", "--listen", &listen], None);
+    wait_until(T, "a and b back in the room", || joined_with(a, 1) && joined_with(b, 1));
+    drop(dc);
+    let _dc = daemon(c, &url, &[]);
+    wait_until(T, "c refused by the restarted server", || {
+        link(c)["error"].as_str().is_some_and(|e| e.contains("revoked"))
+    });
+    assert!(joined_with(a, 1), "c never got in: {}", link(a));
+}
