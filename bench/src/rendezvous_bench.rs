@@ -22,6 +22,7 @@ use tokio::sync::Semaphore;
 
 mod procfs;
 mod rendezvous_load;
+mod rendezvous_soak;
 use rendezvous_load as load;
 
 /// hearth-rendezvous vs PeerJS server: idle memory per connection and relay throughput.
@@ -50,6 +51,10 @@ struct Args {
     /// Directory holding node_modules/peer (npm install peer@1.0.2); empty skips PeerJS.
     #[arg(long, default_value = "")]
     peerjs_dir: String,
+    /// After the comparison, soak hearth-rendezvous (with redis-server) for this many seconds
+    /// under churn and hostile clients (0: skip).
+    #[arg(long, default_value_t = 0)]
+    soak_secs: u64,
 }
 
 /// A server process killed when dropped.
@@ -358,6 +363,9 @@ async fn run(server_cpu: Option<usize>) -> anyhow::Result<()> {
         println!("  relay msgs/s hearth / peerjs = {:.2} (target >= 5)", hs.rate / ps.rate);
         println!("  relay msgs per server CPU-second hearth / peerjs = {:.2}", hc / pc);
         println!("  p99 at fixed load: hearth {} us, peerjs {} us (target: hearth <= peerjs)", hf.p99_us, pf.p99_us);
+    }
+    if a.soak_secs > 0 {
+        rendezvous_soak::run(a.soak_secs).await?;
     }
     Ok(())
 }

@@ -165,7 +165,16 @@ async fn admit(link: &mut Link, peer: SocketAddr, app: &App) -> Option<(Who, Arc
                 Ok(a) => (RoomKey::Vault(a.vault), a.device, Some(root_key)),
                 Err(e) => {
                     app.metrics.admission_failures.with_label_values(&["bad_hello"]).inc();
-                    error(link.out(), ErrorCode::AdmissionFailed, e.to_string());
+                    // The usual cause is a name mismatch (a URL the server does not know itself
+                    // by, or a server missing --public-host): say which names it accepts.
+                    let why = match e {
+                        protocol::AdmitError::BadSignature => format!(
+                            "{e}: it must be signed over the nonce and the name you dialled, which must be one of {}",
+                            app.names.join(", ")
+                        ),
+                        other => other.to_string(),
+                    };
+                    error(link.out(), ErrorCode::AdmissionFailed, why);
                     return refuse(link, close::POLICY, "admission failed").await;
                 }
             }

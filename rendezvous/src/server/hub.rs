@@ -161,9 +161,11 @@ impl Hub {
         if ended.is_empty() {
             return;
         }
-        let mut rooms = lock(&self.rooms);
+        // Only told to close: each connection then leaves through `leave`, which also
+        // clears its shared presence and location.
+        let rooms = lock(&self.rooms);
         for r in ended {
-            if let Some(room) = rooms.remove(&RoomKey::Invite(r)) {
+            if let Some(room) = rooms.get(&RoomKey::Invite(r)) {
                 for m in room.members.values() {
                     m.outbox.kick("pairing room expired");
                 }
