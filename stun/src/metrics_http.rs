@@ -1,12 +1,14 @@
 //! A minimal HTTP/1.1 endpoint serving `GET /metrics` for the standalone STUN binary.
 //!
 //! The rendezvous server exports the same registry through its own HTTP stack; this exists
-//! so `hearth-stun` alone needs no web framework. One request per connection, short
-//! timeouts, bounded request size: a scraper, not a web server.
+//! so `hearth-stun` alone needs no web framework. One request per connection, each on its own
+//! short-lived thread (at most [`MAX_ACTIVE`] at once) with a 2 s deadline for the whole
+//! request, bounded request size: a scraper, not a web server, and one silent client holds
+//! up no other scrape.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -29,12 +31,25 @@ impl MetricsEndpoint {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
+        let active = Arc::new(AtomicUsize::new(0));
         let thread = std::thread::Builder::new().name("stun metrics".into()).spawn(move || {
             while !flag.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        if let Err(e) = answer(stream, &registry) {
-                            tracing::debug!(error = %e, "metrics request failed");
+                        // Over the cap the connection is closed unanswered: a scraper retries.
+                        if active.fetch_add(1, Ordering::Relaxed) >= MAX_ACTIVE {
+                            active.fetch_sub(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        let (registry, done) = (registry.clone(), Arc::clone(&active));
+                        let spawned = std::thread::Builder::new().name("stun metrics req".into()).spawn(move || {
+                            if let Err(e) = answer(stream, &registry) {
+                                tracing::debug!(error = %e, "metrics request failed");
+                            }
+                            done.fetch_sub(1, Ordering::Relaxed);
+                        });
+                        if spawned.is_err() {
+                            active.fetch_sub(1, Ordering::Relaxed);
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(50)),
@@ -63,14 +78,25 @@ impl Drop for MetricsEndpoint {
     }
 }
 
+/// Requests answered at once; more are closed unanswered.
+const MAX_ACTIVE: usize = 8;
+/// The whole request must arrive within this.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+
 fn answer(mut stream: TcpStream, registry: &Registry) -> io::Result<()> {
     stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+    stream.set_write_timeout(Some(REQUEST_DEADLINE))?;
+    let deadline = std::time::Instant::now() + REQUEST_DEADLINE;
     let mut req = [0u8; 1024];
     let mut n = 0;
     // Read until the end of the request head, or the buffer is full (then judge the first line).
     while n < req.len() {
+        // One byte a second must not stretch the request: each read gets what is left.
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left))?;
         let got = stream.read(&mut req[n..])?;
         if got == 0 {
             break;

@@ -145,6 +145,14 @@ fn metrics_endpoint_reports_counters() {
     let mut body = String::new();
     tcp.read_to_string(&mut body).unwrap();
     assert!(body.starts_with("HTTP/1.1 404"));
+    // Silent and trickling clients hold up no scrape (each request has its own thread).
+    let silent: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(ep.local_addr()).unwrap()).collect();
+    let mut trickle = TcpStream::connect(ep.local_addr()).unwrap();
+    trickle.write_all(b"GET /met").unwrap();
+    let t0 = Instant::now();
+    assert!(scrape().starts_with("HTTP/1.1 200 OK"));
+    assert!(t0.elapsed() < Duration::from_secs(1), "scrape waited {:?}", t0.elapsed());
+    drop(silent);
 }
 
 #[test]

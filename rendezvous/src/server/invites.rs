@@ -136,8 +136,17 @@ mod tests {
         assert_eq!(inv.admit([1; 32], A, t0, t0), Ok(t0 + TTL));
         // The second member joins later: same end.
         assert_eq!(inv.admit([1; 32], B, t0, t0 + Duration::from_secs(3)), Ok(t0 + TTL));
+        assert_eq!(inv.ttl(), TTL);
+        assert!(!inv.is_empty());
         assert_eq!(inv.sweep(t0 + Duration::from_secs(9)), Vec::<[u8; 32]>::new());
+        assert_eq!(
+            inv.admit([1; 32], B, t0, t0 + TTL),
+            Err(InviteRefusal::Expired),
+            "the window ends at the TTL exactly"
+        );
         assert_eq!(inv.sweep(t0 + TTL), vec![[1; 32]], "members are removed at the TTL");
+        // Ended but remembered: it still counts against the source that opened it.
+        assert_eq!(inv.per_source.get(&A), Some(&1));
         // Emptied and ended, it stays closed for another TTL ...
         assert_eq!(inv.admit([1; 32], A, t0, t0 + TTL + Duration::from_secs(5)), Err(InviteRefusal::Expired));
         assert!(!inv.relay([1; 32], 1, t0 + TTL));

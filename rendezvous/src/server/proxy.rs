@@ -76,11 +76,6 @@ impl Trusted {
         self.0.iter().any(|c| c.contains(ip))
     }
 
-    /// True if no proxy is trusted (the common, direct setup).
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// The client behind `peer` as the forwarding headers say: the rightmost hop that is
     /// not a trusted proxy (hops left of it could be written by the client itself). A hop
     /// that cannot be read (`unknown`, an obfuscated name) ends the walk at the proxy that
@@ -178,7 +173,8 @@ pub fn parse_header(buf: &[u8]) -> Result<Header, BadHeader> {
         return if buf.len() < 16 { Ok(Header::NeedMore) } else { parse_v2(buf) };
     }
     if starts(V1_PREFIX) {
-        return if buf.len() < V1_PREFIX.len() { Ok(Header::NeedMore) } else { parse_v1(buf) };
+        // Shorter than the prefix: no CRLF yet, so `parse_v1` asks for more.
+        return parse_v1(buf);
     }
     Ok(Header::Absent)
 }

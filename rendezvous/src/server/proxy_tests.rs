@@ -129,6 +129,13 @@ fn proxy_v2() {
     assert_eq!(parse_header(&h6), Ok(Header::Proxy { len: 52, source: Some("[2001:db8::7]:4000".parse().unwrap()) }));
     assert_eq!(parse_header(&v2(0, 0x00, &[])), Ok(Header::Proxy { len: 16, source: None }), "LOCAL");
     assert!(parse_header(&v2(1, 0x11, &[1, 2, 3])).is_err(), "short address block");
+    assert!(parse_header(&v2(1, 0x21, &[1; 20])).is_err(), "short IPv6 address block");
+    // TLVs up to the cap (512 bytes after the 16-byte head) are skipped; one byte more is refused.
+    let mut long = body.clone();
+    long.resize(512, 0);
+    assert!(matches!(parse_header(&v2(1, 0x11, &long)), Ok(Header::Proxy { len: 528, .. })));
+    long.push(0);
+    assert!(parse_header(&v2(1, 0x11, &long)).is_err(), "over the cap");
     assert!(parse_header(&v2(5, 0x11, &body)).is_err(), "unknown command");
     let mut bad_ver = h.clone();
     bad_ver[12] = 0x11;

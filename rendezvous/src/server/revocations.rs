@@ -125,13 +125,35 @@ mod tests {
     }
 
     #[test]
+    fn the_server_bounds_hold_full_vaults() {
+        let t0 = Instant::now();
+        let mut r = Revocations::new(REVOKED_PER_VAULT, REVOKED_TOTAL, REVOKED_IDLE);
+        for i in 0..REVOKED_PER_VAULT as u16 {
+            let mut d = [0u8; 16];
+            d[..2].copy_from_slice(&i.to_be_bytes());
+            assert_eq!(r.add(V, DeviceId(d), t0), Ok(true), "{i}");
+        }
+        assert_eq!(r.add(V, DeviceId([0xff; 16]), t0), Err(RevokeRefusal::VaultFull));
+        // Room for many more vaults like it.
+        for v in 0..1000u16 {
+            let mut id = [0u8; 16];
+            id[..2].copy_from_slice(&v.to_be_bytes());
+            id[15] = 9;
+            assert_eq!(r.add(VaultId(id), DeviceId([1; 16]), t0), Ok(true), "{v}");
+        }
+    }
+
+    #[test]
     fn forgotten_once_the_room_stays_empty() {
         let t0 = Instant::now();
         let mut r = Revocations::new(8, 100, Duration::from_secs(60));
         r.add(V, DeviceId([1; 16]), t0).unwrap();
         r.add(W, DeviceId([1; 16]), t0).unwrap();
         // V's room has members: kept however long; W's is empty: forgotten after `idle`.
+        assert!(!r.is_empty());
         r.sweep(t0 + Duration::from_secs(30), |v| v == V);
+        r.sweep(t0 + Duration::from_secs(60), |v| v == V);
+        assert!(!r.contains(W, DeviceId([1; 16])), "forgotten at `idle` exactly");
         r.sweep(t0 + Duration::from_secs(61), |v| v == V);
         assert!(r.contains(V, DeviceId([1; 16])));
         assert!(!r.contains(W, DeviceId([1; 16])));
