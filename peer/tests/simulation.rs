@@ -10,17 +10,24 @@
 //! current value, a listed conflict, or causally superseded — never lost — except the writes
 //! of a revoked device beyond the lowest cut-off, which are void on every active device.
 //!
+//! Every eighth seed runs on real SQLite stores, where a crash is the process dying: the
+//! replica is leaked without closing its connection (no checkpoint, no clean close), and a
+//! new one opens the same file. The oracle's causality comes from the entries each device's
+//! *store* holds at the time of a write, not from the replica's own version vector (which
+//! is checked against it).
+//!
 //! `HEARTH_SIM_SEEDS=N` sets how many seeds run (default 2000); `HEARTH_SIM_SEED=S` runs
 //! exactly one, reproducing a failure printed by a previous run.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::Path;
 
 use hearth_peer::identity::VaultSecret;
-use hearth_peer::ids::ItemId;
+use hearth_peer::ids::{DeviceId, ItemId};
 use hearth_peer::sync::{Role, Session, SessionConfig};
-use hearth_peer::vault::{Dot, MemStore, Op, Replica, ReplicaError, VersionVector};
+use hearth_peer::vault::{Dot, LogStore, MemStore, Op, Replica, ReplicaError, SqliteStore, VersionVector};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -39,11 +46,73 @@ struct Link {
     queues: [VecDeque<Vec<u8>>; 2],
 }
 
-struct Sim {
+/// How a simulated device's storage is made and how it survives a crash.
+trait SimStore: LogStore + Sized {
+    /// A vault of `n` enrolled devices (files, if any, in `dir`).
+    fn vault(n: usize, dir: &Path) -> (VaultSecret, Vec<Replica<Self>>);
+    /// Device `d`'s process dies; a new one opens what its storage kept.
+    fn crash(r: Replica<Self>, secret: &VaultSecret, dir: &Path, d: usize) -> Replica<Self>;
+}
+
+impl SimStore for MemStore {
+    fn vault(n: usize, _: &Path) -> (VaultSecret, Vec<Replica<Self>>) {
+        common::vault(n)
+    }
+
+    fn crash(mut r: Replica<Self>, secret: &VaultSecret, _: &Path, _: usize) -> Replica<Self> {
+        let store = r.store_mut().clone();
+        Replica::open(secret, r.device_id(), store).expect("reopen after crash")
+    }
+}
+
+fn db(dir: &Path, d: usize) -> std::path::PathBuf {
+    dir.join(format!("device{d}.db"))
+}
+
+impl SimStore for SqliteStore {
+    fn vault(n: usize, dir: &Path) -> (VaultSecret, Vec<Replica<Self>>) {
+        let secret = VaultSecret::from_bytes([0x11; 32]);
+        let mut reps: Vec<Replica<Self>> = (0..n)
+            .map(|i| {
+                let store = SqliteStore::open(&db(dir, i)).expect("sqlite store");
+                let mut r = Replica::open(&secret, DeviceId([i as u8 + 1; 16]), store).expect("open");
+                r.enroll_self(1_000).expect("enrol");
+                r
+            })
+            .collect();
+        let all: Vec<_> = reps.iter().flat_map(|r| r.membership().records().to_vec()).collect();
+        for r in &mut reps {
+            r.add_membership(all.clone()).expect("membership");
+        }
+        (secret, reps)
+    }
+
+    fn crash(r: Replica<Self>, secret: &VaultSecret, dir: &Path, d: usize) -> Replica<Self> {
+        let id = r.device_id();
+        // Like kill -9: the connection is never closed (no checkpoint, no clean shutdown).
+        std::mem::forget(r);
+        let store = SqliteStore::open(&db(dir, d)).expect("reopen the database after a crash");
+        Replica::open(secret, id, store).expect("reopen after crash")
+    }
+}
+
+/// The version vector of what `r`'s store holds (what was delivered and committed).
+fn stored_version<S: LogStore>(r: &mut Replica<S>) -> VersionVector {
+    let mut vv = VersionVector::default();
+    for e in r.store_mut().load_entries().expect("load entries") {
+        let h = &e.entry.header;
+        if vv.get(h.author) < h.seq {
+            vv.set(h.author, h.seq);
+        }
+    }
+    vv
+}
+
+struct Sim<S: SimStore> {
     rng: StdRng,
     secret: VaultSecret,
-    devices: Vec<Replica<MemStore>>,
-    /// Store snapshots survive crashes; replicas are reopened from them.
+    devices: Vec<Replica<S>>,
+    dir: tempfile::TempDir,
     skew_ms: Vec<i64>,
     links: Vec<Link>,
     group: Vec<u8>,
@@ -68,21 +137,25 @@ struct Stats {
     line_topologies: usize,
     revocations: usize,
     void_writes: usize,
+    /// Crashes of devices on SQLite stores (the connection leaked, the file reopened).
+    sqlite_crashes: usize,
 }
 
 const FIELDS: [&str; 3] = ["username", "password", "url"];
 
-impl Sim {
+impl<S: SimStore> Sim<S> {
     fn new(seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let n = rng.gen_range(3..=8);
-        let (secret, devices) = common::vault(n);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (secret, devices) = S::vault(n, dir.path());
         let skew_ms = (0..n).map(|_| rng.gen_range(-3 * 3_600_000i64..=3 * 3_600_000)).collect();
         let line = rng.gen_bool(0.3);
         Sim {
             rng,
             secret,
             devices,
+            dir,
             skew_ms,
             links: Vec::new(),
             group: vec![0; n],
@@ -126,8 +199,12 @@ impl Sim {
             }
         };
         let me = self.devices[d].device_id();
-        let mut deps = self.devices[d].version().clone();
+        // Causality from what the store holds, independently of the replica's bookkeeping.
+        let mut deps = stored_version(&mut self.devices[d]);
         deps.set(me, 0);
+        let mut claimed = self.devices[d].version().clone();
+        claimed.set(me, 0);
+        assert_eq!(deps, claimed, "device {d}'s version vector disagrees with its stored log");
         let wall = self.wall(d);
         match self.devices[d].write(&op, wall) {
             Ok(seq) => self.writes.push(Write { dot: Dot { device: me, seq }, deps, op }),
@@ -154,7 +231,7 @@ impl Sim {
         self.stats.revocations += 1;
     }
 
-    fn active(&self) -> impl Iterator<Item = &Replica<MemStore>> {
+    fn active(&self) -> impl Iterator<Item = &Replica<S>> {
         self.devices.iter().enumerate().filter(|(i, _)| !self.revoked.contains_key(i)).map(|(_, d)| d)
     }
 
@@ -228,9 +305,9 @@ impl Sim {
 
     fn crash(&mut self, d: usize) {
         self.links.retain(|l| !l.ends.contains(&d));
-        let store = self.devices[d].store_mut().clone();
-        let id = self.devices[d].device_id();
-        self.devices[d] = Replica::open(&self.secret, id, store).expect("reopen after crash");
+        let crashed = self.devices.remove(d);
+        let back = S::crash(crashed, &self.secret, self.dir.path(), d);
+        self.devices.insert(d, back);
     }
 
     fn step(&mut self) {
@@ -376,7 +453,15 @@ impl Sim {
 }
 
 fn run_seed(seed: u64) -> Result<Stats, String> {
-    let mut sim = Sim::new(seed);
+    if seed.is_multiple_of(8) {
+        run::<SqliteStore>(seed).map(|st| Stats { sqlite_crashes: st.crashes, ..st })
+    } else {
+        run::<MemStore>(seed)
+    }
+}
+
+fn run<S: SimStore>(seed: u64) -> Result<Stats, String> {
+    let mut sim = Sim::<S>::new(seed);
     let steps = sim.rng.gen_range(50..250);
     for _ in 0..steps {
         sim.step();
@@ -413,6 +498,7 @@ fn random_partitions_converge_without_losing_edits() {
                 total.line_topologies += s.line_topologies;
                 total.revocations += s.revocations;
                 total.void_writes += s.void_writes;
+                total.sqlite_crashes += s.sqlite_crashes;
             }
             Err(e) => {
                 eprintln!("seed {seed} FAILED: {e}\n  reproduce: HEARTH_SIM_SEED={seed} cargo test -p hearth-peer --test simulation");
@@ -426,7 +512,7 @@ fn random_partitions_converge_without_losing_edits() {
         // The run must actually have exercised what it claims to.
         assert!(total.sessions_killed_by_faults > 0 && total.crashes > 0 && total.partitions > 0, "{total:?}");
         assert!(total.conflicts_at_end > 0 && total.line_topologies > 0, "{total:?}");
-        assert!(total.revocations > 0 && total.void_writes > 0, "{total:?}");
+        assert!(total.revocations > 0 && total.void_writes > 0 && total.sqlite_crashes > 0, "{total:?}");
     }
 }
 
