@@ -285,3 +285,24 @@ fn a_restored_device_learns_it_from_its_peers_and_stops_writing() {
     assert!(matches!(restored.write(&put(ItemId([3; 16]), "x", &[]), 3_000), Err(ReplicaError::Restored { .. })));
     assert_eq!(b.len(), 2);
 }
+
+/// Once a peer has shown that this home is an older copy, a restart does not forget it:
+/// writes stay refused until `hearth repair` gives the home a new device id.
+#[test]
+fn a_restored_verdict_survives_a_restart() {
+    let (secret, mut d) = common::vault(1);
+    let mut r = d.remove(0);
+    let item = ItemId([7; 16]);
+    r.write(&common::put(item, "x", &[]), 2_000).unwrap();
+    r.mark_restored(1, 5);
+    let refused = |r: &mut Replica<MemStore>| {
+        matches!(r.write(&common::set(item, "k", "v"), 3_000), Err(ReplicaError::Restored { have: 1, wrote: 5 }))
+    };
+    assert!(refused(&mut r));
+    let store = r.store_mut().clone();
+    let mut again = Replica::open(&secret, r.device_id(), store.clone()).unwrap();
+    assert!(refused(&mut again), "the verdict is stored with the log");
+    // Another device id on the same store (what `hearth repair` does) is not bound by it.
+    let mut other = Replica::open(&secret, DeviceId([0x42; 16]), store).unwrap();
+    assert!(!refused(&mut other));
+}

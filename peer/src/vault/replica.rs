@@ -182,6 +182,12 @@ impl<S: LogStore> std::fmt::Debug for Replica<S> {
     }
 }
 
+/// The store's meta key holding a restored-copy verdict against `device` (per device id: a
+/// repaired home writes under a new id, which the old verdict does not bind).
+fn restored_key(device: DeviceId) -> String {
+    format!("restored/{}", device.to_hex())
+}
+
 impl<S: LogStore> Replica<S> {
     /// Opens the replica of device `device_id` over `store`, re-verifying the stored log.
     pub fn open(secret: &VaultSecret, device_id: DeviceId, store: S) -> Result<Self, ReplicaError> {
@@ -230,6 +236,14 @@ impl<S: LogStore> Replica<S> {
         }
         // A crash between storing a revocation and voiding is finished here.
         r.void_revoked()?;
+        // A verdict from an earlier run (a peer showed more of this device's log) stands.
+        if let Some(v) = r.store.get_meta(&restored_key(device_id))? {
+            let text = String::from_utf8_lossy(&v);
+            let mut it = text.split(' ').map(str::parse::<u64>);
+            if let (Some(Ok(have)), Some(Ok(wrote))) = (it.next(), it.next()) {
+                r.restored = Some((have, wrote));
+            }
+        }
         Ok(r)
     }
 
@@ -514,9 +528,14 @@ impl<S: LogStore> Replica<S> {
         Ok(out)
     }
 
-    /// Stops all writes: this home's own log is behind what the device had written.
+    /// Stops all writes: this home's own log is behind what the device had written. The
+    /// verdict is stored, so a restart does not forget it before a peer shows it again.
     pub fn mark_restored(&mut self, have: u64, wrote: u64) {
         self.restored = Some((have, wrote));
+        if let Err(e) = self.store.set_meta(&restored_key(self.device.device_id), format!("{have} {wrote}").as_bytes())
+        {
+            tracing::warn!(error = %e, "could not store the restored-copy verdict");
+        }
     }
 
     /// The hash of this device's own entry at `seq`, if held.
