@@ -67,3 +67,14 @@ fn daemons_join_the_rendezvous_and_feed_it_revocations() {
     });
     assert!(joined_with(a, 1), "c never got in: {}", link(a));
 }
+
+#[test]
+fn a_url_this_build_cannot_dial_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let devs = vault(dir.path(), &["a"]);
+    let o =
+        devs[0].run(&["daemon", "--listen", "127.0.0.1:0", "--no-mdns", "--rendezvous", "wss://rv.example/v1/signal"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("ws:// only"), "{err}");
+}

@@ -102,7 +102,7 @@ pub struct NodeConfig {
     pub mdns: bool,
     /// Interfaces for mDNS (empty: all).
     pub mdns_interfaces: Vec<String>,
-    /// Stay joined to this rendezvous (`ws://` or `wss://` URL of `/v1/signal`).
+    /// Stay joined to this rendezvous (`ws://` URL of `/v1/signal`).
     pub rendezvous: Option<String>,
 }
 
@@ -121,6 +121,9 @@ pub enum NodeError {
         /// The error.
         source: std::io::Error,
     },
+    /// The rendezvous URL is not one this build can dial.
+    #[error("rendezvous URL {0:?}: this build dials ws:// only (wss:// arrives with the WebRTC transport; meanwhile use a TLS tunnel or a private network)")]
+    RendezvousUrl(String),
     /// The membership holds no enrolment of this device (needed to join a rendezvous).
     #[error("this device's enrolment is missing from the vault's membership")]
     NotEnrolled,
@@ -177,6 +180,7 @@ impl Node {
             None
         };
         let revocations = match &config.rendezvous {
+            Some(url) if !url.starts_with("ws://") => return Err(NodeError::RendezvousUrl(url.clone())),
             Some(url) => {
                 let r = core.replica();
                 let id = rendezvous::identity(r.membership(), r.device_id(), r.device_keys().sign.clone())

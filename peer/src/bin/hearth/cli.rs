@@ -150,8 +150,9 @@ pub(crate) enum Command {
         /// Limit mDNS to this interface (repeatable; default: all).
         #[arg(long = "mdns-interface", value_name = "NAME")]
         mdns_interfaces: Vec<String>,
-        /// Stay joined to this rendezvous server (e.g. wss://rv.example/v1/signal): it hears
-        /// this vault's revocations from here and will relay WebRTC signaling.
+        /// Stay joined to this rendezvous server (ws://HOST:PORT/v1/signal; wss:// comes with
+        /// the WebRTC transport): it hears this vault's revocations from here and will relay
+        /// WebRTC signaling.
         #[arg(long, env = "HEARTH_RENDEZVOUS", value_name = "URL")]
         rendezvous: Option<String>,
     },
