@@ -377,6 +377,8 @@ mod tests {
             ("ws://rv.example:443/v1/signal", Some("rv.example:443")),
             ("ws://127.0.0.1:9000/v1/signal", Some("127.0.0.1:9000")),
             ("ws://[::1]:9000/v1/signal", Some("[::1]:9000")),
+            ("wss://[::1]:443/v1/signal", Some("[::1]")),
+            ("ws://[::1]/v1/signal", Some("[::1]")),
             ("wss://user:pw@rv.example/x", Some("rv.example")),
             ("ws://rv.example:99999/", None),
             ("ws:///v1/signal", None),
@@ -388,6 +390,8 @@ mod tests {
         assert_eq!(public_name("rv.example:80").as_deref(), Some("rv.example"));
         assert_eq!(public_name("rv.example:8443").as_deref(), Some("rv.example:8443"));
         assert_eq!(public_name("[::1]:9000").as_deref(), Some("[::1]:9000"));
+        // A bare IPv6 address's last group is not a port.
+        assert_eq!(public_name("2001:db8::443").as_deref(), Some("2001:db8::443"));
         assert_eq!(public_name("rv.example/path"), None);
         assert_eq!(public_name(""), None);
     }
