@@ -144,19 +144,24 @@ fn identities(n: usize) -> Vec<Identity> {
             let device_key = SigningKey::from_bytes(&db);
             let mut id = [0u8; 16];
             id[..8].copy_from_slice(&(i as u64).to_be_bytes());
-            let record = MembershipRecord::sign(
-                &root,
-                MembershipBody::Enroll(Enrollment {
-                    vault_id: hearth_proto::vault_id_of(&root.verifying_key()),
-                    device_id: DeviceId(id),
-                    sign_pk: device_key.verifying_key().to_bytes(),
-                    dh_pk: [0; 32],
-                    at_ms: 0,
-                }),
-            );
-            Identity { root: root.verifying_key(), record, device_key, revocations: Vec::new() }
+            enrolled_identity(&root, device_key, DeviceId(id))
         })
         .collect()
+}
+
+/// The identity of `device`, whose key is `device_key`, enrolled by the vault's `root`.
+fn enrolled_identity(root: &SigningKey, device_key: SigningKey, device: DeviceId) -> Identity {
+    let record = MembershipRecord::sign(
+        root,
+        MembershipBody::Enroll(Enrollment {
+            vault_id: hearth_proto::vault_id_of(&root.verifying_key()),
+            device_id: device,
+            sign_pk: device_key.verifying_key().to_bytes(),
+            dh_pk: [0; 32],
+            at_ms: 0,
+        }),
+    );
+    Identity { root: root.verifying_key(), record, device_key, revocations: Vec::new() }
 }
 
 /// Phase 1: server RSS growth per idle admitted connection.

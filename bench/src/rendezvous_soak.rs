@@ -12,15 +12,16 @@
 //! end; all traffic stays on loopback.
 
 use std::net::{IpAddr, SocketAddr};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ed25519_dalek::SigningKey;
+use hearth_e2e::rendezvous::Redis;
 use hearth_peer::ids::DeviceId;
-use hearth_proto::membership::{Enrollment, MembershipBody, MembershipRecord, Revocation};
+use hearth_proto::membership::{MembershipBody, MembershipRecord, Revocation};
 use hearth_rendezvous::client::{self, Event, Identity, Join};
 use tokio::io::AsyncWriteExt;
 
@@ -33,15 +34,6 @@ const HONEST_PAIRS: usize = 50;
 const HONEST_PERIOD: Duration = Duration::from_millis(200);
 /// Vaults whose devices churn (three devices each).
 const CHURN_VAULTS: usize = 20;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A device of vault `vault` (index `i`) with its root key.
 fn device(vault: u32, i: u32) -> (SigningKey, Identity) {
@@ -57,17 +49,7 @@ fn device(vault: u32, i: u32) -> (SigningKey, Identity) {
     let mut id = [0u8; 16];
     id[..4].copy_from_slice(&vault.to_be_bytes());
     id[4..8].copy_from_slice(&i.to_be_bytes());
-    let record = MembershipRecord::sign(
-        &root,
-        MembershipBody::Enroll(Enrollment {
-            vault_id: hearth_proto::vault_id_of(&root.verifying_key()),
-            device_id: DeviceId(id),
-            sign_pk: device_key.verifying_key().to_bytes(),
-            dh_pk: [0; 32],
-            at_ms: 0,
-        }),
-    );
-    let ident = Identity { root: root.verifying_key(), record, device_key, revocations: Vec::new() };
+    let ident = crate::enrolled_identity(&root, device_key, DeviceId(id));
     (root, ident)
 }
 
@@ -84,26 +66,9 @@ fn source(n: usize) -> IpAddr {
     IpAddr::from([127, 0, 1 + (n / 200) as u8, 1 + (n % 200) as u8])
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn redis_cli(port: u16, args: &[&str]) -> String {
-    Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .args(args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
-}
-
-fn redis_used_memory(port: u16) -> u64 {
-    let info = redis_cli(port, &["INFO", "memory"]);
+fn redis_used_memory(redis: &Redis) -> u64 {
+    let info = redis.cli(&["INFO", "memory"]);
     info.lines().find_map(|l| l.strip_prefix("used_memory:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    crate::procfs::status_kib(&pid.to_string(), "VmRSS").unwrap_or(0)
 }
 
 /// Shared between the load tasks.
@@ -131,36 +96,23 @@ fn p99(v: &Mutex<Vec<u32>>) -> (usize, u32) {
 
 /// Runs the soak for `secs` seconds; prints its figures.
 pub(crate) async fn run(secs: u64) -> anyhow::Result<()> {
-    let redis_port = free_port()?;
-    let _redis = Killed(
-        Command::new("redis-server")
-            .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .context("redis-server (apt-get install redis-server)")?,
-    );
-    let port = free_port()?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let redis = Redis::start();
+    let addr = SocketAddr::from(([127, 0, 0, 1], crate::free_port()?));
     let exe = std::env::current_exe()?.with_file_name("hearth-rendezvous");
-    let server = Killed(
-        Command::new(&exe)
-            .args(["--listen", &addr.to_string(), "--no-stun", "--metrics-bind", "127.0.0.1:0"])
-            .args(["--redis-url", &format!("redis://127.0.0.1:{redis_port}")])
-            .args(["--invite-ttl", &INVITE_TTL_SECS.to_string(), "--mailbox-ttl", &MAILBOX_TTL_SECS.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .with_context(|| format!("starting {}", exe.display()))?,
-    );
-    let until = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        anyhow::ensure!(Instant::now() < until, "rendezvous did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let child = Command::new(&exe)
+        .args(["--listen", &addr.to_string(), "--no-stun", "--metrics-bind", "127.0.0.1:0"])
+        .args(["--redis-url", &redis.url])
+        .args(["--invite-ttl", &INVITE_TTL_SECS.to_string(), "--mailbox-ttl", &MAILBOX_TTL_SECS.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    let server = crate::Server { child, addr, name: "hearth" };
+    crate::wait_listening(addr).await?;
     let url = format!("ws://{addr}/v1/signal");
     let stats = Arc::new(Stats::default());
-    let keys_before = redis_cli(redis_port, &["DBSIZE"]);
+    let keys_before = redis.cli(&["DBSIZE"]);
 
     // Honest pairs run from the start; the first 30 s (at most a third of the soak) are the
     // idle figure.
@@ -171,8 +123,8 @@ pub(crate) async fn run(secs: u64) -> anyhow::Result<()> {
     let warm = Duration::from_secs((secs / 3).min(30));
     tokio::time::sleep(warm).await;
     stats.loaded.store(true, Ordering::Relaxed);
-    let rss0 = rss_kib(server.0.id());
-    let redis0 = redis_used_memory(redis_port);
+    let rss0 = server.rss_kib();
+    let redis0 = redis_used_memory(&redis);
     println!(
         "\nsoak: {secs} s on hearth-rendezvous + redis-server, churn and hostile clients after {} s",
         warm.as_secs()
@@ -185,20 +137,20 @@ pub(crate) async fn run(secs: u64) -> anyhow::Result<()> {
     // Memory after the load has warmed up, then at the end.
     let settle = Duration::from_secs(secs.saturating_sub(warm.as_secs()) / 4);
     tokio::time::sleep(settle).await;
-    let rss1 = rss_kib(server.0.id());
-    let redis1 = redis_used_memory(redis_port);
+    let rss1 = server.rss_kib();
+    let redis1 = redis_used_memory(&redis);
     tokio::time::sleep(Duration::from_secs(secs).saturating_sub(warm + settle)).await;
-    let rss2 = rss_kib(server.0.id());
-    let redis2 = redis_used_memory(redis_port);
+    let rss2 = server.rss_kib();
+    let redis2 = redis_used_memory(&redis);
     stats.done.store(true, Ordering::Relaxed);
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
     }
     // Everything has left; after every TTL has passed nothing may be held.
     tokio::time::sleep(Duration::from_secs(INVITE_TTL_SECS * 2 + 17)).await;
-    let keys_after = redis_cli(redis_port, &["DBSIZE"]);
-    let leftover = redis_cli(redis_port, &["--scan", "--pattern", "hearth:*"]);
-    let rss3 = rss_kib(server.0.id());
+    let keys_after = redis.cli(&["DBSIZE"]);
+    let leftover = redis.cli(&["--scan", "--pattern", "hearth:*"]);
+    let rss3 = server.rss_kib();
     let (ni, pi) = p99(&stats.idle);
     let (ns, ps) = p99(&stats.soak);
     println!(
@@ -232,7 +184,7 @@ pub(crate) async fn run(secs: u64) -> anyhow::Result<()> {
     let mut kinds: std::collections::BTreeMap<String, (usize, i64)> = std::collections::BTreeMap::new();
     let mut no_expiry = Vec::new();
     for k in leftover.lines().filter(|k| !k.is_empty()) {
-        let ttl: i64 = redis_cli(redis_port, &["PTTL", k]).parse().unwrap_or(-1);
+        let ttl: i64 = redis.cli(&["PTTL", k]).parse().unwrap_or(-1);
         if ttl < 0 {
             no_expiry.push(k.to_owned());
         }

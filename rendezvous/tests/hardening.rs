@@ -19,10 +19,15 @@ fn ip(s: &str) -> IpAddr {
 }
 
 /// A TCP connection to `to` from local address `from`.
+async fn connect_from(from: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = TcpSocket::new_v4()?;
+    s.bind(SocketAddr::new(from, 0))?;
+    s.connect(to).await
+}
+
+/// [`connect_from`], which must succeed.
 async fn tcp_from(from: IpAddr, to: SocketAddr) -> TcpStream {
-    let s = TcpSocket::new_v4().unwrap();
-    s.bind(SocketAddr::new(from, 0)).unwrap();
-    s.connect(to).await.unwrap()
+    connect_from(from, to).await.unwrap()
 }
 
 /// What header a forwarder puts in front of each connection.
@@ -58,7 +63,7 @@ async fn forwarder(upstream: SocketAddr, kind: Prefix) -> SocketAddr {
     tokio::spawn(async move {
         while let Ok((mut down, peer)) = l.accept().await {
             tokio::spawn(async move {
-                let Ok(mut up) = tcp_from_checked(upstream).await else { return };
+                let Ok(mut up) = connect_from(ip("127.0.0.1"), upstream).await else { return };
                 if up.write_all(&proxy_header(kind, peer, addr)).await.is_err() {
                     return;
                 }
@@ -67,12 +72,6 @@ async fn forwarder(upstream: SocketAddr, kind: Prefix) -> SocketAddr {
         }
     });
     addr
-}
-
-async fn tcp_from_checked(to: SocketAddr) -> std::io::Result<TcpStream> {
-    let s = TcpSocket::new_v4()?;
-    s.bind(SocketAddr::new(ip("127.0.0.1"), 0))?;
-    s.connect(to).await
 }
 
 /// Joins `id` through `url` from `from`.

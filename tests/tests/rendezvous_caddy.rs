@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hearth_e2e::rendezvous::Rv;
+use hearth_e2e::rendezvous::{free_port, Rv};
 use hearth_e2e::rendezvous_identity;
 use hearth_rendezvous::client::{self, ClientError, Connection, Event, Join};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,10 +23,6 @@ impl Drop for Caddy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Caddy on 127.0.0.1:`port`, reverse-proxying everything to `upstream`; `None` if it

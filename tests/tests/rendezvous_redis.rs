@@ -3,10 +3,11 @@
 //! the TTL.
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use hearth_e2e::rendezvous::Redis;
 use hearth_e2e::{bin, rendezvous_identity};
 use hearth_proto::ids::DeviceId;
 use hearth_rendezvous::client::{self, Connection, Event, Join};
@@ -18,26 +19,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn redis() -> (Killed, String) {
-    let port = free_port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server (scripts/test installs it)");
-    let until = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < until, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (Killed(child), format!("redis://127.0.0.1:{port}"))
 }
 
 fn replica(redis_url: &str) -> (Killed, SocketAddr) {
@@ -96,9 +77,10 @@ async fn until_signal(c: &mut Connection) -> (DeviceId, Vec<u8>) {
 
 #[test]
 fn replicas_share_presence_and_relay_through_redis() {
-    let (_redis, url) = redis();
-    let (_r1, a1) = replica(&url);
-    let (r2, a2) = replica(&url);
+    let redis = Redis::start();
+    let url = &redis.url;
+    let (_r1, a1) = replica(url);
+    let (r2, a2) = replica(url);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut a =
@@ -142,10 +124,8 @@ fn replicas_share_presence_and_relay_through_redis() {
         // Redis drops every client connection (a restart, a failover): a signal sent right
         // then is delivered or refused with an error, never silently lost; once the
         // replicas have reconnected, signals pass both ways again.
-        let port = url.rsplit(':').next().unwrap().to_owned();
         for kind in ["normal", "pubsub"] {
-            let out = Command::new("redis-cli").args(["-p", &port, "CLIENT", "KILL", "TYPE", kind]).output().unwrap();
-            assert!(out.status.success(), "{out:?}");
+            redis.cli(&["CLIENT", "KILL", "TYPE", kind]);
         }
         a.signal(b.device, b"during the hiccup").await.unwrap();
         tokio::select! {
@@ -202,9 +182,10 @@ fn a_revocation_on_one_replica_reaches_the_other() {
     use hearth_proto::membership::{MembershipBody, MembershipRecord, Revocation};
     use hearth_rendezvous::client::ClientError;
     use hearth_rendezvous::protocol::ErrorCode;
-    let (_redis, url) = redis();
-    let (_r1, a1) = replica(&url);
-    let (_r2, a2) = replica(&url);
+    let redis = Redis::start();
+    let url = &redis.url;
+    let (_r1, a1) = replica(url);
+    let (_r2, a2) = replica(url);
     let (url1, url2) = (format!("ws://{a1}/v1/signal"), format!("ws://{a2}/v1/signal"));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -243,20 +224,14 @@ fn a_revocation_on_one_replica_reaches_the_other() {
     });
 }
 
-fn redis_cli(url: &str, args: &[&str]) -> String {
-    let port = url.rsplit(':').next().unwrap();
-    let out = Command::new("redis-cli").args(["-p", port]).args(args).output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// Eight devices race into one two-member pairing room through two replicas: the
 /// check-and-join is one Redis script, so exactly two get in.
 #[test]
 fn concurrent_joins_across_replicas_never_overfill_a_room() {
-    let (_redis, url) = redis();
-    let (_r1, a1) = replica(&url);
-    let (_r2, a2) = replica(&url);
+    let redis = Redis::start();
+    let url = &redis.url;
+    let (_r1, a1) = replica(url);
+    let (_r2, a2) = replica(url);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let joins = (0..8).map(|i| {
@@ -281,18 +256,19 @@ fn concurrent_joins_across_replicas_never_overfill_a_room() {
 /// A device that leaves takes its location with it (the `where` hash does not grow).
 #[test]
 fn leaving_removes_the_location() {
-    let (_redis, url) = redis();
-    let (_r1, a1) = replica(&url);
+    let redis = Redis::start();
+    let url = &redis.url;
+    let (_r1, a1) = replica(url);
     let id = rendezvous_identity(44, 1);
     let key = format!("hearth:where:v{}", hearth_proto::vault_id_of(&id.root).to_hex());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let c = client::connect(&format!("ws://{a1}/v1/signal"), &Join::Vault(Box::new(id))).await.unwrap();
-        assert_eq!(redis_cli(&url, &["HLEN", &key]), "1");
+        assert_eq!(redis.cli(&["HLEN", &key]), "1");
         c.close().await;
     });
     let until = Instant::now() + Duration::from_secs(5);
-    while redis_cli(&url, &["HLEN", &key]) != "0" {
+    while redis.cli(&["HLEN", &key]) != "0" {
         assert!(Instant::now() < until, "location left behind");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -301,10 +277,11 @@ fn leaving_removes_the_location() {
 /// Shared mailboxes keep the per-vault byte budget (`--mailbox-room-bytes`).
 #[test]
 fn shared_mailboxes_keep_the_room_budget() {
-    let (_redis, url) = redis();
+    let redis = Redis::start();
+    let url = &redis.url;
     let flags = ["--mailbox-room-bytes", "2000"];
-    let (_r1, a1) = replica_with(&url, &flags);
-    let (_r2, a2) = replica_with(&url, &flags);
+    let (_r1, a1) = replica_with(url, &flags);
+    let (_r2, a2) = replica_with(url, &flags);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut a =

@@ -67,6 +67,16 @@ struct Target {
     gone: bool,
 }
 
+/// `base`·2^`doublings`, at most `cap` (exponential backoff).
+pub(crate) fn doubled(base: Duration, doublings: u32, cap: Duration) -> Duration {
+    base.saturating_mul(1 << doublings.min(16)).min(cap)
+}
+
+/// `d` ±25 %, so peers that lost each other at once do not retry in lockstep.
+pub(crate) fn jittered(d: Duration, rng: &mut impl Rng) -> Duration {
+    d.mul_f64(rng.gen_range(0.75..1.25))
+}
+
 /// The dial plan.
 #[derive(Debug, Default)]
 pub struct Dialer {
@@ -163,12 +173,10 @@ impl Dialer {
             }
             Ended::Unreachable | Ended::Early => {
                 t.failures = t.failures.saturating_add(1);
-                BASE.saturating_mul(1 << t.failures.min(6)).min(MAX)
+                doubled(BASE, t.failures, MAX)
             }
         };
-        // ±25 % jitter, so peers that lost each other at once do not redial in lockstep.
-        let jitter = rng.gen_range(0.75..1.25);
-        t.next_at = now + delay.mul_f64(jitter);
+        t.next_at = now + jittered(delay, rng);
         if how == Ended::Refused {
             t.device = None;
         }

@@ -12,6 +12,7 @@ use hearth_rendezvous::protocol::ErrorCode;
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
 
+use super::dialer::{doubled, jittered};
 use super::Input;
 
 /// What the link reports to the core.
@@ -58,8 +59,7 @@ const REVOKED_BACKOFF: Duration = Duration::from_secs(600);
 
 /// The pause before attempt `n` (0-based) of a series of failures, ±25 % jitter.
 fn backoff(n: u32, rng: &mut impl Rng) -> Duration {
-    let base = FIRST_BACKOFF.saturating_mul(1u32 << n.min(8)).min(MAX_BACKOFF);
-    base.mul_f64(rng.gen_range(0.75..1.25))
+    jittered(doubled(FIRST_BACKOFF, n, MAX_BACKOFF), rng)
 }
 
 /// Keeps this device joined to `url` until `to_node` closes. `known` carries the vault's

@@ -139,8 +139,10 @@ pub(crate) fn connection_cap(configured: usize) -> u64 {
     cap
 }
 
-/// Answers a refused connection without reading it: one non-blocking write, then close.
-fn refuse_raw(stream: &TcpStream, (_, status, msg): Refusal) {
+/// Counts a refused connection and answers it without reading it: one non-blocking write,
+/// then close.
+fn refuse_raw(app: &App, stream: &TcpStream, (label, status, msg): Refusal) {
+    app.metrics.rejected.with_label_values(&[label]).inc();
     let reason = status.canonical_reason().unwrap_or("");
     let text = format!(
         "HTTP/1.1 {} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{msg}\n",
@@ -199,8 +201,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, router: Router, app: Arc<
         let slot = match app.take_slot((!trusted).then_some(peer.ip())) {
             Ok(s) => s,
             Err(r) => {
-                app.metrics.rejected.with_label_values(&[r.0]).inc();
-                refuse_raw(&stream, r);
+                refuse_raw(&app, &stream, r);
                 continue;
             }
         };
@@ -225,8 +226,7 @@ async fn serve(
         match tokio::time::timeout(HEADER_TIMEOUT, read_proxy_header(&mut stream)).await {
             Ok(Ok(Some(source))) => {
                 if let Err(r) = slot.bind_client(source.ip()) {
-                    app.metrics.rejected.with_label_values(&[r.0]).inc();
-                    return refuse_raw(&stream, r);
+                    return refuse_raw(&app, &stream, r);
                 }
                 (client, resolved) = (source, true);
             }
