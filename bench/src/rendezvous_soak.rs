@@ -57,7 +57,7 @@ fn device(vault: u32, i: u32) -> (SigningKey, Identity) {
 fn enrolled(id: &Identity) -> DeviceId {
     match &id.record.body {
         MembershipBody::Enroll(e) => e.device_id,
-        MembershipBody::Revoke(r) => r.device_id,
+        MembershipBody::Revoke(r) | MembershipBody::Fork(r) => r.device_id,
     }
 }
 

@@ -256,12 +256,19 @@ fn a_forked_device_is_detected() {
     let mut restored = Replica::open(&secret, a.device_id(), backup_store).unwrap();
     restored.add_membership(a.membership().records().to_vec()).unwrap();
     restored.write(&put(ItemId([9; 16]), "diverged", &[]), 5_000).unwrap();
-    let err = b.check_heads(&restored.heads()).unwrap_err();
-    assert!(matches!(err, ReplicaError::Fork { seq: 1, .. }), "{err}");
+    assert_eq!(b.check_heads(&restored.heads()).unwrap(), vec![(a.device_id(), 1)]);
+    assert_eq!(b.check_heads(&a.heads()).unwrap(), vec![], "the same log is no fork");
     // Its entries do not chain onto what b holds either.
     let mut cursor = 0;
     let batch = restored.batch_for(&Default::default(), &mut cursor, usize::MAX);
     assert_eq!(b.receive(&batch).unwrap().new, 0, "seq 1 is held already: treated as a duplicate");
+    // Settled from the restored copy's hashes: nothing is shared, so nothing of `a` is kept.
+    let hashes = restored.fork_hashes(a.device_id(), 1);
+    assert_eq!(hashes, vec![(1, restored.hash_at(a.device_id(), 1).unwrap())]);
+    assert_eq!(b.settle_fork(a.device_id(), &hashes).unwrap(), Some(0));
+    assert_eq!(b.settle_fork(a.device_id(), &hashes).unwrap(), None, "settled once");
+    assert!(b.membership().is_forked(a.device_id()) && b.is_empty());
+    assert_eq!(b.voided_values().unwrap()[0].name.as_deref(), Some("one"));
 }
 
 #[test]

@@ -133,9 +133,10 @@ fn void_values_survive_a_reopen_of_a_sqlite_home() {
 }
 
 /// A revocation whose vouched hash at the cut-off is not this device's entry there (the
-/// revoker held another branch): the device voids back to an entry it can still verify, so
-/// its database keeps reopening, and a batch that would store the unverifiable branch is
-/// refused as a fork.
+/// revoker held another branch): the device settles the fork one seq lower with its own
+/// hash there, so its database keeps reopening and the lower cut wins everywhere; a batch
+/// that would store the unverifiable branch is refused as a fork until that settlement
+/// arrives.
 #[test]
 fn a_revocation_vouching_for_another_branch_never_bricks_the_log() {
     use hearth_peer::identity::{MembershipBody, MembershipRecord, Revocation, VaultKeys, VaultSecret};
@@ -158,16 +159,22 @@ fn a_revocation_vouching_for_another_branch_never_bricks_the_log() {
         }),
     );
     b.add_membership(vec![other_branch.clone()]).unwrap();
-    assert_eq!(b.version().get(d.device_id()), 0, "no entry of d up to the cut-off can be verified here");
-    assert_eq!(b.voided_values().unwrap().len(), 3);
+    assert_eq!(b.version().get(d.device_id()), 1, "settled one below the disputed entry");
+    let cut = b.membership().revocation(d.device_id()).unwrap().clone();
+    assert_eq!((cut.last_seq, Some(cut.last_hash)), (1, b.hash_at(d.device_id(), 1)));
+    assert!(b.membership().is_forked(d.device_id()));
+    assert_eq!(b.voided_values().unwrap().len(), 2);
     let again = Replica::open(&VaultSecret::from_bytes([0x11; 32]), b.device_id(), b.store_mut().clone()).unwrap();
     assert_eq!(again.state().digest(), b.state().digest());
     // A device that learns the revocation first refuses d's run rather than keep its first
-    // two entries unverifiable.
+    // two entries unverifiable; with b's settlement it keeps d#1 and voids the rest.
     let (_, mut r2) = vault(2);
     let mut c = r2.remove(0);
     c.add_membership(vec![other_branch]).unwrap();
     let err = c.receive(&batch).unwrap_err();
     assert!(matches!(err, hearth_peer::vault::ReplicaError::Fork { seq: 2, .. }), "{err}");
     assert!(c.is_empty());
+    c.add_membership(records(&b)).unwrap();
+    assert_eq!(c.receive(&batch).unwrap(), hearth_peer::vault::Received { new: 1, void: 2, ..Default::default() });
+    assert_eq!(c.state().digest(), b.state().digest());
 }

@@ -166,23 +166,45 @@ fn reassembled_messages_over_the_cap_are_refused() {
     assert!(b.is_empty());
 }
 
-/// A device restored from an old backup wrote a different entry at a seq it had already
-/// used: the session itself (not only `check_heads` called by hand) refuses the fork.
+/// A device restored from an old backup wrote different entries at seqs it had already
+/// used: the session (not only `check_heads` called by hand) settles the fork where the logs
+/// part, tells the forked device, and sends nothing of either branch beyond that.
 #[test]
-fn a_session_with_a_forked_device_ends_with_fork() {
+fn a_session_with_a_forked_device_settles_the_fork() {
     let (secret, mut r) = vault(2);
     let (mut a, mut b) = (r.remove(0), r.remove(0));
     a.write(&put(item(1), "one", &[]), 1_000).unwrap();
+    let backup = a.store_mut().clone();
     a.write(&put(item(2), "two", &[]), 1_001).unwrap();
     let (mut sa, mut sb) = pair(&a, &b);
     run_until_quiet(&mut sa, &mut a, &mut sb, &mut b).unwrap();
-    let mut forked = Replica::open(&secret, a.device_id(), MemStore::default()).unwrap();
-    forked.add_membership(a.membership().records().to_vec()).unwrap();
-    forked.write(&put(item(8), "other-1", &[]), 5_000).unwrap();
-    forked.write(&put(item(9), "other-2", &[]), 5_001).unwrap();
-    let digest = b.state().digest();
+    let mut forked = Replica::open(&secret, a.device_id(), backup).unwrap();
+    forked.write(&put(item(8), "other-2", &[]), 5_000).unwrap();
+    forked.write(&put(item(9), "other-3", &[]), 5_001).unwrap();
     let (mut sf, mut sb) = pair(&forked, &b);
+    // b sees the fork (it holds #2), settles it from the forked device's hashes, sends it the
+    // settlement and ends the session (the forked id is no longer active).
     let err = run_until_quiet(&mut sf, &mut forked, &mut sb, &mut b).unwrap_err();
-    assert!(matches!(err, SyncError::Refused(ReplicaError::Fork { seq: 2, .. })), "{err}");
-    assert_eq!(b.state().digest(), digest, "nothing of the other branch was taken");
+    assert!(matches!(err, SyncError::Closed | SyncError::NotMember(_)), "{err}");
+    let id = a.device_id();
+    for r in [&b, &forked] {
+        let cut = r.membership().revocation(id).unwrap();
+        assert_eq!((cut.last_seq, cut.last_hash), (1, a.hash_at(id, 1).unwrap()), "kept up to the shared #1");
+        assert_eq!(r.version().get(id), 1);
+    }
+    assert!(forked.forked_self());
+    let names = |r: &Replica<MemStore>| r.state().visible().map(|(_, it)| it.name.winner().map(|v| v.value.clone())).collect::<Vec<_>>();
+    assert_eq!(names(&b), vec![Some("one".to_owned())], "nothing of either branch beyond #1 was taken");
+    assert_eq!(b.voided_values().unwrap().iter().map(|v| v.name.clone()).collect::<Vec<_>>(), vec![Some("two".into())]);
+    // The forked home re-enrols under a new id and re-writes what it typed on its branch.
+    let mut again = Replica::open(&secret, DeviceId([0x77; 16]), forked.into_store()).unwrap();
+    again.enroll_self(6_000).unwrap();
+    assert_eq!(again.rewrite_forked(id, 6_001).unwrap().len(), 2);
+    assert_eq!(again.rewrite_forked(id, 6_002).unwrap().len(), 0, "once");
+    let (mut sn, mut sb) = pair(&again, &b);
+    run_until_quiet(&mut sn, &mut again, &mut sb, &mut b).unwrap();
+    assert_eq!(again.state().digest(), b.state().digest());
+    let mut seen = names(&b);
+    seen.sort();
+    assert_eq!(seen, vec![Some("one".to_owned()), Some("other-2".into()), Some("other-3".into())]);
 }

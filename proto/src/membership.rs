@@ -1,10 +1,11 @@
-//! Membership records: enrolments and revocations signed by the vault root key.
+//! Membership records: enrolments, revocations and fork settlements signed by the vault
+//! root key.
 //!
 //! They travel in the clear inside the (encrypted) sync session and carry no names, only ids
 //! and public keys, so they can be verified before anything else is unsealed, and the
 //! rendezvous server can check them without learning anything about the vault's contents.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -54,13 +55,18 @@ pub enum MembershipBody {
     Enroll(Enrollment),
     /// Remove a device.
     Revoke(Revocation),
+    /// Settle a fork: the device signed two different logs (a home restored from an older
+    /// copy). Its log is kept up to `last_seq`, the last entry both branches share
+    /// (`last_hash`); everything beyond is void on every device, like a revocation's. Unlike
+    /// a revocation, the device may come back: it re-enrols under a new device id.
+    Fork(Revocation),
 }
 
 impl MembershipBody {
     fn vault_id(&self) -> VaultId {
         match self {
             MembershipBody::Enroll(e) => e.vault_id,
-            MembershipBody::Revoke(r) => r.vault_id,
+            MembershipBody::Revoke(r) | MembershipBody::Fork(r) => r.vault_id,
         }
     }
 
@@ -124,7 +130,12 @@ pub struct Membership {
     root: VerifyingKey,
     vault: VaultId,
     enrolled: BTreeMap<DeviceId, Enrollment>,
+    /// The cut-off in force per device: the lowest of its revocations and fork settlements.
     revoked: BTreeMap<DeviceId, Revocation>,
+    /// Devices revoked by a user (not only settled after a fork).
+    by_user: BTreeSet<DeviceId>,
+    /// Devices with a fork settlement.
+    forked: BTreeSet<DeviceId>,
     records: Vec<MembershipRecord>,
 }
 
@@ -132,7 +143,15 @@ impl Membership {
     /// An empty membership for the vault with root key `root`.
     pub fn new(root: VerifyingKey) -> Self {
         let vault = crate::vault_id_of(&root);
-        Self { root, vault, enrolled: BTreeMap::new(), revoked: BTreeMap::new(), records: Vec::new() }
+        Self {
+            root,
+            vault,
+            enrolled: BTreeMap::new(),
+            revoked: BTreeMap::new(),
+            by_user: BTreeSet::new(),
+            forked: BTreeSet::new(),
+            records: Vec::new(),
+        }
     }
 
     /// Verifies and adds `rec`; returns whether it was new.
@@ -146,12 +165,21 @@ impl Membership {
                     self.enrolled.insert(e.device_id, e.clone());
                 }
             },
-            MembershipBody::Revoke(r) => {
-                // Two revocations of one device: the stricter (lower) cut-off wins, so the
-                // result does not depend on the order they arrive in.
-                // (Equal cut-offs with different hashes: the lower hash, for the same reason.)
+            MembershipBody::Revoke(r) | MembershipBody::Fork(r) => {
+                // Two cut-offs for one device (revocations, fork settlements or both): the
+                // stricter (lower) one wins, so the result does not depend on the order they
+                // arrive in. (Equal cut-offs with different hashes: the lower hash.)
+                // A weaker record still counts for what it says of the device: a user
+                // revocation must stop the device from re-enrolling even when a fork
+                // settlement had cut it lower.
+                let user = matches!(rec.body, MembershipBody::Revoke(_));
+                let set = if user { &mut self.by_user } else { &mut self.forked };
+                let new_kind = set.insert(r.device_id);
                 match self.revoked.get(&r.device_id) {
-                    Some(old) if (old.last_seq, old.last_hash) <= (r.last_seq, r.last_hash) => return Ok(false),
+                    Some(old) if (old.last_seq, old.last_hash) <= (r.last_seq, r.last_hash) && !new_kind => {
+                        return Ok(false)
+                    }
+                    Some(old) if (old.last_seq, old.last_hash) <= (r.last_seq, r.last_hash) => {}
                     _ => {
                         self.revoked.insert(r.device_id, r.clone());
                     }
@@ -194,9 +222,19 @@ impl Membership {
         self.revoked.values()
     }
 
-    /// True when `device` has been revoked.
+    /// True when `device` has been revoked (or its fork settled): it authors nothing new.
     pub fn is_revoked(&self, device: DeviceId) -> bool {
         self.revoked.contains_key(&device)
+    }
+
+    /// True when a user revoked `device` (a fork settlement alone does not count).
+    pub fn revoked_by_user(&self, device: DeviceId) -> bool {
+        self.by_user.contains(&device)
+    }
+
+    /// True when `device`'s log forked and was settled.
+    pub fn is_forked(&self, device: DeviceId) -> bool {
+        self.forked.contains(&device)
     }
 
     /// Every verified record (to send to peers).
@@ -348,6 +386,39 @@ mod tests {
             }
             assert_eq!(m.revocation(d).map(|r| r.last_hash), Some([4; 32]));
         }
+    }
+
+    #[test]
+    fn fork_settlements_cut_like_revocations_but_are_told_apart() {
+        let r = root(1);
+        let d = DeviceId([1; 16]);
+        let vault_id = crate::vault_id_of(&r.verifying_key());
+        let fork = |last_seq: u64| {
+            MembershipRecord::sign(
+                &r,
+                MembershipBody::Fork(Revocation { vault_id, device_id: d, last_seq, last_hash: [7; 32], at_ms: 0 }),
+            )
+        };
+        let mut m = Membership::new(r.verifying_key());
+        m.insert(enroll(&r, 1, 10)).unwrap();
+        assert_eq!(m.insert(fork(5)), Ok(true));
+        assert_eq!(m.insert(fork(5)), Ok(false), "the same settlement twice is one");
+        assert!(m.is_revoked(d) && m.is_forked(d) && !m.revoked_by_user(d));
+        assert_eq!(m.author(d, 6).map(|_| ()), Err(MembershipError::Revoked(d)));
+        assert_eq!(m.insert(fork(3)), Ok(true), "a lower settlement is news");
+        assert_eq!(m.revocation(d).map(|r| r.last_seq), Some(3));
+        // A user revocation with a weaker cut still says the user revoked it, once.
+        assert_eq!(m.insert(revoke(&r, 1, 9, [1; 32])), Ok(true));
+        assert_eq!(m.insert(revoke(&r, 1, 8, [1; 32])), Ok(false));
+        assert!(m.revoked_by_user(d));
+        assert_eq!(m.revocation(d).map(|r| (r.last_seq, r.last_hash)), Some((3, [7; 32])));
+        // A fork and a revocation of one cut-off sign different bytes.
+        let as_revoke = MembershipRecord::sign(
+            &r,
+            MembershipBody::Revoke(Revocation { vault_id, device_id: d, last_seq: 5, last_hash: [7; 32], at_ms: 0 }),
+        );
+        assert_ne!(as_revoke.sig, fork(5).sig);
+        assert_eq!(m.records().len(), 4);
     }
 
     #[test]

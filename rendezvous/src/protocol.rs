@@ -265,7 +265,8 @@ pub fn verify_revocation(root_key_b64: &str, record_b64: &str, vault: VaultId) -
     let rec = record(record_b64)?;
     rec.verify(&root, vault)?;
     match rec.body {
-        MembershipBody::Revoke(r) => Ok(r.device_id),
+        // A fork settlement shuts the forked id out too (the device re-enrols under a new one).
+        MembershipBody::Revoke(r) | MembershipBody::Fork(r) => Ok(r.device_id),
         MembershipBody::Enroll(_) => Err(AdmitError::Malformed("record")),
     }
 }

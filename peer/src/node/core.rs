@@ -309,6 +309,9 @@ impl<S: LogStore> Core<S> {
             match ev {
                 Event::Connected { device } => connected = Some(device),
                 Event::Received(_) | Event::Acked(_) => progressed = true,
+                Event::ForkSettled { author, kept } => {
+                    tracing::warn!(device = %author, kept, "settled a fork of this device's log (restored from an older copy): its entries after #{kept} are void; their values stay listed by `hearth conflicts --void`");
+                }
             }
         }
         if (progressed || connected.is_some()) && pipe.session.is_caught_up(&self.replica) {

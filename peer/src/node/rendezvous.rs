@@ -45,9 +45,14 @@ pub fn identity(
     Some(Identity { root: *membership.root(), record, device_key, revocations: revocations(membership) })
 }
 
-/// The vault's revocation records, in the order they were learnt.
+/// The vault's revocation and fork-settlement records, in the order they were learnt.
 pub fn revocations(membership: &hearth_proto::membership::Membership) -> Vec<MembershipRecord> {
-    membership.records().iter().filter(|r| matches!(r.body, MembershipBody::Revoke(_))).cloned().collect()
+    membership
+        .records()
+        .iter()
+        .filter(|r| matches!(r.body, MembershipBody::Revoke(_) | MembershipBody::Fork(_)))
+        .cloned()
+        .collect()
 }
 
 /// First pause after a failed or lost connection; doubles up to [`MAX_BACKOFF`].

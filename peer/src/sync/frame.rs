@@ -4,10 +4,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::identity::MembershipRecord;
+use crate::ids::DeviceId;
 use crate::vault::{Batch, SignedHead, VersionVector};
 
 /// Protocol version carried by every message.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 /// Largest Noise message (the Noise spec's limit).
 pub const NOISE_MAX: usize = 65_535;
 /// Noise AEAD tag.
@@ -31,6 +32,14 @@ pub enum Msg {
     Ack(VersionVector),
     /// New membership records (a revocation made during a live session).
     Membership(Vec<MembershipRecord>),
+    /// The sender's log of `author` forked from the receiver's (a signed head differed):
+    /// the sender's hashes at and below the fork, for the receiver to settle it.
+    Hashes {
+        /// The forked author.
+        author: DeviceId,
+        /// (seq, entry hash), descending.
+        hashes: Vec<(u64, [u8; 32])>,
+    },
 }
 
 #[derive(Serialize, Deserialize)]

@@ -2,8 +2,11 @@
 //!
 //! Phases: Noise `XXpsk0` handshake (device x25519 statics, the vault's session PSK) →
 //! `Hello` exchange (membership, signed heads; the remote static must belong to an active
-//! device; forks are refused) → transfer and live push of entries in bounded batches, each
-//! acknowledged after the receiver's commit.
+//! device) → transfer and live push of entries in bounded batches, each acknowledged after
+//! the receiver's commit. A signed head that differs from the entry held at its seq is a
+//! fork: the side that sees it sends its hashes of that log (`Hashes`), the other settles
+//! the fork where the logs part (a root-signed `Fork` record sent like any membership), and
+//! neither sends entries of that author until then.
 //!
 //! Use: feed every message from the pipe to [`Session::handle_message`], then drain
 //! [`Session::poll_transmit`] (send each returned message on the pipe) and
@@ -18,7 +21,7 @@ use snow::{HandshakeState, TransportState};
 use super::frame::{self, FrameError, Msg, Reassembler, NOISE_MAX};
 use crate::identity::MembershipError;
 use crate::ids::DeviceId;
-use crate::vault::{LogStore, Received, Replica, ReplicaError, VersionVector};
+use crate::vault::{LogStore, Received, Replica, ReplicaError, VersionVector, DENSE_HASHES};
 
 /// The Noise pattern: mutual static keys, the PSK mixed in *first*, so a party without the
 /// phrase cannot read even message 2 (which carries the responder's static key): a stranger
@@ -89,6 +92,13 @@ pub enum Event {
     },
     /// A batch from the peer was committed.
     Received(Received),
+    /// This side settled a fork of `author`'s log: it is kept up to `kept`, the rest void.
+    ForkSettled {
+        /// The forked device.
+        author: DeviceId,
+        /// The last seq both branches share.
+        kept: u64,
+    },
     /// The peer acknowledged everything sent so far.
     Acked(VersionVector),
 }
@@ -120,6 +130,11 @@ pub struct Session {
     unacked: usize,
     /// Membership records already sent.
     membership_sent: usize,
+    /// Forks seen at hello, `(author, seq)`, not yet settled: none of that author's
+    /// entries are sent until a cut-off below `seq` is in force.
+    forks: Vec<(DeviceId, u64)>,
+    /// The peer was revoked: only what is queued (a forked peer's settlement) goes out.
+    closing: bool,
     /// Decryption buffer, reused for every incoming message.
     plain: Vec<u8>,
     /// The Noise handshake hash: the same on both ends, unique per session.
@@ -171,6 +186,8 @@ impl Session {
             cursor: 0,
             unacked: 0,
             membership_sent: 0,
+            forks: Vec::new(),
+            closing: false,
             plain: Vec::new(),
             handshake_hash: None,
             counts: SessionCounts::default(),
@@ -290,7 +307,10 @@ impl Session {
                 replica.add_membership(membership)?;
                 let key = self.remote_static().ok_or(SyncError::Protocol("no remote static key"))?;
                 let device = replica.membership().active_by_dh(&key)?.device_id;
-                replica.check_heads(&heads)?;
+                for (author, seq) in replica.check_heads(&heads)? {
+                    self.send(&Msg::Hashes { author, hashes: replica.fork_hashes(author, seq) })?;
+                    self.forks.push((author, seq));
+                }
                 for h in &heads {
                     self.remote_vv.set(h.author, h.seq);
                 }
@@ -337,6 +357,15 @@ impl Session {
                 replica.membership().active_by_dh(&key)?;
                 Ok(())
             }
+            (Msg::Hashes { author, hashes }, true) => {
+                if hashes.len() as u64 > 2 * DENSE_HASHES + 64 {
+                    return Err(SyncError::Protocol("too many fork hashes"));
+                }
+                if let Some(kept) = replica.settle_fork(author, &hashes)? {
+                    self.events.push_back(Event::ForkSettled { author, kept });
+                }
+                Ok(())
+            }
             (_, false) => Err(SyncError::Protocol("message before hello")),
             (Msg::Hello { .. }, true) => Err(SyncError::Protocol("second hello")),
         }
@@ -360,11 +389,22 @@ impl Session {
     /// peer lacks (within the flow-control window) and new membership records.
     pub fn poll_transmit<S: LogStore>(&mut self, replica: &Replica<S>) -> Option<Vec<u8>> {
         // A peer revoked meanwhile (here or by a record that just arrived) gets nothing more,
-        // not even what was already queued.
-        if self.remote.is_some_and(|d| replica.membership().is_revoked(d)) {
-            self.phase = Phase::Dead;
+        // not even what was already queued; a peer whose fork was just settled is sent the
+        // records (only), so it learns it must re-enrol.
+        let m = replica.membership();
+        if !self.closing && self.remote.is_some_and(|d| m.is_revoked(d)) {
             self.outbox.clear();
-            return None;
+            let d = self.remote.unwrap_or_default();
+            if self.is_live() && m.is_forked(d) && !m.revoked_by_user(d) && m.records().len() > self.membership_sent {
+                let new = m.records()[self.membership_sent..].to_vec();
+                self.membership_sent = m.records().len();
+                let _ = self.send(&Msg::Membership(new));
+            }
+            self.closing = true;
+            self.phase = Phase::Dead;
+        }
+        if self.closing {
+            return self.outbox.pop_front();
         }
         if let Some(m) = self.outbox.pop_front() {
             return Some(m);
@@ -380,8 +420,19 @@ impl Session {
                 return None;
             }
         }
+        // A fork is settled once a cut-off below where it was seen is in force.
+        self.forks.retain(|(a, seq)| !replica.membership().revocation(*a).is_some_and(|r| r.last_seq < *seq));
+        let mut held_back = None;
+        if !self.forks.is_empty() {
+            let mut vv = self.remote_vv.clone();
+            for (a, _) in &self.forks {
+                vv.set(*a, u64::MAX);
+            }
+            held_back = Some(vv);
+        }
         while self.unacked < self.config.window && self.cursor < replica.log_end() {
-            let b = replica.batch_for(&self.remote_vv, &mut self.cursor, self.config.batch_bytes);
+            let remote = held_back.as_ref().unwrap_or(&self.remote_vv);
+            let b = replica.batch_for(remote, &mut self.cursor, self.config.batch_bytes);
             if b.is_empty() {
                 continue;
             }

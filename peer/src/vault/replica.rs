@@ -31,9 +31,11 @@ use crate::identity::{
 use crate::ids::{DeviceId, ItemId, VaultId};
 
 mod clocks;
+mod fork;
 mod void;
 
 pub use clocks::MAX_CLOCK_AHEAD_MS;
+pub use fork::DENSE_HASHES;
 pub use void::VoidValue;
 
 /// One entry on the wire: the header fields a receiver cannot recompute, plus the payload.
@@ -234,7 +236,12 @@ impl<S: LogStore> Replica<S> {
             let pk = r.membership.author(author, 0).map(|e| e.sign_pk).map_err(|_| ReplicaError::Damaged(author, 0))?;
             head.verify(r.keys.vault_id, &pk)?;
         }
-        // A crash between storing a revocation and voiding is finished here.
+        // A crash between storing a revocation and voiding is finished here (and a cut that
+        // names another entry than the one held is settled, though a commit never stores one).
+        let signed = r.settle_mismatched_cuts()?;
+        if !signed.is_empty() {
+            r.store.commit(&[], &signed)?;
+        }
         r.void_revoked()?;
         // A verdict from an earlier run (a peer showed more of this device's log) stands.
         if let Some(v) = r.store.get_meta(&restored_key(device_id))? {
@@ -308,7 +315,9 @@ impl<S: LogStore> Replica<S> {
         self.add_membership(vec![rec])
     }
 
-    /// Verifies and stores membership records; returns an error on the first bad one.
+    /// Verifies and stores membership records; returns an error on the first bad one. A
+    /// cut-off vouching for another entry than the one held at it settles the fork there
+    /// (see [`fork`]) before anything is voided.
     pub fn add_membership(&mut self, records: Vec<MembershipRecord>) -> Result<(), ReplicaError> {
         let mut next = self.membership.clone();
         let mut new = Vec::new();
@@ -317,11 +326,19 @@ impl<S: LogStore> Replica<S> {
                 new.push(r);
             }
         }
-        if !new.is_empty() {
-            self.store.commit(&[], &new)?;
-            self.membership = next;
-            self.void_revoked()?;
+        if new.is_empty() {
+            return Ok(());
         }
+        let before = std::mem::replace(&mut self.membership, next);
+        let stored = self.settle_mismatched_cuts().and_then(|signed| {
+            new.extend(signed);
+            Ok(self.store.commit(&[], &new)?)
+        });
+        if let Err(e) = stored {
+            self.membership = before;
+            return Err(e);
+        }
+        self.void_revoked()?;
         Ok(())
     }
 
@@ -352,24 +369,25 @@ impl<S: LogStore> Replica<S> {
         Ok(seq)
     }
 
-    /// Checks a peer's signed heads against this log; two different validly signed logs for
-    /// one author at one seq is a fork.
-    pub fn check_heads(&self, heads: &[SignedHead]) -> Result<(), ReplicaError> {
+    /// Checks a peer's signed heads against this log. Returns the forks found: `(author,
+    /// seq)` where the peer's validly signed log differs from the entry held here (settle
+    /// each with [`fork_hashes`](Self::fork_hashes) and [`settle_fork`](Self::settle_fork)).
+    pub fn check_heads(&self, heads: &[SignedHead]) -> Result<Vec<(DeviceId, u64)>, ReplicaError> {
         let me = self.device.device_id;
+        let mut forks = Vec::new();
         for h in heads {
             let Ok(e) = self.membership.author(h.author, 0) else { continue };
             h.verify(self.keys.vault_id, &e.sign_pk)?;
-            // A peer holds more of this device's own log than this device does.
-            if h.author == me && h.seq > self.vv.get(me) {
+            // A peer holds more of this device's own log than this device does (a device
+            // whose fork was settled writes nothing more under this id anyway).
+            if h.author == me && h.seq > self.vv.get(me) && !self.membership.is_revoked(me) {
                 return Err(ReplicaError::Restored { have: self.vv.get(me), wrote: h.seq });
             }
-            if let Some(i) = self.index.get(&(h.author, h.seq)) {
-                if self.log[*i].hash != h.hash {
-                    return Err(ReplicaError::Fork { author: h.author, seq: h.seq });
-                }
+            if self.hash_at(h.author, h.seq).is_some_and(|held| held != h.hash) {
+                forks.push((h.author, h.seq));
             }
         }
-        Ok(())
+        Ok(forks)
     }
 
     /// The latest signed head of every author held (for the sync hello).
@@ -597,5 +615,10 @@ impl<S: LogStore> Replica<S> {
     /// The underlying store.
     pub fn store_mut(&mut self) -> &mut S {
         &mut self.store
+    }
+
+    /// Closes the replica, handing back its store (to reopen it under a new device id).
+    pub fn into_store(self) -> S {
+        self.store
     }
 }

@@ -49,19 +49,10 @@ impl<S: LogStore> Replica<S> {
             .map(|r| (r.device_id, r.last_seq))
             .collect();
         let mut n = 0;
-        for (author, cut) in cuts {
-            // The kept prefix must stay verifiable on reopen: its last entry needs a stored
-            // head signature or the revocation's hash. If this log holds another branch than
-            // the revoker's at the cut (a fork at or below it), void back to the last signed
-            // entry instead; those values stay listed like every void one.
-            let mut after = cut;
-            while after > 0 {
-                let se = self.index.get(&(author, after)).map(|i| &self.log[*i]);
-                match se {
-                    Some(se) if se.head.is_some() || self.vouched(se) => break,
-                    _ => after -= 1,
-                }
-            }
+        for (author, after) in cuts {
+            // The kept prefix stays verifiable on reopen: its last entry is the one the
+            // record's root-signed hash names (a cut naming another entry was settled one
+            // lower by `settle_mismatched_cuts` before this runs).
             self.store.void(author, after)?;
             for seq in after + 1..=self.vv.get(author) {
                 if let Some(i) = self.index.remove(&(author, seq)) {
