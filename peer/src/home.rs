@@ -29,6 +29,8 @@ const DB_FILE: &str = "vault.db";
 const LOCK_FILE: &str = "writer.lock";
 const PEERS_FILE: &str = "peers";
 const HEAD_FILE: &str = "head";
+/// Written before a forked device re-enrols (its old id), removed once its edits are re-written.
+const FORKED_FILE: &str = "forked-from";
 /// Secret-file format: 1 sealed with the argon2 crate's defaults; 2 stores its parameters.
 const FORMAT: u8 = 2;
 /// Shortest passphrase accepted for sealing.
@@ -345,6 +347,58 @@ impl Home {
         let mut r = self.open(passphrase)?;
         r.enroll_self(now_ms)?;
         Ok((old, new))
+    }
+}
+
+/// What [`Home::settle_own_fork`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reenrolled {
+    /// The forked device id, never written again.
+    pub old: DeviceId,
+    /// The id this home writes as now.
+    pub new: DeviceId,
+    /// Edits of the old id's voided branch re-written under the new one.
+    pub rewritten: usize,
+}
+
+impl Reenrolled {
+    /// The one line that tells the user what happened.
+    pub fn explain(&self) -> String {
+        format!(
+            "This device's log had forked (its home was restored from an older copy and written again): it now writes as device {} (was {}) and re-wrote the {} edit(s) it had made since; values of the other branch are listed by `hearth conflicts --void`.",
+            self.new, self.old, self.rewritten
+        )
+    }
+}
+
+impl Home {
+    /// When this device's own log was found forked (a peer settled it), re-enrols the home
+    /// under a new device id and re-writes the edits the settlement voided, so nothing typed
+    /// here is lost; resumes one a crash interrupted. The caller holds the writer lock.
+    pub fn settle_own_fork(&self, passphrase: Option<&str>, now_ms: u64) -> Result<Option<Reenrolled>, HomeError> {
+        let marker = self.dir.join(FORKED_FILE);
+        let pending = match fs::read_to_string(&marker) {
+            Ok(text) => Some(DeviceId::from_hex(&text).ok_or_else(|| HomeError::Damaged(marker.clone()))?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(HomeError::Io { path: marker, source: e }),
+        };
+        let current = self.unlock(passphrase)?.1;
+        let old = match pending {
+            Some(old) => old,
+            None => {
+                if !self.open(passphrase)?.forked_self() {
+                    return Ok(None);
+                }
+                write_private(&marker, current.to_hex().as_bytes()).map_err(io(&marker))?;
+                current
+            }
+        };
+        let new = if current == old { self.repair(passphrase, now_ms)?.1 } else { current };
+        let mut r = self.open(passphrase)?;
+        r.enroll_self(now_ms)?;
+        let rewritten = r.rewrite_forked(old, now_ms)?.len();
+        fs::remove_file(&marker).map_err(io(&marker))?;
+        Ok(Some(Reenrolled { old, new, rewritten }))
     }
 }
 

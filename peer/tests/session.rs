@@ -7,7 +7,7 @@ use common::{put, vault};
 use hearth_peer::identity::VaultSecret;
 use hearth_peer::ids::{DeviceId, ItemId};
 use hearth_peer::sync::{run_until_quiet, Event, Role, Session, SessionConfig, SyncError};
-use hearth_peer::vault::{MemStore, Replica, ReplicaError};
+use hearth_peer::vault::{MemStore, Replica};
 
 fn item(i: u32) -> ItemId {
     let mut b = [0u8; 16];
@@ -193,7 +193,9 @@ fn a_session_with_a_forked_device_settles_the_fork() {
         assert_eq!(r.version().get(id), 1);
     }
     assert!(forked.forked_self());
-    let names = |r: &Replica<MemStore>| r.state().visible().map(|(_, it)| it.name.winner().map(|v| v.value.clone())).collect::<Vec<_>>();
+    let names = |r: &Replica<MemStore>| {
+        r.state().visible().map(|(_, it)| it.name.winner().map(|v| v.value.clone())).collect::<Vec<_>>()
+    };
     assert_eq!(names(&b), vec![Some("one".to_owned())], "nothing of either branch beyond #1 was taken");
     assert_eq!(b.voided_values().unwrap().iter().map(|v| v.name.clone()).collect::<Vec<_>>(), vec![Some("two".into())]);
     // The forked home re-enrols under a new id and re-writes what it typed on its branch.

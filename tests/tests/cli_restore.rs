@@ -42,3 +42,78 @@ fn a_restored_database_refuses_writes_until_repaired() {
     assert_eq!(a.names(), ["four", "one", "three", "two"]);
     assert_eq!(a.json(&["list"]), b.json(&["list"]));
 }
+
+/// The whole home (head file included) restored from an older copy and written again: the
+/// device signs a second log. Daemons settle the fork: b (which holds the lost entry) and c
+/// (which took the restored copy's branch) keep the shared prefix and converge, and the
+/// restored device re-enrols by itself, says so in one line, and re-writes what it typed
+/// after the restore. The lost entry stays listed on b.
+#[test]
+fn daemons_settle_a_fork_and_the_forked_device_re_enrols_by_itself() {
+    use hearth_e2e::device::wait_until;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let devs = vault(dir.path(), &["a", "b", "c"]);
+    let (a, b, c) = (&devs[0], &devs[1], &devs[2]);
+    let bundle = dir.path().join("bundle");
+    let bundle = bundle.to_str().unwrap();
+    a.ok(&["add", "one", "--field", "k=1"]);
+    a.ok(&["export", bundle]);
+    b.ok(&["import", bundle]);
+    c.ok(&["import", bundle]);
+    let backup = dir.path().join("a-backup");
+    copy_dir(&a.home, &backup);
+    a.ok(&["add", "lost", "--field", "k=2"]);
+    a.ok(&["export", bundle]);
+    b.ok(&["import", bundle]);
+    let old_id = a.id();
+    std::fs::remove_dir_all(&a.home).unwrap();
+    copy_dir(&backup, &a.home);
+    a.ok(&["add", "typed-after-restore", "--field", "k=3"]);
+    a.ok(&["export", bundle]);
+    c.ok(&["import", bundle]);
+    assert_eq!(c.names(), ["one", "typed-after-restore"], "c took the restored branch");
+
+    let log = dir.path().join("a.log");
+    let args = |peer: &str| {
+        vec!["--listen".to_owned(), "127.0.0.1:0".into(), "--no-mdns".into(), "--peer".into(), peer.into()]
+    };
+    let db = b.daemon(&["--listen", "127.0.0.1:0", "--no-mdns"]);
+    let c_args = args(&db.addr.to_string());
+    let dc = c.daemon(&c_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let t = Duration::from_secs(30);
+    wait_until(t, "b and c settle and converge", || b.names() == ["one"] && c.names() == ["one"]);
+    let a_args = args(&dc.addr.to_string());
+    let _da = a.daemon_logged(&a_args.iter().map(String::as_str).collect::<Vec<_>>(), &log);
+    wait_until(t, "a re-enrols", || a.id() != old_id);
+    wait_until(t, "the re-written edit reaches b and c", || {
+        b.names() == ["one", "typed-after-restore"] && c.names() == ["one", "typed-after-restore"]
+    });
+    assert_eq!(a.json(&["list"]), b.json(&["list"]));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("log had forked")).collect();
+    assert!(!lines.is_empty() && lines[0].contains(&a.id()) && lines[0].contains(&old_id), "{text}");
+    // Nothing typed disappears: the lost entry is listed on b, the restored branch's on a.
+    let listed = b.json(&["conflicts", "--void"]);
+    let row = listed.as_array().unwrap().iter().find(|r| r["name"] == "lost").cloned();
+    assert_eq!(row.map(|r| r["fields"][0]["value"].clone()), Some("2".into()), "{listed}");
+    assert!(b.ok(&["conflicts", "--void"]).contains("on a forked branch"));
+    // The old id is out everywhere; a writes as its new id and keeps syncing.
+    a.ok(&["add", "after", "--field", "k=4"]);
+    wait_until(t, "a's new edits sync", || b.names().contains(&"after".to_owned()));
+    drop(dc);
+    drop(db);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name();
+        // Sockets and locks belong to a running process, not to a backup.
+        if name == "daemon.sock" || e.file_type().unwrap().is_dir() {
+            continue;
+        }
+        std::fs::copy(e.path(), to.join(name)).unwrap();
+    }
+}

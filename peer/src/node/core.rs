@@ -310,12 +310,18 @@ impl<S: LogStore> Core<S> {
                 Event::Connected { device } => connected = Some(device),
                 Event::Received(_) | Event::Acked(_) => progressed = true,
                 Event::ForkSettled { author, kept } => {
-                    tracing::warn!(device = %author, kept, "settled a fork of this device's log (restored from an older copy): its entries after #{kept} are void; their values stay listed by `hearth conflicts --void`");
+                    tracing::warn!(device = %author, kept, "settled a fork of that device's log (its home was restored from an older copy): its entries after #{kept} are void; their values stay listed by `hearth conflicts --void`");
                 }
             }
         }
         if (progressed || connected.is_some()) && pipe.session.is_caught_up(&self.replica) {
             pipe.last_sync_ms = Some(unix_ms());
+        }
+        if pipe.session.is_closed() {
+            // Closed by this side after its last words (a forked peer told of its
+            // settlement): everything queued went to the transport before the close.
+            self.drop_pipe(id, Ended::Refused, Instant::now());
+            return;
         }
         if let Some(device) = connected {
             pipe.connected_ms = unix_ms();
@@ -364,6 +370,9 @@ impl<S: LogStore> Core<S> {
             .map(|(id, _)| *id)
             .collect();
         for id in gone {
+            // The session decides what a revoked peer may still get (a forked one: its
+            // settlement); `pump` flushes that and drops the pipe.
+            self.pump(id);
             self.drop_pipe(id, Ended::Refused, now);
         }
     }

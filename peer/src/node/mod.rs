@@ -132,6 +132,16 @@ pub enum NodeError {
     Mdns(#[from] mdns_sd::Error),
 }
 
+/// Why [`Node::run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The shutdown future completed (or every input source closed).
+    Shutdown,
+    /// A peer settled a fork of this device's own log: re-enrol the home
+    /// ([`Home::settle_own_fork`]) and start again.
+    Forked,
+}
+
 /// A started node: its listen address is known; [`Node::run`] serves until shutdown.
 pub struct Node {
     core: Core<crate::vault::SqliteStore>,
@@ -144,6 +154,8 @@ pub struct Node {
     home: Home,
     /// The vault's revocations, for the rendezvous link (set when it runs).
     revocations: Option<tokio::sync::watch::Sender<Vec<hearth_proto::membership::MembershipRecord>>>,
+    /// The listener, control socket and rendezvous link tasks.
+    tasks: Vec<tokio::task::AbortHandle>,
 }
 
 impl Node {
@@ -172,8 +184,12 @@ impl Node {
         for p in peers {
             core.add_static_peer(p, now);
         }
-        tokio::spawn(ws::accept_loop(listener, ids.clone(), to_node.clone()));
-        tokio::spawn(control::serve(control, to_node.clone()));
+        // Stopped when the node ends: a node started again in this process (after re-enrolling)
+        // binds the same sockets.
+        let mut tasks = vec![
+            tokio::spawn(ws::accept_loop(listener, ids.clone(), to_node.clone())).abort_handle(),
+            tokio::spawn(control::serve(control, to_node.clone())).abort_handle(),
+        ];
         let mdns = if config.mdns {
             Some(mdns::start(&lan_key, local_addr.port(), &config.mdns_interfaces, to_node.clone())?)
         } else {
@@ -187,12 +203,23 @@ impl Node {
                     .ok_or(NodeError::NotEnrolled)?;
                 core.set_rendezvous(url.clone());
                 let (tx, rx) = tokio::sync::watch::channel(id.revocations.clone());
-                tokio::spawn(rendezvous::run(url.clone(), id, rx, to_node.clone()));
+                tasks.push(tokio::spawn(rendezvous::run(url.clone(), id, rx, to_node.clone())).abort_handle());
                 Some(tx)
             }
             None => None,
         };
-        Ok(Self { core, inputs, to_node, ids, local_addr, _lock: lock, _mdns: mdns, home: config.home, revocations })
+        Ok(Self {
+            core,
+            inputs,
+            to_node,
+            ids,
+            local_addr,
+            _lock: lock,
+            _mdns: mdns,
+            home: config.home,
+            revocations,
+            tasks,
+        })
     }
 
     /// The WebSocket listener's address.
@@ -200,9 +227,11 @@ impl Node {
         self.local_addr
     }
 
-    /// Serves until `shutdown` completes, then closes every session.
-    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+    /// Serves until `shutdown` completes (or this device turns out to have forked), then
+    /// closes every session.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> RunEnd {
         tokio::pin!(shutdown);
+        let mut end = RunEnd::Shutdown;
         loop {
             self.start_dials(Instant::now());
             let wake = self.core.next_wakeup().map(tokio::time::Instant::from_std);
@@ -212,6 +241,11 @@ impl Node {
                     Some(i) => {
                         self.handle(i);
                         self.share_revocations();
+                        // Peers refuse this device id from now on: the home must re-enrol.
+                        if self.core.replica().forked_self() {
+                            end = RunEnd::Forked;
+                            break;
+                        }
                     }
                     None => break,
                 },
@@ -219,9 +253,13 @@ impl Node {
             }
         }
         self.core.close_all();
+        for t in &self.tasks {
+            t.abort();
+        }
         let _ = std::fs::remove_file(control::socket_path(self.home.dir()));
         // Give transports a moment to send their close frames.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        end
     }
 
     fn handle(&mut self, input: Input) {
@@ -242,7 +280,7 @@ impl Node {
     fn share_revocations(&mut self) {
         let Some(tx) = &self.revocations else { return };
         let m = self.core.replica().membership();
-        let n = m.revocations().count();
+        let n = m.records().iter().filter(|r| !matches!(r.body, crate::identity::MembershipBody::Enroll(_))).count();
         if n != tx.borrow().len() {
             let _ = tx.send(rendezvous::revocations(m));
         }

@@ -219,6 +219,11 @@ impl Session {
         replica.version().0.iter().map(|(d, s)| s.saturating_sub(self.remote_vv.get(*d))).sum()
     }
 
+    /// True once the session has ended (after a failure, or closed by this side).
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Dead)
+    }
+
     /// True once the handshake and hello are done.
     pub fn is_live(&self) -> bool {
         matches!(self.phase, Phase::Live(_))
@@ -250,6 +255,8 @@ impl Session {
         // One receive buffer per session, not a fresh 64 KiB per message.
         self.plain.resize(NOISE_MAX, 0);
         match &mut self.phase {
+            // Closed by this side (the peer was revoked): what it still sends is ignored.
+            Phase::Dead if self.closing => Ok(()),
             Phase::Dead => Err(SyncError::Closed),
             Phase::Handshake(hs) => {
                 hs.read_message(data, &mut self.plain).map_err(SyncError::Handshake)?;
@@ -306,7 +313,16 @@ impl Session {
             (Msg::Hello { membership, heads }, false) => {
                 replica.add_membership(membership)?;
                 let key = self.remote_static().ok_or(SyncError::Protocol("no remote static key"))?;
-                let device = replica.membership().active_by_dh(&key)?.device_id;
+                let device = match replica.membership().active_by_dh(&key) {
+                    Ok(e) => e.device_id,
+                    // A device whose fork was settled is told so (by `poll_transmit`), then
+                    // the session ends.
+                    Err(MembershipError::Revoked(d)) if told_of_fork(replica, d) => {
+                        self.remote = Some(d);
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 for (author, seq) in replica.check_heads(&heads)? {
                     self.send(&Msg::Hashes { author, hashes: replica.fork_hashes(author, seq) })?;
                     self.forks.push((author, seq));
@@ -352,10 +368,13 @@ impl Session {
             }
             (Msg::Membership(recs), true) => {
                 replica.add_membership(recs)?;
-                // A revocation may have removed the peer itself.
+                // A revocation may have removed the peer itself (a settled fork of the peer
+                // is left to `poll_transmit`, which tells it before closing).
                 let key = self.remote_static().ok_or(SyncError::Protocol("no remote static key"))?;
-                replica.membership().active_by_dh(&key)?;
-                Ok(())
+                match replica.membership().active_by_dh(&key) {
+                    Err(MembershipError::Revoked(d)) if told_of_fork(replica, d) => Ok(()),
+                    other => other.map(|_| ()).map_err(SyncError::from),
+                }
             }
             (Msg::Hashes { author, hashes }, true) => {
                 if hashes.len() as u64 > 2 * DENSE_HASHES + 64 {
@@ -389,16 +408,17 @@ impl Session {
     /// peer lacks (within the flow-control window) and new membership records.
     pub fn poll_transmit<S: LogStore>(&mut self, replica: &Replica<S>) -> Option<Vec<u8>> {
         // A peer revoked meanwhile (here or by a record that just arrived) gets nothing more,
-        // not even what was already queued; a peer whose fork was just settled is sent the
-        // records (only), so it learns it must re-enrol.
+        // not even what was already queued. A peer whose fork was just settled (the same
+        // user's device, restored from an older copy) gets what was queued and then the
+        // records, so it learns it must re-enrol. (Queued messages are never dropped before
+        // later ones: Noise numbers them.)
         let m = replica.membership();
-        if !self.closing && self.remote.is_some_and(|d| m.is_revoked(d)) {
-            self.outbox.clear();
-            let d = self.remote.unwrap_or_default();
-            if self.is_live() && m.is_forked(d) && !m.revoked_by_user(d) && m.records().len() > self.membership_sent {
-                let new = m.records()[self.membership_sent..].to_vec();
+        if let Some(d) = self.remote.filter(|d| !self.closing && m.is_revoked(*d)) {
+            if told_of_fork(replica, d) {
+                let _ = self.send(&Msg::Membership(m.records()[self.membership_sent..].to_vec()));
                 self.membership_sent = m.records().len();
-                let _ = self.send(&Msg::Membership(new));
+            } else {
+                self.outbox.clear();
             }
             self.closing = true;
             self.phase = Phase::Dead;
@@ -421,7 +441,7 @@ impl Session {
             }
         }
         // A fork is settled once a cut-off below where it was seen is in force.
-        self.forks.retain(|(a, seq)| !replica.membership().revocation(*a).is_some_and(|r| r.last_seq < *seq));
+        self.forks.retain(|(a, seq)| replica.membership().revocation(*a).is_none_or(|r| r.last_seq >= *seq));
         let mut held_back = None;
         if !self.forks.is_empty() {
             let mut vv = self.remote_vv.clone();
@@ -449,4 +469,11 @@ impl Session {
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
+}
+
+/// True when `device` is out only because its fork was settled: it may re-enrol, so it is
+/// sent the records that tell it so.
+fn told_of_fork<S: LogStore>(replica: &Replica<S>, device: DeviceId) -> bool {
+    let m = replica.membership();
+    m.is_forked(device) && !m.revoked_by_user(device)
 }

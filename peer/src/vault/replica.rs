@@ -124,6 +124,9 @@ pub enum ReplicaError {
     /// This device is not enrolled (or was revoked) and cannot write.
     #[error("this device is not an active member of the vault")]
     NotActive,
+    /// This device's own log was found forked; it writes again once re-enrolled.
+    #[error("this device's log forked (its home was restored from an older copy and written again): it re-enrols under a new device id when `hearth daemon` starts or on the next write without a daemon")]
+    Forked,
     /// This device's own log here is behind what it had already written: the home was
     /// restored from an older copy, and writing would sign a seq twice (a fork).
     #[error("this home was restored from an older copy (its own log ends at #{have}, but this device had written #{wrote}): run `hearth repair`")]
@@ -347,6 +350,9 @@ impl<S: LogStore> Replica<S> {
         let me = self.device.device_id;
         if let Some((have, wrote)) = self.restored {
             return Err(ReplicaError::Restored { have, wrote });
+        }
+        if self.forked_self() {
+            return Err(ReplicaError::Forked);
         }
         let seq = self.vv.get(me) + 1;
         self.membership.author(me, seq).map_err(|_| ReplicaError::NotActive)?;

@@ -91,12 +91,13 @@ pub(crate) enum Command {
         name: String,
     },
     /// List fields with concurrent values (the kept one and the others); with --void, the
-    /// values written by revoked devices after their cut-off (void everywhere, kept here).
+    /// values written by revoked devices after their cut-off or on a forked device's branch
+    /// (void everywhere, kept here).
     Conflicts {
         /// Show secret fields (password, pin, ...) instead of masking them.
         #[arg(long)]
         show: bool,
-        /// List the values of void entries (revoked devices) instead.
+        /// List the values of void entries (revoked devices, forked branches) instead.
         #[arg(long)]
         void: bool,
     },

@@ -43,7 +43,7 @@ pub(crate) fn exit_code(e: &anyhow::Error) -> u8 {
 #[error("{0}")]
 pub(crate) struct NotFound(String);
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
@@ -80,6 +80,14 @@ impl Ctx {
             }
             match self.home.lock_writer() {
                 Ok(_lock) => {
+                    let pass = self.passphrase.as_deref().map(String::as_str);
+                    match self.home.settle_own_fork(pass, now_ms()) {
+                        Ok(Some(done)) => eprintln!("{}", done.explain()),
+                        // A sealed home without the passphrase here: `open` asks for it, and
+                        // the write then says the device must re-enrol.
+                        Ok(None) | Err(HomeError::Locked) => {}
+                        Err(e) => return Err(e.into()),
+                    }
                     let mut r = self.open()?;
                     return Ok(actions::apply(&mut r, &req, now_ms())?);
                 }
@@ -316,6 +324,8 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
     let daemon = match Client::connect(ctx.home.dir()) {
         Some(mut c) => match c.request(&Request::Status, Duration::from_secs(10))? {
             Reply::Status(d) => Some(d),
+            // Stopping, or restarting under a new device id after a fork: not serving now.
+            Reply::Error { .. } => None,
             other => bail!("the daemon answered a status request with {other:?}"),
         },
         None => None,
@@ -435,7 +445,7 @@ fn read_secret(prompt: &str) -> anyhow::Result<Zeroizing<String>> {
     Ok(Zeroizing::new(line.trim_end_matches(['\n', '\r']).to_owned()))
 }
 
-/// `hearth conflicts --void`: what revoked devices wrote after their cut-off.
+/// `hearth conflicts --void`: what revoked devices wrote after their cut-off, and forked branches.
 fn void_values(ctx: &Ctx, show: bool) -> anyhow::Result<()> {
     let r = ctx.open()?;
     let void = r.voided_values()?;
@@ -454,7 +464,9 @@ fn void_values(ctx: &Ctx, show: bool) -> anyhow::Result<()> {
         if void.is_empty() {
             return "no void values".into();
         }
-        let mut out = String::from("Values written by revoked devices after their cut-off (void on every device):\n");
+        let mut out = String::from(
+            "Values written by revoked devices after their cut-off, or on a forked branch (void on every device):\n",
+        );
         for v in &void {
             let item = r.state().items.get(&v.item).filter(|s| s.is_visible()).map(|s| s.name().to_owned());
             let label = item.clone().or_else(|| v.name.clone()).unwrap_or_else(|| v.item.to_hex());
