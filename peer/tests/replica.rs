@@ -271,8 +271,11 @@ fn a_forked_device_is_detected() {
     assert_eq!(b.voided_values().unwrap()[0].name.as_deref(), Some("one"));
 }
 
+/// A home restored from an older copy that has not written since: a peer's head shows it
+/// is behind its own log, so it stops writing (a write would sign a seq twice) until the
+/// session brings its own later entries back; then it writes on, with no fork.
 #[test]
-fn a_restored_device_learns_it_from_its_peers_and_stops_writing() {
+fn a_restored_device_stops_writing_until_its_peers_return_its_log() {
     let (secret, mut r) = vault(2);
     let (mut a, mut b) = (r.remove(0), r.remove(0));
     a.write(&put(ItemId([1; 16]), "one", &[]), 1_000).unwrap();
@@ -280,17 +283,23 @@ fn a_restored_device_learns_it_from_its_peers_and_stops_writing() {
     a.write(&put(ItemId([2; 16]), "two", &[]), 2_000).unwrap();
     sync_pair(&mut a, &mut b);
     let mut restored = Replica::open(&secret, a.device_id(), backup).unwrap();
-    let err = restored.check_heads(&b.heads()).unwrap_err();
-    assert!(matches!(err, ReplicaError::Restored { have: 1, wrote: 2 }), "{err}");
-    // Through a session: the restored side's session fails; b is untouched.
+    assert_eq!(restored.check_heads(&b.heads()).unwrap(), vec![], "behind is not a fork");
+    assert!(matches!(
+        restored.write(&put(ItemId([3; 16]), "x", &[]), 3_000),
+        Err(ReplicaError::Restored { have: 1, wrote: 2 })
+    ));
+    // Through a session: b returns a#2 and the verdict is lifted.
     let cfg = hearth_peer::sync::SessionConfig::default();
     let mut sr = hearth_peer::sync::Session::new(hearth_peer::sync::Role::Initiator, &restored, cfg).unwrap();
     let mut sb = hearth_peer::sync::Session::new(hearth_peer::sync::Role::Responder, &b, cfg).unwrap();
-    let e = hearth_peer::sync::run_until_quiet(&mut sr, &mut restored, &mut sb, &mut b).unwrap_err();
-    assert!(matches!(e, hearth_peer::sync::SyncError::Refused(ReplicaError::Restored { .. })), "{e}");
-    restored.mark_restored(1, 2);
-    assert!(matches!(restored.write(&put(ItemId([3; 16]), "x", &[]), 3_000), Err(ReplicaError::Restored { .. })));
-    assert_eq!(b.len(), 2);
+    hearth_peer::sync::run_until_quiet(&mut sr, &mut restored, &mut sb, &mut b).unwrap();
+    assert_eq!(restored.state().digest(), b.state().digest());
+    assert_eq!(restored.write(&put(ItemId([3; 16]), "x", &[]), 3_000).unwrap(), 3);
+    let mut again = Replica::open(&secret, a.device_id(), restored.into_store()).unwrap();
+    assert_eq!(again.write(&put(ItemId([4; 16]), "y", &[]), 4_000).unwrap(), 4, "the lifted verdict stays lifted");
+    sync_pair(&mut again, &mut b);
+    assert_eq!(b.len(), again.len());
+    assert!(b.membership().revocations().next().is_none(), "no fork");
 }
 
 /// Once a peer has shown that this home is an older copy, a restart does not forget it:

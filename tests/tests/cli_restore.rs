@@ -43,6 +43,37 @@ fn a_restored_database_refuses_writes_until_repaired() {
     assert_eq!(a.json(&["list"]), b.json(&["list"]));
 }
 
+/// A restored database that gets its own newer entries back (here from b's bundle) is whole
+/// again: writes resume under the same id without `hearth repair`, and nothing forks.
+#[test]
+fn a_restored_database_that_catches_up_writes_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let devs = vault(dir.path(), &["a", "b"]);
+    let (a, b) = (&devs[0], &devs[1]);
+    a.ok(&["add", "one", "--field", "k=1"]);
+    let backup = dir.path().join("vault.db.bak");
+    std::fs::copy(a.home.join("vault.db"), &backup).unwrap();
+    a.ok(&["add", "two", "--field", "k=2"]);
+    let bundle = dir.path().join("bundle");
+    let bundle = bundle.to_str().unwrap();
+    a.ok(&["export", bundle]);
+    b.ok(&["import", bundle]);
+    let id = a.id();
+    for f in ["vault.db-wal", "vault.db-shm"] {
+        let _ = std::fs::remove_file(a.home.join(f));
+    }
+    std::fs::copy(&backup, a.home.join("vault.db")).unwrap();
+    assert!(!a.run(&["add", "three", "--field", "k=3"]).status.success());
+    b.ok(&["export", bundle]);
+    a.ok(&["import", bundle]);
+    a.ok(&["add", "three", "--field", "k=3"]);
+    assert_eq!(a.id(), id);
+    a.ok(&["export", bundle]);
+    b.ok(&["import", bundle]);
+    assert_eq!(b.names(), ["one", "three", "two"]);
+    assert_eq!(a.json(&["list"]), b.json(&["list"]));
+}
+
 /// The whole home (head file included) restored from an older copy and written again: the
 /// device signs a second log. Daemons settle the fork: b (which holds the lost entry) and c
 /// (which took the restored copy's branch) keep the shared prefix and converge, and the

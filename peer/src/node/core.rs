@@ -20,7 +20,7 @@ use super::status::{DaemonStatus, PeerStatus, RendezvousStatus};
 use crate::actions;
 use crate::ids::DeviceId;
 use crate::sync::{Event, Role, Session, SessionConfig, SyncError};
-use crate::vault::{LogStore, Replica, ReplicaError};
+use crate::vault::{LogStore, Replica};
 
 /// A session that is not live this long after its pipe opened is closed (strangers, stalls).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -150,11 +150,6 @@ impl<S: LogStore> Core<S> {
         let members = self.replica.membership().records().len();
         let before = self.replica.len();
         if let Err(e) = pipe.session.handle_message(data, &mut self.replica) {
-            if let SyncError::Refused(ReplicaError::Restored { have, wrote }) = e {
-                // A peer holds more of our own log than we do: writing now would fork it.
-                tracing::error!("this home was restored from an older copy: run `hearth repair`");
-                self.replica.mark_restored(have, wrote);
-            }
             let how = match e {
                 SyncError::Handshake(_) | SyncError::NotMember(_) | SyncError::Refused(_) => Ended::Refused,
                 _ => Ended::Early,

@@ -378,16 +378,21 @@ impl<S: LogStore> Replica<S> {
     /// Checks a peer's signed heads against this log. Returns the forks found: `(author,
     /// seq)` where the peer's validly signed log differs from the entry held here (settle
     /// each with [`fork_hashes`](Self::fork_hashes) and [`settle_fork`](Self::settle_fork)).
-    pub fn check_heads(&self, heads: &[SignedHead]) -> Result<Vec<(DeviceId, u64)>, ReplicaError> {
+    /// A peer holding more of this device's own log than this device does means this home
+    /// is an older copy: writes stop (a new one would sign a seq twice) until the missing
+    /// entries arrive from a peer, or the fork a write already made is settled.
+    pub fn check_heads(&mut self, heads: &[SignedHead]) -> Result<Vec<(DeviceId, u64)>, ReplicaError> {
         let me = self.device.device_id;
         let mut forks = Vec::new();
         for h in heads {
             let Ok(e) = self.membership.author(h.author, 0) else { continue };
             h.verify(self.keys.vault_id, &e.sign_pk)?;
-            // A peer holds more of this device's own log than this device does (a device
-            // whose fork was settled writes nothing more under this id anyway).
-            if h.author == me && h.seq > self.vv.get(me) && !self.membership.is_revoked(me) {
-                return Err(ReplicaError::Restored { have: self.vv.get(me), wrote: h.seq });
+            let have = self.vv.get(me);
+            if h.author == me && h.seq > have && !self.membership.is_revoked(me) {
+                let known = self.restored.map_or(0, |(_, wrote)| wrote);
+                if h.seq > known {
+                    self.mark_restored(have, h.seq);
+                }
             }
             if self.hash_at(h.author, h.seq).is_some_and(|held| held != h.hash) {
                 forks.push((h.author, h.seq));
@@ -549,12 +554,22 @@ impl<S: LogStore> Replica<S> {
         for (se, op) in kept.into_iter().zip(ops) {
             self.apply_local(se, &op);
         }
+        // A home restored from an older copy that got its own later entries back from a
+        // peer is whole again: it may write (its next seq is new).
+        let me = self.device.device_id;
+        if let Some((have, wrote)) = self.restored {
+            if self.vv.get(me) > have && self.vv.get(me) >= wrote {
+                self.restored = None;
+                self.store.set_meta(&restored_key(me), b"")?;
+            }
+        }
         Ok(out)
     }
 
     /// Stops all writes: this home's own log is behind what the device had written. The
     /// verdict is stored, so a restart does not forget it before a peer shows it again.
     pub fn mark_restored(&mut self, have: u64, wrote: u64) {
+        tracing::warn!(have, wrote, "this home is an older copy of this device's log: no writes until peers return its newer entries (or run `hearth repair`)");
         self.restored = Some((have, wrote));
         if let Err(e) = self.store.set_meta(&restored_key(self.device.device_id), format!("{have} {wrote}").as_bytes())
         {
