@@ -3,12 +3,19 @@
 //! reordering — each kills the Noise session, which then reconnects), crash-restarts,
 //! clock skew of hours, line topologies where changes only travel through intermediates, and
 //! revocations (devices 0 and 1 revoke others, sometimes the same one with different
-//! cut-offs, while the revoked device may still be writing and syncing).
+//! cut-offs, while the revoked device may still be writing and syncing), and, on odd seeds
+//! instead of revocations, homes restored from an older copy of themselves: the device
+//! loses what no one else held, may catch up from peers, or writes again and forks its log;
+//! the fork is settled where the branches part and the device re-enrols under a new id,
+//! re-writing what it typed on its branch.
 //!
 //! After the final heal every device must hold the same state (digest), and that state must
 //! equal an independent oracle computed from every acknowledged write: each write is the
 //! current value, a listed conflict, or causally superseded — never lost — except the writes
-//! of a revoked device beyond the lowest cut-off, which are void on every active device.
+//! of a revoked device beyond the lowest cut-off, which are void on every active device, the
+//! writes of a forked device beyond the last entry its branches share (void too; the oracle
+//! finds that entry from the writes' hashes and checks every device settled exactly there),
+//! and writes a restore destroyed before any other device held them.
 //!
 //! Every eighth seed runs on real SQLite stores, where a crash is the process dying: the
 //! replica is leaked without closing its connection (no checkpoint, no clean close), and a
@@ -37,6 +44,10 @@ struct Write {
     dot: Dot,
     deps: VersionVector,
     op: Op,
+    /// The entry's hash: two writes at one dot (a forked device) differ here.
+    hash: [u8; 32],
+    /// Destroyed by a restore before any other device held it.
+    lost: bool,
 }
 
 struct Link {
@@ -52,6 +63,8 @@ trait SimStore: LogStore + Sized {
     fn vault(n: usize, dir: &Path) -> (VaultSecret, Vec<Replica<Self>>);
     /// Device `d`'s process dies; a new one opens what its storage kept.
     fn crash(r: Replica<Self>, secret: &VaultSecret, dir: &Path, d: usize) -> Replica<Self>;
+    /// A copy of the storage to restore later (a backup), where the store can make one.
+    fn backup(r: &mut Replica<Self>) -> Option<Self>;
 }
 
 impl SimStore for MemStore {
@@ -62,6 +75,10 @@ impl SimStore for MemStore {
     fn crash(mut r: Replica<Self>, secret: &VaultSecret, _: &Path, _: usize) -> Replica<Self> {
         let store = r.store_mut().clone();
         Replica::open(secret, r.device_id(), store).expect("reopen after crash")
+    }
+
+    fn backup(r: &mut Replica<Self>) -> Option<Self> {
+        Some(r.store_mut().clone())
     }
 }
 
@@ -94,6 +111,10 @@ impl SimStore for SqliteStore {
         let store = SqliteStore::open(&db(dir, d)).expect("reopen the database after a crash");
         Replica::open(secret, id, store).expect("reopen after crash")
     }
+
+    fn backup(_: &mut Replica<Self>) -> Option<Self> {
+        None
+    }
 }
 
 /// The version vector of what `r`'s store holds (what was delivered and committed).
@@ -123,6 +144,10 @@ struct Sim<S: SimStore> {
     faults: bool,
     /// Revoked device index → the lowest cut-off any revocation of it gave.
     revoked: BTreeMap<usize, u64>,
+    /// Odd seeds: homes get restored from backups (and nobody is revoked).
+    restores: bool,
+    /// Per device: a backup of its store and the device id it was taken for.
+    backups: Vec<Option<(DeviceId, S)>>,
     stats: Stats,
 }
 
@@ -139,12 +164,21 @@ struct Stats {
     void_writes: usize,
     /// Crashes of devices on SQLite stores (the connection leaked, the file reopened).
     sqlite_crashes: usize,
+    /// Homes restored from an older copy.
+    restores: usize,
+    /// Writes a restore destroyed before anyone else held them.
+    lost_writes: usize,
+    /// Devices whose log forked and was settled.
+    forks: usize,
+    /// Writes a re-enrolled device made again (its voided branch).
+    rewritten: usize,
 }
 
 const FIELDS: [&str; 3] = ["username", "password", "url"];
 
 impl<S: SimStore> Sim<S> {
     fn new(seed: u64) -> Self {
+        let restores = seed % 2 == 1;
         let mut rng = StdRng::seed_from_u64(seed);
         let n = rng.gen_range(3..=8);
         let dir = tempfile::tempdir().expect("temp dir");
@@ -165,6 +199,8 @@ impl<S: SimStore> Sim<S> {
             items: Vec::new(),
             faults: true,
             revoked: BTreeMap::new(),
+            restores,
+            backups: (0..n).map(|_| None).collect(),
             stats: Stats::default(),
         }
     }
@@ -207,15 +243,139 @@ impl<S: SimStore> Sim<S> {
         assert_eq!(deps, claimed, "device {d}'s version vector disagrees with its stored log");
         let wall = self.wall(d);
         match self.devices[d].write(&op, wall) {
-            Ok(seq) => self.writes.push(Write { dot: Dot { device: me, seq }, deps, op }),
+            Ok(seq) => {
+                let hash = self.devices[d].hash_at(me, seq).expect("own entry held");
+                self.writes.push(Write { dot: Dot { device: me, seq }, deps, op, hash, lost: false })
+            }
             // A revoked device that has learnt so cannot write any more.
             Err(ReplicaError::NotActive) if self.revoked.contains_key(&d) => {}
+            // A restored home that a peer showed to be behind its own log waits to catch up.
+            Err(ReplicaError::Restored { .. }) if self.restores => {}
             Err(e) => panic!("local write: {e}"),
         }
     }
 
+    /// Takes a backup of device `d`'s home.
+    fn backup(&mut self, d: usize) {
+        let id = self.devices[d].device_id();
+        self.backups[d] = S::backup(&mut self.devices[d]).map(|s| (id, s));
+    }
+
+    /// Device `d`'s home is replaced by its backup (taken for its current id). Its writes
+    /// since then that no other device holds are gone for good.
+    fn restore(&mut self, d: usize) {
+        let id = self.devices[d].device_id();
+        let Some((bid, backup)) = self.backups[d].take() else { return };
+        if bid != id {
+            return;
+        }
+        self.links.retain(|l| !l.ends.contains(&d));
+        let mut restored = Replica::open(&self.secret, id, backup).expect("open the backup");
+        // The same backup may be restored again later.
+        self.backups[d] = S::backup(&mut restored).map(|s| (id, s));
+        self.devices[d] = restored;
+        self.stats.restores += 1;
+        // What no device holds any more (in its log or its void list) is gone for good:
+        // this device's writes since the backup, or others' writes it alone held.
+        let mut held: BTreeSet<(DeviceId, u64, [u8; 32])> = BTreeSet::new();
+        for r in &mut self.devices {
+            for se in r
+                .store_mut()
+                .load_entries()
+                .expect("entries")
+                .into_iter()
+                .chain(r.store_mut().load_voided().expect("void"))
+            {
+                held.insert((se.entry.header.author, se.entry.header.seq, se.hash));
+            }
+        }
+        for w in self.writes.iter_mut().filter(|w| !w.lost) {
+            if !held.contains(&(w.dot.device, w.dot.seq, w.hash)) {
+                w.lost = true;
+                self.stats.lost_writes += 1;
+            }
+        }
+    }
+
+    /// Every device that learnt its own log forked re-enrols under a new id (what the
+    /// daemon does) and re-writes its voided edits, which become writes of the new id.
+    fn reenrol_forked(&mut self) {
+        for d in 0..self.devices.len() {
+            if !self.devices[d].forked_self() {
+                continue;
+            }
+            self.links.retain(|l| !l.ends.contains(&d));
+            self.backups[d] = None;
+            let old = self.devices[d].device_id();
+            let new = DeviceId(self.rng.gen());
+            let wall = self.wall(d);
+            let r = self.devices.remove(d);
+            let mut r = Replica::open(&self.secret, new, r.into_store()).expect("reopen under the new id");
+            r.enroll_self(wall).expect("enrol the new id");
+            let mut deps = stored_version(&mut r);
+            deps.set(new, 0);
+            let ops = r.rewrite_forked(old, wall).expect("re-write the voided branch");
+            for (i, op) in ops.into_iter().enumerate() {
+                let seq = i as u64 + 1;
+                let hash = r.hash_at(new, seq).expect("own entry held");
+                self.writes.push(Write { dot: Dot { device: new, seq }, deps: deps.clone(), op, hash, lost: false });
+                self.stats.rewritten += 1;
+            }
+            self.devices.insert(d, r);
+        }
+    }
+
+    /// Per forked author, where device 0 settled its fork (checked against the writes'
+    /// history by [`Sim::check_forks`]).
+    fn fork_cuts(&self) -> BTreeMap<DeviceId, u64> {
+        self.fork_cuts_of(&self.devices[0])
+    }
+
+    /// Every device settled every fork alike, each settlement sits where two writes of
+    /// that device really differ (two different entries at the seq after the cut), and no
+    /// surviving writes differ at or below it (an unsettled fork).
+    fn check_forks(&self, forks: &BTreeMap<DeviceId, u64>) -> Result<(), String> {
+        for dev in self.active() {
+            if self.fork_cuts_of(dev) != *forks {
+                return Err(format!("devices settled forks differently: {forks:?} vs {:?}", self.fork_cuts_of(dev)));
+            }
+        }
+        let mut hashes: BTreeMap<(DeviceId, u64), BTreeSet<[u8; 32]>> = BTreeMap::new();
+        for w in &self.writes {
+            hashes.entry((w.dot.device, w.dot.seq)).or_default().insert(w.hash);
+        }
+        for (author, cut) in forks {
+            if hashes.get(&(*author, cut + 1)).map_or(0, BTreeSet::len) < 2 {
+                return Err(format!(
+                    "{author:?} was settled as forked at #{cut}, but its log never parted at #{}",
+                    cut + 1
+                ));
+            }
+        }
+        let mut surviving: BTreeMap<(DeviceId, u64), BTreeSet<[u8; 32]>> = BTreeMap::new();
+        for w in self.writes.iter().filter(|w| !self.is_void(w, forks)) {
+            surviving.entry((w.dot.device, w.dot.seq)).or_default().insert(w.hash);
+        }
+        if let Some(((a, seq), _)) = surviving.iter().find(|(_, h)| h.len() > 1) {
+            return Err(format!("{a:?} forked at #{seq} and it was never settled"));
+        }
+        Ok(())
+    }
+
+    /// The forks `dev` settled: device → cut.
+    fn fork_cuts_of(&self, dev: &Replica<S>) -> BTreeMap<DeviceId, u64> {
+        let m = dev.membership();
+        m.devices()
+            .filter(|(e, _)| m.is_forked(e.device_id))
+            .filter_map(|(e, r)| Some((e.device_id, r?.last_seq)))
+            .collect()
+    }
+
     /// Device 0 or 1 revokes a device of index ≥ 2 (at least two devices stay active).
     fn revoke(&mut self) {
+        if self.restores {
+            return;
+        }
         let n = self.devices.len();
         let v = self.rng.gen_range(2..n);
         if !self.revoked.contains_key(&v) && n - self.revoked.len() <= 2 {
@@ -235,10 +395,12 @@ impl<S: SimStore> Sim<S> {
         self.devices.iter().enumerate().filter(|(i, _)| !self.revoked.contains_key(i)).map(|(_, d)| d)
     }
 
-    /// True when `w` is void: its author is revoked with a lower cut-off.
-    fn is_void(&self, w: &Write) -> bool {
+    /// True when `w` is not in the final state: its author is revoked or forked with a
+    /// lower cut-off (`forks` from [`Sim::fork_cuts`]), or a restore destroyed it.
+    fn is_void(&self, w: &Write, forks: &BTreeMap<DeviceId, u64>) -> bool {
         let i = self.devices.iter().position(|d| d.device_id() == w.dot.device);
-        i.and_then(|i| self.revoked.get(&i)).is_some_and(|cut| w.dot.seq > *cut)
+        let revoked = i.and_then(|i| self.revoked.get(&i)).is_some_and(|cut| w.dot.seq > *cut);
+        w.lost || revoked || forks.get(&w.dot.device).is_some_and(|cut| w.dot.seq > *cut)
     }
 
     fn connect(&mut self, a: usize, b: usize) {
@@ -313,7 +475,7 @@ impl<S: SimStore> Sim<S> {
     fn step(&mut self) {
         self.now_ms += self.rng.gen_range(1..2_000);
         let n = self.devices.len();
-        match self.rng.gen_range(0..100) {
+        match self.rng.gen_range(0..105) {
             0..=34 => {
                 let d = self.rng.gen_range(0..n);
                 self.write(d);
@@ -352,8 +514,17 @@ impl<S: SimStore> Sim<S> {
                 self.crash(d);
             }
             99 => self.revoke(),
+            100..=102 if self.restores => {
+                let d = self.rng.gen_range(0..n);
+                self.backup(d);
+            }
+            103 | 104 if self.restores => {
+                let d = self.rng.gen_range(0..n);
+                self.restore(d);
+            }
             _ => {} // a network step with no link to act on
         }
+        self.reenrol_forked();
     }
 
     /// Heals everything and pumps (without faults) until all devices agree.
@@ -361,7 +532,8 @@ impl<S: SimStore> Sim<S> {
         self.faults = false;
         self.group.iter_mut().for_each(|g| *g = 0);
         let n = self.devices.len();
-        for _round in 0..(2 * n + 4) {
+        for _round in 0..(3 * n + 8) {
+            self.reenrol_forked();
             self.links.clear();
             // Revoked devices are cut off (active devices refuse them); in a line, their
             // neighbours are linked to each other instead.
@@ -373,13 +545,18 @@ impl<S: SimStore> Sim<S> {
                     }
                 }
             }
-            loop {
+            'pump: loop {
                 let mut moved = false;
                 for li in 0..self.links.len() {
                     self.collect(li);
                     if self.links[li].queues.iter().any(|q| !q.is_empty()) {
                         moved = true;
                         if !self.deliver(li, usize::MAX) {
+                            // The one failure without faults: a device just told its own log
+                            // forked is refused; it re-enrols before the next round.
+                            if self.links[li].ends.iter().any(|e| self.devices[*e].forked_self()) {
+                                break 'pump;
+                            }
                             return Err(format!("session on link {:?} failed without faults", self.links[li].ends));
                         }
                     }
@@ -389,7 +566,8 @@ impl<S: SimStore> Sim<S> {
                 }
             }
             let d0 = self.devices[0].state().digest();
-            let live = self.writes.iter().filter(|w| !self.is_void(w)).count();
+            let forks = self.fork_cuts();
+            let live = self.writes.iter().filter(|w| !self.is_void(w, &forks)).count();
             if self
                 .active()
                 .all(|d| d.state().digest() == d0 && d.len() == live && d.version() == self.devices[0].version())
@@ -397,13 +575,14 @@ impl<S: SimStore> Sim<S> {
                 return Ok(());
             }
         }
-        let live = self.writes.iter().filter(|w| !self.is_void(w)).count();
+        let forks = self.fork_cuts();
+        let live = self.writes.iter().filter(|w| !self.is_void(w, &forks)).count();
         let seen: Vec<String> = self
             .active()
             .map(|d| format!("{} entries, vv {:?}", d.len(), d.version().0.values().collect::<Vec<_>>()))
             .collect();
         Err(format!(
-            "devices did not converge after healing: {live} live writes, revoked {:?}, active: {seen:?}",
+            "devices did not converge after healing: {live} live writes, revoked {:?}, forks {forks:?}, active: {seen:?}",
             self.revoked
         ))
     }
@@ -411,8 +590,10 @@ impl<S: SimStore> Sim<S> {
     /// Checks every device's registers against the oracle built from all acknowledged writes.
     fn check_oracle(&self) -> Result<(), String> {
         // Register key: (item, which) where which is "name", "exists" or "f:<field>".
+        let forks = self.fork_cuts();
+        self.check_forks(&forks)?;
         let mut regs: BTreeMap<(ItemId, String), Vec<&Write>> = BTreeMap::new();
-        for w in self.writes.iter().filter(|w| !self.is_void(w)) {
+        for w in self.writes.iter().filter(|w| !self.is_void(w, &forks)) {
             match &w.op {
                 Op::Put { item, name, fields } => {
                     regs.entry((*item, "exists".into())).or_default().push(w);
@@ -472,7 +653,9 @@ fn run<S: SimStore>(seed: u64) -> Result<Stats, String> {
     st.writes = sim.writes.len();
     st.conflicts_at_end = sim.devices[0].state().conflicts().len();
     st.line_topologies = usize::from(sim.line);
-    st.void_writes = sim.writes.iter().filter(|w| sim.is_void(w)).count();
+    let forks = sim.fork_cuts();
+    st.void_writes = sim.writes.iter().filter(|w| !w.lost && sim.is_void(w, &forks)).count();
+    st.forks = forks.len();
     Ok(st)
 }
 
@@ -499,6 +682,10 @@ fn random_partitions_converge_without_losing_edits() {
                 total.revocations += s.revocations;
                 total.void_writes += s.void_writes;
                 total.sqlite_crashes += s.sqlite_crashes;
+                total.restores += s.restores;
+                total.lost_writes += s.lost_writes;
+                total.forks += s.forks;
+                total.rewritten += s.rewritten;
             }
             Err(e) => {
                 eprintln!("seed {seed} FAILED: {e}\n  reproduce: HEARTH_SIM_SEED={seed} cargo test -p hearth-peer --test simulation");
@@ -513,6 +700,7 @@ fn random_partitions_converge_without_losing_edits() {
         assert!(total.sessions_killed_by_faults > 0 && total.crashes > 0 && total.partitions > 0, "{total:?}");
         assert!(total.conflicts_at_end > 0 && total.line_topologies > 0, "{total:?}");
         assert!(total.revocations > 0 && total.void_writes > 0 && total.sqlite_crashes > 0, "{total:?}");
+        assert!(total.restores > 0 && total.lost_writes > 0 && total.forks > 0 && total.rewritten > 0, "{total:?}");
     }
 }
 
