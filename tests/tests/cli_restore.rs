@@ -74,6 +74,42 @@ fn a_restored_database_that_catches_up_writes_again() {
     assert_eq!(a.json(&["list"]), b.json(&["list"]));
 }
 
+/// The same fork met only through bundles (no network): importing a bundle whose log of a
+/// device parts from the one held settles it; the forked home, importing the settlement,
+/// re-enrols at once and says so, and its re-written edit reaches the other device.
+#[test]
+fn a_fork_met_through_bundles_settles_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let devs = vault(dir.path(), &["a", "b"]);
+    let (a, b) = (&devs[0], &devs[1]);
+    let bundle = dir.path().join("bundle");
+    let bundle = bundle.to_str().unwrap();
+    a.ok(&["add", "one", "--field", "k=1"]);
+    let backup = dir.path().join("a-backup");
+    copy_dir(&a.home, &backup);
+    a.ok(&["add", "lost", "--field", "k=2"]);
+    a.ok(&["export", bundle]);
+    b.ok(&["import", bundle]);
+    let old_id = a.id();
+    std::fs::remove_dir_all(&a.home).unwrap();
+    copy_dir(&backup, &a.home);
+    a.ok(&["add", "typed", "--field", "k=3"]);
+    a.ok(&["export", bundle]);
+    b.ok(&["import", bundle]);
+    assert_eq!(b.names(), ["one"], "both branches beyond #1 are void on b");
+    b.ok(&["export", bundle]);
+    let o = a.run(&["import", bundle]);
+    assert!(o.status.success(), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("log had forked") && err.contains(&old_id), "{err}");
+    assert_ne!(a.id(), old_id);
+    assert_eq!(a.names(), ["one", "typed"]);
+    a.ok(&["export", bundle]);
+    b.ok(&["import", bundle]);
+    assert_eq!(b.names(), ["one", "typed"]);
+    assert_eq!(a.json(&["list"]), b.json(&["list"]));
+}
+
 /// The whole home (head file included) restored from an older copy and written again: the
 /// device signs a second log. Daemons settle the fork: b (which holds the lost entry) and c
 /// (which took the restored copy's branch) keep the shared prefix and converge, and the

@@ -10,10 +10,13 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::entry::{Entry, EntryHeader, GENESIS};
 use super::replica::{Batch, Received, Replica, ReplicaError};
 use super::store::LogStore;
 use crate::identity::MembershipRecord;
-use crate::ids::VaultId;
+use crate::ids::{DeviceId, VaultId};
 
 const MAGIC: &[u8; 8] = b"HEARTHB1";
 const HEAD: usize = 8 + 16 + 24;
@@ -98,6 +101,12 @@ pub fn import<S: LogStore>(replica: &mut Replica<S>, bytes: &[u8]) -> Result<Rec
     );
     let body: BundleBody = postcard::from_bytes(&plain).map_err(|_| BundleError::Damaged)?;
     replica.add_membership(body.membership)?;
+    // A bundle carries whole logs, so a log in it that parts from the one held here is a
+    // fork this import settles, as a session would (sealed with the content key, the
+    // bundle is as authentic as a session's `Hashes`).
+    for (author, hashes) in log_hashes(vault, &body.batches) {
+        replica.settle_fork(author, &hashes)?;
+    }
     let mut total = Received::default();
     for b in &body.batches {
         let r = replica.receive(b)?;
@@ -107,4 +116,26 @@ pub fn import<S: LogStore>(replica: &mut Replica<S>, bytes: &[u8]) -> Result<Rec
         total.refused += r.refused;
     }
     Ok(total)
+}
+
+/// Per author, `(seq, hash)` of its log as the batches carry it, the chain recomputed from
+/// seq 1 (an author whose run skips a seq stops there; `receive` refuses it anyway).
+fn log_hashes(vault: VaultId, batches: &[Batch]) -> BTreeMap<DeviceId, Vec<(u64, [u8; 32])>> {
+    let mut out: BTreeMap<DeviceId, Vec<(u64, [u8; 32])>> = BTreeMap::new();
+    let mut broken = BTreeSet::new();
+    for b in batches {
+        for we in &b.entries {
+            let Some(author) = b.authors.get(usize::from(we.author)) else { continue };
+            let log = out.entry(*author).or_default();
+            let (seq, prev) = log.last().copied().unwrap_or((0, GENESIS));
+            if we.seq != seq + 1 || broken.contains(author) {
+                broken.insert(*author);
+                continue;
+            }
+            let header = EntryHeader { vault, author: *author, seq: we.seq, hlc: we.hlc, deps: we.deps.clone(), prev };
+            let hash = Entry { header, sealed: we.sealed.clone() }.hash();
+            log.push((we.seq, hash));
+        }
+    }
+    out
 }

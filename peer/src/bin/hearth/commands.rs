@@ -89,7 +89,15 @@ impl Ctx {
                         Err(e) => return Err(e.into()),
                     }
                     let mut r = self.open()?;
-                    return Ok(actions::apply(&mut r, &req, now_ms())?);
+                    let out = actions::apply(&mut r, &req, now_ms())?;
+                    // An import that settled a fork of this device's own log: re-enrol now.
+                    if r.forked_self() {
+                        drop(r);
+                        if let Some(done) = self.home.settle_own_fork(pass, now_ms())? {
+                            eprintln!("{}", done.explain());
+                        }
+                    }
+                    return Ok(out);
                 }
                 // A daemon is starting, or another command is writing: wait for either.
                 Err(HomeError::Busy(_)) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
