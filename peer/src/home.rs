@@ -372,9 +372,16 @@ impl Reenrolled {
 }
 
 impl Home {
+    /// True when a re-enrolment after a fork was started and not finished (a crash).
+    pub fn fork_pending(&self) -> bool {
+        self.dir.join(FORKED_FILE).exists()
+    }
+
     /// When this device's own log was found forked (a peer settled it), re-enrols the home
     /// under a new device id and re-writes the edits the settlement voided, so nothing typed
     /// here is lost; resumes one a crash interrupted. The caller holds the writer lock.
+    /// (It unlocks and opens the home: callers check [`Replica::forked_self`] or
+    /// [`Home::fork_pending`] first.)
     pub fn settle_own_fork(&self, passphrase: Option<&str>, now_ms: u64) -> Result<Option<Reenrolled>, HomeError> {
         let marker = self.dir.join(FORKED_FILE);
         let pending = match fs::read_to_string(&marker) {

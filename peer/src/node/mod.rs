@@ -232,7 +232,11 @@ impl Node {
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> RunEnd {
         tokio::pin!(shutdown);
         let mut end = RunEnd::Shutdown;
-        loop {
+        // Learnt before this start (a crash before re-enrolling): re-enrol first.
+        if self.core.replica().forked_self() {
+            end = RunEnd::Forked;
+        }
+        while end == RunEnd::Shutdown {
             self.start_dials(Instant::now());
             let wake = self.core.next_wakeup().map(tokio::time::Instant::from_std);
             tokio::select! {
@@ -244,7 +248,6 @@ impl Node {
                         // Peers refuse this device id from now on: the home must re-enrol.
                         if self.core.replica().forked_self() {
                             end = RunEnd::Forked;
-                            break;
                         }
                     }
                     None => break,

@@ -309,6 +309,10 @@ impl Session {
     }
 
     fn on_message<S: LogStore>(&mut self, msg: Msg, replica: &mut Replica<S>) -> Result<(), SyncError> {
+        if self.remote.is_some() && !self.is_live() {
+            // Refused at hello (a peer whose fork was settled): it is being told and closed.
+            return Ok(());
+        }
         match (msg, self.is_live()) {
             (Msg::Hello { membership, heads }, false) => {
                 replica.add_membership(membership)?;

@@ -80,22 +80,17 @@ impl Ctx {
             }
             match self.home.lock_writer() {
                 Ok(_lock) => {
-                    let pass = self.passphrase.as_deref().map(String::as_str);
-                    match self.home.settle_own_fork(pass, now_ms()) {
-                        Ok(Some(done)) => eprintln!("{}", done.explain()),
-                        // A sealed home without the passphrase here: `open` asks for it, and
-                        // the write then says the device must re-enrol.
-                        Ok(None) | Err(HomeError::Locked) => {}
-                        Err(e) => return Err(e.into()),
-                    }
                     let mut r = self.open()?;
+                    if r.forked_self() || self.home.fork_pending() {
+                        drop(r);
+                        self.settle_own_fork()?;
+                        r = self.open()?;
+                    }
                     let out = actions::apply(&mut r, &req, now_ms())?;
                     // An import that settled a fork of this device's own log: re-enrol now.
                     if r.forked_self() {
                         drop(r);
-                        if let Some(done) = self.home.settle_own_fork(pass, now_ms())? {
-                            eprintln!("{}", done.explain());
-                        }
+                        self.settle_own_fork()?;
                     }
                     return Ok(out);
                 }
@@ -104,6 +99,25 @@ impl Ctx {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Re-enrols this home after a fork of its own log (see [`Home::settle_own_fork`]) and
+    /// says so in one line.
+    fn settle_own_fork(&self) -> anyhow::Result<()> {
+        let pass = self.passphrase.as_deref().map(String::as_str);
+        match self.home.settle_own_fork(pass, now_ms()) {
+            Ok(Some(done)) => eprintln!("{}", done.explain()),
+            Ok(None) => {}
+            // A sealed home whose passphrase was typed at the prompt: ask again.
+            Err(HomeError::Locked) if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+                let pass = read_secret("passphrase: ")?;
+                if let Some(done) = self.home.settle_own_fork(Some(&pass), now_ms())? {
+                    eprintln!("{}", done.explain());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
     }
 
     fn print(&self, value: Value, human: impl FnOnce() -> String) {

@@ -20,10 +20,11 @@ pub(crate) fn run(mut config: NodeConfig) -> anyhow::Result<()> {
         let shutdown = shutdown_signal();
         tokio::pin!(shutdown);
         let mut restart = false;
+        let mut forked = false;
         loop {
             let deadline = Instant::now() + LOCK_WAIT;
             let node = loop {
-                match start(&config).await {
+                match start(&config, forked).await {
                     Err(NodeError::Home(HomeError::Busy(_))) if Instant::now() < deadline => {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
@@ -45,13 +46,15 @@ pub(crate) fn run(mut config: NodeConfig) -> anyhow::Result<()> {
             if node.run(&mut shutdown).await == RunEnd::Shutdown {
                 return Ok(());
             }
+            forked = true;
         }
     })
 }
 
-/// Starts the node, first re-enrolling a home whose own log was found forked.
-async fn start(config: &NodeConfig) -> Result<Node, NodeError> {
-    {
+/// Starts the node, first re-enrolling a home whose own log was found `forked` (or whose
+/// re-enrolment a crash interrupted).
+async fn start(config: &NodeConfig, forked: bool) -> Result<Node, NodeError> {
+    if forked || config.home.fork_pending() {
         let _lock = config.home.lock_writer()?;
         let pass = config.passphrase.as_deref().map(String::as_str);
         if let Some(done) = config.home.settle_own_fork(pass, super::commands::now_ms())? {
