@@ -138,3 +138,24 @@ fn fork_hashes_are_dense_near_the_fork_then_a_ladder() {
     assert_eq!(b.version().get(id), n - 30);
     assert_eq!(b.voided_values().unwrap().len(), 30);
 }
+
+/// A forked device that a user has also revoked stays out: it is refused like any revoked
+/// device (not told to re-enrol), and it does not re-enrol on its own either.
+#[test]
+fn a_forked_device_a_user_revoked_is_refused_not_told() {
+    let (secret, mut r) = vault(2);
+    let (mut a, mut b) = (r.remove(0), r.remove(0));
+    let id = a.device_id();
+    let empty = a.store_mut().clone();
+    a.write(&set(ITEM, "k", "a1"), 1_000).unwrap();
+    meet(&mut a, &mut b).unwrap();
+    let mut restored = Replica::open(&secret, id, empty).unwrap();
+    restored.write(&set(ITEM, "k", "r1"), 2_000).unwrap();
+    let _ = meet(&mut b, &mut restored);
+    assert!(b.membership().is_forked(id) && restored.forked_self());
+    b.revoke(id, 3_000).unwrap();
+    assert!(b.membership().revoked_by_user(id));
+    let err = meet(&mut b, &mut restored).unwrap_err();
+    assert!(matches!(err, SyncError::NotMember(_)), "{err}");
+    assert!(!restored.forked_self(), "a user revocation is final");
+}

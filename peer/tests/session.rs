@@ -6,7 +6,7 @@ mod common;
 use common::{put, vault};
 use hearth_peer::identity::VaultSecret;
 use hearth_peer::ids::{DeviceId, ItemId};
-use hearth_peer::sync::{run_until_quiet, Event, Role, Session, SessionConfig, SyncError};
+use hearth_peer::sync::{run_until_quiet, Event, Role, Session, SessionConfig, SessionCounts, SyncError};
 use hearth_peer::vault::{MemStore, Replica};
 
 fn item(i: u32) -> ItemId {
@@ -30,6 +30,14 @@ fn full_sync_then_live_push() {
     b.write(&put(item(9_999), "from-b", &[]), 5_000).unwrap();
     let (mut sa, mut sb) = pair(&a, &b);
     let stats = run_until_quiet(&mut sa, &mut a, &mut sb, &mut b).unwrap();
+    // 500 entries of about 90 bytes went one way; acks and one entry the other.
+    assert!(stats.bytes_a_to_b > 40_000 && stats.bytes_b_to_a > 100, "{stats:?}");
+    assert!(stats.bytes_b_to_a < stats.bytes_a_to_b / 10, "{stats:?}");
+    assert!(format!("{sa:?}").starts_with("Session { role: Initiator, remote: Some("), "{sa:?}");
+    // One `Acked` when everything sent was acknowledged, carrying b's version then.
+    let acked: Vec<_> =
+        stats.events_a.iter().filter_map(|e| if let Event::Acked(v) = e { Some(v) } else { None }).collect();
+    assert_eq!(acked.last().copied(), Some(b.version()), "{acked:?}");
     assert!(stats.events_a.contains(&Event::Connected { device: b.device_id() }));
     assert!(stats.events_b.contains(&Event::Connected { device: a.device_id() }));
     assert_eq!(a.state().digest(), b.state().digest());
@@ -51,6 +59,89 @@ fn full_sync_then_live_push() {
             assert_eq!(got.duplicates, 0, "b echoed entries back to a");
         }
     }
+}
+
+/// What the node reads off a session: one handshake hash on both ends (unique per session,
+/// to pick between duplicate sessions alike), what moved, what is pending, and when one
+/// sync round is complete.
+#[test]
+fn both_ends_see_one_handshake_hash_and_count_what_moved() {
+    let (_, mut r) = vault(2);
+    let (mut a, mut b) = (r.remove(0), r.remove(0));
+    for i in 0..3 {
+        a.write(&put(item(i), "x", &[]), 1_000).unwrap();
+    }
+    let (mut sa, mut sb) = pair(&a, &b);
+    assert_eq!(sa.handshake_hash(), None);
+    assert!(!sa.is_caught_up(&a) && !sb.is_caught_up(&b), "nothing is caught up before hello");
+    assert_eq!(sa.pending(&a), 3);
+    run_until_quiet(&mut sa, &mut a, &mut sb, &mut b).unwrap();
+    let h = sa.handshake_hash().unwrap();
+    assert_eq!(sb.handshake_hash(), Some(h));
+    assert!(h != [0; 32] && h != [1; 32]);
+    assert_eq!(sa.counts(), SessionCounts { sent: 3, received: 0 });
+    assert_eq!(sb.counts(), SessionCounts { sent: 0, received: 3 });
+    assert_eq!((sa.pending(&a), sb.pending(&b)), (0, 0));
+    assert!(sa.is_caught_up(&a) && sb.is_caught_up(&b));
+    // Each condition of "caught up" on its own: a new write (unsent, then unacknowledged).
+    a.write(&put(item(9), "y", &[]), 2_000).unwrap();
+    assert!(!sa.is_caught_up(&a), "an entry not yet offered");
+    assert_eq!(sa.pending(&a), 1);
+    let m = sa.poll_transmit(&a).unwrap();
+    assert!(!sa.is_caught_up(&a), "a batch not yet acknowledged");
+    sb.handle_message(&m, &mut b).unwrap();
+    assert!(!sb.is_caught_up(&b) || b.version() == a.version());
+    run_until_quiet(&mut sa, &mut a, &mut sb, &mut b).unwrap();
+    assert!(sa.is_caught_up(&a));
+    // b learns of an entry a holds (its hello version) only once it has it.
+    let (_, mut r) = vault(3);
+    let (mut x, mut y, mut z) = (r.remove(0), r.remove(0), r.remove(0));
+    z.write(&put(item(1), "z", &[]), 1_000).unwrap();
+    common::sync_pair(&mut z, &mut x);
+    let (mut sx, mut sy) = pair(&x, &y);
+    'hello: loop {
+        while let Some(m) = sx.poll_transmit(&x) {
+            sy.handle_message(&m, &mut y).unwrap();
+            if sy.is_live() {
+                break 'hello;
+            }
+        }
+        while let Some(m) = sy.poll_transmit(&y) {
+            sx.handle_message(&m, &mut x).unwrap();
+        }
+    }
+    assert!(!sy.is_caught_up(&y), "y has not received what x's hello announced");
+    run_until_quiet(&mut sx, &mut x, &mut sy, &mut y).unwrap();
+    assert!(sy.is_caught_up(&y));
+}
+
+/// Flow control: with acknowledgements withheld, a sender has exactly `window` batches out.
+#[test]
+fn no_more_than_window_batches_go_unacknowledged() {
+    let (_, mut r) = vault(2);
+    let (mut a, mut b) = (r.remove(0), r.remove(0));
+    for i in 0..50 {
+        a.write(&put(item(i), "entry", &[]), 1_000).unwrap();
+    }
+    let cfg = SessionConfig { batch_bytes: 300, window: 2, ..SessionConfig::default() };
+    let mut sa = Session::new(Role::Initiator, &a, cfg).unwrap();
+    let mut sb = Session::new(Role::Responder, &b, cfg).unwrap();
+    let mut batches = 0;
+    for _ in 0..20 {
+        while let Some(m) = sa.poll_transmit(&a) {
+            sb.handle_message(&m, &mut b).unwrap();
+        }
+        while let Some(e) = sb.poll_event() {
+            batches += usize::from(matches!(e, Event::Received(_)));
+        }
+        // b's answers reach a until a is live; from then on its acks are withheld.
+        if !sa.is_live() {
+            while let Some(m) = sb.poll_transmit(&b) {
+                sa.handle_message(&m, &mut a).unwrap();
+            }
+        }
+    }
+    assert_eq!(batches, 2);
 }
 
 #[test]
@@ -126,6 +217,21 @@ fn a_revoked_device_is_refused() {
     let err = run_until_quiet(&mut sa, &mut a, &mut sb, &mut b).unwrap_err();
     assert!(matches!(err, SyncError::NotMember(_)), "{err}");
     assert!(b.is_empty(), "the revoked device received nothing");
+}
+
+/// A record revoking the peer that the peer itself forwards (it learnt it elsewhere) ends
+/// the session as `NotMember` on the receiving side at once.
+#[test]
+fn a_peer_forwarding_its_own_revocation_is_refused_at_once() {
+    let (_, mut r) = vault(3);
+    let (mut a, mut b, mut c) = (r.remove(0), r.remove(0), r.remove(0));
+    let (mut sa, mut sb) = pair(&a, &b);
+    run_until_quiet(&mut sa, &mut a, &mut sb, &mut b).unwrap();
+    c.revoke(b.device_id(), 1_000).unwrap();
+    b.add_membership(c.membership().records().to_vec()).unwrap();
+    let err = run_until_quiet(&mut sa, &mut a, &mut sb, &mut b).unwrap_err();
+    assert!(matches!(err, SyncError::NotMember(_)), "{err}");
+    assert!(a.membership().revoked_by_user(b.device_id()));
 }
 
 #[test]

@@ -108,10 +108,9 @@ impl Reassembler {
         }
         let bytes = std::mem::take(&mut self.buf);
         // Read the version first so a newer peer gets a clear "version" error, not "malformed".
-        match bytes.first() {
-            Some(&v) if v != PROTOCOL_VERSION => return Err(FrameError::Version(v)),
-            None => return Err(FrameError::Malformed),
-            _ => {}
+        // (An empty message fails to decode below: Malformed.)
+        if let Some(&v) = bytes.first().filter(|v| **v != PROTOCOL_VERSION) {
+            return Err(FrameError::Version(v));
         }
         let env: Envelope = postcard::from_bytes(&bytes).map_err(|_| FrameError::Malformed)?;
         Ok(Some(env.msg))
@@ -150,6 +149,17 @@ mod tests {
         let mut small = Reassembler::new(50_000);
         let err = chunks.iter().find_map(|c| small.push(c).err());
         assert_eq!(err, Some(FrameError::TooLarge(50_000)));
+        // A message of exactly the limit is taken.
+        let total: usize = chunks.iter().map(|c| c.len() - 1).sum();
+        let mut exact = Reassembler::new(total);
+        let got = chunks.iter().map(|c| exact.push(c).unwrap()).last().flatten();
+        assert_eq!(got, Some(msg));
+    }
+
+    #[test]
+    fn a_full_chunk_with_its_header_and_tag_fills_one_noise_message() {
+        assert_eq!(CHUNK + 1 + TAG, NOISE_MAX);
+        assert_eq!(NOISE_MAX, 65_535, "the Noise protocol's message limit");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! the receiver's commit. A signed head that differs from the entry held at its seq is a
 //! fork: the side that sees it sends its hashes of that log (`Hashes`), the other settles
 //! the fork where the logs part (a root-signed `Fork` record sent like any membership), and
-//! neither sends entries of that author until then.
+//! neither sends entries of that author on that session.
 //!
 //! Use: feed every message from the pipe to [`Session::handle_message`], then drain
 //! [`Session::poll_transmit`] (send each returned message on the pipe) and
@@ -130,9 +130,9 @@ pub struct Session {
     unacked: usize,
     /// Membership records already sent.
     membership_sent: usize,
-    /// Forks seen at hello, `(author, seq)`, not yet settled: none of that author's
-    /// entries are sent until a cut-off below `seq` is in force.
-    forks: Vec<(DeviceId, u64)>,
+    /// Authors whose log forked from the peer's (seen at hello): none of their entries are
+    /// sent on this session.
+    forks: Vec<DeviceId>,
     /// The peer was revoked: only what is queued (a forked peer's settlement) goes out.
     closing: bool,
     /// Decryption buffer, reused for every incoming message.
@@ -329,7 +329,7 @@ impl Session {
                 };
                 for (author, seq) in replica.check_heads(&heads)? {
                     self.send(&Msg::Hashes { author, hashes: replica.fork_hashes(author, seq) })?;
-                    self.forks.push((author, seq));
+                    self.forks.push(author);
                 }
                 for h in &heads {
                     self.remote_vv.set(h.author, h.seq);
@@ -381,7 +381,7 @@ impl Session {
                 }
             }
             (Msg::Hashes { author, hashes }, true) => {
-                if hashes.len() as u64 > 2 * DENSE_HASHES + 64 {
+                if too_many_hashes(hashes.len()) {
                     return Err(SyncError::Protocol("too many fork hashes"));
                 }
                 if let Some(kept) = replica.settle_fork(author, &hashes)? {
@@ -444,12 +444,12 @@ impl Session {
                 return None;
             }
         }
-        // A fork is settled once a cut-off below where it was seen is in force.
-        self.forks.retain(|(a, seq)| replica.membership().revocation(*a).is_none_or(|r| r.last_seq >= *seq));
+        // Authors forked at hello stay held back for the whole session: once settled, none
+        // of their entries the peer lacks is live (the cut is below the peer's head).
         let mut held_back = None;
         if !self.forks.is_empty() {
             let mut vv = self.remote_vv.clone();
-            for (a, _) in &self.forks {
+            for a in &self.forks {
                 vv.set(*a, u64::MAX);
             }
             held_back = Some(vv);
@@ -472,6 +472,25 @@ impl Session {
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+}
+
+/// Most hashes a `Hashes` message may carry: what [`Replica::fork_hashes`] lists (the dense
+/// part and a ladder of doubling gaps over any u64 seq) with room to spare.
+pub const MAX_FORK_HASHES: usize = 2 * DENSE_HASHES as usize + 64;
+
+fn too_many_hashes(n: usize) -> bool {
+    n > MAX_FORK_HASHES
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fork_hashes_are_capped_at_the_limit_exactly() {
+        use super::{too_many_hashes, MAX_FORK_HASHES};
+        assert!(!too_many_hashes(MAX_FORK_HASHES));
+        assert!(too_many_hashes(MAX_FORK_HASHES + 1));
+        assert_eq!(MAX_FORK_HASHES, 8_256);
     }
 }
 
