@@ -483,6 +483,13 @@ fn too_many_hashes(n: usize) -> bool {
     n > MAX_FORK_HASHES
 }
 
+/// True when `device` is out only because its fork was settled: it may re-enrol, so it is
+/// sent the records that tell it so.
+fn told_of_fork<S: LogStore>(replica: &Replica<S>, device: DeviceId) -> bool {
+    let m = replica.membership();
+    m.is_forked(device) && !m.revoked_by_user(device)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -492,11 +499,4 @@ mod tests {
         assert!(too_many_hashes(MAX_FORK_HASHES + 1));
         assert_eq!(MAX_FORK_HASHES, 8_256);
     }
-}
-
-/// True when `device` is out only because its fork was settled: it may re-enrol, so it is
-/// sent the records that tell it so.
-fn told_of_fork<S: LogStore>(replica: &Replica<S>, device: DeviceId) -> bool {
-    let m = replica.membership();
-    m.is_forked(device) && !m.revoked_by_user(device)
 }
