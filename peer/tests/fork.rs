@@ -86,9 +86,9 @@ fn holders_of_two_branches_settle_and_converge() {
     assert!(b.state().digest() == c.state().digest(), "a's newer branch entry is void on arrival");
 }
 
-/// A fork whose branches share nothing: the settlement keeps none of the author's log.
-#[test]
-fn a_fork_at_the_first_entry_keeps_nothing_of_that_author() {
+/// `a` wrote one entry and synced it to `b`; a copy of `a`'s home from before that wrote
+/// another first entry and met `b`. Returns (a's id, b, the restored copy).
+fn forked_at_the_first_entry() -> (DeviceId, Replica<MemStore>, Replica<MemStore>) {
     let (secret, mut r) = vault(2);
     let (mut a, mut b) = (r.remove(0), r.remove(0));
     let id = a.device_id();
@@ -98,6 +98,13 @@ fn a_fork_at_the_first_entry_keeps_nothing_of_that_author() {
     let mut restored = Replica::open(&secret, id, empty).unwrap();
     restored.write(&set(ITEM, "k", "r1"), 2_000).unwrap();
     let _ = meet(&mut b, &mut restored);
+    (id, b, restored)
+}
+
+/// A fork whose branches share nothing: the settlement keeps none of the author's log.
+#[test]
+fn a_fork_at_the_first_entry_keeps_nothing_of_that_author() {
+    let (id, b, restored) = forked_at_the_first_entry();
     assert_eq!(b.membership().revocation(id).map(|r| r.last_seq), Some(0));
     assert_eq!(b.version().get(id), 0);
     assert!(restored.forked_self());
@@ -143,15 +150,7 @@ fn fork_hashes_are_dense_near_the_fork_then_a_ladder() {
 /// device (not told to re-enrol), and it does not re-enrol on its own either.
 #[test]
 fn a_forked_device_a_user_revoked_is_refused_not_told() {
-    let (secret, mut r) = vault(2);
-    let (mut a, mut b) = (r.remove(0), r.remove(0));
-    let id = a.device_id();
-    let empty = a.store_mut().clone();
-    a.write(&set(ITEM, "k", "a1"), 1_000).unwrap();
-    meet(&mut a, &mut b).unwrap();
-    let mut restored = Replica::open(&secret, id, empty).unwrap();
-    restored.write(&set(ITEM, "k", "r1"), 2_000).unwrap();
-    let _ = meet(&mut b, &mut restored);
+    let (id, mut b, mut restored) = forked_at_the_first_entry();
     assert!(b.membership().is_forked(id) && restored.forked_self());
     b.revoke(id, 3_000).unwrap();
     assert!(b.membership().revoked_by_user(id));

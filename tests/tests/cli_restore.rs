@@ -20,10 +20,7 @@ fn a_restored_database_refuses_writes_until_repaired() {
     let old_id = a.id();
 
     // The database goes back to the older copy (the head file beside it stays).
-    for f in ["vault.db-wal", "vault.db-shm"] {
-        let _ = std::fs::remove_file(a.home.join(f));
-    }
-    std::fs::copy(&backup, a.home.join("vault.db")).unwrap();
+    restore_db(a, &backup);
     assert_eq!(a.names(), ["one"], "reads still work");
     let o = a.run(&["add", "four", "--field", "k=4"]);
     assert!(!o.status.success());
@@ -56,20 +53,14 @@ fn a_restored_database_that_catches_up_writes_again() {
     a.ok(&["add", "two", "--field", "k=2"]);
     let bundle = dir.path().join("bundle");
     let bundle = bundle.to_str().unwrap();
-    a.ok(&["export", bundle]);
-    b.ok(&["import", bundle]);
+    carry(a, b, bundle);
     let id = a.id();
-    for f in ["vault.db-wal", "vault.db-shm"] {
-        let _ = std::fs::remove_file(a.home.join(f));
-    }
-    std::fs::copy(&backup, a.home.join("vault.db")).unwrap();
+    restore_db(a, &backup);
     assert!(!a.run(&["add", "three", "--field", "k=3"]).status.success());
-    b.ok(&["export", bundle]);
-    a.ok(&["import", bundle]);
+    carry(b, a, bundle);
     a.ok(&["add", "three", "--field", "k=3"]);
     assert_eq!(a.id(), id);
-    a.ok(&["export", bundle]);
-    b.ok(&["import", bundle]);
+    carry(a, b, bundle);
     assert_eq!(b.names(), ["one", "three", "two"]);
     assert_eq!(a.json(&["list"]), b.json(&["list"]));
 }
@@ -88,14 +79,12 @@ fn a_fork_met_through_bundles_settles_too() {
     let backup = dir.path().join("a-backup");
     copy_dir(&a.home, &backup);
     a.ok(&["add", "lost", "--field", "k=2"]);
-    a.ok(&["export", bundle]);
-    b.ok(&["import", bundle]);
+    carry(a, b, bundle);
     let old_id = a.id();
     std::fs::remove_dir_all(&a.home).unwrap();
     copy_dir(&backup, &a.home);
     a.ok(&["add", "typed", "--field", "k=3"]);
-    a.ok(&["export", bundle]);
-    b.ok(&["import", bundle]);
+    carry(a, b, bundle);
     assert_eq!(b.names(), ["one"], "both branches beyond #1 are void on b");
     b.ok(&["export", bundle]);
     let o = a.run(&["import", bundle]);
@@ -104,8 +93,7 @@ fn a_fork_met_through_bundles_settles_too() {
     assert!(err.contains("log had forked") && err.contains(&old_id), "{err}");
     assert_ne!(a.id(), old_id);
     assert_eq!(a.names(), ["one", "typed"]);
-    a.ok(&["export", bundle]);
-    b.ok(&["import", bundle]);
+    carry(a, b, bundle);
     assert_eq!(b.names(), ["one", "typed"]);
     assert_eq!(a.json(&["list"]), b.json(&["list"]));
 }
@@ -125,20 +113,17 @@ fn daemons_settle_a_fork_and_the_forked_device_re_enrols_by_itself() {
     let bundle = dir.path().join("bundle");
     let bundle = bundle.to_str().unwrap();
     a.ok(&["add", "one", "--field", "k=1"]);
-    a.ok(&["export", bundle]);
-    b.ok(&["import", bundle]);
+    carry(a, b, bundle);
     c.ok(&["import", bundle]);
     let backup = dir.path().join("a-backup");
     copy_dir(&a.home, &backup);
     a.ok(&["add", "lost", "--field", "k=2"]);
-    a.ok(&["export", bundle]);
-    b.ok(&["import", bundle]);
+    carry(a, b, bundle);
     let old_id = a.id();
     std::fs::remove_dir_all(&a.home).unwrap();
     copy_dir(&backup, &a.home);
     a.ok(&["add", "typed-after-restore", "--field", "k=3"]);
-    a.ok(&["export", bundle]);
-    c.ok(&["import", bundle]);
+    carry(a, c, bundle);
     assert_eq!(c.names(), ["one", "typed-after-restore"], "c took the restored branch");
 
     let log = dir.path().join("a.log");
@@ -183,4 +168,18 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
         std::fs::copy(e.path(), to.join(name)).unwrap();
     }
+}
+
+/// Puts `backup` back as `d`'s database (its WAL and shared memory go; the head file stays).
+fn restore_db(d: &hearth_e2e::device::Device, backup: &std::path::Path) {
+    for f in ["vault.db-wal", "vault.db-shm"] {
+        let _ = std::fs::remove_file(d.home.join(f));
+    }
+    std::fs::copy(backup, d.home.join("vault.db")).unwrap();
+}
+
+/// Carries everything `from` holds to `to` in a bundle file (sneakernet).
+fn carry(from: &hearth_e2e::device::Device, to: &hearth_e2e::device::Device, bundle: &str) {
+    from.ok(&["export", bundle]);
+    to.ok(&["import", bundle]);
 }
