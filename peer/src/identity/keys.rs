@@ -123,6 +123,22 @@ impl DeviceKeys {
 mod tests {
     use super::*;
 
+    /// Debug output (which ends up in logs and panic messages) names the value and never
+    /// shows key material.
+    #[test]
+    fn debug_output_shows_no_key_material() {
+        let secret = VaultSecret::from_bytes([0x42; 32]);
+        let v = VaultKeys::derive(&secret);
+        let d = DeviceKeys::derive(&secret, DeviceId([0x01; 16]));
+        assert_eq!(format!("{secret:?}"), "VaultSecret(..)");
+        assert_eq!(format!("{:?}", v.content), "SymmetricKey(..)");
+        assert_eq!(format!("{v:?}"), format!("VaultKeys {{ vault_id: {:?}, .. }}", v.vault_id));
+        assert_eq!(format!("{d:?}"), format!("DeviceKeys {{ device_id: {:?}, .. }}", d.device_id));
+        for text in [format!("{v:#?}"), format!("{d:#?}")] {
+            assert!(!text.contains(&hex::encode(v.content.as_bytes())) && !text.contains("42, 42"), "{text}");
+        }
+    }
+
     /// Known-answer vectors: these values are part of the protocol (docs/PROTOCOL.md) and
     /// must never change, or every existing vault would stop opening.
     #[test]
