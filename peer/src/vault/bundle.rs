@@ -20,8 +20,9 @@ use crate::ids::{DeviceId, VaultId};
 
 const MAGIC: &[u8; 8] = b"HEARTHB1";
 const HEAD: usize = 8 + 16 + 24;
-/// Entries per batch inside a bundle (each batch is verified and committed on its own).
-const BATCH_BYTES: usize = 1 << 20;
+/// Bytes per batch inside a bundle (each batch is verified and committed on its own; the
+/// size only decides how a bundle is cut, never what it holds).
+const BATCH_BYTES: usize = 1_048_576;
 /// Largest bundle imported (a vault of ~1,000,000 entries; a bigger file is not ours).
 pub const MAX_BUNDLE: usize = 512 << 20;
 
@@ -82,9 +83,7 @@ pub fn export<S: LogStore>(replica: &Replica<S>) -> Result<Vec<u8>, BundleError>
 
 /// Verifies and merges a bundle into `replica` (idempotent: importing twice adds nothing).
 pub fn import<S: LogStore>(replica: &mut Replica<S>, bytes: &[u8]) -> Result<Received, BundleError> {
-    if bytes.len() > MAX_BUNDLE {
-        return Err(BundleError::TooLarge(bytes.len()));
-    }
+    check_size(bytes.len())?;
     if bytes.len() < HEAD || &bytes[..8] != MAGIC {
         return Err(BundleError::NotABundle);
     }
@@ -116,6 +115,14 @@ pub fn import<S: LogStore>(replica: &mut Replica<S>, bytes: &[u8]) -> Result<Rec
         total.refused += r.refused;
     }
     Ok(total)
+}
+
+/// Refuses a file over [`MAX_BUNDLE`] before reading it further.
+pub fn check_size(len: usize) -> Result<(), BundleError> {
+    if len > MAX_BUNDLE {
+        return Err(BundleError::TooLarge(len));
+    }
+    Ok(())
 }
 
 /// Per author, `(seq, hash)` of its log as the batches carry it, the chain recomputed from

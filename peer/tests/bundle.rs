@@ -1,0 +1,77 @@
+//! Bundles (sneakernet sync): what goes in comes out, twice is once, and anything that is not
+//! a whole, sealed bundle of this vault is refused with its reason before anything is stored.
+
+mod common;
+
+use common::{put, set, vault};
+use hearth_peer::ids::ItemId;
+use hearth_peer::vault::bundle::{check_size, export, import, MAX_BUNDLE};
+use hearth_peer::vault::{BundleError, Received};
+
+const ITEM: ItemId = ItemId([3; 16]);
+
+#[test]
+fn a_bundle_carries_everything_once() {
+    let (_, mut r) = vault(2);
+    let (mut a, mut b) = (r.remove(0), r.remove(0));
+    for i in 0..300u64 {
+        a.write(&set(ITEM, "n", &i.to_string()), 1_000 + i).unwrap();
+    }
+    b.write(&put(ItemId([4; 16]), "b's", &[]), 2_000).unwrap();
+    let bytes = export(&a).unwrap();
+    assert_eq!(&bytes[..8], b"HEARTHB1");
+    assert_eq!(&bytes[8..24], &a.vault_id().0);
+    assert_eq!(import(&mut b, &bytes).unwrap(), Received { new: 300, ..Default::default() });
+    assert_eq!(b.state().items[&ITEM].field_values()["n"], "299");
+    assert_eq!(import(&mut b, &bytes).unwrap(), Received { duplicates: 300, ..Default::default() });
+    // Back the other way: a gets b's entry, and both hold the same state.
+    let back = export(&b).unwrap();
+    assert_eq!(import(&mut a, &back).unwrap(), Received { new: 1, duplicates: 300, ..Default::default() });
+    assert_eq!(a.state().digest(), b.state().digest());
+    // Two exports of one state differ (a fresh nonce each) and import alike.
+    assert_ne!(export(&a).unwrap(), export(&a).unwrap());
+}
+
+#[test]
+fn what_is_not_a_whole_bundle_of_this_vault_is_refused() {
+    let (_, mut r) = vault(2);
+    let (mut a, mut b) = (r.remove(0), r.remove(0));
+    a.write(&put(ITEM, "x", &[("password", "p")]), 1_000).unwrap();
+    let bytes = export(&a).unwrap();
+    let digest = b.state().digest();
+    let refused = |b: &mut hearth_peer::vault::Replica<_>, bytes: &[u8]| import(b, bytes).unwrap_err();
+    assert!(matches!(refused(&mut b, b"HEARTHB1"), BundleError::NotABundle), "shorter than a header");
+    let mut magic = bytes.clone();
+    magic[0] = b'X';
+    assert!(matches!(refused(&mut b, &magic), BundleError::NotABundle));
+    // Exactly a header and nothing sealed: a bundle, damaged.
+    assert!(matches!(refused(&mut b, &bytes[..48]), BundleError::Damaged));
+    for at in [30, 60, bytes.len() - 1] {
+        let mut flipped = bytes.clone();
+        flipped[at] ^= 1;
+        assert!(matches!(refused(&mut b, &flipped), BundleError::Damaged), "byte {at}");
+    }
+    let mut other = bytes.clone();
+    other[8] ^= 1;
+    assert!(matches!(refused(&mut b, &other), BundleError::OtherVault(v) if v.0 == other[8..24]));
+    assert_eq!(b.state().digest(), digest, "nothing was stored");
+    assert!(b.is_empty());
+    // Size: the limit itself is accepted, one byte more is not (checked before reading).
+    assert!(check_size(MAX_BUNDLE).is_ok());
+    assert!(matches!(check_size(MAX_BUNDLE + 1), Err(BundleError::TooLarge(n)) if n == MAX_BUNDLE + 1));
+    assert_eq!(MAX_BUNDLE, 512 << 20);
+}
+
+#[test]
+fn void_entries_in_a_bundle_are_counted_not_taken() {
+    let (_, mut r) = vault(2);
+    let (mut a, mut d) = (r.remove(0), r.remove(0));
+    d.write(&set(ITEM, "k", "1"), 1_000).unwrap();
+    d.write(&set(ITEM, "k", "2"), 1_001).unwrap();
+    assert_eq!(import(&mut a, &export(&d).unwrap()).unwrap().new, 2);
+    a.revoke(d.device_id(), 2_000).unwrap();
+    d.write(&set(ITEM, "k", "after the cut"), 3_000).unwrap();
+    let got = import(&mut a, &export(&d).unwrap()).unwrap();
+    assert_eq!(got, Received { duplicates: 2, void: 1, ..Default::default() });
+    assert_eq!(a.state().items[&ITEM].field_values()["k"], "2");
+}
