@@ -75,3 +75,38 @@ fn void_entries_in_a_bundle_are_counted_not_taken() {
     assert_eq!(got, Received { duplicates: 2, void: 1, ..Default::default() });
     assert_eq!(a.state().items[&ITEM].field_values()["k"], "2");
 }
+
+/// A bundle (as modified software could write one) holding an entry over the size limit:
+/// that author's entries in its batch are dropped and counted, everything else is taken.
+#[test]
+fn an_oversized_entry_in_a_bundle_is_refused_and_counted() {
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+    #[derive(serde::Serialize)]
+    struct Body {
+        membership: Vec<hearth_peer::identity::MembershipRecord>,
+        batches: Vec<hearth_peer::vault::Batch>,
+    }
+    let (secret, mut r) = vault(3);
+    let (mut a, mut b, mut h) = (r.remove(0), r.remove(0), r.remove(0));
+    h.write(&set(ITEM, "k", "fine"), 1_000).unwrap();
+    h.write(&set(ITEM, "k", "huge"), 1_001).unwrap();
+    a.write(&put(ItemId([9; 16]), "from-a", &[]), 1_002).unwrap();
+    let mut planted = h.batch_for(&Default::default(), &mut 0, usize::MAX);
+    planted.entries[1].sealed = vec![0xAB; 100_000];
+    let from_a = a.batch_for(&Default::default(), &mut 0, usize::MAX);
+    let body = Body { membership: Vec::new(), batches: vec![planted, from_a] };
+    let keys = hearth_peer::identity::VaultKeys::derive(&secret);
+    let mut out = b"HEARTHB1".to_vec();
+    out.extend_from_slice(&keys.vault_id.0);
+    let nonce = [7u8; 24];
+    let aad = out.clone();
+    let ct = XChaCha20Poly1305::new(keys.content.as_bytes().into())
+        .encrypt(XNonce::from_slice(&nonce), Payload { msg: &postcard::to_stdvec(&body).unwrap(), aad: &aad })
+        .unwrap();
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    assert_eq!(import(&mut b, &out).unwrap(), Received { new: 1, refused: 2, ..Default::default() });
+    assert!(b.state().find("from-a").is_ok());
+    assert!(!b.state().items.contains_key(&ITEM));
+}
