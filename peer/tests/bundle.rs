@@ -4,9 +4,10 @@
 mod common;
 
 use common::{put, set, vault};
+use hearth_peer::identity::VaultSecret;
 use hearth_peer::ids::ItemId;
 use hearth_peer::vault::bundle::{check_size, export, import, MAX_BUNDLE};
-use hearth_peer::vault::{BundleError, Received};
+use hearth_peer::vault::{Batch, BundleError, Received, Replica, ReplicaError};
 
 const ITEM: ItemId = ItemId([3; 16]);
 
@@ -76,17 +77,34 @@ fn void_entries_in_a_bundle_are_counted_not_taken() {
     assert_eq!(a.state().items[&ITEM].field_values()["k"], "2");
 }
 
-/// A bundle (as modified software could write one) holding an entry over the size limit:
-/// that author's entries in its batch are dropped and counted, everything else is taken.
-#[test]
-fn an_oversized_entry_in_a_bundle_is_refused_and_counted() {
+/// Seals `batches` into a bundle of the vault of `secret` exactly as `export` does: what
+/// modified software could write.
+fn seal_bundle(secret: &VaultSecret, batches: Vec<Batch>) -> Vec<u8> {
     use chacha20poly1305::aead::{Aead, KeyInit, Payload};
     use chacha20poly1305::{XChaCha20Poly1305, XNonce};
     #[derive(serde::Serialize)]
     struct Body {
         membership: Vec<hearth_peer::identity::MembershipRecord>,
-        batches: Vec<hearth_peer::vault::Batch>,
+        batches: Vec<Batch>,
     }
+    let keys = hearth_peer::identity::VaultKeys::derive(secret);
+    let mut out = b"HEARTHB1".to_vec();
+    out.extend_from_slice(&keys.vault_id.0);
+    let nonce = [7u8; 24];
+    let aad = out.clone();
+    let plain = postcard::to_stdvec(&Body { membership: Vec::new(), batches }).unwrap();
+    let ct = XChaCha20Poly1305::new(keys.content.as_bytes().into())
+        .encrypt(XNonce::from_slice(&nonce), Payload { msg: &plain, aad: &aad })
+        .unwrap();
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    out
+}
+
+/// A bundle holding an entry over the size limit: that author's entries in its batch are
+/// dropped and counted, everything else is taken.
+#[test]
+fn an_oversized_entry_in_a_bundle_is_refused_and_counted() {
     let (secret, mut r) = vault(3);
     let (mut a, mut b, mut h) = (r.remove(0), r.remove(0), r.remove(0));
     h.write(&set(ITEM, "k", "fine"), 1_000).unwrap();
@@ -95,18 +113,38 @@ fn an_oversized_entry_in_a_bundle_is_refused_and_counted() {
     let mut planted = h.batch_for(&Default::default(), &mut 0, usize::MAX);
     planted.entries[1].sealed = vec![0xAB; 100_000];
     let from_a = a.batch_for(&Default::default(), &mut 0, usize::MAX);
-    let body = Body { membership: Vec::new(), batches: vec![planted, from_a] };
-    let keys = hearth_peer::identity::VaultKeys::derive(&secret);
-    let mut out = b"HEARTHB1".to_vec();
-    out.extend_from_slice(&keys.vault_id.0);
-    let nonce = [7u8; 24];
-    let aad = out.clone();
-    let ct = XChaCha20Poly1305::new(keys.content.as_bytes().into())
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: &postcard::to_stdvec(&body).unwrap(), aad: &aad })
-        .unwrap();
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ct);
-    assert_eq!(import(&mut b, &out).unwrap(), Received { new: 1, refused: 2, ..Default::default() });
+    let bytes = seal_bundle(&secret, vec![planted, from_a]);
+    assert_eq!(import(&mut b, &bytes).unwrap(), Received { new: 1, refused: 2, ..Default::default() });
     assert!(b.state().find("from-a").is_ok());
     assert!(!b.state().items.contains_key(&ITEM));
+}
+
+/// A bundle whose log of a device parts from the one held (a home restored from an older
+/// copy wrote again) settles the fork at the last shared entry, as a session would.
+#[test]
+fn a_bundle_whose_log_parts_from_ours_settles_the_fork() {
+    let (secret, mut r) = vault(2);
+    let (mut a, mut b) = (r.remove(0), r.remove(0));
+    let id = a.device_id();
+    a.write(&set(ITEM, "k", "a1"), 1_000).unwrap();
+    let backup = a.store_mut().clone();
+    a.write(&set(ITEM, "k", "a2"), 1_001).unwrap();
+    assert_eq!(import(&mut b, &export(&a).unwrap()).unwrap().new, 2);
+    let mut restored = Replica::open(&secret, id, backup).unwrap();
+    restored.write(&set(ITEM, "k", "r2"), 2_000).unwrap();
+    let got = import(&mut b, &export(&restored).unwrap()).unwrap();
+    assert_eq!(got, Received { duplicates: 1, void: 1, ..Default::default() });
+    let cut = b.membership().revocation(id).unwrap();
+    assert_eq!((cut.last_seq, Some(cut.last_hash)), (1, a.hash_at(id, 1)));
+    assert!(b.membership().is_forked(id));
+    assert_eq!(b.state().items[&ITEM].field_values()["k"], "a1");
+    // A run that skips a seq proves nothing about where logs part: no settlement, and the
+    // entries are refused as a gap.
+    let (_, mut r) = vault(2);
+    let mut c = r.remove(1);
+    let mut gap = a.batch_for(&Default::default(), &mut 0, usize::MAX);
+    gap.entries.retain(|e| e.seq != 1);
+    let err = import(&mut c, &seal_bundle(&secret, vec![gap])).unwrap_err();
+    assert!(matches!(err, BundleError::Replica(ReplicaError::Gap { .. })), "{err}");
+    assert!(c.membership().revocation(id).is_none());
 }
