@@ -148,3 +148,22 @@ fn a_bundle_whose_log_parts_from_ours_settles_the_fork() {
     assert!(matches!(err, BundleError::Replica(ReplicaError::Gap { .. })), "{err}");
     assert!(c.membership().revocation(id).is_none());
 }
+
+/// A bundle carrying only the later part of a log (not from seq 1) proves nothing about
+/// where logs part: it settles nothing, and what chains on the log held is taken.
+#[test]
+fn a_bundle_with_part_of_a_log_settles_nothing() {
+    let (secret, mut r) = vault(2);
+    let (mut a, mut c) = (r.remove(0), r.remove(0));
+    let id = a.device_id();
+    a.write(&set(ITEM, "k", "a1"), 1_001).unwrap();
+    a.write(&set(ITEM, "k", "a2"), 1_002).unwrap();
+    assert_eq!(import(&mut c, &export(&a).unwrap()).unwrap().new, 2);
+    a.write(&set(ITEM, "k", "a3"), 1_003).unwrap();
+    let mut tail = a.batch_for(&Default::default(), &mut 0, usize::MAX);
+    tail.entries.retain(|e| e.seq != 1);
+    let got = import(&mut c, &seal_bundle(&secret, vec![tail])).unwrap();
+    assert_eq!(got, Received { new: 1, duplicates: 1, ..Default::default() });
+    assert!(c.membership().revocation(id).is_none());
+    assert_eq!(c.state().items[&ITEM].field_values()["k"], "a3");
+}

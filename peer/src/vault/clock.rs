@@ -70,3 +70,17 @@ impl VersionVector {
         self.0.values().sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Hlc;
+
+    #[test]
+    fn a_tick_moves_to_the_wall_clock_or_counts_within_one_millisecond() {
+        let last = Hlc { ms: 5, counter: 3 };
+        assert_eq!(Hlc::tick(last, 6), Hlc { ms: 6, counter: 0 });
+        assert_eq!(Hlc::tick(last, 5), Hlc { ms: 5, counter: 4 }, "same millisecond");
+        assert_eq!(Hlc::tick(last, 4), Hlc { ms: 5, counter: 4 }, "wall clock behind");
+        assert_eq!(Hlc::tick(Hlc { ms: 5, counter: u32::MAX }, 5).counter, u32::MAX);
+    }
+}

@@ -107,10 +107,9 @@ impl Entry {
     /// Decrypts and decodes the op.
     pub fn unseal(&self, key: &SymmetricKey) -> Result<Op, EntryError> {
         let id = (self.header.author, self.header.seq);
-        if self.sealed.len() < NONCE_LEN {
+        let Some((nonce, ct)) = self.sealed.split_at_checked(NONCE_LEN) else {
             return Err(EntryError::Unseal(id));
-        }
-        let (nonce, ct) = self.sealed.split_at(NONCE_LEN);
+        };
         let aad = encode(&self.header);
         let cipher = XChaCha20Poly1305::new(key.as_bytes().into());
         let plain = zeroize::Zeroizing::new(
@@ -153,5 +152,57 @@ impl SignedHead {
         let bad = EntryError::BadHeadSignature(self.author, self.seq);
         let pk = VerifyingKey::from_bytes(author_pk).map_err(|_| bad.clone())?;
         pk.verify(&Self::signed_bytes(vault, self.author, self.seq, &self.hash), &self.sig).map_err(|_| bad)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::ItemId;
+
+    fn header() -> EntryHeader {
+        EntryHeader {
+            vault: VaultId([1; 16]),
+            author: DeviceId([2; 16]),
+            seq: 1,
+            hlc: Hlc::default(),
+            deps: VersionVector::default(),
+            prev: GENESIS,
+        }
+    }
+
+    /// An op whose encoding is exactly `len` bytes (one field, its value padded).
+    fn op_of(len: usize) -> Op {
+        let with =
+            |n: usize| Op::Put { item: ItemId([3; 16]), name: None, fields: vec![("v".into(), Some("x".repeat(n)))] };
+        let mut n = len;
+        for _ in 0..4 {
+            let got = encode(&with(n)).len();
+            n = (n + len).saturating_sub(got);
+        }
+        let op = with(n);
+        assert_eq!(encode(&op).len(), len);
+        op
+    }
+
+    #[test]
+    fn the_op_limit_is_exact_and_the_sealed_size_follows() {
+        let key = SymmetricKey([9; 32]);
+        let max = Entry::seal(header(), &op_of(MAX_OP_BYTES), &key).unwrap();
+        assert_eq!(max.sealed.len(), MAX_SEALED);
+        assert_eq!(MAX_SEALED, 24 + 32 * 1024 + 16);
+        assert_eq!(max.unseal(&key).unwrap(), op_of(MAX_OP_BYTES));
+        let over = Entry::seal(header(), &op_of(MAX_OP_BYTES + 1), &key).unwrap_err();
+        assert!(matches!(over, EntryError::TooLarge(n) if n == MAX_OP_BYTES + 1), "{over}");
+    }
+
+    #[test]
+    fn a_sealed_payload_shorter_than_its_nonce_is_refused_not_a_panic() {
+        let key = SymmetricKey([9; 32]);
+        let mut e = Entry::seal(header(), &op_of(100), &key).unwrap();
+        for len in [0, 10, NONCE_LEN, NONCE_LEN + 15] {
+            e.sealed.truncate(len);
+            assert!(matches!(e.unseal(&key), Err(EntryError::Unseal(_))), "{len} bytes");
+        }
     }
 }
