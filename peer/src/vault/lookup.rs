@@ -81,6 +81,40 @@ pub fn generate_password(len: usize) -> String {
 mod tests {
     use super::*;
 
+    fn state(names: &[&str]) -> VaultState {
+        let mut st = VaultState::default();
+        for (i, n) in names.iter().enumerate() {
+            let op =
+                crate::vault::Op::Put { item: ItemId([i as u8 + 1; 16]), name: Some((*n).to_owned()), fields: vec![] };
+            let dev = crate::ids::DeviceId([1; 16]);
+            st.apply(dev, i as u64 + 1, Default::default(), &Default::default(), &op);
+        }
+        st
+    }
+
+    fn suggestion(st: &VaultState, name: &str) -> Option<String> {
+        match st.find(name) {
+            Err(LookupError::NotFound { suggestion, .. }) => suggestion,
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn find_by_name_or_id_with_near_miss_suggestions() {
+        let st = state(&["gmail", "bankofeng", "bank", "twin", "twin"]);
+        assert_eq!(st.find("gmail").unwrap(), ItemId([1; 16]));
+        assert_eq!(st.find(&ItemId([3; 16]).to_hex()).unwrap(), ItemId([3; 16]));
+        assert!(matches!(st.find("twin"), Err(LookupError::Ambiguous { count: 2, .. })));
+        // Short names: at most 2 edits away ("gmial" is 2 from "gmail"; "gxxxl" is 3).
+        assert_eq!(suggestion(&st, "gmial").as_deref(), Some("gmail"));
+        assert_eq!(suggestion(&st, "gxxxl"), None);
+        // Longer names allow a third of their length: 9 letters, 3 edits, not 4.
+        assert_eq!(suggestion(&st, "bankofxxx").as_deref(), Some("bankofeng"));
+        assert_eq!(suggestion(&st, "bankoxxxx"), None);
+        // The nearest wins; case does not count as an edit.
+        assert_eq!(suggestion(&st, "BANKX").as_deref(), Some("bank"));
+    }
+
     #[test]
     fn edit_distance() {
         assert_eq!(distance("gmail", "gmial"), 2);
