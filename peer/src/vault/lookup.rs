@@ -120,6 +120,10 @@ mod tests {
         assert_eq!(distance("gmail", "gmial"), 2);
         assert_eq!(distance("", "abc"), 3);
         assert_eq!(distance("bank", "bank"), 0);
+        assert_eq!(distance("abc", ""), 3);
+        assert_eq!(distance("ab", "abc"), 1, "one insertion");
+        assert_eq!(distance("abc", "ab"), 1, "one deletion");
+        assert_eq!(distance("kitten", "sitting"), 3);
     }
 
     #[test]
