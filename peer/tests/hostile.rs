@@ -130,3 +130,21 @@ fn a_clock_a_year_fast_does_not_drag_local_time() {
     assert!(mine.hlc.ms >= now + 60_000);
     assert!(c.clocks_ahead(now).is_empty());
 }
+
+/// An entry of exactly the largest size is an ordinary entry: written, sent and taken.
+#[test]
+fn an_entry_of_exactly_the_size_limit_is_sent_and_taken() {
+    use hearth_peer::vault::op::MAX_OP_BYTES;
+    let (_, mut r) = vault(2);
+    let (mut a, mut b) = (r.remove(0), r.remove(0));
+    let op = |n: usize| set(ItemId([5; 16]), "blob", &"x".repeat(n));
+    let mut n = MAX_OP_BYTES;
+    for _ in 0..4 {
+        n = (n + MAX_OP_BYTES).saturating_sub(postcard::to_stdvec(&op(n)).unwrap().len());
+    }
+    assert_eq!(postcard::to_stdvec(&op(n)).unwrap().len(), MAX_OP_BYTES);
+    a.write(&op(n), 1_000).unwrap();
+    assert!(a.write(&op(n + 1), 1_001).is_err(), "one byte more is refused");
+    sync_one_way(&a, &mut b);
+    assert_eq!(b.state().items[&ItemId([5; 16])].field_values()["blob"].len(), n);
+}
