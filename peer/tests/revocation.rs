@@ -178,3 +178,26 @@ fn a_revocation_vouching_for_another_branch_never_bricks_the_log() {
     assert_eq!(c.receive(&batch).unwrap(), hearth_peer::vault::Received { new: 1, void: 2, ..Default::default() });
     assert_eq!(c.state().digest(), b.state().digest());
 }
+
+/// A relay whose kept prefix of a revoked device ends at an entry without a head signature
+/// (vouched by the revocation's hash) after an earlier signed one: it forwards that prefix
+/// without the earlier signature, which would not cover the run's end, and a device that
+/// knows the revocation keeps the entry at the cut-off itself.
+#[test]
+fn a_kept_prefix_ending_at_the_vouched_entry_is_forwarded_whole() {
+    let (_, mut r) = vault(4);
+    let (mut a, mut b, mut c, mut d) = (r.remove(0), r.remove(0), r.remove(0), r.remove(0));
+    d.write(&set(ITEM, "k", "d1"), 1_000).unwrap();
+    sync_one_way(&d, &mut b); // b: d#1, signed
+    d.write(&set(ITEM, "k", "d2"), 1_001).unwrap();
+    sync_one_way(&d, &mut a); // a: d#1..2
+    d.write(&set(ITEM, "k", "d3"), 1_002).unwrap();
+    sync_one_way(&d, &mut b); // b: d#2..3 in one batch, signed at #3 only
+    a.revoke(d.device_id(), 2_000).unwrap();
+    b.add_membership(records(&a)).unwrap();
+    assert_eq!(b.version().get(d.device_id()), 2);
+    c.add_membership(records(&a)).unwrap();
+    sync_one_way(&b, &mut c);
+    assert_eq!(c.version().get(d.device_id()), 2, "the entry at the cut-off is kept");
+    assert_eq!(c.state().digest(), b.state().digest());
+}
