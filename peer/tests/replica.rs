@@ -383,3 +383,24 @@ mod reopened_stores {
         assert!(stored.iter().any(|rec| matches!(&rec.body, MembershipBody::Fork(f) if f.last_seq == 1)));
     }
 }
+
+/// A restored verdict whose own log is not behind but different at the head seq (the head
+/// file named another hash) is not lifted by receiving other devices' entries: only own
+/// entries beyond what was held, up to what was written, lift it.
+#[test]
+fn a_restored_verdict_lifts_only_when_the_own_log_grew_to_what_was_written() {
+    let (_, mut r) = vault(2);
+    let (mut a, mut b) = (r.remove(0), r.remove(0));
+    a.write(&put(ItemId([1; 16]), "a1", &[]), 1_000).unwrap();
+    a.write(&put(ItemId([2; 16]), "a2", &[]), 1_001).unwrap();
+    a.mark_restored(2, 2);
+    b.write(&put(ItemId([3; 16]), "b1", &[]), 1_002).unwrap();
+    sync_one_way(&b, &mut a);
+    assert!(matches!(a.write(&put(ItemId([4; 16]), "x", &[]), 2_000), Err(ReplicaError::Restored { .. })));
+    // The accessors the CLI and the home file check use.
+    assert_eq!(a.own_hash(2), a.hash_at(a.device_id(), 2));
+    assert!(a.own_hash(2).is_some_and(|h| h != [0; 32] && h != [1; 32]));
+    assert_eq!(a.own_hash(3), None);
+    assert_eq!(a.vault_id(), hearth_peer::identity::VaultKeys::derive(&VaultSecret::from_bytes([0x11; 32])).vault_id);
+    assert!(!a.is_empty() && a.len() == 3);
+}

@@ -201,3 +201,60 @@ fn a_kept_prefix_ending_at_the_vouched_entry_is_forwarded_whole() {
     assert_eq!(c.version().get(d.device_id()), 2, "the entry at the cut-off is kept");
     assert_eq!(c.state().digest(), b.state().digest());
 }
+
+/// Without a head signature, a run of a revoked device is taken only when it ends exactly
+/// at the cut-off with the hash the revocation vouches for: an unsigned run ending
+/// elsewhere, or a forged entry at the cut, is refused as unsigned.
+#[test]
+fn an_unsigned_run_is_taken_only_up_to_the_vouched_entry() {
+    use hearth_peer::vault::ReplicaError;
+    let (secret, mut r) = vault(3);
+    let (mut a, mut c, mut d) = (r.remove(0), r.remove(0), r.remove(0));
+    d.write(&set(ITEM, "k", "d1"), 1_000).unwrap();
+    d.write(&set(ITEM, "k", "d2"), 1_001).unwrap();
+    sync_one_way(&d, &mut a);
+    a.revoke(d.device_id(), 2_000).unwrap();
+    c.add_membership(records(&a)).unwrap();
+    let mut unsigned = d.batch_for(&Default::default(), &mut 0, usize::MAX);
+    unsigned.heads.clear();
+    let mut short = unsigned.clone();
+    short.entries.truncate(1);
+    let err = c.receive(&short).unwrap_err();
+    assert!(matches!(err, ReplicaError::MissingHead(x) if x == d.device_id()), "{err}");
+    let mut forged = unsigned.clone();
+    let header = hearth_peer::vault::EntryHeader {
+        vault: a.vault_id(),
+        author: d.device_id(),
+        seq: 2,
+        hlc: forged.entries[1].hlc,
+        deps: forged.entries[1].deps.clone(),
+        prev: d.hash_at(d.device_id(), 1).unwrap(),
+    };
+    forged.entries[1].sealed = common::seal_raw(&secret, header, &set(ITEM, "k", "forged")).sealed;
+    let err = c.receive(&forged).unwrap_err();
+    assert!(matches!(err, ReplicaError::MissingHead(_)), "{err}");
+    assert!(c.is_empty());
+    assert_eq!(c.receive(&unsigned).unwrap().new, 2, "the vouched run itself is taken");
+}
+
+/// The check that a kept run ends at the vouched entry looks at that author's entry at the
+/// cut-off, not at another author's entry of the same seq earlier in the batch.
+#[test]
+fn the_vouched_entry_is_found_among_other_authors_entries() {
+    let (_, mut r) = vault(4);
+    let (mut a, mut b, mut c, mut d) = (r.remove(0), r.remove(0), r.remove(0), r.remove(0));
+    a.write(&set(ItemId([1; 16]), "k", "a1"), 900).unwrap();
+    a.write(&set(ItemId([1; 16]), "k", "a2"), 901).unwrap();
+    d.write(&set(ITEM, "k", "d1"), 1_001).unwrap();
+    d.write(&set(ITEM, "k", "d2"), 1_002).unwrap();
+    sync_one_way(&d, &mut a);
+    d.write(&set(ITEM, "k", "d3"), 1_003).unwrap();
+    a.revoke(d.device_id(), 2_000).unwrap();
+    // b's log, in commit order: a#1, a#2, d#1, d#2, d#3 (it has not heard of the revocation).
+    sync_one_way(&a, &mut b);
+    sync_one_way(&d, &mut b);
+    c.add_membership(records(&a)).unwrap();
+    sync_one_way(&b, &mut c);
+    assert_eq!((c.version().get(a.device_id()), c.version().get(d.device_id())), (2, 2));
+    assert_eq!(c.state().items[&ITEM].field_values()["k"], "d2");
+}

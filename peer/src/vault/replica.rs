@@ -440,15 +440,17 @@ impl<S: LogStore> Replica<S> {
                 sealed: se.entry.sealed.clone(),
             });
             match se.head {
-                _ if self.vouched(se) => {
+                // A signature at the entry serves every receiver, whether or not it knows a
+                // revocation that vouches for the entry.
+                Some(sig) => {
+                    open.remove(&idx);
+                    last_sig.insert(idx, sig);
+                }
+                None if self.vouched(se) => {
                     // The run ends at the revocation's root-signed hash: no head signature,
                     // and an earlier one would not cover the run's end.
                     open.remove(&idx);
                     last_sig.remove(&idx);
-                }
-                Some(sig) => {
-                    open.remove(&idx);
-                    last_sig.insert(idx, sig);
                 }
                 None => {
                     open.insert(idx, ());
