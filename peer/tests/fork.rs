@@ -158,3 +158,39 @@ fn a_forked_device_a_user_revoked_is_refused_not_told() {
     assert!(matches!(err, SyncError::NotMember(_)), "{err}");
     assert!(!restored.forked_self(), "a user revocation is final");
 }
+
+/// A home that forks twice (restored from an older copy again after re-enrolling) re-writes
+/// the voided edits of each old id once: the marker is per old id.
+#[test]
+fn a_second_fork_re_writes_its_own_edits_too() {
+    let (secret, mut r) = vault(2);
+    let (mut a, mut b) = (r.remove(0), r.remove(0));
+    let id1 = a.device_id();
+    a.write(&set(ITEM, "k", "a1"), 1_000).unwrap();
+    let backup = a.store_mut().clone();
+    a.write(&set(ITEM, "k", "a2"), 1_001).unwrap();
+    meet(&mut a, &mut b).unwrap();
+    let mut restored = Replica::open(&secret, id1, backup).unwrap();
+    restored.write(&set(ITEM, "x", "typed-1"), 2_000).unwrap();
+    let _ = meet(&mut b, &mut restored);
+    let id2 = DeviceId([0x52; 16]);
+    let mut again = Replica::open(&secret, id2, restored.into_store()).unwrap();
+    again.enroll_self(3_000).unwrap();
+    assert_eq!(again.rewrite_forked(id1, 3_001).unwrap().len(), 1);
+    meet(&mut again, &mut b).unwrap();
+    // The second time: a copy of the re-enrolled home from before its next edit.
+    let backup = again.store_mut().clone();
+    again.write(&set(ITEM, "y", "lost"), 4_000).unwrap();
+    meet(&mut again, &mut b).unwrap();
+    let mut restored = Replica::open(&secret, id2, backup).unwrap();
+    restored.write(&set(ITEM, "y", "typed-2"), 5_000).unwrap();
+    let _ = meet(&mut b, &mut restored);
+    assert!(restored.forked_self());
+    let mut third = Replica::open(&secret, DeviceId([0x53; 16]), restored.into_store()).unwrap();
+    third.enroll_self(6_000).unwrap();
+    assert_eq!(third.rewrite_forked(id2, 6_001).unwrap().len(), 1, "the second fork's edit");
+    assert_eq!(third.rewrite_forked(id1, 6_002).unwrap().len(), 0, "the first one's, once");
+    meet(&mut third, &mut b).unwrap();
+    assert_eq!(field(&b, "y"), vec!["typed-2"]);
+    assert_eq!(field(&b, "x"), vec!["typed-1"]);
+}

@@ -8,6 +8,7 @@ use common::{put, set, sync_one_way, vault};
 use hearth_peer::identity::{DeviceKeys, VaultKeys, VaultSecret};
 use hearth_peer::ids::ItemId;
 use hearth_peer::sync::{run_until_quiet, Role, Session, SessionConfig};
+use hearth_peer::vault::replica::MAX_CLOCK_AHEAD_MS;
 use hearth_peer::vault::{EntryHeader, Hlc, LogStore, MemStore, Op, Replica, SignedHead, StoredEntry};
 
 /// h's signed head at `seq` of its real log.
@@ -129,6 +130,13 @@ fn a_clock_a_year_fast_does_not_drag_local_time() {
     let mine = b.entries.iter().find(|e| b.authors[usize::from(e.author)] == c.device_id()).unwrap();
     assert!(mine.hlc.ms >= now + 60_000);
     assert!(c.clocks_ahead(now).is_empty());
+    // The bound is exact: an hour ahead is ordinary skew, a millisecond more is reported.
+    let (_, mut r) = vault(2);
+    let (mut e, mut f) = (r.remove(0), r.remove(0));
+    f.write(&put(ItemId([3; 16]), "edge", &[]), now + MAX_CLOCK_AHEAD_MS).unwrap();
+    sync_one_way(&f, &mut e);
+    assert!(e.clocks_ahead(now).is_empty());
+    assert_eq!(e.clocks_ahead(now - 1).len(), 1);
 }
 
 /// An entry of exactly the largest size is an ordinary entry: written, sent and taken.

@@ -99,3 +99,22 @@ fn a_truncated_own_log_opens_read_only() {
     let err = r.write(&Op::Put { item: ItemId([9; 16]), name: Some("x".into()), fields: vec![] }, 20).unwrap_err();
     assert!(err.to_string().contains("restored from an older copy"), "{err}");
 }
+
+/// The meta table (where restored verdicts and re-write markers live) keeps what is set,
+/// across a reopen.
+#[test]
+fn meta_values_are_kept_across_a_reopen() {
+    use hearth_peer::vault::{LogStore, SqliteStore};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    let mut s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.get_meta("k").unwrap(), None);
+    s.set_meta("k", b"one").unwrap();
+    s.set_meta("k", b"two").unwrap();
+    s.set_meta("other", b"").unwrap();
+    drop(s);
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.get_meta("k").unwrap(), Some(b"two".to_vec()));
+    assert_eq!(s.get_meta("other").unwrap(), Some(Vec::new()));
+    assert_eq!(s.get_meta("none").unwrap(), None);
+}
