@@ -194,3 +194,35 @@ fn a_second_fork_re_writes_its_own_edits_too() {
     assert_eq!(field(&b, "y"), vec!["typed-2"]);
     assert_eq!(field(&b, "x"), vec!["typed-1"]);
 }
+
+/// Settling acts only on a real difference, and only where no lower cut-off is in force:
+/// the same log settles nothing; a fork below a user's revocation still settles.
+#[test]
+fn settling_needs_a_difference_below_the_cut_in_force() {
+    use hearth_peer::identity::{MembershipBody, MembershipRecord, Revocation, VaultKeys};
+    let (secret, mut r) = vault(2);
+    let (mut a, mut b) = (r.remove(0), r.remove(0));
+    let id = a.device_id();
+    a.write(&set(ITEM, "k", "a1"), 1_000).unwrap();
+    let backup = a.store_mut().clone();
+    for i in 2..=4 {
+        a.write(&set(ITEM, "k", &format!("a{i}")), 1_000 + i).unwrap();
+    }
+    meet(&mut a, &mut b).unwrap();
+    assert_eq!(b.settle_fork(id, &a.fork_hashes(id, 4)).unwrap(), None, "the same log");
+    assert!(b.membership().revocation(id).is_none());
+    let keys = VaultKeys::derive(&secret);
+    let revoke = Revocation {
+        vault_id: keys.vault_id,
+        device_id: id,
+        last_seq: 3,
+        last_hash: b.hash_at(id, 3).unwrap(),
+        at_ms: 5,
+    };
+    b.add_membership(vec![MembershipRecord::sign(&keys.root, MembershipBody::Revoke(revoke))]).unwrap();
+    let mut restored = Replica::open(&secret, id, backup).unwrap();
+    restored.write(&set(ITEM, "k", "r2"), 2_000).unwrap();
+    assert_eq!(b.settle_fork(id, &restored.fork_hashes(id, 2)).unwrap(), Some(1));
+    assert_eq!(b.membership().revocation(id).map(|r| r.last_seq), Some(1));
+    assert_eq!(b.settle_fork(id, &restored.fork_hashes(id, 2)).unwrap(), None, "settled already");
+}

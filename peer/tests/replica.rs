@@ -359,6 +359,29 @@ mod reopened_stores {
         assert!(format!("{a:?}").starts_with("Replica { device: "), "{a:?}");
     }
 
+    /// A stored run that ends unsigned at a cut-off whose hash names another entry cannot be
+    /// verified by anything: the store is damaged (the cut-off vouches only for its entry).
+    #[test]
+    fn an_unsigned_run_ending_at_a_cut_naming_another_entry_is_damaged() {
+        let (secret, a, mut records, mut entries) = written();
+        for se in &mut entries {
+            se.head = None;
+        }
+        let keys = VaultKeys::derive(&secret);
+        records.push(MembershipRecord::sign(
+            &keys.root,
+            MembershipBody::Revoke(Revocation {
+                vault_id: keys.vault_id,
+                device_id: a.device_id(),
+                last_seq: 3,
+                last_hash: [0xEE; 32],
+                at_ms: 2,
+            }),
+        ));
+        let err = Replica::open(&secret, a.device_id(), store_of(&records, &entries)).unwrap_err();
+        assert!(matches!(err, ReplicaError::Damaged(_, 3)), "{err}");
+    }
+
     /// A store holding a cut-off that names another entry than the one held (a record learnt
     /// by a build that did not settle forks) is settled on open, and the settlement stored.
     #[test]
