@@ -369,6 +369,7 @@ mod tests {
             }
             assert_eq!(added, if order[0] == 5 { 2 } else { 1 }, "a weaker revocation is not new");
             assert!(m.is_revoked(d));
+            assert!(m.revoked_by_user(d) && !m.is_forked(d), "a revocation is not a fork settlement");
             assert_eq!(m.revocation(d).map(|r| r.last_seq), Some(3));
             assert_eq!(m.revocations().count(), 1);
             assert!(m.author(d, 3).is_ok(), "the cut-off itself stays valid");
