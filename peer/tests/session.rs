@@ -317,3 +317,25 @@ fn a_session_with_a_forked_device_settles_the_fork() {
     seen.sort();
     assert_eq!(seen, vec![Some("one".to_owned()), Some("other-2".into()), Some("other-3".into())]);
 }
+
+/// The forked device holds the shorter branch: only the peer sees the fork, and the forked
+/// device settles its own log from the peer's hashes and sends the record, which the peer
+/// takes (quietly closing: its remote is the device it just learnt is forked).
+#[test]
+fn a_forked_device_with_the_shorter_branch_settles_its_own_fork() {
+    let (secret, mut r) = vault(2);
+    let (mut a, mut b) = (r.remove(0), r.remove(0));
+    a.write(&put(item(1), "one", &[]), 1_000).unwrap();
+    let backup = a.store_mut().clone();
+    a.write(&put(item(2), "two", &[]), 1_001).unwrap();
+    a.write(&put(item(3), "three", &[]), 1_002).unwrap();
+    let (mut sa, mut sb) = pair(&a, &b);
+    run_until_quiet(&mut sa, &mut a, &mut sb, &mut b).unwrap();
+    let mut forked = Replica::open(&secret, a.device_id(), backup).unwrap();
+    forked.write(&put(item(8), "other-2", &[]), 5_000).unwrap();
+    let (mut sf, mut sb) = pair(&forked, &b);
+    let stats = run_until_quiet(&mut sf, &mut forked, &mut sb, &mut b).unwrap();
+    assert!(stats.events_a.iter().any(|e| matches!(e, Event::ForkSettled { kept: 1, .. })), "{stats:?}");
+    assert!(forked.forked_self() && sb.is_closed());
+    assert_eq!(b.membership().revocation(a.device_id()).map(|r| r.last_seq), Some(1));
+}
