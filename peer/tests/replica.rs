@@ -359,6 +359,17 @@ mod reopened_stores {
         assert!(format!("{a:?}").starts_with("Replica { device: "), "{a:?}");
     }
 
+    /// A row renumbered with its stored hash recomputed to match: the chain still links, but
+    /// the seq does not follow, and that alone is damage.
+    #[test]
+    fn a_renumbered_row_with_a_matching_hash_is_damaged() {
+        let (secret, a, records, mut entries) = written();
+        entries[2].entry.header.seq = 5;
+        entries[2].hash = entries[2].entry.hash();
+        let err = Replica::open(&secret, a.device_id(), store_of(&records, &entries)).unwrap_err();
+        assert!(matches!(err, ReplicaError::Damaged(_, 5)), "{err}");
+    }
+
     /// A stored run that ends unsigned at a cut-off whose hash names another entry cannot be
     /// verified by anything: the store is damaged (the cut-off vouches only for its entry).
     #[test]
