@@ -389,17 +389,20 @@ impl Home {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(HomeError::Io { path: marker, source: e }),
         };
-        let current = self.unlock(passphrase)?.1;
+        // One open (one key derivation for a sealed home) tells the id and whether it forked.
+        let r = self.open(passphrase)?;
+        let current = r.device_id();
         let old = match pending {
             Some(old) => old,
             None => {
-                if !self.open(passphrase)?.forked_self() {
+                if !r.forked_self() {
                     return Ok(None);
                 }
                 write_private(&marker, current.to_hex().as_bytes()).map_err(io(&marker))?;
                 current
             }
         };
+        drop(r);
         let new = if current == old { self.repair(passphrase, now_ms)?.1 } else { current };
         let mut r = self.open(passphrase)?;
         r.enroll_self(now_ms)?;

@@ -63,6 +63,14 @@ pub enum MembershipBody {
 }
 
 impl MembershipBody {
+    /// The cut-off a revocation or fork settlement sets (`None` for an enrolment).
+    pub fn cut(&self) -> Option<&Revocation> {
+        match self {
+            MembershipBody::Enroll(_) => None,
+            MembershipBody::Revoke(r) | MembershipBody::Fork(r) => Some(r),
+        }
+    }
+
     fn vault_id(&self) -> VaultId {
         match self {
             MembershipBody::Enroll(e) => e.vault_id,
@@ -237,6 +245,12 @@ impl Membership {
         self.forked.contains(&device)
     }
 
+    /// True when `device` is out only because its fork was settled (no user revoked it): it
+    /// may come back under a new device id, so it is told.
+    pub fn may_reenrol(&self, device: DeviceId) -> bool {
+        self.is_forked(device) && !self.revoked_by_user(device)
+    }
+
     /// Every verified record (to send to peers).
     pub fn records(&self) -> &[MembershipRecord] {
         &self.records
@@ -404,14 +418,16 @@ mod tests {
         m.insert(enroll(&r, 1, 10)).unwrap();
         assert_eq!(m.insert(fork(5)), Ok(true));
         assert_eq!(m.insert(fork(5)), Ok(false), "the same settlement twice is one");
-        assert!(m.is_revoked(d) && m.is_forked(d) && !m.revoked_by_user(d));
+        assert!(m.is_revoked(d) && m.is_forked(d) && !m.revoked_by_user(d) && m.may_reenrol(d));
+        assert_eq!(fork(5).body.cut().map(|c| c.last_seq), Some(5));
+        assert!(enroll(&r, 1, 10).body.cut().is_none());
         assert_eq!(m.author(d, 6).map(|_| ()), Err(MembershipError::Revoked(d)));
         assert_eq!(m.insert(fork(3)), Ok(true), "a lower settlement is news");
         assert_eq!(m.revocation(d).map(|r| r.last_seq), Some(3));
         // A user revocation with a weaker cut still says the user revoked it, once.
         assert_eq!(m.insert(revoke(&r, 1, 9, [1; 32])), Ok(true));
         assert_eq!(m.insert(revoke(&r, 1, 8, [1; 32])), Ok(false));
-        assert!(m.revoked_by_user(d));
+        assert!(m.revoked_by_user(d) && !m.may_reenrol(d), "a user revocation is final");
         assert_eq!(m.revocation(d).map(|r| (r.last_seq, r.last_hash)), Some((3, [7; 32])));
         // A fork and a revocation of one cut-off sign different bytes.
         let as_revoke = MembershipRecord::sign(

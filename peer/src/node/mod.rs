@@ -283,7 +283,7 @@ impl Node {
     fn share_revocations(&mut self) {
         let Some(tx) = &self.revocations else { return };
         let m = self.core.replica().membership();
-        let n = m.records().iter().filter(|r| !matches!(r.body, crate::identity::MembershipBody::Enroll(_))).count();
+        let n = m.records().iter().filter(|r| r.body.cut().is_some()).count();
         if n != tx.borrow().len() {
             let _ = tx.send(rendezvous::revocations(m));
         }

@@ -47,12 +47,7 @@ pub fn identity(
 
 /// The vault's revocation and fork-settlement records, in the order they were learnt.
 pub fn revocations(membership: &hearth_proto::membership::Membership) -> Vec<MembershipRecord> {
-    membership
-        .records()
-        .iter()
-        .filter(|r| matches!(r.body, MembershipBody::Revoke(_) | MembershipBody::Fork(_)))
-        .cloned()
-        .collect()
+    membership.records().iter().filter(|r| r.body.cut().is_some()).cloned().collect()
 }
 
 /// First pause after a failed or lost connection; doubles up to [`MAX_BACKOFF`].

@@ -321,7 +321,7 @@ impl Session {
                     Ok(e) => e.device_id,
                     // A device whose fork was settled is told so (by `poll_transmit`), then
                     // the session ends.
-                    Err(MembershipError::Revoked(d)) if told_of_fork(replica, d) => {
+                    Err(MembershipError::Revoked(d)) if replica.membership().may_reenrol(d) => {
                         self.remote = Some(d);
                         return Ok(());
                     }
@@ -376,7 +376,7 @@ impl Session {
                 // is left to `poll_transmit`, which tells it before closing).
                 let key = self.remote_static().ok_or(SyncError::Protocol("no remote static key"))?;
                 match replica.membership().active_by_dh(&key) {
-                    Err(MembershipError::Revoked(d)) if told_of_fork(replica, d) => Ok(()),
+                    Err(MembershipError::Revoked(d)) if replica.membership().may_reenrol(d) => Ok(()),
                     other => other.map(|_| ()).map_err(SyncError::from),
                 }
             }
@@ -418,7 +418,7 @@ impl Session {
         // later ones: Noise numbers them.)
         let m = replica.membership();
         if let Some(d) = self.remote.filter(|d| !self.closing && m.is_revoked(*d)) {
-            if told_of_fork(replica, d) {
+            if m.may_reenrol(d) {
                 let _ = self.send(&Msg::Membership(m.records()[self.membership_sent..].to_vec()));
                 self.membership_sent = m.records().len();
             } else {
@@ -481,13 +481,6 @@ pub const MAX_FORK_HASHES: usize = 2 * DENSE_HASHES as usize + 64;
 
 fn too_many_hashes(n: usize) -> bool {
     n > MAX_FORK_HASHES
-}
-
-/// True when `device` is out only because its fork was settled: it may re-enrol, so it is
-/// sent the records that tell it so.
-fn told_of_fork<S: LogStore>(replica: &Replica<S>, device: DeviceId) -> bool {
-    let m = replica.membership();
-    m.is_forked(device) && !m.revoked_by_user(device)
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::entry::{Entry, EntryHeader, GENESIS};
+use super::clock::VersionVector;
+use super::entry::GENESIS;
 use super::replica::{Batch, Received, Replica, ReplicaError};
 use super::store::LogStore;
 use crate::identity::MembershipRecord;
@@ -103,7 +104,7 @@ pub fn import<S: LogStore>(replica: &mut Replica<S>, bytes: &[u8]) -> Result<Rec
     // A bundle carries whole logs, so a log in it that parts from the one held here is a
     // fork this import settles, as a session would (sealed with the content key, the
     // bundle is as authentic as a session's `Hashes`).
-    for (author, hashes) in log_hashes(vault, &body.batches) {
+    for (author, hashes) in log_hashes(vault, &body.batches, replica.version()) {
         replica.settle_fork(author, &hashes)?;
     }
     let mut total = Received::default();
@@ -126,22 +127,25 @@ pub fn check_size(len: usize) -> Result<(), BundleError> {
 }
 
 /// Per author, `(seq, hash)` of its log as the batches carry it, the chain recomputed from
-/// seq 1 (an author whose run skips a seq stops there; `receive` refuses it anyway).
-fn log_hashes(vault: VaultId, batches: &[Batch]) -> BTreeMap<DeviceId, Vec<(u64, [u8; 32])>> {
+/// seq 1 (an author whose run skips a seq stops there; `receive` refuses it anyway). Only
+/// seqs this replica also holds (up to `held`) can show where logs part, so nothing beyond
+/// is hashed here: those entries are new, and `receive` hashes them once.
+fn log_hashes(vault: VaultId, batches: &[Batch], held: &VersionVector) -> BTreeMap<DeviceId, Vec<(u64, [u8; 32])>> {
     let mut out: BTreeMap<DeviceId, Vec<(u64, [u8; 32])>> = BTreeMap::new();
     let mut broken = BTreeSet::new();
     for b in batches {
         for we in &b.entries {
             let Some(author) = b.authors.get(usize::from(we.author)) else { continue };
+            if we.seq > held.get(*author) {
+                continue;
+            }
             let log = out.entry(*author).or_default();
             let (seq, prev) = log.last().copied().unwrap_or((0, GENESIS));
             if we.seq != seq + 1 || broken.contains(author) {
                 broken.insert(*author);
                 continue;
             }
-            let header = EntryHeader { vault, author: *author, seq: we.seq, hlc: we.hlc, deps: we.deps.clone(), prev };
-            let hash = Entry { header, sealed: we.sealed.clone() }.hash();
-            log.push((we.seq, hash));
+            log.push((we.seq, we.to_entry(vault, *author, prev).hash()));
         }
     }
     out

@@ -64,6 +64,15 @@ pub struct Batch {
     pub heads: Vec<(u16, Signature)>,
 }
 
+impl WireEntry {
+    /// The entry this is, as `author`'s in `vault` after the entry whose hash is `prev`
+    /// (the receiver supplies what the wire leaves out).
+    pub fn to_entry(&self, vault: VaultId, author: DeviceId, prev: [u8; 32]) -> Entry {
+        let header = EntryHeader { vault, author, seq: self.seq, hlc: self.hlc, deps: self.deps.clone(), prev };
+        Entry { header, sealed: self.sealed.clone() }
+    }
+}
+
 impl Batch {
     /// True when the batch carries no entries.
     pub fn is_empty(&self) -> bool {
@@ -264,8 +273,7 @@ impl<S: LogStore> Replica<S> {
     }
 
     fn last_hash(&self, author: DeviceId) -> [u8; 32] {
-        let seq = self.vv.get(author);
-        self.index.get(&(author, seq)).map_or(GENESIS, |i| self.log[*i].hash)
+        self.hash_at(author, self.vv.get(author)).unwrap_or(GENESIS)
     }
 
     /// Records an already verified entry in memory and applies its op.
@@ -497,8 +505,7 @@ impl<S: LogStore> Replica<S> {
                 Some(h) => *h,
                 None => self.last_hash(author),
             };
-            let header = EntryHeader { vault, author, seq: we.seq, hlc: we.hlc, deps: we.deps.clone(), prev };
-            let entry = Entry { header, sealed: we.sealed.clone() };
+            let entry = we.to_entry(vault, author, prev);
             let hash = entry.hash();
             last_hash.insert(author, hash);
             vv.set(author, we.seq);
@@ -581,7 +588,7 @@ impl<S: LogStore> Replica<S> {
 
     /// The hash of this device's own entry at `seq`, if held.
     pub fn own_hash(&self, seq: u64) -> Option<[u8; 32]> {
-        self.index.get(&(self.device.device_id, seq)).map(|i| self.log[*i].hash)
+        self.hash_at(self.device.device_id, seq).filter(|_| seq > 0)
     }
 
     /// The merged state.

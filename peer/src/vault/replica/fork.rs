@@ -97,10 +97,9 @@ impl<S: LogStore> Replica<S> {
     }
 
     /// True when this device's own log was found forked (and no user revoked it): it must
-    /// re-enrol under a new device id ([`crate::home::Home::reenrol`]) to write again.
+    /// re-enrol under a new device id ([`crate::home::Home::settle_own_fork`]) to write again.
     pub fn forked_self(&self) -> bool {
-        let me = self.device.device_id;
-        self.membership.is_forked(me) && !self.membership.revoked_by_user(me)
+        self.membership.may_reenrol(self.device.device_id)
     }
 
     /// After this home re-enrolled under a new device id: re-writes, as new entries of this
