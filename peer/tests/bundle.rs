@@ -1,9 +1,7 @@
 //! Bundles (sneakernet sync): what goes in comes out, twice is once, and anything that is not
 //! a whole, sealed bundle of this vault is refused with its reason before anything is stored.
 
-mod common;
-
-use common::{put, set, vault};
+use crate::common::{put, set, vault};
 use hearth_peer::identity::VaultSecret;
 use hearth_peer::ids::ItemId;
 use hearth_peer::vault::bundle::{check_size, export, import, MAX_BUNDLE};

@@ -2,9 +2,7 @@
 //! device. Holders of the two branches must settle it the same way and converge, the forked
 //! device re-enrols and re-writes what it typed, and nothing typed disappears.
 
-mod common;
-
-use common::{put, set, vault};
+use crate::common::{put, set, vault};
 use hearth_peer::ids::{DeviceId, ItemId};
 use hearth_peer::sync::{run_until_quiet, Role, Session, SessionConfig, SyncError};
 use hearth_peer::vault::{MemStore, Replica, DENSE_HASHES};

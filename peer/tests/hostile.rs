@@ -2,9 +2,9 @@
 //! is dropped without refusing the rest of its batch or ending later sessions, and a clock a
 //! year fast does not drag the local clock along.
 
-mod common;
+use crate::common;
 
-use common::{put, set, sync_one_way, vault};
+use crate::common::{put, set, sync_one_way, vault};
 use hearth_peer::identity::{DeviceKeys, VaultKeys, VaultSecret};
 use hearth_peer::ids::ItemId;
 use hearth_peer::sync::{run_until_quiet, Role, Session, SessionConfig};

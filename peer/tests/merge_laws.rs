@@ -2,9 +2,7 @@
 //! commutative, associative and idempotent, and the order entries are delivered in never
 //! changes the result.
 
-mod common;
-
-use common::{sync_one_way, vault};
+use crate::common::{sync_one_way, vault};
 use hearth_peer::identity::VaultSecret;
 use hearth_peer::ids::{DeviceId, ItemId};
 use hearth_peer::vault::{MemStore, Op, Replica, VersionVector};

@@ -1,9 +1,9 @@
 //! Replica behaviour: sync, conflicts, mesh forwarding, and refusal of hostile batches
 //! (nothing from a bad batch is stored).
 
-mod common;
+use crate::common;
 
-use common::{put, set, sync_one_way, sync_pair, vault};
+use crate::common::{put, set, sync_one_way, sync_pair, vault};
 use hearth_peer::identity::VaultSecret;
 use hearth_peer::ids::{DeviceId, ItemId};
 use hearth_peer::vault::{Batch, EntryError, LogStore, MemStore, Op, Received, Replica, ReplicaError};

@@ -3,9 +3,9 @@
 //! later edits that depend on void entries are accepted everywhere; the void values stay
 //! listed; a live session with a revoked device sends it nothing more.
 
-mod common;
+use crate::common;
 
-use common::{put, set, sync_one_way, sync_pair, vault};
+use crate::common::{put, set, sync_one_way, sync_pair, vault};
 use hearth_peer::ids::ItemId;
 use hearth_peer::sync::{run_until_quiet, Role, Session, SessionConfig};
 use hearth_peer::vault::Replica;

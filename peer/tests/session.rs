@@ -1,9 +1,9 @@
 //! The Noise sync session between two replicas over an in-memory pipe: full sync, live
 //! push, mesh forwarding, and refusal of strangers, revoked devices and garbage.
 
-mod common;
+use crate::common;
 
-use common::{put, vault};
+use crate::common::{put, vault};
 use hearth_peer::identity::VaultSecret;
 use hearth_peer::ids::{DeviceId, ItemId};
 use hearth_peer::sync::{run_until_quiet, Event, Role, Session, SessionConfig, SessionCounts, SyncError};

@@ -1,0 +1,16 @@
+//! The peer crate's integration tests, linked as one test binary: one link per build instead
+//! of one per file, which halves what each mutant costs in `scripts/mutants` and shortens CI.
+//! Each module is a file of its own (`tests/NAME.rs`); run one with `cargo test -p
+//! hearth-peer --test integration NAME::`.
+
+mod common;
+
+mod bundle;
+mod fork;
+mod hostile;
+mod merge_laws;
+mod replica;
+mod revocation;
+mod session;
+mod simulation;
+mod store;
