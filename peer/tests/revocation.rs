@@ -179,6 +179,43 @@ fn a_revocation_vouching_for_another_branch_never_bricks_the_log() {
     assert_eq!(c.state().digest(), b.state().digest());
 }
 
+/// A signed run of a revoked device that ends exactly at the cut-off, on another branch than
+/// the one the revocation vouches for, is authentic: it is taken, and the fork it shows is
+/// settled one seq lower at once, with the same record the devices that held the entry
+/// before the revocation signed, so all agree without waiting for another membership change.
+#[test]
+fn a_signed_run_of_another_branch_ending_at_the_cut_is_settled_on_receipt() {
+    use hearth_peer::identity::{MembershipBody, MembershipRecord, Revocation, VaultKeys, VaultSecret};
+    let (_, mut r) = vault(3);
+    let (mut b, mut c, mut d) = (r.remove(0), r.remove(0), r.remove(0));
+    d.write(&set(ITEM, "k", "d1"), 1_000).unwrap();
+    d.write(&set(ITEM, "k", "d2"), 1_001).unwrap();
+    let batch = d.batch_for(&Default::default(), &mut 0, usize::MAX);
+    assert_eq!(batch.heads.len(), 1, "signed at d#2");
+    b.receive(&batch).unwrap();
+    let keys = VaultKeys::derive(&VaultSecret::from_bytes([0x11; 32]));
+    let other_branch = MembershipRecord::sign(
+        &keys.root,
+        MembershipBody::Revoke(Revocation {
+            vault_id: keys.vault_id,
+            device_id: d.device_id(),
+            last_seq: 2,
+            last_hash: [0xEE; 32],
+            at_ms: 5,
+        }),
+    );
+    b.add_membership(vec![other_branch.clone()]).unwrap();
+    c.add_membership(vec![other_branch]).unwrap();
+    let got = c.receive(&batch).unwrap();
+    assert_eq!(got, hearth_peer::vault::Received { new: 1, void: 1, ..Default::default() });
+    assert_eq!(c.version().get(d.device_id()), 1);
+    let fork = |r: &Replica<_>| records(r).into_iter().find(|x| matches!(x.body, MembershipBody::Fork(_)));
+    assert!(fork(&c).is_some());
+    assert_eq!(fork(&c), fork(&b), "the same settlement, signed by each");
+    assert_eq!(c.state().digest(), b.state().digest());
+    assert_eq!(c.voided_values().unwrap().len(), 1);
+}
+
 /// A relay whose kept prefix of a revoked device ends at an entry without a head signature
 /// (vouched by the revocation's hash) after an earlier signed one: it forwards that prefix
 /// without the earlier signature, which would not cover the run's end, and a device that

@@ -366,7 +366,35 @@ fn software_bytes(s: &str) -> &[u8] {
 
 #[cfg(test)]
 mod tests {
-    use super::software_bytes;
+    use super::{software_bytes, Room};
+    use crate::message::{MessageType, TransactionId};
+    use crate::writer::MessageWriter;
+
+    /// `fits` and `finish` at the exact edge of the budget: a reply must stay *under* the
+    /// limit, FINGERPRINT (8 bytes) counted, and a FINGERPRINT the request carried is always
+    /// answered with one.
+    #[test]
+    fn the_reflection_budget_is_exact() {
+        let txid = TransactionId::new([1; 12]);
+        let mut buf = [0u8; 64];
+        let w = MessageWriter::new(&mut buf, MessageType::BINDING_SUCCESS, &txid).unwrap();
+        assert_eq!(w.len(), 20);
+        // 20 + 4 + 8 = 32 must be strictly under the limit.
+        assert!(Room { limit: 33, fingerprint: false }.fits(&w, 4));
+        assert!(!Room { limit: 32, fingerprint: false }.fits(&w, 4));
+        assert!(!Room { limit: 31, fingerprint: false }.fits(&w, 4));
+        // finish: 20 + 8 = 28 under the limit adds FINGERPRINT, at it does not.
+        let finish = |limit: usize, fingerprint: bool| {
+            let mut buf = [0u8; 64];
+            let w = MessageWriter::new(&mut buf, MessageType::BINDING_SUCCESS, &txid).unwrap();
+            Room { limit, fingerprint }.finish(w).unwrap()
+        };
+        assert_eq!(finish(29, false), 28);
+        assert_eq!(finish(28, false), 20);
+        assert_eq!(finish(27, false), 20);
+        assert_eq!(finish(0, true), 28, "asked for: always");
+        assert_eq!(finish(1_000, true), 28);
+    }
 
     #[test]
     fn software_is_cut_at_128_bytes_on_a_char_boundary() {

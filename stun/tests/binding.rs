@@ -327,3 +327,41 @@ fn change_request_is_served_only_on_the_pair() {
     let (_, kind) = with_attrs(&h, "203.0.113.1:3478", "[2001:db8::9]:5555", &change);
     assert_eq!(kind, ReplyKind::Error);
 }
+
+/// RFC 5780's two addresses go out only when the reply, FINGERPRINT included, stays under
+/// three times the request: a bare 20-byte request (limit 60) gets neither (20 + 12 + 24 +
+/// 8 = 64), one with a FINGERPRINT (28 bytes, limit 84) gets both.
+#[test]
+fn rfc5780_addresses_go_out_only_within_the_reflection_budget() {
+    let pair = AlternatePair::new(addr("203.0.113.1:3478"), addr("203.0.113.2:3479")).unwrap();
+    let h = BindingHandler::new(BindingConfig { software: None, alternate: Some(pair) });
+    let txid = TransactionId::new([6; 12]);
+    for (fp, want) in [(false, false), (true, true)] {
+        let mut buf = [0u8; 64];
+        let w = MessageWriter::new(&mut buf, MessageType::BINDING_REQUEST, &txid).unwrap();
+        let n = if fp { w.finish_with_fingerprint().unwrap() } else { w.finish() };
+        let mut out = [0u8; MAX_RESPONSE_LEN];
+        let (len, _, _) = reply(h.handle(addr("198.51.100.7:40000"), addr("203.0.113.1:3478"), &buf[..n], &mut out));
+        let m = Message::parse(&out[..len]).unwrap();
+        assert_eq!(m.attribute(attr::RESPONSE_ORIGIN).is_some(), want, "{n}-byte request");
+        assert_eq!(m.attribute(attr::OTHER_ADDRESS).is_some(), want, "{n}-byte request");
+        assert_eq!(parse_response(&out[..len], &txid).unwrap().mapped, addr("198.51.100.7:40000"));
+    }
+}
+
+/// The last check before a reply leaves: an RFC 3489 request over IPv6 to a server with an
+/// IPv6 alternate pair would get MAPPED-, SOURCE- and CHANGED-ADDRESS, 92 bytes for a
+/// 20-byte request, and is dropped rather than reflected 4.6 times over.
+#[test]
+fn a_reply_over_the_reflection_bound_is_dropped() {
+    let pair = AlternatePair::new(addr("[2001:db8::1]:3478"), addr("[2001:db8::2]:3479")).unwrap();
+    let h = handler(Some(pair));
+    let mut classic = vec![0x00, 0x01, 0x00, 0x00];
+    classic.extend_from_slice(&[0xAB; 16]);
+    let mut out = [0u8; MAX_RESPONSE_LEN];
+    let o = h.handle(addr("[2001:db8::9]:5555"), addr("[2001:db8::1]:3478"), &classic, &mut out);
+    assert!(matches!(o, Outcome::Drop(DropReason::Amplification)), "{o:?}");
+    // The same request over IPv4 to a server without a pair is answered (32 bytes).
+    let (len, _, _) = reply(handler(None).handle(addr("192.0.2.5:1234"), addr("0.0.0.0:3478"), &classic, &mut out));
+    assert_eq!(len, 32);
+}

@@ -340,17 +340,27 @@ impl<S: LogStore> Replica<S> {
         if new.is_empty() {
             return Ok(());
         }
+        self.settle_and_void(next, new).map(|_| ())
+    }
+
+    /// Takes `next` as the membership, with `new` its records not stored yet, after settling
+    /// any cut-off that names another entry than the one held ([`Self::settle_mismatched_cuts`]);
+    /// stores the records, then voids what the cut-offs in force end. On a store error the
+    /// membership is left as it was. Returns how many entries were voided.
+    fn settle_and_void(&mut self, next: Membership, mut new: Vec<MembershipRecord>) -> Result<usize, ReplicaError> {
         let before = std::mem::replace(&mut self.membership, next);
         let stored = self.settle_mismatched_cuts().and_then(|signed| {
             new.extend(signed);
+            if new.is_empty() {
+                return Ok(());
+            }
             Ok(self.store.commit(&[], &new)?)
         });
         if let Err(e) = stored {
             self.membership = before;
             return Err(e);
         }
-        self.void_revoked()?;
-        Ok(())
+        self.void_revoked()
     }
 
     /// Appends a local action and returns its seq.
@@ -536,16 +546,20 @@ impl<S: LogStore> Replica<S> {
         }
         // A run that continues past a revocation's cut-off is verified by its head, but the
         // kept part then ends unsigned at the cut: it must be the branch the revocation
-        // vouches for, or it could never be verified again.
+        // vouches for, or it could never be verified again. (A run that ends at the cut is
+        // signed there; if it is another branch, the fork is settled below, once stored.)
+        let mut other_branch = false;
         for author in last_hash.keys() {
             let Some(r) = self.membership.revocation(*author) else { continue };
             let at_cut =
                 fresh.iter().find(|(se, _)| se.entry.header.author == *author && se.entry.header.seq == r.last_seq);
             let voids_here = fresh.iter().any(|(se, void)| *void && se.entry.header.author == *author);
-            if let Some((se, _)) = at_cut.filter(|_| voids_here) {
-                if se.hash != r.last_hash {
+            match at_cut {
+                Some((se, _)) if se.hash != r.last_hash && voids_here => {
                     return Err(ReplicaError::Fork { author: *author, seq: r.last_seq });
                 }
+                Some((se, _)) if se.hash != r.last_hash => other_branch = true,
+                _ => {}
             }
         }
         let mut kept = Vec::new();
@@ -562,6 +576,16 @@ impl<S: LogStore> Replica<S> {
         out.new = kept.len();
         for (se, op) in kept.into_iter().zip(ops) {
             self.apply_local(se, &op);
+        }
+        // A signed entry at a cut-off that vouches for another proves the author forked at
+        // or below it: settle now (one seq lower), as the devices that held the entry when
+        // the cut-off came did, rather than disagree with them until the next membership
+        // change.
+        if other_branch {
+            let next = self.membership.clone();
+            let voided = self.settle_and_void(next, Vec::new())?;
+            out.new -= voided.min(out.new);
+            out.void += voided;
         }
         // A home restored from an older copy that got its own later entries back from a
         // peer is whole again: it may write (its next seq is new).
