@@ -435,6 +435,7 @@ fn a_restored_verdict_lifts_only_when_the_own_log_grew_to_what_was_written() {
     assert_eq!(a.own_hash(2), a.hash_at(a.device_id(), 2));
     assert!(a.own_hash(2).is_some_and(|h| h != [0; 32] && h != [1; 32]));
     assert_eq!(a.own_hash(3), None);
+    assert_eq!(a.own_hash(0), None, "seq 0 is no entry (hash_at gives the chain's genesis there)");
     assert_eq!(a.vault_id(), hearth_peer::identity::VaultKeys::derive(&VaultSecret::from_bytes([0x11; 32])).vault_id);
     assert!(!a.is_empty() && a.len() == 3);
 }

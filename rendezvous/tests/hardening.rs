@@ -11,8 +11,7 @@ use hearth_rendezvous::server::{Config, Limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-mod common;
-use common::{limits, vault, Server};
+use crate::common::{limits, vault, Server};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()

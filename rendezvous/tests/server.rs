@@ -12,8 +12,7 @@ use hearth_rendezvous::protocol::ErrorCode;
 use hearth_rendezvous::server::Limits;
 use tokio_tungstenite::tungstenite::Message;
 
-mod common;
-use common::{join, limits, vault, Server};
+use crate::common::{join, limits, vault, Server};
 
 async fn next_non_presence(c: &mut client::Connection) -> Event {
     loop {

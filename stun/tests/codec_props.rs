@@ -144,14 +144,20 @@ fn decoder_boundaries_and_round_trips() {
             assert!(matches!(parsed, Err(DecodeError::TooManyAttributes)));
         }
     }
-    for reason in ["", "Unknown Attribute", "x", "Bad Request: malformed CHANGE-REQUEST"] {
+    // Every class of error code (3xx..6xx) keeps its class and number; 420 alone would not
+    // tell `code / 100` from `code % 100 & 7` (both 4).
+    for (code, reason) in
+        [(420, ""), (420, "Unknown Attribute"), (400, "x"), (300, "Try Alternate"), (500, "Server Error"), (699, "?")]
+    {
         let mut buf = [0u8; 256];
         let mut w = MessageWriter::new(&mut buf, MessageType::BINDING_ERROR, &txid).unwrap();
-        w.error_code(420, reason).unwrap();
+        assert!(w.is_empty(), "only the header so far");
+        w.error_code(code, reason).unwrap();
+        assert!(!w.is_empty());
         w.unknown_attributes(&[0x7777]).unwrap();
         let n = w.finish();
         let m = Message::parse(&buf[..n]).unwrap();
-        assert_eq!(m.error_code().unwrap(), Some((420, reason)));
+        assert_eq!(m.error_code().unwrap(), Some((code, reason)));
         assert_eq!(m.attribute(hearth_stun::attr::UNKNOWN_ATTRIBUTES), Some(&[0x77, 0x77][..]));
     }
     // An ERROR-CODE shorter than its header is malformed, not a panic.

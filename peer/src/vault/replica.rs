@@ -554,12 +554,12 @@ impl<S: LogStore> Replica<S> {
             let at_cut =
                 fresh.iter().find(|(se, _)| se.entry.header.author == *author && se.entry.header.seq == r.last_seq);
             let voids_here = fresh.iter().any(|(se, void)| *void && se.entry.header.author == *author);
-            match at_cut {
-                Some((se, _)) if se.hash != r.last_hash && voids_here => {
+            let Some((se, _)) = at_cut else { continue };
+            if se.hash != r.last_hash {
+                if voids_here {
                     return Err(ReplicaError::Fork { author: *author, seq: r.last_seq });
                 }
-                Some((se, _)) if se.hash != r.last_hash => other_branch = true,
-                _ => {}
+                other_branch = true;
             }
         }
         let mut kept = Vec::new();
