@@ -6,14 +6,23 @@
 use crate::common;
 
 use crate::common::{put, set, sync_one_way, sync_pair, vault};
-use hearth_peer::ids::ItemId;
+use hearth_peer::identity::{MembershipBody, MembershipRecord, Revocation, VaultKeys, VaultSecret};
+use hearth_peer::ids::{DeviceId, ItemId};
 use hearth_peer::sync::{run_until_quiet, Role, Session, SessionConfig};
 use hearth_peer::vault::Replica;
 
 const ITEM: ItemId = ItemId([7; 16]);
 
-fn records<S: hearth_peer::vault::LogStore>(r: &Replica<S>) -> Vec<hearth_peer::identity::MembershipRecord> {
+fn records<S: hearth_peer::vault::LogStore>(r: &Replica<S>) -> Vec<MembershipRecord> {
     r.membership().records().to_vec()
+}
+
+/// A revocation of `device` at `last_seq` whose hash names an entry nobody holds (another
+/// branch of its log, as a revoker that held it would have signed).
+fn revocation_of_another_branch(device: DeviceId, last_seq: u64) -> MembershipRecord {
+    let keys = VaultKeys::derive(&VaultSecret::from_bytes([0x11; 32]));
+    let body = Revocation { vault_id: keys.vault_id, device_id: device, last_seq, last_hash: [0xEE; 32], at_ms: 5 };
+    MembershipRecord::sign(&keys.root, MembershipBody::Revoke(body))
 }
 
 /// The review's scenario: d writes and syncs to b; a revokes d knowing none of its entries;
@@ -107,8 +116,6 @@ fn a_live_session_with_a_revoked_device_stops_at_once() {
 #[test]
 fn void_values_survive_a_reopen_of_a_sqlite_home() {
     use hearth_peer::home::{Home, Protection};
-    use hearth_peer::identity::VaultSecret;
-    use hearth_peer::ids::DeviceId;
     let dir = tempfile::tempdir().unwrap();
     let secret = VaultSecret::from_bytes([0x11; 32]);
     let (_, mut r) = vault(2);
@@ -139,7 +146,6 @@ fn void_values_survive_a_reopen_of_a_sqlite_home() {
 /// arrives.
 #[test]
 fn a_revocation_vouching_for_another_branch_never_bricks_the_log() {
-    use hearth_peer::identity::{MembershipBody, MembershipRecord, Revocation, VaultKeys, VaultSecret};
     let (_, mut r) = vault(2);
     let (mut b, mut d) = (r.remove(0), r.remove(0));
     for i in 0..3u64 {
@@ -147,17 +153,7 @@ fn a_revocation_vouching_for_another_branch_never_bricks_the_log() {
     }
     let batch = d.batch_for(&Default::default(), &mut 0, usize::MAX);
     b.receive(&batch).unwrap();
-    let keys = VaultKeys::derive(&VaultSecret::from_bytes([0x11; 32]));
-    let other_branch = MembershipRecord::sign(
-        &keys.root,
-        MembershipBody::Revoke(Revocation {
-            vault_id: keys.vault_id,
-            device_id: d.device_id(),
-            last_seq: 2,
-            last_hash: [0xEE; 32],
-            at_ms: 5,
-        }),
-    );
+    let other_branch = revocation_of_another_branch(d.device_id(), 2);
     b.add_membership(vec![other_branch.clone()]).unwrap();
     assert_eq!(b.version().get(d.device_id()), 1, "settled one below the disputed entry");
     let cut = b.membership().revocation(d.device_id()).unwrap().clone();
@@ -185,7 +181,6 @@ fn a_revocation_vouching_for_another_branch_never_bricks_the_log() {
 /// before the revocation signed, so all agree without waiting for another membership change.
 #[test]
 fn a_signed_run_of_another_branch_ending_at_the_cut_is_settled_on_receipt() {
-    use hearth_peer::identity::{MembershipBody, MembershipRecord, Revocation, VaultKeys, VaultSecret};
     let (_, mut r) = vault(3);
     let (mut b, mut c, mut d) = (r.remove(0), r.remove(0), r.remove(0));
     d.write(&set(ITEM, "k", "d1"), 1_000).unwrap();
@@ -193,17 +188,7 @@ fn a_signed_run_of_another_branch_ending_at_the_cut_is_settled_on_receipt() {
     let batch = d.batch_for(&Default::default(), &mut 0, usize::MAX);
     assert_eq!(batch.heads.len(), 1, "signed at d#2");
     b.receive(&batch).unwrap();
-    let keys = VaultKeys::derive(&VaultSecret::from_bytes([0x11; 32]));
-    let other_branch = MembershipRecord::sign(
-        &keys.root,
-        MembershipBody::Revoke(Revocation {
-            vault_id: keys.vault_id,
-            device_id: d.device_id(),
-            last_seq: 2,
-            last_hash: [0xEE; 32],
-            at_ms: 5,
-        }),
-    );
+    let other_branch = revocation_of_another_branch(d.device_id(), 2);
     b.add_membership(vec![other_branch.clone()]).unwrap();
     c.add_membership(vec![other_branch]).unwrap();
     let got = c.receive(&batch).unwrap();

@@ -196,6 +196,17 @@ mod tests {
         assert!(matches!(over, EntryError::TooLarge(n) if n == MAX_OP_BYTES + 1), "{over}");
     }
 
+    /// Sealing the same op under the same header twice (what a home restored from a backup
+    /// does when it writes a seq again) never repeats a nonce under the content key.
+    #[test]
+    fn every_seal_draws_a_fresh_nonce() {
+        let key = SymmetricKey([9; 32]);
+        let seals: Vec<Entry> = (0..64).map(|_| Entry::seal(header(), &op_of(100), &key).unwrap()).collect();
+        let nonces: std::collections::HashSet<&[u8]> = seals.iter().map(|e| &e.sealed[..NONCE_LEN]).collect();
+        assert_eq!(nonces.len(), seals.len());
+        assert!(seals.iter().all(|e| e.unseal(&key).unwrap() == op_of(100)));
+    }
+
     #[test]
     fn a_sealed_payload_shorter_than_its_nonce_is_refused_not_a_panic() {
         let key = SymmetricKey([9; 32]);

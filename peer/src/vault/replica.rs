@@ -577,8 +577,8 @@ impl<S: LogStore> Replica<S> {
         for (se, op) in kept.into_iter().zip(ops) {
             self.apply_local(se, &op);
         }
-        // A signed entry at a cut-off that vouches for another proves the author forked at
-        // or below it: settle now (one seq lower), as the devices that held the entry when
+        // A signed entry at a cut-off whose hash names another entry proves the author
+        // forked at or below it: settle now (one seq lower), as the devices that held the entry when
         // the cut-off came did, rather than disagree with them until the next membership
         // change.
         if other_branch {
