@@ -165,6 +165,37 @@ mod tests {
         assert!(m.take(ROOM, DEV, t0).is_empty(), "handed over once");
     }
 
+    /// Every bound is exact: budgets may be filled to the byte, a mailbox is dead at
+    /// `left + ttl` itself (put, take and sweep agree), and a zero length turns them off.
+    #[test]
+    fn every_bound_is_exact() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(10);
+        let end = t0 + ttl;
+        let other = DeviceId([3; 16]);
+        let other_room = RoomKey::Vault(VaultId([9; 16]));
+        let mut m = Mailboxes::new(ttl, 3, 6, 10);
+        assert_eq!(m.ttl(), ttl);
+        m.open(ROOM, DEV, t0);
+        m.open(ROOM, other, t0);
+        m.open(other_room, DEV, t0);
+        assert_eq!((m.len(), m.is_empty()), (3, false));
+        m.put(ROOM, DEV, Bytes::from_static(b"123456"), t0).unwrap(); // the room's 6, exactly
+        m.put(other_room, DEV, Bytes::from_static(b"1234"), t0).unwrap(); // all 10, exactly
+        assert_eq!(m.bytes(), 10);
+        assert_eq!(m.put(other_room, DEV, Bytes::from_static(b"1"), t0), Err(NotHeld::Full));
+        assert_eq!(m.put(ROOM, other, Bytes::from_static(b"x"), end), Err(NotHeld::NoMailbox), "dead at its end");
+        assert!(m.take(ROOM, DEV, end).is_empty(), "nothing handed over at its end");
+        m.sweep(end - Duration::from_millis(1));
+        assert_eq!(m.len(), 2, "alive just before");
+        m.sweep(end);
+        assert_eq!((m.len(), m.bytes()), (0, 0), "swept at its end");
+        // A zero length holds nothing, whatever the TTL.
+        let mut off = Mailboxes::new(ttl, 0, 100, 100);
+        off.open(ROOM, DEV, t0);
+        assert!(off.is_empty());
+    }
+
     #[test]
     fn expiry_drops_messages() {
         let t0 = Instant::now();
