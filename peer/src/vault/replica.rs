@@ -553,10 +553,9 @@ impl<S: LogStore> Replica<S> {
             let Some(r) = self.membership.revocation(*author) else { continue };
             let at_cut =
                 fresh.iter().find(|(se, _)| se.entry.header.author == *author && se.entry.header.seq == r.last_seq);
-            let voids_here = fresh.iter().any(|(se, void)| *void && se.entry.header.author == *author);
             let Some((se, _)) = at_cut else { continue };
             if se.hash != r.last_hash {
-                if voids_here {
+                if fresh.iter().any(|(se, void)| *void && se.entry.header.author == *author) {
                     return Err(ReplicaError::Fork { author: *author, seq: r.last_seq });
                 }
                 other_branch = true;
@@ -578,9 +577,9 @@ impl<S: LogStore> Replica<S> {
             self.apply_local(se, &op);
         }
         // A signed entry at a cut-off whose hash names another entry proves the author
-        // forked at or below it: settle now (one seq lower), as the devices that held the entry when
-        // the cut-off came did, rather than disagree with them until the next membership
-        // change.
+        // forked at or below it: settle now (one seq lower), as the devices that held the
+        // entry when the cut-off came did, rather than disagree with them until the next
+        // membership change.
         if other_branch {
             let next = self.membership.clone();
             let voided = self.settle_and_void(next, Vec::new())?;
