@@ -112,6 +112,40 @@ fn a_live_session_with_a_revoked_device_stops_at_once() {
     assert_eq!(b.state().visible().count(), 0);
 }
 
+/// A device known to be revoked learns nothing once its static key is known: our hello is
+/// only the record that revokes it (no other membership, no heads), whoever dialled, then
+/// the session closes and nothing it sends is stored.
+#[test]
+fn a_known_revoked_device_gets_only_its_revocation() {
+    for a_dials in [false, true] {
+        let (_, mut r) = vault(3);
+        let (mut a, mut b, c) = (r.remove(0), r.remove(0), r.remove(0));
+        a.write(&put(ITEM, "not-for-b", &[("password", "x")]), 4_000).unwrap();
+        a.revoke(b.device_id(), 5_000).unwrap();
+        // A record only b holds: it must not reach a through this session.
+        b.revoke(c.device_id(), 5_100).unwrap();
+        let (a_before, b_before) = (records(&a), records(&b).len());
+        let cfg = SessionConfig::default();
+        let (role_a, role_b) =
+            if a_dials { (Role::Initiator, Role::Responder) } else { (Role::Responder, Role::Initiator) };
+        let (mut sa, mut sb) = (Session::new(role_a, &a, cfg).unwrap(), Session::new(role_b, &b, cfg).unwrap());
+        for _ in 0..6 {
+            while let Some(m) = sb.poll_transmit(&b) {
+                let _ = sa.handle_message(&m, &mut a);
+            }
+            while let Some(m) = sa.poll_transmit(&a) {
+                let _ = sb.handle_message(&m, &mut b);
+            }
+        }
+        assert!(sa.is_closed() && sa.remote().is_none(), "a closed the session (a_dials: {a_dials})");
+        assert_eq!(records(&a), a_before, "nothing b holds reached a");
+        assert!(b.membership().revoked_by_user(b.device_id()), "b learnt why");
+        assert_eq!(records(&b).len(), b_before + 1, "b learnt its revocation and nothing else");
+        assert!(sb.is_caught_up(&b), "no head was sent to b");
+        assert_eq!(b.state().visible().count(), 0);
+    }
+}
+
 /// The void values survive a reopen (they are stored sealed, beside the log).
 #[test]
 fn void_values_survive_a_reopen_of_a_sqlite_home() {

@@ -118,3 +118,31 @@ fn meta_values_are_kept_across_a_reopen() {
     assert_eq!(s.get_meta("other").unwrap(), Some(Vec::new()));
     assert_eq!(s.get_meta("none").unwrap(), None);
 }
+
+/// A head file that cannot be written after SQLite committed (a full disk, say) leaves the
+/// write durable and reported as done; later writes go on, and the head catches up once it
+/// can be written again.
+#[test]
+fn a_head_file_that_cannot_be_written_does_not_fail_a_committed_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = written_home(dir.path(), 2);
+    let head = home.dir().join("head");
+    let mut r = home.open(None).unwrap();
+    // A directory in its place: the rename over it fails, even for root.
+    std::fs::remove_file(&head).unwrap();
+    std::fs::create_dir(&head).unwrap();
+    std::fs::write(head.join("x"), b"x").unwrap();
+    for i in 10..12u8 {
+        r.write(&Op::Put { item: ItemId([i; 16]), name: Some(format!("n{i}")), fields: vec![] }, 20)
+            .expect("a committed write is reported as written");
+    }
+    assert_eq!(r.len(), 4);
+    std::fs::remove_dir_all(&head).unwrap();
+    r.write(&Op::Put { item: ItemId([20; 16]), name: Some("n20".into()), fields: vec![] }, 30).unwrap();
+    let line = std::fs::read_to_string(&head).unwrap();
+    assert!(line.starts_with("5 "), "the head caught up: {line}");
+    drop(r);
+    let mut again = home.open(None).unwrap();
+    assert_eq!(again.state().visible().count(), 5);
+    again.write(&Op::Put { item: ItemId([21; 16]), name: Some("n21".into()), fields: vec![] }, 40).unwrap();
+}

@@ -76,6 +76,10 @@ pub enum ControlError {
     /// The daemon closed the connection without replying.
     #[error("daemon closed the control connection without a reply")]
     NoReply,
+    /// The request reached the daemon but no reply came (it timed out, went away or was
+    /// killed): a write may or may not have been applied.
+    #[error("no reply from the daemon ({0}): the outcome is unknown")]
+    OutcomeUnknown(String),
 }
 
 /// The control socket's path in `home`.
@@ -96,7 +100,8 @@ impl Client {
         Some(Self { stream })
     }
 
-    /// Sends `req` and waits up to `timeout` for the reply.
+    /// Sends `req` and waits up to `timeout` for the reply. Once the request is sent, any
+    /// failure is [`ControlError::OutcomeUnknown`]: the daemon may have acted on it.
     pub fn request(&mut self, req: &Request, timeout: Duration) -> Result<Reply, ControlError> {
         self.stream.set_read_timeout(Some(timeout))?;
         let mut line = serde_json::to_vec(req)?;
@@ -104,10 +109,16 @@ impl Client {
         self.stream.write_all(&line)?;
         let mut reader = BufReader::new(&self.stream);
         let mut buf = String::new();
-        if reader.read_line(&mut buf)? == 0 {
-            return Err(ControlError::NoReply);
+        match reader.read_line(&mut buf) {
+            Ok(0) => Err(ControlError::OutcomeUnknown("it closed the connection".into())),
+            Ok(_) => {
+                serde_json::from_str(&buf).map_err(|e| ControlError::OutcomeUnknown(format!("unreadable reply: {e}")))
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Err(ControlError::OutcomeUnknown(format!("none within {} s", timeout.as_secs())))
+            }
+            Err(e) => Err(ControlError::OutcomeUnknown(e.to_string())),
         }
-        Ok(serde_json::from_str(&buf)?)
     }
 }
 
@@ -165,9 +176,13 @@ async fn connection(stream: tokio::net::UnixStream, to_node: mpsc::Sender<Input>
 }
 
 async fn ask(to_node: &mpsc::Sender<Input>, req: Request) -> Reply {
+    // A write is answered once the core has applied it or refused it, never by a timer here:
+    // a "timed out" reply would claim a failure while the write waits in the core's queue
+    // (the client's own deadline reports an unknown outcome instead).
     let timeout = match &req {
         Request::WaitFor { timeout_ms, .. } => Duration::from_millis(*timeout_ms),
-        _ => Duration::from_secs(60),
+        Request::Write { .. } => Duration::MAX,
+        Request::Status => Duration::from_secs(60),
     };
     let (tx, rx) = oneshot::channel();
     if to_node.send(Input::Control { req, reply: tx }).await.is_err() {

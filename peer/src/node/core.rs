@@ -76,6 +76,8 @@ pub struct Core<S: LogStore> {
     rng: StdRng,
     listen: Vec<String>,
     rendezvous: Option<RendezvousStatus>,
+    /// The "this device was revoked" warning was logged.
+    told_revoked: bool,
 }
 
 fn unix_ms() -> u64 {
@@ -94,12 +96,18 @@ impl<S: LogStore> Core<S> {
             rng: StdRng::from_entropy(),
             listen,
             rendezvous: None,
+            told_revoked: false,
         }
     }
 
     /// The replica (read-only: every write goes through [`Core::control`]).
     pub fn replica(&self) -> &Replica<S> {
         &self.replica
+    }
+
+    /// Holds at most `max` discovered (mDNS) dial targets.
+    pub fn set_mdns_limit(&mut self, max: usize) {
+        self.dialer.set_max_mdns(max);
     }
 
     /// Adds a static peer (`host:port`).
@@ -109,7 +117,9 @@ impl<S: LogStore> Core<S> {
 
     /// An mDNS service of this vault appeared (or changed address).
     pub fn discovered(&mut self, name: &str, addrs: Vec<String>, now: Instant) {
-        self.dialer.upsert_mdns(name, addrs, now);
+        if self.dialer.upsert_mdns(name, addrs, now).is_none() {
+            tracing::debug!(name, "too many discovered services; ignoring one");
+        }
     }
 
     /// An mDNS service went away.
@@ -222,6 +232,13 @@ impl<S: LogStore> Core<S> {
             self.drop_pipe(id, Ended::Early, now);
         }
         self.waiters.retain(|w| !w.reply.is_closed());
+        if self.revoked_self() {
+            // Every peer refuses this device: dialling them only costs them a handshake.
+            if !std::mem::replace(&mut self.told_revoked, true) {
+                tracing::warn!("this device was revoked: it dials no peer any more (enrol it again with the vault's phrase, as a new device, if it should sync)");
+            }
+            return Vec::new();
+        }
         let me = self.replica.device_id();
         let live: Vec<DeviceId> = self.pipes.values().filter_map(|p| p.session.remote()).collect();
         self.dialer.due(now, |d| d == me || live.contains(&d))
@@ -231,7 +248,13 @@ impl<S: LogStore> Core<S> {
     pub fn next_wakeup(&self) -> Option<Instant> {
         let handshake =
             self.pipes.values().filter(|p| !p.session.is_live()).map(|p| p.opened + HANDSHAKE_TIMEOUT).min();
-        [handshake, self.dialer.next_due()].into_iter().flatten().min()
+        let dial = if self.revoked_self() { None } else { self.dialer.next_due() };
+        [handshake, dial].into_iter().flatten().min()
+    }
+
+    /// True when a user revoked this device (a forked one re-enrols instead).
+    fn revoked_self(&self) -> bool {
+        self.replica.membership().revoked_by_user(self.replica.device_id())
     }
 
     /// Closes every pipe (shutdown).

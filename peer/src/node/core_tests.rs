@@ -7,6 +7,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::control::{Reply, Request};
 use super::core::{Core, Output, PipeId, PipeInfo, HANDSHAKE_TIMEOUT};
+use super::dialer::{TargetId, REFUSED};
 use crate::actions::WriteRequest;
 use crate::identity::VaultSecret;
 use crate::ids::DeviceId;
@@ -39,11 +40,17 @@ impl Net {
 
     /// Opens a pipe from `a` (dialler) to `b`.
     fn connect(&mut self, a: usize, b: usize) -> usize {
+        self.connect_via(a, b, None)
+    }
+
+    /// Opens a pipe from `a` to `b` as the dial of `a`'s `target`.
+    fn connect_via(&mut self, a: usize, b: usize, target: Option<TargetId>) -> usize {
         let end = |net: &mut Net, node: usize, dialled: bool| {
             let (tx, rx) = mpsc::unbounded_channel();
             let pipe = PipeId(net.next_pipe);
             net.next_pipe += 1;
-            let info = PipeInfo { path: "lan", addr: format!("node{node}"), dialled, target: None };
+            let target = if dialled { target } else { None };
+            let info = PipeInfo { path: "lan", addr: format!("node{node}"), dialled, target };
             (End { node, pipe, rx }, info, tx)
         };
         let (ea, ia, ta) = end(self, a, true);
@@ -230,4 +237,87 @@ fn a_pipe_that_never_completes_the_handshake_is_closed() {
     assert!(rx.try_recv().is_err());
     net.cores[0].tick(net.now + HANDSHAKE_TIMEOUT);
     assert_eq!(rx.try_recv().unwrap(), Output::Close);
+}
+
+/// The dials `node` starts at `at` (the addresses are "nodeN" names).
+fn due(net: &mut Net, node: usize, at: Instant) -> Vec<(TargetId, Vec<String>)> {
+    net.cores[node].tick(at)
+}
+
+/// Node `a` knows `b` as a static peer and dials it; returns the target.
+fn dial(net: &mut Net, a: usize, b: usize, at: Instant) -> TargetId {
+    net.cores[a].add_static_peer(format!("node{b}"), at);
+    let d = due(net, a, at);
+    assert_eq!(d.len(), 1, "{d:?}");
+    net.connect_via(a, b, Some(d[0].0));
+    d[0].0
+}
+
+#[test]
+fn a_live_target_is_not_dialled_again_and_a_quiet_live_session_outlasts_the_handshake_timeout() {
+    let mut net = Net::new(2);
+    let now = net.now;
+    dial(&mut net, 0, 1, now);
+    net.run();
+    assert_eq!(net.peers(0).len(), 1);
+    // Nothing is due while its device is live, however long the session stays quiet.
+    let later = now + HANDSHAKE_TIMEOUT * 30;
+    assert!(due(&mut net, 0, later).is_empty());
+    assert!(due(&mut net, 1, later).is_empty());
+    assert_eq!(net.peers(0).len(), 1, "a live session is not a stalled handshake");
+    assert!(net.links[0].0.rx.try_recv().is_err() && net.links[0].1.rx.try_recv().is_err(), "no close sent");
+}
+
+#[test]
+fn a_revoked_device_is_told_once_and_then_dials_no_one() {
+    let mut net = Net::new(2);
+    let now = net.now;
+    net.connect(0, 1);
+    net.run();
+    let revoke = Request::Write { write: WriteRequest::Revoke { device: DeviceId([2; 16]) } };
+    assert!(matches!(net.control(0, revoke), Reply::Written(_)));
+    net.run();
+    assert!(!net.cores[1].replica().membership().is_revoked(DeviceId([2; 16])), "a live session sent it nothing");
+    // The revoked device (node 1) dials node 0 and is refused with only its revocation.
+    dial(&mut net, 1, 0, now);
+    net.run();
+    assert!(net.peers(0).is_empty() && net.peers(1).is_empty());
+    assert!(net.cores[1].replica().membership().revoked_by_user(DeviceId([2; 16])));
+    assert!(net.names(1).is_empty());
+    // It never dials again (not even after the refusal wait), and its wake-ups do not spin.
+    assert!(due(&mut net, 1, now + REFUSED * 2).is_empty());
+    assert_eq!(net.cores[1].next_wakeup(), None);
+}
+
+#[test]
+fn a_refused_dial_waits_minutes_on_the_side_that_dialled() {
+    // A stranger (another vault) dials node 0, and node 0 dials a stranger: either dialler
+    // waits the refusal delay before its next try, not the unreachable backoff.
+    for stranger_dials in [true, false] {
+        let mut net = Net::new(1);
+        net.cores.push(core([8; 32], 2));
+        let now = net.now;
+        let (a, b) = if stranger_dials { (1, 0) } else { (0, 1) };
+        dial(&mut net, a, b, now);
+        net.run();
+        assert!(net.peers(0).is_empty() && net.peers(1).is_empty());
+        assert!(due(&mut net, a, now + Duration::from_secs(60)).is_empty(), "stranger_dials: {stranger_dials}");
+        assert_eq!(due(&mut net, a, now + REFUSED * 2).len(), 1);
+    }
+}
+
+#[test]
+fn a_silent_pipe_closed_at_the_handshake_timeout_waits_like_a_refusal() {
+    let mut net = Net::new(1);
+    let now = net.now;
+    net.cores[0].add_static_peer("fake:1".into(), now);
+    let d = due(&mut net, 0, now);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let info = PipeInfo { path: "lan", addr: "fake:1".into(), dialled: true, target: Some(d[0].0) };
+    net.cores[0].opened(PipeId(77), info, tx, now);
+    assert!(matches!(rx.try_recv(), Ok(Output::Data(_))), "the handshake's first message");
+    assert!(due(&mut net, 0, now + HANDSHAKE_TIMEOUT).is_empty());
+    assert_eq!(rx.try_recv().unwrap(), Output::Close);
+    assert!(due(&mut net, 0, now + HANDSHAKE_TIMEOUT + Duration::from_secs(60)).is_empty(), "not redialled soon");
+    assert_eq!(due(&mut net, 0, now + REFUSED * 2).len(), 1);
 }

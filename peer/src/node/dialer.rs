@@ -2,8 +2,10 @@
 //!
 //! A plain state machine fed the time: the node asks [`Dialer::due`] for dials to start and
 //! reports how each ended. A target whose device is already connected (through another
-//! address, or because it dialled us) is not dialled; a target that failed the handshake
-//! (another vault, a revoked device) waits minutes, not milliseconds.
+//! address, or because it dialled us) is not dialled; a target that answered but never
+//! became a live session (another vault, a revoked device, a fake that upgrades and stays
+//! silent) waits minutes, not milliseconds, and a new address does not shorten that wait.
+//! Discovered targets are capped, so advertisements cannot grow the plan without bound.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -16,8 +18,9 @@ use crate::ids::DeviceId;
 const BASE: Duration = Duration::from_millis(500);
 /// Longest delay between dials of an unreachable target.
 const MAX: Duration = Duration::from_secs(30);
-/// Delay after a peer refused us (or we refused it): wrong vault, revoked, not a Hearth peer.
-const REFUSED: Duration = Duration::from_secs(300);
+/// Delay after a peer refused us (or we refused it): wrong vault, revoked, not a Hearth peer,
+/// or a connection that never became a live session.
+pub const REFUSED: Duration = Duration::from_secs(300);
 
 /// A dial target's id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -37,7 +40,10 @@ pub enum Source {
 pub enum Ended {
     /// The TCP/WebSocket connect failed.
     Unreachable,
-    /// The connection closed before the session was live, without a local verdict.
+    /// The connection closed (or timed out) before the session was live, without a local
+    /// verdict. An honest device of this vault always completes the handshake and hello, so
+    /// this waits as long as a refusal: the other end refused us without saying so, or is
+    /// not a Hearth device of this vault at all.
     Early,
     /// One side refused the other: different vault, not a member, revoked.
     Refused,
@@ -60,6 +66,8 @@ struct Target {
     addrs: Vec<String>,
     state: State,
     failures: u32,
+    /// The last attempt was refused (or never went live): its wait is not cut short.
+    refused: bool,
     next_at: Instant,
     /// The device behind this target, once a session through it went live.
     device: Option<DeviceId>,
@@ -78,10 +86,18 @@ pub(crate) fn jittered(d: Duration, rng: &mut impl Rng) -> Duration {
 }
 
 /// The dial plan.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Dialer {
     targets: BTreeMap<TargetId, Target>,
     next_id: u64,
+    /// Discovered targets held at most.
+    max_mdns: usize,
+}
+
+impl Default for Dialer {
+    fn default() -> Self {
+        Self { targets: BTreeMap::new(), next_id: 0, max_mdns: 64 }
+    }
 }
 
 impl Dialer {
@@ -89,13 +105,29 @@ impl Dialer {
     pub fn add(&mut self, source: Source, addrs: Vec<String>, now: Instant) -> TargetId {
         let id = TargetId(self.next_id);
         self.next_id += 1;
-        let t = Target { source, addrs, state: State::Waiting, failures: 0, next_at: now, device: None, gone: false };
+        let t = Target {
+            source,
+            addrs,
+            state: State::Waiting,
+            failures: 0,
+            refused: false,
+            next_at: now,
+            device: None,
+            gone: false,
+        };
         self.targets.insert(id, t);
         id
     }
 
+    /// At most `max` discovered targets at once (more are ignored until some leave).
+    pub fn set_max_mdns(&mut self, max: usize) {
+        self.max_mdns = max;
+    }
+
     /// A discovered service appeared or changed address: add it, or update its addresses.
-    pub fn upsert_mdns(&mut self, name: &str, addrs: Vec<String>, now: Instant) -> TargetId {
+    /// `None` when the plan already holds the most discovered targets it may.
+    pub fn upsert_mdns(&mut self, name: &str, addrs: Vec<String>, now: Instant) -> Option<TargetId> {
+        let full = self.mdns_len() >= self.max_mdns;
         let found = self.targets.iter_mut().find(|(_, t)| matches!(&t.source, Source::Mdns(n) if n == name));
         match found {
             Some((id, t)) => {
@@ -103,15 +135,20 @@ impl Dialer {
                 if t.addrs != addrs {
                     t.addrs = addrs;
                     // New addresses deserve a prompt try, unless the peer refused us.
-                    if t.state == State::Waiting && t.failures > 0 && t.next_at > now + BASE {
+                    if t.state == State::Waiting && t.failures > 0 && !t.refused && t.next_at > now + BASE {
                         t.next_at = now;
                         t.failures = 0;
                     }
                 }
-                *id
+                Some(*id)
             }
-            None => self.add(Source::Mdns(name.to_owned()), addrs, now),
+            None if full => None,
+            None => Some(self.add(Source::Mdns(name.to_owned()), addrs, now)),
         }
+    }
+
+    fn mdns_len(&self) -> usize {
+        self.targets.values().filter(|t| matches!(t.source, Source::Mdns(_))).count()
     }
 
     /// A discovered service went away: stop dialling it (a live session stays up, and the
@@ -154,6 +191,7 @@ impl Dialer {
         if let Some(t) = self.targets.get_mut(&id) {
             t.device = Some(device);
             t.failures = 0;
+            t.refused = false;
         }
     }
 
@@ -165,19 +203,23 @@ impl Dialer {
             return;
         }
         t.state = State::Waiting;
+        t.refused = matches!(how, Ended::Refused | Ended::Early);
         let delay = match how {
-            Ended::Refused => REFUSED,
+            Ended::Refused | Ended::Early => {
+                t.failures = t.failures.saturating_add(1);
+                REFUSED
+            }
             Ended::AfterLive | Ended::Duplicate => {
                 t.failures = 0;
                 BASE
             }
-            Ended::Unreachable | Ended::Early => {
+            Ended::Unreachable => {
                 t.failures = t.failures.saturating_add(1);
                 doubled(BASE, t.failures, MAX)
             }
         };
         t.next_at = now + jittered(delay, rng);
-        if how == Ended::Refused {
+        if t.refused {
             t.device = None;
         }
     }
@@ -262,8 +304,8 @@ mod tests {
     fn mdns_targets_update_in_place_and_leave_when_removed() {
         let mut d = Dialer::default();
         let now = Instant::now();
-        let a = d.upsert_mdns("x._hearth._tcp.local.", vec!["10.0.0.1:7".into()], now);
-        let b = d.upsert_mdns("x._hearth._tcp.local.", vec!["10.0.0.2:7".into()], now);
+        let a = d.upsert_mdns("x._hearth._tcp.local.", vec!["10.0.0.1:7".into()], now).unwrap();
+        let b = d.upsert_mdns("x._hearth._tcp.local.", vec!["10.0.0.2:7".into()], now).unwrap();
         assert_eq!(a, b);
         assert_eq!(d.len(), 1);
         assert_eq!(d.due(now, |_| false)[0].1, vec!["10.0.0.2:7".to_string()]);
@@ -271,9 +313,59 @@ mod tests {
         assert_eq!(d.len(), 1, "a target being dialled stays until its dial ends");
         d.ended(a, Ended::Unreachable, now, &mut StdRng::seed_from_u64(2));
         assert!(d.is_empty(), "and then goes, not redialled");
-        let b = d.upsert_mdns("y._hearth._tcp.local.", vec!["10.0.0.3:7".into()], now);
+        let b = d.upsert_mdns("y._hearth._tcp.local.", vec!["10.0.0.3:7".into()], now).unwrap();
         d.ended(b, Ended::Unreachable, now, &mut StdRng::seed_from_u64(2));
         d.remove_mdns("y._hearth._tcp.local.");
         assert!(d.is_empty(), "a waiting target goes at once");
+    }
+
+    #[test]
+    fn a_pipe_that_never_went_live_waits_as_long_as_a_refusal() {
+        let (mut d, id, now, mut rng) = setup();
+        d.due(now, |_| false);
+        d.opened(id);
+        d.ended(id, Ended::Early, now, &mut rng);
+        let wait = d.next_due().unwrap() - now;
+        assert!(wait >= REFUSED.mul_f64(0.75), "{wait:?}");
+        assert!(d.due(now + MAX.mul_f64(1.25), |_| false).is_empty(), "not within the unreachable cap");
+    }
+
+    #[test]
+    fn a_new_address_cuts_short_an_unreachable_wait_but_not_a_refusal() {
+        let mut d = Dialer::default();
+        let now = Instant::now();
+        let mut rng = StdRng::seed_from_u64(3);
+        let name = "x._hearth._tcp.local.";
+        let a = d.upsert_mdns(name, vec!["10.0.0.1:7".into()], now).unwrap();
+        for _ in 0..3 {
+            let t = d.next_due().unwrap();
+            assert_eq!(d.due(t, |_| false).len(), 1);
+            d.ended(a, Ended::Unreachable, t, &mut rng);
+        }
+        d.upsert_mdns(name, vec!["10.0.0.2:7".into()], now);
+        assert_eq!(d.next_due(), Some(now), "an unreachable target is tried at its new address at once");
+        d.due(now, |_| false);
+        d.ended(a, Ended::Refused, now, &mut rng);
+        d.upsert_mdns(name, vec!["10.0.0.3:7".into()], now);
+        assert!(d.next_due().unwrap() - now >= REFUSED.mul_f64(0.75), "a refusal's wait stands");
+        d.ended(a, Ended::Early, now, &mut rng);
+        d.upsert_mdns(name, vec!["10.0.0.4:7".into()], now);
+        assert!(d.next_due().unwrap() - now >= REFUSED.mul_f64(0.75), "so does a silent fake's");
+    }
+
+    #[test]
+    fn discovered_targets_are_capped_static_ones_are_not() {
+        let mut d = Dialer::default();
+        d.set_max_mdns(3);
+        let now = Instant::now();
+        for i in 0..3 {
+            assert!(d.upsert_mdns(&format!("s{i}"), vec![format!("10.0.0.{i}:7")], now).is_some());
+        }
+        assert_eq!(d.upsert_mdns("s9", vec!["10.0.0.9:7".into()], now), None);
+        assert!(d.upsert_mdns("s1", vec!["10.0.1.1:7".into()], now).is_some(), "a known one still updates");
+        d.add(Source::Static, vec!["h:1".into()], now);
+        assert_eq!(d.len(), 4);
+        d.remove_mdns("s0");
+        assert!(d.upsert_mdns("s9", vec!["10.0.0.9:7".into()], now).is_some(), "room again once one left");
     }
 }

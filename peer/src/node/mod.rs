@@ -16,6 +16,7 @@ pub mod core;
 mod core_tests;
 pub mod dialer;
 pub mod lan_tag;
+pub mod limits;
 pub mod mdns;
 pub mod rendezvous;
 pub mod status;
@@ -104,6 +105,8 @@ pub struct NodeConfig {
     pub mdns_interfaces: Vec<String>,
     /// Stay joined to this rendezvous (`ws://` URL of `/v1/signal`).
     pub rendezvous: Option<String>,
+    /// What the node spends on others at most.
+    pub limits: limits::Limits,
 }
 
 /// Why a node could not start.
@@ -147,7 +150,7 @@ pub struct Node {
     core: Core<crate::vault::SqliteStore>,
     inputs: mpsc::Receiver<Input>,
     to_node: mpsc::Sender<Input>,
-    ids: ws::PipeIds,
+    dialling: ws::Dialling,
     local_addr: SocketAddr,
     _lock: WriterLock,
     _mdns: Option<mdns::Mdns>,
@@ -176,6 +179,7 @@ impl Node {
         let ids = ws::PipeIds::default();
         let lan_key = SymmetricKey(*replica.vault_keys().lan_tag.as_bytes());
         let mut core = Core::new(replica, vec![local_addr.to_string()]);
+        core.set_mdns_limit(config.limits.mdns_targets);
         let now = Instant::now();
         let mut peers = config.peers.clone();
         peers.extend(config.home.static_peers()?);
@@ -187,7 +191,7 @@ impl Node {
         // Stopped when the node ends: a node started again in this process (after re-enrolling)
         // binds the same sockets.
         let mut tasks = vec![
-            tokio::spawn(ws::accept_loop(listener, ids.clone(), to_node.clone())).abort_handle(),
+            tokio::spawn(ws::accept_loop(listener, ids.clone(), config.limits, to_node.clone())).abort_handle(),
             tokio::spawn(control::serve(control, to_node.clone())).abort_handle(),
         ];
         let mdns = if config.mdns {
@@ -212,7 +216,7 @@ impl Node {
             core,
             inputs,
             to_node,
-            ids,
+            dialling: ws::Dialling::new(ids, config.limits),
             local_addr,
             _lock: lock,
             _mdns: mdns,
@@ -292,7 +296,7 @@ impl Node {
     fn start_dials(&mut self, now: Instant) {
         for (target, addrs) in self.core.tick(now) {
             tracing::info!(?addrs, "dialling");
-            tokio::spawn(ws::dial(target, addrs, self.ids.clone(), self.to_node.clone()));
+            tokio::spawn(ws::dial(target, addrs, self.dialling.clone(), self.to_node.clone()));
         }
     }
 }

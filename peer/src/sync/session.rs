@@ -295,6 +295,23 @@ impl Session {
         self.handshake_hash = <[u8; 32]>::try_from(hs.get_handshake_hash()).ok();
         let ts = hs.into_transport_mode().map_err(SyncError::Handshake)?;
         self.phase = Phase::AwaitHello(Box::new(ts));
+        // A device this replica already knows a user revoked learns nothing of the vault, not
+        // even our membership and heads: its hello is the records that revoke it, no heads,
+        // then the session closes (what it sends is neither read nor stored). It learns why,
+        // so its node stops dialling. (An unknown key may be a device enrolled meanwhile,
+        // whose own hello carries its enrolment; a forked one is told as before.)
+        let key = self.remote_static().ok_or(SyncError::Protocol("no remote static key"))?;
+        let m = replica.membership();
+        if let Err(MembershipError::Revoked(d)) = m.active_by_dh(&key) {
+            if !m.may_reenrol(d) {
+                let own: Vec<_> =
+                    m.records().iter().filter(|r| r.body.cut().is_some_and(|c| c.device_id == d)).cloned().collect();
+                self.send(&Msg::Hello { membership: own, heads: Vec::new() })?;
+                self.closing = true;
+                self.phase = Phase::Dead;
+                return Ok(());
+            }
+        }
         let hello = Msg::Hello { membership: replica.membership().records().to_vec(), heads: replica.heads() };
         self.membership_sent = replica.membership().records().len();
         self.send(&hello)

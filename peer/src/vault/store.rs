@@ -111,8 +111,9 @@ impl LogStore for MemStore {
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Connection,
-    /// This device and the file beside the database that mirrors its newest own entry.
-    mirror: Option<(DeviceId, std::path::PathBuf)>,
+    /// This device, the file beside the database that mirrors its newest own entry, and a
+    /// head committed but not yet written there.
+    mirror: Option<(DeviceId, std::path::PathBuf, Option<OwnHead>)>,
 }
 
 impl SqliteStore {
@@ -148,12 +149,15 @@ impl SqliteStore {
     }
 }
 
+/// A device's newest own entry: its seq and hash.
+type OwnHead = (u64, [u8; 32]);
+
 impl SqliteStore {
     /// After every commit that holds entries of `device`, writes the newest one's seq and
     /// hash to `path` (outside the database), so a database restored from an older copy is
     /// noticed before it signs a seq it already used.
     pub fn mirror_own_head(&mut self, device: DeviceId, path: std::path::PathBuf) {
-        self.mirror = Some((device, path));
+        self.mirror = Some((device, path, None));
     }
 
     /// Decodes every postcard blob `sql` selects (one column), in row order.
@@ -188,10 +192,22 @@ impl LogStore for SqliteStore {
             }
         }
         tx.commit()?;
-        if let Some((me, path)) = &self.mirror {
+        // The commit is durable from here on: a head file that cannot be written (full disk)
+        // must not make it look failed, or the caller's memory would part from the database.
+        // The head is written again after the next commit until it succeeds.
+        if let Some((me, path, pending)) = &mut self.mirror {
             if let Some(e) = entries.iter().rev().find(|e| e.entry.header.author == *me) {
-                let line = format!("{} {}\n", e.entry.header.seq, hex::encode(e.hash));
-                crate::fsutil::write_private(path, line.as_bytes())?;
+                *pending = Some((e.entry.header.seq, e.hash));
+            }
+            if let Some((seq, hash)) = *pending {
+                let line = format!("{seq} {}\n", hex::encode(hash));
+                match crate::fsutil::write_private(path, line.as_bytes()) {
+                    Ok(()) => *pending = None,
+                    Err(e) => tracing::warn!(
+                        path = %path.display(),
+                        "the commit is durable, but the head file could not be written (retried after the next commit): {e}"
+                    ),
+                }
             }
         }
         Ok(())

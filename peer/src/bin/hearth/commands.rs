@@ -10,7 +10,7 @@ use hearth_peer::actions::{self, ActionError, WriteOutcome, WriteRequest};
 use hearth_peer::home::{Home, HomeError, Protection};
 use hearth_peer::identity::{PhraseError, VaultKeys, VaultSecret};
 use hearth_peer::ids::{DeviceId, ItemId};
-use hearth_peer::node::control::{Client, Reply, Request};
+use hearth_peer::node::control::{Client, ControlError, Reply, Request};
 use hearth_peer::vault::{bundle, generate_password, LookupError, Replica, SqliteStore};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -33,9 +33,22 @@ pub(crate) fn exit_code(e: &anyhow::Error) -> u8 {
         || e.downcast_ref::<PhraseError>().is_some()
     {
         4
+    } else if e.downcast_ref::<OutcomeUnknown>().is_some() {
+        5
     } else {
         1
     }
+}
+
+/// A write the daemon took without replying (exit status 5): it may have been applied.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the daemon took this write but sent no reply ({why}), so it may or may not have been applied; \
+     check with `hearth --home {home} list` (or `get NAME`) before trying again"
+)]
+pub(crate) struct OutcomeUnknown {
+    why: String,
+    home: String,
 }
 
 /// A name the daemon could not resolve (exit status 3, like a local lookup).
@@ -71,7 +84,13 @@ impl Ctx {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(mut daemon) = Client::connect(self.home.dir()) {
-                return match daemon.request(&Request::Write { write: req }, Duration::from_secs(60))? {
+                let reply = match daemon.request(&Request::Write { write: req }, Duration::from_secs(60)) {
+                    Err(ControlError::OutcomeUnknown(why)) => {
+                        return Err(OutcomeUnknown { why, home: self.home.dir().display().to_string() }.into())
+                    }
+                    other => other?,
+                };
+                return match reply {
                     Reply::Written(out) => Ok(out),
                     Reply::Error { message, lookup: true } => Err(NotFound(message).into()),
                     Reply::Error { message, .. } => Err(anyhow::anyhow!(message)),
@@ -314,7 +333,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             });
             Ok(())
         }
-        Command::Daemon { listen, peers, no_mdns, mdns_interfaces, rendezvous } => {
+        Command::Daemon { listen, peers, no_mdns, mdns_interfaces, rendezvous, limits } => {
             crate::daemon::run(hearth_peer::node::NodeConfig {
                 home: ctx.home.clone(),
                 passphrase: ctx.passphrase.clone(),
@@ -323,6 +342,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
                 mdns: !no_mdns,
                 mdns_interfaces,
                 rendezvous,
+                limits: limits.to_limits(),
             })
         }
         Command::Status => status(&ctx),
