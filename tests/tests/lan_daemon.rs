@@ -205,3 +205,26 @@ fn strangers_and_garbage_on_the_port_disturb_no_one() {
     let ids: Vec<Value> = peers_of(a).iter().map(|p| p["device"].clone()).collect();
     assert_eq!(ids, vec![Value::String(b.id())]);
 }
+
+/// A daemon that takes a write and never answers (killed, wedged, timed out) leaves its
+/// outcome unknown: the CLI says so, with how to check, and exits 5 — never "failed".
+#[test]
+fn a_write_the_daemon_never_answers_is_reported_as_unknown() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let a = &vault(dir.path(), &["a"])[0];
+    let listener = std::os::unix::net::UnixListener::bind(a.home.join("daemon.sock")).unwrap();
+    let server = std::thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(&s).read_line(&mut line).unwrap();
+        line // then hang up without a reply, as a daemon killed mid-write would
+    });
+    let o = a.run(&["add", "mail", "--field", "user=al"]);
+    let request = server.join().unwrap();
+    assert!(request.contains("\"write\""), "{request}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(5), "{err}");
+    assert!(err.contains("may or may not have been applied") && err.contains("list"), "{err}");
+    assert!(!err.to_lowercase().contains("failed"), "{err}");
+}
