@@ -131,6 +131,15 @@ pub enum HomeError {
     /// Another process holds the writer lock.
     #[error("another hearth process (a running daemon?) is writing to {0}")]
     Busy(PathBuf),
+    /// The home is open to other users (or owned by another): its secrets and the daemon's
+    /// control socket must be this user's alone.
+    #[error("{path} {why}: fix it (`chmod 700 {path}` as its owner) before running the daemon")]
+    NotPrivate {
+        /// The home.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
 }
 
 /// The home's writer lock; released when dropped (or when the process dies, even by kill -9).
@@ -194,6 +203,26 @@ impl Home {
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Checks that the home is a directory of this user's with no access for anyone else
+    /// (mode 0700, as `create` makes it): the daemon serves writes on a socket inside it.
+    pub fn check_private(&self) -> Result<(), HomeError> {
+        use std::os::unix::fs::MetadataExt;
+        let md = fs::symlink_metadata(&self.dir).map_err(io(&self.dir))?;
+        let why = if !md.is_dir() {
+            Some("is not a directory".to_owned())
+        } else if md.uid() != nix::unistd::geteuid().as_raw() {
+            Some(format!("is owned by uid {}, not by this user", md.uid()))
+        } else if md.mode() & 0o077 != 0 {
+            Some(format!("has mode {:o}, open to other users", md.mode() & 0o777))
+        } else {
+            None
+        };
+        match why {
+            Some(why) => Err(HomeError::NotPrivate { path: self.dir.clone(), why }),
+            None => Ok(()),
+        }
     }
 
     /// The op log database path.

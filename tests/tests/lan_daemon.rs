@@ -228,3 +228,28 @@ fn a_write_the_daemon_never_answers_is_reported_as_unknown() {
     assert!(err.contains("may or may not have been applied") && err.contains("list"), "{err}");
     assert!(!err.to_lowercase().contains("failed"), "{err}");
 }
+
+/// The control socket is the user's alone (0600, never reachable with the umask's mode), and
+/// a daemon refuses a home that others can enter.
+#[test]
+fn the_control_socket_is_private_and_an_open_home_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let a = &vault(dir.path(), &["a"])[0];
+    {
+        let _da = daemon(a, &[]);
+        let mode = std::fs::metadata(a.home.join("daemon.sock")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let stray: Vec<_> = std::fs::read_dir(&a.home)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".sock."))
+            .collect();
+        assert!(stray.is_empty(), "the staging directory is gone");
+    }
+    std::fs::set_permissions(&a.home, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = a.run(&["daemon", "--listen", "127.0.0.1:0", "--no-mdns"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("mode 755") && err.contains("chmod 700"), "{err}");
+}

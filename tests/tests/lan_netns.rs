@@ -238,7 +238,7 @@ fn an_independent_mdns_browser_sees_only_a_version_and_a_rotating_tag() {
     assert!(svc["addresses"].as_array().unwrap().iter().any(|x| x == "10.77.1.10"), "{svc}");
     let txt = svc["txt"].as_object().unwrap();
     assert_eq!(txt.keys().collect::<Vec<_>>(), ["t", "v"]);
-    assert_eq!(txt["v"], "1");
+    assert_eq!(txt["v"], "2");
     let tag = txt["t"].as_str().unwrap();
     assert_eq!(tag.len(), 16);
     let text = svc.to_string();

@@ -123,16 +123,25 @@ impl Client {
 }
 
 /// Binds the control socket (replacing a stale one: the caller holds the home's writer lock,
-/// so no other daemon owns it) with mode 0600.
+/// so no other daemon owns it) with mode 0600. It is bound inside a fresh 0700 directory,
+/// set to 0600 there and only then renamed into place, so it is never reachable with the
+/// umask's mode, not even for a moment.
 pub(crate) fn bind(home: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::DirBuilderExt;
     let path = socket_path(home);
-    match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let listener = tokio::net::UnixListener::bind(&path)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    let mut rnd = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut rnd);
+    let private = home.join(format!(".sock.{}", hex::encode(rnd)));
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let staged = private.join("daemon.sock");
+    let bound = tokio::net::UnixListener::bind(&staged).and_then(|l| {
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&staged, &path)?;
+        Ok(l)
+    });
+    let _ = std::fs::remove_file(&staged);
+    let _ = std::fs::remove_dir(&private);
+    bound
 }
 
 /// Serves control connections until the node's input channel closes.

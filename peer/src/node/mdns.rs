@@ -1,11 +1,18 @@
 //! LAN discovery: advertise `_hearth._tcp.local.` and browse for devices of the same vault.
 //!
-//! The advertisement carries a random instance and host name chosen at each start, the port,
-//! and TXT `v=1`, `t=<rotating LAN tag>` — nothing that names the vault, a device or a person.
-//! The tag is re-announced when its ten-minute epoch turns. A service whose tag is not this
-//! vault's (current or previous epoch) is ignored without any connection attempt.
+//! The advertisement carries a random instance and host name, the port, and TXT `v=2`,
+//! `t=<rotating LAN tag>` — nothing that names the vault, a device or a person. When the
+//! tag's ten-minute epoch turns, the service is withdrawn and announced again under new random
+//! names, so an observer cannot link one epoch's advertisement to the next. A service whose
+//! tag is not this vault's tag *of that instance and port* (current or previous epoch) is
+//! ignored without any connection attempt.
+//!
+//! The browse thread never blocks: discoveries go to the node with `try_send` (one dropped
+//! when the node is busy comes again with the service's next announcement), and a browse
+//! subscription that mdns-sd dropped (it drops one that falls far behind) is renewed.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
@@ -36,16 +43,23 @@ fn unix_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// The instance label of a service's full name (`h….` + [`SERVICE`]).
+fn instance_of(fullname: &str) -> Option<&str> {
+    fullname.strip_suffix(SERVICE)?.strip_suffix('.')
+}
+
 /// What a discovered service offers, if it belongs to this vault.
 pub(crate) fn accept_service(
     key: &SymmetricKey,
     epoch: u64,
+    fullname: &str,
     version: Option<&str>,
     tag: Option<&str>,
     addrs: impl IntoIterator<Item = IpAddr>,
     port: u16,
 ) -> Option<Vec<String>> {
-    if version != Some("1") || !lan_tag::accepts(key, epoch, tag?) || port == 0 {
+    let instance = instance_of(fullname)?;
+    if version != Some(lan_tag::VERSION) || port == 0 || !lan_tag::accepts(key, epoch, instance, port, tag?) {
         return None;
     }
     let mut out: Vec<String> = addrs
@@ -58,10 +72,48 @@ pub(crate) fn accept_service(
     (!out.is_empty()).then_some(out)
 }
 
-fn service_info(instance: &str, port: u16, tag: &str) -> Result<ServiceInfo, mdns_sd::Error> {
+/// A fresh random instance name (also the host name's label).
+fn random_instance() -> String {
+    let mut rnd = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut rnd);
+    format!("h{}", hex::encode(rnd))
+}
+
+fn service_info(key: &SymmetricKey, epoch: u64, instance: &str, port: u16) -> Result<ServiceInfo, mdns_sd::Error> {
     let host = format!("{instance}.local.");
-    let props = [("v", "1"), ("t", tag)];
+    let tag = lan_tag::tag(key, epoch, instance, port);
+    let props = [("v", lan_tag::VERSION), ("t", tag.as_str())];
     Ok(ServiceInfo::new(SERVICE, instance, &host, "", port, &props[..])?.enable_addr_auto())
+}
+
+/// This device's advertisement: new random names and a new tag at each epoch.
+struct Advert {
+    key: SymmetricKey,
+    port: u16,
+    epoch: u64,
+    instance: String,
+}
+
+impl Advert {
+    fn new(key: SymmetricKey, port: u16, epoch: u64) -> Self {
+        Self { key, port, epoch, instance: random_instance() }
+    }
+
+    /// The service to register now.
+    fn info(&self) -> Result<ServiceInfo, mdns_sd::Error> {
+        service_info(&self.key, self.epoch, &self.instance, self.port)
+    }
+
+    /// At `epoch`: when it turned, takes new names and returns the full name to withdraw.
+    fn turn(&mut self, epoch: u64) -> Option<String> {
+        if epoch == self.epoch {
+            return None;
+        }
+        let old = format!("{}.{SERVICE}", self.instance);
+        self.epoch = epoch;
+        self.instance = random_instance();
+        Some(old)
+    }
 }
 
 /// Starts advertising `port` and browsing; discoveries go to the node.
@@ -78,78 +130,92 @@ pub(crate) fn start(
             daemon.enable_interface(IfKind::Name(i.clone()))?;
         }
     }
-    let mut rnd = [0u8; 8];
-    rand::rngs::OsRng.fill_bytes(&mut rnd);
-    let instance = format!("h{}", hex::encode(rnd));
-    let mut epoch = lan_tag::epoch_of(unix_secs());
-    let info = service_info(&instance, port, &lan_tag::tag(key, epoch))?;
-    let own = info.get_fullname().to_owned();
+    let mut advert = Advert::new(SymmetricKey(*key.as_bytes()), port, lan_tag::epoch_of(unix_secs()));
+    let info = advert.info()?;
+    // Our own names (the current one, and the one before a rotation): never dialled.
+    let own_names = Arc::new(Mutex::new(vec![info.get_fullname().to_owned()]));
     daemon.register(info)?;
-    let events = daemon.browse(SERVICE)?;
+    tracing::info!(instance = %advert.instance, "advertising on mDNS");
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
 
-    // Browse events arrive on a blocking channel: a small thread turns them into node inputs.
     let browse_key = SymmetricKey(*key.as_bytes());
-    let own_name = own.clone();
-    let node = to_node.clone();
+    let browse_daemon = daemon.clone();
+    let names = own_names.clone();
     std::thread::Builder::new()
         .name("hearth-mdns".into())
-        .spawn(move || {
-            while let Ok(ev) = events.recv() {
-                let input = match ev {
-                    ServiceEvent::ServiceResolved(s) if s.fullname != own_name => {
-                        let epoch = lan_tag::epoch_of(unix_secs());
-                        let addrs = s.addresses.iter().map(|a| a.to_ip_addr());
-                        match accept_service(
-                            &browse_key,
-                            epoch,
-                            s.get_property_val_str("v"),
-                            s.get_property_val_str("t"),
-                            addrs,
-                            s.port,
-                        ) {
-                            Some(addrs) => Input::Discovered { name: s.fullname.clone(), addrs },
-                            None => {
-                                tracing::debug!("ignoring a service of another vault");
-                                continue;
-                            }
-                        }
-                    }
-                    ServiceEvent::ServiceRemoved(_, name) => Input::Lost { name },
-                    _ => continue,
-                };
-                if node.blocking_send(input).is_err() {
-                    break;
-                }
-            }
-        })
+        .spawn(move || browse(&browse_daemon, &browse_key, &names, &to_node))
         .map_err(|e| mdns_sd::Error::Msg(format!("cannot start the mDNS thread: {e}")))?;
 
-    // Re-announce with the new tag whenever the epoch turns.
+    // New names and a new tag whenever the epoch turns.
     let rotate = daemon.clone();
-    let rotate_key = SymmetricKey(*key.as_bytes());
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = stopped.changed() => return,
                 () = tokio::time::sleep(Duration::from_secs(5)) => {}
             }
-            let now = lan_tag::epoch_of(unix_secs());
-            if now != epoch {
-                epoch = now;
-                match service_info(&instance, port, &lan_tag::tag(&rotate_key, epoch)) {
-                    Ok(info) => {
-                        if let Err(e) = rotate.register(info) {
-                            tracing::warn!("mDNS re-announce failed: {e}");
-                        }
-                    }
-                    Err(e) => tracing::warn!("mDNS re-announce failed: {e}"),
+            let Some(old) = advert.turn(lan_tag::epoch_of(unix_secs())) else { continue };
+            let info = match advert.info() {
+                Ok(info) => info,
+                Err(e) => {
+                    tracing::warn!("mDNS re-announce failed: {e}");
+                    continue;
                 }
+            };
+            *own_names.lock().unwrap_or_else(PoisonError::into_inner) =
+                vec![old.clone(), info.get_fullname().to_owned()];
+            if let Err(e) = rotate.unregister(&old) {
+                tracing::warn!("mDNS withdraw failed: {e}");
+            }
+            if let Err(e) = rotate.register(info) {
+                tracing::warn!("mDNS re-announce failed: {e}");
             }
         }
     });
-    tracing::info!(instance = %own, "advertising on mDNS");
     Ok(Mdns { daemon, stop })
+}
+
+/// The browse loop of the mDNS thread: ends when the daemon shuts down or the node is gone.
+fn browse(daemon: &ServiceDaemon, key: &SymmetricKey, own: &Mutex<Vec<String>>, node: &mpsc::Sender<Input>) {
+    let mut dropped: u64 = 0;
+    loop {
+        // After a shutdown, browse fails: the thread ends.
+        let Ok(events) = daemon.browse(SERVICE) else { return };
+        while let Ok(ev) = events.recv() {
+            let input = match ev {
+                ServiceEvent::ServiceResolved(s) => {
+                    if own.lock().unwrap_or_else(PoisonError::into_inner).contains(&s.fullname) {
+                        continue;
+                    }
+                    let epoch = lan_tag::epoch_of(unix_secs());
+                    let addrs = s.addresses.iter().map(|a| a.to_ip_addr());
+                    let (v, t) = (s.get_property_val_str("v"), s.get_property_val_str("t"));
+                    match accept_service(key, epoch, &s.fullname, v, t, addrs, s.port) {
+                        Some(addrs) => Input::Discovered { name: s.fullname.clone(), addrs },
+                        None => {
+                            tracing::debug!("ignoring a service of another vault");
+                            continue;
+                        }
+                    }
+                }
+                ServiceEvent::ServiceRemoved(_, name) => Input::Lost { name },
+                _ => continue,
+            };
+            match node.try_send(input) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    dropped += 1;
+                    if dropped.is_power_of_two() {
+                        tracing::warn!(dropped, "the node is busy: mDNS events dropped (they come again)");
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+        // The subscription ended while the daemon runs (it fell behind): browse again.
+        tracing::warn!("mDNS browse subscription ended; renewing it");
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 #[cfg(test)]
@@ -161,36 +227,66 @@ mod tests {
         VaultKeys::derive(&VaultSecret::from_bytes([b; 32])).lan_tag
     }
 
+    const N: &str = "habc._hearth._tcp.local.";
+
     #[test]
     fn only_this_vaults_current_tags_are_accepted() {
         let k = key(1);
         let ip: IpAddr = "10.9.0.2".parse().unwrap();
-        let good = lan_tag::tag(&k, 7);
-        assert_eq!(accept_service(&k, 7, Some("1"), Some(&good), [ip], 7475), Some(vec!["10.9.0.2:7475".into()]));
-        assert_eq!(accept_service(&k, 8, Some("1"), Some(&good), [ip], 7475).map(|v| v.len()), Some(1));
-        assert_eq!(accept_service(&k, 9, Some("1"), Some(&good), [ip], 7475), None, "two epochs old");
-        assert_eq!(accept_service(&key(2), 7, Some("1"), Some(&good), [ip], 7475), None, "another vault");
-        assert_eq!(accept_service(&k, 7, Some("2"), Some(&good), [ip], 7475), None, "unknown version");
-        assert_eq!(accept_service(&k, 7, Some("1"), None, [ip], 7475), None);
-        assert_eq!(accept_service(&k, 7, Some("1"), Some(&good), [ip], 0), None);
+        let good = lan_tag::tag(&k, 7, "habc", 7475);
+        let v = Some(lan_tag::VERSION);
+        assert_eq!(accept_service(&k, 7, N, v, Some(&good), [ip], 7475), Some(vec!["10.9.0.2:7475".into()]));
+        assert_eq!(accept_service(&k, 8, N, v, Some(&good), [ip], 7475).map(|v| v.len()), Some(1));
+        assert_eq!(accept_service(&k, 9, N, v, Some(&good), [ip], 7475), None, "two epochs old");
+        assert_eq!(accept_service(&key(2), 7, N, v, Some(&good), [ip], 7475), None, "another vault");
+        assert_eq!(accept_service(&k, 7, N, Some("1"), Some(&good), [ip], 7475), None, "unknown version");
+        assert_eq!(accept_service(&k, 7, N, v, None, [ip], 7475), None);
+        assert_eq!(accept_service(&k, 7, N, v, Some(&good), [ip], 0), None);
+        assert_eq!(accept_service(&k, 7, "hfake._hearth._tcp.local.", v, Some(&good), [ip], 7475), None, "replayed");
+        assert_eq!(accept_service(&k, 7, N, v, Some(&good), [ip], 7476), None, "replayed on another port");
+        assert_eq!(accept_service(&k, 7, "habc._other._tcp.local.", v, Some(&good), [ip], 7475), None);
     }
 
     #[test]
     fn link_local_ipv6_is_skipped_and_v6_is_bracketed() {
         let k = key(1);
-        let t = lan_tag::tag(&k, 1);
+        let t = lan_tag::tag(&k, 1, "habc", 9);
+        let v = Some(lan_tag::VERSION);
         let ips: Vec<IpAddr> = vec!["fe80::1".parse().unwrap(), "fd00::5".parse().unwrap()];
-        assert_eq!(accept_service(&k, 1, Some("1"), Some(&t), ips, 9), Some(vec!["[fd00::5]:9".into()]));
+        assert_eq!(accept_service(&k, 1, N, v, Some(&t), ips, 9), Some(vec!["[fd00::5]:9".into()]));
         let only_ll: Vec<IpAddr> = vec!["fe80::1".parse().unwrap()];
-        assert_eq!(accept_service(&k, 1, Some("1"), Some(&t), only_ll, 9), None);
+        assert_eq!(accept_service(&k, 1, N, v, Some(&t), only_ll, 9), None);
     }
 
     #[test]
     fn the_advertisement_names_nothing_but_version_and_tag() {
-        let info = service_info("habcdef0123456789", 7475, "0011223344556677").unwrap();
+        let k = key(1);
+        let info = service_info(&k, 5, "habcdef0123456789", 7475).unwrap();
         let props: Vec<(String, String)> =
             info.get_properties().iter().map(|p| (p.key().to_owned(), p.val_str().to_owned())).collect();
-        assert_eq!(props, vec![("v".into(), "1".into()), ("t".into(), "0011223344556677".into())]);
+        let tag = lan_tag::tag(&k, 5, "habcdef0123456789", 7475);
+        assert_eq!(props, vec![("v".into(), "2".into()), ("t".into(), tag)]);
         assert_eq!(info.get_fullname(), "habcdef0123456789._hearth._tcp.local.");
+        assert_eq!(instance_of(info.get_fullname()), Some("habcdef0123456789"));
+        assert_ne!(random_instance(), random_instance());
+        assert_eq!(random_instance().len(), 17);
+    }
+
+    #[test]
+    fn each_epoch_is_advertised_under_new_names_and_a_tag_of_its_own() {
+        let k = key(1);
+        let mut a = Advert::new(key(1), 7475, 10);
+        let first = a.info().unwrap();
+        assert_eq!(a.turn(10), None, "same epoch: nothing changes");
+        let old = a.turn(11).expect("the epoch turned");
+        assert_eq!(old, first.get_fullname());
+        let second = a.info().unwrap();
+        assert_ne!(second.get_fullname(), first.get_fullname(), "new instance name");
+        assert_ne!(second.get_hostname(), first.get_hostname(), "new host name");
+        let (v, t) = (second.get_property_val_str("v"), second.get_property_val_str("t"));
+        let ip: IpAddr = "10.9.0.2".parse().unwrap();
+        assert!(accept_service(&k, 11, second.get_fullname(), v, t, [ip], 7475).is_some());
+        let old_tag = first.get_property_val_str("t");
+        assert!(accept_service(&k, 11, second.get_fullname(), v, old_tag, [ip], 7475).is_none());
     }
 }

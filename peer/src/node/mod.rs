@@ -164,6 +164,7 @@ pub struct Node {
 impl Node {
     /// Takes the home's writer lock, opens the replica and binds every socket.
     pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
+        config.home.check_private()?;
         let lock = config.home.lock_writer()?;
         let replica = config.home.open(config.passphrase.as_deref().map(String::as_str))?;
         let listener = ws::bind(config.listen)
