@@ -281,6 +281,9 @@ impl<S: LogStore> Core<S> {
                     last_sync_ms: p.last_sync_ms,
                     sent: counts.sent,
                     received: counts.received,
+                    dup_received: counts.dup_received,
+                    bytes_sent: counts.bytes_sent,
+                    bytes_received: counts.bytes_received,
                     pending: p.session.pending(&self.replica),
                 })
             })

@@ -51,6 +51,15 @@ pub struct PeerStatus {
     pub sent: u64,
     /// New entries received over this session.
     pub received: u64,
+    /// Entries received over this session that this device already held.
+    #[serde(default)]
+    pub dup_received: u64,
+    /// Bytes sent over this session (Noise messages).
+    #[serde(default)]
+    pub bytes_sent: u64,
+    /// Bytes received over this session (Noise messages).
+    #[serde(default)]
+    pub bytes_received: u64,
     /// Entries this device holds that the peer is not known to hold.
     pub pending: u64,
 }

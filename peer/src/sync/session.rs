@@ -150,6 +150,12 @@ pub struct SessionCounts {
     pub sent: u64,
     /// New entries received and committed.
     pub received: u64,
+    /// Entries received that this replica already held (the mesh's waste).
+    pub dup_received: u64,
+    /// Bytes of every message handed to the pipe.
+    pub bytes_sent: u64,
+    /// Bytes of every message fed from the pipe.
+    pub bytes_received: u64,
 }
 
 impl std::fmt::Debug for Session {
@@ -240,6 +246,7 @@ impl Session {
 
     /// Feeds one message received from the pipe.
     pub fn handle_message<S: LogStore>(&mut self, data: &[u8], replica: &mut Replica<S>) -> Result<(), SyncError> {
+        self.counts.bytes_received += data.len() as u64;
         let r = self.handle_inner(data, replica);
         if r.is_err() {
             self.phase = Phase::Dead;
@@ -372,6 +379,7 @@ impl Session {
                 }
                 self.send(&Msg::Ack(replica.version().clone()))?;
                 self.counts.received += got.new as u64;
+                self.counts.dup_received += got.duplicates as u64;
                 self.events.push_back(Event::Received(got));
                 Ok(())
             }
@@ -428,6 +436,12 @@ impl Session {
     /// The next message for the pipe. Once live, this also produces batches of entries the
     /// peer lacks (within the flow-control window) and new membership records.
     pub fn poll_transmit<S: LogStore>(&mut self, replica: &Replica<S>) -> Option<Vec<u8>> {
+        let m = self.next_transmit(replica)?;
+        self.counts.bytes_sent += m.len() as u64;
+        Some(m)
+    }
+
+    fn next_transmit<S: LogStore>(&mut self, replica: &Replica<S>) -> Option<Vec<u8>> {
         // A peer revoked meanwhile (here or by a record that just arrived) gets nothing more,
         // not even what was already queued. A peer whose fork was just settled (the same
         // user's device, restored from an older copy) gets what was queued and then the
