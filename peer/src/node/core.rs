@@ -49,6 +49,9 @@ pub enum Output {
     Data(Vec<u8>),
     /// Close the pipe.
     Close,
+    /// Prove the pipe alive soon (a keepalive round trip) or close it: another session with
+    /// its device appeared, so this one may be a zombie whose peer vanished without a FIN.
+    Probe,
 }
 
 struct Pipe {
@@ -365,8 +368,17 @@ impl<S: LogStore> Core<S> {
         let other =
             self.pipes.iter().find(|(oid, p)| **oid != id && p.session.remote() == Some(device)).map(|(oid, _)| *oid);
         if let Some(other) = other {
-            let loser = if self.keeps(id, other, device) { other } else { id };
+            let (winner, loser) = if self.keeps(id, other, device) { (id, other) } else { (other, id) };
             self.drop_pipe(loser, Ended::Duplicate, now);
+            // Both ends keep the same one of two sessions they both see; but when the peer
+            // came back after vanishing without a FIN, it sees only the new session, and an
+            // old winner here is a zombie: make it prove itself (the peer's redial succeeds
+            // once it is gone).
+            if winner == other {
+                if let Some(p) = self.pipes.get(&other) {
+                    let _ = p.tx.send(Output::Probe);
+                }
+            }
         }
     }
 

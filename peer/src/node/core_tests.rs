@@ -24,6 +24,8 @@ struct Net {
     links: Vec<(End, End)>,
     next_pipe: u64,
     now: Instant,
+    /// Probes the cores sent: (link, side that sent it).
+    probes: Vec<(usize, usize)>,
 }
 
 fn core(secret: [u8; 32], id: u8) -> Core<MemStore> {
@@ -35,7 +37,13 @@ fn core(secret: [u8; 32], id: u8) -> Core<MemStore> {
 impl Net {
     /// `n` devices of one vault, device ids 1..=n.
     fn new(n: u8) -> Self {
-        Self { cores: (1..=n).map(|i| core([9; 32], i)).collect(), links: vec![], next_pipe: 0, now: Instant::now() }
+        Self {
+            cores: (1..=n).map(|i| core([9; 32], i)).collect(),
+            links: vec![],
+            next_pipe: 0,
+            now: Instant::now(),
+            probes: vec![],
+        }
     }
 
     /// Opens a pipe from `a` (dialler) to `b`.
@@ -76,6 +84,7 @@ impl Net {
                     match out {
                         Output::Data(d) => self.cores[node].message(pipe, &d, self.now),
                         Output::Close => self.cores[node].closed(pipe, self.now),
+                        Output::Probe => self.probes.push((l, side)),
                     }
                 }
             }
@@ -320,4 +329,32 @@ fn a_silent_pipe_closed_at_the_handshake_timeout_waits_like_a_refusal() {
     assert_eq!(rx.try_recv().unwrap(), Output::Close);
     assert!(due(&mut net, 0, now + HANDSHAKE_TIMEOUT + Duration::from_secs(60)).is_empty(), "not redialled soon");
     assert_eq!(due(&mut net, 0, now + REFUSED * 2).len(), 1);
+}
+
+#[test]
+fn a_peer_back_after_vanishing_without_a_fin_makes_the_zombie_prove_itself() {
+    let mut net = Net::new(2);
+    net.connect(0, 1);
+    net.run();
+    // Node 1 loses its session without node 0 hearing of it (no FIN), then dials again.
+    let (old_pipe_1, link) = (net.links[0].1.pipe, 0);
+    net.cores[1].closed(old_pipe_1, net.now);
+    while net.links[link].1.rx.try_recv().is_ok() {}
+    net.links[link].1.rx.close();
+    net.connect(1, 0);
+    net.run();
+    // Node 0 keeps the old session by the duplicate rule (dialled by the lower id) and asks
+    // its transport to prove it alive: a zombie's transport then closes it within seconds.
+    assert_eq!(net.probes, vec![(0, 0)]);
+    assert_eq!(net.peers(0).len(), 1);
+    // The zombie goes (the probe got no answer); node 1's redial is then kept.
+    let zombie = net.links[0].0.pipe;
+    net.cores[0].closed(zombie, net.now);
+    net.connect(1, 0);
+    net.run();
+    assert_eq!(net.peers(0), vec![(hex(2), "in".into())]);
+    assert_eq!(net.peers(1), vec![(hex(1), "out".into())]);
+    net.add(0, "after");
+    net.run();
+    assert_eq!(net.names(1), vec!["after"]);
 }

@@ -28,9 +28,12 @@ pub const PATH: &str = "/v1/sync";
 /// A WebSocket upgrade must complete within this.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A ping is sent after this long without traffic from the peer...
-const PING_AFTER: Duration = Duration::from_secs(15);
-/// ...and the connection is dropped when nothing arrives this long after the ping.
-const DEAD_AFTER: Duration = Duration::from_secs(30);
+pub(crate) const PING_AFTER: Duration = Duration::from_secs(15);
+/// ...and the connection is dropped after this long without traffic in all.
+pub(crate) const DEAD_AFTER: Duration = Duration::from_secs(45);
+/// A pipe the core asked to prove itself (a second session with its device appeared: this
+/// one may be a zombie whose peer vanished without a FIN) is dropped without a pong by then.
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Our close frame gets this long to leave; then the socket is dropped all the same.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -152,8 +155,10 @@ pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Moves messages between one WebSocket and the core until either side closes. Every write
 /// has a deadline (`limits.write_timeout`; the close [`CLOSE_TIMEOUT`]), so a peer that stops
-/// reading ends its pipe instead of holding the task, its socket and its slot.
-async fn run_pipe<S>(
+/// reading ends its pipe instead of holding the task, its socket and its slot. Keepalive: a
+/// ping after [`PING_AFTER`] of silence, the pipe dropped after [`DEAD_AFTER`] of silence in
+/// all, or [`PROBE_TIMEOUT`] after a probe the core asked for.
+pub(crate) async fn run_pipe<S>(
     mut ws: WebSocketStream<S>,
     id: PipeId,
     info: PipeInfo,
@@ -167,18 +172,32 @@ async fn run_pipe<S>(
         return;
     }
     let mut last_heard = tokio::time::Instant::now();
+    // When the pipe is dropped for silence, and whether a ping is out.
+    let mut dead_at = last_heard + DEAD_AFTER;
     let mut pinged = false;
     loop {
-        let deadline = last_heard + if pinged { DEAD_AFTER } else { PING_AFTER };
+        let deadline = if pinged { dead_at } else { (last_heard + PING_AFTER).min(dead_at) };
         tokio::select! {
             out = rx.recv() => {
-                let Some(Output::Data(first)) = out else { break };
+                let first = match out {
+                    Some(Output::Data(first)) => first,
+                    Some(Output::Probe) => {
+                        if !pinged && !ping(&mut ws, limits).await {
+                            break;
+                        }
+                        pinged = true;
+                        dead_at = dead_at.min(tokio::time::Instant::now() + PROBE_TIMEOUT);
+                        continue;
+                    }
+                    Some(Output::Close) | None => break,
+                };
                 // Everything queued goes out with one flush; `Ok(true)`: the core closed it.
                 let sent = timeout(limits.write_timeout, async {
                     ws.feed(Message::Binary(first.into())).await?;
                     loop {
                         match rx.try_recv() {
                             Ok(Output::Data(m)) => ws.feed(Message::Binary(m.into())).await?,
+                            Ok(Output::Probe) => {}
                             Ok(Output::Close) => {
                                 ws.flush().await?;
                                 return Ok(true);
@@ -198,31 +217,109 @@ async fn run_pipe<S>(
             }
             msg = ws.next() => {
                 let data = match msg {
-                    Some(Ok(Message::Binary(b))) => b,
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => { last_heard = tokio::time::Instant::now(); pinged = false; continue; }
+                    Some(Ok(Message::Binary(b))) => Some(b),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
                     Some(Ok(Message::Close(_))) | None => break,
                     Some(Err(e)) => { tracing::debug!("read failed: {e}"); break; }
                     // Text or raw frames are not part of the protocol.
                     Some(Ok(_)) => break,
                 };
                 last_heard = tokio::time::Instant::now();
+                dead_at = last_heard + DEAD_AFTER;
                 pinged = false;
-                if to_node.send(Input::Message { pipe: id, data: data.to_vec() }).await.is_err() {
-                    break;
+                if let Some(data) = data {
+                    if to_node.send(Input::Message { pipe: id, data: data.to_vec() }).await.is_err() {
+                        break;
+                    }
                 }
             }
             () = tokio::time::sleep_until(deadline) => {
                 if pinged {
-                    tracing::debug!("peer silent for {:?}; closing", PING_AFTER + DEAD_AFTER);
+                    tracing::debug!("peer silent since {:?} ago; closing", last_heard.elapsed());
+                    break;
+                }
+                if !ping(&mut ws, limits).await {
                     break;
                 }
                 pinged = true;
-                if !matches!(timeout(limits.write_timeout, ws.send(Message::Ping(Default::default()))).await, Ok(Ok(()))) {
-                    break;
-                }
             }
         }
     }
     let _ = timeout(CLOSE_TIMEOUT, ws.close(None)).await;
     let _ = to_node.send(Input::Closed { pipe: id }).await;
+}
+
+/// Sends a ping within the write deadline; false when it could not go out.
+async fn ping<S>(ws: &mut WebSocketStream<S>, limits: Limits) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    matches!(timeout(limits.write_timeout, ws.send(Message::Ping(Default::default()))).await, Ok(Ok(())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, DuplexStream};
+    use tokio::time::Instant;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    /// A pipe over an in-memory stream; returns the node's inputs, the pipe's sender and the
+    /// other end of the stream.
+    async fn pipe() -> (mpsc::Receiver<Input>, mpsc::UnboundedSender<Output>, DuplexStream) {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let ws = WebSocketStream::from_raw_socket(a, Role::Server, Some(ws_config(1 << 20))).await;
+        let (to_node, mut inputs) = mpsc::channel(16);
+        let info = PipeInfo { path: "lan", addr: "test".into(), dialled: false, target: None };
+        tokio::spawn(run_pipe(ws, PipeId(1), info, Limits::default(), to_node));
+        let Some(Input::Opened { tx, .. }) = inputs.recv().await else { panic!("no Opened") };
+        (inputs, tx, b)
+    }
+
+    async fn closed_after(inputs: &mut mpsc::Receiver<Input>, start: Instant) -> Duration {
+        loop {
+            match inputs.recv().await {
+                Some(Input::Closed { .. }) | None => return start.elapsed(),
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// A peer that answers nothing (gone without a FIN) is pinged after 15 s of silence and
+    /// dropped after 45 s of silence in all.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_peer_is_pinged_then_dropped() {
+        let start = Instant::now();
+        let (mut inputs, _tx, mut raw) = pipe().await;
+        let mut buf = [0u8; 64];
+        let n = raw.read(&mut buf).await.unwrap();
+        assert_eq!(buf[0], 0x89, "a ping: {:?}", &buf[..n]);
+        assert_eq!(start.elapsed().as_secs(), PING_AFTER.as_secs());
+        let closed = closed_after(&mut inputs, start).await;
+        assert_eq!(closed.as_secs(), DEAD_AFTER.as_secs(), "{closed:?}");
+    }
+
+    /// A probe the core asks for drops a silent pipe within seconds, not 45 s.
+    #[tokio::test(start_paused = true)]
+    async fn a_probed_zombie_is_dropped_within_the_probe_timeout() {
+        let start = Instant::now();
+        let (mut inputs, tx, _raw) = pipe().await;
+        tx.send(Output::Probe).unwrap();
+        let closed = closed_after(&mut inputs, start).await;
+        assert_eq!(closed.as_secs(), PROBE_TIMEOUT.as_secs(), "{closed:?}");
+    }
+
+    /// A peer that answers pings keeps its pipe through idle minutes and probes.
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_answers_keeps_its_pipe() {
+        let (mut inputs, tx, raw) = pipe().await;
+        let mut client = WebSocketStream::from_raw_socket(raw, Role::Client, None).await;
+        tokio::spawn(async move { while let Some(Ok(_)) = client.next().await {} });
+        tx.send(Output::Probe).unwrap();
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert!(inputs.try_recv().is_err(), "still open, nothing else happened");
+        tx.send(Output::Data(vec![1, 2, 3])).unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(inputs.try_recv().is_err());
+    }
 }
