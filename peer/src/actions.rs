@@ -83,6 +83,24 @@ pub enum ActionError {
     /// A bad value for `(deleted)`.
     #[error("for (deleted) the value is 'keep' or 'delete'")]
     BadDeletedValue,
+    /// `resolve` named a field that has no conflict (a typo would otherwise write a field).
+    #[error("'{name}' has no conflict on '{field}'{}; {}",
+        .suggestion.as_ref().map(|s| format!(" (did you mean '{s}'?)")).unwrap_or_default(),
+        if .conflicts.is_empty() {
+            format!("it has no conflicts at all (to change a field: `hearth edit '{name}' --field KEY=-`)")
+        } else {
+            format!("its conflicts are on: {}", .conflicts.join(", "))
+        })]
+    NoConflict {
+        /// The item as named.
+        name: String,
+        /// The field asked for.
+        field: String,
+        /// The fields of that item in conflict.
+        conflicts: Vec<String>,
+        /// The closest of them, when one is close.
+        suggestion: Option<String>,
+    },
     /// Revoking the device doing the revoking.
     #[error("this is the current device; revoke it from another device")]
     RevokeSelf,
@@ -122,6 +140,17 @@ pub fn apply<S: LogStore>(
             if fields.is_empty() && rename.is_none() {
                 return Err(ActionError::NothingToChange);
             }
+            // A rename onto another item's name would make both unreachable by name.
+            if let Some(new) = rename {
+                let taken = match replica.state().find(new) {
+                    Ok(other) => other != item,
+                    Err(LookupError::Ambiguous { .. }) => true,
+                    Err(_) => false,
+                };
+                if taken {
+                    return Err(ActionError::Exists(new.clone()));
+                }
+            }
             replica.write(&Op::Put { item, name: rename.clone(), fields: fields.clone() }, now_ms)?;
             Ok(one(item))
         }
@@ -132,6 +161,17 @@ pub fn apply<S: LogStore>(
         }
         WriteRequest::Resolve { name, field, value } => {
             let item = replica.state().find(name)?;
+            let conflicts: Vec<String> =
+                replica.state().conflicts().into_iter().filter(|c| c.item == item).map(|c| c.field).collect();
+            if !conflicts.contains(field) {
+                let suggestion = crate::vault::closest(field, conflicts.iter().map(String::as_str));
+                return Err(ActionError::NoConflict {
+                    name: name.clone(),
+                    field: field.clone(),
+                    conflicts,
+                    suggestion,
+                });
+            }
             let op = match field.as_str() {
                 "(deleted)" => match value.as_str() {
                     "keep" => Op::Put { item, name: None, fields: vec![] },
@@ -212,12 +252,69 @@ mod tests {
         assert!(matches!(apply(&mut r, &edit, 12), Err(ActionError::NothingToChange)));
         let rm = WriteRequest::Rm { name: "nope".into() };
         assert!(apply(&mut r, &rm, 13).unwrap_err().is_lookup());
-        let res = WriteRequest::Resolve { name: "mail".into(), field: "(deleted)".into(), value: "x".into() };
-        assert!(matches!(apply(&mut r, &res, 14), Err(ActionError::BadDeletedValue)));
+        let res = WriteRequest::Resolve { name: "mail".into(), field: "user".into(), value: "x".into() };
+        let e = apply(&mut r, &res, 14).unwrap_err();
+        assert!(matches!(e, ActionError::NoConflict { .. }), "{e}");
+        assert!(e.to_string().contains("no conflicts at all"), "{e}");
         let me = WriteRequest::Revoke { device: r.device_id() };
         assert!(matches!(apply(&mut r, &me, 15), Err(ActionError::RevokeSelf)));
         assert_eq!(r.len(), 1, "refused requests write nothing");
         apply(&mut r, &WriteRequest::Rm { name: "mail".into() }, 16).unwrap();
         assert_eq!(r.state().visible().count(), 0);
+    }
+
+    /// Two items concurrently edited on two replicas: a conflict on `password`.
+    fn conflicted() -> Replica<MemStore> {
+        let secret = VaultSecret::from_bytes([7; 32]);
+        let mut a = replica();
+        let mut b = Replica::open(&secret, DeviceId([2; 16]), MemStore::default()).unwrap();
+        b.enroll_self(1).unwrap();
+        b.add_membership(a.membership().records().to_vec()).unwrap();
+        a.add_membership(b.membership().records().to_vec()).unwrap();
+        let fields = vec![("password".into(), Some("p0".into())), ("pin".into(), Some("1234".into()))];
+        apply(&mut a, &WriteRequest::Add { name: "mail".into(), fields }, 10).unwrap();
+        let mut cursor = 0;
+        b.receive(&a.batch_for(&Default::default(), &mut cursor, usize::MAX)).unwrap();
+        let edit = |v: &str| WriteRequest::Edit {
+            name: "mail".into(),
+            fields: vec![("password".into(), Some(v.into()))],
+            rename: None,
+        };
+        apply(&mut a, &edit("pa"), 20).unwrap();
+        apply(&mut b, &edit("pb"), 21).unwrap();
+        let mut cursor = 0;
+        a.receive(&b.batch_for(&Default::default(), &mut cursor, usize::MAX)).unwrap();
+        a
+    }
+
+    #[test]
+    fn resolve_refuses_a_field_without_a_conflict_and_suggests_one() {
+        let mut r = conflicted();
+        let len = r.len();
+        let typo = WriteRequest::Resolve { name: "mail".into(), field: "pasword".into(), value: "x".into() };
+        let e = apply(&mut r, &typo, 30).unwrap_err().to_string();
+        assert!(e.contains("did you mean 'password'") && e.contains("its conflicts are on:"), "{e}");
+        // `pin` was not edited concurrently: no conflict, and the PIN is not overwritten.
+        let pin = WriteRequest::Resolve { name: "mail".into(), field: "pin".into(), value: "0000".into() };
+        assert!(matches!(apply(&mut r, &pin, 31), Err(ActionError::NoConflict { .. })));
+        assert_eq!(r.len(), len, "nothing written");
+        let ok = WriteRequest::Resolve { name: "mail".into(), field: "password".into(), value: "pz".into() };
+        apply(&mut r, &ok, 32).unwrap();
+        assert!(r.state().conflicts().is_empty());
+    }
+
+    #[test]
+    fn a_rename_onto_another_items_name_is_refused() {
+        let mut r = replica();
+        for n in ["a", "b"] {
+            apply(&mut r, &WriteRequest::Add { name: n.into(), fields: vec![] }, 10).unwrap();
+        }
+        let onto_b = WriteRequest::Edit { name: "a".into(), fields: vec![], rename: Some("b".into()) };
+        assert!(matches!(apply(&mut r, &onto_b, 11), Err(ActionError::Exists(n)) if n == "b"));
+        let same = WriteRequest::Edit { name: "a".into(), fields: vec![], rename: Some("a".into()) };
+        apply(&mut r, &same, 12).expect("renaming an item to its own name is no clash");
+        let fresh = WriteRequest::Edit { name: "a".into(), fields: vec![], rename: Some("c".into()) };
+        apply(&mut r, &fresh, 13).unwrap();
+        assert!(r.state().find("c").is_ok() && r.state().find("b").is_ok());
     }
 }

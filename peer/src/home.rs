@@ -235,6 +235,42 @@ impl Home {
         self.dir.join(SECRET_FILE).exists()
     }
 
+    /// Creates the home complete — secret stored, op log created, this device enrolled — or
+    /// not at all: it is built in a private staging directory beside the home and renamed
+    /// into place, so a failure (or a crash) at any step leaves no half-made home behind.
+    /// The passphrase of `protection` opens it for the enrolment (it is never asked twice).
+    pub fn create_enrolled(
+        &self,
+        secret: &VaultSecret,
+        device_id: DeviceId,
+        protection: &Protection,
+        now_ms: u64,
+    ) -> Result<(), HomeError> {
+        if self.exists() {
+            return Err(HomeError::AlreadyInitialized(self.dir.clone()));
+        }
+        let parent = self.dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        fs::create_dir_all(parent).map_err(io(parent))?;
+        let mut rnd = [0u8; 8];
+        rand::rngs::OsRng.fill_bytes(&mut rnd);
+        let name = self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let staging = Home::new(parent.join(format!(".{name}.init-{}", hex::encode(rnd))));
+        let built = (|| {
+            staging.create(secret, device_id, protection)?;
+            let pass = match protection {
+                Protection::Passphrase(p) => Some(p.as_str()),
+                Protection::KeyFile => None,
+            };
+            staging.open(pass)?.enroll_self(now_ms)?;
+            // An existing empty directory is replaced; one holding anything is refused.
+            fs::rename(&staging.dir, &self.dir).map_err(io(&self.dir))
+        })();
+        if built.is_err() {
+            let _ = fs::remove_dir_all(&staging.dir);
+        }
+        built
+    }
+
     /// Stores `secret` for device `device_id` and creates the op log.
     pub fn create(&self, secret: &VaultSecret, device_id: DeviceId, protection: &Protection) -> Result<(), HomeError> {
         if self.exists() {

@@ -158,7 +158,11 @@ fn daemons_settle_a_fork_and_the_forked_device_re_enrols_by_itself() {
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(to).unwrap();
+    // As `cp -a` would: the home's mode comes along (a daemon refuses a home open to others).
+    std::fs::set_permissions(to, std::fs::metadata(from).unwrap().permissions()).unwrap();
+    assert_eq!(std::fs::metadata(to).unwrap().permissions().mode() & 0o777, 0o700);
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
         let name = e.file_name();

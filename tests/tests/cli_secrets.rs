@@ -22,12 +22,40 @@ fn mode(p: &std::path::Path) -> u32 {
 fn values_can_come_from_stdin_instead_of_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let a = &vault(dir.path(), &["a"])[0];
-    let o = with_stdin(a, &["add", "bank", "--field", "user=al", "--field", "password=-"], "from-stdin\n");
+    let o = with_stdin(a, &["add", "bank", "--field", "user=al", "--field", "password=-"], "from-stdin");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(a.json(&["get", "bank"])["fields"]["password"], "from-stdin");
-    let o = with_stdin(a, &["resolve", "bank", "password"], "resolved-via-stdin\n");
+    // `resolve` with no conflict on that field writes nothing (a typo used to create a field,
+    // or overwrite a PIN) and says what the conflicts are.
+    let o = with_stdin(a, &["resolve", "bank", "password"], "overwritten");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("no conflict") && err.contains("no conflicts at all"), "{err}");
+    assert_eq!(a.json(&["get", "bank"])["fields"]["password"], "from-stdin");
+}
+
+/// A secret of several lines (an SSH key, recovery codes) piped in or read from a file is
+/// kept byte for byte; it used to be cut after its first line, with exit status 0.
+#[test]
+fn a_multi_line_secret_round_trips_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = &vault(dir.path(), &["a"])[0];
+    let key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n  indented line\r\n\n\
+               -----END OPENSSH PRIVATE KEY-----\n";
+    let o = with_stdin(a, &["add", "ssh", "--field", "user=git", "--field", "key=-"], key);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(a.json(&["get", "bank"])["fields"]["password"], "resolved-via-stdin");
+    assert_eq!(a.json(&["get", "ssh", "--show"])["fields"]["key"], key);
+    let file = dir.path().join("id_ed25519");
+    std::fs::write(&file, key).unwrap();
+    a.ok(&["add", "ssh2", "--field-file", &format!("key={}", file.display())]);
+    assert_eq!(a.json(&["get", "ssh2", "--show"])["fields"]["key"], key);
+    let o = a.cmd(&["edit", "ssh2", "--field", "key=-"]).stdin(std::fs::File::open(&file).unwrap()).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(a.json(&["get", "ssh2", "--show"])["fields"]["key"], key);
+    // Two values cannot share one pipe: refused, nothing written.
+    let o = with_stdin(a, &["add", "two", "--field", "a=-", "--field", "b=-"], "x\ny\n");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--field-file"));
+    assert!(a.run(&["get", "two"]).status.code() == Some(3));
 }
 
 #[test]
@@ -120,4 +148,53 @@ fn a_weak_passphrase_is_refused_with_the_reason() {
     assert!(err.contains("passphrase refused") && err.contains("shorter than 8"), "{err}");
     assert!(!err.contains("hunter2"));
     assert!(!d.home.join("secret").exists());
+}
+
+/// Runs `hearth ARGS` on a pseudo-terminal, typing `answers` at its prompts (Ctrl-D when none
+/// is left).
+fn at_terminal(d: &Device, args: &[&str], answers: &[&str]) -> serde_json::Value {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("py/pty_run.py");
+    let mut c = std::process::Command::new("python3");
+    c.arg(script).arg("30").args(answers).arg("--").arg(hearth_e2e::bin("hearth"));
+    c.arg("--home").arg(&d.home).args(args).env_remove("HEARTH_PASSPHRASE").env_remove("HEARTH_HOME");
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// `init` at a terminal asks the new passphrase twice and uses it: it used to ask a third
+/// time to open the vault, and a typo or Ctrl-D there left a home no device could ever join,
+/// its words never shown.
+#[test]
+fn init_at_a_terminal_asks_the_passphrase_twice_shows_the_words_and_leaves_a_whole_home() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Device::new(dir.path(), "a");
+    let pass = "correct horse battery";
+    let r = at_terminal(&a, &["init"], &[pass, pass]);
+    let out = r["output"].as_str().unwrap();
+    assert_eq!(r["status"], 0, "{r}");
+    assert_eq!(r["prompts"].as_array().unwrap().len(), 2, "{r}");
+    assert!(out.contains("Write down these 24 words"), "{out}");
+    let o = a.cmd(&["--json", "devices"]).env("HEARTH_PASSPHRASE", pass).output().unwrap();
+    let devices: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(devices.as_array().map(Vec::len), Some(1), "this device is enrolled: {devices}");
+    // Enrolling with the phrase typed at the terminal: the same, and nothing is left behind
+    // by a failure (a mistyped phrase).
+    let phrase_line = out.lines().find(|l| l.split_whitespace().count() == 24).unwrap().trim().to_owned();
+    let b = Device::new(dir.path(), "b");
+    let r = at_terminal(&b, &["init", "--phrase", "-"], &[pass, pass, "abandon abandon nonsense"]);
+    assert_ne!(r["status"], 0, "{r}");
+    assert!(!b.home.exists(), "a failed init leaves no home behind");
+    let r = at_terminal(&b, &["init", "--phrase", "-"], &[pass, pass, &phrase_line]);
+    assert_eq!(r["status"], 0, "{r}");
+    assert_eq!(r["prompts"].as_array().unwrap().len(), 3, "{r}");
+    let o = b.cmd(&["--json", "devices"]).env("HEARTH_PASSPHRASE", pass).output().unwrap();
+    let devices: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(devices.as_array().map(Vec::len), Some(1), "{devices}");
+    let stray: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains(".init-"))
+        .collect();
+    assert!(stray.is_empty(), "no staging directory is left");
 }

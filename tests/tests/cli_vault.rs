@@ -216,3 +216,36 @@ fn no_plaintext_reaches_the_disk() {
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
+
+/// `export -` writes the bundle to stdout and `import -` reads it from stdin (they used to
+/// make and read a file named `-`): a pipe carries a vault between two homes.
+#[test]
+fn a_bundle_travels_through_a_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = pair(dir.path());
+    a.ok(&["add", "wifi", "--field", "password=pw"]);
+    let mut export = a.cmd(&["export", "-"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let import = b.cmd(&["--json", "import", "-"]).stdin(export.stdout.take().unwrap()).output().unwrap();
+    assert!(export.wait().unwrap().success());
+    assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+    let got: Value = serde_json::from_slice(&import.stdout).unwrap();
+    assert!(got["new"].as_u64().unwrap() >= 1, "{got}");
+    assert_eq!(b.json(&["get", "wifi"])["fields"]["password"], "pw");
+    assert!(!a.home.parent().unwrap().join("-").exists() && !std::path::Path::new("-").exists());
+}
+
+/// A rename onto another item's name is refused like `add` (it used to succeed, and then
+/// `get`/`rm` of either failed with "2 items are named"); an item can always be picked by id.
+#[test]
+fn a_rename_onto_an_existing_name_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = pair(dir.path());
+    a.ok(&["add", "mail", "--field", "user=al"]);
+    a.ok(&["add", "bank", "--field", "user=bo"]);
+    let (code, err) = a.fails(&["edit", "mail", "--rename", "bank"]);
+    assert!(err.contains("'bank' exists already"), "{code} {err}");
+    assert_eq!(a.json(&["get", "bank"])["fields"]["user"], "bo");
+    let id = a.json(&["get", "mail"])["id"].as_str().unwrap().to_owned();
+    a.ok(&["edit", &id, "--rename", "email"]);
+    assert_eq!(a.json(&["get", "email"])["id"], id.as_str());
+}

@@ -37,12 +37,7 @@ impl VaultState {
         match hits.len() {
             1 => Ok(hits[0]),
             0 => {
-                let suggestion = self
-                    .visible()
-                    .map(|(_, s)| (distance(&s.name().to_lowercase(), &name.to_lowercase()), s.name()))
-                    .filter(|(d, n)| *d <= 2.max(n.len() / 3))
-                    .min()
-                    .map(|(_, n)| n.to_owned());
+                let suggestion = closest(name, self.visible().map(|(_, s)| s.name()));
                 Err(LookupError::NotFound { name: name.to_owned(), suggestion })
             }
             n => Err(LookupError::Ambiguous {
@@ -52,6 +47,17 @@ impl VaultState {
             }),
         }
     }
+}
+
+/// The candidate closest to `name` (case-insensitive edit distance), if it is close: at
+/// most 2 edits, or a third of the candidate's length.
+pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    candidates
+        .into_iter()
+        .map(|c| (distance(&c.to_lowercase(), &name.to_lowercase()), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min()
+        .map(|(_, c)| c.to_owned())
 }
 
 /// Levenshtein distance (names are short; quadratic is fine).

@@ -13,7 +13,7 @@ pub mod store;
 pub use bundle::BundleError;
 pub use clock::{Dot, Hlc, VersionVector};
 pub use entry::{Entry, EntryError, EntryHeader, SignedHead};
-pub use lookup::{generate_password, LookupError};
+pub use lookup::{closest, generate_password, LookupError};
 pub use merge::{Conflict, ItemState, VaultState};
 pub use op::Op;
 pub use replica::{Batch, Received, Replica, ReplicaError, VoidValue, WireEntry, DENSE_HASHES};

@@ -44,10 +44,15 @@ pub(crate) enum Command {
     Add {
         /// Item name.
         name: String,
-        /// A field as key=value (repeatable); KEY=- reads the value from stdin, or asks for it
-        /// without echo on a terminal, so secrets stay off the command line.
+        /// A field as key=value (repeatable); KEY=- reads the value from stdin (everything up
+        /// to EOF, byte for byte), or asks for one line without echo on a terminal, so secrets
+        /// stay off the command line.
         #[arg(long = "field", value_name = "KEY=VALUE")]
         fields: Vec<String>,
+        /// A field whose value is a file's contents, byte for byte (an SSH key, recovery
+        /// codes, a certificate; repeatable).
+        #[arg(long = "field-file", value_name = "KEY=PATH")]
+        field_files: Vec<String>,
         /// Fill this field with a generated password (repeatable).
         #[arg(long, value_name = "FIELD")]
         generate: Vec<String>,
@@ -69,9 +74,13 @@ pub(crate) enum Command {
     Edit {
         /// Item name or id.
         name: String,
-        /// Set a field as key=value (repeatable; KEY=- reads the value from stdin or the terminal).
+        /// Set a field as key=value (repeatable; KEY=- reads the value from stdin up to EOF,
+        /// or one hidden line at a terminal).
         #[arg(long = "field", value_name = "KEY=VALUE")]
         fields: Vec<String>,
+        /// Set a field to a file's contents, byte for byte (repeatable).
+        #[arg(long = "field-file", value_name = "KEY=PATH")]
+        field_files: Vec<String>,
         /// Remove a field (repeatable).
         #[arg(long = "remove-field", value_name = "KEY")]
         remove: Vec<String>,
@@ -108,7 +117,7 @@ pub(crate) enum Command {
         /// Field name, "(name)" for the item's name, or "(deleted)" for edit-vs-delete.
         field: String,
         /// The value to keep ("keep" or "delete" for "(deleted)"); "-" or nothing reads it
-        /// from stdin, or asks for it without echo on a terminal.
+        /// from stdin (up to EOF), or asks for one line without echo on a terminal.
         #[arg(long)]
         value: Option<String>,
     },
@@ -121,12 +130,12 @@ pub(crate) enum Command {
     },
     /// Write every entry this device holds to a sealed bundle file.
     Export {
-        /// Output file.
+        /// Output file ("-": stdout).
         file: PathBuf,
     },
     /// Merge a bundle file (idempotent; bundles of other vaults are refused).
     Import {
-        /// Input file.
+        /// Input file ("-": stdin).
         file: PathBuf,
     },
     /// Show this device's vault, devices and counts, and the running daemon's peers.

@@ -176,8 +176,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match cli.command {
         Command::Init { no_passphrase, phrase, name } => init(&ctx, no_passphrase, phrase, name),
-        Command::Add { name, fields, generate, length } => {
-            let fields = parse_fields(&fields, &generate, length)?;
+        Command::Add { name, fields, field_files, generate, length } => {
+            let fields = parse_fields(&fields, &field_files, &generate, length)?;
             let out = ctx.write(WriteRequest::Add { name: name.clone(), fields })?;
             let id = out.item.map(|i| i.to_hex()).unwrap_or_default();
             ctx.print(json!({"ok": true, "id": id, "name": name}), || format!("added '{name}'"));
@@ -220,8 +220,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             });
             Ok(())
         }
-        Command::Edit { name, fields, remove, rename, generate, length } => {
-            let mut fields = parse_fields(&fields, &generate, length)?;
+        Command::Edit { name, fields, field_files, remove, rename, generate, length } => {
+            let mut fields = parse_fields(&fields, &field_files, &generate, length)?;
             fields.extend(remove.into_iter().map(|k| (k, None)));
             let out = ctx.write(WriteRequest::Edit { name: name.clone(), fields, rename: rename.clone() })?;
             let id = out.item.map(|i| i.to_hex()).unwrap_or_default();
@@ -268,7 +268,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Conflicts { show, void: true } => void_values(&ctx, show),
         Command::Resolve { name, field, value } => {
             let value = match value.as_deref() {
-                None | Some("-") => read_secret(&format!("value for {field}: "))?.to_string(),
+                None | Some("-") => read_value(&field)?.to_string(),
                 Some(v) => v.to_owned(),
             };
             let out = ctx.write(WriteRequest::Resolve { name: name.clone(), field: field.clone(), value })?;
@@ -319,14 +319,31 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export { file } => {
             let r = ctx.open()?;
             let bytes = bundle::export(&r)?;
+            let summary = json!({"ok": true, "entries": r.len(), "bytes": bytes.len()});
+            if file.as_os_str() == "-" {
+                // The bundle is stdout's: the summary goes to stderr.
+                use std::io::{IsTerminal, Write};
+                let mut out = std::io::stdout().lock();
+                if out.is_terminal() {
+                    bail!("`export -` writes the sealed bundle to stdout: redirect it to a file or a pipe");
+                }
+                out.write_all(&bytes).and_then(|()| out.flush()).context("writing the bundle to stdout")?;
+                eprintln!("{}", if ctx.json { summary.to_string() } else { format!("exported {} entries", r.len()) });
+                return Ok(());
+            }
             write_atomically(&file, &bytes)?;
-            ctx.print(json!({"ok": true, "entries": r.len(), "bytes": bytes.len()}), || {
-                format!("exported {} entries to {}", r.len(), file.display())
-            });
+            ctx.print(summary, || format!("exported {} entries to {}", r.len(), file.display()));
             Ok(())
         }
         Command::Import { file } => {
-            let bundle = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let bundle = if file.as_os_str() == "-" {
+                let mut b = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut b)
+                    .context("reading the bundle from stdin")?;
+                b
+            } else {
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?
+            };
             let got = ctx.write(WriteRequest::Import { bundle })?;
             ctx.print(json!({"ok": true, "new": got.new, "duplicates": got.duplicates}), || {
                 format!("imported {} new entries ({} already held)", got.new, got.duplicates)
@@ -433,6 +450,9 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
 }
 
 fn init(ctx: &Ctx, no_passphrase: bool, phrase: Option<String>, name: Option<String>) -> anyhow::Result<()> {
+    if ctx.home.exists() {
+        return Err(HomeError::AlreadyInitialized(ctx.home.dir().to_owned()).into());
+    }
     let protection = if no_passphrase {
         Protection::KeyFile
     } else {
@@ -455,12 +475,9 @@ fn init(ctx: &Ctx, no_passphrase: bool, phrase: Option<String>, name: Option<Str
         Some(p) => (VaultSecret::from_phrase(p)?, false),
     };
     let device = DeviceId::random();
-    ctx.home.create(&secret, device, &protection)?;
-    let mut r = ctx.open()?;
-    r.enroll_self(now_ms())?;
-    if let Some(n) = name {
-        r.store_mut_meta("device_name", n.as_bytes())?;
-    }
+    // All or nothing, opened with the passphrase already read: a typo at a third prompt used
+    // to leave a home that no device could ever join, with its words never shown.
+    ctx.home.create_enrolled(&secret, device, &protection, now_ms())?;
     let vault = VaultKeys::derive(&secret).vault_id;
     let shown = created.then(|| secret.phrase());
     ctx.print(
@@ -473,6 +490,14 @@ fn init(ctx: &Ctx, no_passphrase: bool, phrase: Option<String>, name: Option<Str
             None => format!("This device ({device}) is enrolled in vault {vault}. Import a bundle or sync to fetch items."),
         },
     );
+    // After the words are shown: nothing here can keep them from the user.
+    if let Some(n) = name {
+        let pass = match &protection {
+            Protection::Passphrase(p) => Some(p.as_str()),
+            Protection::KeyFile => None,
+        };
+        ctx.home.open(pass)?.store_mut_meta("device_name", n.as_bytes())?;
+    }
     Ok(())
 }
 
@@ -485,6 +510,22 @@ fn read_secret(prompt: &str) -> anyhow::Result<Zeroizing<String>> {
     let mut line = Zeroizing::new(String::new());
     std::io::stdin().lock().read_line(&mut line).context("reading stdin")?;
     Ok(Zeroizing::new(line.trim_end_matches(['\n', '\r']).to_owned()))
+}
+
+/// Reads a field's value: everything up to EOF, byte for byte, when stdin is a pipe or a file
+/// (keys, recovery codes, certificates); one line without echo at a terminal.
+fn read_value(key: &str) -> anyhow::Result<Zeroizing<String>> {
+    use std::io::{IsTerminal, Read};
+    if std::io::stdin().is_terminal() {
+        return read_secret(&format!(
+            "{key} (one line, hidden; several lines: --field-file {key}=PATH or pipe them in): "
+        ));
+    }
+    let mut bytes = Zeroizing::new(Vec::new());
+    std::io::stdin().lock().read_to_end(&mut bytes).context("reading stdin")?;
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| anyhow::anyhow!("the value of {key} on stdin is not UTF-8 text"))?;
+    Ok(Zeroizing::new(text.to_owned()))
 }
 
 /// `hearth conflicts --void`: what revoked devices wrote after their cut-off, and forked branches.
@@ -536,12 +577,17 @@ fn void_values(ctx: &Ctx, show: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Parses `key=value` pairs and adds generated passwords.
+/// Parses `key=value` pairs and `key=path` files, and adds generated passwords.
 fn parse_fields(
     fields: &[String],
+    files: &[String],
     generate: &[String],
     length: usize,
 ) -> anyhow::Result<Vec<(String, Option<String>)>> {
+    let piped = !std::io::IsTerminal::is_terminal(&std::io::stdin());
+    if piped && fields.iter().filter(|f| f.split_once('=').is_some_and(|(_, v)| v == "-")).count() > 1 {
+        bail!("only one KEY=- can read stdin when it is not a terminal (it takes everything up to EOF); give the others with --field-file KEY=PATH");
+    }
     let mut out = Vec::new();
     for f in fields {
         // Errors never repeat the argument: it may hold a secret.
@@ -551,7 +597,16 @@ fn parse_fields(
         if k.is_empty() {
             bail!("a --field has an empty key");
         }
-        let v = if v == "-" { read_secret(&format!("{k}: "))?.to_string() } else { v.to_owned() };
+        let v = if v == "-" { read_value(k)?.to_string() } else { v.to_owned() };
+        out.push((k.to_owned(), Some(v)));
+    }
+    for f in files {
+        let Some((k, path)) = f.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            bail!("--field-file takes KEY=PATH")
+        };
+        let bytes = Zeroizing::new(std::fs::read(path).with_context(|| format!("reading {path} for field {k}"))?);
+        let v = String::from_utf8(bytes.to_vec())
+            .map_err(|_| anyhow::anyhow!("{path} (field {k}) is not UTF-8 text; Hearth fields hold text"))?;
         out.push((k.to_owned(), Some(v)));
     }
     if !(8..=256).contains(&length) {
