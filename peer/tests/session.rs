@@ -370,3 +370,84 @@ fn an_entry_received_twice_is_counted_as_a_duplicate() {
     assert_eq!((sbc.counts().received, sbc.counts().dup_received), (0, 1));
     assert_eq!(b.len(), a.len());
 }
+
+/// What a relay does in a mesh: entries another peer brought are held back from a session
+/// until released, and a `Have` from its peer (it got them directly) makes the forward
+/// unnecessary; entries stored before the hold still go at once.
+#[test]
+fn held_entries_wait_for_release_and_a_have_makes_the_forward_unnecessary() {
+    let (_, mut r) = vault(3);
+    let (mut a, mut b, mut c) = (r.remove(0), r.remove(0), r.remove(0));
+    let (mut sab, mut sba) = pair(&a, &b);
+    let (mut sbc, mut scb) = pair(&b, &c);
+    run_until_quiet(&mut sab, &mut a, &mut sba, &mut b).unwrap();
+    run_until_quiet(&mut sbc, &mut b, &mut scb, &mut c).unwrap();
+    b.write(&put(item(1), "own-before", &[]), 1_000).unwrap();
+    let end = b.log_end();
+    a.write(&put(item(2), "relayed", &[]), 1_001).unwrap();
+    // b takes a's entry; its session with c holds entries from `end` on.
+    let m = sab.poll_transmit(&a).unwrap();
+    sba.handle_message(&m, &mut b).unwrap();
+    sbc.hold_from(end + 5);
+    sbc.hold_from(end);
+    let sent_before = sbc.counts().sent;
+    run_until_quiet(&mut sbc, &mut b, &mut scb, &mut c).unwrap();
+    assert_eq!(sbc.counts().sent - sent_before, 1, "only the entry stored before the hold went (the lower hold wins)");
+    assert_eq!(c.len(), b.len() - 1);
+    sbc.release();
+    run_until_quiet(&mut sbc, &mut b, &mut scb, &mut c).unwrap();
+    assert_eq!(c.len(), b.len(), "released: the relayed entry followed");
+
+    // Now c gets a's next entry directly and says so: b's release then sends nothing.
+    let (mut sac, mut sca) = pair(&a, &c);
+    run_until_quiet(&mut sac, &mut a, &mut sca, &mut c).unwrap();
+    a.write(&put(item(3), "direct", &[]), 1_002).unwrap();
+    let end = b.log_end();
+    let m = sab.poll_transmit(&a).unwrap();
+    sba.handle_message(&m, &mut b).unwrap();
+    sbc.hold_from(end);
+    sbc.announce(&b);
+    let m = sac.poll_transmit(&a).unwrap();
+    sca.handle_message(&m, &mut c).unwrap();
+    scb.announce(&c);
+    scb.announce(&c);
+    let sent = (sbc.counts().sent, scb.counts().sent);
+    let bytes = scb.counts().bytes_sent;
+    run_until_quiet(&mut sbc, &mut b, &mut scb, &mut c).unwrap();
+    assert!(scb.counts().bytes_sent > bytes, "c's Have went out");
+    sbc.release();
+    let stats = run_until_quiet(&mut sbc, &mut b, &mut scb, &mut c).unwrap();
+    assert_eq!((sbc.counts().sent, scb.counts().sent), sent, "neither forwarded what the other holds");
+    assert_eq!(stats.bytes_a_to_b + stats.bytes_b_to_a, 0, "nothing more to say");
+    assert_eq!((scb.counts().dup_received, sbc.counts().dup_received), (0, 0));
+    assert_eq!(b.version(), c.version());
+}
+
+/// A `Have` names only authors the peer was not told of yet, and only on a live session.
+#[test]
+fn a_have_names_only_what_the_peer_was_not_told() {
+    let (_, mut r) = vault(2);
+    let (mut a, mut b) = (r.remove(0), r.remove(0));
+    let (mut sa, mut sb) = pair(&a, &b);
+    a.write(&put(item(1), "x", &[]), 1_000).unwrap();
+    sa.announce(&a);
+    assert_eq!(sa.counts().bytes_sent, 0);
+    let first = sa.poll_transmit(&a).unwrap();
+    assert!(sa.poll_transmit(&a).is_none(), "not live: the handshake's first message only");
+    sb.handle_message(&first, &mut b).unwrap();
+    run_until_quiet(&mut sa, &mut a, &mut sb, &mut b).unwrap();
+    sa.announce(&a);
+    sb.announce(&b);
+    assert!(sa.poll_transmit(&a).is_none() && sb.poll_transmit(&b).is_none(), "all told at hello and by acks");
+    // An entry b did not get over this session: announced once, with that author only.
+    b.write(&put(item(2), "y", &[]), 1_001).unwrap();
+    sb.hold_from(0);
+    sb.announce(&b);
+    let have = sb.poll_transmit(&b).expect("a Have");
+    assert!(have.len() < 120, "one author's seq, not the whole vector: {} bytes", have.len());
+    sb.announce(&b);
+    assert!(sb.poll_transmit(&b).is_none(), "told once");
+    sa.handle_message(&have, &mut a).unwrap();
+    assert_eq!(sa.pending(&a), 0);
+    assert_eq!(sb.pending(&b), 1, "a still lacks b's entry, held back");
+}

@@ -453,6 +453,7 @@ impl<S: SimStore> Sim<S> {
             }
             let to = 1 - side;
             let dev = self.links[li].ends[to];
+            let (len, end) = (self.devices[dev].len(), self.devices[dev].log_end());
             let link = &mut self.links[li];
             let mut ok = link.sessions[to].handle_message(&msg, &mut self.devices[dev]).is_ok();
             if ok && dup {
@@ -461,8 +462,35 @@ impl<S: SimStore> Sim<S> {
             if !ok {
                 return false;
             }
+            if self.devices[dev].len() != len {
+                self.relay(dev, li, end);
+            }
         }
         true
+    }
+
+    /// What the node does when `dev` stored entries that link `from` brought: its other
+    /// sessions announce them (`Have`) and hold them back until released (`release`, at a
+    /// random later step here), so forwards happen late or not at all.
+    fn relay(&mut self, dev: usize, from: usize, end: usize) {
+        for (li, link) in self.links.iter_mut().enumerate() {
+            if li == from {
+                continue;
+            }
+            for side in 0..2 {
+                if link.ends[side] == dev {
+                    link.sessions[side].announce(&self.devices[dev]);
+                    link.sessions[side].hold_from(end);
+                }
+            }
+        }
+    }
+
+    /// A hold ends on link `li` (both ways).
+    fn release(&mut self, li: usize) {
+        for s in &mut self.links[li].sessions {
+            s.release();
+        }
     }
 
     fn crash(&mut self, d: usize) {
@@ -482,6 +510,9 @@ impl<S: SimStore> Sim<S> {
             }
             35..=69 if !self.links.is_empty() => {
                 let li = self.rng.gen_range(0..self.links.len());
+                if self.rng.gen_bool(0.5) {
+                    self.release(li);
+                }
                 let max = self.rng.gen_range(1..20);
                 if !self.deliver(li, max) {
                     self.stats.sessions_killed_by_faults += 1;
@@ -562,7 +593,14 @@ impl<S: SimStore> Sim<S> {
                     }
                 }
                 if !moved {
-                    break;
+                    // Quiet: the holds end (a node's timer), and what they kept goes out.
+                    for li in 0..self.links.len() {
+                        self.release(li);
+                        self.collect(li);
+                    }
+                    if self.links.iter().all(|l| l.queues.iter().all(VecDeque::is_empty)) {
+                        break;
+                    }
                 }
             }
             let d0 = self.devices[0].state().digest();

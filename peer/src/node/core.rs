@@ -24,6 +24,10 @@ use crate::vault::{LogStore, Replica};
 
 /// A session that is not live this long after its pipe opened is closed (strangers, stalls).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long entries received from one peer wait before they are forwarded to the others:
+/// long enough for peers that got them directly from their author to say so (`Have`), so
+/// in a full mesh each entry crosses about once; on a line it is what each hop adds.
+pub const RELAY_HOLD: Duration = Duration::from_millis(40);
 
 /// A pipe's id, unique for the life of the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -59,6 +63,8 @@ struct Pipe {
     session: Session,
     tx: mpsc::UnboundedSender<Output>,
     opened: Instant,
+    /// Relayed entries are held back on this pipe until then.
+    release_at: Option<Instant>,
     connected_ms: u64,
     last_sync_ms: Option<u64>,
 }
@@ -152,7 +158,7 @@ impl<S: LogStore> Core<S> {
                 return;
             }
         };
-        let pipe = Pipe { info, session, tx, opened: now, connected_ms: 0, last_sync_ms: None };
+        let pipe = Pipe { info, session, tx, opened: now, release_at: None, connected_ms: 0, last_sync_ms: None };
         self.pipes.insert(id, pipe);
         self.pump(id);
     }
@@ -162,6 +168,7 @@ impl<S: LogStore> Core<S> {
         let Some(pipe) = self.pipes.get_mut(&id) else { return };
         let members = self.replica.membership().records().len();
         let before = self.replica.len();
+        let end = self.replica.log_end();
         if let Err(e) = pipe.session.handle_message(data, &mut self.replica) {
             let how = match e {
                 SyncError::Handshake(_) | SyncError::NotMember(_) | SyncError::Refused(_) => Ended::Refused,
@@ -175,7 +182,16 @@ impl<S: LogStore> Core<S> {
             self.drop_revoked(now);
         }
         if self.replica.len() != before {
-            // New entries: every other session may forward them (the mesh).
+            // New entries: every other peer hears at once that we hold them, and gets them
+            // from us only after the hold, if it has not said meanwhile that it holds them
+            // too (the mesh forward, about once per entry).
+            for (other, p) in &mut self.pipes {
+                if *other != id && p.session.is_live() {
+                    p.session.announce(&self.replica);
+                    p.session.hold_from(end);
+                    p.release_at.get_or_insert(now + RELAY_HOLD);
+                }
+            }
             self.pump_all();
             self.wake_waiters();
         } else {
@@ -201,12 +217,15 @@ impl<S: LogStore> Core<S> {
                 let members = self.replica.membership().records().len();
                 match actions::apply(&mut self.replica, &write, unix_ms()) {
                     Ok(out) => {
+                        // The writer answers first (its latency does not grow with its peers),
+                        // then pushes its own entries to every peer at once, with anything held.
+                        let _ = reply.send(Reply::Written(out));
                         if self.replica.membership().records().len() != members {
                             self.drop_revoked(now);
                         }
-                        self.pump_all();
+                        self.release_all();
                         self.wake_waiters();
-                        Reply::Written(out)
+                        return;
                     }
                     Err(e) => Reply::Error { message: e.to_string(), lookup: e.is_lookup() },
                 }
@@ -223,8 +242,17 @@ impl<S: LogStore> Core<S> {
         let _ = reply.send(answer);
     }
 
-    /// Time-driven work: handshake timeouts, and the dials that are due now.
+    /// Time-driven work: handshake timeouts, held forwards now due, and the dials due now.
     pub fn tick(&mut self, now: Instant) -> Vec<(TargetId, Vec<String>)> {
+        let due: Vec<PipeId> =
+            self.pipes.iter().filter(|(_, p)| p.release_at.is_some_and(|t| t <= now)).map(|(id, _)| *id).collect();
+        for id in due {
+            if let Some(p) = self.pipes.get_mut(&id) {
+                p.release_at = None;
+                p.session.release();
+            }
+            self.pump(id);
+        }
         let stale: Vec<PipeId> = self
             .pipes
             .iter()
@@ -252,7 +280,8 @@ impl<S: LogStore> Core<S> {
         let handshake =
             self.pipes.values().filter(|p| !p.session.is_live()).map(|p| p.opened + HANDSHAKE_TIMEOUT).min();
         let dial = if self.revoked_self() { None } else { self.dialer.next_due() };
-        [handshake, dial].into_iter().flatten().min()
+        let release = self.pipes.values().filter_map(|p| p.release_at).min();
+        [handshake, dial, release].into_iter().flatten().min()
     }
 
     /// True when a user revoked this device (a forked one re-enrols instead).
@@ -312,6 +341,15 @@ impl<S: LogStore> Core<S> {
             LinkEvent::Joined { online } => (s.connected, s.online, s.error) = (true, online, None),
             LinkEvent::Down { error } => (s.connected, s.online, s.error) = (false, 0, Some(error)),
         }
+    }
+
+    /// Lifts every hold and sends what each peer lacks (after a local write).
+    fn release_all(&mut self) {
+        for p in self.pipes.values_mut() {
+            p.release_at = None;
+            p.session.release();
+        }
+        self.pump_all();
     }
 
     fn pump_all(&mut self) {

@@ -8,7 +8,7 @@ use crate::ids::DeviceId;
 use crate::vault::{Batch, SignedHead, VersionVector};
 
 /// Protocol version carried by every message.
-pub const PROTOCOL_VERSION: u8 = 3;
+pub const PROTOCOL_VERSION: u8 = 4;
 /// Largest Noise message (the Noise spec's limit).
 pub const NOISE_MAX: usize = 65_535;
 /// Noise AEAD tag.
@@ -40,6 +40,9 @@ pub enum Msg {
         /// (seq, entry hash), descending.
         hashes: Vec<(u64, [u8; 32])>,
     },
+    /// What the sender now holds of some authors (only those it had not told yet): sent
+    /// after it stored entries another peer brought, so this peer need not forward them.
+    Have(VersionVector),
 }
 
 #[derive(Serialize, Deserialize)]

@@ -141,6 +141,11 @@ pub struct Session {
     handshake_hash: Option<[u8; 32]>,
     /// Entries sent and received (new) over this session.
     counts: SessionCounts,
+    /// What the peer has been told this replica holds (hello, acks, `Have`).
+    announced: VersionVector,
+    /// Batches carry only entries at log positions below this (the node holds relayed
+    /// entries back for a moment: see [`Session::hold_from`]).
+    limit: usize,
 }
 
 /// Entries moved over one session.
@@ -197,6 +202,8 @@ impl Session {
             plain: Vec::new(),
             handshake_hash: None,
             counts: SessionCounts::default(),
+            announced: VersionVector::default(),
+            limit: usize::MAX,
         };
         if role == Role::Initiator {
             s.write_handshake()?;
@@ -321,6 +328,7 @@ impl Session {
         }
         let hello = Msg::Hello { membership: replica.membership().records().to_vec(), heads: replica.heads() };
         self.membership_sent = replica.membership().records().len();
+        self.announced = replica.version().clone();
         self.send(&hello)
     }
 
@@ -377,7 +385,8 @@ impl Session {
                         }
                     }
                 }
-                self.send(&Msg::Ack(replica.version().clone()))?;
+                self.announced = replica.version().clone();
+                self.send(&Msg::Ack(self.announced.clone()))?;
                 self.counts.received += got.new as u64;
                 self.counts.dup_received += got.duplicates as u64;
                 self.events.push_back(Event::Received(got));
@@ -392,6 +401,14 @@ impl Session {
                 }
                 if self.unacked == 0 {
                     self.events.push_back(Event::Acked(vv));
+                }
+                Ok(())
+            }
+            (Msg::Have(vv), true) => {
+                for (d, s) in &vv.0 {
+                    if *s > self.remote_vv.get(*d) {
+                        self.remote_vv.set(*d, *s);
+                    }
                 }
                 Ok(())
             }
@@ -485,9 +502,9 @@ impl Session {
             }
             held_back = Some(vv);
         }
-        while self.unacked < self.config.window && self.cursor < replica.log_end() {
+        while self.unacked < self.config.window && self.cursor < replica.log_end().min(self.limit) {
             let remote = held_back.as_ref().unwrap_or(&self.remote_vv);
-            let b = replica.batch_for(remote, &mut self.cursor, self.config.batch_bytes);
+            let b = replica.batch_until(remote, &mut self.cursor, self.limit, self.config.batch_bytes);
             if b.is_empty() {
                 continue;
             }
@@ -498,6 +515,38 @@ impl Session {
             self.unacked += 1;
         }
         self.outbox.pop_front()
+    }
+
+    /// Tells the peer (a `Have`, queued for [`Session::poll_transmit`]) of every author of
+    /// which this replica now holds more than the peer was told: after storing entries that
+    /// another peer brought, so this peer does not forward them here too.
+    pub fn announce<S: LogStore>(&mut self, replica: &Replica<S>) {
+        if !self.is_live() || self.closing {
+            return;
+        }
+        let mut new = VersionVector::default();
+        for (d, s) in &replica.version().0 {
+            if *s > self.announced.get(*d) {
+                new.set(*d, *s);
+                self.announced.set(*d, *s);
+            }
+        }
+        if !new.0.is_empty() {
+            let _ = self.send(&Msg::Have(new));
+        }
+    }
+
+    /// Holds back entries at log positions from `pos` on (entries stored before stay
+    /// eligible) until [`Session::release`]: the node lets relayed entries wait a moment, so
+    /// that peers which got them directly can say so first and each entry crosses the mesh
+    /// about once. A hold already in force is kept (the lower position wins).
+    pub fn hold_from(&mut self, pos: usize) {
+        self.limit = self.limit.min(pos);
+    }
+
+    /// Lifts any hold: every entry the peer is not known to hold may be sent.
+    pub fn release(&mut self) {
+        self.limit = usize::MAX;
     }
 
     /// The next event.

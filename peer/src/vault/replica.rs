@@ -432,13 +432,20 @@ impl<S: LogStore> Replica<S> {
     /// It stops once about `budget` bytes are in and every author's run ends at an entry
     /// whose head signature is held (so the receiver can verify it); it advances `*cursor`.
     pub fn batch_for(&self, remote: &VersionVector, cursor: &mut usize, budget: usize) -> Batch {
+        self.batch_until(remote, cursor, usize::MAX, budget)
+    }
+
+    /// [`Replica::batch_for`] that leaves entries from log position `end` on for later (held
+    /// back by the sync session), except where a run begun before `end` needs them to end
+    /// at a signed entry.
+    pub fn batch_until(&self, remote: &VersionVector, cursor: &mut usize, end: usize, budget: usize) -> Batch {
         let mut b = Batch::default();
         let mut author_idx: HashMap<DeviceId, u16> = HashMap::new();
         // Authors whose run so far ends without a held signature.
         let mut open: BTreeMap<u16, ()> = BTreeMap::new();
         let mut last_sig: BTreeMap<u16, Signature> = BTreeMap::new();
         let mut size = 0usize;
-        while *cursor < self.log.len() && (size < budget || !open.is_empty()) {
+        while *cursor < self.log.len() && ((size < budget && *cursor < end) || !open.is_empty()) {
             let (se, dead) = (&self.log[*cursor], self.dead[*cursor]);
             *cursor += 1;
             let h = &se.entry.header;
