@@ -8,6 +8,7 @@
 //! 10,000 files). Needs root (it creates the namespaces, and removes them at the end).
 
 mod lan_hearth;
+mod lan_mesh;
 mod lan_syncthing;
 mod workload;
 
@@ -34,6 +35,13 @@ struct Args {
     /// Skip the Syncthing side.
     #[arg(long)]
     no_syncthing: bool,
+    /// Instead: a line and a full mesh of 2..=N daemons on loopback (no root needed), edits
+    /// as given by --edits.
+    #[arg(long, value_name = "N")]
+    mesh: Option<usize>,
+    /// With --mesh: the `hearth` binary to measure (default: this build's).
+    #[arg(long, value_name = "PATH")]
+    hearth: Option<std::path::PathBuf>,
 }
 
 /// The lab's hosts: namespace names and addresses.
@@ -66,6 +74,13 @@ fn in_memory_full_sync_ms(items: usize) -> anyhow::Result<f64> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(n) = args.mesh {
+        if !(2..=60).contains(&n) {
+            anyhow::bail!("--mesh takes 2 to 60 devices");
+        }
+        lan_mesh::run(n, args.edits, args.hearth)?;
+        return Ok(());
+    }
     netns::available();
     let mut lab = Lab::new();
     let (lan1, lan2) = (lab.lan(1), lab.lan(2));

@@ -451,3 +451,21 @@ fn a_have_names_only_what_the_peer_was_not_told() {
     assert_eq!(sa.pending(&a), 0);
     assert_eq!(sb.pending(&b), 1, "a still lacks b's entry, held back");
 }
+
+/// A `Have` that tells of entries the peer was not known to hold is reported once; one that
+/// tells nothing new is not.
+#[test]
+fn a_have_with_news_is_reported_once() {
+    let (_, mut r) = vault(3);
+    let (mut a, mut b, mut c) = (r.remove(0), r.remove(0), r.remove(0));
+    let (mut sab, mut sba) = pair(&a, &b);
+    run_until_quiet(&mut sab, &mut a, &mut sba, &mut b).unwrap();
+    assert!(!sab.take_heard_have());
+    c.write(&put(item(1), "from-c", &[]), 1_000).unwrap();
+    common::sync_pair(&mut c, &mut b);
+    sba.announce(&b);
+    let have = sba.poll_transmit(&b).unwrap();
+    sab.handle_message(&have, &mut a).unwrap();
+    assert!(sab.take_heard_have(), "b holds entries a did not know it had");
+    assert!(!sab.take_heard_have(), "reported once");
+}

@@ -6,7 +6,7 @@
 //! design names: a control write → the op log → every session's `poll_transmit` → the wire;
 //! a received batch → the op log → every *other* session (the mesh forward).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::rngs::StdRng;
@@ -63,8 +63,13 @@ struct Pipe {
     session: Session,
     tx: mpsc::UnboundedSender<Output>,
     opened: Instant,
-    /// Relayed entries are held back on this pipe until then.
-    release_at: Option<Instant>,
+    /// Relayed entries held back on this pipe: from which log position, and until when
+    /// (each receive holds its own entries for the whole hold).
+    holds: VecDeque<(Instant, usize)>,
+    /// Relayed entries go to this peer at once: the last hold ended with entries it still
+    /// lacked (it reaches them only through us), and it has not said since that it got
+    /// entries elsewhere.
+    relay_direct: bool,
     connected_ms: u64,
     last_sync_ms: Option<u64>,
 }
@@ -158,7 +163,16 @@ impl<S: LogStore> Core<S> {
                 return;
             }
         };
-        let pipe = Pipe { info, session, tx, opened: now, release_at: None, connected_ms: 0, last_sync_ms: None };
+        let pipe = Pipe {
+            info,
+            session,
+            tx,
+            opened: now,
+            holds: VecDeque::new(),
+            relay_direct: false,
+            connected_ms: 0,
+            last_sync_ms: None,
+        };
         self.pipes.insert(id, pipe);
         self.pump(id);
     }
@@ -178,6 +192,10 @@ impl<S: LogStore> Core<S> {
             self.drop_pipe(id, how, now);
             return;
         }
+        if pipe.session.take_heard_have() {
+            // It got entries through another path: hold what we relay to it again.
+            pipe.relay_direct = false;
+        }
         if self.replica.membership().records().len() != members {
             self.drop_revoked(now);
         }
@@ -188,8 +206,10 @@ impl<S: LogStore> Core<S> {
             for (other, p) in &mut self.pipes {
                 if *other != id && p.session.is_live() {
                     p.session.announce(&self.replica);
-                    p.session.hold_from(end);
-                    p.release_at.get_or_insert(now + RELAY_HOLD);
+                    if !p.relay_direct {
+                        p.session.hold_from(end);
+                        p.holds.push_back((now + RELAY_HOLD, end));
+                    }
                 }
             }
             self.pump_all();
@@ -244,14 +264,31 @@ impl<S: LogStore> Core<S> {
 
     /// Time-driven work: handshake timeouts, held forwards now due, and the dials due now.
     pub fn tick(&mut self, now: Instant) -> Vec<(TargetId, Vec<String>)> {
-        let due: Vec<PipeId> =
-            self.pipes.iter().filter(|(_, p)| p.release_at.is_some_and(|t| t <= now)).map(|(id, _)| *id).collect();
+        let due: Vec<PipeId> = self
+            .pipes
+            .iter()
+            .filter(|(_, p)| p.holds.front().is_some_and(|(t, _)| *t <= now))
+            .map(|(id, _)| *id)
+            .collect();
         for id in due {
-            if let Some(p) = self.pipes.get_mut(&id) {
-                p.release_at = None;
-                p.session.release();
+            let Some(p) = self.pipes.get_mut(&id) else { continue };
+            while p.holds.front().is_some_and(|(t, _)| *t <= now) {
+                p.holds.pop_front();
             }
+            // Entries of later receives still wait for their own hold to end.
+            p.session.release();
+            if let Some((_, from)) = p.holds.front() {
+                p.session.hold_from(*from);
+            }
+            let sent = p.session.counts().sent;
             self.pump(id);
+            // It still lacked what we held: no one else brings it these, so the next ones
+            // go at once (a line; a `Have` from it turns this off again).
+            if let Some(p) = self.pipes.get_mut(&id) {
+                if p.session.counts().sent > sent {
+                    p.relay_direct = true;
+                }
+            }
         }
         let stale: Vec<PipeId> = self
             .pipes
@@ -280,7 +317,7 @@ impl<S: LogStore> Core<S> {
         let handshake =
             self.pipes.values().filter(|p| !p.session.is_live()).map(|p| p.opened + HANDSHAKE_TIMEOUT).min();
         let dial = if self.revoked_self() { None } else { self.dialer.next_due() };
-        let release = self.pipes.values().filter_map(|p| p.release_at).min();
+        let release = self.pipes.values().filter_map(|p| p.holds.front().map(|(t, _)| *t)).min();
         [handshake, dial, release].into_iter().flatten().min()
     }
 
@@ -346,7 +383,7 @@ impl<S: LogStore> Core<S> {
     /// Lifts every hold and sends what each peer lacks (after a local write).
     fn release_all(&mut self) {
         for p in self.pipes.values_mut() {
-            p.release_at = None;
+            p.holds.clear();
             p.session.release();
         }
         self.pump_all();

@@ -455,3 +455,31 @@ fn a_local_write_releases_held_entries_at_once() {
     assert_eq!(net.names(2), vec!["own", "relayed"]);
     assert_eq!(net.now, start);
 }
+
+#[test]
+fn a_relay_learns_when_to_forward_at_once_and_when_to_hold_again() {
+    let mut net = Net::new(3);
+    net.connect(0, 1);
+    net.connect(1, 2);
+    net.run();
+    let t0 = net.now;
+    net.add(0, "first");
+    net.run();
+    assert_eq!(net.now - t0, RELAY_HOLD, "the first relayed entry waits the hold");
+    let t1 = net.now;
+    net.add(0, "second");
+    net.run();
+    assert_eq!(net.names(2), vec!["first", "second"]);
+    assert_eq!(net.now, t1, "node 2 is reached only through node 1: forwarded at once");
+    // Node 2 gets a direct path to the author: its `Have` makes node 1 hold again.
+    net.connect(0, 2);
+    net.run();
+    net.add(0, "third");
+    net.run();
+    let (_, dup_before) = net.sends();
+    net.add(0, "fourth");
+    net.run();
+    assert_eq!(net.names(2).len(), 4);
+    let (_, dup_after) = net.sends();
+    assert_eq!(dup_after, dup_before, "no more duplicates once node 1 holds again");
+}

@@ -146,6 +146,8 @@ pub struct Session {
     /// Batches carry only entries at log positions below this (the node holds relayed
     /// entries back for a moment: see [`Session::hold_from`]).
     limit: usize,
+    /// A `Have` told of entries the peer was not known to hold (it has another path).
+    heard_have: bool,
 }
 
 /// Entries moved over one session.
@@ -204,6 +206,7 @@ impl Session {
             counts: SessionCounts::default(),
             announced: VersionVector::default(),
             limit: usize::MAX,
+            heard_have: false,
         };
         if role == Role::Initiator {
             s.write_handshake()?;
@@ -408,6 +411,7 @@ impl Session {
                 for (d, s) in &vv.0 {
                     if *s > self.remote_vv.get(*d) {
                         self.remote_vv.set(*d, *s);
+                        self.heard_have = true;
                     }
                 }
                 Ok(())
@@ -547,6 +551,12 @@ impl Session {
     /// Lifts any hold: every entry the peer is not known to hold may be sent.
     pub fn release(&mut self) {
         self.limit = usize::MAX;
+    }
+
+    /// True (once) when a `Have` since the last call told of entries the peer was not known
+    /// to hold: it gets entries through another path too.
+    pub fn take_heard_have(&mut self) -> bool {
+        std::mem::take(&mut self.heard_have)
     }
 
     /// The next event.
