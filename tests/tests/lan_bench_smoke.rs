@@ -32,3 +32,19 @@ fn lan_bench_runs_and_prints_every_row() {
         "no syncthing left running"
     );
 }
+
+/// The mesh benchmark runs end to end on a small mesh and meets its goal there: in a full
+/// mesh each entry crosses once (the old code sent each ~n times).
+#[test]
+fn mesh_bench_runs_and_a_full_mesh_sends_each_entry_about_once() {
+    let out = Command::new(bin("hearth-lan-bench")).args(["--mesh", "5", "--edits", "4"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for topology in ["line", "full"] {
+        let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with(topology)).collect();
+        assert_eq!(rows.len(), 3, "{topology}: 2, 4 and 5 devices:\n{stdout}");
+    }
+    let full5 = stdout.lines().find(|l| l.starts_with("full") && l.split_whitespace().nth(1) == Some("5")).unwrap();
+    let sends: f64 = full5.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(sends <= 1.25, "{full5}");
+}
