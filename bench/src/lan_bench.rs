@@ -8,8 +8,10 @@
 //! 10,000 files). Needs root (it creates the namespaces, and removes them at the end).
 
 mod lan_hearth;
+mod lan_hostile;
 mod lan_mesh;
 mod lan_syncthing;
+mod procfs;
 mod workload;
 
 use std::process::Command;
@@ -42,6 +44,15 @@ struct Args {
     /// With --mesh: the `hearth` binary to measure (default: this build's).
     #[arg(long, value_name = "PATH")]
     hearth: Option<std::path::PathBuf>,
+    /// Instead: a daemon under a hostile LAN for SECS seconds, in network namespaces (root).
+    #[arg(long, value_name = "SECS")]
+    hostile: Option<u64>,
+    /// With --hostile: quiet seconds first (the idle figure).
+    #[arg(long, default_value_t = 20)]
+    idle_secs: u64,
+    /// With --hostile: honest edits a second.
+    #[arg(long, default_value_t = 1.0)]
+    rate: f64,
 }
 
 /// The lab's hosts: namespace names and addresses.
@@ -79,6 +90,16 @@ fn main() -> anyhow::Result<()> {
             anyhow::bail!("--mesh takes 2 to 60 devices");
         }
         lan_mesh::run(n, args.edits, args.hearth)?;
+        return Ok(());
+    }
+    if let Some(secs) = args.hostile {
+        if !netns::available() {
+            anyhow::bail!("--hostile needs root and iproute2 (network namespaces)");
+        }
+        if !(1..=3_600).contains(&secs) || !(0.1..=50.0).contains(&args.rate) {
+            anyhow::bail!("--hostile takes 1 to 3600 seconds and --rate 0.1 to 50 edits a second");
+        }
+        lan_hostile::run(secs, args.idle_secs, args.rate)?;
         return Ok(());
     }
     netns::available();

@@ -34,6 +34,9 @@ pub(crate) const DEAD_AFTER: Duration = Duration::from_secs(45);
 /// A pipe the core asked to prove itself (a second session with its device appeared: this
 /// one may be a zombie whose peer vanished without a FIN) is dropped without a pong by then.
 pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pings and pongs a peer may send within one [`PING_AFTER`] window: a real peer sends one
+/// every 15 s of silence; more is a flood that only costs us CPU, and closes the pipe.
+pub(crate) const MAX_CONTROL_FRAMES: u32 = 16;
 /// Our close frame gets this long to leave; then the socket is dropped all the same.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -175,6 +178,8 @@ pub(crate) async fn run_pipe<S>(
     // When the pipe is dropped for silence, and whether a ping is out.
     let mut dead_at = last_heard + DEAD_AFTER;
     let mut pinged = false;
+    // Control frames received in the current window.
+    let (mut control, mut window) = (0u32, last_heard);
     loop {
         let deadline = if pinged { dead_at } else { (last_heard + PING_AFTER).min(dead_at) };
         tokio::select! {
@@ -218,7 +223,18 @@ pub(crate) async fn run_pipe<S>(
             msg = ws.next() => {
                 let data = match msg {
                     Some(Ok(Message::Binary(b))) => Some(b),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                        let now = tokio::time::Instant::now();
+                        if now.duration_since(window) >= PING_AFTER {
+                            (control, window) = (0, now);
+                        }
+                        control += 1;
+                        if control > MAX_CONTROL_FRAMES {
+                            tracing::debug!("more than {MAX_CONTROL_FRAMES} pings in {PING_AFTER:?}; closing");
+                            break;
+                        }
+                        None
+                    }
                     Some(Ok(Message::Close(_))) | None => break,
                     Some(Err(e)) => { tracing::debug!("read failed: {e}"); break; }
                     // Text or raw frames are not part of the protocol.
@@ -307,6 +323,21 @@ mod tests {
         tx.send(Output::Probe).unwrap();
         let closed = closed_after(&mut inputs, start).await;
         assert_eq!(closed.as_secs(), PROBE_TIMEOUT.as_secs(), "{closed:?}");
+    }
+
+    /// A ping flood closes the pipe after the allowance, long before any memory matters.
+    #[tokio::test(start_paused = true)]
+    async fn a_ping_flood_closes_the_pipe() {
+        let (mut inputs, _tx, raw) = pipe().await;
+        let mut client = WebSocketStream::from_raw_socket(raw, Role::Client, None).await;
+        for _ in 0..MAX_CONTROL_FRAMES {
+            client.send(Message::Ping(Default::default())).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(inputs.try_recv().is_err(), "within the allowance: still open");
+        client.send(Message::Ping(Default::default())).await.unwrap();
+        let start = Instant::now();
+        assert!(closed_after(&mut inputs, start).await < Duration::from_secs(3), "closed at once");
     }
 
     /// A peer that answers pings keeps its pipe through idle minutes and probes.
