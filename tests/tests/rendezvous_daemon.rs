@@ -34,6 +34,10 @@ fn daemons_join_the_rendezvous_and_feed_it_revocations() {
     let dir = tempfile::tempdir().unwrap();
     let devs = vault(dir.path(), &["a", "b", "c"]);
     let (a, b, c) = (&devs[0], &devs[1], &devs[2]);
+    // c's home as it is before any revocation: started again after the server restart, it
+    // presents nothing that revokes it, so only what a and b re-present can keep it out.
+    let c_copy = Device::new(dir.path(), "c-copy");
+    copy_home(&c.home, &c_copy.home);
     let rv = Rv::start(&["--no-stun"], None);
     let url = rv.url();
     let da = daemon(a, &url, &[]);
@@ -54,18 +58,33 @@ fn daemons_join_the_rendezvous_and_feed_it_revocations() {
     wait_until(T, "a and b see only each other", || joined_with(a, 1) && joined_with(b, 1));
 
     // The server restarts on the same address, knowing nothing; a and b rejoin and present
-    // the revocation; c, restarted too, is refused.
+    // the revocation; c, restarted from its home as it was before the revocation (it knows
+    // nothing of it) and with no LAN path, is refused all the same.
     let port = rv.http.port();
     drop(rv);
+    drop(dc);
     let listen = format!("127.0.0.1:{port}");
     let _rv2 = Rv::start(&["--no-stun", "--listen", &listen], None);
     wait_until(T, "a and b back in the room", || joined_with(a, 1) && joined_with(b, 1));
-    drop(dc);
-    let _dc = daemon(c, &url, &[]);
+    let _dc = daemon(&c_copy, &url, &[]);
     wait_until(T, "c refused by the restarted server", || {
-        link(c)["error"].as_str().is_some_and(|e| e.contains("revoked"))
+        link(&c_copy)["error"].as_str().is_some_and(|e| e.contains("revoked"))
     });
     assert!(joined_with(a, 1), "c never got in: {}", link(a));
+    assert_eq!(c_copy.json(&["status"])["peers"].as_array().map(Vec::len), Some(0));
+}
+
+/// Copies a home's files (not a running daemon's socket or lock), keeping its 0700 mode.
+fn copy_home(from: &std::path::Path, to: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(to).unwrap();
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
 }
 
 #[test]

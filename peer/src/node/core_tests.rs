@@ -483,3 +483,23 @@ fn a_relay_learns_when_to_forward_at_once_and_when_to_hold_again() {
     let (_, dup_after) = net.sends();
     assert_eq!(dup_after, dup_before, "no more duplicates once node 1 holds again");
 }
+
+#[test]
+fn a_revocation_learnt_from_a_peer_closes_the_revoked_devices_session_here() {
+    let mut net = Net::new(3);
+    net.connect(0, 1);
+    net.connect(0, 2);
+    net.run();
+    assert_eq!(net.peers(0).len(), 2);
+    // Node 1 revokes device 3 (node 2); node 0 learns it from node 1 and closes its own
+    // session with node 2 before sending it anything more.
+    let revoke = Request::Write { write: WriteRequest::Revoke { device: DeviceId([3; 16]) } };
+    assert!(matches!(net.control(1, revoke), Reply::Written(_)));
+    net.run();
+    assert!(net.cores[0].replica().membership().is_revoked(DeviceId([3; 16])));
+    assert_eq!(net.peers(0), vec![(hex(2), "out".into())]);
+    net.add(0, "after");
+    net.run();
+    assert!(net.names(2).is_empty(), "nothing reached the revoked device through node 0");
+    assert_eq!(net.names(1), vec!["after"]);
+}
