@@ -79,6 +79,19 @@ impl Device {
         self.spawn_daemon(args, Stdio::inherit())
     }
 
+    /// `hearth daemon` on a free loopback port without mDNS, with `extra` flags and each of
+    /// `peers` as a static peer.
+    pub fn daemon_on_loopback(&self, extra: &[&str], peers: &[&Daemon]) -> Daemon {
+        let mut args = vec!["--listen".to_owned(), "127.0.0.1:0".to_owned(), "--no-mdns".to_owned()];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        for p in peers {
+            args.push("--peer".into());
+            args.push(p.addr.to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.daemon(&args)
+    }
+
     /// Like [`Device::daemon`], with the daemon's log (info level) written to `log`.
     pub fn daemon_logged(&self, args: &[&str], log: &Path) -> Daemon {
         self.spawn_daemon(args, std::fs::File::create(log).expect("create log").into())

@@ -12,14 +12,7 @@ use serde_json::Value;
 const T: Duration = Duration::from_secs(20);
 
 fn daemon(d: &Device, extra: &[&str], peers: &[&Daemon]) -> Daemon {
-    let mut args = vec!["--listen".to_owned(), "127.0.0.1:0".to_owned(), "--no-mdns".to_owned()];
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
-    for p in peers {
-        args.push("--peer".into());
-        args.push(p.addr.to_string());
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    d.daemon(&args)
+    d.daemon_on_loopback(extra, peers)
 }
 
 fn peers_of(d: &Device) -> Vec<Value> {

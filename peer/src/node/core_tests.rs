@@ -120,6 +120,12 @@ impl Net {
         rx.try_recv().expect("answered at once")
     }
 
+    /// Node `node` revokes device `device` (ids are `[n; 16]`).
+    fn revoke(&mut self, node: usize, device: u8) {
+        let revoke = Request::Write { write: WriteRequest::Revoke { device: DeviceId([device; 16]) } };
+        assert!(matches!(self.control(node, revoke), Reply::Written(_)));
+    }
+
     fn add(&mut self, node: usize, name: &str) {
         let req = Request::Write {
             write: WriteRequest::Add { name: name.into(), fields: vec![("k".into(), Some("v".into()))] },
@@ -224,8 +230,7 @@ fn revoking_a_device_ends_its_session_before_anything_else_is_sent() {
     net.connect(0, 2);
     net.run();
     assert_eq!(net.peers(0).len(), 2);
-    let revoke = Request::Write { write: WriteRequest::Revoke { device: DeviceId([3; 16]) } };
-    assert!(matches!(net.control(0, revoke), Reply::Written(_)));
+    net.revoke(0, 3);
     net.add(0, "after-revoke");
     net.run();
     assert_eq!(net.peers(0), vec![(hex(2), "out".into())]);
@@ -302,8 +307,7 @@ fn a_revoked_device_is_told_once_and_then_dials_no_one() {
     let now = net.now;
     net.connect(0, 1);
     net.run();
-    let revoke = Request::Write { write: WriteRequest::Revoke { device: DeviceId([2; 16]) } };
-    assert!(matches!(net.control(0, revoke), Reply::Written(_)));
+    net.revoke(0, 2);
     net.run();
     assert!(!net.cores[1].replica().membership().is_revoked(DeviceId([2; 16])), "a live session sent it nothing");
     // The revoked device (node 1) dials node 0 and is refused with only its revocation.
@@ -493,8 +497,7 @@ fn a_revocation_learnt_from_a_peer_closes_the_revoked_devices_session_here() {
     assert_eq!(net.peers(0).len(), 2);
     // Node 1 revokes device 3 (node 2); node 0 learns it from node 1 and closes its own
     // session with node 2 before sending it anything more.
-    let revoke = Request::Write { write: WriteRequest::Revoke { device: DeviceId([3; 16]) } };
-    assert!(matches!(net.control(1, revoke), Reply::Written(_)));
+    net.revoke(1, 3);
     net.run();
     assert!(net.cores[0].replica().membership().is_revoked(DeviceId([3; 16])));
     assert_eq!(net.peers(0), vec![(hex(2), "out".into())]);
