@@ -525,7 +525,7 @@ impl Session {
     /// which this replica now holds more than the peer was told: after storing entries that
     /// another peer brought, so this peer does not forward them here too.
     pub fn announce<S: LogStore>(&mut self, replica: &Replica<S>) {
-        if !self.is_live() || self.closing {
+        if !self.is_live() {
             return;
         }
         let mut new = VersionVector::default();
