@@ -197,7 +197,7 @@ impl<S: LogStore> Core<S> {
             pipe.relay_direct = false;
         }
         if self.replica.membership().records().len() != members {
-            self.drop_revoked(now);
+            self.drop_revoked();
         }
         if self.replica.len() != before {
             // New entries: every other peer hears at once that we hold them, and gets them
@@ -230,7 +230,7 @@ impl<S: LogStore> Core<S> {
     }
 
     /// Handles a control request; `reply` is answered now or, for a wait, once it is met.
-    pub fn control(&mut self, req: Request, reply: oneshot::Sender<Reply>, now: Instant) {
+    pub fn control(&mut self, req: Request, reply: oneshot::Sender<Reply>, _now: Instant) {
         let answer = match req {
             Request::Status => Reply::Status(self.status()),
             Request::Write { write } => {
@@ -241,7 +241,7 @@ impl<S: LogStore> Core<S> {
                         // then pushes its own entries to every peer at once, with anything held.
                         let _ = reply.send(Reply::Written(out));
                         if self.replica.membership().records().len() != members {
-                            self.drop_revoked(now);
+                            self.drop_revoked();
                         }
                         self.release_all();
                         self.wake_waiters();
@@ -470,7 +470,7 @@ impl<S: LogStore> Core<S> {
     }
 
     /// Closes the sessions of devices that are no longer members.
-    fn drop_revoked(&mut self, now: Instant) {
+    fn drop_revoked(&mut self) {
         let gone: Vec<PipeId> = self
             .pipes
             .iter()
@@ -479,9 +479,8 @@ impl<S: LogStore> Core<S> {
             .collect();
         for id in gone {
             // The session decides what a revoked peer may still get (a forked one: its
-            // settlement); `pump` flushes that and drops the pipe.
+            // settlement) and closes itself; `pump` flushes that and drops the pipe.
             self.pump(id);
-            self.drop_pipe(id, Ended::Refused, now);
         }
     }
 
