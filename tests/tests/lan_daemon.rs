@@ -151,10 +151,17 @@ fn kill_9_mid_transfer_loses_nothing_and_the_next_start_resumes() {
         wait_until(T, "the transfer to start", || {
             std::fs::metadata(&wal).map_or(0, |m| m.len()) > before + (256 << 10)
         });
+        // What b has acknowledged so far (a knows it from b's acks): all of it must be on
+        // b's disk after the kill, or a committed batch was lost (and would only be hidden
+        // by the re-fetch that follows).
+        let acked = peers_of(a).iter().find_map(|p| p["pending"].as_u64()).map(|pending| u64::from(N) - pending);
         let mut proc = db.proc;
         proc.child.kill().unwrap();
         proc.child.wait().unwrap();
         let got = entries(b);
+        if let Some(acked) = acked {
+            assert!(got >= acked, "b acknowledged {acked} entries but holds {got} after kill -9");
+        }
         killed_midway |= got < u64::from(N);
         if killed_midway {
             break;
