@@ -166,9 +166,14 @@ fn a_stranger_on_the_lan_sees_the_service_but_gets_nothing() {
     // Both advertisements are on the LAN: an independent browser sees three services.
     let seen = browse(&nx, 3);
     assert_eq!(seen.len(), 3, "{seen:?}");
-    std::thread::sleep(Duration::from_secs(2));
+    // The stranger's own browser has resolved a's and b's services and ignored them: from
+    // then on its log would show any dial of them (no fixed wait: its status counts them).
+    wait_until(T, "the stranger resolved and ignored both services", || {
+        s.json(&["status"])["mdns_ignored"].as_u64() >= Some(2)
+    });
     let slog = std::fs::read_to_string(&ls).unwrap();
     assert!(!slog.contains("dialling"), "the stranger never dials a service of another vault:\n{slog}");
+    assert!(a.json(&["status"])["mdns_ignored"].as_u64() >= Some(1), "a ignored the stranger's service too");
     assert_eq!(peers(&s), 0);
     // The stranger now throws garbage at a's port, then tries a real handshake.
     let garbage = format!(

@@ -92,6 +92,8 @@ pub struct Core<S: LogStore> {
     rendezvous: Option<RendezvousStatus>,
     /// The "this device was revoked" warning was logged.
     told_revoked: bool,
+    /// Services the mDNS browser ignored, when it runs.
+    mdns_ignored: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 fn unix_ms() -> u64 {
@@ -111,12 +113,18 @@ impl<S: LogStore> Core<S> {
             listen,
             rendezvous: None,
             told_revoked: false,
+            mdns_ignored: None,
         }
     }
 
     /// The replica (read-only: every write goes through [`Core::control`]).
     pub fn replica(&self) -> &Replica<S> {
         &self.replica
+    }
+
+    /// Where the mDNS browser counts the services it ignored (shown in status).
+    pub fn set_mdns_ignored(&mut self, counter: std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        self.mdns_ignored = Some(counter);
     }
 
     /// Holds at most `max` discovered (mDNS) dial targets.
@@ -362,6 +370,7 @@ impl<S: LogStore> Core<S> {
             listen: self.listen.clone(),
             peers,
             entries: self.replica.len(),
+            mdns_ignored: self.mdns_ignored.as_ref().map(|c| c.load(std::sync::atomic::Ordering::Relaxed)),
             rendezvous: self.rendezvous.clone(),
         }
     }

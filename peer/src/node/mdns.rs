@@ -12,6 +12,7 @@
 //! subscription that mdns-sd dropped (it drops one that falls far behind) is renewed.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,6 +31,8 @@ pub const SERVICE: &str = "_hearth._tcp.local.";
 pub(crate) struct Mdns {
     daemon: ServiceDaemon,
     stop: tokio::sync::watch::Sender<bool>,
+    /// Services resolved and ignored (another vault's, or not a valid tag).
+    pub(crate) ignored: Arc<AtomicU64>,
 }
 
 impl Drop for Mdns {
@@ -141,9 +144,14 @@ pub(crate) fn start(
     let browse_key = SymmetricKey(*key.as_bytes());
     let browse_daemon = daemon.clone();
     let names = own_names.clone();
+    let ignored = Arc::new(AtomicU64::new(0));
+    let counter = ignored.clone();
     std::thread::Builder::new()
         .name("hearth-mdns".into())
-        .spawn(move || browse(&browse_daemon, &browse_key, &names, &to_node))
+        .spawn(move || {
+            let to = Forwarder { key: &browse_key, own: &names, node: &to_node, dropped: 0, ignored: &counter };
+            browse(&browse_daemon, to);
+        })
         .map_err(|e| mdns_sd::Error::Msg(format!("cannot start the mDNS thread: {e}")))?;
 
     // New names and a new tag whenever the epoch turns.
@@ -172,49 +180,70 @@ pub(crate) fn start(
             }
         }
     });
-    Ok(Mdns { daemon, stop })
+    Ok(Mdns { daemon, stop, ignored })
 }
 
 /// The browse loop of the mDNS thread: ends when the daemon shuts down or the node is gone.
-fn browse(daemon: &ServiceDaemon, key: &SymmetricKey, own: &Mutex<Vec<String>>, node: &mpsc::Sender<Input>) {
-    let mut dropped: u64 = 0;
+fn browse(daemon: &ServiceDaemon, mut to: Forwarder<'_>) {
     loop {
         // After a shutdown, browse fails: the thread ends.
         let Ok(events) = daemon.browse(SERVICE) else { return };
         while let Ok(ev) = events.recv() {
-            let input = match ev {
-                ServiceEvent::ServiceResolved(s) => {
-                    if own.lock().unwrap_or_else(PoisonError::into_inner).contains(&s.fullname) {
-                        continue;
-                    }
-                    let epoch = lan_tag::epoch_of(unix_secs());
-                    let addrs = s.addresses.iter().map(|a| a.to_ip_addr());
-                    let (v, t) = (s.get_property_val_str("v"), s.get_property_val_str("t"));
-                    match accept_service(key, epoch, &s.fullname, v, t, addrs, s.port) {
-                        Some(addrs) => Input::Discovered { name: s.fullname.clone(), addrs },
-                        None => {
-                            tracing::debug!("ignoring a service of another vault");
-                            continue;
-                        }
-                    }
-                }
-                ServiceEvent::ServiceRemoved(_, name) => Input::Lost { name },
-                _ => continue,
-            };
-            match node.try_send(input) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    dropped += 1;
-                    if dropped.is_power_of_two() {
-                        tracing::warn!(dropped, "the node is busy: mDNS events dropped (they come again)");
-                    }
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            if !to.event(ev) {
+                return;
             }
         }
         // The subscription ended while the daemon runs (it fell behind): browse again.
         tracing::warn!("mDNS browse subscription ended; renewing it");
         std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Turns browse events into node inputs, never blocking the mDNS thread.
+struct Forwarder<'a> {
+    key: &'a SymmetricKey,
+    own: &'a Mutex<Vec<String>>,
+    node: &'a mpsc::Sender<Input>,
+    /// Events dropped because the node's input channel was full.
+    dropped: u64,
+    /// Services of other vaults (or not Hearth's) resolved and ignored, for status.
+    ignored: &'a AtomicU64,
+}
+
+impl Forwarder<'_> {
+    /// Handles one event; false once the node is gone.
+    fn event(&mut self, ev: ServiceEvent) -> bool {
+        let input = match ev {
+            ServiceEvent::ServiceResolved(s) => {
+                if self.own.lock().unwrap_or_else(PoisonError::into_inner).contains(&s.fullname) {
+                    return true;
+                }
+                let epoch = lan_tag::epoch_of(unix_secs());
+                let addrs = s.addresses.iter().map(|a| a.to_ip_addr());
+                let (v, t) = (s.get_property_val_str("v"), s.get_property_val_str("t"));
+                match accept_service(self.key, epoch, &s.fullname, v, t, addrs, s.port) {
+                    Some(addrs) => Input::Discovered { name: s.fullname.clone(), addrs },
+                    None => {
+                        tracing::debug!("ignoring a service of another vault");
+                        self.ignored.fetch_add(1, Ordering::Relaxed);
+                        return true;
+                    }
+                }
+            }
+            ServiceEvent::ServiceRemoved(_, name) => Input::Lost { name },
+            _ => return true,
+        };
+        match self.node.try_send(input) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.dropped += 1;
+                if self.dropped.is_power_of_two() {
+                    tracing::warn!(dropped = self.dropped, "the node is busy: mDNS events dropped (they come again)");
+                }
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
     }
 }
 
@@ -288,5 +317,25 @@ mod tests {
         assert!(accept_service(&k, 11, second.get_fullname(), v, t, [ip], 7475).is_some());
         let old_tag = first.get_property_val_str("t");
         assert!(accept_service(&k, 11, second.get_fullname(), v, old_tag, [ip], 7475).is_none());
+    }
+
+    /// The mDNS thread never blocks on a busy node: with the input channel full, an event
+    /// is dropped (and counted) at once instead of waiting (it used to `blocking_send`, and
+    /// mdns-sd then dropped the subscription that fell behind: discovery dead until restart).
+    #[test]
+    fn a_busy_node_never_blocks_the_mdns_thread() {
+        let (node, mut inputs) = mpsc::channel(1);
+        node.try_send(Input::Lost { name: "filler".into() }).unwrap();
+        let (k, own, ignored) = (key(1), Mutex::new(vec![]), AtomicU64::new(0));
+        let mut to = Forwarder { key: &k, own: &own, node: &node, dropped: 0, ignored: &ignored };
+        for i in 0..3 {
+            assert!(to.event(ServiceEvent::ServiceRemoved(SERVICE.into(), format!("h{i}.{SERVICE}"))));
+        }
+        assert_eq!(to.dropped, 3);
+        let _ = inputs.try_recv();
+        assert!(to.event(ServiceEvent::ServiceRemoved(SERVICE.into(), format!("h9.{SERVICE}"))));
+        assert!(matches!(inputs.try_recv(), Ok(Input::Lost { .. })), "room again: delivered");
+        drop(inputs);
+        assert!(!to.event(ServiceEvent::ServiceRemoved(SERVICE.into(), "x".into())), "node gone: the thread ends");
     }
 }

@@ -196,7 +196,9 @@ impl Node {
             tokio::spawn(control::serve(control, to_node.clone())).abort_handle(),
         ];
         let mdns = if config.mdns {
-            Some(mdns::start(&lan_key, local_addr.port(), &config.mdns_interfaces, to_node.clone())?)
+            let m = mdns::start(&lan_key, local_addr.port(), &config.mdns_interfaces, to_node.clone())?;
+            core.set_mdns_ignored(m.ignored.clone());
+            Some(m)
         } else {
             None
         };

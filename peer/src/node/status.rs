@@ -13,6 +13,10 @@ pub struct DaemonStatus {
     pub peers: Vec<PeerStatus>,
     /// Entries in the local log.
     pub entries: usize,
+    /// mDNS resolutions of services ignored (another vault's, or a tag that does not check;
+    /// a service resolved again counts again), when mDNS runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mdns_ignored: Option<u64>,
     /// The rendezvous link, when the daemon runs with one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rendezvous: Option<RendezvousStatus>,

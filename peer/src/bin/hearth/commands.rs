@@ -401,6 +401,7 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
         "listen": daemon.as_ref().map(|d| d.listen.clone()).unwrap_or_default(),
         "peers": daemon.as_ref().map(|d| d.peers.clone()).unwrap_or_default(),
         "rendezvous": daemon.as_ref().and_then(|d| d.rendezvous.clone()),
+        "mdns_ignored": daemon.as_ref().and_then(|d| d.mdns_ignored),
         "clock_ahead": r.clocks_ahead(now_ms()).iter().map(|(d, h)| json!({"device": d.to_hex(), "ms": h.ms})).collect::<Vec<_>>(),
     });
     ctx.print(v.clone(), || {
