@@ -134,6 +134,38 @@ fn one_source_cannot_take_every_inbound_slot() {
         (open, closed)
     });
     assert_eq!((held, early_closed), (3, 9), "three held from one source, the rest closed at once");
+    // The cap in all (the first host's sockets are closed by now): three sources of three
+    // each, within the per-source cap, fill the 8 slots and the ninth is closed at once.
+    let others: Vec<std::net::IpAddr> =
+        ["127.0.0.10", "127.0.0.11", "127.0.0.12"].iter().map(|a| a.parse().unwrap()).collect();
+    let (held_all, closed_all) = rt.block_on(async {
+        // The daemon frees a slot when it reads the close: a moment for the first three.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut socks = Vec::new();
+        for ip in &others {
+            for _ in 0..3 {
+                let sock = tokio::net::TcpSocket::new_v4().unwrap();
+                sock.bind(SocketAddr::new(*ip, 0)).unwrap();
+                let mut s = sock.connect(da.addr).await.unwrap();
+                use tokio::io::AsyncWriteExt;
+                let _ = s.write_all(b"GET /v1/sync HTTP/1.1\r\n").await;
+                socks.push(s);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (mut open, mut closed) = (0, 0);
+        for s in &mut socks {
+            use tokio::io::AsyncReadExt;
+            let mut b = [0u8; 64];
+            match tokio::time::timeout(Duration::from_millis(50), s.read(&mut b)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => closed += 1,
+                _ => open += 1,
+            }
+        }
+        (open, closed)
+    });
+    assert_eq!((held_all, closed_all), (8, 1), "8 slots in all: the ninth is closed at once");
     // Meanwhile (the attacker keeps re-opening its connections), an honest peer connects.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flood = {
