@@ -73,9 +73,6 @@ pub enum ControlError {
     /// The daemon's reply did not parse.
     #[error("daemon sent an unreadable reply: {0}")]
     Reply(#[from] serde_json::Error),
-    /// The daemon closed the connection without replying.
-    #[error("daemon closed the control connection without a reply")]
-    NoReply,
     /// The request reached the daemon but no reply came (it timed out, went away or was
     /// killed): a write may or may not have been applied.
     #[error("no reply from the daemon ({0}): the outcome is unknown")]
