@@ -100,6 +100,32 @@ fn a_peer_that_pings_and_never_reads_costs_bounded_memory_and_is_closed() {
     wait_until(T, "an honest peer connects", || peers_of(&devs[0]).len() == 1);
 }
 
+/// One idle half-request from each of `sources` (bound to that address); after a moment,
+/// how many the daemon still holds open and how many it closed at once.
+async fn half_requests(to: SocketAddr, sources: &[std::net::IpAddr]) -> (usize, usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socks = Vec::new();
+    for ip in sources {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(SocketAddr::new(*ip, 0)).unwrap();
+        let mut s = sock.connect(to).await.unwrap();
+        let _ = s.write_all(b"GET /v1/sync HTTP/1.1\r\nHost: x\r\n").await;
+        socks.push(s);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Those over a cap were closed at once; the others wait for the upgrade timeout.
+    let (mut open, mut closed) = (0, 0);
+    for s in &mut socks {
+        let mut b = [0u8; 64];
+        match tokio::time::timeout(Duration::from_millis(50), s.read(&mut b)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => closed += 1,
+            _ => open += 1,
+        }
+    }
+    (open, closed)
+}
+
 #[test]
 fn one_source_cannot_take_every_inbound_slot() {
     let dir = tempfile::tempdir().unwrap();
@@ -109,62 +135,15 @@ fn one_source_cannot_take_every_inbound_slot() {
     let da = daemon(&devs[0], &["--max-inbound", "8", "--max-inbound-per-source", "3"], &[]);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let attacker: std::net::IpAddr = "127.0.0.9".parse().unwrap();
-    let (held, early_closed) = rt.block_on(async {
-        let mut socks = Vec::new();
-        for _ in 0..12 {
-            let sock = tokio::net::TcpSocket::new_v4().unwrap();
-            sock.bind(SocketAddr::new(attacker, 0)).unwrap();
-            let mut s = sock.connect(da.addr).await.unwrap();
-            use tokio::io::AsyncWriteExt;
-            let _ = s.write_all(b"GET /v1/sync HTTP/1.1\r\nHost: x\r\n").await;
-            socks.push(s);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        // Those over the cap were closed at once; the others wait for the upgrade timeout.
-        let mut closed = 0;
-        let mut open = 0;
-        for s in &mut socks {
-            use tokio::io::AsyncReadExt;
-            let mut b = [0u8; 64];
-            match tokio::time::timeout(Duration::from_millis(50), s.read(&mut b)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => closed += 1,
-                _ => open += 1,
-            }
-        }
-        (open, closed)
-    });
+    let (held, early_closed) = rt.block_on(half_requests(da.addr, &[attacker; 12]));
     assert_eq!((held, early_closed), (3, 9), "three held from one source, the rest closed at once");
-    // The cap in all (the first host's sockets are closed by now): three sources of three
-    // each, within the per-source cap, fill the 8 slots and the ninth is closed at once.
+    // The cap in all (the first host's sockets are closed by now; the daemon frees a slot
+    // when it reads the close): three sources of three each, within the per-source cap,
+    // fill the 8 slots and the ninth is closed at once.
+    std::thread::sleep(Duration::from_millis(500));
     let others: Vec<std::net::IpAddr> =
-        ["127.0.0.10", "127.0.0.11", "127.0.0.12"].iter().map(|a| a.parse().unwrap()).collect();
-    let (held_all, closed_all) = rt.block_on(async {
-        // The daemon frees a slot when it reads the close: a moment for the first three.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let mut socks = Vec::new();
-        for ip in &others {
-            for _ in 0..3 {
-                let sock = tokio::net::TcpSocket::new_v4().unwrap();
-                sock.bind(SocketAddr::new(*ip, 0)).unwrap();
-                let mut s = sock.connect(da.addr).await.unwrap();
-                use tokio::io::AsyncWriteExt;
-                let _ = s.write_all(b"GET /v1/sync HTTP/1.1\r\n").await;
-                socks.push(s);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let (mut open, mut closed) = (0, 0);
-        for s in &mut socks {
-            use tokio::io::AsyncReadExt;
-            let mut b = [0u8; 64];
-            match tokio::time::timeout(Duration::from_millis(50), s.read(&mut b)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => closed += 1,
-                _ => open += 1,
-            }
-        }
-        (open, closed)
-    });
+        ["127.0.0.10", "127.0.0.11", "127.0.0.12"].iter().flat_map(|a| [a.parse().unwrap(); 3]).collect();
+    let (held_all, closed_all) = rt.block_on(half_requests(da.addr, &others));
     assert_eq!((held_all, closed_all), (8, 1), "8 slots in all: the ninth is closed at once");
     // Meanwhile (the attacker keeps re-opening its connections), an honest peer connects.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -46,6 +46,16 @@ impl Net {
         }
     }
 
+    /// `n` devices on a line, each dialling the next, sessions live.
+    fn line(n: u8) -> Self {
+        let mut net = Net::new(n);
+        for a in 0..usize::from(n) - 1 {
+            net.connect(a, a + 1);
+        }
+        net.run();
+        net
+    }
+
     /// Opens a pipe from `a` (dialler) to `b`.
     fn connect(&mut self, a: usize, b: usize) -> usize {
         self.connect_via(a, b, None)
@@ -449,11 +459,7 @@ fn in_a_full_mesh_each_entry_crosses_about_once() {
 
 #[test]
 fn on_a_line_entries_are_forwarded_hop_by_hop_after_the_hold() {
-    let mut net = Net::new(5);
-    for a in 0..4 {
-        net.connect(a, a + 1);
-    }
-    net.run();
+    let mut net = Net::line(5);
     let start = net.now;
     net.add(0, "far");
     net.run();
@@ -468,10 +474,7 @@ fn on_a_line_entries_are_forwarded_hop_by_hop_after_the_hold() {
 
 #[test]
 fn a_local_write_releases_held_entries_at_once() {
-    let mut net = Net::new(3);
-    net.connect(0, 1);
-    net.connect(1, 2);
-    net.run();
+    let mut net = Net::line(3);
     let start = net.now;
     // Node 0's entry reaches node 1 and waits there; node 1 writes before the hold ends.
     net.add(0, "relayed");
@@ -485,10 +488,7 @@ fn a_local_write_releases_held_entries_at_once() {
 
 #[test]
 fn a_relay_learns_when_to_forward_at_once_and_when_to_hold_again() {
-    let mut net = Net::new(3);
-    net.connect(0, 1);
-    net.connect(1, 2);
-    net.run();
+    let mut net = Net::line(3);
     let t0 = net.now;
     net.add(0, "first");
     net.run();
