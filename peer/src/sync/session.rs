@@ -397,22 +397,15 @@ impl Session {
             }
             (Msg::Ack(vv), true) => {
                 self.unacked = self.unacked.saturating_sub(1);
-                for (d, s) in &vv.0 {
-                    if *s > self.remote_vv.get(*d) {
-                        self.remote_vv.set(*d, *s);
-                    }
-                }
+                self.learn_remote(&vv);
                 if self.unacked == 0 {
                     self.events.push_back(Event::Acked(vv));
                 }
                 Ok(())
             }
             (Msg::Have(vv), true) => {
-                for (d, s) in &vv.0 {
-                    if *s > self.remote_vv.get(*d) {
-                        self.remote_vv.set(*d, *s);
-                        self.heard_have = true;
-                    }
+                if self.learn_remote(&vv) {
+                    self.heard_have = true;
                 }
                 Ok(())
             }
@@ -438,6 +431,19 @@ impl Session {
             (_, false) => Err(SyncError::Protocol("message before hello")),
             (Msg::Hello { .. }, true) => Err(SyncError::Protocol("second hello")),
         }
+    }
+
+    /// Raises what the peer is known to hold to `vv` (an ack or a `Have`); true when that
+    /// told of anything not known before.
+    fn learn_remote(&mut self, vv: &VersionVector) -> bool {
+        let mut news = false;
+        for (d, s) in &vv.0 {
+            if *s > self.remote_vv.get(*d) {
+                self.remote_vv.set(*d, *s);
+                news = true;
+            }
+        }
+        news
     }
 
     fn send(&mut self, msg: &Msg) -> Result<(), SyncError> {
