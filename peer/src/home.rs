@@ -65,6 +65,16 @@ pub enum Protection {
     Passphrase(Zeroizing<String>),
 }
 
+impl Protection {
+    /// The passphrase that opens a home protected this way, if any.
+    pub fn passphrase(&self) -> Option<&str> {
+        match self {
+            Protection::Passphrase(p) => Some(p.as_str()),
+            Protection::KeyFile => None,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 enum Stored {
     Plain {
@@ -249,19 +259,10 @@ impl Home {
         if self.exists() {
             return Err(HomeError::AlreadyInitialized(self.dir.clone()));
         }
-        let parent = self.dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        fs::create_dir_all(parent).map_err(io(parent))?;
-        let mut rnd = [0u8; 8];
-        rand::rngs::OsRng.fill_bytes(&mut rnd);
-        let name = self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let staging = Home::new(parent.join(format!(".{name}.init-{}", hex::encode(rnd))));
+        let staging = Home::new(crate::fsutil::fresh_sibling(&self.dir, ".init"));
         let built = (|| {
             staging.create(secret, device_id, protection)?;
-            let pass = match protection {
-                Protection::Passphrase(p) => Some(p.as_str()),
-                Protection::KeyFile => None,
-            };
-            staging.open(pass)?.enroll_self(now_ms)?;
+            staging.open(protection.passphrase())?.enroll_self(now_ms)?;
             // An existing empty directory is replaced; one holding anything is refused.
             fs::rename(&staging.dir, &self.dir).map_err(io(&self.dir))
         })();

@@ -194,7 +194,7 @@ fn init_at_a_terminal_asks_the_passphrase_twice_shows_the_words_and_leaves_a_who
     let stray: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().contains(".init-"))
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".init"))
         .collect();
     assert!(stray.is_empty(), "no staging directory is left");
 }

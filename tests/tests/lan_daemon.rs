@@ -244,7 +244,7 @@ fn the_control_socket_is_private_and_an_open_home_is_refused() {
         let stray: Vec<_> = std::fs::read_dir(&a.home)
             .unwrap()
             .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().starts_with(".sock."))
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".daemon.sock."))
             .collect();
         assert!(stray.is_empty(), "the staging directory is gone");
     }

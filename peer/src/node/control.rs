@@ -126,9 +126,7 @@ impl Client {
 pub(crate) fn bind(home: &Path) -> std::io::Result<tokio::net::UnixListener> {
     use std::os::unix::fs::DirBuilderExt;
     let path = socket_path(home);
-    let mut rnd = [0u8; 8];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut rnd);
-    let private = home.join(format!(".sock.{}", hex::encode(rnd)));
+    let private = crate::fsutil::fresh_sibling(&path, ".dir");
     std::fs::DirBuilder::new().mode(0o700).create(&private)?;
     let staged = private.join("daemon.sock");
     let bound = tokio::net::UnixListener::bind(&staged).and_then(|l| {

@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
-use rand::RngCore;
 use tokio::sync::mpsc;
 
 use super::lan_tag;
@@ -77,9 +76,7 @@ pub(crate) fn accept_service(
 
 /// A fresh random instance name (also the host name's label).
 fn random_instance() -> String {
-    let mut rnd = [0u8; 8];
-    rand::rngs::OsRng.fill_bytes(&mut rnd);
-    format!("h{}", hex::encode(rnd))
+    format!("h{}", crate::fsutil::random_hex())
 }
 
 fn service_info(key: &SymmetricKey, epoch: u64, instance: &str, port: u16) -> Result<ServiceInfo, mdns_sd::Error> {

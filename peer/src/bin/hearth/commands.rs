@@ -493,11 +493,7 @@ fn init(ctx: &Ctx, no_passphrase: bool, phrase: Option<String>, name: Option<Str
     );
     // After the words are shown: nothing here can keep them from the user.
     if let Some(n) = name {
-        let pass = match &protection {
-            Protection::Passphrase(p) => Some(p.as_str()),
-            Protection::KeyFile => None,
-        };
-        ctx.home.open(pass)?.store_mut_meta("device_name", n.as_bytes())?;
+        ctx.home.open(protection.passphrase())?.store_mut_meta("device_name", n.as_bytes())?;
     }
     Ok(())
 }
