@@ -9,6 +9,7 @@ use std::time::Duration;
 use hearth_e2e::device::{vault, wait_until, Daemon, Device};
 use hearth_peer::home::Home;
 use hearth_peer::ids::ItemId;
+use hearth_peer::node::control::{Client, Reply, Request};
 use hearth_peer::vault::{LogStore, MemStore, Op, Replica, SqliteStore};
 use serde_json::Value;
 
@@ -154,7 +155,11 @@ fn kill_9_mid_transfer_loses_nothing_and_the_next_start_resumes() {
         // What b has acknowledged so far (a knows it from b's acks): all of it must be on
         // b's disk after the kill, or a committed batch was lost (and would only be hidden
         // by the re-fetch that follows).
-        let acked = peers_of(a).iter().find_map(|p| p["pending"].as_u64()).map(|pending| u64::from(N) - pending);
+        // Through a's control socket from here (a CLI process would delay the kill).
+        let acked = match Client::connect(&a.home).map(|mut c| c.request(&Request::Status, T)) {
+            Some(Ok(Reply::Status(s))) => s.peers.first().map(|p| u64::from(N) - p.pending),
+            _ => None,
+        };
         let mut proc = db.proc;
         proc.child.kill().unwrap();
         proc.child.wait().unwrap();
