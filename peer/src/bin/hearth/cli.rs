@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use hearth_peer::node::limits::Limits;
 
 /// Hearth: an end-to-end encrypted vault that syncs between your devices without a cloud.
 #[derive(Debug, Parser)]
@@ -175,29 +176,29 @@ pub(crate) enum Command {
 #[derive(Debug, clap::Args)]
 pub(crate) struct DaemonLimits {
     /// Inbound connections served at once; one more costs an accept and a close.
-    #[arg(long, env = "HEARTH_MAX_INBOUND", default_value_t = 128, value_name = "N")]
+    #[arg(long, env = "HEARTH_MAX_INBOUND", default_value_t = Limits::default().inbound, value_name = "N")]
     pub(crate) max_inbound: usize,
     /// Inbound connections served at once from one address (an IPv6 /64 counts as one).
-    #[arg(long, env = "HEARTH_MAX_INBOUND_PER_SOURCE", default_value_t = 16, value_name = "N")]
+    #[arg(long, env = "HEARTH_MAX_INBOUND_PER_SOURCE", default_value_t = Limits::default().inbound_per_source, value_name = "N")]
     pub(crate) max_inbound_per_source: usize,
     /// Discovered mDNS services remembered as dial targets at once.
-    #[arg(long, env = "HEARTH_MAX_MDNS_TARGETS", default_value_t = 64, value_name = "N")]
+    #[arg(long, env = "HEARTH_MAX_MDNS_TARGETS", default_value_t = Limits::default().mdns_targets, value_name = "N")]
     pub(crate) max_mdns_targets: usize,
     /// Outbound dials (connect and upgrade) in flight at once.
-    #[arg(long, env = "HEARTH_MAX_DIALS", default_value_t = 16, value_name = "N")]
+    #[arg(long, env = "HEARTH_MAX_DIALS", default_value_t = Limits::default().dials_in_flight, value_name = "N")]
     pub(crate) max_dials: usize,
     /// Bytes queued for one connection at most; a peer that stops reading is closed.
-    #[arg(long, env = "HEARTH_WRITE_BUFFER", default_value_t = 2 << 20, value_name = "BYTES")]
+    #[arg(long, env = "HEARTH_WRITE_BUFFER", default_value_t = Limits::default().write_buffer, value_name = "BYTES")]
     pub(crate) write_buffer: usize,
     /// Seconds a write may make no progress before its connection is closed.
-    #[arg(long, env = "HEARTH_WRITE_TIMEOUT", default_value_t = 20, value_name = "SECS")]
+    #[arg(long, env = "HEARTH_WRITE_TIMEOUT", default_value_t = Limits::default().write_timeout.as_secs(), value_name = "SECS")]
     pub(crate) write_timeout: u64,
 }
 
 impl DaemonLimits {
     /// The node's limits.
-    pub(crate) fn to_limits(&self) -> hearth_peer::node::limits::Limits {
-        hearth_peer::node::limits::Limits {
+    pub(crate) fn to_limits(&self) -> Limits {
+        Limits {
             inbound: self.max_inbound.max(1),
             inbound_per_source: self.max_inbound_per_source.max(1),
             mdns_targets: self.max_mdns_targets,
