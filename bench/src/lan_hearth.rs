@@ -27,7 +27,8 @@ pub(crate) struct HearthResult {
     pub(crate) cli_to_b: Vec<Duration>,
 }
 
-fn home(dir: &Path, name: &str, secret: &VaultSecret, id: DeviceId) -> anyhow::Result<Home> {
+/// A new home `dir/name` of the vault `secret` as device `id`, enrolled, secret in a key file.
+pub(crate) fn home(dir: &Path, name: &str, secret: &VaultSecret, id: DeviceId) -> anyhow::Result<Home> {
     let h = Home::new(dir.join(name));
     h.create(secret, id, &Protection::KeyFile)?;
     h.open(None)?.enroll_self(1)?;
@@ -50,6 +51,12 @@ fn source(dir: &Path, secret: &VaultSecret, n: usize) -> anyhow::Result<DeviceId
     let mut store = SqliteStore::open(&h.db_path())?;
     store.commit(&entries, &[])?;
     Ok(id)
+}
+
+/// One control-socket request to the daemon of `home`.
+pub(crate) fn control(home: &Path, req: &Request, timeout: Duration) -> anyhow::Result<Reply> {
+    let mut c = Client::connect(home).with_context(|| format!("no daemon at {}", home.display()))?;
+    Ok(c.request(req, timeout)?)
 }
 
 fn wait_for(home: &Path, author: DeviceId, seq: u64, timeout: Duration) -> anyhow::Result<()> {

@@ -18,29 +18,23 @@ use anyhow::{bail, Context};
 use hearth_e2e::device::{Daemon, Device};
 use hearth_e2e::netns::Lab;
 use hearth_peer::actions::WriteRequest;
-use hearth_peer::home::{Home, Protection};
+use hearth_peer::home::Home;
 use hearth_peer::identity::VaultSecret;
 use hearth_peer::ids::DeviceId;
-use hearth_peer::node::control::{Client, Reply, Request};
+use hearth_peer::node::control::{Reply, Request};
 use serde_json::{json, Value};
 
+use crate::lan_hearth::{self, control};
 use crate::pct;
 use crate::procfs::status_kib;
 
 fn home(dir: &Path, name: &str, secret: &VaultSecret, id: u8) -> anyhow::Result<Device> {
-    let h = Home::new(dir.join(name));
-    h.create(secret, DeviceId([id; 16]), &Protection::KeyFile)?;
-    h.open(None)?.enroll_self(1)?;
+    lan_hearth::home(dir, name, secret, DeviceId([id; 16]))?;
     Ok(Device::new(dir, name))
 }
 
-fn request(home: &Path, req: &Request, timeout: Duration) -> anyhow::Result<Reply> {
-    let mut c = Client::connect(home).with_context(|| format!("no daemon at {}", home.display()))?;
-    Ok(c.request(req, timeout)?)
-}
-
 fn peers(home: &Path) -> Vec<(String, u64)> {
-    match request(home, &Request::Status, Duration::from_secs(10)) {
+    match control(home, &Request::Status, Duration::from_secs(10)) {
         Ok(Reply::Status(s)) => s.peers.into_iter().map(|p| (p.device, p.connected_ms)).collect(),
         _ => Vec::new(),
     }
@@ -76,12 +70,12 @@ fn edit(a: &Path, b: &Path, author: DeviceId, seq: u64) -> anyhow::Result<Durati
         fields: vec![("password".into(), Some(format!("v{seq}")))],
         rename: None,
     };
-    match request(a, &Request::Write { write }, Duration::from_secs(30))? {
+    match control(a, &Request::Write { write }, Duration::from_secs(30))? {
         Reply::Written(_) => {}
         other => bail!("edit on A: {other:?}"),
     }
     let wait = Request::WaitFor { author: author.to_hex(), seq, timeout_ms: 30_000 };
-    match request(b, &wait, Duration::from_secs(31))? {
+    match control(b, &wait, Duration::from_secs(31))? {
         Reply::Reached => Ok(t.elapsed()),
         other => bail!("B never got edit {seq}: {other:?}"),
     }

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use hearth_e2e::Proc;
 use hearth_peer::actions::WriteRequest;
-use hearth_peer::home::{Home, Protection};
 use hearth_peer::identity::VaultSecret;
 use hearth_peer::ids::DeviceId;
-use hearth_peer::node::control::{Client, Reply, Request};
+use hearth_peer::node::control::{Reply, Request};
 
+use crate::lan_hearth::{self, control};
 use crate::pct;
 
 /// One topology's numbers.
@@ -38,8 +38,7 @@ struct Node {
 }
 
 fn request(home: &Path, req: &Request) -> anyhow::Result<Reply> {
-    let mut c = Client::connect(home).with_context(|| format!("no daemon at {}", home.display()))?;
-    Ok(c.request(req, Duration::from_secs(30))?)
+    control(home, req, Duration::from_secs(30))
 }
 
 /// Live peers of a daemon, and its summed entry sends, bytes sent and duplicates received.
@@ -57,10 +56,7 @@ fn counters(home: &Path) -> anyhow::Result<(usize, u64, u64, u64)> {
 
 fn start(hearth: &Path, dir: &Path, i: usize, secret: &VaultSecret, peers: &[String]) -> anyhow::Result<Node> {
     let id = DeviceId([i as u8 + 1; 16]);
-    let home = dir.join(format!("d{i}"));
-    let h = Home::new(&home);
-    h.create(secret, id, &Protection::KeyFile)?;
-    h.open(None)?.enroll_self(1)?;
+    let home = lan_hearth::home(dir, &format!("d{i}"), secret, id)?.dir().to_owned();
     let mut cmd = Command::new(hearth);
     cmd.arg("--home").arg(&home).args(["daemon", "--listen", "127.0.0.1:0", "--no-mdns"]);
     // Every daemon dials from 127.0.0.1: the per-source cap must not count them as one host.

@@ -46,6 +46,17 @@ impl Net {
         }
     }
 
+    /// `n` devices, node 0 dialling each of the others, sessions live.
+    fn star(n: u8) -> Self {
+        let mut net = Net::new(n);
+        for b in 1..usize::from(n) {
+            net.connect(0, b);
+        }
+        net.run();
+        assert_eq!(net.peers(0).len(), usize::from(n) - 1);
+        net
+    }
+
     /// `n` devices on a line, each dialling the next, sessions live.
     fn line(n: u8) -> Self {
         let mut net = Net::new(n);
@@ -258,11 +269,7 @@ fn entries_travel_through_an_intermediate_both_ways() {
 
 #[test]
 fn revoking_a_device_ends_its_session_before_anything_else_is_sent() {
-    let mut net = Net::new(3);
-    net.connect(0, 1);
-    net.connect(0, 2);
-    net.run();
-    assert_eq!(net.peers(0).len(), 2);
+    let mut net = Net::star(3);
     net.revoke(0, 3);
     net.add(0, "after-revoke");
     net.run();
@@ -513,11 +520,7 @@ fn a_relay_learns_when_to_forward_at_once_and_when_to_hold_again() {
 
 #[test]
 fn a_revocation_learnt_from_a_peer_closes_the_revoked_devices_session_here() {
-    let mut net = Net::new(3);
-    net.connect(0, 1);
-    net.connect(0, 2);
-    net.run();
-    assert_eq!(net.peers(0).len(), 2);
+    let mut net = Net::star(3);
     // Node 1 revokes device 3 (node 2); node 0 learns it from node 1 and closes its own
     // session with node 2 before sending it anything more.
     net.revoke(1, 3);
