@@ -468,4 +468,12 @@ fn a_have_with_news_is_reported_once() {
     sab.handle_message(&have, &mut a).unwrap();
     assert!(sab.take_heard_have(), "b holds entries a did not know it had");
     assert!(!sab.take_heard_have(), "reported once");
+    // b's own entry reaches a in a batch; a `Have` naming it afterwards tells a nothing new.
+    b.write(&put(item(2), "from-b", &[]), 1_001).unwrap();
+    let batch = sba.poll_transmit(&b).unwrap();
+    sab.handle_message(&batch, &mut a).unwrap();
+    sba.announce(&b);
+    let have = sba.poll_transmit(&b).expect("b had not announced its own entry");
+    sab.handle_message(&have, &mut a).unwrap();
+    assert!(!sab.take_heard_have(), "nothing a did not know b holds");
 }
