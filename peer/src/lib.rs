@@ -17,6 +17,7 @@ mod fsutil;
 pub mod home;
 pub mod identity;
 pub mod node;
+pub mod signal;
 pub use hearth_proto::ids;
 pub mod sync;
 pub mod vault;

@@ -16,16 +16,24 @@
 pub mod attr;
 pub mod binding;
 pub mod client;
+#[cfg(feature = "server")]
 pub mod loadgen;
 pub mod message;
+#[cfg(feature = "server")]
 pub mod metrics;
+#[cfg(feature = "server")]
 pub mod metrics_http;
+#[cfg(feature = "server")]
 pub mod mmsg;
+#[cfg(feature = "server")]
 pub mod rate_limit;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod writer;
 
 pub use binding::{AlternatePair, BindingConfig, BindingHandler, DropReason, Outcome, ReplyKind, MAX_RESPONSE_LEN};
 pub use message::{DecodeError, Message, MessageType, TransactionId};
+#[cfg(feature = "server")]
 pub use metrics::StunMetrics;
+#[cfg(feature = "server")]
 pub use server::{RateLimit, Server, ServerConfig, ServerError};

@@ -1,0 +1,189 @@
+//! Sealed signaling: the WebRTC offers and answers two devices of a vault exchange through
+//! their rendezvous, which sees only sizes and timing (PROTOCOL.md §6.5).
+//!
+//! [`Signaling`] is sans-IO: it seals what this device sends and opens, checks and classifies
+//! what it receives, given the vault's membership and the time. The node moves the bytes.
+
+pub mod envelope;
+pub mod replay;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use ed25519_dalek::SigningKey;
+use hearth_proto::membership::{Enrollment, Membership};
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+use serde::{Deserialize, Serialize};
+use x25519_dalek::StaticSecret;
+
+use self::envelope::{EnvelopeError, Header};
+use self::replay::{ReplayGuard, Stale};
+use crate::ids::{DeviceId, VaultId};
+
+/// Largest SDP accepted in a signal.
+pub const MAX_SDP: usize = 32 * 1024;
+/// Offers this device waits on at most (each is one WebRTC dial in flight).
+const MAX_PENDING: usize = 64;
+
+/// What a signal carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Body {
+    /// An SDP offer, with every candidate the offerer gathered.
+    Offer(String),
+    /// The SDP answer to the session's offer.
+    Answer(String),
+    /// The sender gave the session up (it will not answer, or it failed).
+    Bye,
+}
+
+/// A checked signal from another device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    /// The sender.
+    pub from: DeviceId,
+    /// The session.
+    pub session: [u8; 16],
+    /// What it says.
+    pub body: Body,
+}
+
+/// Why a received signal was dropped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignalError {
+    /// The envelope did not open or verify.
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    /// Seen before, or too old.
+    #[error(transparent)]
+    Stale(#[from] Stale),
+    /// The server's sender differs from the signed one.
+    #[error("signal relayed as from {relayed} but signed by {signed}")]
+    Spoofed {
+        /// The sender the server named.
+        relayed: DeviceId,
+        /// The sender that signed.
+        signed: DeviceId,
+    },
+    /// The body is not one this build reads, or its SDP is too large.
+    #[error("signal body is malformed")]
+    Body,
+    /// An answer (or bye) for a session this device did not offer to that sender, or one
+    /// already answered.
+    #[error("signal for a session this device is not waiting on")]
+    Unexpected,
+    /// The recipient is not an active device of the vault.
+    #[error("device {0} is not an active device of this vault")]
+    UnknownPeer(DeviceId),
+}
+
+/// One device's signaling state: counters of the sessions it sends in, offers awaiting an
+/// answer, and the replay guard.
+pub struct Signaling {
+    vault: VaultId,
+    me: DeviceId,
+    sign: SigningKey,
+    dh: StaticSecret,
+    guard: ReplayGuard,
+    /// Next counter per session this device sends in.
+    counters: BTreeMap<[u8; 16], u32>,
+    /// Offers sent and not yet answered: session → recipient.
+    pending: BTreeMap<[u8; 16], DeviceId>,
+    rng: StdRng,
+}
+
+impl std::fmt::Debug for Signaling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signaling").field("me", &self.me).field("pending", &self.pending.len()).finish_non_exhaustive()
+    }
+}
+
+fn active(m: &Membership, id: DeviceId) -> Option<&Enrollment> {
+    m.devices().find(|(e, r)| e.device_id == id && r.is_none()).map(|(e, _)| e)
+}
+
+impl Signaling {
+    /// Signaling for device `me` of `vault`, with its signing and x25519 keys.
+    pub fn new(vault: VaultId, me: DeviceId, sign: SigningKey, dh: StaticSecret) -> Self {
+        Self {
+            vault,
+            me,
+            sign,
+            dh,
+            guard: ReplayGuard::default(),
+            counters: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            rng: StdRng::from_entropy(),
+        }
+    }
+
+    /// Seals an offer to `to` in a new session; returns the session and the envelope.
+    pub fn offer(&mut self, m: &Membership, to: DeviceId, sdp: String, now_ms: u64) -> Result<([u8; 16], Vec<u8>), SignalError> {
+        let mut session = [0u8; 16];
+        self.rng.fill_bytes(&mut session);
+        let env = self.seal(m, to, session, &Body::Offer(sdp), now_ms)?;
+        if self.pending.len() >= MAX_PENDING {
+            // The oldest dial gave up long ago (dials time out); forget it.
+            let first = self.pending.keys().next().copied();
+            if let Some(k) = first {
+                self.forget(k);
+            }
+        }
+        self.pending.insert(session, to);
+        Ok((session, env))
+    }
+
+    /// Seals `body` (an answer or a bye) to `to` in `session`.
+    pub fn reply(&mut self, m: &Membership, to: DeviceId, session: [u8; 16], body: &Body, now_ms: u64) -> Result<Vec<u8>, SignalError> {
+        self.seal(m, to, session, body, now_ms)
+    }
+
+    /// The dial of `session` ended: an answer arriving for it now is unexpected.
+    pub fn forget(&mut self, session: [u8; 16]) {
+        self.pending.remove(&session);
+        self.counters.remove(&session);
+    }
+
+    fn seal(&mut self, m: &Membership, to: DeviceId, session: [u8; 16], body: &Body, now_ms: u64) -> Result<Vec<u8>, SignalError> {
+        let peer = active(m, to).ok_or(SignalError::UnknownPeer(to))?;
+        let counter = self.counters.entry(session).or_insert(0);
+        let header = Header { vault: self.vault, from: self.me, to, session, counter: *counter, at_ms: now_ms };
+        *counter = counter.saturating_add(1);
+        // Serializing an enum of strings into a Vec cannot fail.
+        let bytes = postcard::to_allocvec(body).unwrap_or_default();
+        Ok(envelope::seal(&header, &bytes, &self.sign, &peer.dh_pk, &mut self.rng))
+    }
+
+    /// Opens and checks a signal the server relayed as from `relayed`.
+    pub fn receive(&mut self, m: &Membership, relayed: DeviceId, payload: &[u8], now_ms: u64) -> Result<Incoming, SignalError> {
+        let (header, body) =
+            envelope::open(payload, self.vault, self.me, &self.dh, |id| active(m, id).map(|e| e.sign_pk))?;
+        if header.from != relayed {
+            return Err(SignalError::Spoofed { relayed, signed: header.from });
+        }
+        let body: Body = postcard::from_bytes(&body).map_err(|_| SignalError::Body)?;
+        if let Body::Offer(sdp) | Body::Answer(sdp) = &body {
+            if sdp.len() > MAX_SDP {
+                return Err(SignalError::Body);
+            }
+        }
+        let pending_to = self.pending.get(&header.session).copied();
+        let fits = match &body {
+            Body::Answer(_) => pending_to == Some(header.from),
+            Body::Bye => pending_to.is_none_or(|d| d == header.from),
+            // Our own session id coming back as an offer: a reflection.
+            Body::Offer(_) => pending_to.is_none(),
+        };
+        if !fits {
+            return Err(SignalError::Unexpected);
+        }
+        // Checked last: a signal refused above must not use up its counter.
+        self.guard.check(&header, now_ms)?;
+        if !matches!(body, Body::Offer(_)) {
+            self.pending.remove(&header.session);
+        }
+        Ok(Incoming { from: header.from, session: header.session, body })
+    }
+}

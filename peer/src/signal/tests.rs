@@ -1,0 +1,136 @@
+//! Signaling between devices of one vault, and what a hostile relay can do to it.
+
+use super::*;
+use crate::identity::{DeviceKeys, MembershipBody, MembershipRecord, Revocation, VaultKeys, VaultSecret};
+
+const NOW: u64 = 1_800_000_000_000;
+
+struct Vault {
+    keys: VaultKeys,
+    secret: VaultSecret,
+    m: Membership,
+}
+
+fn vault(n: u8) -> Vault {
+    let secret = VaultSecret::from_bytes([0x42; 32]);
+    let keys = VaultKeys::derive(&secret);
+    let mut m = Membership::new(keys.root_public());
+    for i in 1..=n {
+        let d = DeviceKeys::derive(&secret, DeviceId([i; 16]));
+        let e = Enrollment {
+            vault_id: keys.vault_id,
+            device_id: d.device_id,
+            sign_pk: d.sign_public(),
+            dh_pk: d.dh_public(),
+            at_ms: 0,
+        };
+        m.insert(MembershipRecord::sign(&keys.root, MembershipBody::Enroll(e))).unwrap();
+    }
+    Vault { keys, secret, m }
+}
+
+fn device(v: &Vault, i: u8) -> Signaling {
+    let d = DeviceKeys::derive(&v.secret, DeviceId([i; 16]));
+    Signaling::new(v.keys.vault_id, d.device_id, d.sign, d.dh)
+}
+
+fn id(i: u8) -> DeviceId {
+    DeviceId([i; 16])
+}
+
+#[test]
+fn an_offer_and_its_answer_go_through_once() {
+    let v = vault(2);
+    let (mut a, mut b) = (device(&v, 1), device(&v, 2));
+    let (s, offer) = a.offer(&v.m, id(2), "offer-sdp".into(), NOW).unwrap();
+    let got = b.receive(&v.m, id(1), &offer, NOW).unwrap();
+    assert_eq!(got, Incoming { from: id(1), session: s, body: Body::Offer("offer-sdp".into()) });
+    assert!(matches!(b.receive(&v.m, id(1), &offer, NOW), Err(SignalError::Stale(_))), "a replayed offer");
+    let answer = b.reply(&v.m, id(1), s, &Body::Answer("answer-sdp".into()), NOW).unwrap();
+    let got = a.receive(&v.m, id(2), &answer, NOW).unwrap();
+    assert_eq!(got.body, Body::Answer("answer-sdp".into()));
+    assert_eq!(a.receive(&v.m, id(2), &answer, NOW), Err(SignalError::Unexpected), "answered already");
+}
+
+#[test]
+fn answers_nobody_asked_for_are_refused() {
+    let v = vault(3);
+    let (mut a, mut b, mut c) = (device(&v, 1), device(&v, 2), device(&v, 3));
+    let (s, _) = a.offer(&v.m, id(2), "o".into(), NOW).unwrap();
+    // c answers a's offer to b (it learnt the session id somehow): not the device asked.
+    let env = c.reply(&v.m, id(1), s, &Body::Answer("x".into()), NOW).unwrap();
+    assert_eq!(a.receive(&v.m, id(3), &env, NOW), Err(SignalError::Unexpected));
+    let env = c.reply(&v.m, id(1), s, &Body::Bye, NOW).unwrap();
+    assert_eq!(a.receive(&v.m, id(3), &env, NOW), Err(SignalError::Unexpected), "nor may it cancel it");
+    // An answer in a session a never offered.
+    let env = b.reply(&v.m, id(1), [9; 16], &Body::Answer("x".into()), NOW).unwrap();
+    assert_eq!(a.receive(&v.m, id(2), &env, NOW), Err(SignalError::Unexpected));
+    // An offer reusing a's own pending session id (a reflection).
+    let env = b.reply(&v.m, id(1), s, &Body::Offer("x".into()), NOW).unwrap();
+    assert_eq!(a.receive(&v.m, id(2), &env, NOW), Err(SignalError::Unexpected));
+    // After a gives up, b's late answer is refused too.
+    a.forget(s);
+    let env = b.reply(&v.m, id(1), s, &Body::Answer("x".into()), NOW).unwrap();
+    assert_eq!(a.receive(&v.m, id(2), &env, NOW), Err(SignalError::Unexpected));
+}
+
+#[test]
+fn a_refused_signal_does_not_use_up_its_counter() {
+    let v = vault(2);
+    let (mut a, mut b) = (device(&v, 1), device(&v, 2));
+    let (s, _) = a.offer(&v.m, id(2), "o".into(), NOW).unwrap();
+    let answer = b.reply(&v.m, id(1), s, &Body::Answer("x".into()), NOW).unwrap();
+    // Relayed under the wrong sender first (a server swapping senders): refused...
+    assert_eq!(a.receive(&v.m, id(3), &answer, NOW), Err(SignalError::Spoofed { relayed: id(3), signed: id(2) }));
+    // ...and the honest delivery still works.
+    assert!(a.receive(&v.m, id(2), &answer, NOW).is_ok());
+}
+
+#[test]
+fn signals_swapped_between_sessions_or_reordered_are_refused() {
+    let v = vault(2);
+    let (mut a, mut b) = (device(&v, 1), device(&v, 2));
+    let (s1, o1) = a.offer(&v.m, id(2), "one".into(), NOW).unwrap();
+    let (s2, o2) = a.offer(&v.m, id(2), "two".into(), NOW).unwrap();
+    assert_ne!(s1, s2);
+    assert!(b.receive(&v.m, id(1), &o2, NOW).is_ok());
+    assert!(b.receive(&v.m, id(1), &o1, NOW).is_ok(), "sessions are independent");
+    let ans1 = b.reply(&v.m, id(1), s1, &Body::Answer("a1".into()), NOW).unwrap();
+    let bye1 = b.reply(&v.m, id(1), s1, &Body::Bye, NOW).unwrap();
+    // The server delivers the later bye first, then the answer: the answer is stale.
+    assert_eq!(a.receive(&v.m, id(2), &bye1, NOW).map(|i| i.body), Ok(Body::Bye));
+    assert!(a.receive(&v.m, id(2), &ans1, NOW).is_err());
+}
+
+#[test]
+fn revoked_devices_and_strangers_can_neither_send_nor_receive() {
+    let mut v = vault(3);
+    let (mut a, mut c) = (device(&v, 1), device(&v, 3));
+    let (_, offer) = c.offer(&v.m, id(1), "o".into(), NOW).unwrap();
+    let rev = Revocation { vault_id: v.keys.vault_id, device_id: id(3), last_seq: 0, last_hash: [0; 32], at_ms: 1 };
+    v.m.insert(MembershipRecord::sign(&v.keys.root, MembershipBody::Revoke(rev))).unwrap();
+    assert!(matches!(
+        a.receive(&v.m, id(3), &offer, NOW),
+        Err(SignalError::Envelope(EnvelopeError::UnknownSender(d))) if d == id(3)
+    ));
+    assert_eq!(a.offer(&v.m, id(3), "o".into(), NOW).err(), Some(SignalError::UnknownPeer(id(3))));
+    assert_eq!(a.offer(&v.m, id(7), "o".into(), NOW).err(), Some(SignalError::UnknownPeer(id(7))));
+}
+
+#[test]
+fn old_signals_are_refused() {
+    let v = vault(2);
+    let (mut a, mut b) = (device(&v, 1), device(&v, 2));
+    let (_, offer) = a.offer(&v.m, id(2), "o".into(), NOW).unwrap();
+    assert!(matches!(b.receive(&v.m, id(1), &offer, NOW + replay::MAX_AGE_MS + 1), Err(SignalError::Stale(_))));
+}
+
+#[test]
+fn an_oversized_sdp_is_refused() {
+    let v = vault(2);
+    let (mut a, mut b) = (device(&v, 1), device(&v, 2));
+    let (_, offer) = a.offer(&v.m, id(2), "x".repeat(MAX_SDP + 1), NOW).unwrap();
+    assert_eq!(b.receive(&v.m, id(1), &offer, NOW), Err(SignalError::Body));
+    let (_, offer) = a.offer(&v.m, id(2), "x".repeat(MAX_SDP), NOW).unwrap();
+    assert!(b.receive(&v.m, id(1), &offer, NOW).is_ok());
+}
