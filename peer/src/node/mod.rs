@@ -20,6 +20,7 @@ pub mod limits;
 pub mod mdns;
 pub mod rendezvous;
 pub mod status;
+pub mod webrtc;
 pub mod ws;
 
 use std::net::SocketAddr;

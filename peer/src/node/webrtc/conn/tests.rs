@@ -1,0 +1,134 @@
+//! Two connections wired back to back in memory, driven by a simulated clock: no sockets.
+
+use super::*;
+
+const A: &str = "10.0.0.1:40001";
+const B: &str = "10.0.0.2:40002";
+
+struct Pair {
+    a: Conn,
+    b: Conn,
+    now: Instant,
+    got_a: Vec<ConnEvent>,
+    got_b: Vec<ConnEvent>,
+}
+
+fn cand(addr: &str) -> Vec<Candidate> {
+    vec![Candidate::host(addr.parse().unwrap(), "udp").unwrap()]
+}
+
+fn pair() -> Pair {
+    let cert = certificate().unwrap();
+    let now = Instant::now();
+    let (mut a, offer) = Conn::offer(now, &cert, cand(A)).unwrap();
+    let (b, answer) = Conn::answer(now, &cert, cand(B), &offer).unwrap();
+    a.accept_answer(now, &answer).unwrap();
+    Pair { a, b, now, got_a: Vec::new(), got_b: Vec::new() }
+}
+
+impl Pair {
+    /// Moves datagrams both ways and advances time until `done` or `limit` simulated seconds.
+    fn run(&mut self, limit: u64, mut done: impl FnMut(&Pair) -> bool) {
+        let end = self.now + Duration::from_secs(limit);
+        while self.now < end && !done(self) {
+            let mut moved = false;
+            while let Some(e) = self.a.poll_event() {
+                match e {
+                    ConnEvent::Transmit { source, destination, contents } => {
+                        moved = true;
+                        self.b.receive(self.now, source, destination, &contents);
+                    }
+                    other => self.got_a.push(other),
+                }
+            }
+            while let Some(e) = self.b.poll_event() {
+                match e {
+                    ConnEvent::Transmit { source, destination, contents } => {
+                        moved = true;
+                        self.a.receive(self.now, source, destination, &contents);
+                    }
+                    other => self.got_b.push(other),
+                }
+            }
+            if !moved {
+                self.now = self.a.deadline().min(self.b.deadline()).max(self.now + Duration::from_millis(1));
+                self.a.timeout(self.now);
+                self.b.timeout(self.now);
+            }
+        }
+    }
+}
+
+fn messages(events: &[ConnEvent]) -> Vec<&Vec<u8>> {
+    events.iter().filter_map(|e| if let ConnEvent::Message(m) = e { Some(m) } else { None }).collect()
+}
+
+#[test]
+fn the_channel_opens_and_carries_messages_both_ways() {
+    let mut p = pair();
+    p.a.send(p.now, b"written before the channel opened".to_vec());
+    p.run(10, |p| p.got_a.contains(&ConnEvent::Open) && p.got_b.contains(&ConnEvent::Open));
+    assert!(p.a.is_open() && p.b.is_open());
+    p.b.send(p.now, b"from b".to_vec());
+    p.run(10, |p| !messages(&p.got_a).is_empty() && !messages(&p.got_b).is_empty());
+    assert_eq!(messages(&p.got_b), vec![&b"written before the channel opened".to_vec()]);
+    assert_eq!(messages(&p.got_a), vec![&b"from b".to_vec()]);
+    assert_eq!(p.b.remote(), Some(A.parse().unwrap()));
+}
+
+#[test]
+fn more_than_the_channel_buffers_arrives_whole_and_in_order() {
+    let mut p = pair();
+    // 4 MiB in Noise-sized messages: many times str0m's 128 KiB send buffer.
+    let msgs: Vec<Vec<u8>> = (0..64u8).map(|i| vec![i; 65_535]).collect();
+    for m in &msgs {
+        p.a.send(p.now, m.clone());
+    }
+    assert!(p.a.queued() > 3 * 1024 * 1024, "held here until the channel takes them");
+    p.run(60, |p| messages(&p.got_b).len() == msgs.len());
+    assert_eq!(messages(&p.got_b), msgs.iter().collect::<Vec<_>>());
+    assert_eq!(p.a.queued(), 0);
+}
+
+#[test]
+fn a_close_reaches_the_other_side() {
+    let mut p = pair();
+    p.run(10, |p| p.a.is_open() && p.b.is_open());
+    let now = p.now;
+    p.a.close(now);
+    assert!(p.a.is_closed());
+    p.run(60, |p| p.got_b.contains(&ConnEvent::Closed));
+    assert!(p.got_b.contains(&ConnEvent::Closed));
+}
+
+#[test]
+fn a_silent_peer_ends_the_connection() {
+    let mut p = pair();
+    p.run(10, |p| p.a.is_open() && p.b.is_open());
+    // b vanishes: nothing it sends arrives any more.
+    let end = p.now + Duration::from_secs(60);
+    while p.now < end && !p.a.is_closed() {
+        while p.a.poll_event().is_some() {}
+        p.now = p.a.deadline().max(p.now + Duration::from_millis(1));
+        p.a.timeout(p.now);
+    }
+    assert!(p.a.is_closed(), "consent freshness gives up on a silent peer");
+}
+
+#[test]
+fn garbage_is_refused_without_harm() {
+    let cert = certificate().unwrap();
+    let now = Instant::now();
+    assert!(matches!(Conn::answer(now, &cert, cand(B), "not sdp"), Err(ConnError::Sdp(_))));
+    let (mut a, _) = Conn::offer(now, &cert, cand(A)).unwrap();
+    assert!(a.accept_answer(now, "v=0\r\n").is_err());
+    let mut p = pair();
+    for n in [0usize, 1, 20, 64, 1200] {
+        for first in [0u8, 1, 20, 63, 128, 200] {
+            let d = vec![first; n];
+            p.b.receive(p.now, A.parse().unwrap(), B.parse().unwrap(), &d);
+        }
+    }
+    p.run(10, |p| p.a.is_open() && p.b.is_open());
+    assert!(p.a.is_open() && p.b.is_open(), "still opens after garbage");
+}
