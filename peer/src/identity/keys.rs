@@ -52,6 +52,9 @@ pub struct VaultKeys {
     pub session_psk: SymmetricKey,
     /// HMAC key for the rotating LAN discovery tag.
     pub lan_tag: SymmetricKey,
+    /// Seals signals addressed to the vault rather than to one device: a device's
+    /// introduction of itself on the rendezvous (PROTOCOL.md §6.5).
+    pub signal: SymmetricKey,
 }
 
 impl std::fmt::Debug for VaultKeys {
@@ -71,6 +74,7 @@ impl VaultKeys {
             content: SymmetricKey(*derive(secret, "hearth/v1/content")),
             session_psk: SymmetricKey(*derive(secret, "hearth/v1/session-psk")),
             lan_tag: SymmetricKey(*derive(secret, "hearth/v1/lan-tag")),
+            signal: SymmetricKey(*derive(secret, "hearth/v1/signal-vault")),
         }
     }
 
@@ -154,6 +158,7 @@ mod tests {
             hex::encode(v.lan_tag.as_bytes()),
             hex::encode(d.sign_public()),
             hex::encode(d.dh_public()),
+            hex::encode(v.signal.as_bytes()),
         ];
         let want = include_str!("kat.txt").lines().map(str::trim).collect::<Vec<_>>();
         assert_eq!(got.iter().map(String::as_str).collect::<Vec<_>>(), want, "derivation vectors changed");

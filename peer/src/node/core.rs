@@ -316,8 +316,14 @@ impl<S: LogStore> Core<S> {
             return Vec::new();
         }
         let me = self.replica.device_id();
-        let live: Vec<DeviceId> = self.pipes.values().filter_map(|p| p.session.remote()).collect();
-        self.dialer.due(now, |d| d == me || live.contains(&d))
+        let live: Vec<(DeviceId, &str)> =
+            self.pipes.values().filter_map(|p| Some((p.session.remote()?, p.info.path))).collect();
+        // A LAN address is still worth dialling while the device is live only over WebRTC:
+        // the LAN session replaces it (see `keeps`).
+        self.dialer.due(now, |d, source| {
+            d == me
+                || live.iter().any(|(l, path)| *l == d && (matches!(source, Source::Rendezvous(_)) || *path == "lan"))
+        })
     }
 
     /// When [`Core::tick`] next has work.
@@ -380,12 +386,27 @@ impl<S: LogStore> Core<S> {
         self.rendezvous = Some(RendezvousStatus { url, error: Some("connecting".into()), ..Default::default() });
     }
 
-    /// The rendezvous link reported `ev`.
-    pub fn rendezvous_event(&mut self, ev: LinkEvent) {
+    /// The rendezvous link reported `ev`. Of the devices online, this one dials those with a
+    /// higher device id (one side offers; the other answers).
+    pub fn rendezvous_event(&mut self, ev: LinkEvent, now: Instant) {
         let Some(s) = &mut self.rendezvous else { return };
         match ev {
-            LinkEvent::Joined { online } => (s.connected, s.online, s.error) = (true, online, None),
+            LinkEvent::Joined { online } => {
+                (s.connected, s.online, s.error) = (true, online.len(), None);
+                let me = self.replica.device_id();
+                let m = self.replica.membership();
+                let dial: Vec<DeviceId> = online.into_iter().filter(|d| *d > me && !m.is_revoked(*d)).collect();
+                self.dialer.set_rendezvous(&dial, now);
+            }
             LinkEvent::Down { error } => (s.connected, s.online, s.error) = (false, 0, Some(error)),
+        }
+    }
+
+    /// The device a dial target reaches through WebRTC (`None`: a LAN address).
+    pub fn dial_device(&self, target: TargetId) -> Option<DeviceId> {
+        match self.dialer.source(target)? {
+            Source::Rendezvous(d) => Some(*d),
+            _ => None,
         }
     }
 
@@ -466,14 +487,15 @@ impl<S: LogStore> Core<S> {
         }
     }
 
-    /// Of two live pipes to `device`, true when `a` is the one both ends keep: the one dialled
-    /// by the lower device id; between two dialled by the same side, the lower handshake hash.
+    /// Of two live pipes to `device`, true when `a` is the one both ends keep: a LAN one over
+    /// any other (faster, and free of any relay); then the one dialled by the lower device
+    /// id; between two dialled by the same side, the lower handshake hash.
     fn keeps(&self, a: PipeId, b: PipeId, device: DeviceId) -> bool {
         let me = self.replica.device_id();
         let key = |id: PipeId| {
             let p = &self.pipes[&id];
             let dialer = if p.info.dialled { me } else { device };
-            (dialer, p.session.handshake_hash().unwrap_or([0xff; 32]))
+            (p.info.path != "lan", dialer, p.session.handshake_hash().unwrap_or([0xff; 32]))
         };
         key(a) < key(b)
     }

@@ -33,6 +33,8 @@ pub enum Source {
     Static,
     /// An mDNS service instance (its full name).
     Mdns(String),
+    /// A device the rendezvous shows online: dialled through WebRTC.
+    Rendezvous(DeviceId),
 }
 
 /// How a dialled connection ended.
@@ -147,6 +149,34 @@ impl Dialer {
         }
     }
 
+    /// The devices the rendezvous shows online (and that this device should dial): adds a
+    /// target for each new one, drops those that left (a running dial or session finishes).
+    pub fn set_rendezvous(&mut self, devices: &[DeviceId], now: Instant) {
+        let has = |t: &Target, d: &DeviceId| matches!(t.source, Source::Rendezvous(x) if x == *d);
+        self.targets.retain(|_, t| {
+            !(matches!(t.source, Source::Rendezvous(d) if !devices.contains(&d)) && t.state == State::Waiting)
+        });
+        for t in self.targets.values_mut() {
+            if let Source::Rendezvous(d) = t.source {
+                t.gone = !devices.contains(&d);
+            }
+        }
+        for d in devices {
+            if !self.targets.values().any(|t| has(t, d)) {
+                let id = self.add(Source::Rendezvous(*d), vec![d.to_hex()], now);
+                if let Some(t) = self.targets.get_mut(&id) {
+                    // Known from the start: not dialled while it is connected some other way.
+                    t.device = Some(*d);
+                }
+            }
+        }
+    }
+
+    /// Where a target came from.
+    pub fn source(&self, id: TargetId) -> Option<&Source> {
+        self.targets.get(&id).map(|t| &t.source)
+    }
+
     fn mdns_len(&self) -> usize {
         self.targets.values().filter(|t| matches!(t.source, Source::Mdns(_))).count()
     }
@@ -163,14 +193,15 @@ impl Dialer {
     }
 
     /// Targets to dial now, marked as dialling. `connected` says whether a device already has
-    /// a live session (such targets are skipped until it ends).
-    pub fn due(&mut self, now: Instant, connected: impl Fn(DeviceId) -> bool) -> Vec<(TargetId, Vec<String>)> {
+    /// a live session that a dial through this source would not improve on (such targets are
+    /// skipped until it ends).
+    pub fn due(&mut self, now: Instant, connected: impl Fn(DeviceId, &Source) -> bool) -> Vec<(TargetId, Vec<String>)> {
         let mut out = Vec::new();
         for (id, t) in &mut self.targets {
             if t.state != State::Waiting || t.next_at > now || t.addrs.is_empty() {
                 continue;
             }
-            if t.device.is_some_and(&connected) {
+            if t.device.is_some_and(|d| connected(d, &t.source)) {
                 continue;
             }
             t.state = State::Dialing;
@@ -219,7 +250,7 @@ impl Dialer {
             }
         };
         t.next_at = now + jittered(delay, rng);
-        if t.refused {
+        if t.refused && !matches!(t.source, Source::Rendezvous(_)) {
             t.device = None;
         }
     }
@@ -258,8 +289,8 @@ mod tests {
     #[test]
     fn a_new_target_is_due_at_once_and_only_once() {
         let (mut d, id, now, _) = setup();
-        assert_eq!(d.due(now, |_| false), vec![(id, vec!["h:1".to_string()])]);
-        assert!(d.due(now + MAX, |_| false).is_empty(), "already dialling");
+        assert_eq!(d.due(now, |_, _| false), vec![(id, vec!["h:1".to_string()])]);
+        assert!(d.due(now + MAX, |_, _| false).is_empty(), "already dialling");
     }
 
     #[test]
@@ -267,11 +298,11 @@ mod tests {
         let (mut d, id, mut now, mut rng) = setup();
         let mut delays = Vec::new();
         for _ in 0..10 {
-            assert_eq!(d.due(now, |_| false).len(), 1);
+            assert_eq!(d.due(now, |_, _| false).len(), 1);
             d.ended(id, Ended::Unreachable, now, &mut rng);
             let next = d.next_due().unwrap();
             delays.push(next - now);
-            assert!(d.due(next - Duration::from_millis(1), |_| false).is_empty());
+            assert!(d.due(next - Duration::from_millis(1), |_, _| false).is_empty());
             now = next;
         }
         assert!(delays[0] >= BASE.mul_f64(2.0 * 0.75) && delays[0] <= BASE.mul_f64(2.0 * 1.25), "{delays:?}");
@@ -283,7 +314,7 @@ mod tests {
     #[test]
     fn a_refusal_waits_minutes() {
         let (mut d, id, now, mut rng) = setup();
-        d.due(now, |_| false);
+        d.due(now, |_, _| false);
         d.ended(id, Ended::Refused, now, &mut rng);
         assert!(d.next_due().unwrap() - now >= REFUSED.mul_f64(0.75));
     }
@@ -291,13 +322,13 @@ mod tests {
     #[test]
     fn a_connected_device_is_not_dialled_again_until_it_leaves() {
         let (mut d, id, now, mut rng) = setup();
-        d.due(now, |_| false);
+        d.due(now, |_, _| false);
         d.opened(id);
         d.live(id, D);
         d.ended(id, Ended::Duplicate, now, &mut rng);
         let later = now + Duration::from_secs(5);
-        assert!(d.due(later, |dev| dev == D).is_empty(), "its device is connected through another session");
-        assert_eq!(d.due(later, |_| false).len(), 1, "once it is gone, dial again");
+        assert!(d.due(later, |dev, _| dev == D).is_empty(), "its device is connected through another session");
+        assert_eq!(d.due(later, |_, _| false).len(), 1, "once it is gone, dial again");
     }
 
     #[test]
@@ -308,7 +339,7 @@ mod tests {
         let b = d.upsert_mdns("x._hearth._tcp.local.", vec!["10.0.0.2:7".into()], now).unwrap();
         assert_eq!(a, b);
         assert_eq!(d.len(), 1);
-        assert_eq!(d.due(now, |_| false)[0].1, vec!["10.0.0.2:7".to_string()]);
+        assert_eq!(d.due(now, |_, _| false)[0].1, vec!["10.0.0.2:7".to_string()]);
         d.remove_mdns("x._hearth._tcp.local.");
         assert_eq!(d.len(), 1, "a target being dialled stays until its dial ends");
         d.ended(a, Ended::Unreachable, now, &mut StdRng::seed_from_u64(2));
@@ -322,12 +353,12 @@ mod tests {
     #[test]
     fn a_pipe_that_never_went_live_waits_as_long_as_a_refusal() {
         let (mut d, id, now, mut rng) = setup();
-        d.due(now, |_| false);
+        d.due(now, |_, _| false);
         d.opened(id);
         d.ended(id, Ended::Early, now, &mut rng);
         let wait = d.next_due().unwrap() - now;
         assert!(wait >= REFUSED.mul_f64(0.75), "{wait:?}");
-        assert!(d.due(now + MAX.mul_f64(1.25), |_| false).is_empty(), "not within the unreachable cap");
+        assert!(d.due(now + MAX.mul_f64(1.25), |_, _| false).is_empty(), "not within the unreachable cap");
     }
 
     #[test]
@@ -339,18 +370,37 @@ mod tests {
         let a = d.upsert_mdns(name, vec!["10.0.0.1:7".into()], now).unwrap();
         for _ in 0..3 {
             let t = d.next_due().unwrap();
-            assert_eq!(d.due(t, |_| false).len(), 1);
+            assert_eq!(d.due(t, |_, _| false).len(), 1);
             d.ended(a, Ended::Unreachable, t, &mut rng);
         }
         d.upsert_mdns(name, vec!["10.0.0.2:7".into()], now);
         assert_eq!(d.next_due(), Some(now), "an unreachable target is tried at its new address at once");
-        d.due(now, |_| false);
+        d.due(now, |_, _| false);
         d.ended(a, Ended::Refused, now, &mut rng);
         d.upsert_mdns(name, vec!["10.0.0.3:7".into()], now);
         assert!(d.next_due().unwrap() - now >= REFUSED.mul_f64(0.75), "a refusal's wait stands");
         d.ended(a, Ended::Early, now, &mut rng);
         d.upsert_mdns(name, vec!["10.0.0.4:7".into()], now);
         assert!(d.next_due().unwrap() - now >= REFUSED.mul_f64(0.75), "so does a silent fake's");
+    }
+
+    #[test]
+    fn rendezvous_devices_come_and_go_with_presence_and_are_known_from_the_start() {
+        let mut d = Dialer::default();
+        let now = Instant::now();
+        let (x, y) = (DeviceId([1; 16]), DeviceId([2; 16]));
+        d.set_rendezvous(&[x, y], now);
+        d.set_rendezvous(&[x, y], now);
+        assert_eq!(d.len(), 2, "one target per device");
+        let due = d.due(now, |dev, src| dev == y && matches!(src, Source::Rendezvous(_)));
+        assert_eq!(due.len(), 1, "y is connected already: only x is dialled");
+        assert_eq!(d.source(due[0].0), Some(&Source::Rendezvous(x)));
+        d.set_rendezvous(&[x], now);
+        assert_eq!(d.len(), 1, "y left: its waiting target goes");
+        d.set_rendezvous(&[], now);
+        assert_eq!(d.len(), 1, "x is being dialled: its target stays until the dial ends");
+        d.ended(due[0].0, Ended::Unreachable, now, &mut StdRng::seed_from_u64(4));
+        assert!(d.is_empty());
     }
 
     #[test]

@@ -80,6 +80,15 @@ pub enum Input {
     },
     /// The rendezvous link's state changed.
     Rendezvous(rendezvous::LinkEvent),
+    /// The rendezvous relayed a (sealed) signal.
+    Signal {
+        /// The sender, as the server names it.
+        from: crate::ids::DeviceId,
+        /// The envelope.
+        payload: Vec<u8>,
+    },
+    /// A WebRTC connection task needs a signal sent.
+    WebRtc(webrtc::TaskEvent),
     /// A control-socket request.
     Control {
         /// The request.
@@ -104,8 +113,11 @@ pub struct NodeConfig {
     pub mdns: bool,
     /// Interfaces for mDNS (empty: all).
     pub mdns_interfaces: Vec<String>,
-    /// Stay joined to this rendezvous (`ws://` URL of `/v1/signal`).
+    /// Stay joined to this rendezvous (`ws://` URL of `/v1/signal`) and sync through WebRTC
+    /// with the devices it sees.
     pub rendezvous: Option<String>,
+    /// The STUN server for server-reflexive candidates (default: the rendezvous host, 3478).
+    pub stun: Option<SocketAddr>,
     /// What the node spends on others at most.
     pub limits: limits::Limits,
 }
@@ -126,8 +138,11 @@ pub enum NodeError {
         source: std::io::Error,
     },
     /// The rendezvous URL is not one this build can dial.
-    #[error("rendezvous URL {0:?}: this build dials ws:// only (wss:// arrives with the WebRTC transport; meanwhile use a TLS tunnel or a private network)")]
+    #[error("rendezvous URL {0:?}: expected http://HOST[:PORT] or ws://HOST[:PORT][/v1/signal] (TLS, https:// and wss://, is not in this build yet: use a TLS tunnel or a private network)")]
     RendezvousUrl(String),
+    /// No DTLS certificate could be made for WebRTC.
+    #[error("cannot make a DTLS certificate for WebRTC")]
+    Certificate,
     /// The membership holds no enrolment of this device (needed to join a rendezvous).
     #[error("this device's enrolment is missing from the vault's membership")]
     NotEnrolled,
@@ -160,6 +175,8 @@ pub struct Node {
     revocations: Option<tokio::sync::watch::Sender<Vec<hearth_proto::membership::MembershipRecord>>>,
     /// The listener, control socket and rendezvous link tasks.
     tasks: Vec<tokio::task::AbortHandle>,
+    /// WebRTC signaling and connections, with a rendezvous.
+    webrtc: Option<webrtc::Hub>,
 }
 
 impl Node {
@@ -203,18 +220,28 @@ impl Node {
         } else {
             None
         };
-        let revocations = match &config.rendezvous {
-            Some(url) if !url.starts_with("ws://") => return Err(NodeError::RendezvousUrl(url.clone())),
+        let (revocations, webrtc) = match &config.rendezvous {
             Some(url) => {
+                let url = rendezvous::signal_url(url).ok_or_else(|| NodeError::RendezvousUrl(url.clone()))?;
                 let r = core.replica();
                 let id = rendezvous::identity(r.membership(), r.device_id(), r.device_keys().sign.clone())
                     .ok_or(NodeError::NotEnrolled)?;
+                let keys = r.device_keys();
+                let signaling =
+                    crate::signal::Signaling::new(r.vault_keys(), r.device_id(), keys.sign.clone(), keys.dh.clone());
+                let stun = match config.stun {
+                    Some(s) => Some(s),
+                    None => rendezvous::default_stun(&url).await,
+                };
+                let cert = webrtc::conn::certificate().ok_or(NodeError::Certificate)?;
+                let ctx = webrtc::task::Ctx { cert, stun, ids: ids.clone(), to_node: to_node.clone() };
+                let (signal_tx, signal_rx) = mpsc::channel(64);
                 core.set_rendezvous(url.clone());
                 let (tx, rx) = tokio::sync::watch::channel(id.revocations.clone());
-                tasks.push(tokio::spawn(rendezvous::run(url.clone(), id, rx, to_node.clone())).abort_handle());
-                Some(tx)
+                tasks.push(tokio::spawn(rendezvous::run(url, id, rx, signal_rx, to_node.clone())).abort_handle());
+                (Some(tx), Some(webrtc::Hub::new(signaling, ctx, signal_tx)))
             }
-            None => None,
+            None => (None, None),
         };
         Ok(Self {
             core,
@@ -227,6 +254,7 @@ impl Node {
             home: config.home,
             revocations,
             tasks,
+            webrtc,
         })
     }
 
@@ -267,6 +295,9 @@ impl Node {
         for t in &self.tasks {
             t.abort();
         }
+        if let Some(w) = &mut self.webrtc {
+            w.stop();
+        }
         let _ = std::fs::remove_file(control::socket_path(self.home.dir()));
         // Give transports a moment to send their close frames.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -283,7 +314,22 @@ impl Node {
             Input::Discovered { name, addrs } => self.core.discovered(&name, addrs, now),
             Input::Lost { name } => self.core.lost(&name),
             Input::Control { req, reply } => self.core.control(req, reply, now),
-            Input::Rendezvous(ev) => self.core.rendezvous_event(ev),
+            Input::Rendezvous(ev) => {
+                if let (rendezvous::LinkEvent::Joined { online }, Some(w)) = (&ev, &mut self.webrtc) {
+                    w.presence(self.core.replica().membership(), online);
+                }
+                self.core.rendezvous_event(ev, now);
+            }
+            Input::Signal { from, payload } => {
+                if let Some(w) = &mut self.webrtc {
+                    w.signal(self.core.replica().membership(), from, &payload);
+                }
+            }
+            Input::WebRtc(ev) => {
+                if let Some(w) = &mut self.webrtc {
+                    w.task_event(self.core.replica().membership(), ev);
+                }
+            }
         }
     }
 
@@ -299,8 +345,18 @@ impl Node {
 
     fn start_dials(&mut self, now: Instant) {
         for (target, addrs) in self.core.tick(now) {
-            tracing::info!(?addrs, "dialling");
-            tokio::spawn(ws::dial(target, addrs, self.dialling.clone(), self.to_node.clone()));
+            match (self.core.dial_device(target), &mut self.webrtc) {
+                (Some(device), Some(w)) if w.knows(self.core.replica().membership(), device) => {
+                    tracing::info!(device = %device, "dialling through WebRTC");
+                    w.dial(target, device);
+                }
+                // Not introduced yet (its introduction is on its way): try again shortly.
+                (Some(_), _) => self.core.dial_failed(target, now),
+                _ => {
+                    tracing::info!(?addrs, "dialling");
+                    tokio::spawn(ws::dial(target, addrs, self.dialling.clone(), self.to_node.clone()));
+                }
+            }
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The daemon's link to a rendezvous server (`hearth daemon --rendezvous URL`): joins the
 //! vault's room as this device, stays joined (reconnecting with backoff), and presents every
 //! root-signed revocation the vault holds, at each join and whenever a new one arrives, so
-//! the server refuses revoked devices even after a restart. Signals relayed through the room
-//! (WebRTC offers and answers) plug in here next.
+//! the server refuses revoked devices even after a restart. It carries the sealed WebRTC
+//! signals both ways: those the node sends through `signals`, those relayed to it as
+//! [`Input::Signal`]; the room's presence feeds the dial plan.
 
 use std::time::Duration;
 
@@ -18,10 +19,10 @@ use super::Input;
 /// What the link reports to the core.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkEvent {
-    /// Joined (or presence changed): `online` other devices of the vault are in the room.
+    /// Joined (or presence changed): these other devices of the vault are in the room.
     Joined {
         /// Other devices online.
-        online: usize,
+        online: Vec<hearth_proto::ids::DeviceId>,
     },
     /// Not joined; `error` says why.
     Down {
@@ -50,6 +51,32 @@ pub fn revocations(membership: &hearth_proto::membership::Membership) -> Vec<Mem
     membership.records().iter().filter(|r| r.body.cut().is_some()).cloned().collect()
 }
 
+/// The `ws://` URL of `/v1/signal` for what a user typed: `http://HOST[:PORT][/]` or
+/// `ws://HOST[:PORT][/PATH]` (`/v1/signal` when no path is given). `None` for anything else.
+pub fn signal_url(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("ws://").or_else(|| url.strip_prefix("http://"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    if authority.is_empty() || authority.contains(['@', '?', '#', ' ']) {
+        return None;
+    }
+    let path = if path.is_empty() || path == "/" { "/v1/signal" } else { path };
+    Some(format!("ws://{authority}{path}"))
+}
+
+/// The rendezvous's own STUN server: its host at port 3478 (the server's default).
+pub async fn default_stun(signal_url: &str) -> Option<std::net::SocketAddr> {
+    let rest = signal_url.strip_prefix("ws://")?;
+    let authority = rest.split('/').next()?;
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => authority.split(':').next()?,
+    };
+    tokio::net::lookup_host((host, 3478)).await.ok()?.next()
+}
+
 /// First pause after a failed or lost connection; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// Longest pause between attempts.
@@ -68,6 +95,7 @@ pub async fn run(
     url: String,
     identity: Identity,
     mut known: watch::Receiver<Vec<MembershipRecord>>,
+    mut signals: mpsc::Receiver<(hearth_proto::ids::DeviceId, Vec<u8>)>,
     to_node: mpsc::Sender<Input>,
 ) {
     let mut failures = 0u32;
@@ -80,20 +108,32 @@ pub async fn run(
             Ok(mut conn) => {
                 failures = 0;
                 tracing::info!(%url, "joined the rendezvous");
-                if report(LinkEvent::Joined { online: conn.online.len() }).await.is_err() {
+                if report(LinkEvent::Joined { online: conn.online.clone() }).await.is_err() {
                     return;
                 }
                 let why = loop {
                     tokio::select! {
                         ev = conn.next() => match ev {
                             Ok(Event::Presence(p)) => {
-                                if report(LinkEvent::Joined { online: p.len() }).await.is_err() {
+                                if report(LinkEvent::Joined { online: p }).await.is_err() {
                                     return;
                                 }
                             }
-                            Ok(Event::Signal { .. }) => {}
+                            Ok(Event::Signal { from, payload }) => {
+                                if to_node.send(Input::Signal { from, payload }).await.is_err() {
+                                    return;
+                                }
+                            }
                             Ok(Event::Error { code, message }) => tracing::warn!(?code, %message, "rendezvous"),
                             Err(e) => break e.to_string(),
+                        },
+                        out = signals.recv() => match out {
+                            Some((to, payload)) => {
+                                if let Err(e) = conn.signal(to, &payload).await {
+                                    break e.to_string();
+                                }
+                            }
+                            None => return,
                         },
                         changed = known.changed() => {
                             if changed.is_err() {
@@ -139,6 +179,29 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rendezvous_urls_take_the_forms_people_type() {
+        for (typed, url) in [
+            ("http://vps.example:8080", "ws://vps.example:8080/v1/signal"),
+            ("http://vps.example:8080/", "ws://vps.example:8080/v1/signal"),
+            ("ws://127.0.0.1:9", "ws://127.0.0.1:9/v1/signal"),
+            ("ws://127.0.0.1:9/v1/signal", "ws://127.0.0.1:9/v1/signal"),
+            ("ws://[::1]:9/custom", "ws://[::1]:9/custom"),
+        ] {
+            assert_eq!(signal_url(typed).as_deref(), Some(url), "{typed}");
+        }
+        for bad in ["", "vps.example", "ftp://x", "http://", "ws:///v1/signal", "http://u@h/", "wss://h", "https://h"] {
+            assert_eq!(signal_url(bad), None, "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_default_stun_server_is_the_rendezvous_host_on_3478() {
+        assert_eq!(default_stun("ws://127.0.0.1:8080/v1/signal").await, Some("127.0.0.1:3478".parse().unwrap()));
+        assert_eq!(default_stun("ws://[::1]:8080/v1/signal").await, Some("[::1]:3478".parse().unwrap()));
+        assert_eq!(default_stun("ws://localhost/v1/signal").await.map(|a| a.port()), Some(3478));
+    }
 
     #[test]
     fn backoff_doubles_to_its_cap_with_jitter() {

@@ -45,7 +45,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) struct PipeIds(Arc<AtomicU64>);
 
 impl PipeIds {
-    fn next(&self) -> PipeId {
+    pub(crate) fn next(&self) -> PipeId {
         PipeId(self.0.fetch_add(1, Ordering::Relaxed))
     }
 }

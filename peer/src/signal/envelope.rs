@@ -9,6 +9,11 @@
 //! inner    = postcard(Header, body) ‖ ed25519(sender device key,
 //!                        "hearth/v1/signal-sig" ‖ ephemeral pk ‖ postcard(Header, body))
 //! ```
+//! An introduction (a device's own root-signed enrolment, sent to a device that does not
+//! know it yet, so the two can then seal to each other) is sealed to the vault instead:
+//! ```text
+//! intro    = 0x02 ‖ nonce (24) ‖ XChaCha20-Poly1305(vault signal key, nonce, record, aad 0x02)
+//! ```
 //! Sealing to the recipient's enrolled key keeps SDP (addresses, DTLS fingerprints) from the
 //! server; the sender's signature over the ephemeral key binds this sealing to the sender, so
 //! a recipient cannot re-seal a signed signal to a third device, and a server (or anyone who
@@ -30,6 +35,8 @@ use crate::ids::{DeviceId, VaultId};
 
 /// The envelope format this build writes and reads.
 pub const VERSION: u8 = 1;
+/// The format of an introduction sealed to the vault.
+pub const INTRO: u8 = 2;
 /// Largest envelope accepted (the rendezvous relays at most 64 KiB of base64 JSON).
 pub const MAX_LEN: usize = 40 * 1024;
 const KEY_SALT: &[u8] = b"hearth/v1/signal";
@@ -153,6 +160,30 @@ pub fn open(
     let sig = Signature::from_slice(sig).map_err(|_| EnvelopeError::Signature)?;
     vk.verify(&signed_bytes(&eph_pk, inner_bytes), &sig).map_err(|_| EnvelopeError::Signature)?;
     Ok((header, inner.body.to_vec()))
+}
+
+/// Seals `record` (postcard bytes of the sender's enrolment) with the vault's signal key.
+pub fn seal_intro(record: &[u8], key: &[u8; 32], rng: &mut (impl RngCore + CryptoRng)) -> Vec<u8> {
+    let mut nonce = [0u8; 24];
+    rng.fill_bytes(&mut nonce);
+    let cipher = XChaCha20Poly1305::new(key.into());
+    // As in `seal`: cannot fail for these sizes.
+    let sealed = cipher.encrypt(XNonce::from_slice(&nonce), Payload { msg: record, aad: &[INTRO] }).unwrap_or_default();
+    [&[INTRO][..], &nonce, &sealed].concat()
+}
+
+/// Opens an introduction; the caller checks the record's root signature.
+pub fn open_intro(bytes: &[u8], key: &[u8; 32]) -> Result<Vec<u8>, EnvelopeError> {
+    if bytes.len() < 1 + 24 + 16 || bytes.len() > MAX_LEN {
+        return Err(EnvelopeError::Length(bytes.len()));
+    }
+    if bytes[0] != INTRO {
+        return Err(EnvelopeError::Version(bytes[0]));
+    }
+    let cipher = XChaCha20Poly1305::new(key.into());
+    cipher
+        .decrypt(XNonce::from_slice(&bytes[1..25]), Payload { msg: &bytes[25..], aad: &[INTRO] })
+        .map_err(|_| EnvelopeError::Open)
 }
 
 fn postcard_inner(header: &Header, body: &[u8]) -> Vec<u8> {
@@ -282,12 +313,27 @@ mod tests {
         assert_eq!(open(&resealed, VAULT, b.id, &b.dh, keys_of(&[&a])), Err(EnvelopeError::Signature));
     }
 
+    #[test]
+    fn an_introduction_opens_with_the_vault_key_only() {
+        let key = [3u8; 32];
+        let env = seal_intro(b"record", &key, &mut StdRng::seed_from_u64(5));
+        assert_eq!(open_intro(&env, &key).unwrap(), b"record");
+        assert_eq!(open_intro(&env, &[4; 32]), Err(EnvelopeError::Open));
+        for i in 0..env.len() {
+            let mut bad = env.clone();
+            bad[i] ^= 0x80;
+            assert!(open_intro(&bad, &key).is_err(), "byte {i}");
+        }
+        assert_eq!(open_intro(&env[..40], &key), Err(EnvelopeError::Length(40)));
+    }
+
     proptest! {
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             let b = dev(2);
             let a = dev(1);
             prop_assert!(open(&bytes, VAULT, b.id, &b.dh, keys_of(&[&a])).is_err());
+            prop_assert!(open_intro(&bytes, &[3; 32]).is_err());
         }
     }
 }

@@ -12,18 +12,22 @@ mod tests;
 use std::collections::BTreeMap;
 
 use ed25519_dalek::SigningKey;
-use hearth_proto::membership::{Enrollment, Membership};
+use hearth_proto::membership::{Enrollment, Membership, MembershipBody, MembershipRecord};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 use x25519_dalek::StaticSecret;
+use zeroize::Zeroizing;
 
 use self::envelope::{EnvelopeError, Header};
 use self::replay::{ReplayGuard, Stale};
+use crate::identity::VaultKeys;
 use crate::ids::{DeviceId, VaultId};
 
 /// Largest SDP accepted in a signal.
 pub const MAX_SDP: usize = 32 * 1024;
+/// Enrolments learnt from introductions, at most (a room holds 64 devices by default).
+const MAX_INTRODUCED: usize = 256;
 /// Offers this device waits on at most (each is one WebRTC dial in flight).
 const MAX_PENDING: usize = 64;
 
@@ -36,6 +40,8 @@ pub enum Body {
     Answer(String),
     /// The sender gave the session up (it will not answer, or it failed).
     Bye,
+    /// The sender introduced itself (its enrolment is now known here); no session.
+    Intro,
 }
 
 /// A checked signal from another device.
@@ -77,12 +83,20 @@ pub enum SignalError {
     /// The recipient is not an active device of the vault.
     #[error("device {0} is not an active device of this vault")]
     UnknownPeer(DeviceId),
+    /// An introduction that is not a root-signed enrolment of this vault, or that names
+    /// another device than its sender.
+    #[error("introduction refused: {0}")]
+    Intro(String),
 }
 
 /// One device's signaling state: counters of the sessions it sends in, offers awaiting an
 /// answer, and the replay guard.
 pub struct Signaling {
     vault: VaultId,
+    root: ed25519_dalek::VerifyingKey,
+    vault_key: Zeroizing<[u8; 32]>,
+    /// Enrolments learnt from introductions (devices this one has not synced with yet).
+    introduced: BTreeMap<DeviceId, Enrollment>,
     me: DeviceId,
     sign: SigningKey,
     dh: StaticSecret,
@@ -104,11 +118,23 @@ fn active(m: &Membership, id: DeviceId) -> Option<&Enrollment> {
     m.devices().find(|(e, r)| e.device_id == id && r.is_none()).map(|(e, _)| e)
 }
 
+/// An active device's enrolment: from the membership, or introduced and not revoked since.
+fn known<'a>(
+    m: &'a Membership,
+    introduced: &'a BTreeMap<DeviceId, Enrollment>,
+    id: DeviceId,
+) -> Option<&'a Enrollment> {
+    active(m, id).or_else(|| introduced.get(&id).filter(|_| !m.is_revoked(id)))
+}
+
 impl Signaling {
-    /// Signaling for device `me` of `vault`, with its signing and x25519 keys.
-    pub fn new(vault: VaultId, me: DeviceId, sign: SigningKey, dh: StaticSecret) -> Self {
+    /// Signaling for device `me` (its signing and x25519 keys) of the vault with `keys`.
+    pub fn new(keys: &VaultKeys, me: DeviceId, sign: SigningKey, dh: StaticSecret) -> Self {
         Self {
-            vault,
+            vault: keys.vault_id,
+            root: keys.root_public(),
+            vault_key: Zeroizing::new(*keys.signal.as_bytes()),
+            introduced: BTreeMap::new(),
             me,
             sign,
             dh,
@@ -120,7 +146,13 @@ impl Signaling {
     }
 
     /// Seals an offer to `to` in a new session; returns the session and the envelope.
-    pub fn offer(&mut self, m: &Membership, to: DeviceId, sdp: String, now_ms: u64) -> Result<([u8; 16], Vec<u8>), SignalError> {
+    pub fn offer(
+        &mut self,
+        m: &Membership,
+        to: DeviceId,
+        sdp: String,
+        now_ms: u64,
+    ) -> Result<([u8; 16], Vec<u8>), SignalError> {
         let mut session = [0u8; 16];
         self.rng.fill_bytes(&mut session);
         let env = self.seal(m, to, session, &Body::Offer(sdp), now_ms)?;
@@ -136,7 +168,14 @@ impl Signaling {
     }
 
     /// Seals `body` (an answer or a bye) to `to` in `session`.
-    pub fn reply(&mut self, m: &Membership, to: DeviceId, session: [u8; 16], body: &Body, now_ms: u64) -> Result<Vec<u8>, SignalError> {
+    pub fn reply(
+        &mut self,
+        m: &Membership,
+        to: DeviceId,
+        session: [u8; 16],
+        body: &Body,
+        now_ms: u64,
+    ) -> Result<Vec<u8>, SignalError> {
         self.seal(m, to, session, body, now_ms)
     }
 
@@ -146,8 +185,29 @@ impl Signaling {
         self.counters.remove(&session);
     }
 
-    fn seal(&mut self, m: &Membership, to: DeviceId, session: [u8; 16], body: &Body, now_ms: u64) -> Result<Vec<u8>, SignalError> {
-        let peer = active(m, to).ok_or(SignalError::UnknownPeer(to))?;
+    /// True when `device`'s enrolment is known here (signals to it can be sealed).
+    pub fn knows(&self, m: &Membership, device: DeviceId) -> bool {
+        known(m, &self.introduced, device).is_some()
+    }
+
+    /// This device's introduction of itself (its enrolment record, sealed to the vault), for a
+    /// device that may not know it yet; `None` if the membership lacks this device.
+    pub fn intro(&mut self, m: &Membership) -> Option<Vec<u8>> {
+        let me = self.me;
+        let record = m.records().iter().find(|r| matches!(&r.body, MembershipBody::Enroll(e) if e.device_id == me))?;
+        let bytes = postcard::to_allocvec(record).ok()?;
+        Some(envelope::seal_intro(&bytes, &self.vault_key, &mut self.rng))
+    }
+
+    fn seal(
+        &mut self,
+        m: &Membership,
+        to: DeviceId,
+        session: [u8; 16],
+        body: &Body,
+        now_ms: u64,
+    ) -> Result<Vec<u8>, SignalError> {
+        let peer = known(m, &self.introduced, to).ok_or(SignalError::UnknownPeer(to))?;
         let counter = self.counters.entry(session).or_insert(0);
         let header = Header { vault: self.vault, from: self.me, to, session, counter: *counter, at_ms: now_ms };
         *counter = counter.saturating_add(1);
@@ -157,9 +217,19 @@ impl Signaling {
     }
 
     /// Opens and checks a signal the server relayed as from `relayed`.
-    pub fn receive(&mut self, m: &Membership, relayed: DeviceId, payload: &[u8], now_ms: u64) -> Result<Incoming, SignalError> {
+    pub fn receive(
+        &mut self,
+        m: &Membership,
+        relayed: DeviceId,
+        payload: &[u8],
+        now_ms: u64,
+    ) -> Result<Incoming, SignalError> {
+        if payload.first() == Some(&envelope::INTRO) {
+            return self.receive_intro(m, relayed, payload);
+        }
+        let introduced = &self.introduced;
         let (header, body) =
-            envelope::open(payload, self.vault, self.me, &self.dh, |id| active(m, id).map(|e| e.sign_pk))?;
+            envelope::open(payload, self.vault, self.me, &self.dh, |id| known(m, introduced, id).map(|e| e.sign_pk))?;
         if header.from != relayed {
             return Err(SignalError::Spoofed { relayed, signed: header.from });
         }
@@ -169,12 +239,17 @@ impl Signaling {
                 return Err(SignalError::Body);
             }
         }
+        if body == Body::Intro {
+            // Introductions travel sealed to the vault, never inside a device's envelope.
+            return Err(SignalError::Body);
+        }
         let pending_to = self.pending.get(&header.session).copied();
         let fits = match &body {
             Body::Answer(_) => pending_to == Some(header.from),
             Body::Bye => pending_to.is_none_or(|d| d == header.from),
             // Our own session id coming back as an offer: a reflection.
             Body::Offer(_) => pending_to.is_none(),
+            Body::Intro => false,
         };
         if !fits {
             return Err(SignalError::Unexpected);
@@ -185,5 +260,27 @@ impl Signaling {
             self.pending.remove(&header.session);
         }
         Ok(Incoming { from: header.from, session: header.session, body })
+    }
+
+    /// An introduction: the sender's root-signed enrolment. Only ever adds a public key of a
+    /// device the vault's root enrolled, so replays are harmless.
+    fn receive_intro(&mut self, m: &Membership, relayed: DeviceId, payload: &[u8]) -> Result<Incoming, SignalError> {
+        let bytes = Zeroizing::new(envelope::open_intro(payload, &self.vault_key)?);
+        let record: MembershipRecord =
+            postcard::from_bytes(&bytes).map_err(|_| SignalError::Intro("malformed".into()))?;
+        record.verify(&self.root, self.vault).map_err(|e| SignalError::Intro(e.to_string()))?;
+        let MembershipBody::Enroll(e) = record.body else {
+            return Err(SignalError::Intro("not an enrolment".into()));
+        };
+        if e.device_id != relayed {
+            return Err(SignalError::Spoofed { relayed, signed: e.device_id });
+        }
+        if m.is_revoked(e.device_id) {
+            return Err(SignalError::UnknownPeer(e.device_id));
+        }
+        if active(m, e.device_id).is_none() && self.introduced.len() < MAX_INTRODUCED {
+            self.introduced.insert(e.device_id, e);
+        }
+        Ok(Incoming { from: relayed, session: [0; 16], body: Body::Intro })
     }
 }

@@ -82,7 +82,14 @@ mod tests {
     const NOW: u64 = 1_800_000_000_000;
 
     fn h(from: u8, session: u8, counter: u32, at_ms: u64) -> Header {
-        Header { vault: VaultId([1; 16]), from: DeviceId([from; 16]), to: DeviceId([0; 16]), session: [session; 16], counter, at_ms }
+        Header {
+            vault: VaultId([1; 16]),
+            from: DeviceId([from; 16]),
+            to: DeviceId([0; 16]),
+            session: [session; 16],
+            counter,
+            at_ms,
+        }
     }
 
     #[test]

@@ -31,7 +31,7 @@ fn vault(n: u8) -> Vault {
 
 fn device(v: &Vault, i: u8) -> Signaling {
     let d = DeviceKeys::derive(&v.secret, DeviceId([i; 16]));
-    Signaling::new(v.keys.vault_id, d.device_id, d.sign, d.dh)
+    Signaling::new(&v.keys, d.device_id, d.sign, d.dh)
 }
 
 fn id(i: u8) -> DeviceId {
@@ -133,4 +133,39 @@ fn an_oversized_sdp_is_refused() {
     assert_eq!(b.receive(&v.m, id(1), &offer, NOW), Err(SignalError::Body));
     let (_, offer) = a.offer(&v.m, id(2), "x".repeat(MAX_SDP), NOW).unwrap();
     assert!(b.receive(&v.m, id(1), &offer, NOW).is_ok());
+}
+
+#[test]
+fn devices_that_never_synced_introduce_themselves_then_signal() {
+    // a and b each enrolled alone (each membership holds only its own enrolment).
+    let full = vault(2);
+    let only = |i: u8| {
+        let mut m = Membership::new(full.keys.root_public());
+        let r = full.m.records().iter().find(|r| matches!(&r.body, MembershipBody::Enroll(e) if e.device_id == id(i)));
+        m.insert(r.unwrap().clone()).unwrap();
+        m
+    };
+    let (ma, mb) = (only(1), only(2));
+    let (mut a, mut b) = (device(&full, 1), device(&full, 2));
+    assert_eq!(a.offer(&ma, id(2), "o".into(), NOW).err(), Some(SignalError::UnknownPeer(id(2))));
+    let intro_b = b.intro(&mb).unwrap();
+    assert!(!a.knows(&ma, id(2)));
+    assert_eq!(a.receive(&ma, id(3), &intro_b, NOW), Err(SignalError::Spoofed { relayed: id(3), signed: id(2) }));
+    assert_eq!(a.receive(&ma, id(2), &intro_b, NOW).map(|i| i.body), Ok(Body::Intro));
+    assert!(a.knows(&ma, id(2)));
+    let intro_a = a.intro(&ma).unwrap();
+    b.receive(&mb, id(1), &intro_a, NOW).unwrap();
+    let (s, offer) = a.offer(&ma, id(2), "o".into(), NOW).unwrap();
+    assert_eq!(b.receive(&mb, id(1), &offer, NOW).map(|i| i.session), Ok(s));
+    // An introduction from another vault (other phrase) does not open.
+    let other = VaultKeys::derive(&VaultSecret::from_bytes([7; 32]));
+    let forged = envelope::seal_intro(b"junk", other.signal.as_bytes(), &mut StdRng::seed_from_u64(1));
+    assert!(matches!(a.receive(&ma, id(9), &forged, NOW), Err(SignalError::Envelope(EnvelopeError::Open))));
+    // A revoked device's introduction is refused.
+    let mut m = ma.clone();
+    let rev = Revocation { vault_id: full.keys.vault_id, device_id: id(2), last_seq: 0, last_hash: [0; 32], at_ms: 1 };
+    m.insert(MembershipRecord::sign(&full.keys.root, MembershipBody::Revoke(rev))).unwrap();
+    let mut a2 = device(&full, 1);
+    assert_eq!(a2.receive(&m, id(2), &intro_b, NOW), Err(SignalError::UnknownPeer(id(2))));
+    assert!(!a.knows(&m, id(2)), "an introduced device that is revoked later is forgotten");
 }

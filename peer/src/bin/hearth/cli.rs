@@ -161,11 +161,16 @@ pub(crate) enum Command {
         /// Limit mDNS to this interface (repeatable; default: all).
         #[arg(long = "mdns-interface", value_name = "NAME")]
         mdns_interfaces: Vec<String>,
-        /// Stay joined to this rendezvous server (ws://HOST:PORT/v1/signal; wss:// comes with
-        /// the WebRTC transport): it hears this vault's revocations from here and will relay
-        /// WebRTC signaling.
+        /// Stay joined to this rendezvous server (http://HOST:PORT, or ws://HOST:PORT with an
+        /// optional path; /v1/signal by default) and sync through WebRTC with the vault's
+        /// devices it sees, whatever network they are on. It also hears this vault's
+        /// revocations from here.
         #[arg(long, env = "HEARTH_RENDEZVOUS", value_name = "URL")]
         rendezvous: Option<String>,
+        /// The STUN server that tells this device its public address (default: the
+        /// rendezvous host, port 3478, which `hearth-rendezvous` serves).
+        #[arg(long, env = "HEARTH_STUN", value_name = "ADDR:PORT")]
+        stun: Option<std::net::SocketAddr>,
         /// What the daemon spends on others at most.
         #[command(flatten)]
         limits: DaemonLimits,

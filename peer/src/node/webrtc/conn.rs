@@ -114,7 +114,12 @@ impl Conn {
     }
 
     /// The answering side: returns the connection and the answer's SDP.
-    pub fn answer(now: Instant, cert: &DtlsCert, candidates: Vec<Candidate>, offer: &str) -> Result<(Self, String), ConnError> {
+    pub fn answer(
+        now: Instant,
+        cert: &DtlsCert,
+        candidates: Vec<Candidate>,
+        offer: &str,
+    ) -> Result<(Self, String), ConnError> {
         let offer = SdpOffer::from_sdp_string(offer).map_err(|e| ConnError::Sdp(e.to_string()))?;
         let mut rtc = config(cert).build(now);
         for c in candidates {

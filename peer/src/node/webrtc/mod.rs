@@ -1,4 +1,192 @@
 //! WebRTC pipes: data channels to devices on other networks, set up through sealed signals on
 //! the vault's rendezvous ([`crate::signal`]).
+//!
+//! ```text
+//!  dial plan ── Source::Rendezvous(device) ──► task::offer ─ SDP ─► Hub ─ sealed ─► link ─► server
+//!  server ─► link ─► Input::Signal ─► Hub ─ offer ─► task::answer ─ SDP ─► Hub ─ sealed ─► link
+//!                                         └ answer ─► the waiting task::offer
+//!  task (open channel) ── Input::Opened { path: "webrtc" } ──► Core, like any pipe
+//! ```
+//! The lower device id of a pair offers (and so runs the Noise initiator); the session on
+//! the channel is the LAN one, unchanged, so a relay that altered a signal could at worst
+//! make a connection fail, never read or inject sync traffic.
 
 pub mod conn;
+mod gather;
+pub(crate) mod task;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hearth_proto::membership::Membership;
+use tokio::sync::{mpsc, oneshot};
+
+use self::task::Ctx;
+use super::dialer::TargetId;
+use crate::ids::DeviceId;
+use crate::signal::{Body, Signaling};
+
+/// A device is introduced to another at most this often.
+const INTRO_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A connection task's request to the node.
+#[derive(Debug)]
+pub enum TaskEvent {
+    /// Seal and send this offer; the answer's SDP goes to `answer`.
+    Offer {
+        /// The dial target.
+        target: TargetId,
+        /// The device dialled.
+        device: DeviceId,
+        /// The offer.
+        sdp: String,
+        /// Where the answer goes.
+        answer: oneshot::Sender<String>,
+    },
+    /// Seal and send this answer.
+    Answer {
+        /// The offering device.
+        to: DeviceId,
+        /// Its session.
+        session: [u8; 16],
+        /// The answer.
+        sdp: String,
+    },
+}
+
+/// The node's WebRTC side: signaling state, offers awaiting answers, and what tasks share.
+pub(crate) struct Hub {
+    signaling: Signaling,
+    ctx: Arc<Ctx>,
+    /// Signals for the rendezvous link: (recipient, envelope).
+    out: mpsc::Sender<(DeviceId, Vec<u8>)>,
+    waiting: BTreeMap<[u8; 16], oneshot::Sender<String>>,
+    /// When this device last introduced itself to each device.
+    introduced: BTreeMap<DeviceId, std::time::Instant>,
+    /// Connection tasks, aborted when the node stops.
+    tasks: Vec<tokio::task::AbortHandle>,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Hub {
+    pub(crate) fn new(signaling: Signaling, ctx: Ctx, out: mpsc::Sender<(DeviceId, Vec<u8>)>) -> Self {
+        Self {
+            signaling,
+            ctx: Arc::new(ctx),
+            out,
+            waiting: BTreeMap::new(),
+            introduced: BTreeMap::new(),
+            tasks: Vec::new(),
+        }
+    }
+
+    /// Starts a connection to `device` for dial `target`.
+    pub(crate) fn dial(&mut self, target: TargetId, device: DeviceId) {
+        self.spawn(task::offer(self.ctx.clone(), target, device));
+    }
+
+    fn spawn(&mut self, f: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.retain(|t| !t.is_finished());
+        self.tasks.push(tokio::spawn(f).abort_handle());
+        // Dials that gave up: a late answer for them is refused.
+        let gone: Vec<[u8; 16]> = self.waiting.iter().filter(|(_, w)| w.is_closed()).map(|(s, _)| *s).collect();
+        for s in gone {
+            self.waiting.remove(&s);
+            self.signaling.forget(s);
+        }
+    }
+
+    /// A connection task asks for a signal to be sent.
+    pub(crate) fn task_event(&mut self, m: &Membership, ev: TaskEvent) {
+        let now = unix_ms();
+        match ev {
+            TaskEvent::Offer { device, sdp, answer, .. } => match self.signaling.offer(m, device, sdp, now) {
+                Ok((session, env)) => {
+                    self.waiting.insert(session, answer);
+                    self.send(device, env);
+                }
+                Err(e) => tracing::info!(device = %device, "not offering: {e}"),
+            },
+            TaskEvent::Answer { to, session, sdp } => {
+                match self.signaling.reply(m, to, session, &Body::Answer(sdp), now) {
+                    Ok(env) => self.send(to, env),
+                    Err(e) => tracing::info!(device = %to, "not answering: {e}"),
+                }
+            }
+        }
+    }
+
+    /// The rendezvous relayed a signal.
+    pub(crate) fn signal(&mut self, m: &Membership, from: DeviceId, payload: &[u8]) {
+        let got = match self.signaling.receive(m, from, payload, unix_ms()) {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::info!(device = %from, "signal dropped: {e}");
+                return;
+            }
+        };
+        match got.body {
+            Body::Offer(sdp) => {
+                let ctx = self.ctx.clone();
+                self.spawn(task::answer(ctx, got.from, got.session, sdp));
+            }
+            Body::Answer(sdp) => {
+                if let Some(w) = self.waiting.remove(&got.session) {
+                    let _ = w.send(sdp);
+                }
+            }
+            Body::Bye => {
+                self.waiting.remove(&got.session);
+                self.signaling.forget(got.session);
+            }
+            // It may not know this device either: introduce ourselves in return (at most
+            // once a minute per device, so two introductions never ping-pong).
+            Body::Intro => self.introduce(m, got.from),
+        }
+    }
+
+    /// The room's presence changed: introduce this device to those it cannot seal to yet
+    /// (they enrolled elsewhere and never synced with it).
+    pub(crate) fn presence(&mut self, m: &Membership, online: &[DeviceId]) {
+        for d in online {
+            if !self.signaling.knows(m, *d) {
+                self.introduce(m, *d);
+            }
+        }
+    }
+
+    /// True when signals to `device` can be sealed.
+    pub(crate) fn knows(&self, m: &Membership, device: DeviceId) -> bool {
+        self.signaling.knows(m, device)
+    }
+
+    fn introduce(&mut self, m: &Membership, to: DeviceId) {
+        let now = std::time::Instant::now();
+        if self.introduced.get(&to).is_some_and(|t| now.duration_since(*t) < INTRO_EVERY) {
+            return;
+        }
+        if let Some(env) = self.signaling.intro(m) {
+            self.introduced.insert(to, now);
+            self.send(to, env);
+        }
+    }
+
+    fn send(&self, to: DeviceId, env: Vec<u8>) {
+        // The link holds a few signals while it reconnects; beyond that the dial times out
+        // and is retried, as if the signal had been lost.
+        if self.out.try_send((to, env)).is_err() {
+            tracing::debug!(device = %to, "rendezvous link busy: signal dropped");
+        }
+    }
+
+    /// Stops every connection task.
+    pub(crate) fn stop(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! A connection's UDP sockets and its ICE candidates: one socket per local address (str0m
+//! needs to know on which address each datagram arrived, and refuses 0.0.0.0), a host
+//! candidate for each, and a server-reflexive candidate from a STUN Binding sent on the same
+//! socket the connection then uses, so the NAT mapping it reports is the one peers reach.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_stun::client::{binding_request, parse_response};
+use hearth_stun::TransactionId;
+use rand::RngCore;
+use str0m::Candidate;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+/// How long gathering waits for STUN answers.
+const STUN_WAIT: Duration = Duration::from_millis(400);
+/// A lost STUN request is sent again after this.
+const STUN_RESEND: Duration = Duration::from_millis(120);
+/// Datagrams waiting for the connection's task at most (more are dropped, as UDP would).
+const QUEUE: usize = 1024;
+
+/// A datagram read from one of the sockets.
+#[derive(Debug)]
+pub(crate) struct Datagram {
+    /// The local address it arrived on.
+    pub(crate) local: SocketAddr,
+    /// Its sender.
+    pub(crate) from: SocketAddr,
+    /// Its bytes.
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// The local addresses a connection may use: every interface address except link-local and
+/// unspecified ones (str0m refuses those as candidates). Loopback stays: two devices on one
+/// host connect through it, and ICE's checks keep it from pairing with anything remote.
+pub(crate) fn local_ips() -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = match nix::ifaddrs::getifaddrs() {
+        Ok(addrs) => addrs
+            .filter_map(|a| {
+                let s = a.address?;
+                if let Some(v4) = s.as_sockaddr_in() {
+                    Some(IpAddr::V4(v4.ip()))
+                } else {
+                    s.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+                }
+            })
+            .filter(usable)
+            .collect(),
+        Err(e) => {
+            tracing::warn!("listing interfaces: {e}");
+            Vec::new()
+        }
+    };
+    ips.sort();
+    ips.dedup();
+    ips
+}
+
+fn usable(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v) => !v.is_unspecified() && !v.is_link_local() && !v.is_multicast() && !v.is_broadcast(),
+        // fe80::/10 needs a scope id str0m does not carry.
+        IpAddr::V6(v) => !v.is_unspecified() && !v.is_multicast() && (v.segments()[0] & 0xffc0) != 0xfe80,
+    }
+}
+
+/// A connection's sockets and the task-side end of their readers.
+pub(crate) struct Sockets {
+    socks: Vec<Arc<UdpSocket>>,
+    /// Datagrams from every socket.
+    pub(crate) rx: mpsc::Receiver<Datagram>,
+    readers: Vec<tokio::task::AbortHandle>,
+}
+
+impl Drop for Sockets {
+    fn drop(&mut self) {
+        for r in &self.readers {
+            r.abort();
+        }
+    }
+}
+
+impl Sockets {
+    /// Binds an ephemeral port on each of `ips` (those that fail are skipped).
+    pub(crate) async fn bind(ips: &[IpAddr]) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let mut socks = Vec::new();
+        let mut readers = Vec::new();
+        for ip in ips {
+            let s = match UdpSocket::bind(SocketAddr::new(*ip, 0)).await {
+                Ok(s) => Arc::new(s),
+                Err(e) => {
+                    tracing::debug!(%ip, "binding a WebRTC socket: {e}");
+                    continue;
+                }
+            };
+            let Ok(local) = s.local_addr() else { continue };
+            readers.push(tokio::spawn(read(s.clone(), local, tx.clone())).abort_handle());
+            socks.push(s);
+        }
+        Self { socks, rx, readers }
+    }
+
+    /// The sockets' local addresses.
+    pub(crate) fn addrs(&self) -> Vec<SocketAddr> {
+        self.socks.iter().filter_map(|s| s.local_addr().ok()).collect()
+    }
+
+    /// Sends `bytes` from the socket bound to `from`.
+    pub(crate) async fn send(&self, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
+        let sock = self.socks.iter().find(|s| s.local_addr().is_ok_and(|a| a == from));
+        if let Some(s) = sock {
+            if let Err(e) = s.send_to(bytes, to).await {
+                tracing::debug!(%from, %to, "WebRTC send: {e}");
+            }
+        }
+    }
+
+    /// Host candidates, plus server-reflexive ones learnt from `stun` (when given).
+    pub(crate) async fn gather(&mut self, stun: Option<SocketAddr>) -> Vec<Candidate> {
+        let mut out: Vec<Candidate> = self.addrs().into_iter().filter_map(|a| Candidate::host(a, "udp").ok()).collect();
+        let Some(server) = stun else { return out };
+        // Ask from every socket of the server's family that can reach it.
+        let asks: Vec<(SocketAddr, TransactionId)> = self
+            .addrs()
+            .into_iter()
+            .filter(|a| a.is_ipv4() == server.is_ipv4() && a.ip().is_loopback() == server.ip().is_loopback())
+            .map(|a| {
+                let mut id = [0u8; 12];
+                rand::thread_rng().fill_bytes(&mut id);
+                (a, TransactionId::new(id))
+            })
+            .collect();
+        if asks.is_empty() {
+            return out;
+        }
+        let mut buf = [0u8; 64];
+        let mut answered = Vec::new();
+        let end = tokio::time::Instant::now() + STUN_WAIT;
+        let mut resend = tokio::time::Instant::now();
+        while answered.len() < asks.len() {
+            if tokio::time::Instant::now() >= resend {
+                for (local, txid) in &asks {
+                    if !answered.contains(local) {
+                        if let Ok(n) = binding_request(&mut buf, txid, None) {
+                            self.send(*local, server, &buf[..n]).await;
+                        }
+                    }
+                }
+                resend += STUN_RESEND;
+            }
+            let d = tokio::select! {
+                d = self.rx.recv() => match d { Some(d) => d, None => break },
+                () = tokio::time::sleep_until(resend.min(end)) => {
+                    if tokio::time::Instant::now() >= end { break }
+                    continue;
+                }
+            };
+            let Some((local, txid)) = asks.iter().find(|(l, _)| *l == d.local) else { continue };
+            if let Ok(r) = parse_response(&d.bytes, txid) {
+                answered.push(*local);
+                // Behind no NAT the mapping is the host address: nothing to add.
+                if r.mapped != *local {
+                    if let Ok(c) = Candidate::server_reflexive(r.mapped, *local, "udp") {
+                        out.push(c);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+async fn read(sock: Arc<UdpSocket>, local: SocketAddr, tx: mpsc::Sender<Datagram>) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        match sock.recv_from(&mut buf).await {
+            Ok((n, from)) => {
+                let d = Datagram { local, from, bytes: buf[..n].to_vec() };
+                match tx.try_send(d) {
+                    Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+            }
+            // ICMP errors (port unreachable) surface here on Linux: not fatal.
+            Err(e) => tracing::trace!(%local, "WebRTC recv: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_local_and_unspecified_addresses_are_not_used() {
+        for bad in ["0.0.0.0", "169.254.1.2", "224.0.0.251", "::", "fe80::1", "ff02::1"] {
+            assert!(!usable(&bad.parse().unwrap()), "{bad}");
+        }
+        for good in ["127.0.0.1", "10.0.0.2", "192.168.1.5", "::1", "2001:db8::1", "fd00::1"] {
+            assert!(usable(&good.parse().unwrap()), "{good}");
+        }
+    }
+
+    #[tokio::test]
+    async fn gathering_asks_the_stun_server_on_the_connections_own_socket() {
+        // A STUN server on loopback that reports a made-up mapping, as a NAT would.
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let server_addr = server.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            let (n, from) = server.recv_from(&mut buf).await.unwrap();
+            let req = hearth_stun::Message::parse(&buf[..n]).unwrap();
+            let mut out = [0u8; 128];
+            let mut w = hearth_stun::writer::MessageWriter::new(
+                &mut out,
+                hearth_stun::MessageType::BINDING_SUCCESS,
+                &req.transaction_id(),
+            )
+            .unwrap();
+            w.xor_address(hearth_stun::attr::XOR_MAPPED_ADDRESS, "203.0.113.7:6000".parse().unwrap()).unwrap();
+            let len = w.finish_with_fingerprint().unwrap();
+            server.send_to(&out[..len], from).await.unwrap();
+        });
+        let mut socks = Sockets::bind(&["127.0.0.1".parse().unwrap()]).await;
+        let local = socks.addrs()[0];
+        let cands = socks.gather(Some(server_addr)).await;
+        let kinds: Vec<String> = cands.iter().map(|c| c.to_sdp_string()).collect();
+        assert_eq!(cands.len(), 2, "{kinds:?}");
+        assert_eq!(cands[0].addr(), local);
+        assert_eq!(cands[1].addr(), "203.0.113.7:6000".parse().unwrap());
+        assert_eq!(cands[1].local(), local, "the mapping is of the connection's own socket");
+    }
+}

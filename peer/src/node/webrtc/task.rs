@@ -1,0 +1,156 @@
+//! The tokio side of one WebRTC connection: gathers candidates, hands its SDP to the node
+//! (which seals it into a signal), waits for the channel to open, then serves it as a pipe
+//! like `node::ws` does for a WebSocket: `Input::Opened`, `Input::Message`, `Input::Closed`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::config::DtlsCert;
+use tokio::sync::{mpsc, oneshot};
+
+use super::conn::{Conn, ConnEvent};
+use super::gather::{local_ips, Sockets};
+use super::TaskEvent;
+use crate::ids::DeviceId;
+use crate::node::core::{Output, PipeInfo};
+use crate::node::dialer::TargetId;
+use crate::node::ws::PipeIds;
+use crate::node::Input;
+
+/// A connection whose channel is not open this long after its offer is given up (ICE never
+/// reports failure by itself).
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What every connection task shares.
+pub(crate) struct Ctx {
+    /// The DTLS certificate, made once at start (making one costs tens of milliseconds).
+    pub(crate) cert: DtlsCert,
+    /// The STUN server asked for server-reflexive candidates.
+    pub(crate) stun: Option<SocketAddr>,
+    pub(crate) ids: PipeIds,
+    pub(crate) to_node: mpsc::Sender<Input>,
+}
+
+/// Dials `device` (this side offers and runs the Noise initiator).
+pub(crate) async fn offer(ctx: Arc<Ctx>, target: TargetId, device: DeviceId) {
+    let failed = || ctx.to_node.send(Input::DialFailed { target });
+    let mut socks = Sockets::bind(&local_ips()).await;
+    let candidates = socks.gather(ctx.stun).await;
+    let (mut conn, sdp) = match Conn::offer(Instant::now(), &ctx.cert, candidates) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("WebRTC offer: {e}");
+            let _ = failed().await;
+            return;
+        }
+    };
+    let (answer_tx, answer_rx) = oneshot::channel();
+    let ev = TaskEvent::Offer { target, device, sdp, answer: answer_tx };
+    if ctx.to_node.send(Input::WebRtc(ev)).await.is_err() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    let answer = match tokio::time::timeout_at(deadline, answer_rx).await {
+        Ok(Ok(a)) => a,
+        _ => {
+            tracing::info!(device = %device, "no WebRTC answer");
+            let _ = failed().await;
+            return;
+        }
+    };
+    if let Err(e) = conn.accept_answer(Instant::now(), &answer) {
+        tracing::info!(device = %device, "WebRTC answer: {e}");
+        let _ = failed().await;
+        return;
+    }
+    if !serve(&ctx, conn, socks, deadline, device, Some(target)).await {
+        let _ = failed().await;
+    }
+}
+
+/// Answers `device`'s offer in `session`.
+pub(crate) async fn answer(ctx: Arc<Ctx>, device: DeviceId, session: [u8; 16], offer: String) {
+    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    let mut socks = Sockets::bind(&local_ips()).await;
+    let candidates = socks.gather(ctx.stun).await;
+    let (conn, sdp) = match Conn::answer(Instant::now(), &ctx.cert, candidates, &offer) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::info!(device = %device, "WebRTC offer refused: {e}");
+            return;
+        }
+    };
+    if ctx.to_node.send(Input::WebRtc(TaskEvent::Answer { to: device, session, sdp })).await.is_err() {
+        return;
+    }
+    serve(&ctx, conn, socks, deadline, device, None).await;
+}
+
+/// Runs the connection; false if its channel never opened.
+async fn serve(
+    ctx: &Ctx,
+    mut conn: Conn,
+    mut socks: Sockets,
+    open_by: tokio::time::Instant,
+    device: DeviceId,
+    target: Option<TargetId>,
+) -> bool {
+    let pipe = ctx.ids.next();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut tx = Some(tx);
+    let mut open = false;
+    loop {
+        // Act on everything the connection has to say before waiting again.
+        while let Some(ev) = conn.poll_event() {
+            match ev {
+                ConnEvent::Transmit { source, destination, contents } => {
+                    socks.send(source, destination, &contents).await
+                }
+                ConnEvent::Open => {
+                    open = true;
+                    let addr = conn.remote().map_or_else(|| "webrtc".to_owned(), |a| a.to_string());
+                    tracing::info!(device = %device, %addr, "WebRTC channel open");
+                    let info = PipeInfo { path: "webrtc", addr, dialled: target.is_some(), target };
+                    let Some(tx) = tx.take() else { continue };
+                    if ctx.to_node.send(Input::Opened { pipe, info, tx }).await.is_err() {
+                        return true;
+                    }
+                }
+                ConnEvent::Message(data) => {
+                    if ctx.to_node.send(Input::Message { pipe, data }).await.is_err() {
+                        return true;
+                    }
+                }
+                ConnEvent::Closed => {
+                    if open {
+                        let _ = ctx.to_node.send(Input::Closed { pipe }).await;
+                    }
+                    return open;
+                }
+            }
+        }
+        if !open && tokio::time::Instant::now() >= open_by {
+            tracing::info!(device = %device, "WebRTC channel did not open in time");
+            conn.close(Instant::now());
+            return false;
+        }
+        let wake = tokio::time::Instant::from_std(conn.deadline());
+        let wake = if open { wake } else { wake.min(open_by) };
+        tokio::select! {
+            d = socks.rx.recv() => match d {
+                Some(d) => {
+                    conn.receive(Instant::now(), d.from, d.local, &d.bytes);
+                }
+                None => conn.close(Instant::now()),
+            },
+            out = rx.recv(), if open => match out {
+                Some(Output::Data(m)) => conn.send(Instant::now(), m),
+                // Consent checks (every few seconds) end a dead connection on their own.
+                Some(Output::Probe) => {}
+                Some(Output::Close) | None => conn.close(Instant::now()),
+            },
+            () = tokio::time::sleep_until(wake) => conn.timeout(Instant::now()),
+        }
+    }
+}
