@@ -127,6 +127,61 @@ impl Lab {
     }
 }
 
+/// How a NAT router maps and filters (RFC 4787 terms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nat {
+    /// Linux's plain masquerade: endpoint-independent mapping (the source port is kept when
+    /// free), address-and-port-dependent filtering: a "port-restricted cone".
+    PortRestricted,
+    /// Masquerade plus every inbound UDP datagram forwarded to one inside host: endpoint-
+    /// independent mapping and filtering ("full cone").
+    FullCone,
+    /// `masquerade random`: a new random port per destination ("symmetric").
+    Symmetric,
+}
+
+impl Lab {
+    /// A NAT router between `inside` (where it is `.1`, the hosts' gateway) and `outside`
+    /// (where it is `.{m}`); `dmz` is the inside host a full-cone NAT forwards to.
+    pub fn router(&mut self, name: &str, inside: &Lan, outside: &Lan, m: u8, nat: Nat, dmz: &str) -> String {
+        let ns = self.host(name);
+        self.plug(&ns, inside, 1);
+        self.plug(&ns, outside, m);
+        exec(&ns, "sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
+        let out_if = format!("eth{}", outside.n);
+        let masq = match nat {
+            Nat::Symmetric => "masquerade random",
+            _ => "masquerade",
+        };
+        let mut rules = format!(
+            "table ip nat {{\n chain post {{ type nat hook postrouting priority 100; oifname \"{out_if}\" {masq}; }}\n"
+        );
+        if nat == Nat::FullCone {
+            rules.push_str(&format!(
+                " chain pre {{ type nat hook prerouting priority -100; iifname \"{out_if}\" meta l4proto udp dnat to {dmz}; }}\n"
+            ));
+        }
+        rules.push_str("}\n");
+        // Like a home router's firewall: nothing from outside is for the router itself. Without
+        // this, an unsolicited datagram leaves a conntrack entry on the router's own address
+        // that collides with the mapping of a hole being punched, and masquerade then moves
+        // the inside host to another port (hole punching fails until the entry expires).
+        rules.push_str(&format!(
+            "table ip filter {{\n chain input {{ type filter hook input priority 0; iifname \"{out_if}\" meta l4proto udp drop; }}\n}}\n"
+        ));
+        let path = std::env::temp_dir().join(format!("{ns}.nft"));
+        std::fs::write(&path, rules).expect("write nft rules");
+        exec(&ns, "nft", &["-f", path.to_str().expect("utf-8 path")]);
+        let _ = std::fs::remove_file(path);
+        ns
+    }
+
+    /// Routes everything `host` sends off its LANs through `gateway`.
+    pub fn default_route(&self, host: &str, gateway: &str) {
+        ip(&["-n", host, "route", "add", "default", "via", gateway]);
+    }
+}
+
 impl Default for Lab {
     fn default() -> Self {
         Self::new()

@@ -83,7 +83,7 @@ impl Rv {
     /// Starts the binary on loopback with `extra` flags (trace logs on; `--listen` defaults
     /// to a free loopback port); with `nofile`, under that open-files limit.
     pub fn start(extra: &[&str], nofile: Option<u32>) -> Self {
-        let mut cmd = match nofile {
+        let cmd = match nofile {
             Some(n) => {
                 let mut c = Command::new("prlimit");
                 c.arg(format!("--nofile={n}:{n}")).arg("--").arg(bin("hearth-rendezvous"));
@@ -91,11 +91,25 @@ impl Rv {
             }
             None => Command::new(bin("hearth-rendezvous")),
         };
+        Self::spawn(cmd, extra)
+    }
+
+    /// Starts the binary inside network namespace `ns` (give `--listen` and `--stun-bind`).
+    pub fn start_in(ns: &str, extra: &[&str]) -> Self {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns]).arg(bin("hearth-rendezvous"));
+        Self::spawn(cmd, extra)
+    }
+
+    fn spawn(mut cmd: Command, extra: &[&str]) -> Self {
         if !extra.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
+        if !extra.contains(&"--stun-bind") {
+            cmd.args(["--stun-bind", "127.0.0.1:0"]);
+        }
         let mut child = cmd
-            .args(["--stun-bind", "127.0.0.1:0", "--metrics-bind", "127.0.0.1:0"])
+            .args(["--metrics-bind", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "trace")
             .stdout(Stdio::piped())

@@ -15,9 +15,14 @@ struct Args {
     /// HTTP/WebSocket listen address.
     #[arg(long, env = "HEARTH_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
-    /// STUN UDP address.
-    #[arg(long, env = "HEARTH_STUN_BIND", default_value = "0.0.0.0:3478")]
-    stun_bind: SocketAddr,
+    /// STUN UDP address (repeatable, IPv6 too; env: comma-separated).
+    #[arg(long, env = "HEARTH_STUN_BIND", default_value = "0.0.0.0:3478", value_delimiter = ',')]
+    stun_bind: Vec<SocketAddr>,
+    /// A second address of this host (another IP and port, also bound) from which STUN
+    /// answers RFC 5780 CHANGE-REQUESTs, so devices can tell what kind of NAT they are behind
+    /// (`hearth nat-check`). Without it such requests get 420.
+    #[arg(long, env = "HEARTH_STUN_ALTERNATE", value_name = "ADDR:PORT")]
+    stun_alternate: Option<SocketAddr>,
     /// Do not run the STUN server.
     #[arg(long, env = "HEARTH_NO_STUN")]
     no_stun: bool,
@@ -137,7 +142,11 @@ async fn main() -> anyhow::Result<()> {
     let _stun = if a.no_stun {
         None
     } else {
-        let cfg = hearth_stun::ServerConfig { binds: vec![a.stun_bind], ..hearth_stun::ServerConfig::default() };
+        let cfg = hearth_stun::ServerConfig {
+            binds: a.stun_bind.clone(),
+            alternate: a.stun_alternate,
+            ..hearth_stun::ServerConfig::default()
+        };
         let m = hearth_stun::StunMetrics::register(&registry)?;
         let s = hearth_stun::Server::start(&cfg, m).context("starting STUN")?;
         for addr in s.local_addrs() {
