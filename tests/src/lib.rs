@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod device;
+pub mod mitm;
 pub mod netns;
 pub mod rendezvous;
 
