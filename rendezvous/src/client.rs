@@ -102,6 +102,8 @@ pub struct Connection {
     pub device: DeviceId,
     /// Who was online when we joined.
     pub online: Vec<DeviceId>,
+    /// The server's TURN relay credentials, if it offers a relay.
+    pub turn: Option<protocol::TurnCredentials>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -172,9 +174,9 @@ pub async fn connect_from(url: &str, join: &Join, from: Option<std::net::IpAddr>
     };
     ws.send(Message::Text(serde_json::to_string(&hello).unwrap_or_default().into())).await?;
     match next_server_msg(&mut ws).await? {
-        ServerMsg::Welcome { device, online } => {
+        ServerMsg::Welcome { device, online, turn } => {
             let device = DeviceId::from_hex(&device).ok_or(ClientError::Protocol)?;
-            let mut conn = Connection { ws, device, online: ids(&online) };
+            let mut conn = Connection { ws, device, online: ids(&online), turn };
             if let Join::Vault(id) = join {
                 for r in &id.revocations {
                     conn.revoke(r).await?;

@@ -46,6 +46,9 @@ pub enum ServerMsg {
         device: String,
         /// Other members online (hex).
         online: Vec<String>,
+        /// Credentials for the server's TURN relay (vault devices, when one is configured).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        turn: Option<TurnCredentials>,
     },
     /// Who of the room is online now.
     Presence {
@@ -66,6 +69,39 @@ pub enum ServerMsg {
         /// Human explanation.
         message: String,
     },
+}
+
+/// Time-limited credentials for a TURN server that shares a secret with the rendezvous
+/// (coturn's `use-auth-secret`: the username is the expiry in Unix seconds, the password
+/// base64(HMAC-SHA1(secret, username))).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TurnCredentials {
+    /// `turn:HOST:PORT` URLs of the relay.
+    pub urls: Vec<String>,
+    /// The username.
+    pub username: String,
+    /// The password.
+    pub credential: String,
+    /// When they stop working (Unix seconds).
+    pub expires: u64,
+}
+
+impl TurnCredentials {
+    /// Credentials valid until `now_unix + ttl_secs`, for a TURN server with `secret`.
+    pub fn issue(urls: &[String], secret: &[u8], now_unix: u64, ttl_secs: u64) -> Self {
+        use hmac::{Hmac, Mac};
+        let expires = now_unix.saturating_add(ttl_secs);
+        let username = expires.to_string();
+        // HMAC takes keys of any length: `new_from_slice` cannot fail.
+        let credential = match Hmac::<sha1::Sha1>::new_from_slice(secret) {
+            Ok(mut m) => {
+                m.update(username.as_bytes());
+                to_b64(&m.finalize().into_bytes())
+            }
+            Err(_) => String::new(),
+        };
+        Self { urls: urls.to_vec(), username, credential, expires }
+    }
 }
 
 /// Messages clients send.
@@ -343,6 +379,19 @@ mod tests {
             ClientMsg::Hello { root_key, record, sig } => (root_key.clone(), record.clone(), sig.clone()),
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn turn_credentials_follow_the_shared_secret_scheme() {
+        // The value an independent HMAC-SHA1 gives (Python's hmac, as coturn computes it).
+        let c = TurnCredentials::issue(&["turn:relay.example:3478".into()], b"north-wind", 1_700_000_000, 86_400);
+        assert_eq!(c.username, "1700086400");
+        assert_eq!(c.credential, "u+ptJxKxWPxDmYVnWt+XRANGbJI=");
+        assert_eq!(c.expires, 1_700_086_400);
+        let w = ServerMsg::Welcome { device: "01".into(), online: vec![], turn: None };
+        assert!(!serde_json::to_string(&w).unwrap().contains("turn"), "absent, not null: older clients see no change");
+        let parsed: ServerMsg = serde_json::from_str(r#"{"type":"welcome","device":"01","online":[]}"#).unwrap();
+        assert_eq!(parsed, w);
     }
 
     #[test]

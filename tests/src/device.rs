@@ -101,7 +101,9 @@ impl Device {
         let mut a = vec!["daemon"];
         a.extend_from_slice(args);
         let mut cmd = self.cmd(&a);
-        cmd.env("RUST_LOG", "hearth_peer=info").stderr(stderr);
+        // HEARTH_TEST_DAEMON_LOG widens the daemons' log when a test needs a closer look.
+        let filter = std::env::var("HEARTH_TEST_DAEMON_LOG").unwrap_or_else(|_| "hearth_peer=info".into());
+        cmd.env("RUST_LOG", filter).stderr(stderr);
         let mut proc = Proc::spawn(&mut cmd);
         let line = proc.stdout.next().expect("daemon exited before listening").expect("read stdout");
         let addr = line.strip_prefix("listening ws ").unwrap_or_else(|| panic!("unexpected line {line:?}"));

@@ -399,6 +399,7 @@ impl<S: LogStore> Core<S> {
                 self.dialer.set_rendezvous(&dial, now);
             }
             LinkEvent::Down { error } => (s.connected, s.online, s.error) = (false, 0, Some(error)),
+            LinkEvent::Relay(t) => s.relay = t.map(|t| t.urls.join(" ")),
         }
     }
 

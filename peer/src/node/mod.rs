@@ -315,8 +315,12 @@ impl Node {
             Input::Lost { name } => self.core.lost(&name),
             Input::Control { req, reply } => self.core.control(req, reply, now),
             Input::Rendezvous(ev) => {
-                if let (rendezvous::LinkEvent::Joined { online }, Some(w)) = (&ev, &mut self.webrtc) {
-                    w.presence(self.core.replica().membership(), online);
+                match (&ev, &mut self.webrtc) {
+                    (rendezvous::LinkEvent::Joined { online }, Some(w)) => {
+                        w.presence(self.core.replica().membership(), online);
+                    }
+                    (rendezvous::LinkEvent::Relay(turn), Some(w)) => w.set_turn(turn.clone()),
+                    _ => {}
                 }
                 self.core.rendezvous_event(ev, now);
             }

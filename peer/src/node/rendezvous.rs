@@ -24,6 +24,8 @@ pub enum LinkEvent {
         /// Other devices online.
         online: Vec<hearth_proto::ids::DeviceId>,
     },
+    /// The server's TURN relay credentials (with every join; `None`: it has no relay).
+    Relay(Option<hearth_rendezvous::protocol::TurnCredentials>),
     /// Not joined; `error` says why.
     Down {
         /// Why.
@@ -77,6 +79,18 @@ pub async fn default_stun(signal_url: &str) -> Option<std::net::SocketAddr> {
     tokio::net::lookup_host((host, 3478)).await.ok()?.next()
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// How long until credentials expiring at `expires` should be renewed: a tenth of what is
+/// left, at least a minute, before they expire (at once if that is past).
+fn refresh_at(expires: u64, now: u64) -> Duration {
+    let left = expires.saturating_sub(now);
+    let margin = (left / 10).max(60);
+    Duration::from_secs(left.saturating_sub(margin))
+}
+
 /// First pause after a failed or lost connection; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// Longest pause between attempts.
@@ -108,11 +122,23 @@ pub async fn run(
             Ok(mut conn) => {
                 failures = 0;
                 tracing::info!(%url, "joined the rendezvous");
-                if report(LinkEvent::Joined { online: conn.online.clone() }).await.is_err() {
+                if report(LinkEvent::Relay(conn.turn.clone())).await.is_err()
+                    || report(LinkEvent::Joined { online: conn.online.clone() }).await.is_err()
+                {
                     return;
                 }
+                // Rejoin before the TURN credentials expire (a daemon stays joined for days).
+                let refresh = conn.turn.as_ref().map(|t| refresh_at(t.expires, unix_now()));
+                let refresh = async move {
+                    match refresh {
+                        Some(d) => tokio::time::sleep(d).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::pin!(refresh);
                 let why = loop {
                     tokio::select! {
+                        () = &mut refresh => break "rejoining for fresh TURN credentials".to_owned(),
                         ev = conn.next() => match ev {
                             Ok(Event::Presence(p)) => {
                                 if report(LinkEvent::Joined { online: p }).await.is_err() {
@@ -201,6 +227,14 @@ mod tests {
         assert_eq!(default_stun("ws://127.0.0.1:8080/v1/signal").await, Some("127.0.0.1:3478".parse().unwrap()));
         assert_eq!(default_stun("ws://[::1]:8080/v1/signal").await, Some("[::1]:3478".parse().unwrap()));
         assert_eq!(default_stun("ws://localhost/v1/signal").await.map(|a| a.port()), Some(3478));
+    }
+
+    #[test]
+    fn turn_credentials_are_renewed_before_they_expire() {
+        assert_eq!(refresh_at(1_000 + 86_400, 1_000), Duration::from_secs(86_400 - 8_640));
+        assert_eq!(refresh_at(1_000 + 300, 1_000), Duration::from_secs(240), "at least a minute early");
+        assert_eq!(refresh_at(1_000 + 30, 1_000), Duration::ZERO, "nearly expired: now");
+        assert_eq!(refresh_at(500, 1_000), Duration::ZERO, "expired: now");
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct RendezvousStatus {
     /// Why it is not joined, if it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The TURN relay it offers (its `turn:` URLs), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<String>,
 }
 
 /// One connected peer.
@@ -41,7 +44,8 @@ pub struct RendezvousStatus {
 pub struct PeerStatus {
     /// The peer's device id (hex).
     pub device: String,
-    /// The path in use: `lan` (WebSocket on the local network); `webrtc` later.
+    /// The path in use: `lan` (WebSocket on the local network) or `webrtc` (a data channel,
+    /// direct or through a TURN relay).
     pub path: String,
     /// The peer's address.
     pub addr: String,

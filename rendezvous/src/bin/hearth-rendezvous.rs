@@ -96,9 +96,40 @@ struct Args {
     /// Seconds a replica's devices stay in shared presence without a refresh.
     #[arg(long, env = "HEARTH_PRESENCE_TTL", default_value_t = 15)]
     presence_ttl: u64,
+    /// A TURN relay for devices that cannot connect directly (both behind symmetric NATs):
+    /// `turn:HOST:PORT` (repeatable; env: comma-separated). Admitted devices get
+    /// time-limited credentials for it, made with `--turn-secret-file`.
+    #[arg(long = "turn-url", env = "HEARTH_TURN_URL", value_delimiter = ',', requires = "turn_secret_file")]
+    turn_urls: Vec<String>,
+    /// The secret shared with the TURN server (coturn: `use-auth-secret`,
+    /// `static-auth-secret`); the file's first line. Never on the command line.
+    #[arg(long, env = "HEARTH_TURN_SECRET_FILE", value_name = "FILE")]
+    turn_secret_file: Option<std::path::PathBuf>,
+    /// Seconds the issued TURN credentials last (devices rejoin before they expire).
+    #[arg(long, env = "HEARTH_TURN_TTL", default_value_t = 24 * 3600)]
+    turn_ttl: u64,
     /// Log as JSON lines.
     #[arg(long, env = "HEARTH_LOG_JSON")]
     log_json: bool,
+}
+
+/// The TURN relay from the flags, if one is configured.
+fn turn(a: &Args) -> anyhow::Result<Option<server::Turn>> {
+    let Some(file) = &a.turn_secret_file else { return Ok(None) };
+    if a.turn_urls.is_empty() {
+        anyhow::bail!("--turn-secret-file needs --turn-url");
+    }
+    for u in &a.turn_urls {
+        if !u.starts_with("turn:") {
+            anyhow::bail!("--turn-url {u:?}: expected turn:HOST:PORT");
+        }
+    }
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let secret = text.lines().next().unwrap_or_default().trim().as_bytes().to_vec();
+    if secret.is_empty() {
+        anyhow::bail!("{} holds no secret", file.display());
+    }
+    Ok(Some(server::Turn { urls: a.turn_urls.clone(), secret, ttl: Duration::from_secs(a.turn_ttl.max(600)) }))
 }
 
 #[tokio::main]
@@ -119,6 +150,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         fmt.init();
     }
+    let turn = turn(&a)?;
     let limits = Limits {
         max_message_bytes: a.max_message_bytes,
         max_connections: a.max_connections,
@@ -171,6 +203,7 @@ async fn main() -> anyhow::Result<()> {
         presence_ttl: Duration::from_secs(a.presence_ttl.max(1)),
         public_hosts,
         trusted_proxies: a.trusted_proxies,
+        turn,
     };
     server::run(listener, config, registry, shutdown_signal()).await?;
     tracing::info!("stopped");

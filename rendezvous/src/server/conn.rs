@@ -229,7 +229,14 @@ async fn admit(link: &mut Link, peer: SocketAddr, app: &App) -> Option<(Who, Arc
     };
     app.metrics.rooms.set(app.hub.room_count() as i64);
     tracing::debug!(%peer, device = %device, "admitted");
-    link.text(&json(&ServerMsg::Welcome { device: device.to_hex(), online }));
+    let turn = match (&app.turn, key) {
+        (Some(t), RoomKey::Vault(_)) => {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            Some(protocol::TurnCredentials::issue(&t.urls, &t.secret, now, t.ttl.as_secs()))
+        }
+        _ => None,
+    };
+    link.text(&json(&ServerMsg::Welcome { device: device.to_hex(), online, turn }));
     Some((Who { key, device, from: device.to_hex(), root_key }, outbox, conn))
 }
 

@@ -51,6 +51,31 @@ pub struct Config {
     /// [`crate::protocol::public_name`]); hellos must be signed for one of them. Empty: only
     /// the loopback names with the listen port.
     pub public_hosts: Vec<String>,
+    /// A TURN relay whose credentials admitted vault devices get in `welcome`.
+    pub turn: Option<Turn>,
+}
+
+/// A TURN relay sharing a secret with this server (`--turn-url`, `--turn-secret-file`).
+#[derive(Clone)]
+pub struct Turn {
+    /// Its `turn:HOST:PORT` URLs.
+    pub urls: Vec<String>,
+    /// The shared secret (coturn's `static-auth-secret`).
+    pub secret: Vec<u8>,
+    /// How long issued credentials last.
+    pub ttl: std::time::Duration,
+}
+
+impl std::fmt::Debug for Turn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Turn").field("urls", &self.urls).field("ttl", &self.ttl).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.secret.iter_mut().for_each(|b| *b = 0);
+    }
 }
 
 impl Default for Config {
@@ -61,6 +86,7 @@ impl Default for Config {
             presence_ttl: std::time::Duration::from_secs(15),
             public_hosts: Vec::new(),
             trusted_proxies: Vec::new(),
+            turn: None,
         }
     }
 }
@@ -70,6 +96,8 @@ pub(crate) struct App {
     limits: Limits,
     /// Names a hello may be signed for.
     names: Vec<String>,
+    /// The TURN relay, if any.
+    pub(crate) turn: Option<Turn>,
     hub: Hub,
     metrics: Metrics,
     per_ip: Mutex<limits::IpSlots>,
@@ -131,6 +159,7 @@ pub async fn run(
         )),
         limits: config.limits.clone(),
         names,
+        turn: config.turn.clone(),
         hub: Hub::new(
             backplane,
             mailbox::Mailboxes::new(l.mailbox_ttl, l.mailbox_len, l.mailbox_room_bytes, l.mailbox_bytes),

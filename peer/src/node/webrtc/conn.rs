@@ -146,6 +146,7 @@ impl Conn {
         let Ok(contents) = bytes.try_into() else { return false };
         let input = Input::Receive(now, Receive { proto: Protocol::Udp, source, destination, contents });
         if !self.rtc.accepts(&input) {
+            tracing::trace!(%source, %destination, len = bytes.len(), "datagram not for this connection");
             return false;
         }
         if bytes.first().is_some_and(|b| (20..=63).contains(b)) {

@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hearth_rendezvous::protocol::TurnCredentials;
 use hearth_stun::client::{binding_request, parse_response};
 use hearth_stun::TransactionId;
 use rand::RngCore;
@@ -14,10 +15,15 @@ use str0m::Candidate;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::relay::Relay;
+
 /// How long gathering waits for STUN answers.
 const STUN_WAIT: Duration = Duration::from_millis(400);
 /// A lost STUN request is sent again after this.
 const STUN_RESEND: Duration = Duration::from_millis(120);
+/// How long gathering waits for a TURN allocation (two round trips: the server's 401 with its
+/// nonce, then the authenticated request).
+const TURN_WAIT: Duration = Duration::from_millis(1500);
 /// Datagrams waiting for the connection's task at most (more are dropped, as UDP would).
 const QUEUE: usize = 1024;
 
@@ -170,6 +176,65 @@ impl Sockets {
             }
         }
         out
+    }
+}
+
+/// The first `turn:HOST:PORT` URL's address.
+async fn turn_addr(creds: &TurnCredentials) -> Option<SocketAddr> {
+    for url in &creds.urls {
+        let Some(rest) = url.strip_prefix("turn:") else { continue };
+        let hostport = rest.split('?').next().unwrap_or(rest);
+        if let Ok(mut addrs) = tokio::net::lookup_host(hostport).await {
+            if let Some(a) = addrs.next() {
+                return Some(a);
+            }
+        }
+    }
+    None
+}
+
+impl Sockets {
+    /// Allocates a relay on the TURN server of `creds` (from one socket that can reach it);
+    /// `None` if there is none or it does not answer in time.
+    pub(crate) async fn relay(&mut self, creds: &TurnCredentials) -> Option<Relay> {
+        let server = turn_addr(creds).await?;
+        let local = self
+            .addrs()
+            .into_iter()
+            .find(|a| a.is_ipv4() == server.is_ipv4() && a.ip().is_loopback() == server.ip().is_loopback())?;
+        let now = std::time::Instant::now();
+        let mut relay = Relay::allocate(local, server, &creds.username, &creds.credential, now);
+        let end = tokio::time::Instant::now() + TURN_WAIT;
+        loop {
+            let now = std::time::Instant::now();
+            for d in relay.poll_transmit(now) {
+                self.send(local, server, &d).await;
+            }
+            if let Some(addr) = relay.relayed {
+                tracing::info!(%server, relayed = %addr, "TURN relay allocated");
+                return Some(relay);
+            }
+            if relay.failed {
+                tracing::info!(%server, "TURN allocation refused");
+                return None;
+            }
+            let wake = tokio::time::Instant::from_std(relay.deadline(now)).min(end);
+            tokio::select! {
+                d = self.rx.recv() => match d {
+                    Some(d) if relay.owns(d.local, d.from) => {
+                        relay.receive(&d.bytes, std::time::Instant::now());
+                    }
+                    Some(_) => {}
+                    None => return None,
+                },
+                () = tokio::time::sleep_until(wake) => {
+                    if tokio::time::Instant::now() >= end {
+                        tracing::info!(%server, "no TURN allocation in time");
+                        return None;
+                    }
+                }
+            }
+        }
     }
 }
 

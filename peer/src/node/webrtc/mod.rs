@@ -13,6 +13,7 @@
 
 pub mod conn;
 mod gather;
+mod relay;
 pub(crate) mod task;
 
 use std::collections::BTreeMap;
@@ -64,6 +65,8 @@ pub(crate) struct Hub {
     waiting: BTreeMap<[u8; 16], oneshot::Sender<String>>,
     /// When this device last introduced itself to each device.
     introduced: BTreeMap<DeviceId, std::time::Instant>,
+    /// The rendezvous's TURN relay credentials, when it offers one.
+    turn: Option<hearth_rendezvous::protocol::TurnCredentials>,
     /// Connection tasks, aborted when the node stops.
     tasks: Vec<tokio::task::AbortHandle>,
 }
@@ -80,13 +83,14 @@ impl Hub {
             out,
             waiting: BTreeMap::new(),
             introduced: BTreeMap::new(),
+            turn: None,
             tasks: Vec::new(),
         }
     }
 
     /// Starts a connection to `device` for dial `target`.
     pub(crate) fn dial(&mut self, target: TargetId, device: DeviceId) {
-        self.spawn(task::offer(self.ctx.clone(), target, device));
+        self.spawn(task::offer(self.ctx.clone(), target, device, self.turn.clone()));
     }
 
     fn spawn(&mut self, f: impl std::future::Future<Output = ()> + Send + 'static) {
@@ -132,7 +136,7 @@ impl Hub {
         match got.body {
             Body::Offer(sdp) => {
                 let ctx = self.ctx.clone();
-                self.spawn(task::answer(ctx, got.from, got.session, sdp));
+                self.spawn(task::answer(ctx, got.from, got.session, sdp, self.turn.clone()));
             }
             Body::Answer(sdp) => {
                 if let Some(w) = self.waiting.remove(&got.session) {
@@ -157,6 +161,11 @@ impl Hub {
                 self.introduce(m, *d);
             }
         }
+    }
+
+    /// The rendezvous's TURN credentials (new ones arrive with each join).
+    pub(crate) fn set_turn(&mut self, turn: Option<hearth_rendezvous::protocol::TurnCredentials>) {
+        self.turn = turn;
     }
 
     /// True when signals to `device` can be sealed.

@@ -6,11 +6,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hearth_rendezvous::protocol::TurnCredentials;
 use str0m::config::DtlsCert;
+use str0m::Candidate;
 use tokio::sync::{mpsc, oneshot};
 
 use super::conn::{Conn, ConnEvent};
 use super::gather::{local_ips, Sockets};
+use super::relay::Relay;
 use super::TaskEvent;
 use crate::ids::DeviceId;
 use crate::node::core::{Output, PipeInfo};
@@ -32,11 +35,27 @@ pub(crate) struct Ctx {
     pub(crate) to_node: mpsc::Sender<Input>,
 }
 
-/// Dials `device` (this side offers and runs the Noise initiator).
-pub(crate) async fn offer(ctx: Arc<Ctx>, target: TargetId, device: DeviceId) {
-    let failed = || ctx.to_node.send(Input::DialFailed { target });
+/// Binds the sockets and gathers every candidate: host, server-reflexive and, with TURN
+/// credentials, relayed.
+async fn gather(ctx: &Ctx, turn: Option<&TurnCredentials>) -> (Sockets, Vec<Candidate>, Option<Relay>) {
     let mut socks = Sockets::bind(&local_ips()).await;
-    let candidates = socks.gather(ctx.stun).await;
+    let mut candidates = socks.gather(ctx.stun).await;
+    let relay = match turn {
+        Some(creds) => socks.relay(creds).await,
+        None => None,
+    };
+    if let Some(r) = &relay {
+        if let Some(c) = r.relayed.and_then(|a| Candidate::relayed(a, r.local, "udp").ok()) {
+            candidates.push(c);
+        }
+    }
+    (socks, candidates, relay)
+}
+
+/// Dials `device` (this side offers and runs the Noise initiator).
+pub(crate) async fn offer(ctx: Arc<Ctx>, target: TargetId, device: DeviceId, turn: Option<TurnCredentials>) {
+    let failed = || ctx.to_node.send(Input::DialFailed { target });
+    let (socks, candidates, relay) = gather(&ctx, turn.as_ref()).await;
     let (mut conn, sdp) = match Conn::offer(Instant::now(), &ctx.cert, candidates) {
         Ok(c) => c,
         Err(e) => {
@@ -64,16 +83,21 @@ pub(crate) async fn offer(ctx: Arc<Ctx>, target: TargetId, device: DeviceId) {
         let _ = failed().await;
         return;
     }
-    if !serve(&ctx, conn, socks, deadline, device, Some(target)).await {
+    if !serve(&ctx, conn, socks, relay, deadline, device, Some(target)).await {
         let _ = failed().await;
     }
 }
 
 /// Answers `device`'s offer in `session`.
-pub(crate) async fn answer(ctx: Arc<Ctx>, device: DeviceId, session: [u8; 16], offer: String) {
+pub(crate) async fn answer(
+    ctx: Arc<Ctx>,
+    device: DeviceId,
+    session: [u8; 16],
+    offer: String,
+    turn: Option<TurnCredentials>,
+) {
     let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
-    let mut socks = Sockets::bind(&local_ips()).await;
-    let candidates = socks.gather(ctx.stun).await;
+    let (socks, candidates, relay) = gather(&ctx, turn.as_ref()).await;
     let (conn, sdp) = match Conn::answer(Instant::now(), &ctx.cert, candidates, &offer) {
         Ok(c) => c,
         Err(e) => {
@@ -84,7 +108,7 @@ pub(crate) async fn answer(ctx: Arc<Ctx>, device: DeviceId, session: [u8; 16], o
     if ctx.to_node.send(Input::WebRtc(TaskEvent::Answer { to: device, session, sdp })).await.is_err() {
         return;
     }
-    serve(&ctx, conn, socks, deadline, device, None).await;
+    serve(&ctx, conn, socks, relay, deadline, device, None).await;
 }
 
 /// Runs the connection; false if its channel never opened.
@@ -92,6 +116,7 @@ async fn serve(
     ctx: &Ctx,
     mut conn: Conn,
     mut socks: Sockets,
+    mut relay: Option<Relay>,
     open_by: tokio::time::Instant,
     device: DeviceId,
     target: Option<TargetId>,
@@ -100,16 +125,27 @@ async fn serve(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut tx = Some(tx);
     let mut open = false;
+    // The last datagram came through our TURN relay (for status: "… via TURN …").
+    let mut via_relay = false;
     loop {
         // Act on everything the connection has to say before waiting again.
         while let Some(ev) = conn.poll_event() {
             match ev {
-                ConnEvent::Transmit { source, destination, contents } => {
-                    socks.send(source, destination, &contents).await
-                }
+                ConnEvent::Transmit { source, destination, contents } => match &mut relay {
+                    // From the relayed address: through the TURN server.
+                    Some(r) if r.relayed == Some(source) => {
+                        if let Some(d) = r.send(destination, &contents, Instant::now()) {
+                            socks.send(r.local, r.server, &d).await;
+                        }
+                    }
+                    _ => socks.send(source, destination, &contents).await,
+                },
                 ConnEvent::Open => {
                     open = true;
-                    let addr = conn.remote().map_or_else(|| "webrtc".to_owned(), |a| a.to_string());
+                    let mut addr = conn.remote().map_or_else(|| "webrtc".to_owned(), |a| a.to_string());
+                    if let Some(r) = relay.as_ref().and_then(|r| r.relayed).filter(|_| via_relay) {
+                        addr = format!("{addr} via TURN {r}");
+                    }
                     tracing::info!(device = %device, %addr, "WebRTC channel open");
                     let info = PipeInfo { path: "webrtc", addr, dialled: target.is_some(), target };
                     let Some(tx) = tx.take() else { continue };
@@ -135,13 +171,32 @@ async fn serve(
             conn.close(Instant::now());
             return false;
         }
-        let wake = tokio::time::Instant::from_std(conn.deadline());
+        if let Some(r) = &mut relay {
+            for d in r.poll_transmit(Instant::now()) {
+                socks.send(r.local, r.server, &d).await;
+            }
+        }
+        let mut wake = conn.deadline();
+        if let Some(r) = &mut relay {
+            wake = wake.min(r.deadline(Instant::now()));
+        }
+        let wake = tokio::time::Instant::from_std(wake);
         let wake = if open { wake } else { wake.min(open_by) };
         tokio::select! {
             d = socks.rx.recv() => match d {
-                Some(d) => {
-                    conn.receive(Instant::now(), d.from, d.local, &d.bytes);
-                }
+                Some(d) => match &mut relay {
+                    Some(r) if r.owns(d.local, d.from) => {
+                        let relayed = r.relayed;
+                        if let (Some((peer, data)), Some(to)) = (r.receive(&d.bytes, Instant::now()), relayed) {
+                            via_relay = true;
+                            conn.receive(Instant::now(), peer, to, &data);
+                        }
+                    }
+                    _ => {
+                        via_relay = false;
+                        conn.receive(Instant::now(), d.from, d.local, &d.bytes);
+                    }
+                },
                 None => conn.close(Instant::now()),
             },
             out = rx.recv(), if open => match out {

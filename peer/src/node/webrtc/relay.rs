@@ -1,0 +1,143 @@
+//! A TURN allocation (RFC 8656) on one of a connection's sockets, for a relay candidate when
+//! neither side can reach the other directly (both behind symmetric NATs).
+//!
+//! The protocol is `turn-client-proto`'s sans-IO client (allocation with long-term
+//! credentials, refresh, permissions, channel bindings); this wraps it in the same shape as
+//! `conn`: datagrams and time in, datagrams for the server out, the peer's data back. str0m
+//! sees the relayed address as one more local candidate: what it sends *from* that address
+//! goes to the TURN server wrapped, and what the server relays arrives as if *to* it.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use turn_client_proto::api::{TurnConfig, TurnEvent, TurnPollRet, TurnRecvRet};
+use turn_client_proto::prelude::*;
+use turn_client_proto::stun::agent::Transmit;
+use turn_client_proto::types::{TransportType, TurnCredentials};
+use turn_client_proto::udp::TurnClientUdp;
+
+/// One allocation.
+#[derive(Debug)]
+pub(crate) struct Relay {
+    client: TurnClientUdp,
+    /// The clock `turn-client-proto` counts from.
+    base: Instant,
+    /// The local socket the allocation was made from.
+    pub(crate) local: SocketAddr,
+    /// The TURN server.
+    pub(crate) server: SocketAddr,
+    /// The relayed address, once allocated.
+    pub(crate) relayed: Option<SocketAddr>,
+    /// The allocation failed or was closed.
+    pub(crate) failed: bool,
+}
+
+/// A datagram for the TURN server, from the relay's local socket.
+pub(crate) type ToServer = Vec<u8>;
+
+impl Relay {
+    /// Starts allocating from `local` at `server`.
+    pub(crate) fn allocate(
+        local: SocketAddr,
+        server: SocketAddr,
+        username: &str,
+        password: &str,
+        now: Instant,
+    ) -> Self {
+        let config = TurnConfig::new(TurnCredentials::new(username, password));
+        Self {
+            client: TurnClientUdp::allocate(local, server, config),
+            base: now,
+            local,
+            server,
+            relayed: None,
+            failed: false,
+        }
+    }
+
+    fn at(&self, now: Instant) -> turn_client_proto::stun::Instant {
+        let nanos = now.saturating_duration_since(self.base).as_nanos();
+        turn_client_proto::stun::Instant::from_nanos(i64::try_from(nanos).unwrap_or(i64::MAX))
+    }
+
+    /// True when a datagram from `from` on `local` is for this relay.
+    pub(crate) fn owns(&self, local: SocketAddr, from: SocketAddr) -> bool {
+        local == self.local && from == self.server
+    }
+
+    /// A datagram from the server: the peer's data (and its address), if it carried any.
+    pub(crate) fn receive(&mut self, bytes: &[u8], now: Instant) -> Option<(SocketAddr, Vec<u8>)> {
+        let t = Transmit { data: bytes, transport: TransportType::Udp, from: self.server, to: self.local };
+        let at = self.at(now);
+        let out = match self.client.recv(t, at) {
+            TurnRecvRet::PeerData(d) => {
+                tracing::trace!(peer = %d.peer, len = d.data().len(), "TURN data in");
+                Some((d.peer, d.data().to_vec()))
+            }
+            other => {
+                tracing::trace!(?other, "TURN datagram");
+                None
+            }
+        };
+        self.events();
+        out
+    }
+
+    /// Wraps `data` for `peer`; installs a permission (and a channel) first if needed, in
+    /// which case this datagram is dropped (ICE sends its checks again).
+    pub(crate) fn send(&mut self, peer: SocketAddr, data: &[u8], now: Instant) -> Option<ToServer> {
+        tracing::trace!(%peer, len = data.len(), "TURN data out");
+        let at = self.at(now);
+        if !self.client.have_permission(TransportType::Udp, peer.ip()) {
+            if let Err(e) = self.client.create_permission(TransportType::Udp, peer.ip(), at) {
+                tracing::debug!(%peer, "TURN permission: {e}");
+            }
+            return None;
+        }
+        match self.client.send_to(TransportType::Udp, peer, data, at) {
+            Ok(Some(t)) => Some(t.build().data),
+            Ok(None) => {
+                tracing::trace!(%peer, "TURN send: nothing to transmit");
+                None
+            }
+            Err(e) => {
+                tracing::debug!(%peer, "TURN send: {e}");
+                None
+            }
+        }
+    }
+
+    /// Datagrams for the server now (allocation, refreshes, permissions).
+    pub(crate) fn poll_transmit(&mut self, now: Instant) -> Vec<ToServer> {
+        let at = self.at(now);
+        let mut out = Vec::new();
+        while let Some(t) = self.client.poll_transmit(at) {
+            out.push(t.data.as_ref().to_vec());
+        }
+        self.events();
+        out
+    }
+
+    /// When to call [`Relay::poll_transmit`] again.
+    pub(crate) fn deadline(&mut self, now: Instant) -> Instant {
+        let at = self.at(now);
+        match self.client.poll(at) {
+            TurnPollRet::WaitUntil(t) => t.to_std(self.base).max(now),
+            TurnPollRet::Closed => {
+                self.failed = true;
+                now + Duration::from_secs(3600)
+            }
+            _ => now + Duration::from_millis(50),
+        }
+    }
+
+    fn events(&mut self) {
+        while let Some(e) = self.client.poll_event() {
+            match e {
+                TurnEvent::AllocationCreated(TransportType::Udp, addr) => self.relayed = Some(addr),
+                TurnEvent::AllocationCreateFailed(_) => self.failed = true,
+                other => tracing::trace!(?other, "TURN"),
+            }
+        }
+    }
+}
