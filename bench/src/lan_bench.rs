@@ -11,6 +11,7 @@ mod lan_hearth;
 mod lan_hostile;
 mod lan_mesh;
 mod lan_syncthing;
+mod lan_webrtc;
 mod procfs;
 mod workload;
 
@@ -53,6 +54,13 @@ struct Args {
     /// With --hostile: honest edits a second.
     #[arg(long, default_value_t = 1.0)]
     rate: f64,
+    /// Instead: the WebRTC path on loopback (channel set-up, throughput, initial sync of
+    /// --items and --edits edits through a real rendezvous; no root needed).
+    #[arg(long)]
+    webrtc: bool,
+    /// With --webrtc: channel set-ups timed.
+    #[arg(long, default_value_t = 50)]
+    opens: usize,
 }
 
 /// The lab's hosts: namespace names and addresses.
@@ -65,7 +73,7 @@ pub(crate) struct Hosts {
     pub(crate) b_ip_lan2: String,
 }
 
-fn pct(v: &[Duration], p: f64) -> f64 {
+pub(crate) fn pct(v: &[Duration], p: f64) -> f64 {
     let mut s: Vec<f64> = v.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
     s.sort_by(f64::total_cmp);
     if s.is_empty() {
@@ -85,6 +93,9 @@ fn in_memory_full_sync_ms(items: usize) -> anyhow::Result<f64> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.webrtc {
+        return lan_webrtc::run(args.items, args.edits, args.opens.max(1));
+    }
     if let Some(n) = args.mesh {
         if !(2..=60).contains(&n) {
             anyhow::bail!("--mesh takes 2 to 60 devices");

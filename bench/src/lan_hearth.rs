@@ -36,7 +36,7 @@ pub(crate) fn home(dir: &Path, name: &str, secret: &VaultSecret, id: DeviceId) -
 }
 
 /// A's home with the records (written in memory, stored in one commit: setup is not measured).
-fn source(dir: &Path, secret: &VaultSecret, n: usize) -> anyhow::Result<DeviceId> {
+pub(crate) fn source(dir: &Path, secret: &VaultSecret, n: usize) -> anyhow::Result<DeviceId> {
     let id = DeviceId([1; 16]);
     let h = home(dir, "a", secret, id)?;
     let mut mem = Replica::open(secret, id, MemStore::default())?;
@@ -59,7 +59,7 @@ pub(crate) fn control(home: &Path, req: &Request, timeout: Duration) -> anyhow::
     Ok(c.request(req, timeout)?)
 }
 
-fn wait_for(home: &Path, author: DeviceId, seq: u64, timeout: Duration) -> anyhow::Result<()> {
+pub(crate) fn wait_for(home: &Path, author: DeviceId, seq: u64, timeout: Duration) -> anyhow::Result<()> {
     let end = Instant::now() + timeout;
     let mut client = loop {
         match Client::connect(home) {

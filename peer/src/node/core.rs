@@ -403,6 +403,12 @@ impl<S: LogStore> Core<S> {
         }
     }
 
+    /// `device` can be dialled through WebRTC now (it just introduced itself): a wait for
+    /// that ends (not a refusal's).
+    pub fn dial_soon(&mut self, device: DeviceId, now: Instant) {
+        self.dialer.retry_now(&Source::Rendezvous(device), now);
+    }
+
     /// The device a dial target reaches through WebRTC (`None`: a LAN address).
     pub fn dial_device(&self, target: TargetId) -> Option<DeviceId> {
         match self.dialer.source(target)? {

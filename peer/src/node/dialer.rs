@@ -172,6 +172,15 @@ impl Dialer {
         }
     }
 
+    /// The waiting target from `source` is due now, unless it waits out a refusal.
+    pub fn retry_now(&mut self, source: &Source, now: Instant) {
+        for t in self.targets.values_mut() {
+            if t.source == *source && t.state == State::Waiting && !t.refused && t.next_at > now {
+                t.next_at = now;
+            }
+        }
+    }
+
     /// Where a target came from.
     pub fn source(&self, id: TargetId) -> Option<&Source> {
         self.targets.get(&id).map(|t| &t.source)
@@ -401,6 +410,26 @@ mod tests {
         assert_eq!(d.len(), 1, "x is being dialled: its target stays until the dial ends");
         d.ended(due[0].0, Ended::Unreachable, now, &mut StdRng::seed_from_u64(4));
         assert!(d.is_empty());
+    }
+
+    #[test]
+    fn an_introduction_cuts_short_an_unreachable_wait_but_not_a_refusal() {
+        let mut d = Dialer::default();
+        let now = Instant::now();
+        let mut rng = StdRng::seed_from_u64(5);
+        let x = DeviceId([1; 16]);
+        d.set_rendezvous(&[x], now);
+        let t = d.due(now, |_, _| false)[0].0;
+        d.ended(t, Ended::Unreachable, now, &mut rng);
+        assert!(d.next_due().unwrap() > now);
+        d.retry_now(&Source::Rendezvous(DeviceId([2; 16])), now);
+        assert!(d.next_due().unwrap() > now, "another device's introduction changes nothing");
+        d.retry_now(&Source::Rendezvous(x), now);
+        assert_eq!(d.next_due(), Some(now), "x introduced itself: dialled at once");
+        d.due(now, |_, _| false);
+        d.ended(t, Ended::Refused, now, &mut rng);
+        d.retry_now(&Source::Rendezvous(x), now);
+        assert!(d.next_due().unwrap() > now + MAX, "a refusal's wait stands");
     }
 
     #[test]

@@ -325,8 +325,12 @@ impl Node {
                 self.core.rendezvous_event(ev, now);
             }
             Input::Signal { from, payload } => {
-                if let Some(w) = &mut self.webrtc {
-                    w.signal(self.core.replica().membership(), from, &payload);
+                let introduced = match &mut self.webrtc {
+                    Some(w) => w.signal(self.core.replica().membership(), from, &payload),
+                    None => None,
+                };
+                if let Some(d) = introduced {
+                    self.core.dial_soon(d, now);
                 }
             }
             Input::WebRtc(ev) => {

@@ -314,6 +314,22 @@ mod tests {
     }
 
     #[test]
+    fn lengths_are_checked_at_their_exact_bounds() {
+        let b = dev(2);
+        let keys = keys_of(&[]);
+        // Version, ephemeral key, nonce, tag and signature: 137 bytes before any content.
+        assert_eq!(open(&[VERSION; 136], VAULT, b.id, &b.dh, &keys), Err(EnvelopeError::Length(136)));
+        assert_eq!(open(&[VERSION; 137], VAULT, b.id, &b.dh, &keys), Err(EnvelopeError::Open));
+        assert_eq!(open(&vec![VERSION; MAX_LEN], VAULT, b.id, &b.dh, &keys), Err(EnvelopeError::Open));
+        let over = MAX_LEN + 1;
+        assert_eq!(open(&vec![VERSION; over], VAULT, b.id, &b.dh, &keys), Err(EnvelopeError::Length(over)));
+        assert_eq!(open_intro(&[INTRO; 40], &[3; 32]), Err(EnvelopeError::Length(40)));
+        assert_eq!(open_intro(&[INTRO; 41], &[3; 32]), Err(EnvelopeError::Open));
+        assert_eq!(open_intro(&vec![INTRO; over], &[3; 32]), Err(EnvelopeError::Length(over)));
+        assert_eq!(open_intro(&vec![INTRO; MAX_LEN], &[3; 32]), Err(EnvelopeError::Open));
+    }
+
+    #[test]
     fn an_introduction_opens_with_the_vault_key_only() {
         let key = [3u8; 32];
         let env = seal_intro(b"record", &key, &mut StdRng::seed_from_u64(5));

@@ -104,7 +104,9 @@ pub struct Signaling {
     /// Next counter per session this device sends in.
     counters: BTreeMap<[u8; 16], u32>,
     /// Offers sent and not yet answered: session → recipient.
-    pending: BTreeMap<[u8; 16], DeviceId>,
+    pending: BTreeMap<[u8; 16], (DeviceId, u64)>,
+    /// Offers made so far (orders `pending`, oldest first).
+    offers: u64,
     rng: StdRng,
 }
 
@@ -141,6 +143,7 @@ impl Signaling {
             guard: ReplayGuard::default(),
             counters: BTreeMap::new(),
             pending: BTreeMap::new(),
+            offers: 0,
             rng: StdRng::from_entropy(),
         }
     }
@@ -158,12 +161,13 @@ impl Signaling {
         let env = self.seal(m, to, session, &Body::Offer(sdp), now_ms)?;
         if self.pending.len() >= MAX_PENDING {
             // The oldest dial gave up long ago (dials time out); forget it.
-            let first = self.pending.keys().next().copied();
+            let first = self.pending.iter().min_by_key(|(_, (_, n))| *n).map(|(s, _)| *s);
             if let Some(k) = first {
                 self.forget(k);
             }
         }
-        self.pending.insert(session, to);
+        self.offers += 1;
+        self.pending.insert(session, (to, self.offers));
         Ok((session, env))
     }
 
@@ -243,7 +247,7 @@ impl Signaling {
             // Introductions travel sealed to the vault, never inside a device's envelope.
             return Err(SignalError::Body);
         }
-        let pending_to = self.pending.get(&header.session).copied();
+        let pending_to = self.pending.get(&header.session).map(|(d, _)| *d);
         let fits = match &body {
             Body::Answer(_) => pending_to == Some(header.from),
             Body::Bye => pending_to.is_none_or(|d| d == header.from),

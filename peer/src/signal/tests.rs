@@ -169,3 +169,94 @@ fn devices_that_never_synced_introduce_themselves_then_signal() {
     assert_eq!(a2.receive(&m, id(2), &intro_b, NOW), Err(SignalError::UnknownPeer(id(2))));
     assert!(!a.knows(&m, id(2)), "an introduced device that is revoked later is forgotten");
 }
+
+#[test]
+fn a_real_offer_with_many_candidates_fits() {
+    // An offer from a host with a dozen addresses is a few KiB of SDP.
+    let v = vault(2);
+    let (mut a, mut b) = (device(&v, 1), device(&v, 2));
+    let sdp = "a=candidate:1 1 udp 2130706431 192.168.100.200 54321 typ host\r\n".repeat(100);
+    assert!(sdp.len() > 6 * 1024);
+    let (_, offer) = a.offer(&v.m, id(2), sdp.clone(), NOW).unwrap();
+    assert_eq!(b.receive(&v.m, id(1), &offer, NOW).map(|i| i.body), Ok(Body::Offer(sdp)));
+}
+
+#[test]
+fn debug_output_names_the_device_and_shows_no_key() {
+    let v = vault(1);
+    let s = device(&v, 1);
+    let text = format!("{s:?}");
+    assert!(text.starts_with("Signaling") && text.contains("pending"), "{text}");
+    let keys = DeviceKeys::derive(&v.secret, id(1));
+    assert!(!text.contains(&format!("{:?}", keys.sign.to_bytes())), "{text}");
+}
+
+#[test]
+fn offers_in_flight_each_get_their_answer_and_the_oldest_goes_past_the_cap() {
+    let v = vault(2);
+    let (mut a, mut b) = (device(&v, 1), device(&v, 2));
+    let (s1, _) = a.offer(&v.m, id(2), "one".into(), NOW).unwrap();
+    let (s2, _) = a.offer(&v.m, id(2), "two".into(), NOW).unwrap();
+    for s in [s2, s1] {
+        let answer = b.reply(&v.m, id(1), s, &Body::Answer("x".into()), NOW).unwrap();
+        assert!(a.receive(&v.m, id(2), &answer, NOW).is_ok(), "both offers are waited on");
+    }
+    let mut sessions = Vec::new();
+    for _ in 0..MAX_PENDING + 1 {
+        sessions.push(a.offer(&v.m, id(2), "o".into(), NOW).unwrap().0);
+    }
+    let oldest = sessions[0];
+    let answer = b.reply(&v.m, id(1), oldest, &Body::Answer("x".into()), NOW).unwrap();
+    assert_eq!(a.receive(&v.m, id(2), &answer, NOW), Err(SignalError::Unexpected), "forgotten past the cap");
+    let kept = sessions[1];
+    let answer = b.reply(&v.m, id(1), kept, &Body::Answer("x".into()), NOW).unwrap();
+    assert!(a.receive(&v.m, id(2), &answer, NOW).is_ok());
+}
+
+#[test]
+fn introductions_are_kept_up_to_a_cap_and_members_need_none() {
+    let n = MAX_INTRODUCED as u16 + 2;
+    let full = {
+        let secret = VaultSecret::from_bytes([0x42; 32]);
+        let keys = VaultKeys::derive(&secret);
+        let mut m = Membership::new(keys.root_public());
+        let mut records = Vec::new();
+        for i in 0..n {
+            let mut raw = [0u8; 16];
+            raw[..2].copy_from_slice(&(i + 1).to_be_bytes());
+            let d = DeviceKeys::derive(&secret, DeviceId(raw));
+            let e = Enrollment {
+                vault_id: keys.vault_id,
+                device_id: d.device_id,
+                sign_pk: d.sign_public(),
+                dh_pk: d.dh_public(),
+                at_ms: 0,
+            };
+            let r = MembershipRecord::sign(&keys.root, MembershipBody::Enroll(e));
+            m.insert(r.clone()).unwrap();
+            records.push((d.device_id, r));
+        }
+        (Vault { keys, secret, m }, records)
+    };
+    let (v, records) = full;
+    // The receiver knows only itself (the first record); everyone else introduces itself.
+    let me = records[0].0;
+    let mut mine = Membership::new(v.keys.root_public());
+    mine.insert(records[0].1.clone()).unwrap();
+    let k = DeviceKeys::derive(&v.secret, me);
+    let mut s = Signaling::new(&v.keys, me, k.sign, k.dh);
+    let intro_of = |i: usize| {
+        let kd = DeviceKeys::derive(&v.secret, records[i].0);
+        let mut other = Signaling::new(&v.keys, records[i].0, kd.sign, kd.dh);
+        other.intro(&v.m).unwrap()
+    };
+    // A member's own introduction adds nothing (it is known from the membership).
+    s.receive(&mine, me, &intro_of(0), NOW).unwrap();
+    for (i, (device, _)) in records.iter().enumerate().take(MAX_INTRODUCED + 1).skip(1) {
+        s.receive(&mine, *device, &intro_of(i), NOW).unwrap();
+        assert!(s.knows(&mine, *device), "introduction {i} kept");
+    }
+    let last = MAX_INTRODUCED + 1;
+    assert!(s.receive(&mine, records[last].0, &intro_of(last), NOW).is_ok());
+    assert!(!s.knows(&mine, records[last].0), "past the cap an introduction is not kept");
+}

@@ -24,6 +24,9 @@ const STUN_RESEND: Duration = Duration::from_millis(120);
 /// How long gathering waits for a TURN allocation (two round trips: the server's 401 with its
 /// nonce, then the authenticated request).
 const TURN_WAIT: Duration = Duration::from_millis(1500);
+/// Socket buffers: the kernel's defaults (~200 KiB) drop datagrams under a bulk transfer,
+/// and every drop costs SCTP a retransmission timeout.
+const SOCKET_BUFFER: usize = 4 << 20;
 /// Datagrams waiting for the connection's task at most (more are dropped, as UDP would).
 const QUEUE: usize = 1024;
 
@@ -95,7 +98,7 @@ impl Sockets {
         let mut socks = Vec::new();
         let mut readers = Vec::new();
         for ip in ips {
-            let s = match UdpSocket::bind(SocketAddr::new(*ip, 0)).await {
+            let s = match udp_socket(SocketAddr::new(*ip, 0)) {
                 Ok(s) => Arc::new(s),
                 Err(e) => {
                     tracing::debug!(%ip, "binding a WebRTC socket: {e}");
@@ -177,6 +180,18 @@ impl Sockets {
         }
         out
     }
+}
+
+/// A UDP socket bound to `addr` with large buffers (best effort: the kernel caps them at
+/// `net.core.rmem_max`).
+pub fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
 }
 
 /// The first `turn:HOST:PORT` URL's address.

@@ -12,7 +12,7 @@
 //! make a connection fail, never read or inject sync traffic.
 
 pub mod conn;
-mod gather;
+pub mod gather;
 mod relay;
 pub(crate) mod task;
 
@@ -124,13 +124,14 @@ impl Hub {
         }
     }
 
-    /// The rendezvous relayed a signal.
-    pub(crate) fn signal(&mut self, m: &Membership, from: DeviceId, payload: &[u8]) {
+    /// The rendezvous relayed a signal. Returns the sender when it introduced itself (a
+    /// dial to it waiting for that can start now).
+    pub(crate) fn signal(&mut self, m: &Membership, from: DeviceId, payload: &[u8]) -> Option<DeviceId> {
         let got = match self.signaling.receive(m, from, payload, unix_ms()) {
             Ok(g) => g,
             Err(e) => {
                 tracing::info!(device = %from, "signal dropped: {e}");
-                return;
+                return None;
             }
         };
         match got.body {
@@ -149,8 +150,12 @@ impl Hub {
             }
             // It may not know this device either: introduce ourselves in return (at most
             // once a minute per device, so two introductions never ping-pong).
-            Body::Intro => self.introduce(m, got.from),
+            Body::Intro => {
+                self.introduce(m, got.from);
+                return Some(got.from);
+            }
         }
+        None
     }
 
     /// The room's presence changed: introduce this device to those it cannot seal to yet
