@@ -158,7 +158,7 @@ impl Signaling {
     ) -> Result<([u8; 16], Vec<u8>), SignalError> {
         let mut session = [0u8; 16];
         self.rng.fill_bytes(&mut session);
-        let env = self.seal(m, to, session, &Body::Offer(sdp), now_ms)?;
+        let env = self.reply(m, to, session, &Body::Offer(sdp), now_ms)?;
         if self.pending.len() >= MAX_PENDING {
             // The oldest dial gave up long ago (dials time out); forget it.
             let first = self.pending.iter().min_by_key(|(_, (_, n))| *n).map(|(s, _)| *s);
@@ -169,18 +169,6 @@ impl Signaling {
         self.offers += 1;
         self.pending.insert(session, (to, self.offers));
         Ok((session, env))
-    }
-
-    /// Seals `body` (an answer or a bye) to `to` in `session`.
-    pub fn reply(
-        &mut self,
-        m: &Membership,
-        to: DeviceId,
-        session: [u8; 16],
-        body: &Body,
-        now_ms: u64,
-    ) -> Result<Vec<u8>, SignalError> {
-        self.seal(m, to, session, body, now_ms)
     }
 
     /// The dial of `session` ended: an answer arriving for it now is unexpected.
@@ -203,7 +191,8 @@ impl Signaling {
         Some(envelope::seal_intro(&bytes, &self.vault_key, &mut self.rng))
     }
 
-    fn seal(
+    /// Seals `body` (an answer or a bye) to `to` in `session`.
+    pub fn reply(
         &mut self,
         m: &Membership,
         to: DeviceId,

@@ -11,20 +11,20 @@ struct Vault {
     m: Membership,
 }
 
+/// The root-signed enrolment of device `id`.
+fn enrolment(keys: &VaultKeys, secret: &VaultSecret, id: DeviceId) -> MembershipRecord {
+    let d = DeviceKeys::derive(secret, id);
+    let e =
+        Enrollment { vault_id: keys.vault_id, device_id: id, sign_pk: d.sign_public(), dh_pk: d.dh_public(), at_ms: 0 };
+    MembershipRecord::sign(&keys.root, MembershipBody::Enroll(e))
+}
+
 fn vault(n: u8) -> Vault {
     let secret = VaultSecret::from_bytes([0x42; 32]);
     let keys = VaultKeys::derive(&secret);
     let mut m = Membership::new(keys.root_public());
     for i in 1..=n {
-        let d = DeviceKeys::derive(&secret, DeviceId([i; 16]));
-        let e = Enrollment {
-            vault_id: keys.vault_id,
-            device_id: d.device_id,
-            sign_pk: d.sign_public(),
-            dh_pk: d.dh_public(),
-            at_ms: 0,
-        };
-        m.insert(MembershipRecord::sign(&keys.root, MembershipBody::Enroll(e))).unwrap();
+        m.insert(enrolment(&keys, &secret, DeviceId([i; 16]))).unwrap();
     }
     Vault { keys, secret, m }
 }
@@ -224,17 +224,9 @@ fn introductions_are_kept_up_to_a_cap_and_members_need_none() {
         for i in 0..n {
             let mut raw = [0u8; 16];
             raw[..2].copy_from_slice(&(i + 1).to_be_bytes());
-            let d = DeviceKeys::derive(&secret, DeviceId(raw));
-            let e = Enrollment {
-                vault_id: keys.vault_id,
-                device_id: d.device_id,
-                sign_pk: d.sign_public(),
-                dh_pk: d.dh_public(),
-                at_ms: 0,
-            };
-            let r = MembershipRecord::sign(&keys.root, MembershipBody::Enroll(e));
+            let r = enrolment(&keys, &secret, DeviceId(raw));
             m.insert(r.clone()).unwrap();
-            records.push((d.device_id, r));
+            records.push((DeviceId(raw), r));
         }
         (Vault { keys, secret, m }, records)
     };
