@@ -8,7 +8,8 @@
 //! - [`sync`]: the sans-IO Noise session that moves batches between replicas.
 //! - [`actions`]: the user's writes as requests, applied by the CLI or by the daemon.
 //! - [`node`]: the daemon: one replica, a session per connected peer, LAN discovery and
-//!   the WebSocket transport, the local control socket.
+//!   the WebSocket transport, WebRTC through the rendezvous, the local control socket.
+//! - [`signal`]: sans-IO sealed signaling (envelopes, introductions, replay checks).
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 

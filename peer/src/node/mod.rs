@@ -3,12 +3,13 @@
 //!
 //! ```text
 //!  control socket ─┐                         ┌─ ws listener / dialler (LAN)
-//!  mDNS browser ───┼─► Input channel ─► Core ┼─ (later: WebRTC data channels)
+//!  mDNS browser ───┤                         ├─ WebRTC data channels (webrtc)
+//!  rendezvous link ┼─► Input channel ─► Core ┤
 //!  timers ─────────┘     (one task)          └─ Output channel per pipe
 //! ```
 //! [`core::Core`] is synchronous and socket-free; this module wires it to tokio. A transport
 //! only has to turn a connection into a *pipe*: ordered binary messages in both directions
-//! plus [`core::PipeInfo`]. The WebRTC path plugs in the same way.
+//! plus [`core::PipeInfo`]; the WebRTC path ([`webrtc`]) plugs in the same way.
 
 pub mod control;
 pub mod core;
