@@ -95,3 +95,35 @@ fn pipe(mut r: TcpStream, mut w: TcpStream) {
     let _ = std::io::copy(&mut r, &mut w);
     let _ = w.shutdown(std::net::Shutdown::Both);
 }
+
+#[test]
+fn a_rendezvous_restart_does_not_break_a_live_channel_and_presence_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let devs = vault(dir.path(), &["a", "b"]);
+    let (a, b) = (&devs[0], &devs[1]);
+    let rv = Rv::start(&[], None);
+    let stun = rv.stun.expect("STUN address").to_string();
+    let (listen, url) = (rv.http.to_string(), rv.url());
+    let args = ["--listen", "127.0.0.1:0", "--no-mdns", "--rendezvous", url.as_str(), "--stun", stun.as_str()];
+    let _da = a.daemon(&args);
+    let _db = b.daemon(&args);
+    wait_until(T, "a WebRTC session", || path_to(a, b).as_deref() == Some("webrtc"));
+
+    // The server goes away: the channel is peer to peer and keeps syncing.
+    drop(rv);
+    wait_until(T, "a sees the rendezvous gone", || a.json(&["status"])["rendezvous"]["connected"] == false);
+    a.ok(&["add", "while-down", "--field", "k=1"]);
+    wait_until(T, "b gets it with no server", || b.names() == ["while-down"]);
+    assert_eq!(path_to(a, b).as_deref(), Some("webrtc"));
+
+    // Back on the same address (knowing nothing): both rejoin and see each other again.
+    let _rv2 = Rv::start(&["--listen", &listen, "--stun-bind", &stun], None);
+    wait_until(T, "presence comes back", || {
+        [a, b].iter().all(|d| {
+            let l = d.json(&["status"])["rendezvous"].clone();
+            l["connected"] == true && l["online"] == 1
+        })
+    });
+    b.ok(&["add", "after", "--field", "k=2"]);
+    wait_until(T, "and sync goes on", || a.names() == ["after", "while-down"]);
+}
