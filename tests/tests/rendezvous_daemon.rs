@@ -95,5 +95,9 @@ fn a_url_this_build_cannot_dial_is_refused_at_start() {
         devs[0].run(&["daemon", "--listen", "127.0.0.1:0", "--no-mdns", "--rendezvous", "wss://rv.example/v1/signal"]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("ws:// only"), "{err}");
+    assert!(err.contains("TLS") && err.contains("not in this build yet"), "{err}");
+    // Nor anything that is not a rendezvous URL at all.
+    let o = devs[0].run(&["daemon", "--listen", "127.0.0.1:0", "--no-mdns", "--rendezvous", "rv.example"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("expected http://HOST[:PORT]"));
 }
