@@ -72,6 +72,23 @@ pub enum ClientError {
     /// The server broke the protocol.
     #[error("unexpected message from server")]
     Protocol,
+    /// TLS could not be set up (the certificate checks themselves fail as [`ClientError::Ws`]).
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// `authority` with `port` added when it names none (`host`, `[v6]`), for a name lookup.
+fn with_port(authority: &str, port: u16) -> String {
+    let has_port = match authority.rfind(':') {
+        Some(i) if authority.starts_with('[') => authority[..i].ends_with(']'),
+        Some(_) => authority.matches(':').count() == 1,
+        None => false,
+    };
+    if has_port {
+        authority.to_owned()
+    } else {
+        format!("{authority}:{port}")
+    }
 }
 
 /// Something that arrived.
@@ -132,24 +149,49 @@ async fn next_server_msg(ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>) ->
     }
 }
 
-/// Connects to `url` (e.g. `ws://host:8080/v1/signal`) and joins.
+/// How to reach the server beyond its URL.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Dial from this local address (a chosen interface); `None` lets the system choose.
+    pub from: Option<std::net::IpAddr>,
+    /// TLS configuration for `wss://` (e.g. with a private CA, [`crate::tls::client_config`]);
+    /// `None`: the built-in public roots.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+/// Connects to `url` (e.g. `ws://host:8080/v1/signal` or `wss://host/v1/signal`) and joins.
 pub async fn connect(url: &str, join: &Join) -> Result<Connection, ClientError> {
-    connect_from(url, join, None).await
+    connect_with(url, join, &Options::default()).await
 }
 
 /// [`connect`] from local address `from` (a chosen interface or source address); `None`
 /// lets the system choose.
 pub async fn connect_from(url: &str, join: &Join, from: Option<std::net::IpAddr>) -> Result<Connection, ClientError> {
+    connect_with(url, join, &Options { from, tls: None }).await
+}
+
+/// [`connect`] with [`Options`].
+pub async fn connect_with(url: &str, join: &Join, opts: &Options) -> Result<Connection, ClientError> {
     // Signaling needs no 128 KiB buffers per connection (the library default).
     let cfg = tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-    let mut ws = match from {
-        None => tokio_tungstenite::connect_async_with_config(url, Some(cfg), false).await?.0,
+    let tls = url.get(..6).is_some_and(|s| s.eq_ignore_ascii_case("wss://"));
+    let connector = if tls {
+        let config = match &opts.tls {
+            Some(c) => c.clone(),
+            None => crate::tls::default_config().map_err(|e| ClientError::Tls(e.to_string()))?,
+        };
+        Some(tokio_tungstenite::Connector::Rustls(config))
+    } else {
+        None
+    };
+    let mut ws = match opts.from {
+        None => tokio_tungstenite::connect_async_tls_with_config(url, Some(cfg), true, connector).await?.0,
         Some(local) => {
             let authority = protocol::authority_of(url).ok_or_else(|| ClientError::BadUrl(url.into()))?;
-            let port = if url.starts_with("wss://") { 443 } else { 80 };
+            let port = if tls { 443 } else { 80 };
             let target = match authority.parse::<std::net::SocketAddr>() {
                 Ok(a) => a,
-                Err(_) => tokio::net::lookup_host((authority.as_str(), port))
+                Err(_) => tokio::net::lookup_host(with_port(&authority, port).as_str())
                     .await
                     .map_err(|_| ClientError::BadUrl(url.into()))?
                     .find(|a| a.is_ipv4() == local.is_ipv4())
@@ -161,7 +203,7 @@ pub async fn connect_from(url: &str, join: &Join, from: Option<std::net::IpAddr>
             socket.bind(std::net::SocketAddr::new(local, 0)).map_err(|e| ClientError::Ws(e.into()))?;
             let stream = socket.connect(target).await.map_err(|e| ClientError::Ws(e.into()))?;
             let _ = stream.set_nodelay(true);
-            tokio_tungstenite::client_async_with_config(url, MaybeTlsStream::Plain(stream), Some(cfg)).await?.0
+            tokio_tungstenite::client_async_tls_with_config(url, stream, Some(cfg), connector).await?.0
         }
     };
     // The hello is bound to the name this client dialled, as the server knows itself.

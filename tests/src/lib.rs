@@ -2,6 +2,7 @@
 //! them as real processes.
 #![forbid(unsafe_code)]
 
+pub mod caddy;
 pub mod device;
 pub mod mitm;
 pub mod netns;

@@ -4,75 +4,12 @@
 //! Caddy's public name. Without `--trusted-proxy` (the control) one client locks out the rest.
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hearth_e2e::rendezvous::{free_port, Rv};
+use hearth_e2e::caddy::behind_caddy;
 use hearth_e2e::rendezvous_identity;
 use hearth_rendezvous::client::{self, ClientError, Connection, Event, Join};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-struct Caddy {
-    child: std::process::Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Caddy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Caddy on 127.0.0.1:`port`, reverse-proxying everything to `upstream`; `None` if it
-/// exits first (the port, free a moment ago, was taken meanwhile).
-fn caddy(upstream: SocketAddr, port: u16) -> Option<Caddy> {
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("Caddyfile");
-    std::fs::write(
-        &conf,
-        format!("{{\n  admin off\n  auto_https off\n}}\nhttp://127.0.0.1:{port} {{\n  reverse_proxy {upstream}\n}}\n"),
-    )
-    .unwrap();
-    let child = Command::new("caddy")
-        .args(["run", "--adapter", "caddyfile", "--config"])
-        .arg(&conf)
-        .env("HOME", dir.path())
-        .env("XDG_DATA_HOME", dir.path())
-        .env("XDG_CONFIG_HOME", dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("caddy (scripts/test installs the Debian package)");
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut c = Caddy { child, addr, _dir: dir };
-    let until = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < until, "caddy did not start");
-        if c.child.try_wait().ok().flatten().is_some() {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some(c)
-}
-
-/// A rendezvous started with `flags` plus `--public-host` naming a Caddy in front of it.
-fn behind_caddy(flags: &[&str]) -> (Rv, Caddy) {
-    for _ in 0..5 {
-        // Caddy's port is chosen first: the rendezvous must know its public name.
-        let port = free_port();
-        let public = format!("127.0.0.1:{port}");
-        let mut args = flags.to_vec();
-        args.extend(["--public-host", &public]);
-        let rv = Rv::start(&args, None);
-        if let Some(c) = caddy(rv.http, port) {
-            return (rv, c);
-        }
-    }
-    panic!("no free port for caddy in five tries")
-}
 
 async fn join_from(url: &str, id: u8, from: &str) -> Result<Connection, ClientError> {
     let j = Join::Vault(Box::new(rendezvous_identity(60, id)));
@@ -96,15 +33,18 @@ async fn forged_upgrade(from: &str, to: SocketAddr, claim: &str) -> (u16, tokio:
 
 #[test]
 fn behind_caddy_limits_apply_per_client() {
-    let (rv, cd) = behind_caddy(&[
-        "--no-stun",
-        "--trusted-proxy",
-        "127.0.0.1/32",
-        "--max-connections-per-ip",
-        "2",
-        "--handshakes-per-ip",
-        "1000",
-    ]);
+    let (rv, cd) = behind_caddy(
+        &[
+            "--no-stun",
+            "--trusted-proxy",
+            "127.0.0.1/32",
+            "--max-connections-per-ip",
+            "2",
+            "--handshakes-per-ip",
+            "1000",
+        ],
+        false,
+    );
     let url = format!("ws://{}/v1/signal", cd.addr);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -134,7 +74,7 @@ fn behind_caddy_limits_apply_per_client() {
 #[test]
 fn without_trusted_proxy_one_client_behind_caddy_locks_out_the_rest() {
     // The control: the same setup without --trusted-proxy counts everyone as Caddy.
-    let (_rv, cd) = behind_caddy(&["--no-stun", "--max-connections-per-ip", "2", "--handshakes-per-ip", "1000"]);
+    let (_rv, cd) = behind_caddy(&["--no-stun", "--max-connections-per-ip", "2", "--handshakes-per-ip", "1000"], false);
     let url = format!("ws://{}/v1/signal", cd.addr);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -142,5 +82,44 @@ fn without_trusted_proxy_one_client_behind_caddy_locks_out_the_rest() {
         let _a1 = join_from(&url, 1, "127.0.0.2").await.unwrap();
         let b = join_from(&url, 3, "127.0.0.3").await;
         assert!(b.is_err(), "everyone shares Caddy's budget: {b:?}");
+    });
+}
+
+#[test]
+fn devices_join_through_caddy_over_tls_with_its_private_ca() {
+    // A VPS behind Caddy offers only TLS: the client verifies the certificate (here from
+    // Caddy's local CA, trusted as a private CA) and signs its hello for Caddy's name.
+    let (_rv, cd) = behind_caddy(&["--no-stun", "--trusted-proxy", "127.0.0.1/32"], true);
+    let root = cd.root.clone().expect("caddy's root");
+    let url = format!("wss://{}/v1/signal", cd.public);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let tls = hearth_rendezvous::tls::client_config(Some(&root)).unwrap();
+        let opts = client::Options { from: None, tls: Some(tls) };
+        let join = |id| Join::Vault(Box::new(rendezvous_identity(61, id)));
+        // Caddy issues its certificate a moment after it listens: retry briefly.
+        let mut a = None;
+        for _ in 0..50 {
+            match client::connect_with(&url, &join(0), &opts).await {
+                Ok(c) => {
+                    a = Some(c);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        let mut a = a.expect("joined over TLS");
+        let mut b = client::connect_with(&url, &join(1), &opts).await.unwrap();
+        a.signal(b.device, b"over tls").await.unwrap();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), b.next()).await.unwrap().unwrap() {
+                Event::Signal { payload, .. } => break assert_eq!(payload, b"over tls"),
+                _ => continue,
+            }
+        }
+        // Without the private CA the certificate is refused: the public roots do not vouch for it.
+        let refused = client::connect(&url, &join(2)).await;
+        let e = refused.expect_err("an untrusted certificate is refused").to_string();
+        assert!(e.contains("certificate"), "{e}");
     });
 }

@@ -88,16 +88,28 @@ fn copy_home(from: &std::path::Path, to: &std::path::Path) {
 }
 
 #[test]
-fn a_url_this_build_cannot_dial_is_refused_at_start() {
+fn a_url_or_ca_file_the_daemon_cannot_use_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let devs = vault(dir.path(), &["a"]);
-    let o =
-        devs[0].run(&["daemon", "--listen", "127.0.0.1:0", "--no-mdns", "--rendezvous", "wss://rv.example/v1/signal"]);
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("TLS") && err.contains("not in this build yet"), "{err}");
-    // Nor anything that is not a rendezvous URL at all.
-    let o = devs[0].run(&["daemon", "--listen", "127.0.0.1:0", "--no-mdns", "--rendezvous", "rv.example"]);
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("expected http://HOST[:PORT]"));
+    let daemon = |extra: &[&str]| {
+        let mut args = vec!["daemon", "--listen", "127.0.0.1:0", "--no-mdns"];
+        args.extend(extra);
+        let o = devs[0].run(&args);
+        assert!(!o.status.success(), "{extra:?}");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    // Anything that is not a rendezvous URL at all (https:// and wss:// are: see
+    // rendezvous_caddy.rs and webrtc_rendezvous.rs, behind the real Caddy).
+    for bad in ["rv.example", "ftp://rv.example", "https://"] {
+        let err = daemon(&["--rendezvous", bad]);
+        assert!(err.contains("expected https://HOST[:PORT]"), "{bad}: {err}");
+    }
+    // A private CA that is missing, or not a certificate, is refused before anything starts.
+    let missing = dir.path().join("missing.pem");
+    let err = daemon(&["--rendezvous", "https://rv.example", "--rendezvous-ca", missing.to_str().unwrap()]);
+    assert!(err.contains("--rendezvous-ca") && err.contains("missing.pem"), "{err}");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate\n").unwrap();
+    let err = daemon(&["--rendezvous", "https://rv.example", "--rendezvous-ca", garbage.to_str().unwrap()]);
+    assert!(err.contains("no PEM certificate"), "{err}");
 }

@@ -127,3 +127,31 @@ fn a_rendezvous_restart_does_not_break_a_live_channel_and_presence_comes_back() 
     b.ok(&["add", "after", "--field", "k=2"]);
     wait_until(T, "and sync goes on", || a.names() == ["after", "while-down"]);
 }
+
+#[test]
+fn devices_sync_through_a_rendezvous_behind_caddy_over_https() {
+    // A VPS behind Caddy offers only TLS: the URL a person types is https://NAME. Caddy's
+    // local CA stands in for a public one (`--rendezvous-ca`); without it the daemon says why.
+    let dir = tempfile::tempdir().unwrap();
+    let devs = vault(dir.path(), &["a", "b", "c"]);
+    let (rv, cd) = hearth_e2e::caddy::behind_caddy(&["--trusted-proxy", "127.0.0.1/32"], true);
+    let stun = rv.stun.expect("STUN address").to_string();
+    let url = format!("https://{}", cd.public);
+    let ca = cd.root.clone().expect("caddy's root").to_string_lossy().into_owned();
+    let args = ["--listen", "127.0.0.1:0", "--no-mdns", "--rendezvous", &url, "--rendezvous-ca", &ca, "--stun", &stun];
+    let _da = devs[0].daemon(&args);
+    let _db = devs[1].daemon(&args);
+    wait_until(T, "a WebRTC session via the HTTPS rendezvous", || {
+        path_to(&devs[0], &devs[1]).as_deref() == Some("webrtc")
+    });
+    devs[0].ok(&["add", "tls-item", "--field", "k=v"]);
+    wait_until(T, "b gets it", || devs[1].names() == ["tls-item"]);
+
+    let _dc = devs[2].daemon(&["--listen", "127.0.0.1:0", "--no-mdns", "--rendezvous", &url, "--stun", &stun]);
+    wait_until(T, "c reports the untrusted certificate", || {
+        let link = devs[2].json(&["status"])["rendezvous"].clone();
+        link["connected"] == false && link["error"].as_str().is_some_and(|e| e.contains("certificate"))
+    });
+    let human = String::from_utf8_lossy(&devs[2].run(&["status"]).stdout).into_owned();
+    assert!(human.contains("not joined") && human.contains("certificate"), "{human}");
+}

@@ -114,9 +114,11 @@ pub struct NodeConfig {
     pub mdns: bool,
     /// Interfaces for mDNS (empty: all).
     pub mdns_interfaces: Vec<String>,
-    /// Stay joined to this rendezvous (`ws://` URL of `/v1/signal`) and sync through WebRTC
-    /// with the devices it sees.
+    /// Stay joined to this rendezvous (any form [`rendezvous::signal_url`] takes) and sync
+    /// through WebRTC with the devices it sees.
     pub rendezvous: Option<String>,
+    /// A private CA (PEM) to trust for a `wss://`/`https://` rendezvous, beside the public roots.
+    pub rendezvous_ca: Option<std::path::PathBuf>,
     /// The STUN server for server-reflexive candidates (default: the rendezvous host, 3478).
     pub stun: Option<SocketAddr>,
     /// What the node spends on others at most.
@@ -139,8 +141,11 @@ pub enum NodeError {
         source: std::io::Error,
     },
     /// The rendezvous URL is not one this build can dial.
-    #[error("rendezvous URL {0:?}: expected http://HOST[:PORT] or ws://HOST[:PORT][/v1/signal] (TLS, https:// and wss://, is not in this build yet: use a TLS tunnel or a private network)")]
+    #[error("rendezvous URL {0:?}: expected https://HOST[:PORT] (or http://, wss://, ws://HOST[:PORT][/v1/signal])")]
     RendezvousUrl(String),
+    /// The rendezvous CA file could not be used.
+    #[error("--rendezvous-ca: {0}")]
+    RendezvousCa(#[from] hearth_rendezvous::tls::TlsError),
     /// No DTLS certificate could be made for WebRTC.
     #[error("cannot make a DTLS certificate for WebRTC")]
     Certificate,
@@ -224,6 +229,11 @@ impl Node {
         let (revocations, webrtc) = match &config.rendezvous {
             Some(url) => {
                 let url = rendezvous::signal_url(url).ok_or_else(|| NodeError::RendezvousUrl(url.clone()))?;
+                let tls = match &config.rendezvous_ca {
+                    Some(ca) => Some(hearth_rendezvous::tls::client_config(Some(ca))?),
+                    None => None,
+                };
+                let options = hearth_rendezvous::client::Options { from: None, tls };
                 let r = core.replica();
                 let id = rendezvous::identity(r.membership(), r.device_id(), r.device_keys().sign.clone())
                     .ok_or(NodeError::NotEnrolled)?;
@@ -239,7 +249,9 @@ impl Node {
                 let (signal_tx, signal_rx) = mpsc::channel(64);
                 core.set_rendezvous(url.clone());
                 let (tx, rx) = tokio::sync::watch::channel(id.revocations.clone());
-                tasks.push(tokio::spawn(rendezvous::run(url, id, rx, signal_rx, to_node.clone())).abort_handle());
+                tasks.push(
+                    tokio::spawn(rendezvous::run(url, options, id, rx, signal_rx, to_node.clone())).abort_handle(),
+                );
                 (Some(tx), Some(webrtc::Hub::new(signaling, ctx, signal_tx)))
             }
             None => (None, None),

@@ -53,10 +53,14 @@ pub fn revocations(membership: &hearth_proto::membership::Membership) -> Vec<Mem
     membership.records().iter().filter(|r| r.body.cut().is_some()).cloned().collect()
 }
 
-/// The `ws://` URL of `/v1/signal` for what a user typed: `http://HOST[:PORT][/]` or
-/// `ws://HOST[:PORT][/PATH]` (`/v1/signal` when no path is given). `None` for anything else.
+/// The WebSocket URL of `/v1/signal` for what a user typed: `https://HOST[:PORT][/]` or
+/// `http://…` (`wss://`/`ws://` with `/v1/signal`), or `wss://`/`ws://HOST[:PORT][/PATH]`
+/// (`/v1/signal` when no path is given). `None` for anything else.
 pub fn signal_url(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("ws://").or_else(|| url.strip_prefix("http://"))?;
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    let (scheme, rest) = [("wss://", "wss"), ("https://", "wss"), ("ws://", "ws"), ("http://", "ws")]
+        .iter()
+        .find_map(|(prefix, scheme)| lower.starts_with(prefix).then(|| (*scheme, &url[prefix.len()..])))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => rest.split_at(i),
         None => (rest, ""),
@@ -65,12 +69,12 @@ pub fn signal_url(url: &str) -> Option<String> {
         return None;
     }
     let path = if path.is_empty() || path == "/" { "/v1/signal" } else { path };
-    Some(format!("ws://{authority}{path}"))
+    Some(format!("{scheme}://{authority}{path}"))
 }
 
 /// The rendezvous's own STUN server: its host at port 3478 (the server's default).
 pub async fn default_stun(signal_url: &str) -> Option<std::net::SocketAddr> {
-    let rest = signal_url.strip_prefix("ws://")?;
+    let rest = signal_url.strip_prefix("ws://").or_else(|| signal_url.strip_prefix("wss://"))?;
     let authority = rest.split('/').next()?;
     let host = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next()?,
@@ -107,6 +111,7 @@ fn backoff(n: u32, rng: &mut impl Rng) -> Duration {
 /// revocation records (it only grows); new ones are sent as they appear.
 pub async fn run(
     url: String,
+    options: client::Options,
     identity: Identity,
     mut known: watch::Receiver<Vec<MembershipRecord>>,
     mut signals: mpsc::Receiver<(hearth_proto::ids::DeviceId, Vec<u8>)>,
@@ -118,7 +123,7 @@ pub async fn run(
         id.revocations = known.borrow_and_update().clone();
         let mut sent = id.revocations.len();
         let report = |ev| to_node.send(Input::Rendezvous(ev));
-        let pause = match client::connect(&url, &Join::Vault(Box::new(id))).await {
+        let pause = match client::connect_with(&url, &Join::Vault(Box::new(id)), &options).await {
             Ok(mut conn) => {
                 failures = 0;
                 tracing::info!(%url, "joined the rendezvous");
@@ -214,10 +219,25 @@ mod tests {
             ("ws://127.0.0.1:9", "ws://127.0.0.1:9/v1/signal"),
             ("ws://127.0.0.1:9/v1/signal", "ws://127.0.0.1:9/v1/signal"),
             ("ws://[::1]:9/custom", "ws://[::1]:9/custom"),
+            ("https://vps.example", "wss://vps.example/v1/signal"),
+            ("HTTPS://vps.example:8443/", "wss://vps.example:8443/v1/signal"),
+            ("wss://vps.example/v1/signal", "wss://vps.example/v1/signal"),
+            ("wss://vps.example", "wss://vps.example/v1/signal"),
         ] {
             assert_eq!(signal_url(typed).as_deref(), Some(url), "{typed}");
         }
-        for bad in ["", "vps.example", "ftp://x", "http://", "ws:///v1/signal", "http://u@h/", "wss://h", "https://h"] {
+        for bad in [
+            "",
+            "vps.example",
+            "ftp://x",
+            "http://",
+            "ws:///v1/signal",
+            "http://u@h/",
+            "https://",
+            "wss://u@h",
+            "httpss://h",
+            "wsss://h",
+        ] {
             assert_eq!(signal_url(bad), None, "{bad}");
         }
     }
@@ -227,6 +247,7 @@ mod tests {
         assert_eq!(default_stun("ws://127.0.0.1:8080/v1/signal").await, Some("127.0.0.1:3478".parse().unwrap()));
         assert_eq!(default_stun("ws://[::1]:8080/v1/signal").await, Some("[::1]:3478".parse().unwrap()));
         assert_eq!(default_stun("ws://localhost/v1/signal").await.map(|a| a.port()), Some(3478));
+        assert_eq!(default_stun("wss://127.0.0.1/v1/signal").await, Some("127.0.0.1:3478".parse().unwrap()));
     }
 
     #[test]

@@ -161,12 +161,16 @@ pub(crate) enum Command {
         /// Limit mDNS to this interface (repeatable; default: all).
         #[arg(long = "mdns-interface", value_name = "NAME")]
         mdns_interfaces: Vec<String>,
-        /// Stay joined to this rendezvous server (http://HOST:PORT, or ws://HOST:PORT with an
-        /// optional path; /v1/signal by default) and sync through WebRTC with the vault's
-        /// devices it sees, whatever network they are on. It also hears this vault's
-        /// revocations from here.
+        /// Stay joined to this rendezvous server (https://HOST[:PORT] behind a TLS proxy,
+        /// http://HOST:PORT, or wss:// / ws://HOST:PORT with an optional path; /v1/signal by
+        /// default) and sync through WebRTC with the vault's devices it sees, whatever
+        /// network they are on. It also hears this vault's revocations from here.
         #[arg(long, env = "HEARTH_RENDEZVOUS", value_name = "URL")]
         rendezvous: Option<String>,
+        /// Also trust this CA (PEM file) for an https:// rendezvous, beside the built-in
+        /// public roots: a private CA, e.g. Caddy's `tls internal` root.
+        #[arg(long, env = "HEARTH_RENDEZVOUS_CA", value_name = "FILE")]
+        rendezvous_ca: Option<std::path::PathBuf>,
         /// The STUN server that tells this device its public address (default: the
         /// rendezvous host, port 3478, which `hearth-rendezvous` serves).
         #[arg(long, env = "HEARTH_STUN", value_name = "ADDR:PORT")]

@@ -350,7 +350,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             });
             Ok(())
         }
-        Command::Daemon { listen, peers, no_mdns, mdns_interfaces, rendezvous, stun, limits } => {
+        Command::Daemon { listen, peers, no_mdns, mdns_interfaces, rendezvous, rendezvous_ca, stun, limits } => {
             crate::daemon::run(hearth_peer::node::NodeConfig {
                 home: ctx.home.clone(),
                 passphrase: ctx.passphrase.clone(),
@@ -359,6 +359,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
                 mdns: !no_mdns,
                 mdns_interfaces,
                 rendezvous,
+                rendezvous_ca,
                 stun,
                 limits: limits.to_limits(),
             })
