@@ -9,6 +9,7 @@
 //! - [`actions`]: the user's writes as requests, applied by the CLI or by the daemon.
 //! - [`node`]: the daemon: one replica, a session per connected peer, LAN discovery and
 //!   the WebSocket transport, WebRTC through the rendezvous, the local control socket.
+//! - [`nat`]: this network's NAT behaviour (RFC 5780) and what it means for direct connections.
 //! - [`signal`]: sans-IO sealed signaling (envelopes, introductions, replay checks).
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -17,6 +18,7 @@ pub mod actions;
 mod fsutil;
 pub mod home;
 pub mod identity;
+pub mod nat;
 pub mod node;
 pub mod signal;
 pub use hearth_proto::ids;

@@ -8,7 +8,8 @@
 //! - [`server`]: UDP sockets, SO_REUSEPORT threads, shared limiter, graceful shutdown.
 //! - [`mmsg`]: batched `recvmmsg`/`sendmmsg` I/O.
 //! - [`metrics`] / [`metrics_http`]: Prometheus counters and a tiny `/metrics` endpoint.
-//! - [`client`]: building requests and reading responses (bench, tests, `hearth nat-check`).
+//! - [`client`]: building requests and reading responses (bench, tests, the peer).
+//! - [`discovery`]: RFC 5780 NAT mapping and filtering tests (`hearth nat-check`).
 //! - [`loadgen`]: the benchmark's load generator.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -16,6 +17,7 @@
 pub mod attr;
 pub mod binding;
 pub mod client;
+pub mod discovery;
 #[cfg(feature = "server")]
 pub mod loadgen;
 pub mod message;

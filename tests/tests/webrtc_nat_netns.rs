@@ -12,6 +12,8 @@ use serde_json::Value;
 
 const T: Duration = Duration::from_secs(40);
 const SERVER: &str = "10.77.100.10";
+/// The server's second address: its STUN server's RFC 5780 alternate (`--stun-alternate`).
+const SERVER_ALT: &str = "10.77.100.11";
 
 struct World {
     // Dropped in this order: daemons, servers, then the namespaces.
@@ -64,7 +66,8 @@ fn world_with(nat_a: Nat, nat_b: Nat, turn: bool) -> Option<World> {
     let mut lab = Lab::new();
     let public = lab.lan(100);
     let server = lab.host("srv");
-    lab.plug(&server, &public, 10);
+    let port = lab.plug(&server, &public, 10);
+    netns::ip(&["-n", &server, "addr", "add", &format!("{SERVER_ALT}/24"), "dev", &port.host_if]);
     // A server on the internet has a default route: datagrams a relay sends to a private
     // address (a peer's host candidate) leave and die. Without one, coturn's send fails with
     // "network unreachable" and it closes the whole allocation.
@@ -83,7 +86,9 @@ fn world_with(nat_a: Nat, nat_b: Nat, turn: bool) -> Option<World> {
     let secret = dir.path().join("turn-secret");
     std::fs::write(&secret, format!("{TURN_SECRET}\n")).unwrap();
     let secret = secret.to_str().unwrap().to_owned();
-    let mut flags = vec!["--listen", &listen, "--stun-bind", &stun, "--public-host", &listen];
+    let alternate = format!("{SERVER_ALT}:3480");
+    let mut flags =
+        vec!["--listen", &listen, "--stun-bind", &stun, "--stun-alternate", &alternate, "--public-host", &listen];
     let turn_url = format!("turn:{SERVER}:3479");
     let coturn = turn.then(|| coturn(&server));
     if turn {
@@ -146,4 +151,99 @@ fn symmetric_nats_on_both_sides_connect_through_the_rendezvous_turn_relay() {
     });
     // The path goes through coturn: a reaches b's relay address, or its own relay reaches b.
     syncs(&w, &[&format!("{SERVER}:"), "via TURN"]);
+}
+
+#[test]
+fn symmetric_nats_without_turn_say_so_instead_of_retrying_silently() {
+    let Some(w) = world(Nat::Symmetric, Nat::Symmetric) else { return };
+    // Each daemon checked its network against the rendezvous's STUN (it has an alternate
+    // address) and, once a channel failed to open, says why and what to do.
+    for (d, other) in [(&w.a, &w.b), (&w.b, &w.a)] {
+        wait_until(Duration::from_secs(60), "status names the unreachable device and the fix", || {
+            let s = d.json(&["status"]);
+            let unreached = s["webrtc"]["unreachable"].as_array().cloned().unwrap_or_default();
+            s["webrtc"]["nat"]["mapping"] == "address-and-port-dependent"
+                && unreached.iter().any(|u| {
+                    u["device"] == other.id().as_str()
+                        && u["hint"].as_str().is_some_and(|h| {
+                            h.starts_with("direct connection impossible from these networks") && h.contains("TURN")
+                        })
+                })
+        });
+    }
+    let human = w.a.ok(&["status"]);
+    assert!(human.contains("unreached") && human.contains("add a TURN server on your rendezvous"), "{human}");
+    assert!(peer_of(&w.a, &w.b).is_none(), "no session without a relay");
+}
+
+/// `hearth nat-check --json` in namespace `ns` against the lab's STUN server.
+fn nat_check(ns: &str) -> Value {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(hearth_e2e::bin("hearth"))
+        .args(["nat-check", "--json", "--stun", &format!("{SERVER}:3478")])
+        .output()
+        .expect("hearth nat-check");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+#[test]
+fn nat_check_tells_each_router_apart_and_says_when_turn_is_needed() {
+    if !netns::available() {
+        return;
+    }
+    let mut lab = Lab::new();
+    let public = lab.lan(100);
+    let server = lab.host("srv");
+    let port = lab.plug(&server, &public, 10);
+    netns::ip(&["-n", &server, "addr", "add", &format!("{SERVER_ALT}/24"), "dev", &port.host_if]);
+    let nats = [Nat::FullCone, Nat::PortRestricted, Nat::Symmetric];
+    let mut homes = Vec::new();
+    for (i, nat) in nats.into_iter().enumerate() {
+        let n = 1 + i as u8;
+        let lan = lab.lan(n);
+        let host = lab.host(&format!("h{n}"));
+        let p = lab.plug(&host, &lan, 10);
+        lab.router(&format!("r{n}"), &lan, &public, n, nat, &p.v4);
+        lab.default_route(&host, &format!("10.77.{n}.1"));
+        homes.push(host);
+    }
+    let stun = format!("{SERVER}:3478");
+    let alternate = format!("{SERVER_ALT}:3480");
+    let _rv = Rv::start_in(
+        &server,
+        &["--listen", &format!("{SERVER}:8080"), "--stun-bind", &stun, "--stun-alternate", &alternate],
+    );
+    // The server starts in the background: wait for its STUN to answer.
+    wait_until(T, "the STUN server answers", || {
+        Command::new("ip")
+            .args(["netns", "exec", &homes[0]])
+            .arg(hearth_e2e::bin("hearth"))
+            .args(["nat-check", "--stun", &stun])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let expected = [
+        ("endpoint-independent", "endpoint-independent", true),
+        ("endpoint-independent", "address-and-port-dependent", true),
+        ("address-and-port-dependent", "address-and-port-dependent", false),
+    ];
+    for (home, (mapping, filtering, direct)) in homes.iter().zip(expected) {
+        let v = nat_check(home);
+        assert_eq!(v["mapping"], mapping, "{home}: {v}");
+        assert_eq!(v["filtering"], filtering, "{home}: {v}");
+        assert_eq!(v["direct_possible"], direct, "{home}: {v}");
+        assert_eq!(v["needs_turn"], !direct, "{home}: {v}");
+        assert!(v["public_address"].as_str().is_some_and(|a| a.starts_with("10.77.100.")), "{v}");
+    }
+    // Nothing answering (UDP blocked, or no server there): a clear error, never a guess.
+    let out = Command::new("ip")
+        .args(["netns", "exec", &homes[2]])
+        .arg(hearth_e2e::bin("hearth"))
+        .args(["nat-check", "--stun", &format!("{SERVER}:3479")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "nothing listens on 3479 here");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no answer from the STUN server"));
 }

@@ -49,7 +49,7 @@ pub enum Request {
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
     /// For [`Request::Status`].
-    Status(DaemonStatus),
+    Status(Box<DaemonStatus>),
     /// For [`Request::Write`].
     Written(WriteOutcome),
     /// For [`Request::WaitFor`]: the entry is held.

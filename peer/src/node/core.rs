@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::control::{Reply, Request};
 use super::dialer::{Dialer, Ended, Source, TargetId};
 use super::rendezvous::LinkEvent;
-use super::status::{DaemonStatus, PeerStatus, RendezvousStatus};
+use super::status::{DaemonStatus, PeerStatus, RendezvousStatus, WebRtcStatus};
 use crate::actions;
 use crate::ids::DeviceId;
 use crate::sync::{Event, Role, Session, SessionConfig, SyncError};
@@ -90,6 +90,8 @@ pub struct Core<S: LogStore> {
     rng: StdRng,
     listen: Vec<String>,
     rendezvous: Option<RendezvousStatus>,
+    /// What WebRTC knows, when a rendezvous is set.
+    webrtc: Option<WebRtcStatus>,
     /// The "this device was revoked" warning was logged.
     told_revoked: bool,
     /// Services the mDNS browser ignored, when it runs.
@@ -112,6 +114,7 @@ impl<S: LogStore> Core<S> {
             rng: StdRng::from_entropy(),
             listen,
             rendezvous: None,
+            webrtc: None,
             told_revoked: false,
             mdns_ignored: None,
         }
@@ -240,7 +243,7 @@ impl<S: LogStore> Core<S> {
     /// Handles a control request; `reply` is answered now or, for a wait, once it is met.
     pub fn control(&mut self, req: Request, reply: oneshot::Sender<Reply>, _now: Instant) {
         let answer = match req {
-            Request::Status => Reply::Status(self.status()),
+            Request::Status => Reply::Status(Box::new(self.status())),
             Request::Write { write } => {
                 let members = self.replica.membership().records().len();
                 match actions::apply(&mut self.replica, &write, unix_ms()) {
@@ -370,7 +373,13 @@ impl<S: LogStore> Core<S> {
                     pending: p.session.pending(&self.replica),
                 })
             })
-            .collect();
+            .collect::<Vec<PeerStatus>>();
+        let webrtc = self.webrtc.as_ref().map(|w| {
+            // A device live on any path now is not unreachable, whatever WebRTC said.
+            let mut w = w.clone();
+            w.unreachable.retain(|u| !peers.iter().any(|p| p.device == u.device));
+            w
+        });
         DaemonStatus {
             device: self.replica.device_id().to_hex(),
             listen: self.listen.clone(),
@@ -378,7 +387,13 @@ impl<S: LogStore> Core<S> {
             entries: self.replica.len(),
             mdns_ignored: self.mdns_ignored.as_ref().map(|c| c.load(std::sync::atomic::Ordering::Relaxed)),
             rendezvous: self.rendezvous.clone(),
+            webrtc,
         }
+    }
+
+    /// What WebRTC knows (this network's NAT, devices not reached), for the status.
+    pub fn set_webrtc(&mut self, status: WebRtcStatus) {
+        self.webrtc = Some(status);
     }
 
     /// The daemon keeps joined to the rendezvous at `url`.

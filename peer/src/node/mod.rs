@@ -252,7 +252,10 @@ impl Node {
                 tasks.push(
                     tokio::spawn(rendezvous::run(url, options, id, rx, signal_rx, to_node.clone())).abort_handle(),
                 );
-                (Some(tx), Some(webrtc::Hub::new(signaling, ctx, signal_tx)))
+                let mut hub = webrtc::Hub::new(signaling, ctx, signal_tx);
+                hub.check_nat();
+                core.set_webrtc(hub.status());
+                (Some(tx), Some(hub))
             }
             None => (None, None),
         };
@@ -349,6 +352,7 @@ impl Node {
             Input::WebRtc(ev) => {
                 if let Some(w) = &mut self.webrtc {
                     w.task_event(self.core.replica().membership(), ev);
+                    self.core.set_webrtc(w.status());
                 }
             }
         }

@@ -72,15 +72,21 @@ pub fn signal_url(url: &str) -> Option<String> {
     Some(format!("{scheme}://{authority}{path}"))
 }
 
-/// The rendezvous's own STUN server: its host at port 3478 (the server's default).
-pub async fn default_stun(signal_url: &str) -> Option<std::net::SocketAddr> {
+/// The rendezvous's own STUN server as `HOST:3478` (the server's default port), for a URL
+/// [`signal_url`] made.
+pub fn stun_host(signal_url: &str) -> Option<String> {
     let rest = signal_url.strip_prefix("ws://").or_else(|| signal_url.strip_prefix("wss://"))?;
     let authority = rest.split('/').next()?;
     let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next()?,
-        None => authority.split(':').next()?,
+        Some(v6) => format!("[{}]", v6.split(']').next()?),
+        None => authority.split(':').next()?.to_owned(),
     };
-    tokio::net::lookup_host((host, 3478)).await.ok()?.next()
+    (!host.is_empty() && host != "[]").then(|| format!("{host}:3478"))
+}
+
+/// The rendezvous's own STUN server: its host at port 3478 (the server's default).
+pub async fn default_stun(signal_url: &str) -> Option<std::net::SocketAddr> {
+    tokio::net::lookup_host(stun_host(signal_url)?).await.ok()?.next()
 }
 
 fn unix_now() -> u64 {
@@ -248,6 +254,14 @@ mod tests {
         assert_eq!(default_stun("ws://[::1]:8080/v1/signal").await, Some("[::1]:3478".parse().unwrap()));
         assert_eq!(default_stun("ws://localhost/v1/signal").await.map(|a| a.port()), Some(3478));
         assert_eq!(default_stun("wss://127.0.0.1/v1/signal").await, Some("127.0.0.1:3478".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_stun_host_is_the_rendezvous_host_on_3478() {
+        assert_eq!(stun_host("wss://vps.example/v1/signal").as_deref(), Some("vps.example:3478"));
+        assert_eq!(stun_host("ws://[::1]:8080/v1/signal").as_deref(), Some("[::1]:3478"));
+        assert_eq!(stun_host("ws://10.0.0.1:8080/x").as_deref(), Some("10.0.0.1:3478"));
+        assert_eq!(stun_host("http://vps.example"), None, "takes signal URLs only");
     }
 
     #[test]

@@ -20,6 +20,46 @@ pub struct DaemonStatus {
     /// The rendezvous link, when the daemon runs with one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rendezvous: Option<RendezvousStatus>,
+    /// WebRTC: this network's NAT and the devices not reached, when a rendezvous is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webrtc: Option<WebRtcStatus>,
+}
+
+/// What WebRTC knows of this network and of the devices it could not reach.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebRtcStatus {
+    /// This network's NAT (RFC 5780 against the STUN server), once checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat: Option<NatStatus>,
+    /// Devices whose channel never opened since the last one that did, and what to do.
+    #[serde(default)]
+    pub unreachable: Vec<UnreachableStatus>,
+}
+
+/// This network's NAT, as `hearth nat-check --json` prints it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatStatus {
+    /// `none`, `endpoint-independent`, `address-dependent`, `address-and-port-dependent`, `unknown`.
+    pub mapping: String,
+    /// `endpoint-independent`, `address-dependent`, `address-and-port-dependent`, `unknown`.
+    pub filtering: String,
+    /// Direct connections expected with a typical peer (`None`: not known).
+    pub direct_possible: Option<bool>,
+    /// A TURN relay needed for typical peers (`None`: not known).
+    pub needs_turn: Option<bool>,
+    /// The public address the STUN server saw.
+    pub public_address: String,
+}
+
+/// A device WebRTC could not reach.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreachableStatus {
+    /// The device (hex).
+    pub device: String,
+    /// Channels that never opened since the last one that did.
+    pub attempts: u32,
+    /// Why, and what to do about it.
+    pub hint: String,
 }
 
 /// The daemon's rendezvous link.

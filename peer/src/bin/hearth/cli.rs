@@ -179,6 +179,17 @@ pub(crate) enum Command {
         #[command(flatten)]
         limits: DaemonLimits,
     },
+    /// Tell how this network's NAT maps and filters (RFC 5780), and whether direct
+    /// connections are expected from here or a TURN relay is needed.
+    NatCheck {
+        /// The STUN server to test against (it needs an alternate address: hearth-rendezvous
+        /// --stun-alternate); default: the rendezvous's own, its host on port 3478.
+        #[arg(long, env = "HEARTH_STUN", value_name = "HOST:PORT")]
+        stun: Option<String>,
+        /// The rendezvous whose STUN server to use when --stun is not given.
+        #[arg(long, env = "HEARTH_RENDEZVOUS", value_name = "URL")]
+        rendezvous: Option<String>,
+    },
 }
 
 /// `hearth daemon`'s resource limits (defaults suit a home or office LAN).

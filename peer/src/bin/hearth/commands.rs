@@ -365,6 +365,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Status => status(&ctx),
+        Command::NatCheck { stun, rendezvous } => crate::nat_check::run(ctx.json, stun, rendezvous),
         Command::Repair => {
             if Client::connect(ctx.home.dir()).is_some() {
                 bail!("stop the running daemon first (it holds this home)");
@@ -384,7 +385,7 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
     let s = r.state();
     let daemon = match Client::connect(ctx.home.dir()) {
         Some(mut c) => match c.request(&Request::Status, Duration::from_secs(10))? {
-            Reply::Status(d) => Some(d),
+            Reply::Status(d) => Some(*d),
             // Stopping, or restarting under a new device id after a fork: not serving now.
             Reply::Error { .. } => None,
             other => bail!("the daemon answered a status request with {other:?}"),
@@ -403,6 +404,7 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
         "listen": daemon.as_ref().map(|d| d.listen.clone()).unwrap_or_default(),
         "peers": daemon.as_ref().map(|d| d.peers.clone()).unwrap_or_default(),
         "rendezvous": daemon.as_ref().and_then(|d| d.rendezvous.clone()),
+        "webrtc": daemon.as_ref().and_then(|d| d.webrtc.clone()),
         "mdns_ignored": daemon.as_ref().and_then(|d| d.mdns_ignored),
         "clock_ahead": r.clocks_ahead(now_ms()).iter().map(|(d, h)| json!({"device": d.to_hex(), "ms": h.ms})).collect::<Vec<_>>(),
     });
@@ -433,8 +435,21 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
                         Some(e) => format!("rendezvous {} not joined: {e}\n", rv.url),
                     };
                 }
+                if let Some(w) = &d.webrtc {
+                    if let Some(n) = &w.nat {
+                        let direct = match n.direct_possible {
+                            Some(true) => "direct connections expected",
+                            Some(false) => "symmetric: direct connections not expected, TURN needed",
+                            None => "behaviour not known (`hearth nat-check`)",
+                        };
+                        out += &format!("nat     mapping {}, filtering {}: {direct}\n", n.mapping, n.filtering);
+                    }
+                    for u in &w.unreachable {
+                        out += &format!("unreached {} ({} attempts): {}\n", u.device, u.attempts, u.hint);
+                    }
+                }
                 if d.peers.is_empty() {
-                    out += "peers   none connected";
+                    out += "peers   none connected\n";
                 }
                 for p in &d.peers {
                     let ago = p.last_sync_ms.map_or("never".to_owned(), |t| {

@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod daemon;
+mod nat_check;
 
 use std::process::ExitCode;
 

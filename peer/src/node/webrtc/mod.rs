@@ -13,6 +13,7 @@
 
 pub mod conn;
 pub mod gather;
+mod reach;
 mod relay;
 pub(crate) mod task;
 
@@ -54,6 +55,15 @@ pub enum TaskEvent {
         /// The answer.
         sdp: String,
     },
+    /// Offer and answer were exchanged with `device`; the channel opened or never did.
+    Outcome {
+        /// The other device.
+        device: DeviceId,
+        /// The channel opened.
+        opened: bool,
+    },
+    /// This network's NAT check ended (`None`: it could not run).
+    Nat(Option<hearth_stun::discovery::Behaviour>),
 }
 
 /// The node's WebRTC side: signaling state, offers awaiting answers, and what tasks share.
@@ -69,6 +79,8 @@ pub(crate) struct Hub {
     turn: Option<hearth_rendezvous::protocol::TurnCredentials>,
     /// Connection tasks, aborted when the node stops.
     tasks: Vec<tokio::task::AbortHandle>,
+    /// Devices not reached, and this network's NAT.
+    reach: reach::Reach,
 }
 
 fn unix_ms() -> u64 {
@@ -85,7 +97,35 @@ impl Hub {
             introduced: BTreeMap::new(),
             turn: None,
             tasks: Vec::new(),
+            reach: reach::Reach::default(),
         }
+    }
+
+    /// Checks this network's NAT against the STUN server when it is due (at start, and
+    /// again after a failure once the last check is stale), off the async threads.
+    pub(crate) fn check_nat(&mut self) {
+        let Some(stun) = self.ctx.stun else { return };
+        if !self.reach.should_check(std::time::Instant::now()) {
+            return;
+        }
+        let to_node = self.ctx.to_node.clone();
+        self.spawn(async move {
+            let found = tokio::task::spawn_blocking(move || crate::nat::check(stun)).await;
+            let found = match found {
+                Ok(Ok(b)) => Some(b),
+                Ok(Err(e)) => {
+                    tracing::info!(%stun, "NAT check: {e}");
+                    None
+                }
+                Err(_) => None,
+            };
+            let _ = to_node.send(super::Input::WebRtc(TaskEvent::Nat(found))).await;
+        });
+    }
+
+    /// What `hearth status` shows of WebRTC.
+    pub(crate) fn status(&self) -> super::status::WebRtcStatus {
+        self.reach.status(self.turn.is_some())
     }
 
     /// Starts a connection to `device` for dial `target`.
@@ -121,6 +161,12 @@ impl Hub {
                     Err(e) => tracing::info!(device = %to, "not answering: {e}"),
                 }
             }
+            TaskEvent::Outcome { device, opened: true } => self.reach.reached(device),
+            TaskEvent::Outcome { device, opened: false } => {
+                self.reach.unreached(device);
+                self.check_nat();
+            }
+            TaskEvent::Nat(found) => self.reach.checked(found, std::time::Instant::now()),
         }
     }
 

@@ -147,6 +147,7 @@ async fn serve(
                         addr = format!("{addr} via TURN {r}");
                     }
                     tracing::info!(device = %device, %addr, "WebRTC channel open");
+                    let _ = ctx.to_node.send(Input::WebRtc(TaskEvent::Outcome { device, opened: true })).await;
                     let info = PipeInfo { path: "webrtc", addr, dialled: target.is_some(), target };
                     let Some(tx) = tx.take() else { continue };
                     if ctx.to_node.send(Input::Opened { pipe, info, tx }).await.is_err() {
@@ -168,6 +169,7 @@ async fn serve(
         }
         if !open && tokio::time::Instant::now() >= open_by {
             tracing::info!(device = %device, "WebRTC channel did not open in time");
+            let _ = ctx.to_node.send(Input::WebRtc(TaskEvent::Outcome { device, opened: false })).await;
             conn.close(Instant::now());
             return false;
         }
