@@ -37,6 +37,8 @@ use crate::ids::{DeviceId, VaultId};
 pub const VERSION: u8 = 1;
 /// The format of an introduction sealed to the vault.
 pub const INTRO: u8 = 2;
+/// First byte of a manual offer or answer (carried by a person, PROTOCOL §6.6).
+pub const MANUAL: u8 = 3;
 /// Largest envelope accepted (the rendezvous relays at most 64 KiB of base64 JSON).
 pub const MAX_LEN: usize = 40 * 1024;
 const KEY_SALT: &[u8] = b"hearth/v1/signal";
@@ -164,25 +166,36 @@ pub fn open(
 
 /// Seals `record` (postcard bytes of the sender's enrolment) with the vault's signal key.
 pub fn seal_intro(record: &[u8], key: &[u8; 32], rng: &mut (impl RngCore + CryptoRng)) -> Vec<u8> {
-    let mut nonce = [0u8; 24];
-    rng.fill_bytes(&mut nonce);
-    let cipher = XChaCha20Poly1305::new(key.into());
-    // As in `seal`: cannot fail for these sizes.
-    let sealed = cipher.encrypt(XNonce::from_slice(&nonce), Payload { msg: record, aad: &[INTRO] }).unwrap_or_default();
-    [&[INTRO][..], &nonce, &sealed].concat()
+    seal_to_vault(INTRO, record, key, rng)
 }
 
 /// Opens an introduction; the caller checks the record's root signature.
 pub fn open_intro(bytes: &[u8], key: &[u8; 32]) -> Result<Vec<u8>, EnvelopeError> {
+    open_from_vault(INTRO, bytes, key)
+}
+
+/// Seals `bytes` with a key every device of the vault derives (XChaCha20-Poly1305 under a
+/// random nonce; the kind byte `tag` leads and is authenticated).
+pub fn seal_to_vault(tag: u8, bytes: &[u8], key: &[u8; 32], rng: &mut (impl RngCore + CryptoRng)) -> Vec<u8> {
+    let mut nonce = [0u8; 24];
+    rng.fill_bytes(&mut nonce);
+    let cipher = XChaCha20Poly1305::new(key.into());
+    // As in `seal`: cannot fail for these sizes.
+    let sealed = cipher.encrypt(XNonce::from_slice(&nonce), Payload { msg: bytes, aad: &[tag] }).unwrap_or_default();
+    [&[tag][..], &nonce, &sealed].concat()
+}
+
+/// Opens what [`seal_to_vault`] sealed with kind `tag`.
+pub fn open_from_vault(tag: u8, bytes: &[u8], key: &[u8; 32]) -> Result<Vec<u8>, EnvelopeError> {
     if bytes.len() < 1 + 24 + 16 || bytes.len() > MAX_LEN {
         return Err(EnvelopeError::Length(bytes.len()));
     }
-    if bytes[0] != INTRO {
+    if bytes[0] != tag {
         return Err(EnvelopeError::Version(bytes[0]));
     }
     let cipher = XChaCha20Poly1305::new(key.into());
     cipher
-        .decrypt(XNonce::from_slice(&bytes[1..25]), Payload { msg: &bytes[25..], aad: &[INTRO] })
+        .decrypt(XNonce::from_slice(&bytes[1..25]), Payload { msg: &bytes[25..], aad: &[tag] })
         .map_err(|_| EnvelopeError::Open)
 }
 

@@ -5,9 +5,10 @@
 //! what it receives, given the vault's membership and the time. The node moves the bytes.
 
 pub mod envelope;
+pub mod manual;
 pub mod replay;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::BTreeMap;
 
@@ -87,6 +88,9 @@ pub enum SignalError {
     /// another device than its sender.
     #[error("introduction refused: {0}")]
     Intro(String),
+    /// A manual offer or answer did not open or verify.
+    #[error(transparent)]
+    Manual(#[from] manual::ManualError),
 }
 
 /// One device's signaling state: counters of the sessions it sends in, offers awaiting an
@@ -107,6 +111,12 @@ pub struct Signaling {
     pending: BTreeMap<[u8; 16], (DeviceId, u64)>,
     /// Offers made so far (orders `pending`, oldest first).
     offers: u64,
+    /// The key manual texts are sealed with.
+    manual_key: Zeroizing<[u8; 32]>,
+    /// Manual offers waiting for a pasted answer, oldest first.
+    manual_pending: std::collections::VecDeque<[u8; 16]>,
+    /// Sessions of manual offers already answered here, newest last.
+    manual_seen: std::collections::VecDeque<[u8; 16]>,
     rng: StdRng,
 }
 
@@ -144,6 +154,9 @@ impl Signaling {
             counters: BTreeMap::new(),
             pending: BTreeMap::new(),
             offers: 0,
+            manual_key: manual::key(keys.signal.as_bytes()),
+            manual_pending: std::collections::VecDeque::new(),
+            manual_seen: std::collections::VecDeque::new(),
             rng: StdRng::from_entropy(),
         }
     }
@@ -253,6 +266,71 @@ impl Signaling {
             self.pending.remove(&header.session);
         }
         Ok(Incoming { from: header.from, session: header.session, body })
+    }
+
+    /// A manual offer as text (`hearth connect --offer`): for whichever device of the vault
+    /// the person carries it to. Returns its session and the text.
+    pub fn manual_offer(&mut self, m: &Membership, sdp: &str, now_ms: u64) -> Option<([u8; 16], String)> {
+        let record = self.own_record(m)?;
+        let mut session = [0u8; 16];
+        self.rng.fill_bytes(&mut session);
+        let draft = manual::Draft { session, answer: false, sdp, at_ms: now_ms };
+        let text = manual::seal(&self.manual_key, self.vault, &record, &self.sign, &draft, &mut self.rng);
+        if self.manual_pending.len() >= MAX_PENDING {
+            self.manual_pending.pop_front();
+        }
+        self.manual_pending.push_back(session);
+        Some((session, text))
+    }
+
+    /// The answer text to a manual offer this device accepted (from [`Signaling::manual_receive`]).
+    pub fn manual_answer(&mut self, m: &Membership, session: [u8; 16], sdp: &str, now_ms: u64) -> Option<String> {
+        let record = self.own_record(m)?;
+        let draft = manual::Draft { session, answer: true, sdp, at_ms: now_ms };
+        Some(manual::seal(&self.manual_key, self.vault, &record, &self.sign, &draft, &mut self.rng))
+    }
+
+    /// Opens a pasted manual text: an offer (`answer` false) from any active device of the
+    /// vault, acted on once; or the answer to one of this device's pending manual offers.
+    pub fn manual_receive(
+        &mut self,
+        m: &Membership,
+        text: &str,
+        answer: bool,
+        now_ms: u64,
+    ) -> Result<Incoming, SignalError> {
+        let o = manual::open(&self.manual_key, self.vault, &self.root, text, answer, now_ms)?;
+        let from = o.enrollment.device_id;
+        if from == self.me {
+            return Err(SignalError::Unexpected);
+        }
+        if m.is_revoked(from) {
+            return Err(SignalError::UnknownPeer(from));
+        }
+        if answer {
+            let Some(i) = self.manual_pending.iter().position(|s| *s == o.session) else {
+                return Err(SignalError::Unexpected);
+            };
+            self.manual_pending.remove(i);
+        } else {
+            if self.manual_seen.contains(&o.session) || self.manual_pending.contains(&o.session) {
+                return Err(SignalError::Unexpected);
+            }
+            if self.manual_seen.len() >= MAX_INTRODUCED {
+                self.manual_seen.pop_front();
+            }
+            self.manual_seen.push_back(o.session);
+        }
+        if active(m, from).is_none() && self.introduced.len() < MAX_INTRODUCED {
+            self.introduced.insert(from, o.enrollment);
+        }
+        let body = if answer { Body::Answer(o.sdp) } else { Body::Offer(o.sdp) };
+        Ok(Incoming { from, session: o.session, body })
+    }
+
+    fn own_record(&self, m: &Membership) -> Option<MembershipRecord> {
+        let me = self.me;
+        m.records().iter().find(|r| matches!(&r.body, MembershipBody::Enroll(e) if e.device_id == me)).cloned()
     }
 
     /// An introduction: the sender's root-signed enrolment. Only ever adds a public key of a

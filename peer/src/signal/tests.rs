@@ -3,24 +3,29 @@
 use super::*;
 use crate::identity::{DeviceKeys, MembershipBody, MembershipRecord, Revocation, VaultKeys, VaultSecret};
 
-const NOW: u64 = 1_800_000_000_000;
+pub(super) const NOW: u64 = 1_800_000_000_000;
 
-struct Vault {
-    keys: VaultKeys,
-    secret: VaultSecret,
-    m: Membership,
+pub(super) struct Vault {
+    pub(super) keys: VaultKeys,
+    pub(super) secret: VaultSecret,
+    pub(super) m: Membership,
 }
 
 /// The root-signed enrolment of device `id`.
-fn enrolment(keys: &VaultKeys, secret: &VaultSecret, id: DeviceId) -> MembershipRecord {
+pub(super) fn enrolment(keys: &VaultKeys, secret: &VaultSecret, id: DeviceId) -> MembershipRecord {
     let d = DeviceKeys::derive(secret, id);
     let e =
         Enrollment { vault_id: keys.vault_id, device_id: id, sign_pk: d.sign_public(), dh_pk: d.dh_public(), at_ms: 0 };
     MembershipRecord::sign(&keys.root, MembershipBody::Enroll(e))
 }
 
-fn vault(n: u8) -> Vault {
-    let secret = VaultSecret::from_bytes([0x42; 32]);
+pub(super) fn vault(n: u8) -> Vault {
+    vault_of([0x42; 32], n)
+}
+
+/// The vault of `secret` with devices 1..=n enrolled.
+pub(super) fn vault_of(secret: [u8; 32], n: u8) -> Vault {
+    let secret = VaultSecret::from_bytes(secret);
     let keys = VaultKeys::derive(&secret);
     let mut m = Membership::new(keys.root_public());
     for i in 1..=n {
@@ -29,12 +34,12 @@ fn vault(n: u8) -> Vault {
     Vault { keys, secret, m }
 }
 
-fn device(v: &Vault, i: u8) -> Signaling {
+pub(super) fn device(v: &Vault, i: u8) -> Signaling {
     let d = DeviceKeys::derive(&v.secret, DeviceId([i; 16]));
     Signaling::new(&v.keys, d.device_id, d.sign, d.dh)
 }
 
-fn id(i: u8) -> DeviceId {
+pub(super) fn id(i: u8) -> DeviceId {
     DeviceId([i; 16])
 }
 
