@@ -42,6 +42,19 @@ pub enum Request {
         /// How long to wait at most.
         timeout_ms: u64,
     },
+    /// `hearth connect --offer`: make a manual WebRTC offer; [`Reply::Text`] is its text.
+    ConnectOffer,
+    /// `hearth connect --answer`: answer a pasted offer; [`Reply::Text`] is the answer's text.
+    ConnectAnswer {
+        /// The offer text.
+        offer: String,
+    },
+    /// `hearth connect --offer`, second half: the pasted answer; [`Reply::Text`] names the
+    /// answering device (the channel opens in the background).
+    ConnectAccept {
+        /// The answer text.
+        answer: String,
+    },
 }
 
 /// The daemon's answer.
@@ -54,6 +67,14 @@ pub enum Reply {
     Written(WriteOutcome),
     /// For [`Request::WaitFor`]: the entry is held.
     Reached,
+    /// For the `Connect*` requests.
+    Text {
+        /// The offer's or answer's text (empty for an accept).
+        text: String,
+        /// The other device, once known (hex).
+        #[serde(default)]
+        device: Option<String>,
+    },
     /// The request failed; nothing was written.
     Error {
         /// What went wrong, for a person.
@@ -187,6 +208,10 @@ async fn ask(to_node: &mpsc::Sender<Input>, req: Request) -> Reply {
         Request::WaitFor { timeout_ms, .. } => Duration::from_millis(*timeout_ms),
         Request::Write { .. } => Duration::MAX,
         Request::Status => Duration::from_secs(60),
+        // Gathering candidates takes at most a few seconds (STUN and TURN have timeouts).
+        Request::ConnectOffer | Request::ConnectAnswer { .. } | Request::ConnectAccept { .. } => {
+            Duration::from_secs(60)
+        }
     };
     let (tx, rx) = oneshot::channel();
     if to_node.send(Input::Control { req, reply: tx }).await.is_err() {

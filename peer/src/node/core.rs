@@ -261,6 +261,10 @@ impl<S: LogStore> Core<S> {
                     Err(e) => Reply::Error { message: e.to_string(), lookup: e.is_lookup() },
                 }
             }
+            // The node hands these to its WebRTC hub; a core alone has none.
+            Request::ConnectOffer | Request::ConnectAnswer { .. } | Request::ConnectAccept { .. } => {
+                Reply::Error { message: "WebRTC is not running in this node".into(), lookup: false }
+            }
             Request::WaitFor { author, seq, .. } => match DeviceId::from_hex(&author) {
                 None => Reply::Error { message: "author is a 32-digit hex device id".into(), lookup: false },
                 Some(author) if self.replica.version().get(author) >= seq => Reply::Reached,

@@ -157,6 +157,20 @@ pub enum NodeError {
     Mdns(#[from] mdns_sd::Error),
 }
 
+/// A manual-signaling reply channel whose outcome becomes the control request's reply.
+fn manual_reply(reply: oneshot::Sender<control::Reply>) -> webrtc::task::ManualReply {
+    let (tx, rx): (webrtc::task::ManualReply, _) = oneshot::channel();
+    tokio::spawn(async move {
+        let r = match rx.await {
+            Ok(Ok((text, device))) => control::Reply::Text { text, device: device.map(|d| d.to_hex()) },
+            Ok(Err(message)) => control::Reply::Error { message, lookup: false },
+            Err(_) => control::Reply::Error { message: "the connection attempt ended".into(), lookup: false },
+        };
+        let _ = reply.send(r);
+    });
+    tx
+}
+
 /// Why [`Node::run`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunEnd {
@@ -257,7 +271,18 @@ impl Node {
                 core.set_webrtc(hub.status());
                 (Some(tx), Some(hub))
             }
-            None => (None, None),
+            // No rendezvous: WebRTC only through manual signaling (`hearth connect`).
+            None => {
+                let r = core.replica();
+                let keys = r.device_keys();
+                let signaling =
+                    crate::signal::Signaling::new(r.vault_keys(), r.device_id(), keys.sign.clone(), keys.dh.clone());
+                let cert = webrtc::conn::certificate().ok_or(NodeError::Certificate)?;
+                let ctx = webrtc::task::Ctx { cert, stun: config.stun, ids: ids.clone(), to_node: to_node.clone() };
+                // Nothing reads these signals: there is no link to send them.
+                let (signal_tx, _) = mpsc::channel(1);
+                (None, Some(webrtc::Hub::new(signaling, ctx, signal_tx)))
+            }
         };
         Ok(Self {
             core,
@@ -329,7 +354,20 @@ impl Node {
             Input::DialFailed { target } => self.core.dial_failed(target, now),
             Input::Discovered { name, addrs } => self.core.discovered(&name, addrs, now),
             Input::Lost { name } => self.core.lost(&name),
-            Input::Control { req, reply } => self.core.control(req, reply, now),
+            Input::Control { req, reply } => match (req, &mut self.webrtc) {
+                (control::Request::ConnectOffer, Some(w)) => w.manual_offer(manual_reply(reply)),
+                (control::Request::ConnectAnswer { offer }, Some(w)) => {
+                    w.manual_answer(self.core.replica().membership(), &offer, manual_reply(reply));
+                }
+                (control::Request::ConnectAccept { answer }, Some(w)) => {
+                    let r = w.manual_accept(self.core.replica().membership(), &answer);
+                    let _ = reply.send(match r {
+                        Ok(device) => control::Reply::Text { text: String::new(), device: Some(device.to_hex()) },
+                        Err(message) => control::Reply::Error { message, lookup: false },
+                    });
+                }
+                (req, _) => self.core.control(req, reply, now),
+            },
             Input::Rendezvous(ev) => {
                 match (&ev, &mut self.webrtc) {
                     (rendezvous::LinkEvent::Joined { online }, Some(w)) => {

@@ -129,9 +129,35 @@ pub fn seal(
     w.sig = sign.sign(&signed(vault, &w)).to_bytes().to_vec();
     // Serializing plain structs into a Vec cannot fail.
     let bytes = postcard::to_allocvec(&w).unwrap_or_default();
-    let sealed = envelope::seal_to_vault(envelope::MANUAL, &bytes, key, rng);
+    let mut sealed = envelope::seal_to_vault(envelope::MANUAL, &bytes, key, rng);
+    // A check on what a person carries: a text cut short or mistyped is told apart from
+    // another vault's (which opens with no key here) before any decryption.
+    let check = checksum(&sealed);
+    sealed.extend_from_slice(&check);
     let prefix = if answer { ANSWER_PREFIX } else { OFFER_PREFIX };
     format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed))
+}
+
+fn checksum(bytes: &[u8]) -> [u8; 4] {
+    use sha2::Digest;
+    let d = Sha256::digest(bytes);
+    [d[0], d[1], d[2], d[3]]
+}
+
+/// The sealed bytes of a text with its prefix stripped, if its checksum holds.
+fn decode(b64: &str) -> Option<Vec<u8>> {
+    let mut bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64).ok()?;
+    let at = bytes.len().checked_sub(4)?;
+    let check: [u8; 4] = bytes[at..].try_into().ok()?;
+    bytes.truncate(at);
+    (checksum(&bytes) == check).then_some(bytes)
+}
+
+/// True when `text` (spaces and line breaks ignored) is a whole offer or answer: a reader of
+/// pasted lines stops there.
+pub fn is_complete(text: &str) -> bool {
+    let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    [OFFER_PREFIX, ANSWER_PREFIX].iter().any(|p| text.strip_prefix(p).and_then(decode).is_some())
 }
 
 /// Decodes, opens and verifies a text that should be an answer (`answer`) or an offer, for
@@ -155,7 +181,7 @@ pub fn open(
             ManualError::NotText(what, want)
         });
     };
-    let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64).map_err(|_| ManualError::Damaged)?;
+    let sealed = decode(b64).ok_or(ManualError::Damaged)?;
     let bytes = match envelope::open_from_vault(envelope::MANUAL, &sealed, key) {
         Ok(b) => Zeroizing::new(b),
         Err(EnvelopeError::Length(_) | EnvelopeError::Version(_)) => return Err(ManualError::Damaged),

@@ -179,6 +179,25 @@ pub(crate) enum Command {
         #[command(flatten)]
         limits: DaemonLimits,
     },
+    /// Connect to another device of the vault through WebRTC with no server at all: one side
+    /// prints an offer (--offer), a person carries it to the other (--answer TEXT), and
+    /// carries the reply back. Needs the daemon running on both.
+    #[command(group(clap::ArgGroup::new("step").required(true).args(["offer", "answer", "accept"])))]
+    Connect {
+        /// Print an offer, then read the other device's reply from stdin.
+        #[arg(long)]
+        offer: bool,
+        /// Answer this offer text ("-" reads it from stdin) and print the reply.
+        #[arg(long, value_name = "TEXT")]
+        answer: Option<String>,
+        /// Accept this reply to an offer ("-" reads it from stdin): for scripts that run
+        /// --offer and the accept apart.
+        #[arg(long, value_name = "TEXT")]
+        accept: Option<String>,
+        /// How long to wait for the channel to open.
+        #[arg(long, default_value_t = 60, value_name = "SECS")]
+        wait: u64,
+    },
     /// Tell how this network's NAT maps and filters (RFC 5780), and whether direct
     /// connections are expected from here or a TURN relay is needed.
     NatCheck {

@@ -366,6 +366,14 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Status => status(&ctx),
         Command::NatCheck { stun, rendezvous } => crate::nat_check::run(ctx.json, stun, rendezvous),
+        Command::Connect { offer, answer, accept, wait } => {
+            let step = match (offer, answer, accept) {
+                (_, Some(a), _) => crate::connect::Step::Answer(a),
+                (_, _, Some(a)) => crate::connect::Step::Accept(a),
+                _ => crate::connect::Step::Offer,
+            };
+            crate::connect::run(ctx.home.dir(), ctx.json, step, Duration::from_secs(wait))
+        }
         Command::Repair => {
             if Client::connect(ctx.home.dir()).is_some() {
                 bail!("stop the running daemon first (it holds this home)");

@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod connect;
 mod daemon;
 mod nat_check;
 

@@ -64,6 +64,15 @@ pub enum TaskEvent {
     },
     /// This network's NAT check ended (`None`: it could not run).
     Nat(Option<hearth_stun::discovery::Behaviour>),
+    /// Seal this manual offer as text for `reply`; the answer pasted later goes to `answer`.
+    ManualOffer {
+        /// The offer.
+        sdp: String,
+        /// Where the text goes.
+        reply: task::ManualReply,
+        /// Where the answering device and its SDP go.
+        answer: oneshot::Sender<(DeviceId, String)>,
+    },
 }
 
 /// The node's WebRTC side: signaling state, offers awaiting answers, and what tasks share.
@@ -81,6 +90,10 @@ pub(crate) struct Hub {
     tasks: Vec<tokio::task::AbortHandle>,
     /// Devices not reached, and this network's NAT.
     reach: reach::Reach,
+    /// Manual offers waiting for their pasted answer, by session.
+    manual_waiting: BTreeMap<[u8; 16], oneshot::Sender<(DeviceId, String)>>,
+    /// Manual offers being answered: where each answer's text goes, by session.
+    manual_replies: BTreeMap<[u8; 16], (task::ManualReply, DeviceId)>,
 }
 
 fn unix_ms() -> u64 {
@@ -98,7 +111,42 @@ impl Hub {
             turn: None,
             tasks: Vec::new(),
             reach: reach::Reach::default(),
+            manual_waiting: BTreeMap::new(),
+            manual_replies: BTreeMap::new(),
         }
+    }
+
+    /// `hearth connect --offer`: gathers and makes an offer; its text goes to `reply`.
+    pub(crate) fn manual_offer(&mut self, reply: task::ManualReply) {
+        self.spawn(task::manual_offer(self.ctx.clone(), self.turn.clone(), reply));
+    }
+
+    /// `hearth connect --answer TEXT`: opens the pasted offer and answers it; the answer's
+    /// text (or why there is none) goes to `reply`.
+    pub(crate) fn manual_answer(&mut self, m: &Membership, offer: &str, reply: task::ManualReply) {
+        let got = match self.signaling.manual_receive(m, offer, false, unix_ms()) {
+            Ok(g) => g,
+            Err(e) => {
+                let _ = reply.send(Err(e.to_string()));
+                return;
+            }
+        };
+        let Body::Offer(sdp) = got.body else { return };
+        self.manual_replies.insert(got.session, (reply, got.from));
+        let ctx = self.ctx.clone();
+        self.spawn(task::answer(ctx, got.from, got.session, sdp, self.turn.clone()));
+    }
+
+    /// `hearth connect --offer`, second half: the pasted answer. Returns the answering device.
+    pub(crate) fn manual_accept(&mut self, m: &Membership, answer: &str) -> Result<DeviceId, String> {
+        let got = self.signaling.manual_receive(m, answer, true, unix_ms()).map_err(|e| e.to_string())?;
+        let Body::Answer(sdp) = got.body else { return Err("not an answer".into()) };
+        let waiting = self
+            .manual_waiting
+            .remove(&got.session)
+            .ok_or("that offer is no longer waiting (it expired, or the daemon restarted): make a new one")?;
+        waiting.send((got.from, sdp)).map_err(|_| "that offer gave up waiting: make a new one".to_owned())?;
+        Ok(got.from)
     }
 
     /// Checks this network's NAT against the STUN server when it is due (at start, and
@@ -154,6 +202,24 @@ impl Hub {
                     self.send(device, env);
                 }
                 Err(e) => tracing::info!(device = %device, "not offering: {e}"),
+            },
+            TaskEvent::Answer { session, sdp, .. } if self.manual_replies.contains_key(&session) => {
+                let text = self.signaling.manual_answer(m, session, &sdp, now);
+                if let Some((r, from)) = self.manual_replies.remove(&session) {
+                    let _ = r.send(
+                        text.map(|t| (t, Some(from))).ok_or_else(|| "this device's enrolment is missing".to_owned()),
+                    );
+                }
+            }
+            TaskEvent::ManualOffer { sdp, reply, answer } => match self.signaling.manual_offer(m, &sdp, now) {
+                Some((session, text)) => {
+                    if reply.send(Ok((text, None))).is_ok() {
+                        self.manual_waiting.insert(session, answer);
+                    }
+                }
+                None => {
+                    let _ = reply.send(Err("this device's enrolment is missing".into()));
+                }
             },
             TaskEvent::Answer { to, session, sdp } => {
                 match self.signaling.reply(m, to, session, &Body::Answer(sdp), now) {

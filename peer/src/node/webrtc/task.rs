@@ -24,6 +24,9 @@ use crate::node::Input;
 /// A connection whose channel is not open this long after its offer is given up (ICE never
 /// reports failure by itself).
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// A manual offer waits this long for a person to bring back its answer (the texts expire
+/// then too).
+pub(crate) const MANUAL_TIMEOUT: Duration = Duration::from_millis(crate::signal::manual::MAX_AGE_MS);
 
 /// What every connection task shares.
 pub(crate) struct Ctx {
@@ -83,10 +86,43 @@ pub(crate) async fn offer(ctx: Arc<Ctx>, target: TargetId, device: DeviceId, tur
         let _ = failed().await;
         return;
     }
-    if !serve(&ctx, conn, socks, relay, deadline, device, Some(target)).await {
+    if !serve(&ctx, conn, socks, relay, deadline, Peer { device, target: Some(target), dialled: true }).await {
         let _ = failed().await;
     }
 }
+
+/// A manual offer (`hearth connect --offer`): its SDP goes to the hub, which seals it as
+/// text for the person; the answer comes back when they paste the reply. This side is the
+/// Noise initiator, as the offering side always is.
+pub(crate) async fn manual_offer(ctx: Arc<Ctx>, turn: Option<TurnCredentials>, reply: ManualReply) {
+    let (socks, candidates, relay) = gather(&ctx, turn.as_ref()).await;
+    let (mut conn, sdp) = match Conn::offer(Instant::now(), &ctx.cert, candidates) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = reply.send(Err(format!("WebRTC offer: {e}")));
+            return;
+        }
+    };
+    let (answer_tx, answer_rx) = oneshot::channel();
+    let ev = TaskEvent::ManualOffer { sdp, reply, answer: answer_tx };
+    if ctx.to_node.send(Input::WebRtc(ev)).await.is_err() {
+        return;
+    }
+    let Ok(Ok((device, answer))) = tokio::time::timeout(MANUAL_TIMEOUT, answer_rx).await else {
+        tracing::info!("manual offer: no answer pasted in time");
+        return;
+    };
+    if let Err(e) = conn.accept_answer(Instant::now(), &answer) {
+        tracing::info!(device = %device, "manual answer: {e}");
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    serve(&ctx, conn, socks, relay, deadline, Peer { device, target: None, dialled: true }).await;
+}
+
+/// Where a manual offer's or answer's text and the other device (known for an answer), or
+/// why there is none, go.
+pub(crate) type ManualReply = oneshot::Sender<Result<(String, Option<DeviceId>), String>>;
 
 /// Answers `device`'s offer in `session`.
 pub(crate) async fn answer(
@@ -108,7 +144,16 @@ pub(crate) async fn answer(
     if ctx.to_node.send(Input::WebRtc(TaskEvent::Answer { to: device, session, sdp })).await.is_err() {
         return;
     }
-    serve(&ctx, conn, socks, relay, deadline, device, None).await;
+    serve(&ctx, conn, socks, relay, deadline, Peer { device, target: None, dialled: false }).await;
+}
+
+/// The other end of a connection.
+struct Peer {
+    device: DeviceId,
+    /// The dial target, when the dial plan started it.
+    target: Option<TargetId>,
+    /// This side offered (and so runs the Noise initiator).
+    dialled: bool,
 }
 
 /// Runs the connection; false if its channel never opened.
@@ -118,9 +163,9 @@ async fn serve(
     mut socks: Sockets,
     mut relay: Option<Relay>,
     open_by: tokio::time::Instant,
-    device: DeviceId,
-    target: Option<TargetId>,
+    peer: Peer,
 ) -> bool {
+    let Peer { device, target, dialled } = peer;
     let pipe = ctx.ids.next();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut tx = Some(tx);
@@ -148,7 +193,7 @@ async fn serve(
                     }
                     tracing::info!(device = %device, %addr, "WebRTC channel open");
                     let _ = ctx.to_node.send(Input::WebRtc(TaskEvent::Outcome { device, opened: true })).await;
-                    let info = PipeInfo { path: "webrtc", addr, dialled: target.is_some(), target };
+                    let info = PipeInfo { path: "webrtc", addr, dialled, target };
                     let Some(tx) = tx.take() else { continue };
                     if ctx.to_node.send(Input::Opened { pipe, info, tx }).await.is_err() {
                         return true;
