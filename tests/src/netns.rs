@@ -190,8 +190,15 @@ impl Default for Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        // Processes inside are killed by their own guards first (declare the Lab before them).
+        // Processes inside are killed by their own guards first (declare the Lab before them);
+        // any left (a browser's helper processes) are killed here, or the namespace would
+        // outlive its name.
         for ns in self.namespaces.drain(..).rev() {
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", &ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-KILL", pid]).output();
+                }
+            }
             let _ = Command::new("ip").args(["netns", "del", &ns]).output();
         }
     }

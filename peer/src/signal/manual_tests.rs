@@ -6,6 +6,7 @@ use crate::identity::{DeviceKeys, MembershipBody, MembershipRecord, Revocation};
 use crate::signal::tests::{device, enrolment, id, vault, vault_of, NOW};
 use crate::signal::Body;
 use crate::signal::{Incoming, SignalError};
+use base64::Engine;
 
 #[test]
 fn an_offer_carried_by_hand_is_answered_and_accepted_once() {
@@ -103,4 +104,76 @@ fn the_manual_key_is_pinned() {
         hex::encode(*key(v.keys.signal.as_bytes())),
         "c6d3d4390f6b6d4fc5a6e797c26e3052fe46257d287259ac496550d1b658b59c"
     );
+}
+
+/// A text of `w` as device 1 would seal it (its signature as given).
+fn reseal(v: &crate::signal::tests::Vault, w: &Wire) -> String {
+    let bytes = postcard::to_allocvec(w).unwrap();
+    let mut sealed =
+        envelope::seal_to_vault(envelope::MANUAL, &bytes, &key(v.keys.signal.as_bytes()), &mut rand::thread_rng());
+    let check = checksum(&sealed);
+    sealed.extend_from_slice(&check);
+    let prefix = if w.answer { ANSWER_PREFIX } else { OFFER_PREFIX };
+    format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed))
+}
+
+#[test]
+fn the_signature_covers_every_field() {
+    let v = vault(2);
+    let d1 = DeviceKeys::derive(&v.secret, id(1));
+    let record = enrolment(&v.keys, &v.secret, id(1));
+    let mut w = Wire { record, session: [1; 16], at_ms: NOW, answer: false, sdp: "sdp".into(), sig: Vec::new() };
+    w.sig = d1.sign.sign(&signed(v.keys.vault_id, &w)).to_bytes().to_vec();
+    let mut b = device(&v, 2);
+    assert!(b.manual_receive(&v.m, &reseal(&v, &w), false, NOW).is_ok(), "the honest text");
+    // Each field changed under the same signature (by someone holding the vault key).
+    let changes: [fn(&mut Wire); 4] =
+        [|w| w.session = [2; 16], |w| w.at_ms += 1, |w| w.sdp.push('x'), |w| w.answer = true];
+    for (i, change) in changes.iter().enumerate() {
+        let mut x = w.clone();
+        change(&mut x);
+        let mut b = device(&v, 2);
+        let r = b.manual_receive(&v.m, &reseal(&v, &x), x.answer, NOW);
+        assert!(
+            matches!(r, Err(SignalError::Manual(ManualError::Forged(_))) | Err(SignalError::Unexpected)),
+            "{i}: {r:?}"
+        );
+    }
+}
+
+#[test]
+fn the_age_and_size_bounds_are_exact() {
+    let v = vault(2);
+    let (mut a, mut b) = (device(&v, 1), device(&v, 2));
+    let (_, offer) = a.manual_offer(&v.m, "sdp", NOW).unwrap();
+    assert!(b.manual_receive(&v.m, &offer, false, NOW + MAX_AGE_MS).is_ok(), "exactly ten minutes old");
+    let (_, big) = a.manual_offer(&v.m, &"x".repeat(crate::signal::MAX_SDP), NOW).unwrap();
+    assert!(b.manual_receive(&v.m, &big, false, NOW).is_ok(), "the largest SDP");
+    let (_, over) = a.manual_offer(&v.m, &"x".repeat(crate::signal::MAX_SDP + 1), NOW).unwrap();
+    assert!(matches!(b.manual_receive(&v.m, &over, false, NOW), Err(SignalError::Manual(ManualError::Damaged))));
+}
+
+#[test]
+fn several_offers_wait_at_once_and_each_is_answered_once() {
+    let v = vault(2);
+    let (mut a, mut b) = (device(&v, 1), device(&v, 2));
+    let (s1, o1) = a.manual_offer(&v.m, "one", NOW).unwrap();
+    let (s2, o2) = a.manual_offer(&v.m, "two", NOW).unwrap();
+    b.manual_receive(&v.m, &o1, false, NOW).unwrap();
+    b.manual_receive(&v.m, &o2, false, NOW).unwrap();
+    assert_eq!(b.manual_receive(&v.m, &o1, false, NOW), Err(SignalError::Unexpected), "o1 replayed after o2");
+    let r2 = b.manual_answer(&v.m, s2, "a2", NOW).unwrap();
+    let r1 = b.manual_answer(&v.m, s1, "a1", NOW).unwrap();
+    assert_eq!(a.manual_receive(&v.m, &r2, true, NOW).unwrap().body, Body::Answer("a2".into()));
+    assert_eq!(a.manual_receive(&v.m, &r1, true, NOW).unwrap().body, Body::Answer("a1".into()));
+    // Past the cap the oldest offer stops waiting.
+    let first = a.manual_offer(&v.m, "0", NOW).unwrap().0;
+    let second = a.manual_offer(&v.m, "1", NOW).unwrap().0;
+    for i in 2..=crate::signal::MAX_PENDING {
+        a.manual_offer(&v.m, &i.to_string(), NOW).unwrap();
+    }
+    let late = b.manual_answer(&v.m, first, "late", NOW).unwrap();
+    assert_eq!(a.manual_receive(&v.m, &late, true, NOW), Err(SignalError::Unexpected));
+    let kept = b.manual_answer(&v.m, second, "kept", NOW).unwrap();
+    assert!(a.manual_receive(&v.m, &kept, true, NOW).is_ok());
 }

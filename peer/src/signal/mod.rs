@@ -30,7 +30,7 @@ pub const MAX_SDP: usize = 32 * 1024;
 /// Enrolments learnt from introductions, at most (a room holds 64 devices by default).
 const MAX_INTRODUCED: usize = 256;
 /// Offers this device waits on at most (each is one WebRTC dial in flight).
-const MAX_PENDING: usize = 64;
+pub(crate) const MAX_PENDING: usize = 64;
 
 /// What a signal carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -321,9 +321,7 @@ impl Signaling {
             }
             self.manual_seen.push_back(o.session);
         }
-        if active(m, from).is_none() && self.introduced.len() < MAX_INTRODUCED {
-            self.introduced.insert(from, o.enrollment);
-        }
+        self.learn(m, o.enrollment);
         let body = if answer { Body::Answer(o.sdp) } else { Body::Offer(o.sdp) };
         Ok(Incoming { from, session: o.session, body })
     }
@@ -349,9 +347,14 @@ impl Signaling {
         if m.is_revoked(e.device_id) {
             return Err(SignalError::UnknownPeer(e.device_id));
         }
+        self.learn(m, e);
+        Ok(Incoming { from: relayed, session: [0; 16], body: Body::Intro })
+    }
+
+    /// Keeps a checked enrolment of a device the membership does not hold, up to the cap.
+    fn learn(&mut self, m: &Membership, e: Enrollment) {
         if active(m, e.device_id).is_none() && self.introduced.len() < MAX_INTRODUCED {
             self.introduced.insert(e.device_id, e);
         }
-        Ok(Incoming { from: relayed, session: [0; 16], body: Body::Intro })
     }
 }
