@@ -22,7 +22,9 @@ struct World {
     _coturn: Option<Coturn>,
     a: Device,
     b: Device,
-    _lab: Lab,
+    /// With a shared LAN: a's and b's ports on it (cut at first).
+    shared: Vec<netns::Port>,
+    lab: Lab,
     _dir: tempfile::TempDir,
 }
 
@@ -55,10 +57,13 @@ fn coturn(ns: &str) -> Coturn {
 /// Home A behind `nat_a`, home B behind `nat_b`, the server on the public LAN; with `turn`,
 /// coturn beside it and the rendezvous handing out its credentials.
 fn world(nat_a: Nat, nat_b: Nat) -> Option<World> {
-    world_with(nat_a, nat_b, false)
+    world_with(nat_a, nat_b, false, false)
 }
 
-fn world_with(nat_a: Nat, nat_b: Nat, turn: bool) -> Option<World> {
+/// The world; with `turn`, coturn beside the rendezvous; with `shared_lan`, a LAN both homes
+/// are also plugged into (10.77.3.10 and .11, cut at first; b listens on :7700 and a has it
+/// as a static peer).
+fn world_with(nat_a: Nat, nat_b: Nat, turn: bool, shared_lan: bool) -> Option<World> {
     if !netns::available() {
         return None;
     }
@@ -81,6 +86,15 @@ fn world_with(nat_a: Nat, nat_b: Nat, turn: bool) -> Option<World> {
         lab.default_route(&host, &format!("10.77.{}.1", 1 + i as u8));
         homes.push(host);
     }
+    let mut shared = Vec::new();
+    if shared_lan {
+        let lan = lab.lan(3);
+        for (i, h) in homes.iter().enumerate() {
+            let p = lab.plug(h, &lan, 10 + i as u8);
+            lab.cut(&p);
+            shared.push(p);
+        }
+    }
     let listen = format!("{SERVER}:8080");
     let stun = format!("{SERVER}:3478");
     let secret = dir.path().join("turn-secret");
@@ -100,8 +114,13 @@ fn world_with(nat_a: Nat, nat_b: Nat, turn: bool) -> Option<World> {
     let (a, b) = (it.next().unwrap().in_netns(&homes[0]), it.next().unwrap().in_netns(&homes[1]));
     let url = format!("http://{listen}");
     let args = ["--listen", "0.0.0.0:0", "--no-mdns", "--rendezvous", url.as_str()];
-    let daemons = vec![a.daemon(&args), b.daemon(&args)];
-    Some(World { _daemons: daemons, rv, _coturn: coturn, a, b, _lab: lab, _dir: dir })
+    let (mut args_a, mut args_b) = (args.to_vec(), args.to_vec());
+    if shared_lan {
+        args_a.extend(["--peer", "10.77.3.11:7700"]);
+        args_b[1] = "0.0.0.0:7700";
+    }
+    let daemons = vec![a.daemon(&args_a), b.daemon(&args_b)];
+    Some(World { _daemons: daemons, rv, _coturn: coturn, a, b, shared, lab, _dir: dir })
 }
 
 fn peer_of(d: &Device, other: &Device) -> Option<Value> {
@@ -145,7 +164,7 @@ fn a_symmetric_nat_facing_a_full_cone_one_still_connects_directly() {
 
 #[test]
 fn symmetric_nats_on_both_sides_connect_through_the_rendezvous_turn_relay() {
-    let Some(w) = world_with(Nat::Symmetric, Nat::Symmetric, true) else { return };
+    let Some(w) = world_with(Nat::Symmetric, Nat::Symmetric, true, false) else { return };
     wait_until(T, "the daemons got the relay from the rendezvous", || {
         w.a.json(&["status"])["rendezvous"]["relay"].as_str().is_some_and(|r| r.contains("3479"))
     });
@@ -246,4 +265,22 @@ fn nat_check_tells_each_router_apart_and_says_when_turn_is_needed() {
         .unwrap();
     assert!(!out.status.success(), "nothing listens on 3479 here");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no answer from the STUN server"));
+}
+
+#[test]
+fn homes_that_come_to_share_a_lan_move_their_session_to_it() {
+    let Some(w) = world_with(Nat::PortRestricted, Nat::PortRestricted, false, true) else { return };
+    syncs_directly(&w);
+    // The shared LAN comes up (a laptop brought home): a's static peer on it answers, and
+    // the LAN session replaces the WebRTC one on both sides.
+    for p in &w.shared {
+        w.lab.heal(p);
+    }
+    wait_until(Duration::from_secs(60), "the session moves to the LAN", || {
+        peer_of(&w.a, &w.b).is_some_and(|p| p["path"] == "lan")
+            && peer_of(&w.b, &w.a).is_some_and(|p| p["path"] == "lan")
+    });
+    assert_eq!(w.a.json(&["status"])["peers"].as_array().map(Vec::len), Some(1), "one session per device pair");
+    w.b.ok(&["add", "over-lan", "--field", "k=v"]);
+    wait_until(T, "a gets it over the LAN", || w.a.names().contains(&"over-lan".to_owned()));
 }
