@@ -112,4 +112,12 @@ fn a_url_or_ca_file_the_daemon_cannot_use_is_refused_at_start() {
     std::fs::write(&garbage, "not a certificate\n").unwrap();
     let err = daemon(&["--rendezvous", "https://rv.example", "--rendezvous-ca", garbage.to_str().unwrap()]);
     assert!(err.contains("no PEM certificate"), "{err}");
+    // A TURN relay of its own needs a user and a password kept off the command line.
+    let err = daemon(&["--turn-url", "turn:relay.example:3478", "--turn-user", "u"]);
+    assert!(err.contains("--turn-password-file FILE or HEARTH_TURN_PASSWORD"), "{err}");
+    let err = daemon(&["--turn-url", "turn:relay.example:3478"]);
+    assert!(err.contains("--turn-user"), "{err}");
+    let err =
+        daemon(&["--turn-url", "stun:relay.example:3478", "--turn-user", "u", "--turn-password-file", "/dev/null"]);
+    assert!(err.contains("expected turn:HOST:PORT"), "{err}");
 }

@@ -56,14 +56,25 @@ fn coturn(ns: &str) -> Coturn {
 
 /// Home A behind `nat_a`, home B behind `nat_b`, the server on the public LAN; with `turn`,
 /// coturn beside it and the rendezvous handing out its credentials.
+/// Where the daemons' TURN relay comes from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// No relay.
+    None,
+    /// coturn beside the rendezvous, which hands out its credentials.
+    Rendezvous,
+    /// coturn, but only the daemons know it (`--turn-url`, password in a file).
+    Daemon,
+}
+
 fn world(nat_a: Nat, nat_b: Nat) -> Option<World> {
-    world_with(nat_a, nat_b, false, false)
+    world_with(nat_a, nat_b, Turn::None, false)
 }
 
 /// The world; with `turn`, coturn beside the rendezvous; with `shared_lan`, a LAN both homes
 /// are also plugged into (10.77.3.10 and .11, cut at first; b listens on :7700 and a has it
 /// as a static peer).
-fn world_with(nat_a: Nat, nat_b: Nat, turn: bool, shared_lan: bool) -> Option<World> {
+fn world_with(nat_a: Nat, nat_b: Nat, turn: Turn, shared_lan: bool) -> Option<World> {
     if !netns::available() {
         return None;
     }
@@ -104,10 +115,21 @@ fn world_with(nat_a: Nat, nat_b: Nat, turn: bool, shared_lan: bool) -> Option<Wo
     let mut flags =
         vec!["--listen", &listen, "--stun-bind", &stun, "--stun-alternate", &alternate, "--public-host", &listen];
     let turn_url = format!("turn:{SERVER}:3479");
-    let coturn = turn.then(|| coturn(&server));
-    if turn {
+    let coturn = (turn != Turn::None).then(|| coturn(&server));
+    if turn == Turn::Rendezvous {
         flags.extend(["--turn-url", &turn_url, "--turn-secret-file", &secret]);
     }
+    // The daemons' own credentials: coturn's shared-secret scheme, made here for a day.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let own = hearth_rendezvous::protocol::TurnCredentials::issue(
+        std::slice::from_ref(&turn_url),
+        TURN_SECRET.as_bytes(),
+        now,
+        86_400,
+    );
+    let password_file = dir.path().join("turn-password");
+    std::fs::write(&password_file, format!("{}\n", own.credential)).unwrap();
+    let password_file = password_file.to_str().unwrap().to_owned();
     let rv = Rv::start_in(&server, &flags);
     let devs = vault(dir.path(), &["a", "b"]);
     let mut it = devs.into_iter();
@@ -115,6 +137,11 @@ fn world_with(nat_a: Nat, nat_b: Nat, turn: bool, shared_lan: bool) -> Option<Wo
     let url = format!("http://{listen}");
     let args = ["--listen", "0.0.0.0:0", "--no-mdns", "--rendezvous", url.as_str()];
     let (mut args_a, mut args_b) = (args.to_vec(), args.to_vec());
+    if turn == Turn::Daemon {
+        for a in [&mut args_a, &mut args_b] {
+            a.extend(["--turn-url", &turn_url, "--turn-user", &own.username, "--turn-password-file", &password_file]);
+        }
+    }
     if shared_lan {
         args_a.extend(["--peer", "10.77.3.11:7700"]);
         args_b[1] = "0.0.0.0:7700";
@@ -164,7 +191,7 @@ fn a_symmetric_nat_facing_a_full_cone_one_still_connects_directly() {
 
 #[test]
 fn symmetric_nats_on_both_sides_connect_through_the_rendezvous_turn_relay() {
-    let Some(w) = world_with(Nat::Symmetric, Nat::Symmetric, true, false) else { return };
+    let Some(w) = world_with(Nat::Symmetric, Nat::Symmetric, Turn::Rendezvous, false) else { return };
     wait_until(T, "the daemons got the relay from the rendezvous", || {
         w.a.json(&["status"])["rendezvous"]["relay"].as_str().is_some_and(|r| r.contains("3479"))
     });
@@ -269,7 +296,7 @@ fn nat_check_tells_each_router_apart_and_says_when_turn_is_needed() {
 
 #[test]
 fn homes_that_come_to_share_a_lan_move_their_session_to_it() {
-    let Some(w) = world_with(Nat::PortRestricted, Nat::PortRestricted, false, true) else { return };
+    let Some(w) = world_with(Nat::PortRestricted, Nat::PortRestricted, Turn::None, true) else { return };
     syncs_directly(&w);
     // The shared LAN comes up (a laptop brought home): a's static peer on it answers, and
     // the LAN session replaces the WebRTC one on both sides.
@@ -283,4 +310,15 @@ fn homes_that_come_to_share_a_lan_move_their_session_to_it() {
     assert_eq!(w.a.json(&["status"])["peers"].as_array().map(Vec::len), Some(1), "one session per device pair");
     w.b.ok(&["add", "over-lan", "--field", "k=v"]);
     wait_until(T, "a gets it over the LAN", || w.a.names().contains(&"over-lan".to_owned()));
+}
+
+#[test]
+fn a_turn_relay_of_the_daemons_own_connects_symmetric_nats() {
+    // The rendezvous offers no relay; each daemon has its own (`--turn-url`, the password in
+    // a file): both symmetric NATs connect through it.
+    let Some(w) = world_with(Nat::Symmetric, Nat::Symmetric, Turn::Daemon, false) else { return };
+    let relay = w.a.json(&["status"])["webrtc"]["relay"].clone();
+    assert_eq!(relay, format!("turn:{SERVER}:3479"), "{relay}");
+    assert!(w.a.json(&["status"])["rendezvous"]["relay"].is_null(), "the rendezvous offers none");
+    syncs(&w, &[&format!("{SERVER}:"), "via TURN"]);
 }

@@ -121,6 +121,8 @@ pub struct NodeConfig {
     pub rendezvous_ca: Option<std::path::PathBuf>,
     /// The STUN server for server-reflexive candidates (default: the rendezvous host, 3478).
     pub stun: Option<SocketAddr>,
+    /// This device's own TURN relay, used instead of the rendezvous's.
+    pub turn: Option<hearth_rendezvous::protocol::TurnCredentials>,
     /// What the node spends on others at most.
     pub limits: limits::Limits,
 }
@@ -267,6 +269,7 @@ impl Node {
                     tokio::spawn(rendezvous::run(url, options, id, rx, signal_rx, to_node.clone())).abort_handle(),
                 );
                 let mut hub = webrtc::Hub::new(signaling, ctx, signal_tx);
+                hub.set_own_turn(config.turn.clone());
                 hub.check_nat();
                 core.set_webrtc(hub.status());
                 (Some(tx), Some(hub))
@@ -281,7 +284,9 @@ impl Node {
                 let ctx = webrtc::task::Ctx { cert, stun: config.stun, ids: ids.clone(), to_node: to_node.clone() };
                 // Nothing reads these signals: there is no link to send them.
                 let (signal_tx, _) = mpsc::channel(1);
-                (None, Some(webrtc::Hub::new(signaling, ctx, signal_tx)))
+                let mut hub = webrtc::Hub::new(signaling, ctx, signal_tx);
+                hub.set_own_turn(config.turn.clone());
+                (None, Some(hub))
             }
         };
         Ok(Self {
@@ -373,7 +378,10 @@ impl Node {
                     (rendezvous::LinkEvent::Joined { online }, Some(w)) => {
                         w.presence(self.core.replica().membership(), online);
                     }
-                    (rendezvous::LinkEvent::Relay(turn), Some(w)) => w.set_turn(turn.clone()),
+                    (rendezvous::LinkEvent::Relay(turn), Some(w)) => {
+                        w.set_turn(turn.clone());
+                        self.core.set_webrtc(w.status());
+                    }
                     _ => {}
                 }
                 self.core.rendezvous_event(ev, now);

@@ -34,6 +34,9 @@ pub struct WebRtcStatus {
     /// Devices whose channel never opened since the last one that did, and what to do.
     #[serde(default)]
     pub unreachable: Vec<UnreachableStatus>,
+    /// The TURN relay connections use (the rendezvous's, or `--turn-url`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<String>,
 }
 
 /// This network's NAT, as `hearth nat-check --json` prints it.

@@ -175,6 +175,17 @@ pub(crate) enum Command {
         /// rendezvous host, port 3478, which `hearth-rendezvous` serves).
         #[arg(long, env = "HEARTH_STUN", value_name = "ADDR:PORT")]
         stun: Option<std::net::SocketAddr>,
+        /// A TURN relay of your own (turn:HOST:PORT), used instead of the one the rendezvous
+        /// offers (or where it offers none, or with no rendezvous at all).
+        #[arg(long, env = "HEARTH_TURN_URL", value_name = "URL", requires = "turn_user")]
+        turn_url: Option<String>,
+        /// The TURN username for --turn-url.
+        #[arg(long, env = "HEARTH_TURN_USER", value_name = "NAME", requires = "turn_url")]
+        turn_user: Option<String>,
+        /// A file holding the TURN password for --turn-url (or env HEARTH_TURN_PASSWORD;
+        /// never on the command line).
+        #[arg(long, env = "HEARTH_TURN_PASSWORD_FILE", value_name = "FILE")]
+        turn_password_file: Option<std::path::PathBuf>,
         /// What the daemon spends on others at most.
         #[command(flatten)]
         limits: DaemonLimits,

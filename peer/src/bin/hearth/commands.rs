@@ -350,7 +350,20 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             });
             Ok(())
         }
-        Command::Daemon { listen, peers, no_mdns, mdns_interfaces, rendezvous, rendezvous_ca, stun, limits } => {
+        Command::Daemon {
+            listen,
+            peers,
+            no_mdns,
+            mdns_interfaces,
+            rendezvous,
+            rendezvous_ca,
+            stun,
+            turn_url,
+            turn_user,
+            turn_password_file,
+            limits,
+        } => {
+            let turn = crate::daemon::turn_override(turn_url, turn_user, turn_password_file)?;
             crate::daemon::run(hearth_peer::node::NodeConfig {
                 home: ctx.home.clone(),
                 passphrase: ctx.passphrase.clone(),
@@ -361,6 +374,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
                 rendezvous,
                 rendezvous_ca,
                 stun,
+                turn,
                 limits: limits.to_limits(),
             })
         }

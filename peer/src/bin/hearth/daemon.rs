@@ -77,3 +77,27 @@ async fn shutdown_signal() {
         _ => std::future::pending().await,
     }
 }
+
+/// The daemon's own TURN relay from `--turn-url`, `--turn-user` and the password from
+/// `--turn-password-file` or `HEARTH_TURN_PASSWORD` (never argv: other users can read it).
+pub(crate) fn turn_override(
+    url: Option<String>,
+    user: Option<String>,
+    password_file: Option<std::path::PathBuf>,
+) -> anyhow::Result<Option<hearth_rendezvous::protocol::TurnCredentials>> {
+    use anyhow::{bail, Context};
+    let (Some(url), Some(username)) = (url, user) else { return Ok(None) };
+    if !url.starts_with("turn:") {
+        bail!("--turn-url {url:?}: expected turn:HOST:PORT");
+    }
+    let credential = match (password_file, std::env::var("HEARTH_TURN_PASSWORD")) {
+        (Some(f), _) => std::fs::read_to_string(&f)
+            .with_context(|| format!("reading the TURN password from {}", f.display()))?
+            .trim_end_matches(['\n', '\r'])
+            .to_owned(),
+        (None, Ok(p)) => p,
+        (None, Err(_)) => bail!("--turn-url needs a password: --turn-password-file FILE or HEARTH_TURN_PASSWORD"),
+    };
+    // Static credentials: they do not expire on our side.
+    Ok(Some(hearth_rendezvous::protocol::TurnCredentials { urls: vec![url], username, credential, expires: u64::MAX }))
+}

@@ -84,8 +84,10 @@ pub(crate) struct Hub {
     waiting: BTreeMap<[u8; 16], oneshot::Sender<String>>,
     /// When this device last introduced itself to each device.
     introduced: BTreeMap<DeviceId, std::time::Instant>,
-    /// The rendezvous's TURN relay credentials, when it offers one.
+    /// The TURN relay credentials in use: the rendezvous's, or this device's own.
     turn: Option<hearth_rendezvous::protocol::TurnCredentials>,
+    /// `turn` is this device's own (`--turn-url`): the rendezvous's do not replace it.
+    own_turn: bool,
     /// Connection tasks, aborted when the node stops.
     tasks: Vec<tokio::task::AbortHandle>,
     /// Devices not reached, and this network's NAT.
@@ -109,6 +111,7 @@ impl Hub {
             waiting: BTreeMap::new(),
             introduced: BTreeMap::new(),
             turn: None,
+            own_turn: false,
             tasks: Vec::new(),
             reach: reach::Reach::default(),
             manual_waiting: BTreeMap::new(),
@@ -173,7 +176,9 @@ impl Hub {
 
     /// What `hearth status` shows of WebRTC.
     pub(crate) fn status(&self) -> super::status::WebRtcStatus {
-        self.reach.status(self.turn.is_some())
+        let mut s = self.reach.status(self.turn.is_some());
+        s.relay = self.turn.as_ref().map(|t| t.urls.join(" "));
+        s
     }
 
     /// Starts a connection to `device` for dial `target`.
@@ -280,9 +285,21 @@ impl Hub {
         }
     }
 
-    /// The rendezvous's TURN credentials (new ones arrive with each join).
+    /// The rendezvous's TURN credentials (new ones arrive with each join); this device's
+    /// own relay, when set, stays in use.
     pub(crate) fn set_turn(&mut self, turn: Option<hearth_rendezvous::protocol::TurnCredentials>) {
-        self.turn = turn;
+        if !self.own_turn {
+            self.turn = turn;
+        }
+    }
+
+    /// This device's own TURN relay (`hearth daemon --turn-url`), used instead of the
+    /// rendezvous's.
+    pub(crate) fn set_own_turn(&mut self, turn: Option<hearth_rendezvous::protocol::TurnCredentials>) {
+        if turn.is_some() {
+            self.turn = turn;
+            self.own_turn = true;
+        }
     }
 
     /// True when signals to `device` can be sealed.

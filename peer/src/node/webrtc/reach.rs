@@ -78,6 +78,7 @@ impl Reach {
                     hint: nat::unreachable_hint(mine, relay),
                 })
                 .collect(),
+            relay: None,
         }
     }
 }
