@@ -12,6 +12,7 @@ mod lan_hostile;
 mod lan_mesh;
 mod lan_syncthing;
 mod lan_webrtc;
+mod lan_webrtc_nat;
 mod procfs;
 mod workload;
 
@@ -61,6 +62,10 @@ struct Args {
     /// With --webrtc: channel set-ups timed.
     #[arg(long, default_value_t = 50)]
     opens: usize,
+    /// With --webrtc: instead, set-up time across NATs made of network namespaces
+    /// (root; coturn for the TURN case), --opens runs per NAT pair.
+    #[arg(long)]
+    nat: bool,
 }
 
 /// The lab's hosts: namespace names and addresses.
@@ -93,6 +98,9 @@ fn in_memory_full_sync_ms(items: usize) -> anyhow::Result<f64> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.webrtc && args.nat {
+        return lan_webrtc_nat::run(args.opens.clamp(1, 100));
+    }
     if args.webrtc {
         return lan_webrtc::run(args.items, args.edits, args.opens.max(1));
     }
