@@ -32,7 +32,8 @@ impl Drop for Kill {
 fn stamp(line: &str) -> Option<f64> {
     let t = line.split_whitespace().next()?.split('T').nth(1)?.trim_end_matches('Z');
     let mut parts = t.split(':');
-    let (h, m, s) = (parts.next()?.parse::<f64>().ok()?, parts.next()?.parse::<f64>().ok()?, parts.next()?.parse::<f64>().ok()?);
+    let (h, m, s) =
+        (parts.next()?.parse::<f64>().ok()?, parts.next()?.parse::<f64>().ok()?, parts.next()?.parse::<f64>().ok()?);
     Some(h * 3600.0 + m * 60.0 + s)
 }
 

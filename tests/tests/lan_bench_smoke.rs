@@ -48,3 +48,18 @@ fn mesh_bench_runs_and_a_full_mesh_sends_each_entry_about_once() {
     let sends: f64 = full5.split_whitespace().nth(2).unwrap().parse().unwrap();
     assert!(sends <= 1.25, "{full5}");
 }
+
+/// The WebRTC NAT benchmark runs end to end, one run per NAT pair, and prints a time each.
+#[test]
+fn webrtc_nat_bench_runs_and_prints_every_pair() {
+    if !netns::available() {
+        return;
+    }
+    let out = Command::new(bin("hearth-lan-bench")).args(["--webrtc", "--nat", "--opens", "1"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for pair in ["port-restricted ↔ port-restricted", "symmetric ↔ full cone", "symmetric ↔ symmetric"] {
+        let line = stdout.lines().find(|l| l.contains(pair)).unwrap_or_else(|| panic!("missing {pair:?}:\n{stdout}"));
+        assert!(line.contains("p50") && line.contains("ms"), "{line}");
+    }
+}
