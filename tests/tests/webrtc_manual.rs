@@ -44,6 +44,10 @@ fn an_offer_and_its_reply_carried_by_hand_connect_two_devices_with_no_server() {
     // The reply pasted on a, wrapped as a terminal would show it.
     let wrapped: String =
         reply.trim().as_bytes().chunks(70).map(|c| format!("{}\n", std::str::from_utf8(c).unwrap())).collect();
+    // A person takes a while to carry it back: longer than a rendezvous dial waits (15 s),
+    // so the answering side must hold its checks until the offering side starts.
+    let carry = std::env::var("HEARTH_TEST_CARRY_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(16);
+    std::thread::sleep(Duration::from_secs(carry));
     offerer.stdin.take().unwrap().write_all(format!("{wrapped}\n").as_bytes()).unwrap();
     assert!(offerer.wait().unwrap().success(), "a's connect ends once the channel is open");
     assert!(answerer.wait().unwrap().success(), "so does b's");

@@ -205,9 +205,10 @@ pub(crate) enum Command {
         /// --offer and the accept apart.
         #[arg(long, value_name = "TEXT")]
         accept: Option<String>,
-        /// How long to wait for the channel to open.
-        #[arg(long, default_value_t = 60, value_name = "SECS")]
-        wait: u64,
+        /// How long to wait for the channel to open (default: 60 s after a reply is pasted;
+        /// 600 s after answering, while a person carries the reply back).
+        #[arg(long, value_name = "SECS")]
+        wait: Option<u64>,
     },
     /// Tell how this network's NAT maps and filters (RFC 5780), and whether direct
     /// connections are expected from here or a TURN relay is needed.

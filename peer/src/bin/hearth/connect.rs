@@ -55,6 +55,7 @@ pub(crate) fn run(home: &Path, json_out: bool, step: Step, wait: Duration) -> an
             } else {
                 eprintln!("Carry this reply back to the device that made the offer and paste it there:");
                 println!("{answer}");
+                eprintln!("Waiting for that device (Ctrl-C leaves it to the daemon, which waits 10 minutes)…");
             }
             std::io::stdout().flush().context("writing the answer")?;
             device

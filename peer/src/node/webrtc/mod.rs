@@ -137,7 +137,7 @@ impl Hub {
         let Body::Offer(sdp) = got.body else { return };
         self.manual_replies.insert(got.session, (reply, got.from));
         let ctx = self.ctx.clone();
-        self.spawn(task::answer(ctx, got.from, got.session, sdp, self.turn.clone()));
+        self.spawn(task::answer(ctx, (got.from, got.session), sdp, self.turn.clone(), task::MANUAL_TIMEOUT));
     }
 
     /// `hearth connect --offer`, second half: the pasted answer. Returns the answering device.
@@ -254,7 +254,7 @@ impl Hub {
         match got.body {
             Body::Offer(sdp) => {
                 let ctx = self.ctx.clone();
-                self.spawn(task::answer(ctx, got.from, got.session, sdp, self.turn.clone()));
+                self.spawn(task::answer(ctx, (got.from, got.session), sdp, self.turn.clone(), task::CONNECT_TIMEOUT));
             }
             Body::Answer(sdp) => {
                 if let Some(w) = self.waiting.remove(&got.session) {

@@ -86,7 +86,9 @@ pub(crate) async fn offer(ctx: Arc<Ctx>, target: TargetId, device: DeviceId, tur
         let _ = failed().await;
         return;
     }
-    if !serve(&ctx, conn, socks, relay, deadline, Peer { device, target: Some(target), dialled: true }).await {
+    if !serve(&ctx, conn, socks, relay, deadline, Peer { device, target: Some(target), dialled: true, hold: false })
+        .await
+    {
         let _ = failed().await;
     }
 }
@@ -117,22 +119,23 @@ pub(crate) async fn manual_offer(ctx: Arc<Ctx>, turn: Option<TurnCredentials>, r
         return;
     }
     let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
-    serve(&ctx, conn, socks, relay, deadline, Peer { device, target: None, dialled: true }).await;
+    serve(&ctx, conn, socks, relay, deadline, Peer { device, target: None, dialled: true, hold: false }).await;
 }
 
 /// Where a manual offer's or answer's text and the other device (known for an answer), or
 /// why there is none, go.
 pub(crate) type ManualReply = oneshot::Sender<Result<(String, Option<DeviceId>), String>>;
 
-/// Answers `device`'s offer in `session`.
+/// Answers `device`'s offer in `session`; gives up when the channel is not open `wait`
+/// after (a manual answer waits for a person to carry it back: [`MANUAL_TIMEOUT`]).
 pub(crate) async fn answer(
     ctx: Arc<Ctx>,
-    device: DeviceId,
-    session: [u8; 16],
+    (device, session): (DeviceId, [u8; 16]),
     offer: String,
     turn: Option<TurnCredentials>,
+    wait: Duration,
 ) {
-    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    let deadline = tokio::time::Instant::now() + wait;
     let (socks, candidates, relay) = gather(&ctx, turn.as_ref()).await;
     let (conn, sdp) = match Conn::answer(Instant::now(), &ctx.cert, candidates, &offer) {
         Ok(c) => c,
@@ -144,7 +147,8 @@ pub(crate) async fn answer(
     if ctx.to_node.send(Input::WebRtc(TaskEvent::Answer { to: device, session, sdp })).await.is_err() {
         return;
     }
-    serve(&ctx, conn, socks, relay, deadline, Peer { device, target: None, dialled: false }).await;
+    let hold = wait > CONNECT_TIMEOUT;
+    serve(&ctx, conn, socks, relay, deadline, Peer { device, target: None, dialled: false, hold }).await;
 }
 
 /// The other end of a connection.
@@ -154,6 +158,25 @@ struct Peer {
     target: Option<TargetId>,
     /// This side offered (and so runs the Noise initiator).
     dialled: bool,
+    /// Send nothing until the other side's first datagram (a manual answer).
+    hold: bool,
+}
+
+/// Hands a datagram to the connection, unwrapped when it came through our TURN relay.
+/// Returns whether it did (`None`: a relay datagram with nothing for the connection).
+fn deliver(conn: &mut Conn, relay: &mut Option<Relay>, d: super::gather::Datagram) -> Option<bool> {
+    match relay {
+        Some(r) if r.owns(d.local, d.from) => {
+            let relayed = r.relayed;
+            let (Some((peer, data)), Some(to)) = (r.receive(&d.bytes, Instant::now()), relayed) else { return None };
+            conn.receive(Instant::now(), peer, to, &data);
+            Some(true)
+        }
+        _ => {
+            conn.receive(Instant::now(), d.from, d.local, &d.bytes);
+            Some(false)
+        }
+    }
 }
 
 /// Runs the connection; false if its channel never opened.
@@ -165,13 +188,26 @@ async fn serve(
     open_by: tokio::time::Instant,
     peer: Peer,
 ) -> bool {
-    let Peer { device, target, dialled } = peer;
+    let Peer { device, target, dialled, hold } = peer;
     let pipe = ctx.ids.next();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut tx = Some(tx);
     let mut open = false;
     // The last datagram came through our TURN relay (for status: "… via TURN …").
     let mut via_relay = false;
+    if hold {
+        // A manual answer: the offering side starts its checks only once a person has
+        // carried this answer back, minutes later maybe; checks sent before then would go
+        // unanswered until ICE gave up. Start with the first datagram that comes.
+        match tokio::time::timeout_at(open_by, socks.rx.recv()).await {
+            Ok(Some(d)) => via_relay = deliver(&mut conn, &mut relay, d).unwrap_or(false),
+            _ => {
+                tracing::info!(device = %device, "manual answer: the other side never started");
+                let _ = ctx.to_node.send(Input::WebRtc(TaskEvent::Outcome { device, opened: false })).await;
+                return false;
+            }
+        }
+    }
     loop {
         // Act on everything the connection has to say before waiting again.
         while let Some(ev) = conn.poll_event() {
@@ -231,19 +267,7 @@ async fn serve(
         let wake = if open { wake } else { wake.min(open_by) };
         tokio::select! {
             d = socks.rx.recv() => match d {
-                Some(d) => match &mut relay {
-                    Some(r) if r.owns(d.local, d.from) => {
-                        let relayed = r.relayed;
-                        if let (Some((peer, data)), Some(to)) = (r.receive(&d.bytes, Instant::now()), relayed) {
-                            via_relay = true;
-                            conn.receive(Instant::now(), peer, to, &data);
-                        }
-                    }
-                    _ => {
-                        via_relay = false;
-                        conn.receive(Instant::now(), d.from, d.local, &d.bytes);
-                    }
-                },
+                Some(d) => via_relay = deliver(&mut conn, &mut relay, d).unwrap_or(via_relay),
                 None => conn.close(Instant::now()),
             },
             out = rx.recv(), if open => match out {
