@@ -76,7 +76,7 @@ impl std::fmt::Debug for Conn {
 }
 
 fn config(cert: &DtlsCert) -> RtcConfig {
-    Rtc::builder().set_dtls_cert(cert.clone())
+    Rtc::builder().set_crypto_provider(super::dtls::provider()).set_dtls_cert(cert.clone())
 }
 
 /// A new DTLS certificate (tens of milliseconds: make it before it is needed).

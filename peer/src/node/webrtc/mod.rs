@@ -12,6 +12,7 @@
 //! make a connection fail, never read or inject sync traffic.
 
 pub mod conn;
+mod dtls;
 pub mod gather;
 mod reach;
 mod relay;

@@ -243,6 +243,9 @@ async fn serve(
                 ConnEvent::Closed => {
                     if open {
                         let _ = ctx.to_node.send(Input::Closed { pipe }).await;
+                    } else {
+                        // Given up before its deadline (ICE or DTLS failed): as unreached.
+                        let _ = ctx.to_node.send(Input::WebRtc(TaskEvent::Outcome { device, opened: false })).await;
                     }
                     return open;
                 }
