@@ -30,6 +30,17 @@ pub enum CheckError {
     Discovery(#[from] DiscoveryError),
 }
 
+/// The behaviour as `hearth nat-check --json` and `hearth status` (`webrtc.nat`) show it.
+pub fn status(b: &Behaviour) -> crate::node::status::NatStatus {
+    crate::node::status::NatStatus {
+        mapping: b.mapping.as_str().to_owned(),
+        filtering: b.filtering.as_str().to_owned(),
+        direct_possible: b.direct_possible(),
+        needs_turn: b.needs_turn(),
+        public_address: b.mapped.to_string(),
+    }
+}
+
 /// What the mapping means, in a few words.
 pub fn mapping_words(m: Mapping) -> &'static str {
     match m {

@@ -198,9 +198,7 @@ impl Signaling {
     /// This device's introduction of itself (its enrolment record, sealed to the vault), for a
     /// device that may not know it yet; `None` if the membership lacks this device.
     pub fn intro(&mut self, m: &Membership) -> Option<Vec<u8>> {
-        let me = self.me;
-        let record = m.records().iter().find(|r| matches!(&r.body, MembershipBody::Enroll(e) if e.device_id == me))?;
-        let bytes = postcard::to_allocvec(record).ok()?;
+        let bytes = postcard::to_allocvec(&self.own_record(m)?).ok()?;
         Some(envelope::seal_intro(&bytes, &self.vault_key, &mut self.rng))
     }
 

@@ -30,16 +30,10 @@ pub(crate) fn run(json_out: bool, stun: Option<String>, rendezvous: Option<Strin
     let b = nat::check(server)?;
     let advice = nat::advice(&b, server);
     if json_out {
-        let v = json!({
-            "mapping": b.mapping.as_str(),
-            "filtering": b.filtering.as_str(),
-            "direct_possible": b.direct_possible(),
-            "needs_turn": b.needs_turn(),
-            "public_address": b.mapped.to_string(),
-            "stun": server.to_string(),
-            "alternate": b.alternate.map(|a| a.to_string()),
-            "advice": advice,
-        });
+        let mut v = serde_json::to_value(nat::status(&b))?;
+        v["stun"] = json!(server.to_string());
+        v["alternate"] = json!(b.alternate.map(|a| a.to_string()));
+        v["advice"] = json!(advice);
         println!("{v}");
     } else {
         let alt = b.alternate.map_or_else(|| "no alternate address".to_owned(), |a| format!("alternate {a}"));

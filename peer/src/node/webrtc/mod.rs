@@ -96,7 +96,7 @@ pub(crate) struct Hub {
     /// Manual offers waiting for their pasted answer, by session.
     manual_waiting: BTreeMap<[u8; 16], oneshot::Sender<(DeviceId, String)>>,
     /// Manual offers being answered: where each answer's text goes, by session.
-    manual_replies: BTreeMap<[u8; 16], (task::ManualReply, DeviceId)>,
+    manual_replies: BTreeMap<[u8; 16], task::ManualReply>,
 }
 
 fn unix_ms() -> u64 {
@@ -136,9 +136,9 @@ impl Hub {
             }
         };
         let Body::Offer(sdp) = got.body else { return };
-        self.manual_replies.insert(got.session, (reply, got.from));
+        self.manual_replies.insert(got.session, reply);
         let ctx = self.ctx.clone();
-        self.spawn(task::answer(ctx, (got.from, got.session), sdp, self.turn.clone(), task::MANUAL_TIMEOUT));
+        self.spawn(task::answer(ctx, (got.from, got.session), sdp, self.turn.clone(), true));
     }
 
     /// `hearth connect --offer`, second half: the pasted answer. Returns the answering device.
@@ -177,9 +177,7 @@ impl Hub {
 
     /// What `hearth status` shows of WebRTC.
     pub(crate) fn status(&self) -> super::status::WebRtcStatus {
-        let mut s = self.reach.status(self.turn.is_some());
-        s.relay = self.turn.as_ref().map(|t| t.urls.join(" "));
-        s
+        self.reach.status(self.turn.as_ref().map(|t| t.urls.join(" ")))
     }
 
     /// Starts a connection to `device` for dial `target`.
@@ -209,14 +207,6 @@ impl Hub {
                 }
                 Err(e) => tracing::info!(device = %device, "not offering: {e}"),
             },
-            TaskEvent::Answer { session, sdp, .. } if self.manual_replies.contains_key(&session) => {
-                let text = self.signaling.manual_answer(m, session, &sdp, now);
-                if let Some((r, from)) = self.manual_replies.remove(&session) {
-                    let _ = r.send(
-                        text.map(|t| (t, Some(from))).ok_or_else(|| "this device's enrolment is missing".to_owned()),
-                    );
-                }
-            }
             TaskEvent::ManualOffer { sdp, reply, answer } => match self.signaling.manual_offer(m, &sdp, now) {
                 Some((session, text)) => {
                     if reply.send(Ok((text, None))).is_ok() {
@@ -227,12 +217,19 @@ impl Hub {
                     let _ = reply.send(Err("this device's enrolment is missing".into()));
                 }
             },
-            TaskEvent::Answer { to, session, sdp } => {
-                match self.signaling.reply(m, to, session, &Body::Answer(sdp), now) {
+            // A manual answer goes back to the person as text, any other through the link.
+            TaskEvent::Answer { to, session, sdp } => match self.manual_replies.remove(&session) {
+                Some(r) => {
+                    let text = self.signaling.manual_answer(m, session, &sdp, now);
+                    let _ = r.send(
+                        text.map(|t| (t, Some(to))).ok_or_else(|| "this device's enrolment is missing".to_owned()),
+                    );
+                }
+                None => match self.signaling.reply(m, to, session, &Body::Answer(sdp), now) {
                     Ok(env) => self.send(to, env),
                     Err(e) => tracing::info!(device = %to, "not answering: {e}"),
-                }
-            }
+                },
+            },
             TaskEvent::Outcome { device, opened: true } => self.reach.reached(device),
             TaskEvent::Outcome { device, opened: false } => {
                 self.reach.unreached(device);
@@ -255,7 +252,7 @@ impl Hub {
         match got.body {
             Body::Offer(sdp) => {
                 let ctx = self.ctx.clone();
-                self.spawn(task::answer(ctx, (got.from, got.session), sdp, self.turn.clone(), task::CONNECT_TIMEOUT));
+                self.spawn(task::answer(ctx, (got.from, got.session), sdp, self.turn.clone(), false));
             }
             Body::Answer(sdp) => {
                 if let Some(w) = self.waiting.remove(&got.session) {

@@ -9,7 +9,7 @@ use hearth_stun::discovery::Behaviour;
 
 use crate::ids::DeviceId;
 use crate::nat;
-use crate::node::status::{NatStatus, UnreachableStatus, WebRtcStatus};
+use crate::node::status::{UnreachableStatus, WebRtcStatus};
 
 /// This network's NAT is checked again after a failure once the last check is this old (a
 /// laptop moves between networks).
@@ -58,27 +58,22 @@ impl Reach {
         self.checking = false;
     }
 
-    /// The status: this network's NAT, and each device not reached with the hint for it.
-    pub(crate) fn status(&self, relay: bool) -> WebRtcStatus {
+    /// The status: this network's NAT, each device not reached with the hint for it, and
+    /// the TURN relay in use (its URLs), if any.
+    pub(crate) fn status(&self, relay: Option<String>) -> WebRtcStatus {
         let mine = self.nat.as_ref().and_then(|(b, _)| b.as_ref());
         WebRtcStatus {
-            nat: mine.map(|b| NatStatus {
-                mapping: b.mapping.as_str().to_owned(),
-                filtering: b.filtering.as_str().to_owned(),
-                direct_possible: b.direct_possible(),
-                needs_turn: b.needs_turn(),
-                public_address: b.mapped.to_string(),
-            }),
+            nat: mine.map(nat::status),
             unreachable: self
                 .failures
                 .iter()
                 .map(|(d, n)| UnreachableStatus {
                     device: d.to_hex(),
                     attempts: *n,
-                    hint: nat::unreachable_hint(mine, relay),
+                    hint: nat::unreachable_hint(mine, relay.is_some()),
                 })
                 .collect(),
-            relay: None,
+            relay,
         }
     }
 }
@@ -105,14 +100,14 @@ mod tests {
         r.unreached(a);
         r.unreached(b);
         r.checked(Some(symmetric()), Instant::now());
-        let s = r.status(false);
+        let s = r.status(None);
         assert_eq!(s.unreachable.len(), 2);
         assert_eq!(s.unreachable[0].attempts, 2);
         assert!(s.unreachable[0].hint.starts_with("direct connection impossible from these networks"));
         assert_eq!(s.nat.as_ref().map(|n| n.needs_turn), Some(Some(true)));
         r.reached(a);
-        assert_eq!(r.status(false).unreachable.len(), 1);
-        assert!(r.status(true).unreachable[0].hint.contains("TURN relay"));
+        assert_eq!(r.status(None).unreachable.len(), 1);
+        assert!(r.status(Some("turn:relay:3478".into())).unreachable[0].hint.contains("TURN relay"));
     }
 
     #[test]

@@ -126,15 +126,17 @@ pub(crate) async fn manual_offer(ctx: Arc<Ctx>, turn: Option<TurnCredentials>, r
 /// why there is none, go.
 pub(crate) type ManualReply = oneshot::Sender<Result<(String, Option<DeviceId>), String>>;
 
-/// Answers `device`'s offer in `session`; gives up when the channel is not open `wait`
-/// after (a manual answer waits for a person to carry it back: [`MANUAL_TIMEOUT`]).
+/// Answers `device`'s offer in `session`; gives up when the channel is not open
+/// [`CONNECT_TIMEOUT`] after, or [`MANUAL_TIMEOUT`] for a `manual` answer (a person
+/// carries it back), which also holds its checks until the offering side starts.
 pub(crate) async fn answer(
     ctx: Arc<Ctx>,
     (device, session): (DeviceId, [u8; 16]),
     offer: String,
     turn: Option<TurnCredentials>,
-    wait: Duration,
+    manual: bool,
 ) {
+    let wait = if manual { MANUAL_TIMEOUT } else { CONNECT_TIMEOUT };
     let deadline = tokio::time::Instant::now() + wait;
     let (socks, candidates, relay) = gather(&ctx, turn.as_ref()).await;
     let (conn, sdp) = match Conn::answer(Instant::now(), &ctx.cert, candidates, &offer) {
@@ -147,8 +149,7 @@ pub(crate) async fn answer(
     if ctx.to_node.send(Input::WebRtc(TaskEvent::Answer { to: device, session, sdp })).await.is_err() {
         return;
     }
-    let hold = wait > CONNECT_TIMEOUT;
-    serve(&ctx, conn, socks, relay, deadline, Peer { device, target: None, dialled: false, hold }).await;
+    serve(&ctx, conn, socks, relay, deadline, Peer { device, target: None, dialled: false, hold: manual }).await;
 }
 
 /// The other end of a connection.
@@ -198,14 +199,10 @@ async fn serve(
     if hold {
         // A manual answer: the offering side starts its checks only once a person has
         // carried this answer back, minutes later maybe; checks sent before then would go
-        // unanswered until ICE gave up. Start with the first datagram that comes.
-        match tokio::time::timeout_at(open_by, socks.rx.recv()).await {
-            Ok(Some(d)) => via_relay = deliver(&mut conn, &mut relay, d).unwrap_or(false),
-            _ => {
-                tracing::info!(device = %device, "manual answer: the other side never started");
-                let _ = ctx.to_node.send(Input::WebRtc(TaskEvent::Outcome { device, opened: false })).await;
-                return false;
-            }
+        // unanswered until ICE gave up. Start with the first datagram that comes (if none
+        // comes by `open_by`, the loop below gives up as for any connection).
+        if let Ok(Some(d)) = tokio::time::timeout_at(open_by, socks.rx.recv()).await {
+            via_relay = deliver(&mut conn, &mut relay, d).unwrap_or(false);
         }
     }
     loop {
