@@ -6,27 +6,16 @@
 //! from its log.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use hearth_e2e::device::{vault, wait_until, Device};
-use hearth_e2e::netns::{self, Lab, Nat};
+use hearth_e2e::netns::{self, Coturn, Internet, Lab, Nat, SERVER};
 use hearth_e2e::rendezvous::Rv;
 
 use crate::pct;
 
-const SERVER: &str = "10.77.100.10";
 const TURN_SECRET: &str = "bench-turn-secret";
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Seconds since midnight of a log line's RFC 3339 timestamp (`…T16:47:16.302441Z …`).
 fn stamp(line: &str) -> Option<f64> {
@@ -49,20 +38,7 @@ fn set_up(log: &Path) -> Option<Duration> {
 fn measure(nat_a: Nat, nat_b: Nat, turn: bool, runs: usize) -> anyhow::Result<Vec<Duration>> {
     let dir = tempfile::tempdir()?;
     let mut lab = Lab::new();
-    let public = lab.lan(100);
-    let server = lab.host("srv");
-    lab.plug(&server, &public, 10);
-    lab.default_route(&server, "10.77.100.254");
-    let mut homes = Vec::new();
-    for (i, nat) in [nat_a, nat_b].into_iter().enumerate() {
-        let n = 1 + i as u8;
-        let lan = lab.lan(n);
-        let host = lab.host(&format!("h{n}"));
-        let port = lab.plug(&host, &lan, 10);
-        lab.router(&format!("r{n}"), &lan, &public, n, nat, &port.v4);
-        lab.default_route(&host, &format!("10.77.{n}.1"));
-        homes.push(host);
-    }
+    let Internet { server, homes } = lab.internet(&[nat_a, nat_b]);
     let listen = format!("{SERVER}:8080");
     let stun = format!("{SERVER}:3478");
     let turn_url = format!("turn:{SERVER}:3479");
@@ -72,16 +48,7 @@ fn measure(nat_a: Nat, nat_b: Nat, turn: bool, runs: usize) -> anyhow::Result<Ve
     let mut flags = vec!["--listen", &listen, "--stun-bind", &stun, "--public-host", &listen];
     let _coturn = if turn {
         flags.extend(["--turn-url", &turn_url, "--turn-secret-file", &secret]);
-        let c = Command::new("ip")
-            .args(["netns", "exec", &server, "turnserver", "-n", "--no-cli", "--no-tls", "--no-dtls"])
-            .args(["--listening-ip", SERVER, "--relay-ip", SERVER, "--listening-port", "3479"])
-            .args(["--min-port", "40000", "--max-port", "40100", "--realm", "hearth.bench"])
-            .args(["--use-auth-secret", "--static-auth-secret", TURN_SECRET])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("turnserver (apt-get install coturn)")?;
-        Some(Kill(c))
+        Some(Coturn::start(&server, TURN_SECRET))
     } else {
         None
     };

@@ -127,6 +127,46 @@ impl Lab {
     }
 }
 
+/// The server's address in [`Lab::internet`].
+pub const SERVER: &str = "10.77.100.10";
+/// The server's second address there (its STUN's RFC 5780 alternate).
+pub const SERVER_ALT: &str = "10.77.100.11";
+
+/// What [`Lab::internet`] built: namespace names.
+pub struct Internet {
+    /// The server host.
+    pub server: String,
+    /// The homes, in the order of their NATs.
+    pub homes: Vec<String>,
+}
+
+/// coturn in namespace `ns` on `SERVER:3479` with `secret` (coturn's `use-auth-secret`, the
+/// rendezvous's `--turn-secret-file` scheme), killed when dropped.
+pub struct Coturn(std::process::Child);
+
+impl Coturn {
+    /// Starts it.
+    pub fn start(ns: &str, secret: &str) -> Self {
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, "turnserver", "-n", "--no-cli", "--no-tls", "--no-dtls"])
+            .args(["--listening-ip", SERVER, "--relay-ip", SERVER, "--listening-port", "3479"])
+            .args(["--min-port", "40000", "--max-port", "40100", "--realm", "hearth.test"])
+            .args(["--use-auth-secret", "--static-auth-secret", secret, "--log-file", "stdout"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("turnserver (apt-get install coturn)");
+        Coturn(child)
+    }
+}
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// How a NAT router maps and filters (RFC 4787 terms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Nat {
@@ -174,6 +214,32 @@ impl Lab {
         exec(&ns, "nft", &["-f", path.to_str().expect("utf-8 path")]);
         let _ = std::fs::remove_file(path);
         ns
+    }
+
+    /// The NAT tests' internet: a "public" LAN (`10.77.100.0/24`) with a server host at
+    /// [`SERVER`] (also [`SERVER_ALT`], for an RFC 5780 alternate address), and one home per
+    /// entry of `nats`: home N (from 1) is a host at `10.77.N.10` behind router N doing that
+    /// NAT, with no route anywhere but through it.
+    pub fn internet(&mut self, nats: &[Nat]) -> Internet {
+        let public = self.lan(100);
+        let server = self.host("srv");
+        let port = self.plug(&server, &public, 10);
+        ip(&["-n", &server, "addr", "add", &format!("{SERVER_ALT}/24"), "dev", &port.host_if]);
+        // A server on the internet has a default route: datagrams a relay sends to a private
+        // address (a peer's host candidate) leave and die. Without one, coturn's send fails
+        // with "network unreachable" and it closes the whole allocation.
+        self.default_route(&server, "10.77.100.254");
+        let mut homes = Vec::new();
+        for (i, nat) in nats.iter().enumerate() {
+            let n = u8::try_from(i + 1).expect("fewer than 100 homes");
+            let lan = self.lan(n);
+            let host = self.host(&format!("h{n}"));
+            let p = self.plug(&host, &lan, 10);
+            self.router(&format!("r{n}"), &lan, &public, n, *nat, &p.v4);
+            self.default_route(&host, &format!("10.77.{n}.1"));
+            homes.push(host);
+        }
+        Internet { server, homes }
     }
 
     /// Routes everything `host` sends off its LANs through `gateway`.

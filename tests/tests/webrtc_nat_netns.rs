@@ -2,18 +2,15 @@
 //! family's `hearth-rendezvous` (and its STUN), two homes each behind its own NAT router, no
 //! route between the homes but through the NATs. The daemons get only the rendezvous URL.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use hearth_e2e::device::{vault, wait_until, Daemon, Device};
-use hearth_e2e::netns::{self, Lab, Nat};
+use hearth_e2e::netns::{self, Coturn, Internet, Lab, Nat, SERVER, SERVER_ALT};
 use hearth_e2e::rendezvous::Rv;
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(40);
-const SERVER: &str = "10.77.100.10";
-/// The server's second address: its STUN server's RFC 5780 alternate (`--stun-alternate`).
-const SERVER_ALT: &str = "10.77.100.11";
 
 struct World {
     // Dropped in this order: daemons, servers, then the namespaces.
@@ -28,31 +25,7 @@ struct World {
     _dir: tempfile::TempDir,
 }
 
-/// coturn, killed when dropped.
-struct Coturn(std::process::Child);
-
-impl Drop for Coturn {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 const TURN_SECRET: &str = "a-secret-shared-by-the-rendezvous-and-coturn";
-
-/// coturn in namespace `ns` on SERVER:3479, with the rendezvous's shared secret.
-fn coturn(ns: &str) -> Coturn {
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns, "turnserver", "-n", "--no-cli", "--no-tls", "--no-dtls"])
-        .args(["--listening-ip", SERVER, "--relay-ip", SERVER, "--listening-port", "3479"])
-        .args(["--min-port", "40000", "--max-port", "40100", "--realm", "hearth.test"])
-        .args(["--use-auth-secret", "--static-auth-secret", TURN_SECRET, "--log-file", "stdout"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("turnserver (apt-get install coturn)");
-    Coturn(child)
-}
 
 /// Home A behind `nat_a`, home B behind `nat_b`, the server on the public LAN; with `turn`,
 /// coturn beside it and the rendezvous handing out its credentials.
@@ -80,23 +53,7 @@ fn world_with(nat_a: Nat, nat_b: Nat, turn: Turn, shared_lan: bool) -> Option<Wo
     }
     let dir = tempfile::tempdir().unwrap();
     let mut lab = Lab::new();
-    let public = lab.lan(100);
-    let server = lab.host("srv");
-    let port = lab.plug(&server, &public, 10);
-    netns::ip(&["-n", &server, "addr", "add", &format!("{SERVER_ALT}/24"), "dev", &port.host_if]);
-    // A server on the internet has a default route: datagrams a relay sends to a private
-    // address (a peer's host candidate) leave and die. Without one, coturn's send fails with
-    // "network unreachable" and it closes the whole allocation.
-    lab.default_route(&server, "10.77.100.254");
-    let mut homes = Vec::new();
-    for (i, (name, nat)) in [("a", nat_a), ("b", nat_b)].into_iter().enumerate() {
-        let lan = lab.lan(1 + i as u8);
-        let host = lab.host(name);
-        let port = lab.plug(&host, &lan, 10);
-        lab.router(&format!("r{name}"), &lan, &public, 1 + i as u8, nat, &port.v4);
-        lab.default_route(&host, &format!("10.77.{}.1", 1 + i as u8));
-        homes.push(host);
-    }
+    let Internet { server, homes } = lab.internet(&[nat_a, nat_b]);
     let mut shared = Vec::new();
     if shared_lan {
         let lan = lab.lan(3);
@@ -115,7 +72,7 @@ fn world_with(nat_a: Nat, nat_b: Nat, turn: Turn, shared_lan: bool) -> Option<Wo
     let mut flags =
         vec!["--listen", &listen, "--stun-bind", &stun, "--stun-alternate", &alternate, "--public-host", &listen];
     let turn_url = format!("turn:{SERVER}:3479");
-    let coturn = (turn != Turn::None).then(|| coturn(&server));
+    let coturn = (turn != Turn::None).then(|| Coturn::start(&server, TURN_SECRET));
     if turn == Turn::Rendezvous {
         flags.extend(["--turn-url", &turn_url, "--turn-secret-file", &secret]);
     }
@@ -240,21 +197,7 @@ fn nat_check_tells_each_router_apart_and_says_when_turn_is_needed() {
         return;
     }
     let mut lab = Lab::new();
-    let public = lab.lan(100);
-    let server = lab.host("srv");
-    let port = lab.plug(&server, &public, 10);
-    netns::ip(&["-n", &server, "addr", "add", &format!("{SERVER_ALT}/24"), "dev", &port.host_if]);
-    let nats = [Nat::FullCone, Nat::PortRestricted, Nat::Symmetric];
-    let mut homes = Vec::new();
-    for (i, nat) in nats.into_iter().enumerate() {
-        let n = 1 + i as u8;
-        let lan = lab.lan(n);
-        let host = lab.host(&format!("h{n}"));
-        let p = lab.plug(&host, &lan, 10);
-        lab.router(&format!("r{n}"), &lan, &public, n, nat, &p.v4);
-        lab.default_route(&host, &format!("10.77.{n}.1"));
-        homes.push(host);
-    }
+    let Internet { server, homes } = lab.internet(&[Nat::FullCone, Nat::PortRestricted, Nat::Symmetric]);
     let stun = format!("{SERVER}:3478");
     let alternate = format!("{SERVER_ALT}:3480");
     let _rv = Rv::start_in(
