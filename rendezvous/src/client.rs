@@ -109,6 +109,8 @@ pub enum Event {
         code: ErrorCode,
         /// Explanation.
         message: String,
+        /// The id of the signal it is about ([`Connection::signal_with_id`]).
+        id: Option<String>,
     },
 }
 
@@ -226,7 +228,7 @@ pub async fn connect_with(url: &str, join: &Join, opts: &Options) -> Result<Conn
             }
             Ok(conn)
         }
-        ServerMsg::Error { code, message } => Err(ClientError::Refused { code, message }),
+        ServerMsg::Error { code, message, .. } => Err(ClientError::Refused { code, message }),
         _ => Err(ClientError::Protocol),
     }
 }
@@ -234,7 +236,12 @@ pub async fn connect_with(url: &str, join: &Join, opts: &Options) -> Result<Conn
 impl Connection {
     /// Sends `payload` to device `to`.
     pub async fn signal(&mut self, to: DeviceId, payload: &[u8]) -> Result<(), ClientError> {
-        let m = ClientMsg::Signal { to: to.to_hex(), payload: protocol::to_b64(payload) };
+        self.signal_with_id(to, payload, None).await
+    }
+
+    /// Sends `payload` to device `to`, naming it `id`: any error about it carries the id.
+    pub async fn signal_with_id(&mut self, to: DeviceId, payload: &[u8], id: Option<&str>) -> Result<(), ClientError> {
+        let m = ClientMsg::Signal { to: to.to_hex(), payload: protocol::to_b64(payload), id: id.map(str::to_owned) };
         self.ws.send(Message::Text(serde_json::to_string(&m).unwrap_or_default().into())).await?;
         Ok(())
     }
@@ -260,7 +267,7 @@ impl Connection {
                 from: DeviceId::from_hex(&from).ok_or(ClientError::Protocol)?,
                 payload: protocol::from_b64(&payload).ok_or(ClientError::Protocol)?,
             }),
-            ServerMsg::Error { code, message } => Ok(Event::Error { code, message }),
+            ServerMsg::Error { code, message, id } => Ok(Event::Error { code, message, id }),
             _ => Err(ClientError::Protocol),
         }
     }

@@ -6,10 +6,10 @@
 //!        | {"type":"hello_invite","room":"<hex sha256(invite secret)>"}
 //! server → {"type":"welcome","device":"<hex>","online":["<hex>", ...]}
 //! server → {"type":"presence","online":[...]}                  (on every join/leave)
-//! client → {"type":"signal","to":"<hex>","payload":"<b64>"}
+//! client → {"type":"signal","to":"<hex>","payload":"<b64>","id":"<optional, ≤ 64 chars>"}
 //! server → {"type":"signal","from":"<hex>","payload":"<b64>"}  (byte-identical payload)
 //! client → {"type":"revoke","record":"<b64 postcard MembershipRecord>"}
-//! server → {"type":"error","code":"...","message":"..."}
+//! server → {"type":"error","code":"...","message":"...","id":"<the signal's id, if any>"}
 //! ```
 //! The hello signature is the device key's ed25519 signature over
 //! `"hearth/v1/rendezvous-hello\0" ‖ nonce ‖ authority`, where `authority` is the server name
@@ -68,6 +68,9 @@ pub enum ServerMsg {
         code: ErrorCode,
         /// Human explanation.
         message: String,
+        /// The `id` of the signal this error is about, when its sender gave one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
     },
 }
 
@@ -128,6 +131,10 @@ pub enum ClientMsg {
         to: String,
         /// Opaque base64 payload (sealed and signed by the peers).
         payload: String,
+        /// The sender's name for this signal (at most [`MAX_SIGNAL_ID`] characters), echoed
+        /// in any error about it so the sender knows which signal was refused or dropped.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
     },
     /// Publish a root-signed revocation: the device is removed and refused from now on.
     Revoke {
@@ -156,7 +163,16 @@ pub enum ErrorCode {
     RoomFull,
     /// The server is at capacity.
     Busy,
+    /// The recipient may be connected to another replica, and the state replicas share
+    /// (Redis) cannot be reached right now: try again shortly.
+    Unavailable,
+    /// A code this version does not know (a newer server's): treat as a failure.
+    #[serde(other)]
+    Unknown,
 }
+
+/// Longest signal `id` the server accepts (it is echoed, never stored).
+pub const MAX_SIGNAL_ID: usize = 64;
 
 /// Why a hello or revocation was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -332,6 +348,9 @@ pub struct SignalIn<'a> {
     /// Opaque payload.
     #[serde(borrow)]
     pub payload: std::borrow::Cow<'a, str>,
+    /// The sender's id for this signal.
+    #[serde(default, borrow)]
+    pub id: Option<std::borrow::Cow<'a, str>>,
 }
 
 impl<'a> SignalIn<'a> {
@@ -450,7 +469,7 @@ mod tests {
     fn signal_fast_path_matches_the_enum() {
         let text = r#"{"type":"signal","to":"0a","payload":"a\/b+c=="}"#;
         let fast = SignalIn::parse(text).unwrap();
-        let ClientMsg::Signal { to, payload } = serde_json::from_str(text).unwrap() else { panic!() };
+        let ClientMsg::Signal { to, payload, .. } = serde_json::from_str(text).unwrap() else { panic!() };
         assert_eq!((fast.to.as_ref(), fast.payload.as_ref()), (to.as_str(), payload.as_str()));
         assert!(SignalIn::parse(r#"{"type":"revoke","to":"0a","payload":"x"}"#).is_none());
         assert!(SignalIn::parse(r#"{"type":"signal","to":"0a"}"#).is_none());
@@ -466,8 +485,28 @@ mod tests {
         assert!(serde_json::from_str::<ClientMsg>(r#"{"type":"nope"}"#).is_err());
         let c = serde_json::to_string(&ServerMsg::Challenge { version: 1, nonce: "x".into() }).unwrap();
         assert!(c.starts_with(r#"{"type":"challenge""#), "{c}");
-        let e = serde_json::to_string(&ServerMsg::Error { code: ErrorCode::UnknownRecipient, message: "m".into() })
-            .unwrap();
-        assert!(e.contains(r#""code":"unknown_recipient""#), "{e}");
+        let e = serde_json::to_string(&ServerMsg::Error {
+            code: ErrorCode::UnknownRecipient,
+            message: "m".into(),
+            id: None,
+        })
+        .unwrap();
+        assert!(e.contains(r#""code":"unknown_recipient""#) && !e.contains("id"), "{e}");
+    }
+
+    #[test]
+    fn signal_ids_are_optional_both_ways_and_unknown_codes_parse() {
+        let with = r#"{"type":"signal","to":"0a","payload":"AA==","id":"offer-7"}"#;
+        assert_eq!(SignalIn::parse(with).and_then(|s| s.id).as_deref(), Some("offer-7"));
+        let ClientMsg::Signal { id, .. } = serde_json::from_str(with).unwrap() else { panic!() };
+        assert_eq!(id.as_deref(), Some("offer-7"));
+        let without = r#"{"type":"signal","to":"0a","payload":"AA=="}"#;
+        assert!(SignalIn::parse(without).is_some_and(|s| s.id.is_none()));
+        let e: ServerMsg =
+            serde_json::from_str(r#"{"type":"error","code":"unavailable","message":"m","id":"x"}"#).unwrap();
+        assert_eq!(e, ServerMsg::Error { code: ErrorCode::Unavailable, message: "m".into(), id: Some("x".into()) });
+        // An older client's view of a newer server's code: still an error it can report.
+        let e: ServerMsg = serde_json::from_str(r#"{"type":"error","code":"from_the_future","message":"m"}"#).unwrap();
+        assert!(matches!(e, ServerMsg::Error { code: ErrorCode::Unknown, .. }));
     }
 }

@@ -519,7 +519,9 @@ async fn signals_for_a_device_that_just_left_wait_in_its_mailbox() {
     a.signal(b_dev, b"while you were away").await.unwrap();
     a.signal(DeviceId([0xAB; 16]), b"x").await.unwrap();
     match next_non_presence(&mut a).await {
-        Event::Error { code: ErrorCode::UnknownRecipient, message } => assert!(message.contains("abab"), "{message}"),
+        Event::Error { code: ErrorCode::UnknownRecipient, message, .. } => {
+            assert!(message.contains("abab"), "{message}")
+        }
         other => panic!("expected the stranger's error, got {other:?}"),
     }
     // Back within the TTL: the held signal arrives, once.

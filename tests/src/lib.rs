@@ -4,6 +4,7 @@
 
 pub mod caddy;
 pub mod device;
+pub mod faults;
 pub mod mitm;
 pub mod netns;
 pub mod rendezvous;

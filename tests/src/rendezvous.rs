@@ -22,14 +22,28 @@ pub struct Redis {
     pub port: u16,
     /// `redis://127.0.0.1:PORT`.
     pub url: String,
+    /// Extra flags it was started with (kept for a restart).
+    extra: Vec<String>,
 }
 
 impl Redis {
     /// Starts it and waits until it accepts connections.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts it with `extra` flags (e.g. `--enable-debug-command local`).
+    pub fn start_with(extra: &[&str]) -> Self {
         let port = free_port();
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        let child = Self::spawn(port, &extra);
+        Self { child, port, url: format!("redis://127.0.0.1:{port}"), extra }
+    }
+
+    fn spawn(port: u16, extra: &[String]) -> std::process::Child {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -39,7 +53,19 @@ impl Redis {
             assert!(Instant::now() < until, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Self { child, port, url: format!("redis://127.0.0.1:{port}") }
+        child
+    }
+
+    /// SIGKILL: it dies with everything it held (no persistence).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again, empty, on the same port (after [`Redis::kill`]).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = Self::spawn(self.port, &self.extra);
     }
 
     /// Runs `redis-cli ARGS` against it; its output, trimmed.
@@ -83,6 +109,12 @@ impl Rv {
     /// Starts the binary on loopback with `extra` flags (trace logs on; `--listen` defaults
     /// to a free loopback port); with `nofile`, under that open-files limit.
     pub fn start(extra: &[&str], nofile: Option<u32>) -> Self {
+        Self::start_logging(extra, nofile, "trace")
+    }
+
+    /// [`Rv::start`] with log filter `filter` (`RUST_LOG`): timing tests keep the server's
+    /// own logging from skewing what they measure.
+    pub fn start_logging(extra: &[&str], nofile: Option<u32>, filter: &str) -> Self {
         let cmd = match nofile {
             Some(n) => {
                 let mut c = Command::new("prlimit");
@@ -91,17 +123,17 @@ impl Rv {
             }
             None => Command::new(bin("hearth-rendezvous")),
         };
-        Self::spawn(cmd, extra)
+        Self::spawn(cmd, extra, filter)
     }
 
     /// Starts the binary inside network namespace `ns` (give `--listen` and `--stun-bind`).
     pub fn start_in(ns: &str, extra: &[&str]) -> Self {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns]).arg(bin("hearth-rendezvous"));
-        Self::spawn(cmd, extra)
+        Self::spawn(cmd, extra, "trace")
     }
 
-    fn spawn(mut cmd: Command, extra: &[&str]) -> Self {
+    fn spawn(mut cmd: Command, extra: &[&str], filter: &str) -> Self {
         if !extra.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
@@ -111,7 +143,7 @@ impl Rv {
         let mut child = cmd
             .args(["--metrics-bind", "127.0.0.1:0"])
             .args(extra)
-            .env("RUST_LOG", "trace")
+            .env("RUST_LOG", filter)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -154,4 +186,30 @@ impl Rv {
     pub fn log(&self) -> String {
         self.stderr.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
+
+    /// Sends it SIGTERM (a graceful drain).
+    pub fn terminate(&self) {
+        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().is_ok_and(|s| s.success());
+        assert!(ok, "kill -TERM");
+    }
+
+    /// The value of metric `name` (with its labels, e.g. `x_total{kind="refused"}`), 0 if absent.
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = http_get(self.metrics, "/metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+/// A plain `GET path` on `addr`: the whole response, or empty if the connection failed.
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::Write;
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return String::new() };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
 }

@@ -69,7 +69,7 @@ async fn until_signal(c: &mut Connection) -> (DeviceId, Vec<u8>) {
     loop {
         match tokio::time::timeout(Duration::from_secs(5), c.next()).await.expect("signal in time").unwrap() {
             Event::Signal { from, payload } => return (from, payload),
-            Event::Error { code, message } => panic!("{code:?}: {message}"),
+            Event::Error { code, message, .. } => panic!("{code:?}: {message}"),
             Event::Presence(_) => {}
         }
     }

@@ -161,7 +161,7 @@ pub async fn run(
                                     return;
                                 }
                             }
-                            Ok(Event::Error { code, message }) => tracing::warn!(?code, %message, "rendezvous"),
+                            Ok(Event::Error { code, message, .. }) => tracing::warn!(?code, %message, "rendezvous"),
                             Err(e) => break e.to_string(),
                         },
                         out = signals.recv() => match out {

@@ -11,13 +11,25 @@
 //!   that every replica pattern-subscribes to. After a pub/sub reconnect the replica
 //!   re-checks its local rooms (`Hub::resync`), since events sent meanwhile are gone.
 //! - Mailboxes: `hearth:left:<room>:<device>` (expiring) and `hearth:mail:<room>:<device>`.
+//! - `hearth:epoch`: a random value the first replica to see an empty Redis sets; a replica
+//!   that finds another value than the one it saw knows Redis lost its data (a restart
+//!   without persistence) and writes back what it holds (see `Hub::recover`).
+//!
+//! Every call goes through [`Health`]: bounded by a timeout, and failing at once while Redis
+//! is known to be down.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
+
+pub use super::redis_health::BackplaneError;
+use super::redis_health::{Health, RedisMetrics, CALL_TIMEOUT};
+
+/// The result of a backplane call.
+pub type BpResult<T> = Result<T, BackplaneError>;
 
 /// An event published to a room's channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +68,9 @@ pub struct Backplane {
     client: redis::Client,
     ttl: Duration,
     replica: u64,
+    health: Health,
+    /// The `hearth:epoch` value this replica last saw.
+    epoch: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for Backplane {
@@ -90,6 +105,21 @@ fn left_key(room: &str, device: &str) -> String {
 
 fn mail_key(room: &str, device: &str) -> String {
     format!("hearth:mail:{room}:{device}")
+}
+
+/// A signal on its way through a replica's inbox.
+#[derive(Debug, Clone, Copy)]
+pub struct Relayed<'a> {
+    /// The room's backplane name.
+    pub room: &'a str,
+    /// Recipient (hex).
+    pub to: &'a str,
+    /// Sender (hex): told if the signal cannot be delivered after all.
+    pub from: &'a str,
+    /// The sender's id for the signal, if it gave one.
+    pub id: Option<&'a str>,
+    /// The JSON text to send the recipient.
+    pub text: &'a str,
 }
 
 /// Why the backplane did not hold a message.
@@ -131,11 +161,17 @@ table.insert(online, 1, 'ok')
 return online
 ";
 
-/// KEYS: presence, where. ARGV: device, replica.
+/// KEYS: presence, where, left marker. ARGV: device, replica, mailbox lifetime (ms; 0: none).
+/// A device that has already joined through another replica (it reconnected faster than
+/// this one noticed it left) is left alone: no presence removed, no mailbox opened, which
+/// would hide it from senders and hold their signals where nobody fetches them.
 const LEAVE_SCRIPT: &str = r"
+local at = redis.call('HGET', KEYS[2], ARGV[1])
+if at and at ~= ARGV[2] then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[1])
-if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[2], ARGV[1]) end
-return 0
+redis.call('HDEL', KEYS[2], ARGV[1])
+if tonumber(ARGV[3]) > 0 then redis.call('PSETEX', KEYS[3], ARGV[3], 1) end
+return 1
 ";
 
 /// KEYS: revoked set. ARGV: device, cap, lifetime (ms). Returns 0 recorded, 1 full.
@@ -191,11 +227,58 @@ fn channel(room: &str) -> String {
 }
 
 impl Backplane {
-    /// Connects to `url`.
-    pub async fn connect(url: &str, ttl: Duration) -> redis::RedisResult<Self> {
+    /// A handle on the Redis at `url`, connected lazily: a replica starts (serving its own
+    /// devices) while Redis is down, and joins the others when it answers.
+    pub fn connect(url: &str, ttl: Duration, metrics: Option<RedisMetrics>) -> redis::RedisResult<Self> {
         let client = redis::Client::open(url)?;
-        let conn = client.get_connection_manager().await?;
-        Ok(Self { conn, client, ttl, replica: rand::random() })
+        // Short timeouts and few reconnect retries: the breaker, not the connection manager,
+        // decides how long to wait for a Redis that is down.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CALL_TIMEOUT))
+            .set_response_timeout(Some(CALL_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        Ok(Self {
+            conn,
+            client,
+            ttl,
+            replica: rand::random(),
+            health: Health::new(metrics),
+            epoch: std::sync::Arc::default(),
+        })
+    }
+
+    /// The breaker (and the Redis metrics).
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Asks Redis whether it is up, whatever the breaker says, and whether it lost its data
+    /// since this replica last asked: `Ok(true)` when its `hearth:epoch` is not the one seen
+    /// before (it restarted empty, or this is the first probe).
+    pub async fn probe(&self) -> BpResult<bool> {
+        let mut c = self.conn.clone();
+        // A read first: a Redis refusing writes (`maxmemory`) still answers it.
+        let mut now: Option<String> = self.health.probe(c.get("hearth:epoch")).await?;
+        if now.is_none() {
+            let mine = format!("{:016x}", rand::random::<u64>());
+            let mut p = redis::pipe();
+            p.cmd("SET").arg("hearth:epoch").arg(&mine).arg("NX").ignore().get("hearth:epoch");
+            let (set,): (Option<String>,) = self.health.probe(p.query_async(&mut c)).await?;
+            now = set;
+        }
+        let mut seen = super::hub::lock(&self.epoch);
+        let lost = *seen != now;
+        *seen = now;
+        Ok(lost)
+    }
+
+    /// Signals waiting in this replica's inbox (a draining replica waits for none).
+    pub async fn inbox_len(&self) -> BpResult<usize> {
+        let mut c = self.conn.clone();
+        self.health.call(c.xlen(inbox_key(self.replica))).await
     }
 
     /// This replica's id (random per process).
@@ -204,31 +287,34 @@ impl Backplane {
     }
 
     /// The replica holding `device`'s connection in `room`, if known.
-    pub async fn location(&self, room: &str, device: &str) -> redis::RedisResult<Option<u64>> {
+    pub async fn location(&self, room: &str, device: &str) -> BpResult<Option<u64>> {
         let mut c = self.conn.clone();
-        c.hget(where_key(room), device).await
+        self.health.call(c.hget(where_key(room), device)).await
     }
 
-    /// Appends a signal for `device` of `room` to replica `replica`'s inbox.
-    pub async fn send_to(&self, replica: u64, room: &str, device: &str, text: &str) -> redis::RedisResult<()> {
+    /// Appends signal `s` to replica `replica`'s inbox.
+    pub async fn send_to(&self, replica: u64, s: &Relayed<'_>) -> BpResult<()> {
         let mut c = self.conn.clone();
         let key = inbox_key(replica);
-        let fields = [("room", room), ("to", device), ("text", text)];
+        let fields =
+            [("room", s.room), ("to", s.to), ("text", s.text), ("from", s.from), ("id", s.id.unwrap_or_default())];
         // One round trip, applied together; a dead replica's inbox disappears on its own.
-        let _: () = redis::pipe()
-            .atomic()
-            .xadd_maxlen(&key, redis::streams::StreamMaxlen::Approx(INBOX_MAXLEN), "*", &fields)
-            .ignore()
-            .pexpire(&key, (self.ttl.as_millis() as i64).saturating_mul(4))
-            .ignore()
-            .query_async(&mut c)
-            .await?;
-        Ok(())
+        self.health
+            .call(
+                redis::pipe()
+                    .atomic()
+                    .xadd_maxlen(&key, redis::streams::StreamMaxlen::Approx(INBOX_MAXLEN), "*", &fields)
+                    .ignore()
+                    .pexpire(&key, (self.ttl.as_millis() as i64).saturating_mul(4))
+                    .ignore()
+                    .query_async::<()>(&mut c),
+            )
+            .await
     }
 
-    /// Reads this replica's inbox forever, calling `deliver(room, device, text)` for each
-    /// signal. Resumes from the last entry read after any reconnect.
-    pub async fn read_inbox(&self, mut deliver: impl FnMut(&str, &str, String)) {
+    /// Reads this replica's inbox forever, calling `deliver` for each signal. Resumes from
+    /// the last entry read after any reconnect.
+    pub async fn read_inbox(&self, mut deliver: impl FnMut(Relayed<'_>)) {
         let key = inbox_key(self.replica);
         // The replica id is new with every process, so its inbox starts empty: read it all
         // (ids come from Redis's clock, so a start time from ours could skip entries).
@@ -257,7 +343,9 @@ impl Backplane {
                     if let (Some(room), Some(to), Some(text)) =
                         (entry.get::<String>("room"), entry.get::<String>("to"), entry.get::<String>("text"))
                     {
-                        deliver(&room, &to, text);
+                        let from = entry.get::<String>("from").unwrap_or_default();
+                        let id = entry.get::<String>("id").filter(|i| !i.is_empty());
+                        deliver(Relayed { room: &room, to: &to, from: &from, id: id.as_deref(), text: &text });
                     }
                     last = entry.id;
                     read_any = true;
@@ -279,7 +367,7 @@ impl Backplane {
     }
 
     /// Marks `devices` of `room` online until now + TTL.
-    pub async fn refresh(&self, room: &str, devices: &[String]) -> redis::RedisResult<()> {
+    pub async fn refresh(&self, room: &str, devices: &[String]) -> BpResult<()> {
         if devices.is_empty() {
             return Ok(());
         }
@@ -297,20 +385,19 @@ impl Backplane {
         p.pexpire(where_key(room), keep).ignore();
         // Revocations live as long as the room is used, then expire with it.
         p.pexpire(revoked_key(room), super::revocations::REVOKED_IDLE.as_millis() as i64).ignore();
-        let _: () = p.query_async(&mut c).await?;
-        Ok(())
+        self.health.call(p.query_async::<()>(&mut c)).await
     }
 
     /// Joins `device` to `room` in one atomic script: refused if revoked (vault rooms) or if
     /// the room already has `max` other members online; else marked online, located here,
     /// and the members online returned (the device included). Replicas cannot overfill a
     /// room by checking and joining in between each other.
-    pub async fn join(&self, room: &str, device: &str, max: usize, vault: bool) -> redis::RedisResult<Joined> {
+    pub async fn join(&self, room: &str, device: &str, max: usize, vault: bool) -> BpResult<Joined> {
         let mut c = self.conn.clone();
         let now = now_ms();
         let keep = (self.ttl.as_millis() as u64).saturating_mul(2);
-        let out: Vec<String> = redis::cmd("EVAL")
-            .arg(JOIN_SCRIPT)
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(JOIN_SCRIPT)
             .arg(3)
             .arg(presence_key(room))
             .arg(where_key(room))
@@ -321,9 +408,8 @@ impl Backplane {
             .arg(max)
             .arg(self.replica)
             .arg(keep)
-            .arg(u8::from(vault))
-            .query_async(&mut c)
-            .await?;
+            .arg(u8::from(vault));
+        let out: Vec<String> = self.health.call(cmd.query_async(&mut c)).await?;
         let mut it = out.into_iter();
         Ok(match it.next().as_deref() {
             Some("revoked") => Joined::Revoked,
@@ -332,66 +418,62 @@ impl Backplane {
         })
     }
 
-    /// Removes `device` from `room`, and its location if it is still this replica's (a newer
-    /// connection elsewhere keeps its own).
-    pub async fn remove(&self, room: &str, device: &str) -> redis::RedisResult<()> {
+    /// `device` left `room` through this replica: removed from presence and its location,
+    /// and (`mailbox` non-zero) signals for it held that long, unless it is connected
+    /// through another replica by now.
+    pub async fn leave(&self, room: &str, device: &str, mailbox: Duration) -> BpResult<()> {
         let mut c = self.conn.clone();
-        let _: i64 = redis::cmd("EVAL")
-            .arg(LEAVE_SCRIPT)
-            .arg(2)
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(LEAVE_SCRIPT)
+            .arg(3)
             .arg(presence_key(room))
             .arg(where_key(room))
+            .arg(left_key(room, device))
             .arg(device)
             .arg(self.replica)
-            .query_async(&mut c)
-            .await?;
+            .arg(mailbox.as_millis() as u64);
+        let _: i64 = self.health.call(cmd.query_async(&mut c)).await?;
         Ok(())
     }
 
     /// Devices of `room` online now (expired entries are purged). Returns (online, purged).
-    pub async fn online(&self, room: &str) -> redis::RedisResult<(Vec<String>, usize)> {
+    pub async fn online(&self, room: &str) -> BpResult<(Vec<String>, usize)> {
         let mut c = self.conn.clone();
         let key = presence_key(room);
         let now = now_ms();
-        let purged: usize = c.zrembyscore(&key, "-inf", now).await?;
-        let online: Vec<String> = c.zrangebyscore(&key, now, "+inf").await?;
-        Ok((online, purged))
+        self.health
+            .call(redis::pipe().zrembyscore(&key, "-inf", now).zrangebyscore(&key, now, "+inf").query_async(&mut c))
+            .await
+            .map(|(purged, online)| (online, purged))
     }
 
     /// True when `device` is online in `room`.
-    pub async fn is_online(&self, room: &str, device: &str) -> redis::RedisResult<bool> {
+    pub async fn is_online(&self, room: &str, device: &str) -> BpResult<bool> {
         let mut c = self.conn.clone();
-        let score: Option<u64> = c.zscore(presence_key(room), device).await?;
+        let score: Option<u64> = self.health.call(c.zscore(presence_key(room), device)).await?;
         Ok(score.is_some_and(|s| s > now_ms()))
     }
 
     /// Publishes `ev` to `room`.
-    pub async fn publish(&self, room: &str, ev: &RoomEvent) -> redis::RedisResult<()> {
+    pub async fn publish(&self, room: &str, ev: &RoomEvent) -> BpResult<()> {
         let mut c = self.conn.clone();
         let text = serde_json::to_string(ev).unwrap_or_default();
-        let _: () = c.publish(channel(room), text).await?;
-        Ok(())
-    }
-
-    /// `device` just left `room`: signals for it may be held for `ttl` (any replica).
-    pub async fn mark_left(&self, room: &str, device: &str, ttl: Duration) -> redis::RedisResult<()> {
-        let mut c = self.conn.clone();
-        let _: () = c.pset_ex(left_key(room, device), 1u8, ttl.as_millis() as u64).await?;
+        let _: i64 = self.health.call(c.publish(channel(room), text)).await?;
         Ok(())
     }
 
     /// Holds `text` for `device` if it left `room` recently, has fewer than `b.len` held, and
     /// the room's and the server's byte budgets allow it; one atomic script, so replicas
     /// cannot overshoot together.
-    pub async fn hold(&self, room: &str, device: &str, text: &str, b: &MailBudget) -> redis::RedisResult<Hold> {
+    pub async fn hold(&self, room: &str, device: &str, text: &str, b: &MailBudget) -> BpResult<Hold> {
         let mut c = self.conn.clone();
         // Budgets count bytes held within the current and the previous mailbox period: every
         // held message is dropped within one period, so this is never below what is held,
         // and counters expire on their own (no drift when mailboxes expire unread).
         let period = (b.ttl.as_millis() as u64).max(1);
         let epoch = now_ms() / period;
-        let r: i64 = redis::cmd("EVAL")
-            .arg(HOLD_SCRIPT)
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(HOLD_SCRIPT)
             .arg(6)
             .arg(left_key(room, device))
             .arg(mail_key(room, device))
@@ -403,9 +485,8 @@ impl Backplane {
             .arg(b.len)
             .arg(b.room_bytes)
             .arg(b.total_bytes)
-            .arg(period.saturating_mul(2))
-            .query_async(&mut c)
-            .await?;
+            .arg(period.saturating_mul(2));
+        let r: i64 = self.health.call(cmd.query_async(&mut c)).await?;
         Ok(match r {
             0 => Hold::Held,
             1 => Hold::NoMailbox,
@@ -414,60 +495,42 @@ impl Backplane {
     }
 
     /// `device` is back in `room`: its held messages, oldest first, taken atomically.
-    pub async fn take_mail(&self, room: &str, device: &str) -> redis::RedisResult<Vec<String>> {
+    pub async fn take_mail(&self, room: &str, device: &str) -> BpResult<Vec<String>> {
         let mut c = self.conn.clone();
         let key = mail_key(room, device);
-        let (held, ..): (Vec<String>, i64, i64) = redis::pipe()
-            .atomic()
-            .lrange(&key, 0, -1)
-            .del(&key)
-            .del(left_key(room, device))
-            .query_async(&mut c)
-            .await?;
+        let mut p = redis::pipe();
+        p.atomic().lrange(&key, 0, -1).del(&key).del(left_key(room, device));
+        let (held, ..): (Vec<String>, i64, i64) = self.health.call(p.query_async(&mut c)).await?;
         Ok(held)
     }
 
     /// How long ago pairing room `room`'s window opened on any replica (now, if this is the
     /// first join anywhere). The record lives two TTLs, like the in-process one.
-    pub async fn invite_age(&self, room: &str, ttl: Duration) -> redis::RedisResult<Duration> {
+    pub async fn invite_age(&self, room: &str, ttl: Duration) -> BpResult<Duration> {
         let mut c = self.conn.clone();
         let key = format!("hearth:invite:{room}");
         let now = now_ms();
         let keep = (ttl.as_millis() as u64).saturating_mul(2).max(1);
-        let (_, opened): (Option<String>, Option<u64>) = redis::pipe()
-            .atomic()
-            .cmd("SET")
-            .arg(&key)
-            .arg(now)
-            .arg("NX")
-            .arg("PX")
-            .arg(keep)
-            .get(&key)
-            .query_async(&mut c)
-            .await?;
+        let mut p = redis::pipe();
+        p.atomic().cmd("SET").arg(&key).arg(now).arg("NX").arg("PX").arg(keep).get(&key);
+        let (_, opened): (Option<String>, Option<u64>) = self.health.call(p.query_async(&mut c)).await?;
         Ok(Duration::from_millis(now.saturating_sub(opened.unwrap_or(now))))
     }
 
     /// Records a revocation of `device` in vault room `room`, at most `cap` per room; the set
     /// expires `idle` after the room's last refresh. False if the room's set is full.
-    pub async fn revoke(&self, room: &str, device: &str, cap: usize, idle: Duration) -> redis::RedisResult<bool> {
+    pub async fn revoke(&self, room: &str, device: &str, cap: usize, idle: Duration) -> BpResult<bool> {
         let mut c = self.conn.clone();
-        let r: i64 = redis::cmd("EVAL")
-            .arg(REVOKE_SCRIPT)
-            .arg(1)
-            .arg(revoked_key(room))
-            .arg(device)
-            .arg(cap)
-            .arg(idle.as_millis() as u64)
-            .query_async(&mut c)
-            .await?;
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(REVOKE_SCRIPT).arg(1).arg(revoked_key(room)).arg(device).arg(cap).arg(idle.as_millis() as u64);
+        let r: i64 = self.health.call(cmd.query_async(&mut c)).await?;
         Ok(r == 0)
     }
 
     /// True when `device` was revoked in `room`.
-    pub async fn is_revoked(&self, room: &str, device: &str) -> redis::RedisResult<bool> {
+    pub async fn is_revoked(&self, room: &str, device: &str) -> BpResult<bool> {
         let mut c = self.conn.clone();
-        c.sismember(revoked_key(room), device).await
+        self.health.call(c.sismember(revoked_key(room), device)).await
     }
 
     /// Streams (room, event) from every room channel, reconnecting and re-subscribing with

@@ -13,6 +13,8 @@ use super::hub::{JoinError, Member, RoomKey, RouteError, Routed};
 use super::limits::Bucket;
 use super::link::{End, Link};
 use super::outbox::{Out, Outbox};
+use super::remote::{Job, Refused, Remote};
+use super::shared::Outgoing;
 use super::App;
 use crate::protocol::{self, ClientMsg, ErrorCode, ServerMsg, SignalIn};
 use crate::ws::{self, opcode, Event, FrameError};
@@ -40,7 +42,13 @@ fn json(msg: &ServerMsg) -> String {
 
 /// Appends an error message frame to `out`.
 fn error(out: &mut Vec<u8>, code: ErrorCode, message: impl Into<String>) {
-    ws::encode(opcode::TEXT, json(&ServerMsg::Error { code, message: message.into() }).as_bytes(), out);
+    error_for(out, code, message, None);
+}
+
+/// Appends an error frame about the signal the sender named `id` to `out`.
+fn error_for(out: &mut Vec<u8>, code: ErrorCode, message: impl Into<String>, id: Option<&str>) {
+    let msg = ServerMsg::Error { code, message: message.into(), id: id.map(str::to_owned) };
+    ws::encode(opcode::TEXT, json(&msg).as_bytes(), out);
 }
 
 /// The first message of a connection.
@@ -287,7 +295,8 @@ enum Stop {
 /// The admitted phase: handle every whole frame read, write everything waiting, then wait
 /// for the socket or the outbox. Kicks, shutdown and liveness rounds all arrive through the
 /// outbox, so an idle connection waits on exactly two things and holds no buffers.
-async fn relay(link: &mut Link, outbox: &Outbox, who: &Who, app: &App) -> Result<(), End> {
+async fn relay(link: &mut Link, outbox: &Arc<Outbox>, who: &Who, app: &Arc<App>) -> Result<(), End> {
+    let mut remote = Remote::new();
     let mut bucket = Bucket::new(app.limits.messages_per_sec, Instant::now());
     let mut strikes = Strikes::new(Instant::now());
     let mut last_seen = Instant::now();
@@ -309,9 +318,10 @@ async fn relay(link: &mut Link, outbox: &Outbox, who: &Who, app: &App) -> Result
                 Some(Event::Binary) => stop = Some(Stop::Close(close::UNSUPPORTED, "text messages only")),
                 Some(Event::Text(text)) => {
                     if bucket.take(Instant::now()) {
-                        if !handle_fast(&text, &mut replies, who, app) {
-                            // Boxed: rare, and its state should not sit in every idle task.
-                            Box::pin(handle(&text, &mut replies, who, app)).await;
+                        let mut to = To { out: &mut replies, who, app, outbox, remote: &mut remote };
+                        match SignalIn::parse(&text) {
+                            Some(sig) => to.signal(&sig.to, &sig.payload, sig.id.as_deref()),
+                            None => to.other(&text),
                         }
                         continue;
                     }
@@ -348,6 +358,11 @@ async fn relay(link: &mut Link, outbox: &Outbox, who: &Who, app: &App) -> Result
             out = outbox.next() => match out {
                 Out::Frames => outbox.take(link.out()),
                 Out::Kick(code, reason) => {
+                    // A drain hands over everything already queued before saying goodbye
+                    // (other kicks are for misbehaviour or a newer connection).
+                    if code == close::GOING_AWAY {
+                        outbox.take(link.out());
+                    }
                     Box::pin(link.close(code, reason)).await;
                     return Ok(());
                 }
@@ -364,48 +379,101 @@ async fn relay(link: &mut Link, outbox: &Outbox, who: &Who, app: &App) -> Result
     }
 }
 
-/// The hot path, synchronous so that it adds nothing to a connection task's size: a signal
-/// relayed without a backplane. False when `text` needs [`handle`] instead.
-fn handle_fast(text: &str, out: &mut Vec<u8>, who: &Who, app: &App) -> bool {
-    if app.hub.backplane().is_some() {
-        return false;
-    }
-    let Some(sig) = SignalIn::parse(text) else { return false };
-    let t0 = Instant::now();
-    if let Some((to, relayed)) = prepare(&sig.to, &sig.payload, out, who) {
-        let routed = app.hub.route_local(who.key, to, &relayed);
-        account(routed, to, sig.payload.len(), t0, out, app);
-    }
-    true
+/// What handling one admitted message needs: synchronous, so that it adds nothing to a
+/// connection task's size and never waits on Redis (signals for other replicas go to
+/// [`Remote`]'s queues, revocations to a task of their own).
+struct To<'a> {
+    out: &'a mut Vec<u8>,
+    who: &'a Who,
+    app: &'a Arc<App>,
+    outbox: &'a Arc<Outbox>,
+    remote: &'a mut Remote,
 }
 
-/// Handles one admitted message (any kind), appending any reply to `out`.
-async fn handle(text: &str, out: &mut Vec<u8>, who: &Who, app: &App) {
-    let Some(sig) = SignalIn::parse(text) else { return handle_other(text, out, who, app).await };
-    signal(&sig.to, &sig.payload, out, who, app).await;
-}
+impl To<'_> {
+    /// Relays `payload` to device `to` of the sender's room: here at once, elsewhere
+    /// through the recipient's queue.
+    fn signal(&mut self, to: &str, payload: &str, id: Option<&str>) {
+        let t0 = Instant::now();
+        if id.is_some_and(|i| i.len() > protocol::MAX_SIGNAL_ID) {
+            let why = format!("`id` must be at most {} characters", protocol::MAX_SIGNAL_ID);
+            return error_for(self.out, ErrorCode::BadMessage, why, None);
+        }
+        let Some((to, relayed)) = prepare(to, payload, id, self.out, self.who) else { return };
+        let (hub, app) = (&self.app.hub, self.app);
+        if hub.backplane().is_none() {
+            let routed = hub.route_local(self.who.key, to, &relayed);
+            return account(routed, to, id, payload.len(), t0, self.out, app);
+        }
+        if let Some(routed) = hub.route_here(self.who.key, to, &relayed) {
+            return account(routed, to, id, payload.len(), t0, self.out, app);
+        }
+        let out =
+            Outgoing { key: self.who.key, to, from: self.who.from.clone(), id: id.map(str::to_owned), text: relayed };
+        if let Err(why) = self.remote.send(app, self.outbox, Job { out, bytes: payload.len(), t0 }) {
+            app.metrics.dropped.with_label_values(&["queue_full"]).inc();
+            let message = match why {
+                Refused::QueueFull => format!("too many signals waiting for device {to}; this one was dropped"),
+                Refused::TooManyRecipients => "too many recipients at once; this signal was dropped".to_owned(),
+            };
+            error_for(self.out, ErrorCode::Busy, message, id);
+        }
+    }
 
-/// Relays `payload` to device `to` of the sender's room, through the backplane if any.
-async fn signal(to: &str, payload: &str, out: &mut Vec<u8>, who: &Who, app: &App) {
-    let t0 = Instant::now();
-    if let Some((to, relayed)) = prepare(to, payload, out, who) {
-        let routed = app.hub.route(who.key, to, &relayed).await;
-        account(routed, to, payload.len(), t0, out, app);
+    /// Everything but signals: revocations, and clear errors for the rest.
+    fn other(&mut self, text: &str) {
+        match serde_json::from_str::<ClientMsg>(text) {
+            Ok(ClientMsg::Revoke { record }) => {
+                let (RoomKey::Vault(vault), Some(root)) = (self.who.key, self.who.root_key.as_deref()) else {
+                    return error(self.out, ErrorCode::BadMessage, "revocations are for vault rooms");
+                };
+                match protocol::verify_revocation(root, &record, vault) {
+                    Ok(revoked) => {
+                        let (app, outbox) = (Arc::clone(self.app), Arc::clone(self.outbox));
+                        tokio::spawn(async move {
+                            if let Err(e) = app.hub.revoke(vault, revoked).await {
+                                tracing::warn!(error = %e, "revocation not recorded");
+                                let mut out = Vec::new();
+                                error(&mut out, ErrorCode::Busy, format!("revocation not recorded: {e}"));
+                                let _ = outbox.push(bytes::Bytes::from(out));
+                            }
+                        });
+                    }
+                    Err(e) => error(self.out, ErrorCode::BadMessage, format!("revocation refused: {e}")),
+                }
+            }
+            Ok(ClientMsg::Hello { .. } | ClientMsg::HelloInvite { .. }) => {
+                error(self.out, ErrorCode::BadMessage, "already admitted")
+            }
+            Ok(ClientMsg::Signal { to, payload, id }) => self.signal(&to, &payload, id.as_deref()),
+            Err(_) => {
+                self.app.metrics.dropped.with_label_values(&["bad_message"]).inc();
+                error(self.out, ErrorCode::BadMessage, "not a valid message")
+            }
+        }
     }
 }
 
 /// The recipient and the relayed message, or an error reply for a bad `to`.
-fn prepare(to: &str, payload: &str, out: &mut Vec<u8>, who: &Who) -> Option<(DeviceId, String)> {
+fn prepare(to: &str, payload: &str, id: Option<&str>, out: &mut Vec<u8>, who: &Who) -> Option<(DeviceId, String)> {
     let Some(to) = protocol::parse_device(to) else {
-        error(out, ErrorCode::BadMessage, "`to` must be a 32-character hex device id");
+        error_for(out, ErrorCode::BadMessage, "`to` must be a 32-character hex device id", id);
         return None;
     };
     // The payload is relayed as the client's exact string; it is never decoded or logged.
     Some((to, protocol::signal_out(&who.from, payload)))
 }
 
-/// Counts a routed signal, or replies with why it was not.
-fn account(routed: Result<Routed, RouteError>, to: DeviceId, bytes: usize, t0: Instant, out: &mut Vec<u8>, app: &App) {
+/// Counts a routed signal, or replies with why it was not, naming the signal's `id`.
+pub(crate) fn account(
+    routed: Result<Routed, RouteError>,
+    to: DeviceId,
+    id: Option<&str>,
+    bytes: usize,
+    t0: Instant,
+    out: &mut Vec<u8>,
+    app: &App,
+) {
     match routed {
         Ok(routed) => {
             if routed == Routed::Held {
@@ -415,49 +483,32 @@ fn account(routed: Result<Routed, RouteError>, to: DeviceId, bytes: usize, t0: I
             app.metrics.relayed_bytes.inc_by(bytes as u64);
             app.metrics.relay_seconds.observe(t0.elapsed().as_secs_f64());
         }
-        Err(RouteError::UnknownRecipient) => {
-            app.metrics.dropped.with_label_values(&["unknown_recipient"]).inc();
-            error(out, ErrorCode::UnknownRecipient, format!("device {to} is not online in this room"));
-        }
-        Err(RouteError::SlowConsumer) => {
-            app.metrics.dropped.with_label_values(&["slow_consumer"]).inc();
-            error(out, ErrorCode::UnknownRecipient, format!("device {to} was disconnected (too slow)"));
-        }
-        Err(RouteError::InviteBudget) => {
-            app.metrics.dropped.with_label_values(&["invite_budget"]).inc();
-            error(out, ErrorCode::RateLimited, "this pairing room has relayed all it may, or has expired");
-        }
-        Err(RouteError::MailboxFull) => {
-            app.metrics.dropped.with_label_values(&["mailbox_full"]).inc();
-            error(out, ErrorCode::UnknownRecipient, format!("device {to} is offline and its mailbox is full"));
-        }
-    }
-}
-
-/// Everything but signals: revocations, and clear errors for the rest.
-async fn handle_other(text: &str, out: &mut Vec<u8>, who: &Who, app: &App) {
-    match serde_json::from_str::<ClientMsg>(text) {
-        Ok(ClientMsg::Revoke { record }) => {
-            let (RoomKey::Vault(vault), Some(root)) = (who.key, who.root_key.as_deref()) else {
-                return error(out, ErrorCode::BadMessage, "revocations are for vault rooms");
-            };
-            match protocol::verify_revocation(root, &record, vault) {
-                Ok(revoked) => {
-                    if let Err(e) = app.hub.revoke(vault, revoked).await {
-                        tracing::warn!(error = %e, "revocation not recorded");
-                        error(out, ErrorCode::Busy, format!("revocation not recorded: {e}"));
-                    }
+        Err(e) => {
+            let (label, code, message) = match e {
+                RouteError::UnknownRecipient => {
+                    ("unknown_recipient", ErrorCode::UnknownRecipient, format!("device {to} is not online in this room"))
                 }
-                Err(e) => error(out, ErrorCode::BadMessage, format!("revocation refused: {e}")),
-            }
-        }
-        Ok(ClientMsg::Hello { .. } | ClientMsg::HelloInvite { .. }) => {
-            error(out, ErrorCode::BadMessage, "already admitted")
-        }
-        Ok(ClientMsg::Signal { to, payload }) => signal(&to, &payload, out, who, app).await,
-        Err(_) => {
-            app.metrics.dropped.with_label_values(&["bad_message"]).inc();
-            error(out, ErrorCode::BadMessage, "not a valid message")
+                RouteError::SlowConsumer => {
+                    ("slow_consumer", ErrorCode::UnknownRecipient, format!("device {to} was disconnected (too slow)"))
+                }
+                RouteError::InviteBudget => (
+                    "invite_budget",
+                    ErrorCode::RateLimited,
+                    "this pairing room has relayed all it may, or has expired".to_owned(),
+                ),
+                RouteError::MailboxFull => (
+                    "mailbox_full",
+                    ErrorCode::UnknownRecipient,
+                    format!("device {to} is offline and its mailbox is full"),
+                ),
+                RouteError::Unavailable => (
+                    "unavailable",
+                    ErrorCode::Unavailable,
+                    format!("device {to} is not connected here and the replicas' shared state cannot be reached; try again shortly"),
+                ),
+            };
+            app.metrics.dropped.with_label_values(&[label]).inc();
+            error_for(out, code, message, id);
         }
     }
 }

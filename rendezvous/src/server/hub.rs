@@ -11,11 +11,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use hearth_proto::ids::{DeviceId, VaultId};
 
-use super::backplane::{Backplane, Hold, Joined, RoomEvent};
+use super::backplane::{Backplane, Joined, RoomEvent};
 use super::invites::{InviteRefusal, Invites};
 use super::mailbox::{Mailboxes, NotHeld};
 use super::outbox::{Full, Outbox};
-use super::revocations::{Revocations, RevokeRefusal, REVOKED_IDLE, REVOKED_PER_VAULT, REVOKED_TOTAL};
+use super::revocations::{Revocations, REVOKED_IDLE, REVOKED_PER_VAULT, REVOKED_TOTAL};
 use crate::protocol::ServerMsg;
 use crate::ws;
 use hearth_stun::rate_limit::SourceKey;
@@ -38,10 +38,13 @@ pub struct Member {
     pub outbox: Arc<Outbox>,
 }
 
-struct Room {
-    members: BTreeMap<DeviceId, Member>,
+pub(super) struct Room {
+    pub(super) members: BTreeMap<DeviceId, Member>,
     /// Invite rooms die at this time.
     expires: Option<Instant>,
+    /// The backplane's presence last pushed to the members (all online, sorted); `None`
+    /// when the members were last told something else (Redis was down at a join).
+    pub(super) shown: Option<Vec<String>>,
 }
 
 /// Why a join failed.
@@ -76,6 +79,10 @@ pub enum RouteError {
     /// The pairing room has relayed all it may, or its time is up.
     #[error("pairing room relay budget used up")]
     InviteBudget,
+    /// The recipient is not connected here and Redis, which knows where it is, could not
+    /// be asked (down, too slow, refusing writes).
+    #[error("the server's shared state is unavailable")]
+    Unavailable,
 }
 
 /// How a signal was routed.
@@ -89,15 +96,16 @@ pub enum Routed {
 
 /// All rooms.
 pub struct Hub {
-    rooms: Mutex<HashMap<RoomKey, Room>>,
-    revoked: Mutex<Revocations>,
-    mail: Mutex<Mailboxes>,
+    pub(super) rooms: Mutex<HashMap<RoomKey, Room>>,
+    pub(super) revoked: Mutex<Revocations>,
+    pub(super) mail: Mutex<Mailboxes>,
     invites: Mutex<Invites>,
-    backplane: Option<Backplane>,
+    pub(super) backplane: Option<Backplane>,
+    /// Revocations known here but not (yet) stored in Redis: retried until they are.
+    pub(super) unsynced: Mutex<HashSet<(VaultId, DeviceId)>>,
+    /// Members whose held mail could not be fetched at their join: fetched again later.
+    pub(super) mail_pending: Mutex<HashSet<(RoomKey, DeviceId)>>,
 }
-
-/// Pause before retrying a Redis command that failed (the connection manager reconnects).
-const REDIS_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl RoomKey {
     /// The room's name on the backplane.
@@ -124,7 +132,7 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn presence(room: &Room, except: DeviceId) -> Vec<String> {
+pub(super) fn presence(room: &Room, except: DeviceId) -> Vec<String> {
     room.members.keys().filter(|d| **d != except).map(|d| d.to_hex()).collect()
 }
 
@@ -136,7 +144,7 @@ fn send_presence(room: &Room, skip: Option<DeviceId>) {
 }
 
 /// Leaves `online` (the member itself excluded) as the member's pending presence update.
-fn offer_presence(m: &Member, online: Vec<String>) {
+pub(super) fn offer_presence(m: &Member, online: Vec<String>) {
     if let Ok(text) = serde_json::to_string(&ServerMsg::Presence { online }) {
         m.outbox.set_presence(ws::text_frame(&text));
     }
@@ -151,6 +159,8 @@ impl Hub {
             mail: Mutex::new(mail),
             invites: Mutex::new(invites),
             backplane,
+            unsynced: Mutex::default(),
+            mail_pending: Mutex::default(),
         }
     }
 
@@ -189,7 +199,7 @@ impl Hub {
     }
 
     /// Charges a signal of `len` bytes to pairing room `key`'s budget (vault rooms: free).
-    fn charge(&self, key: RoomKey, len: usize) -> Result<(), RouteError> {
+    pub(super) fn charge(&self, key: RoomKey, len: usize) -> Result<(), RouteError> {
         match key {
             RoomKey::Invite(r) if !lock(&self.invites).relay(r, len, Instant::now()) => Err(RouteError::InviteBudget),
             _ => Ok(()),
@@ -231,6 +241,7 @@ impl Hub {
         let mut expires = None;
         if let RoomKey::Invite(r) = key {
             // With replicas the window is shared: it opened at the first join anywhere.
+            // Without Redis, this replica's own window applies.
             let opened = match &self.backplane {
                 Some(bp) => {
                     bp.invite_age(&room_name, self.invite_ttl()).await.ok().and_then(|age| now.checked_sub(age))
@@ -250,13 +261,20 @@ impl Hub {
                 Ok(Joined::Revoked) => return Err(JoinError::Revoked),
                 Ok(Joined::Full) => return Err(JoinError::Full),
                 Ok(Joined::Online(online)) => remote = Some(online),
-                Err(e) => tracing::warn!(error = %e, "redis unavailable; presence is local only"),
+                Err(e) => {
+                    // Admitted on this replica's revocations alone (checked above): counted,
+                    // and the health log says Redis is down once, not once per join.
+                    tracing::debug!(error = %e, device = %device, "joined without redis: presence is local only");
+                    if let (RoomKey::Vault(_), Some(m)) = (key, bp.health().metrics()) {
+                        m.unchecked_joins.inc();
+                    }
+                }
             }
         }
         let outbox = Arc::clone(&member.outbox);
         {
             let mut rooms = lock(&self.rooms);
-            let room = rooms.entry(key).or_insert_with(|| Room { members: BTreeMap::new(), expires });
+            let room = rooms.entry(key).or_insert_with(|| Room { members: BTreeMap::new(), expires, shown: None });
             if room.expires.is_some_and(|e| now >= e) {
                 return Err(JoinError::Expired);
             }
@@ -273,17 +291,26 @@ impl Hub {
                 old.outbox.kick("replaced by a newer connection of the same device");
             }
             if remote.is_none() {
+                // The members now know only this replica's view: the next refresh with Redis
+                // up pushes the shared one.
+                room.shown = None;
                 send_presence(room, Some(device));
                 return Ok(presence(room, device));
             }
         }
         let Some(bp) = &self.backplane else { return Ok(Vec::new()) };
         let _ = bp.publish(&room_name, &RoomEvent::Joined { device: dev.clone(), replica: bp.replica() }).await;
-        if let Ok(held) = bp.take_mail(&room_name, &dev).await {
-            for text in held {
-                if outbox.push(ws::text_frame(&text)).is_err() {
-                    break;
+        match bp.take_mail(&room_name, &dev).await {
+            Ok(held) => {
+                for text in held {
+                    if outbox.push(ws::text_frame(&text)).is_err() {
+                        break;
+                    }
                 }
+            }
+            // Taken atomically or not at all: it stays in Redis, fetched at the next refresh.
+            Err(_) => {
+                lock(&self.mail_pending).insert((key, device));
             }
         }
         Ok(remote.unwrap_or_default().into_iter().filter(|d| *d != dev).collect())
@@ -312,10 +339,8 @@ impl Hub {
         if let (true, Some(bp)) = (removed, &self.backplane) {
             let name = key.name();
             let dev = device.to_hex();
-            let _ = bp.remove(&name, &dev).await;
-            if matches!(key, RoomKey::Vault(_)) && !self.mail_ttl().is_zero() {
-                let _ = bp.mark_left(&name, &dev, self.mail_ttl()).await;
-            }
+            let mailbox = if matches!(key, RoomKey::Vault(_)) { self.mail_ttl() } else { std::time::Duration::ZERO };
+            let _ = bp.leave(&name, &dev, mailbox).await;
             let _ = bp.publish(&name, &RoomEvent::Presence).await;
         }
     }
@@ -324,45 +349,25 @@ impl Hub {
     fn deliver_local(&self, key: RoomKey, to: DeviceId, frame: Bytes) -> Result<(), RouteError> {
         let rooms = lock(&self.rooms);
         let m = rooms.get(&key).and_then(|r| r.members.get(&to)).ok_or(RouteError::UnknownRecipient)?;
-        m.outbox.push(frame).map_err(|Full| {
-            m.outbox.kick("too slow: outbound queue full");
-            RouteError::SlowConsumer
+        m.outbox.push(frame).map_err(|e| match e {
+            // Closing: as if it had already gone (the caller tries its other paths).
+            Full::Closing => RouteError::UnknownRecipient,
+            Full::Queue => {
+                m.outbox.kick("too slow: outbound queue full");
+                RouteError::SlowConsumer
+            }
         })
     }
 
     /// The outcome of delivering to a member connected here; `None` if `to` is not here.
-    fn try_local(&self, key: RoomKey, to: DeviceId, frame: Bytes) -> Option<Result<Routed, RouteError>> {
+    pub(super) fn try_local(&self, key: RoomKey, to: DeviceId, frame: Bytes) -> Option<Result<Routed, RouteError>> {
         match self.deliver_local(key, to, frame) {
             Err(RouteError::UnknownRecipient) => None,
             other => Some(other.map(|()| Routed::Delivered)),
         }
     }
 
-    /// Queues the JSON `text` for `to` in room `key`, here or on another replica, or holds
-    /// it in the mailbox of a `to` that has just left.
-    pub async fn route(&self, key: RoomKey, to: DeviceId, text: &str) -> Result<Routed, RouteError> {
-        let Some(bp) = &self.backplane else { return self.route_local(key, to, text) };
-        self.charge(key, text.len())?;
-        let frame = ws::text_frame(text);
-        if let Some(done) = self.try_local(key, to, frame) {
-            return done;
-        }
-        // One retry: right after Redis drops its connections, the first command fails while
-        // the connection manager reconnects.
-        for attempt in 0..2 {
-            match self.route_remote(bp, key, to, text).await {
-                Ok(routed) => return routed,
-                Err(e) if attempt == 0 => {
-                    tracing::debug!(error = %e, "redis error while routing; retrying");
-                    tokio::time::sleep(REDIS_RETRY).await;
-                }
-                Err(_) => break,
-            }
-        }
-        Err(RouteError::UnknownRecipient)
-    }
-
-    /// [`Hub::route`] without a backplane: synchronous, so a connection's task does not
+    /// Routes a signal without a backplane: synchronous, so a connection's task does not
     /// carry the space of the Redis calls it never makes.
     pub fn route_local(&self, key: RoomKey, to: DeviceId, text: &str) -> Result<Routed, RouteError> {
         self.charge(key, text.len())?;
@@ -375,61 +380,6 @@ impl Hub {
             Err(NotHeld::NoMailbox) => Err(RouteError::UnknownRecipient),
             Err(NotHeld::Full) => Err(RouteError::MailboxFull),
         }
-    }
-
-    /// Routes through the backplane: to the recipient's replica, or its shared mailbox.
-    async fn route_remote(
-        &self,
-        bp: &Backplane,
-        key: RoomKey,
-        to: DeviceId,
-        text: &str,
-    ) -> redis::RedisResult<Result<Routed, RouteError>> {
-        let name = key.name();
-        let dev = to.to_hex();
-        if bp.is_online(&name, &dev).await? {
-            match bp.location(&name, &dev).await? {
-                // Straight into the inbox of the replica holding the recipient.
-                Some(r) if r != bp.replica() => {
-                    bp.send_to(r, &name, &dev, text).await?;
-                    return Ok(Ok(Routed::Delivered));
-                }
-                // Location unknown: every replica hears it, the right one delivers.
-                None => {
-                    bp.publish(&name, &RoomEvent::Signal { to: dev, text: text.to_owned() }).await?;
-                    return Ok(Ok(Routed::Delivered));
-                }
-                // Here, but not connected: it has just left; its mailbox decides.
-                Some(_) => {}
-            }
-        }
-        // Replicas share mailboxes too: the device may come back through any of them.
-        let budget = lock(&self.mail).budget();
-        Ok(match bp.hold(&name, &dev, text, &budget).await? {
-            Hold::Held => Ok(Routed::Held),
-            Hold::Full => Err(RouteError::MailboxFull),
-            Hold::NoMailbox => Err(RouteError::UnknownRecipient),
-        })
-    }
-
-    /// Records a revocation and disconnects the device wherever it is connected. A revocation
-    /// already known (devices re-present theirs at every join) changes nothing.
-    pub async fn revoke(&self, vault: VaultId, device: DeviceId) -> Result<(), RevokeRefusal> {
-        let new = lock(&self.revoked).add(vault, device, Instant::now())?;
-        if !new {
-            return Ok(());
-        }
-        self.kick_local(RoomKey::Vault(vault), device, "device revoked");
-        if let Some(bp) = &self.backplane {
-            let name = RoomKey::Vault(vault).name();
-            let dev = device.to_hex();
-            match bp.revoke(&name, &dev, REVOKED_PER_VAULT, REVOKED_IDLE).await {
-                Ok(true) | Err(_) => {}
-                Ok(false) => return Err(RevokeRefusal::VaultFull),
-            }
-            let _ = bp.publish(&name, &RoomEvent::Kick { device: dev, reason: "device revoked".into() }).await;
-        }
-        Ok(())
     }
 
     /// Forgets the revocations of vaults whose room has stayed empty (they are re-learnt
@@ -447,7 +397,7 @@ impl Hub {
 
     /// Removes `device`'s local connection from `key` and closes it, without touching shared
     /// presence: the device is online through another replica now.
-    fn evict_local(&self, key: RoomKey, device: DeviceId, reason: &'static str) {
+    pub(super) fn evict_local(&self, key: RoomKey, device: DeviceId, reason: &'static str) {
         let mut rooms = lock(&self.rooms);
         let Some(room) = rooms.get_mut(&key) else { return };
         if let Some(m) = room.members.remove(&device) {
@@ -464,11 +414,11 @@ impl Hub {
     }
 
     /// How long mailboxes live (zero: off).
-    fn mail_ttl(&self) -> std::time::Duration {
+    pub(super) fn mail_ttl(&self) -> std::time::Duration {
         lock(&self.mail).ttl()
     }
 
-    fn kick_local(&self, key: RoomKey, device: DeviceId, reason: &'static str) {
+    pub(super) fn kick_local(&self, key: RoomKey, device: DeviceId, reason: &'static str) {
         if let Some(m) = lock(&self.rooms).get(&key).and_then(|r| r.members.get(&device)) {
             m.outbox.kick(reason);
         }
@@ -502,67 +452,6 @@ impl Hub {
                     }
                 }
                 lock(&self.rooms).contains_key(&key).then_some(key)
-            }
-        }
-    }
-
-    /// A signal from this replica's inbox: deliver it to the local member.
-    pub fn deliver_inbox(&self, room: &str, to: &str, text: &str) {
-        if let (Some(key), Some(to)) = (RoomKey::parse(room), DeviceId::from_hex(to)) {
-            let _ = self.deliver_local(key, to, ws::text_frame(text));
-        }
-    }
-
-    /// Catches up after missed room events (a pub/sub reconnect): pushes fresh presence to
-    /// every local room, closes local connections of devices that joined through another
-    /// replica meanwhile, and those revoked meanwhile.
-    pub async fn resync(&self) {
-        let Some(bp) = &self.backplane else { return };
-        let local: Vec<(RoomKey, Vec<DeviceId>)> =
-            lock(&self.rooms).iter().map(|(k, r)| (*k, r.members.keys().copied().collect())).collect();
-        for (key, devices) in local {
-            let name = key.name();
-            for d in devices {
-                let dev = d.to_hex();
-                if matches!(bp.location(&name, &dev).await, Ok(Some(r)) if r != bp.replica()) {
-                    self.evict_local(key, d, "replaced by a newer connection of the same device");
-                }
-                if let RoomKey::Vault(v) = key {
-                    if bp.is_revoked(&name, &dev).await.unwrap_or(false) {
-                        let _ = lock(&self.revoked).add(v, d, Instant::now());
-                        self.kick_local(key, d, "device revoked");
-                    }
-                }
-            }
-            self.push_presence(key).await;
-        }
-    }
-
-    /// Pushes the backplane's presence of `key` to its local members.
-    pub async fn push_presence(&self, key: RoomKey) {
-        let Some(bp) = &self.backplane else { return };
-        let Ok((online, _)) = bp.online(&key.name()).await else { return };
-        let rooms = lock(&self.rooms);
-        let Some(room) = rooms.get(&key) else { return };
-        for (d, m) in &room.members {
-            let me = d.to_hex();
-            offer_presence(m, online.iter().filter(|o| **o != me).cloned().collect());
-        }
-    }
-
-    /// Re-scores this replica's members on the backplane and announces rooms where other
-    /// replicas' members expired (a replica died).
-    pub async fn refresh(&self) {
-        let Some(bp) = &self.backplane else { return };
-        let local: Vec<(RoomKey, Vec<String>)> =
-            lock(&self.rooms).iter().map(|(k, r)| (*k, r.members.keys().map(|d| d.to_hex()).collect())).collect();
-        for (key, devices) in local {
-            let name = key.name();
-            let _ = bp.refresh(&name, &devices).await;
-            if let Ok((_, purged)) = bp.online(&name).await {
-                if purged > 0 {
-                    let _ = bp.publish(&name, &RoomEvent::Presence).await;
-                }
             }
         }
     }

@@ -14,7 +14,10 @@ pub mod mailbox;
 pub mod metrics;
 pub mod outbox;
 pub mod proxy;
+pub mod redis_health;
+mod remote;
 pub mod revocations;
+pub mod shared;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -110,6 +113,8 @@ pub(crate) struct App {
     next_conn: AtomicU64,
     shutdown: watch::Receiver<bool>,
     draining: AtomicBool,
+    /// Signals from the inbox waiting to be routed again (a drain waits for none).
+    rerouting: AtomicU64,
 }
 
 /// A running server's handle for tests and the binary.
@@ -143,7 +148,8 @@ pub async fn run(
     let metrics = Metrics::register(&registry).map_err(std::io::Error::other)?;
     let backplane = match &config.redis_url {
         Some(url) => {
-            Some(backplane::Backplane::connect(url, config.presence_ttl).await.map_err(std::io::Error::other)?)
+            let m = redis_health::RedisMetrics::register(&registry).map_err(std::io::Error::other)?;
+            Some(backplane::Backplane::connect(url, config.presence_ttl, Some(m)).map_err(std::io::Error::other)?)
         }
         None => None,
     };
@@ -173,6 +179,7 @@ pub async fn run(
         next_conn: AtomicU64::new(1),
         shutdown: stop_rx,
         draining: AtomicBool::new(false),
+        rerouting: AtomicU64::new(0),
     });
     let router = Router::new()
         .route("/", get(status_page))
@@ -218,18 +225,52 @@ pub async fn run(
     }
     let acceptor = tokio::spawn(accept::accept_loop(listener, router, Arc::clone(&app), http_stopped));
     graceful.await;
+    // The listener stays open while the WebSockets close, so a load balancer asking
+    // `/readyz` hears 503 (draining) instead of a refused connection.
+    let until = Instant::now() + DRAIN_LIMIT;
+    while app.hub.room_count() > 0 && Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let _ = http_stop.send(true);
     let _ = acceptor.await;
-    for t in &background {
-        t.abort();
-    }
     // Upgraded WebSockets are detached from hyper's graceful shutdown: wait for their slots
     // to be released (each has been told to close with 1001), for at most DRAIN_LIMIT.
-    let until = Instant::now() + DRAIN_LIMIT;
     while app.open.load(Ordering::Relaxed) > 0 && Instant::now() < until {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    hand_over_inbox(&app).await;
+    for t in &background {
+        t.abort();
+    }
     Ok(())
+}
+
+/// How long a draining replica keeps routing what reaches its inbox after its devices left
+/// (senders elsewhere may still have it as their recipient's replica for a moment).
+const INBOX_HANDOVER: std::time::Duration = std::time::Duration::from_secs(3);
+/// An inbox empty this long is done.
+const INBOX_QUIET: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// A draining replica's last duty: signals still arriving in its inbox are routed to their
+/// devices' new replicas or mailboxes (by the inbox and reroute tasks, still running) until
+/// the inbox has stayed empty, with nothing left to route, for [`INBOX_QUIET`], at most
+/// [`INBOX_HANDOVER`].
+async fn hand_over_inbox(app: &App) {
+    let Some(bp) = app.hub.backplane() else { return };
+    let until = Instant::now() + INBOX_HANDOVER;
+    let mut quiet_since = Instant::now();
+    while Instant::now() < until {
+        let busy = app.rerouting.load(Ordering::Relaxed) > 0;
+        match bp.inbox_len().await {
+            Ok(0) if !busy && quiet_since.elapsed() >= INBOX_QUIET => return,
+            Ok(0) if !busy => {}
+            Ok(_) | Err(_) if busy => quiet_since = Instant::now(),
+            Ok(_) => quiet_since = Instant::now(),
+            Err(_) => return,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tracing::warn!("drain ended with signals still in this replica's inbox");
 }
 
 /// The names hellos are checked against: the configured public names, or without any, the
@@ -265,9 +306,11 @@ fn spawn_backplane_tasks(app: &Arc<App>) -> Vec<tokio::task::JoinHandle<()>> {
         let on_event = move |room: String, ev| {
             if let Some(key) = inner.hub.on_event(&room, ev) {
                 let a = Arc::clone(&inner);
-                tokio::spawn(async move { a.hub.push_presence(key).await });
+                tokio::spawn(async move {
+                    a.hub.push_presence(key, false).await;
+                });
             }
-            !inner.draining.load(Ordering::Relaxed)
+            true
         };
         let on_resubscribed = move || {
             let a = Arc::clone(&sub_app);
@@ -275,10 +318,30 @@ fn spawn_backplane_tasks(app: &Arc<App>) -> Vec<tokio::task::JoinHandle<()>> {
         };
         sub_bp.subscribe(on_event, on_resubscribed).await;
     });
+    // Signals whose device left this replica after they were sent here: routed again, in
+    // order, by one task (a handful at most, unless this replica is draining).
+    let (again_tx, mut again_rx) = tokio::sync::mpsc::channel::<shared::Outgoing>(INBOX_MAXLEN_LOCAL);
     let inbox_app = Arc::clone(app);
     let inbox_bp = bp.clone();
     let inbox = tokio::spawn(async move {
-        inbox_bp.read_inbox(|room, to, text| inbox_app.hub.deliver_inbox(room, to, &text)).await;
+        inbox_bp
+            .read_inbox(|s| {
+                if let Some(again) = inbox_app.hub.deliver_inbox(s) {
+                    inbox_app.rerouting.fetch_add(1, Ordering::Relaxed);
+                    if again_tx.try_send(again).is_err() {
+                        inbox_app.rerouting.fetch_sub(1, Ordering::Relaxed);
+                        tracing::warn!("too many signals to route again; one was dropped");
+                    }
+                }
+            })
+            .await;
+    });
+    let again_app = Arc::clone(app);
+    let rerouter = tokio::spawn(async move {
+        while let Some(s) = again_rx.recv().await {
+            again_app.hub.reroute(s).await;
+            again_app.rerouting.fetch_sub(1, Ordering::Relaxed);
+        }
     });
     let ref_app = Arc::clone(app);
     let refresher = tokio::spawn(async move {
@@ -289,7 +352,44 @@ fn spawn_backplane_tasks(app: &Arc<App>) -> Vec<tokio::task::JoinHandle<()>> {
             ref_app.hub.refresh().await;
         }
     });
-    vec![subscriber, inbox, refresher]
+    let health = tokio::spawn(watch_redis(Arc::clone(app), bp));
+    vec![subscriber, inbox, rerouter, refresher, health]
+}
+
+/// Signals waiting to be routed again (see `spawn_backplane_tasks`).
+const INBOX_MAXLEN_LOCAL: usize = 4096;
+/// How often Redis is asked whether it is up: often while it is down (the breaker stays open
+/// until it answers), less while it is up.
+const PROBE_DOWN: std::time::Duration = std::time::Duration::from_millis(250);
+const PROBE_UP: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Watches Redis: closes the breaker when it answers again, notices it lost its data (a
+/// restart without persistence), and then writes back what this replica holds; meanwhile
+/// retries revocations not yet stored.
+async fn watch_redis(app: Arc<App>, bp: backplane::Backplane) {
+    let mut first = true;
+    let mut period = std::time::Duration::ZERO;
+    loop {
+        tokio::time::sleep(period).await;
+        let was_up = bp.health().is_up();
+        let answer = bp.probe().await;
+        period = if bp.health().is_up() { PROBE_UP } else { PROBE_DOWN };
+        let Ok(lost) = answer else { continue };
+        // The first answer only tells which epoch this replica starts in, unless Redis was
+        // down before it: then what was learnt meanwhile must be written anyway.
+        let lost = lost && (!std::mem::take(&mut first) || !was_up);
+        if lost {
+            tracing::warn!(
+                "redis lost its data (restarted without persistence?): writing back this replica's \
+                 revocations and presence"
+            );
+        }
+        if lost || !was_up {
+            app.hub.recover(lost).await;
+        } else {
+            app.hub.retry_unsynced().await;
+        }
+    }
 }
 
 /// The `Sec-WebSocket-Accept` for a valid upgrade request (RFC 6455 §4.2.1), or why not.
@@ -364,11 +464,19 @@ async fn signal(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Sock
         .into_response()
 }
 
+/// 503 while draining; 200 otherwise, saying when Redis is down. A replica whose Redis is
+/// down still serves its own devices, and every replica shares that Redis: answering 503
+/// then would take the whole service out instead of degrading it (alert on
+/// `hearth_rv_redis_up` instead; docs/OPERATIONS.md).
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     if app.draining.load(Ordering::Relaxed) {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
-    } else {
-        "ready\n".into_response()
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
+    }
+    match app.hub.backplane() {
+        Some(bp) if !bp.health().is_up() => {
+            "ready, degraded: redis is unreachable (presence and relay are local to this replica)\n".into_response()
+        }
+        _ => "ready\n".into_response(),
     }
 }
 

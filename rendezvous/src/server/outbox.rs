@@ -39,9 +39,15 @@ pub enum Out {
     Ping,
 }
 
-/// The outbox is full: the reader is too slow.
+/// Why a message was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Full;
+pub enum Full {
+    /// The outbox is full: the reader is too slow.
+    Queue,
+    /// The connection has been told to close: what is queued now would never be written,
+    /// so the message must take another path (the device's next connection, its mailbox).
+    Closing,
+}
 
 impl Outbox {
     /// An outbox holding at most `cap` relayed messages.
@@ -52,8 +58,11 @@ impl Outbox {
     /// Queues a relayed message (a whole WebSocket frame).
     pub fn push(&self, text: Bytes) -> Result<(), Full> {
         let mut st = lock(&self.state);
+        if st.kick.is_some() {
+            return Err(Full::Closing);
+        }
         if st.queue.len() >= self.cap {
-            return Err(Full);
+            return Err(Full::Queue);
         }
         st.queue.push_back(text);
         drop(st);
@@ -127,7 +136,7 @@ mod tests {
         let o = Outbox::new(2);
         o.push(Bytes::from_static(b"a")).unwrap();
         o.push(Bytes::from_static(b"b")).unwrap();
-        assert_eq!(o.push(Bytes::from_static(b"c")), Err(Full), "bounded");
+        assert_eq!(o.push(Bytes::from_static(b"c")), Err(Full::Queue), "bounded");
         o.set_presence(Bytes::from_static(b"old"));
         o.set_presence(Bytes::from_static(b"P"));
         assert!(matches!(o.next().await, Out::Frames));
@@ -139,5 +148,6 @@ mod tests {
         o.push(Bytes::from_static(b"x")).unwrap();
         o.kick("bye");
         assert!(matches!(o.next().await, Out::Kick(1008, "bye")), "a kick goes before waiting frames");
+        assert_eq!(o.push(Bytes::from_static(b"y")), Err(Full::Closing), "nothing queued after a kick");
     }
 }

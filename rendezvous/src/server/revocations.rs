@@ -92,6 +92,11 @@ impl Revocations {
         self.total -= freed;
     }
 
+    /// Every revocation held (to write back to a Redis that lost them).
+    pub fn all(&self) -> Vec<(VaultId, DeviceId)> {
+        self.vaults.iter().flat_map(|(v, r)| r.devices.iter().map(move |d| (*v, *d))).collect()
+    }
+
     /// Revocations held.
     pub fn len(&self) -> usize {
         self.total
@@ -122,6 +127,9 @@ mod tests {
         assert_eq!(r.add(W, DeviceId([2; 16]), t0), Err(RevokeRefusal::ServerFull));
         assert!(r.contains(V, DeviceId([2; 16])) && !r.contains(W, DeviceId([2; 16])));
         assert_eq!(r.len(), 3);
+        let mut all = r.all();
+        all.sort();
+        assert_eq!(all, vec![(V, DeviceId([1; 16])), (V, DeviceId([2; 16])), (W, DeviceId([1; 16]))]);
     }
 
     #[test]
