@@ -323,8 +323,11 @@ fn a_sleeping_redis_holds_up_no_signal_behind_it() {
              join during the sleep: {joined:?}",
             sleeping_p99 / idle_p99
         );
-        // 2 ms of slack: both figures are around a millisecond on this noisy machine.
-        assert!(sleeping_p99 <= 2.0 * idle_p99 + 2.0, "same-replica p99 {sleeping_p99:.2} ms vs idle {idle_p99:.2} ms");
+        // Within 2x, or 20 ms of slack: the p99 of 120 samples through debug builds swings
+        // between 1 and 11 ms from run to run on this machine with Redis idle. A signal
+        // waiting behind a Redis call waits the 750 ms deadline or more, far beyond either.
+        let bound = (2.0 * idle_p99).max(idle_p99 + 20.0);
+        assert!(sleeping_p99 <= bound, "same-replica p99 {sleeping_p99:.2} ms vs idle {idle_p99:.2} ms");
         assert!(slowest < 2.0, "a cross-replica signal waited {slowest:.2} s for an answer");
         assert!(told > 0, "the sleeping Redis refused nothing: the fault did not happen");
         assert!(joined.is_some_and(|t| t < Duration::from_secs(1)), "join during the sleep: {joined:?}");

@@ -13,6 +13,9 @@ use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 /// millisecond when healthy, and a signal must not wait seconds to learn it cannot pass.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(750);
 
+/// A probe answered within this closes the breaker.
+const PROMPT: Duration = Duration::from_millis(100);
+
 /// Why a backplane call did not succeed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BackplaneError {
@@ -98,7 +101,12 @@ impl RedisMetrics {
 pub struct Health {
     up: Arc<AtomicBool>,
     metrics: Option<RedisMetrics>,
+    /// When a refusal was last logged: at most one line per [`REFUSAL_LOG_EVERY`].
+    refusal_logged: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
+
+/// Refusals (`maxmemory`) come in bursts, one per write: log them this often at most.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Health {
     /// Starts closed (calls allowed): the first failure opens it.
@@ -106,7 +114,7 @@ impl Health {
         if let Some(m) = &metrics {
             m.up.set(1);
         }
-        Self { up: Arc::new(AtomicBool::new(true)), metrics }
+        Self { up: Arc::new(AtomicBool::new(true)), metrics, refusal_logged: Arc::default() }
     }
 
     /// True while calls are let through.
@@ -132,13 +140,16 @@ impl Health {
     }
 
     /// Runs `call` whatever the breaker says (the prober), and closes it when Redis
-    /// answers (a refusal is an answer: Redis is up).
+    /// answers promptly (a refusal is an answer: Redis is up). A slow answer leaves it
+    /// open: a Redis busy in a long command (or a `DEBUG SLEEP` loop) answers the probe at
+    /// the end of one stall, just before the next.
     pub async fn probe<T>(
         &self,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, BackplaneError> {
+        let t0 = std::time::Instant::now();
         let r = self.run(call).await;
-        if matches!(r, Ok(_) | Err(BackplaneError::Refused(_))) {
+        if matches!(r, Ok(_) | Err(BackplaneError::Refused(_))) && t0.elapsed() <= PROMPT {
             self.set_up(true);
         }
         r
@@ -162,6 +173,13 @@ impl Health {
     fn count(&self, e: BackplaneError) -> BackplaneError {
         if let Some(m) = &self.metrics {
             m.errors.with_label_values(&[e.label()]).inc();
+        }
+        if let BackplaneError::Refused(why) = &e {
+            let mut last = super::hub::lock(&self.refusal_logged);
+            if last.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY) {
+                *last = Some(std::time::Instant::now());
+                tracing::warn!(error = %why, "redis refused a command (is it out of memory?): what it refused is retried or reported to the sender");
+            }
         }
         e
     }
