@@ -15,6 +15,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod actions;
+pub mod cli;
 mod fsutil;
 pub mod home;
 pub mod identity;

@@ -24,13 +24,13 @@ fn values_can_come_from_stdin_instead_of_the_command_line() {
     let a = &vault(dir.path(), &["a"])[0];
     let o = with_stdin(a, &["add", "bank", "--field", "user=al", "--field", "password=-"], "from-stdin");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(a.json(&["get", "bank"])["fields"]["password"], "from-stdin");
+    assert_eq!(a.json(&["get", "bank", "--show"])["fields"]["password"], "from-stdin");
     // `resolve` with no conflict on that field writes nothing (a typo used to create a field,
     // or overwrite a PIN) and says what the conflicts are.
     let o = with_stdin(a, &["resolve", "bank", "password"], "overwritten");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("no conflict") && err.contains("no conflicts at all"), "{err}");
-    assert_eq!(a.json(&["get", "bank"])["fields"]["password"], "from-stdin");
+    assert_eq!(a.json(&["get", "bank", "--show"])["fields"]["password"], "from-stdin");
 }
 
 /// A secret of several lines (an SSH key, recovery codes) piped in or read from a file is

@@ -81,7 +81,7 @@ fn two_homes_sync_by_bundle_and_settle_a_conflict() {
     let (a, b) = pair(dir.path());
     a.ok(&["add", "gmail", "--field", "username=alice", "--field", "password=s3cret"]);
     carry(&a, &b, dir.path());
-    let got = b.json(&["get", "gmail"]);
+    let got = b.json(&["get", "gmail", "--show"]);
     assert_eq!(got["name"], "gmail");
     assert_eq!(got["fields"]["username"], "alice");
     assert_eq!(got["fields"]["password"], "s3cret");
@@ -106,7 +106,7 @@ fn two_homes_sync_by_bundle_and_settle_a_conflict() {
     b.ok(&["resolve", "gmail", "password", "--value", "settled"]);
     carry(&b, &a, dir.path());
     assert_eq!(a.json(&["conflicts"]), Value::Array(vec![]));
-    assert_eq!(a.json(&["get", "gmail"])["fields"]["password"], "settled");
+    assert_eq!(a.json(&["get", "gmail", "--show"])["fields"]["password"], "settled");
     // Importing the same bundle again changes nothing.
     let f = dir.path().join("bundle");
     assert_eq!(a.json(&["import", f.to_str().unwrap()])["new"], 0);
@@ -230,7 +230,7 @@ fn a_bundle_travels_through_a_pipe() {
     assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
     let got: Value = serde_json::from_slice(&import.stdout).unwrap();
     assert!(got["new"].as_u64().unwrap() >= 1, "{got}");
-    assert_eq!(b.json(&["get", "wifi"])["fields"]["password"], "pw");
+    assert_eq!(b.json(&["get", "wifi", "--show"])["fields"]["password"], "pw");
     assert!(!a.home.parent().unwrap().join("-").exists() && !std::path::Path::new("-").exists());
 }
 
@@ -244,8 +244,8 @@ fn a_rename_onto_an_existing_name_is_refused() {
     a.ok(&["add", "bank", "--field", "user=bo"]);
     let (code, err) = a.fails(&["edit", "mail", "--rename", "bank"]);
     assert!(err.contains("'bank' exists already"), "{code} {err}");
-    assert_eq!(a.json(&["get", "bank"])["fields"]["user"], "bo");
-    let id = a.json(&["get", "mail"])["id"].as_str().unwrap().to_owned();
+    assert_eq!(a.json(&["get", "bank", "--show"])["fields"]["user"], "bo");
+    let id = a.json(&["get", "mail", "--show"])["id"].as_str().unwrap().to_owned();
     a.ok(&["edit", &id, "--rename", "email"]);
-    assert_eq!(a.json(&["get", "email"])["id"], id.as_str());
+    assert_eq!(a.json(&["get", "email", "--show"])["id"], id.as_str());
 }

@@ -45,9 +45,9 @@ fn two_daemons_sync_and_cli_edits_made_meanwhile_propagate() {
 
     a.ok(&["add", "mail", "--field", "user=al", "--field", "password=pw1"]);
     wait_until(T, "b sees a's item", || b.names() == ["mail"]);
-    assert_eq!(b.json(&["get", "mail"])["fields"]["password"], "pw1");
+    assert_eq!(b.json(&["get", "mail", "--show"])["fields"]["password"], "pw1");
     b.ok(&["edit", "mail", "--field", "password=pw2"]);
-    wait_until(T, "a sees b's edit", || a.json(&["get", "mail"])["fields"]["password"] == "pw2");
+    wait_until(T, "a sees b's edit", || a.json(&["get", "mail", "--show"])["fields"]["password"] == "pw2");
     let sent: u64 = peers_of(a)[0]["sent"].as_u64().unwrap();
     let received: u64 = peers_of(a)[0]["received"].as_u64().unwrap();
     assert_eq!((sent, received), (1, 1));

@@ -42,7 +42,7 @@ fn two_daemons_on_one_machine_discover_each_other_over_loopback() {
     devs[0].ok(&["add", "from-a", "--field", "k=1"]);
     wait_until(T, "a's edit reaches b", || devs[1].names() == ["from-a"]);
     devs[1].ok(&["edit", "from-a", "--field", "k=2"]);
-    wait_until(T, "b's edit reaches a", || devs[0].json(&["get", "from-a"])["fields"]["k"] == "2");
+    wait_until(T, "b's edit reaches a", || devs[0].json(&["get", "from-a", "--show"])["fields"]["k"] == "2");
 }
 
 #[test]
@@ -97,7 +97,7 @@ fn an_edit_crosses_two_lans_through_the_one_device_on_both() {
     a.ok(&["add", "from-a", "--field", "k=1"]);
     wait_until(T, "a's edit reaches c through b", || c.names() == ["from-a"]);
     c.ok(&["edit", "from-a", "--field", "k=2"]);
-    wait_until(T, "c's reply reaches a", || a.json(&["get", "from-a"])["fields"]["k"] == "2");
+    wait_until(T, "c's reply reaches a", || a.json(&["get", "from-a", "--show"])["fields"]["k"] == "2");
 }
 
 #[test]
@@ -126,9 +126,9 @@ fn a_partition_heals_into_one_state_with_the_conflict_listed_everywhere() {
     lab.cut(&ports[2]);
     devs[0].ok(&["edit", "router", "--field", "password=from-a"]);
     devs[2].ok(&["edit", "router", "--field", "password=from-c"]);
-    wait_until(T, "b gets a's side", || devs[1].json(&["get", "router"])["fields"]["password"] == "from-a");
+    wait_until(T, "b gets a's side", || devs[1].json(&["get", "router", "--show"])["fields"]["password"] == "from-a");
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(devs[2].json(&["get", "router"])["fields"]["password"], "from-c", "c is cut off");
+    assert_eq!(devs[2].json(&["get", "router", "--show"])["fields"]["password"], "from-c", "c is cut off");
     lab.heal(&ports[2]);
     let conflicts = |d: &Device| d.json(&["conflicts"]);
     for d in &devs {

@@ -61,13 +61,28 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 24)]
         length: usize,
     },
-    /// Show an item.
+    /// Show an item (secret fields masked, in --json too, unless --show).
     Get {
         /// Item name or id.
         name: String,
-        /// Show secret fields (password, pin, ...) instead of masking them.
+        /// Show secret fields (password, pin, token, key, ...) instead of masking them.
         #[arg(long)]
         show: bool,
+        /// Only this field.
+        #[arg(long, value_name = "FIELD")]
+        field: Option<String>,
+        /// With --field: print the value alone and a newline, unmasked, for scripts.
+        #[arg(long, requires = "field")]
+        raw: bool,
+    },
+    /// Print the current one-time code of an item's TOTP field (an otpauth:// URI or a
+    /// base32 secret).
+    Totp {
+        /// Item name or id.
+        name: String,
+        /// The field holding the secret (default: totp, otp, 2fa, mfa, or an otpauth:// value).
+        #[arg(long, value_name = "FIELD")]
+        field: Option<String>,
     },
     /// List items.
     List,

@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use hearth_peer::actions::{self, ActionError, WriteOutcome, WriteRequest};
+use hearth_peer::cli::secret_fields::is_secret;
 use hearth_peer::home::{Home, HomeError, Protection};
 use hearth_peer::identity::{PhraseError, VaultKeys, VaultSecret};
 use hearth_peer::ids::{DeviceId, ItemId};
@@ -18,8 +19,8 @@ use zeroize::Zeroizing;
 
 use crate::cli::{Cli, Command};
 
-/// Fields whose values are masked in human output unless `--show` is given.
-const SECRET_FIELDS: [&str; 6] = ["password", "pin", "secret", "totp", "cvv", "passphrase"];
+/// What a masked secret value shows.
+pub(crate) const MASK: &str = "••••••••";
 
 /// Exit status for an error: 3 for a name that did not resolve, 4 for a locked vault or a
 /// wrong passphrase/phrase, 1 otherwise (clap uses 2 for usage errors).
@@ -54,20 +55,22 @@ pub(crate) struct OutcomeUnknown {
 /// A name the daemon could not resolve (exit status 3, like a local lookup).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub(crate) struct NotFound(String);
+pub(crate) struct NotFound(pub(crate) String);
 
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-struct Ctx {
+pub(crate) struct Ctx {
     home: Home,
     json: bool,
     passphrase: Option<Zeroizing<String>>,
+    /// `--home 'DIR' ` when the user gave one, for the commands hints suggest.
+    home_arg: String,
 }
 
 impl Ctx {
-    fn open(&self) -> anyhow::Result<Replica<SqliteStore>> {
+    pub(crate) fn open(&self) -> anyhow::Result<Replica<SqliteStore>> {
         match self.home.open(self.passphrase.as_deref().map(String::as_str)) {
             // A sealed secret and a person at the terminal: ask, without echo.
             Err(HomeError::Locked) if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
@@ -139,7 +142,7 @@ impl Ctx {
         Ok(())
     }
 
-    fn print(&self, value: Value, human: impl FnOnce() -> String) {
+    pub(crate) fn print(&self, value: Value, human: impl FnOnce() -> String) {
         if self.json {
             println!("{value}");
         } else {
@@ -173,35 +176,24 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         home: Home::new(cli.home.clone().unwrap_or_else(default_home)),
         json: cli.json,
         passphrase: read_passphrase(&cli)?,
+        home_arg: cli.home.as_ref().map_or_else(String::new, |h| format!("--home '{}' ", h.display())),
     };
     match cli.command {
         Command::Init { no_passphrase, phrase, name } => init(&ctx, no_passphrase, phrase, name),
         Command::Add { name, fields, field_files, generate, length } => {
             let fields = parse_fields(&fields, &field_files, &generate, length)?;
+            let made = generated(&fields, &generate);
             let out = ctx.write(WriteRequest::Add { name: name.clone(), fields })?;
             let id = out.item.map(|i| i.to_hex()).unwrap_or_default();
-            ctx.print(json!({"ok": true, "id": id, "name": name}), || format!("added '{name}'"));
-            Ok(())
-        }
-        Command::Get { name, show } => {
-            let r = ctx.open()?;
-            let id = r.state().find(&name)?;
-            let it = &r.state().items[&id];
-            let fields: BTreeMap<&str, &str> = it.field_values();
-            let conflicts: Vec<_> = r.state().conflicts().into_iter().filter(|c| c.item == id).collect();
-            ctx.print(json!({"id": id.to_hex(), "name": it.name(), "fields": fields, "conflicts": conflicts_json(&conflicts)}), || {
-                let mut out = format!("{}\n", it.name());
-                for (k, v) in &fields {
-                    let v = if !show && SECRET_FIELDS.contains(k) { "•••••••• (--show to reveal)" } else { v };
-                    out += &format!("  {k}: {v}\n");
-                }
-                if !conflicts.is_empty() {
-                    out += &format!("  ({} conflict(s): see `hearth conflicts`)\n", conflicts.len());
-                }
-                out.trim_end().to_owned()
+            ctx.print(json!({"ok": true, "id": id, "name": name, "generated": made}), || {
+                format!("added '{name}'{}", show_generated(&made))
             });
             Ok(())
         }
+        Command::Get { name, show, field, raw } => {
+            crate::get::run(&ctx, &crate::get::Get { name: &name, show, field: field.as_deref(), raw })
+        }
+        Command::Totp { name, field } => crate::totp::run(&ctx, &name, field.as_deref()),
         Command::List => {
             let r = ctx.open()?;
             let conflicted: std::collections::BTreeSet<ItemId> = r.state().conflicts().iter().map(|c| c.item).collect();
@@ -222,11 +214,14 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Edit { name, fields, field_files, remove, rename, generate, length } => {
             let mut fields = parse_fields(&fields, &field_files, &generate, length)?;
+            let made = generated(&fields, &generate);
             fields.extend(remove.into_iter().map(|k| (k, None)));
             let out = ctx.write(WriteRequest::Edit { name: name.clone(), fields, rename: rename.clone() })?;
             let id = out.item.map(|i| i.to_hex()).unwrap_or_default();
             let shown = rename.unwrap_or(name);
-            ctx.print(json!({"ok": true, "id": id, "name": shown}), || format!("updated '{shown}'"));
+            ctx.print(json!({"ok": true, "id": id, "name": shown, "generated": made}), || {
+                format!("updated '{shown}'{}", show_generated(&made))
+            });
             Ok(())
         }
         Command::Rm { name } => {
@@ -240,7 +235,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             let c = r.state().conflicts();
             let shown = |field: &str, v: &Option<String>| match v {
                 None => "(removed)".to_owned(),
-                Some(_) if !show && SECRET_FIELDS.contains(&field) => "•••••••• (--show to reveal)".to_owned(),
+                Some(_) if !show && is_secret(field) => format!("{MASK} (--show to reveal)"),
                 Some(v) => format!("{v:?}"),
             };
             ctx.print(conflicts_json(&c), || {
@@ -251,11 +246,12 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
                     .map(|c| {
                         let losing: Vec<String> = c.losing.iter().map(|v| shown(&c.field, v)).collect();
                         format!(
-                            "{} / {}: kept {}, also {}\n  settle with: hearth resolve '{}' '{}' --value VALUE",
+                            "{} / {}: kept {}, also {}\n  settle with: hearth {}resolve '{}' '{}'  (asks for the value to keep, or reads it from stdin)",
                             c.name,
                             c.field,
                             shown(&c.field, &c.kept),
                             losing.join(", "),
+                            ctx.home_arg,
                             c.name,
                             c.field
                         )
@@ -599,12 +595,12 @@ fn void_values(ctx: &Ctx, show: bool) -> anyhow::Result<()> {
             for (k, val) in &v.fields {
                 let shown = match val {
                     None => "(removed)".to_owned(),
-                    Some(_) if !show && SECRET_FIELDS.contains(&k.as_str()) => "•••••••• (--show to reveal)".to_owned(),
+                    Some(_) if !show && is_secret(k) => format!("{MASK} (--show to reveal)"),
                     Some(x) => format!("{x:?}"),
                 };
                 let again = match &item {
-                    Some(n) => format!("hearth resolve '{n}' '{k}' --value -"),
-                    None => format!("hearth add '{label}' --field '{k}=-'"),
+                    Some(n) => format!("hearth {}resolve '{n}' '{k}' --value -", ctx.home_arg),
+                    None => format!("hearth {}add '{label}' --field '{k}=-'", ctx.home_arg),
                 };
                 out += &format!("  {k}: {shown}   re-apply: {again}\n");
             }
@@ -655,7 +651,17 @@ fn parse_fields(
     Ok(out)
 }
 
-fn conflicts_json(c: &[hearth_peer::vault::Conflict]) -> Value {
+/// The values generated for fields `generate` (shown once, when they are made).
+fn generated(fields: &[(String, Option<String>)], generate: &[String]) -> BTreeMap<String, String> {
+    fields.iter().filter(|(k, _)| generate.contains(k)).filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v))).collect()
+}
+
+/// The generated values, one line each, for the human output.
+fn show_generated(made: &BTreeMap<String, String>) -> String {
+    made.iter().map(|(k, v)| format!("\n  {k} (generated): {v}")).collect()
+}
+
+pub(crate) fn conflicts_json(c: &[hearth_peer::vault::Conflict]) -> Value {
     Value::Array(
         c.iter()
             .map(|c| json!({"item": c.item.to_hex(), "name": c.name, "field": c.field, "kept": c.kept, "losing": c.losing}))

@@ -4,7 +4,9 @@ mod cli;
 mod commands;
 mod connect;
 mod daemon;
+mod get;
 mod nat_check;
+mod totp;
 
 use std::process::ExitCode;
 

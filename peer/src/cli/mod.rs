@@ -1,0 +1,5 @@
+//! What the `hearth` command line needs beyond the vault itself, kept in the library so it
+//! is unit-tested like the rest: which fields are secrets, and one-time codes.
+
+pub mod secret_fields;
+pub mod totp;

@@ -1,0 +1,143 @@
+//! Daily use as people coming from pass, bw, op and keepassxc-cli expect it: one value for a
+//! script (`get --field F --raw`), secrets masked by their usual names in human and JSON
+//! output, generated passwords shown once, TOTP codes that agree with Debian's `oathtool`,
+//! and conflict hints that keep `--home` and never ask for a secret in argv.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use hearth_e2e::device::{vault, Device};
+
+fn with_stdin(d: &Device, args: &[&str], input: &[u8]) -> std::process::Output {
+    let mut child = d.cmd(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn one_value_for_scripts_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = &vault(dir.path(), &["a"])[0];
+    let key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n  indented line\n-----END OPENSSH PRIVATE KEY-----\n";
+    let o = with_stdin(a, &["add", "ssh", "--field", "user=git", "--field", "key=-"], key.as_bytes());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let raw = a.cmd(&["get", "ssh", "--field", "key", "--raw"]).output().unwrap();
+    assert!(raw.status.success());
+    assert_eq!(raw.stdout, format!("{key}\n").as_bytes(), "the value and one newline, nothing else");
+    assert_eq!(a.ok(&["get", "ssh", "--field", "user", "--raw"]), "git\n");
+    // Without --raw, one field is masked like the whole item.
+    let one = a.json(&["get", "ssh", "--field", "key"]);
+    assert_eq!((one["field"].as_str(), one["value"].as_str()), (Some("key"), Some("••••••••")));
+    assert_eq!(a.json(&["get", "ssh", "--field", "key", "--show"])["value"], key);
+    let (code, err) = fails(a, &["get", "ssh", "--field", "password", "--raw"]);
+    assert_eq!(code, 3, "a missing field is a lookup failure: {err}");
+    assert!(err.contains("has no field 'password'") && err.contains("key, user"), "{err}");
+    assert!(!a.run(&["get", "ssh", "--raw"]).status.success(), "--raw needs --field");
+}
+
+fn fails(d: &Device, args: &[&str]) -> (i32, String) {
+    let o = d.run(args);
+    assert!(!o.status.success());
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+#[test]
+fn secrets_are_masked_by_their_usual_names_in_json_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = &vault(dir.path(), &["a"])[0];
+    let secrets = [("PIN", "4321"), ("api_token", "tok-abc"), ("wifi_password", "hunter22"), ("SSH key", "AAAAkey")];
+    let mut args = vec!["add".to_owned(), "mixed".to_owned(), "--field".to_owned(), "username=alice".to_owned()];
+    for (k, v) in secrets {
+        args.extend(["--field".to_owned(), format!("{k}={v}")]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    a.ok(&args);
+    let human = a.ok(&["get", "mixed"]);
+    let json = a.json(&["get", "mixed"]);
+    for (k, v) in secrets {
+        assert!(!human.contains(v), "{k} shown: {human}");
+        assert_eq!(json["fields"][k], "••••••••", "{k}");
+    }
+    assert!(human.contains("alice") && json["fields"]["username"] == "alice");
+    let mut masked: Vec<&str> = json["masked"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    masked.sort();
+    assert_eq!(masked, ["PIN", "SSH key", "api_token", "wifi_password"]);
+    let shown = a.json(&["get", "mixed", "--show"]);
+    for (k, v) in secrets {
+        assert_eq!(shown["fields"][k], v);
+    }
+    assert!(shown.get("masked").is_none());
+}
+
+#[test]
+fn a_generated_password_is_shown_once_when_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = &vault(dir.path(), &["a"])[0];
+    let out = a.json(&["add", "forum", "--generate", "password", "--length", "20"]);
+    let made = out["generated"]["password"].as_str().unwrap().to_owned();
+    assert_eq!(made.chars().count(), 20);
+    assert_eq!(a.ok(&["get", "forum", "--field", "password", "--raw"]), format!("{made}\n"));
+    let human = a.ok(&["edit", "forum", "--generate", "password"]);
+    let again = a.ok(&["get", "forum", "--field", "password", "--raw"]).trim_end().to_owned();
+    assert!(human.contains(&format!("password (generated): {again}")), "{human}");
+    assert!(!a.ok(&["edit", "forum", "--field", "user=x"]).contains("generated"));
+}
+
+/// `hearth totp` against `oathtool` (Debian) for the same secret at the same moment; two
+/// tries, in case the first pair straddles a period boundary.
+#[test]
+fn totp_codes_agree_with_oathtool() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = &vault(dir.path(), &["a"])[0];
+    let b32 = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+    a.ok(&["add", "github", "--field", "user=al", "--field", &format!("totp={b32}")]);
+    let uri = format!("otpauth://totp/Bank:al?secret={b32}&issuer=Bank&algorithm=SHA256&digits=8&period=60");
+    a.ok(&["add", "bank", "--field", &format!("2fa={uri}")]);
+    for (item, oath) in [
+        ("github", vec!["--totp", "-b", b32]),
+        ("bank", vec!["--totp=sha256", "--digits=8", "--time-step-size=60s", "-b", b32]),
+    ] {
+        let agreed = (0..2).any(|_| {
+            let ours = a.ok(&["totp", item]).trim().to_owned();
+            let theirs = Command::new("oathtool").args(&oath).output().expect("oathtool (scripts/test installs it)");
+            let theirs = String::from_utf8_lossy(&theirs.stdout).trim().to_owned();
+            ours == theirs || {
+                eprintln!("{item}: {ours} vs {theirs}, trying again");
+                false
+            }
+        });
+        assert!(agreed, "{item}: hearth and oathtool disagree");
+    }
+    let j = a.json(&["totp", "bank"]);
+    assert_eq!((j["digits"].as_u64(), j["period"].as_u64()), (Some(8), Some(60)));
+    assert!(j["remaining"].as_u64().is_some_and(|r| (1..=60).contains(&r)));
+    a.ok(&["add", "plain", "--field", "totp=not base32!"]);
+    let (code, err) = fails(a, &["totp", "plain"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not a TOTP secret") && !err.contains("not base32!"), "no echo of the value: {err}");
+    let (code, _) = fails(a, &["totp", "github", "--field", "user"]);
+    assert_eq!(code, 1);
+    let (code, _) = fails(a, &["totp", "bank", "--field", "nothing"]);
+    assert_eq!(code, 3);
+}
+
+#[test]
+fn conflict_hints_keep_home_and_ask_for_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let devs = vault(dir.path(), &["a", "b"]);
+    let (a, b) = (&devs[0], &devs[1]);
+    let bundle = dir.path().join("bundle");
+    let carry = |from: &Device, to: &Device| {
+        from.ok(&["export", bundle.to_str().unwrap()]);
+        to.ok(&["import", bundle.to_str().unwrap()]);
+    };
+    a.ok(&["add", "router", "--field", "password=one"]);
+    carry(a, b);
+    a.ok(&["edit", "router", "--field", "password=from-a"]);
+    b.ok(&["edit", "router", "--field", "password=from-b"]);
+    carry(b, a);
+    let hint = a.ok(&["conflicts"]);
+    assert!(!hint.contains("from-a") && !hint.contains("from-b"), "masked: {hint}");
+    assert!(hint.contains("--home '") && hint.contains("resolve 'router' 'password'"), "{hint}");
+    assert!(!hint.contains("--value"), "no secret on the command line: {hint}");
+}
