@@ -141,3 +141,42 @@ fn conflict_hints_keep_home_and_ask_for_the_value() {
     assert!(hint.contains("--home '") && hint.contains("resolve 'router' 'password'"), "{hint}");
     assert!(!hint.contains("--value"), "no secret on the command line: {hint}");
 }
+
+#[test]
+fn list_searches_names_usernames_and_urls_best_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = &vault(dir.path(), &["a"])[0];
+    a.ok(&["add", "gmail", "--field", "username=alice@example.com"]);
+    a.ok(&["add", "mail server", "--field", "url=https://mx.example.org"]);
+    a.ok(&["add", "bank", "--field", "login=bob", "--field", "url=https://bank.example"]);
+    a.ok(&["add", "forum", "--field", "notes=mail me"]);
+    let names = |q: &str| -> Vec<String> {
+        a.json(&["list", q]).as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(names("mail"), ["mail server", "gmail"], "a word start beats a substring; notes are not searched");
+    assert_eq!(names("BOB"), ["bank"], "usernames, any case");
+    assert_eq!(names("example.org"), ["mail server"], "URLs");
+    assert_eq!(names("gml"), ["gmail"], "fuzzy");
+    assert!(names("zzz").is_empty());
+    assert_eq!(a.json(&["list"]).as_array().unwrap().len(), 4, "no query: everything");
+    assert_eq!(a.ok(&["list", "bank"]), "bank\n");
+}
+
+#[test]
+fn generate_prints_only_the_secret_and_says_its_entropy_in_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = &vault(dir.path(), &["a"])[0];
+    let p = a.ok(&["generate", "--length", "32", "--charset", "digits,upper"]);
+    let p = p.strip_suffix('\n').unwrap();
+    assert_eq!(p.len(), 32);
+    assert!(p.chars().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()), "{p}");
+    let j = a.json(&["generate", "--words", "6", "--separator", " "]);
+    let words: Vec<&str> = j["password"].as_str().unwrap().split(' ').collect();
+    assert_eq!(words.len(), 6);
+    assert!(words.iter().all(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c == '-')));
+    assert_eq!(j["entropy_bits"], 77.5, "6 × log2(7776)");
+    let (code, err) = fails(a, &["generate", "--charset", "emoji"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown character class 'emoji'"), "{err}");
+    assert_eq!(a.json(&["list"]), serde_json::json!([]), "nothing stored");
+}

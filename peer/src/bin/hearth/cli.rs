@@ -84,8 +84,28 @@ pub(crate) enum Command {
         #[arg(long, value_name = "FIELD")]
         field: Option<String>,
     },
-    /// List items.
-    List,
+    /// List items, or search them: names, usernames, emails and URLs (substring or fuzzy,
+    /// best match first).
+    List {
+        /// What to look for.
+        query: Option<String>,
+    },
+    /// Print a random password (or with --words, a passphrase of EFF wordlist words)
+    /// without storing it; its entropy goes to stderr (or --json).
+    Generate {
+        /// Characters.
+        #[arg(long, default_value_t = 24)]
+        length: usize,
+        /// A passphrase of this many words instead.
+        #[arg(long, conflicts_with = "charset")]
+        words: Option<usize>,
+        /// Character classes, comma-separated: lower, upper, digits, symbols (default: all).
+        #[arg(long, default_value = "")]
+        charset: String,
+        /// Between passphrase words.
+        #[arg(long, default_value = "-")]
+        separator: String,
+    },
     /// Change an item.
     Edit {
         /// Item name or id.

@@ -10,7 +10,7 @@ use hearth_peer::actions::{self, ActionError, WriteOutcome, WriteRequest};
 use hearth_peer::cli::secret_fields::is_secret;
 use hearth_peer::home::{Home, HomeError, Protection};
 use hearth_peer::identity::{PhraseError, VaultKeys, VaultSecret};
-use hearth_peer::ids::{DeviceId, ItemId};
+use hearth_peer::ids::DeviceId;
 use hearth_peer::node::control::{Client, ControlError, Reply, Request};
 use hearth_peer::vault::{bundle, generate_password, LookupError, Replica, SqliteStore};
 use serde_json::{json, Value};
@@ -194,23 +194,9 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             crate::get::run(&ctx, &crate::get::Get { name: &name, show, field: field.as_deref(), raw })
         }
         Command::Totp { name, field } => crate::totp::run(&ctx, &name, field.as_deref()),
-        Command::List => {
-            let r = ctx.open()?;
-            let conflicted: std::collections::BTreeSet<ItemId> = r.state().conflicts().iter().map(|c| c.item).collect();
-            let mut items: Vec<_> = r.state().visible().collect();
-            items.sort_by(|a, b| a.1.name().cmp(b.1.name()));
-            let rows: Vec<Value> = items
-                .iter()
-                .map(|(id, s)| json!({"id": id.to_hex(), "name": s.name(), "fields": s.field_values().keys().collect::<Vec<_>>(), "conflicted": conflicted.contains(id)}))
-                .collect();
-            ctx.print(Value::Array(rows), || {
-                items
-                    .iter()
-                    .map(|(id, s)| format!("{}{}", s.name(), if conflicted.contains(id) { "  (conflict)" } else { "" }))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
-            Ok(())
+        Command::List { query } => crate::list::run(&ctx, query.as_deref()),
+        Command::Generate { length, words, charset, separator } => {
+            crate::generate::run(&ctx, length, words, &charset, &separator)
         }
         Command::Edit { name, fields, field_files, remove, rename, generate, length } => {
             let mut fields = parse_fields(&fields, &field_files, &generate, length)?;

@@ -4,7 +4,9 @@ mod cli;
 mod commands;
 mod connect;
 mod daemon;
+mod generate;
 mod get;
+mod list;
 mod nat_check;
 mod totp;
 
