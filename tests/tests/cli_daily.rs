@@ -180,3 +180,29 @@ fn generate_prints_only_the_secret_and_says_its_entropy_in_json() {
     assert!(err.contains("unknown character class 'emoji'"), "{err}");
     assert_eq!(a.json(&["list"]), serde_json::json!([]), "nothing stored");
 }
+
+#[test]
+fn revoke_takes_a_unique_prefix_and_asks_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let devs = vault(dir.path(), &["a", "b"]);
+    let (a, b) = (&devs[0], &devs[1]);
+    let bundle = dir.path().join("bundle");
+    b.ok(&["export", bundle.to_str().unwrap()]);
+    a.ok(&["import", bundle.to_str().unwrap()]);
+    let victim = b.id();
+    let (code, err) = fails(a, &["revoke", &victim[..8]]);
+    assert_eq!(code, 1);
+    assert!(err.contains("add --yes"), "{err}");
+    let revoked = |d: &Device| d.json(&["devices"]).as_array().unwrap().iter().any(|r| r["revoked"] == true);
+    assert!(!revoked(a), "nothing changed without a confirmation");
+    let (_, err) = fails(a, &["revoke", "abc", "--yes"]);
+    assert!(err.contains("at least its first 4 hex characters"), "{err}");
+    let unknown = if victim.starts_with("ffff") { "eeee" } else { "ffff" };
+    let (code, _) = fails(a, &["revoke", unknown, "--yes"]);
+    assert_eq!(code, 3);
+    let out = a.json(&["revoke", &victim[..8].to_uppercase(), "--yes"]);
+    assert_eq!(out["revoked"], victim.as_str());
+    assert!(revoked(a));
+    let human = a.ok(&["revoke", &victim, "--yes"]);
+    assert!(human.contains("the 24 words still enrol a new device until the vault is rotated"), "{human}");
+}

@@ -50,7 +50,7 @@ fn daemons_join_the_rendezvous_and_feed_it_revocations() {
     assert!(a.ok(&["status"]).contains("joined, 2 other devices there"), "{}", a.ok(&["status"]));
 
     // c is lost: a revokes it through its daemon, which tells the rendezvous at once.
-    a.ok(&["revoke", &c.id()]);
+    a.ok(&["revoke", &c.id(), "--yes"]);
     wait_until(T, "c shut out of the room", || {
         let l = link(c);
         l["connected"] == false && l["error"].as_str().is_some_and(|e| e.contains("revoked"))

@@ -161,8 +161,11 @@ pub(crate) enum Command {
     Devices,
     /// Revoke a device (lost or stolen): its future entries are refused everywhere.
     Revoke {
-        /// The device id (see `hearth devices`).
+        /// The device id, or a unique prefix of it (at least 4 characters; see `hearth devices`).
         device_id: String,
+        /// Do not ask to confirm (needed when stdin is not a terminal).
+        #[arg(long)]
+        yes: bool,
     },
     /// Write every entry this device holds to a sealed bundle file.
     Export {

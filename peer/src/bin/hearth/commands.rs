@@ -289,12 +289,22 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             });
             Ok(())
         }
-        Command::Revoke { device_id } => {
-            let id =
-                DeviceId::from_hex(&device_id).context("a device id is 32 hex characters (see `hearth devices`)")?;
+        Command::Revoke { device_id, yes } => {
+            let id = revoke_target(&ctx, &device_id)?;
+            if !yes {
+                confirm(&format!(
+                    "Revoke device {id}? Its future entries will be refused everywhere. It keeps what it \
+                     already synced, and the vault's 24 words still enrol a new device until the vault is \
+                     rotated. [y/N] "
+                ))?;
+            }
             ctx.write(WriteRequest::Revoke { device: id })?;
             ctx.print(json!({"ok": true, "revoked": id.to_hex()}), || {
-                format!("revoked {id}: its future entries will be refused once other devices sync with this one")
+                format!(
+                    "revoked {id}: its future entries will be refused once other devices sync with this one \
+                     (what it already synced stays readable to whoever holds it; the 24 words still enrol \
+                     a new device until the vault is rotated)"
+                )
             });
             Ok(())
         }
@@ -635,6 +645,44 @@ fn parse_fields(
         out.push((k.clone(), Some(generate_password(length))));
     }
     Ok(out)
+}
+
+/// The enrolled device `arg` names: its id, or a unique prefix of at least 4 hex characters.
+fn revoke_target(ctx: &Ctx, arg: &str) -> anyhow::Result<DeviceId> {
+    if let Some(id) = DeviceId::from_hex(arg) {
+        return Ok(id);
+    }
+    let prefix = arg.to_ascii_lowercase();
+    if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+        bail!("give a device id or at least its first 4 hex characters (see `hearth devices`)");
+    }
+    let r = ctx.open()?;
+    let matching: Vec<DeviceId> =
+        r.membership().devices().map(|(e, _)| e.device_id).filter(|d| d.to_hex().starts_with(&prefix)).collect();
+    match matching.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(NotFound(format!("no device of this vault starts with {prefix} (see `hearth devices`)")).into()),
+        many => Err(NotFound(format!(
+            "{} devices start with {prefix}: {}; give more characters",
+            many.len(),
+            many.iter().map(|d| d.to_hex()).collect::<Vec<_>>().join(", ")
+        ))
+        .into()),
+    }
+}
+
+/// Asks `question` at the terminal; an error unless the answer is yes (or no terminal).
+fn confirm(question: &str) -> anyhow::Result<()> {
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        bail!("not confirmed: stdin is not a terminal; add --yes to confirm");
+    }
+    eprint!("{question}");
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        bail!("not confirmed; nothing changed");
+    }
+    Ok(())
 }
 
 /// The values generated for fields `generate` (shown once, when they are made).
