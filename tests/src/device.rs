@@ -151,6 +151,14 @@ pub fn join(dir: &Path, name: &str, phrase: &str) -> Device {
     d
 }
 
+/// Carries everything `from` holds to `to` in a bundle file under `dir` (no network).
+pub fn carry(from: &Device, to: &Device, dir: &Path) {
+    let f = dir.join("carried.bundle");
+    let f = f.to_str().expect("utf-8 path");
+    from.ok(&["export", f]);
+    to.ok(&["import", f]);
+}
+
 /// Polls `f` until it holds or `timeout` passes; panics with `what` on timeout.
 pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + timeout;

@@ -88,24 +88,8 @@ pub enum Seen {
     Joined(Vec<DeviceId>),
     /// A join was refused with this code.
     Refused(ErrorCode),
-    /// Presence now.
-    Presence(Vec<DeviceId>),
-    /// A signal.
-    Signal {
-        /// Sender.
-        from: DeviceId,
-        /// Payload.
-        payload: Vec<u8>,
-    },
-    /// An error about signal `id`.
-    Error {
-        /// Code.
-        code: ErrorCode,
-        /// The signal's id.
-        id: Option<String>,
-        /// Text.
-        message: String,
-    },
+    /// What the connection delivered: presence, a signal, an error about a signal.
+    Event(Event),
     /// The server closed the connection.
     Closed {
         /// Close code.
@@ -174,7 +158,7 @@ impl Device {
     /// The last presence it was told (from a join or an update).
     pub fn presence(&self) -> Option<Vec<DeviceId>> {
         self.history().into_iter().rev().find_map(|(_, s)| match s {
-            Seen::Joined(p) | Seen::Presence(p) => Some(p),
+            Seen::Joined(p) | Seen::Event(Event::Presence(p)) => Some(p),
             _ => None,
         })
     }
@@ -221,10 +205,9 @@ async fn run(url: String, join: Join, seen: History, mut cmds: mpsc::UnboundedRe
                 ev = conn.next() => match ev {
                     Ok(Event::Presence(mut p)) => {
                         p.sort();
-                        record(&seen, Seen::Presence(p));
+                        record(&seen, Seen::Event(Event::Presence(p)));
                     }
-                    Ok(Event::Signal { from, payload }) => record(&seen, Seen::Signal { from, payload }),
-                    Ok(Event::Error { code, message, id }) => record(&seen, Seen::Error { code, id, message }),
+                    Ok(ev) => record(&seen, Seen::Event(ev)),
                     Err(ClientError::Closed { code, reason }) => {
                         record(&seen, Seen::Closed { code, reason });
                         break;
@@ -256,14 +239,14 @@ async fn run(url: String, join: Join, seen: History, mut cmds: mpsc::UnboundedRe
 pub fn check_signals(sent: &[String], sender: &[(Instant, Seen)], receiver: &[(Instant, Seen)]) -> (usize, usize) {
     let mut got: HashMap<&[u8], usize> = HashMap::new();
     for (_, s) in receiver {
-        if let Seen::Signal { payload, .. } = s {
+        if let Seen::Event(Event::Signal { payload, .. }) = s {
             *got.entry(payload.as_slice()).or_default() += 1;
         }
     }
     let refused: std::collections::HashSet<&str> = sender
         .iter()
         .filter_map(|(_, s)| match s {
-            Seen::Error { id: Some(id), .. } => Some(id.as_str()),
+            Seen::Event(Event::Error { id: Some(id), .. }) => Some(id.as_str()),
             _ => None,
         })
         .collect();

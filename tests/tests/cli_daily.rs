@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use hearth_e2e::device::{vault, Device};
+use hearth_e2e::device::{carry, vault, Device};
 
 fn with_stdin(d: &Device, args: &[&str], input: &[u8]) -> std::process::Output {
     let mut child = d.cmd(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
@@ -126,16 +126,11 @@ fn conflict_hints_keep_home_and_ask_for_the_value() {
     let dir = tempfile::tempdir().unwrap();
     let devs = vault(dir.path(), &["a", "b"]);
     let (a, b) = (&devs[0], &devs[1]);
-    let bundle = dir.path().join("bundle");
-    let carry = |from: &Device, to: &Device| {
-        from.ok(&["export", bundle.to_str().unwrap()]);
-        to.ok(&["import", bundle.to_str().unwrap()]);
-    };
     a.ok(&["add", "router", "--field", "password=one"]);
-    carry(a, b);
+    carry(a, b, dir.path());
     a.ok(&["edit", "router", "--field", "password=from-a"]);
     b.ok(&["edit", "router", "--field", "password=from-b"]);
-    carry(b, a);
+    carry(b, a, dir.path());
     let hint = a.ok(&["conflicts"]);
     assert!(!hint.contains("from-a") && !hint.contains("from-b"), "masked: {hint}");
     assert!(hint.contains("--home '") && hint.contains("resolve 'router' 'password'"), "{hint}");
@@ -186,9 +181,7 @@ fn revoke_takes_a_unique_prefix_and_asks_first() {
     let dir = tempfile::tempdir().unwrap();
     let devs = vault(dir.path(), &["a", "b"]);
     let (a, b) = (&devs[0], &devs[1]);
-    let bundle = dir.path().join("bundle");
-    b.ok(&["export", bundle.to_str().unwrap()]);
-    a.ok(&["import", bundle.to_str().unwrap()]);
+    carry(b, a, dir.path());
     let victim = b.id();
     let (code, err) = fails(a, &["revoke", &victim[..8]]);
     assert_eq!(code, 1);

@@ -14,7 +14,7 @@ use hearth_e2e::rendezvous::{http_get, Redis, Rv};
 use hearth_e2e::rendezvous_identity;
 use hearth_proto::ids::DeviceId;
 use hearth_proto::membership::{MembershipBody, MembershipRecord, Revocation};
-use hearth_rendezvous::client::Join;
+use hearth_rendezvous::client::{Event, Join};
 use hearth_rendezvous::protocol::ErrorCode;
 
 /// Presence TTL of the replicas here (seconds): a refresh every 2/3 s.
@@ -94,7 +94,10 @@ fn revocations_survive_redis_down_and_an_empty_restart() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(r1.metric("hearth_rv_redis_up"), 0.0);
-        assert!(!admin.history().iter().any(|(_, s)| matches!(s, Seen::Error { .. })), "no error to the revoker");
+        assert!(
+            !admin.history().iter().any(|(_, s)| matches!(s, Seen::Event(Event::Error { .. }))),
+            "no error to the revoker"
+        );
 
         // Redis comes back empty: the revocation reaches the other replica, which closes
         // the device; nothing stays pending.
@@ -174,7 +177,7 @@ fn presence_converges_after_a_quick_restart_and_a_memory_full_spell() {
         let told = a
             .until(Duration::from_secs(5), |h| {
                 h.iter().any(|(_, s)| {
-                    matches!(s, Seen::Error { code: ErrorCode::Unavailable, id: Some(i), .. } if i == "held-while-full")
+                    matches!(s, Seen::Event(Event::Error { code: ErrorCode::Unavailable, id: Some(i), .. }) if i == "held-while-full")
                 })
             })
             .await;
@@ -209,7 +212,7 @@ fn settled(all: &[&Device], since: Instant) -> String {
         .flat_map(|d| d.history())
         .filter(|(t, _)| *t >= since)
         .filter_map(|(t, s)| match s {
-            Seen::Presence(p) | Seen::Joined(p) => Some((t, p)),
+            Seen::Event(Event::Presence(p)) | Seen::Joined(p) => Some((t, p)),
             _ => None,
         })
         .collect();
@@ -233,7 +236,7 @@ fn arrivals(d: &Device) -> std::collections::HashMap<Vec<u8>, Instant> {
     d.history()
         .into_iter()
         .filter_map(|(t, s)| match s {
-            Seen::Signal { payload, .. } => Some((payload, t)),
+            Seen::Event(Event::Signal { payload, .. }) => Some((payload, t)),
             _ => None,
         })
         .collect()
@@ -304,7 +307,7 @@ fn a_sleeping_redis_holds_up_no_signal_behind_it() {
             .history()
             .into_iter()
             .filter_map(|(t, s)| match s {
-                Seen::Error { id: Some(id), .. } => Some((id, t)),
+                Seen::Event(Event::Error { id: Some(id), .. }) => Some((id, t)),
                 _ => None,
             })
             .collect();
@@ -334,7 +337,11 @@ fn a_sleeping_redis_holds_up_no_signal_behind_it() {
         for d in [&a, &b, &c] {
             let h = d.history();
             assert!(!h.iter().any(|(_, s)| matches!(s, Seen::Closed { .. })), "{:?}", h);
-            assert!(!h.iter().any(|(_, s)| matches!(s, Seen::Error { code: ErrorCode::RateLimited, .. })), "{:?}", h);
+            assert!(
+                !h.iter().any(|(_, s)| matches!(s, Seen::Event(Event::Error { code: ErrorCode::RateLimited, .. }))),
+                "{:?}",
+                h
+            );
         }
     });
 }
