@@ -199,3 +199,20 @@ fn revoke_takes_a_unique_prefix_and_asks_first() {
     let human = a.ok(&["revoke", &victim, "--yes"]);
     assert!(human.contains("the 24 words still enrol a new device until the vault is rotated"), "{human}");
 }
+
+#[test]
+fn completions_and_the_manual_come_from_the_cli_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Device::new(dir.path(), "a");
+    let script = d.ok(&["completions", "bash"]);
+    assert!(script.contains("totp") && script.contains("--raw"), "every command and flag");
+    let file = dir.path().join("hearth.bash");
+    std::fs::write(&file, &script).unwrap();
+    let check = Command::new("bash").arg("-n").arg(&file).output().unwrap();
+    assert!(check.status.success(), "not valid bash: {}", String::from_utf8_lossy(&check.stderr));
+    for shell in ["zsh", "fish"] {
+        assert!(d.ok(&["completions", shell]).contains("generate"), "{shell}");
+    }
+    let man = d.ok(&["man"]);
+    assert!(man.contains(".TH hearth 1") && man.contains("without a cloud"), "{}", &man[..200.min(man.len())]);
+}

@@ -8,7 +8,12 @@ use hearth_peer::node::limits::Limits;
 
 /// Hearth: an end-to-end encrypted vault that syncs between your devices without a cloud.
 #[derive(Debug, Parser)]
-#[command(name = "hearth", version, about, propagate_version = true)]
+#[command(
+    name = "hearth",
+    version,
+    about = "An end-to-end encrypted vault that syncs between your devices without a cloud",
+    propagate_version = true
+)]
 pub(crate) struct Cli {
     /// This device's home directory (several devices can live on one machine).
     #[arg(long, global = true, env = "HEARTH_HOME")]
@@ -90,6 +95,13 @@ pub(crate) enum Command {
         /// What to look for.
         query: Option<String>,
     },
+    /// Print a shell completion script (e.g. `hearth completions bash > ~/.local/share/bash-completion/completions/hearth`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff; e.g. `hearth man > ~/.local/share/man/man1/hearth.1`).
+    Man,
     /// Print a random password (or with --words, a passphrase of EFF wordlist words)
     /// without storing it; its entropy goes to stderr (or --json).
     Generate {

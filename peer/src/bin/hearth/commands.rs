@@ -195,6 +195,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Totp { name, field } => crate::totp::run(&ctx, &name, field.as_deref()),
         Command::List { query } => crate::list::run(&ctx, query.as_deref()),
+        Command::Completions { shell } => crate::completions::completions(shell),
+        Command::Man => crate::completions::man(),
         Command::Generate { length, words, charset, separator } => {
             crate::generate::run(&ctx, length, words, &charset, &separator)
         }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod completions;
 mod connect;
 mod daemon;
 mod generate;
