@@ -122,12 +122,12 @@ pub enum HomeError {
     #[error("secret file {0} is damaged or from a newer version")]
     Damaged(PathBuf),
     /// File system error.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The path.
         path: PathBuf,
-        /// The error.
-        source: std::io::Error,
+        /// The error (in the message, not a `source`: a chain printed whole shows it once).
+        error: std::io::Error,
     },
     /// Opening the op log failed.
     #[error(transparent)]
@@ -138,9 +138,9 @@ pub enum HomeError {
     /// The passphrase is too weak to seal a vault secret with.
     #[error("passphrase refused: {0}")]
     WeakPassphrase(&'static str),
-    /// Another process holds the writer lock.
-    #[error("another hearth process (a running daemon?) is writing to {0}")]
-    Busy(PathBuf),
+    /// Another process holds the writer lock (its pid, when it wrote one).
+    #[error("another hearth process{who} is writing to {}", .0.display(), who = holder(*.1))]
+    Busy(PathBuf, Option<u32>),
     /// The home is open to other users (or owned by another): its secrets and the daemon's
     /// control socket must be this user's alone.
     #[error("{path} {why}: fix it (`chmod 700 {path}` as its owner) before running the daemon")]
@@ -164,8 +164,13 @@ pub struct Home {
     dir: PathBuf,
 }
 
+/// Who holds the writer lock, as the `Busy` message says it.
+fn holder(pid: Option<u32>) -> String {
+    pid.map_or_else(|| " (a running daemon?)".to_owned(), |p| format!(" (pid {p}, a running daemon?)"))
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HomeError + '_ {
-    move |source| HomeError::Io { path: path.to_owned(), source }
+    move |error| HomeError::Io { path: path.to_owned(), error }
 }
 
 fn passphrase_key(pass: &str, salt: &[u8; 16], kdf: KdfParams) -> Result<Zeroizing<[u8; 32]>, HomeError> {
@@ -351,11 +356,21 @@ impl Home {
 
     /// Takes the writer lock, or fails at once with [`HomeError::Busy`].
     pub fn lock_writer(&self) -> Result<WriterLock, HomeError> {
-        let file = self.lock_file()?;
+        let mut file = self.lock_file()?;
         match file.try_lock() {
-            Ok(()) => Ok(WriterLock { _file: file }),
-            Err(fs::TryLockError::WouldBlock) => Err(HomeError::Busy(self.dir.clone())),
-            Err(fs::TryLockError::Error(e)) => Err(HomeError::Io { path: self.dir.join(LOCK_FILE), source: e }),
+            Ok(()) => {
+                // Who holds it, for the next process's error message (best effort: the lock
+                // itself is the flock, not this text).
+                use std::io::{Seek, Write};
+                let _ =
+                    file.set_len(0).and_then(|()| file.rewind()).and_then(|()| write!(file, "{}", std::process::id()));
+                Ok(WriterLock { _file: file })
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                let pid = fs::read_to_string(self.dir.join(LOCK_FILE)).ok().and_then(|s| s.trim().parse().ok());
+                Err(HomeError::Busy(self.dir.clone(), pid))
+            }
+            Err(fs::TryLockError::Error(e)) => Err(HomeError::Io { path: self.dir.join(LOCK_FILE), error: e }),
         }
     }
 
@@ -370,7 +385,7 @@ impl Home {
                 .map(str::to_owned)
                 .collect()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(HomeError::Io { path, source: e }),
+            Err(e) => Err(HomeError::Io { path, error: e }),
         }
     }
 
@@ -453,7 +468,7 @@ impl Home {
         let pending = match fs::read_to_string(&marker) {
             Ok(text) => Some(DeviceId::from_hex(&text).ok_or_else(|| HomeError::Damaged(marker.clone()))?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(HomeError::Io { path: marker, source: e }),
+            Err(e) => return Err(HomeError::Io { path: marker, error: e }),
         };
         // One open (one key derivation for a sealed home) tells the id and whether it forked.
         let r = self.open(passphrase)?;

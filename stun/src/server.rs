@@ -97,12 +97,12 @@ impl Default for ServerConfig {
 #[non_exhaustive]
 pub enum ServerError {
     /// A socket could not be created or bound.
-    #[error("cannot bind {addr}: {source}")]
+    #[error("cannot bind {addr}: {error}")]
     Bind {
         /// The address.
         addr: SocketAddr,
-        /// The OS error.
-        source: io::Error,
+        /// The OS error (in the message, not a `source`: a chain printed whole shows it once).
+        error: io::Error,
     },
     /// The alternate address is unusable.
     #[error(transparent)]
@@ -338,9 +338,9 @@ fn bind_all(config: &ServerConfig) -> Result<(Vec<Vec<UdpSocket>>, Option<Altern
         let primary = binds.remove(idx);
         // Resolve port 0 on both first, then bind the two cross combinations.
         let g1 = bind_group(primary, threads)?;
-        let p1 = g1[0].local_addr().map_err(|e| ServerError::Bind { addr: primary, source: e })?;
+        let p1 = g1[0].local_addr().map_err(|e| ServerError::Bind { addr: primary, error: e })?;
         let g4 = bind_group(alt, threads)?;
-        let p2 = g4[0].local_addr().map_err(|e| ServerError::Bind { addr: alt, source: e })?;
+        let p2 = g4[0].local_addr().map_err(|e| ServerError::Bind { addr: alt, error: e })?;
         let pair = AlternatePair::new(p1, p2)?;
         let [_, a1p2, a2p1, _] = pair.quad();
         groups.push(g1);
@@ -352,8 +352,8 @@ fn bind_all(config: &ServerConfig) -> Result<(Vec<Vec<UdpSocket>>, Option<Altern
     for addr in binds {
         match bind_group(addr, threads) {
             Ok(g) => groups.push(g),
-            Err(ServerError::Bind { addr, source }) if config.tolerate_missing_family && is_family_missing(&source) => {
-                tracing::warn!(%addr, error = %source, "address family unavailable; skipping");
+            Err(ServerError::Bind { addr, error }) if config.tolerate_missing_family && is_family_missing(&error) => {
+                tracing::warn!(%addr, error = %error, "address family unavailable; skipping");
             }
             Err(e) => return Err(e),
         }
@@ -371,7 +371,7 @@ fn is_family_missing(e: &io::Error) -> bool {
 /// `n` sockets on one address sharing it through SO_REUSEPORT (port 0 resolved by the first).
 fn bind_group(addr: SocketAddr, n: usize) -> Result<Vec<UdpSocket>, ServerError> {
     let first = bind_one(addr)?;
-    let actual = first.local_addr().map_err(|e| ServerError::Bind { addr, source: e })?;
+    let actual = first.local_addr().map_err(|e| ServerError::Bind { addr, error: e })?;
     let mut group = vec![first];
     for _ in 1..n {
         group.push(bind_one(actual)?);
@@ -380,7 +380,7 @@ fn bind_group(addr: SocketAddr, n: usize) -> Result<Vec<UdpSocket>, ServerError>
 }
 
 fn bind_one(addr: SocketAddr) -> Result<UdpSocket, ServerError> {
-    let err = |source| ServerError::Bind { addr, source };
+    let err = |error| ServerError::Bind { addr, error };
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
     if addr.is_ipv6() {
         // Keep [::] from also claiming IPv4, so 0.0.0.0 and [::] can both be bound.

@@ -216,3 +216,17 @@ fn completions_and_the_manual_come_from_the_cli_itself() {
     let man = d.ok(&["man"]);
     assert!(man.contains(".TH hearth 1") && man.contains("without a cloud"), "{}", &man[..200.min(man.len())]);
 }
+
+/// Errors say what and where once: the OS error once, the holder of a busy home by pid.
+#[test]
+fn errors_name_the_cause_once_and_the_busy_homes_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let devs = vault(dir.path(), &["a", "b"]);
+    let d = devs[0].daemon_on_loopback(&[], &[]);
+    let (_, err) = fails(&devs[0], &["daemon", "--no-mdns", "--listen", "127.0.0.1:0"]);
+    let pid = d.proc.child.id().to_string();
+    assert!(err.contains(&format!("(pid {pid}, a running daemon?)")), "{err}");
+    let (_, err) = fails(&devs[1], &["daemon", "--no-mdns", "--listen", &d.addr.to_string()]);
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
+    assert!(err.contains(&format!("cannot listen on {}", d.addr)), "{err}");
+}

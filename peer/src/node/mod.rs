@@ -135,12 +135,12 @@ pub enum NodeError {
     #[error(transparent)]
     Home(#[from] HomeError),
     /// A socket could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Listen {
         /// The address.
         addr: String,
-        /// The error.
-        source: std::io::Error,
+        /// The error (in the message, not a `source`: a chain printed whole shows it once).
+        error: std::io::Error,
     },
     /// The rendezvous URL is not one this build can dial.
     #[error("rendezvous URL {0:?}: expected https://HOST[:PORT] (or http://, wss://, ws://HOST[:PORT][/v1/signal])")]
@@ -209,12 +209,13 @@ impl Node {
         let replica = config.home.open(config.passphrase.as_deref().map(String::as_str))?;
         let listener = ws::bind(config.listen)
             .await
-            .map_err(|source| NodeError::Listen { addr: config.listen.to_string(), source })?;
-        let local_addr =
-            listener.local_addr().map_err(|source| NodeError::Listen { addr: config.listen.to_string(), source })?;
+            .map_err(|source| NodeError::Listen { addr: config.listen.to_string(), error: source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| NodeError::Listen { addr: config.listen.to_string(), error: source })?;
         let control = control::bind(config.home.dir()).map_err(|source| NodeError::Listen {
             addr: control::socket_path(config.home.dir()).display().to_string(),
-            source,
+            error: source,
         })?;
         let (to_node, inputs) = mpsc::channel(1024);
         let ids = ws::PipeIds::default();

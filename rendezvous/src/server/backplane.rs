@@ -95,6 +95,11 @@ fn inbox_key(replica: u64) -> String {
     format!("hearth:inbox:{replica:016x}")
 }
 
+/// Where replicas leave the value that tells them Redis kept its data (see the module docs).
+const EPOCH_KEY: &str = "hearth:epoch";
+/// How long `hearth:epoch` outlives the last replica's probe.
+const EPOCH_LIFETIME_MS: i64 = 3_600_000;
+
 /// Signals kept in a replica's inbox (older ones are trimmed): enough to ride out a Redis
 /// reconnect under heavy load without holding memory forever.
 const INBOX_MAXLEN: usize = 10_000;
@@ -260,12 +265,16 @@ impl Backplane {
     /// before (it restarted empty, or this is the first probe).
     pub async fn probe(&self) -> BpResult<bool> {
         let mut c = self.conn.clone();
-        // A read first: a Redis refusing writes (`maxmemory`) still answers it.
-        let mut now: Option<String> = self.health.probe(c.get("hearth:epoch")).await?;
+        // A read first (a Redis refusing writes under `maxmemory` still answers it), and the
+        // key's lifetime renewed: it outlives its last replica by an hour, like everything
+        // else here it does not stay forever.
+        let mut p = redis::pipe();
+        p.get(EPOCH_KEY).pexpire(EPOCH_KEY, EPOCH_LIFETIME_MS).ignore();
+        let (mut now,): (Option<String>,) = self.health.probe(p.query_async(&mut c)).await?;
         if now.is_none() {
             let mine = format!("{:016x}", rand::random::<u64>());
             let mut p = redis::pipe();
-            p.cmd("SET").arg("hearth:epoch").arg(&mine).arg("NX").ignore().get("hearth:epoch");
+            p.cmd("SET").arg(EPOCH_KEY).arg(&mine).arg("NX").arg("PX").arg(EPOCH_LIFETIME_MS).ignore().get(EPOCH_KEY);
             let (set,): (Option<String>,) = self.health.probe(p.query_async(&mut c)).await?;
             now = set;
         }

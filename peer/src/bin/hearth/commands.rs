@@ -117,7 +117,7 @@ impl Ctx {
                     return Ok(out);
                 }
                 // A daemon is starting, or another command is writing: wait for either.
-                Err(HomeError::Busy(_)) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Err(HomeError::Busy(..)) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
                 Err(e) => return Err(e.into()),
             }
         }

@@ -25,7 +25,7 @@ pub(crate) fn run(mut config: NodeConfig) -> anyhow::Result<()> {
             let deadline = Instant::now() + LOCK_WAIT;
             let node = loop {
                 match start(&config, forked).await {
-                    Err(NodeError::Home(HomeError::Busy(_))) if Instant::now() < deadline => {
+                    Err(NodeError::Home(HomeError::Busy(..))) if Instant::now() < deadline => {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                     // The previous run's listener may take a moment to close.
