@@ -439,3 +439,49 @@ fn a_restored_verdict_lifts_only_when_the_own_log_grew_to_what_was_written() {
     assert_eq!(a.vault_id(), hearth_peer::identity::VaultKeys::derive(&VaultSecret::from_bytes([0x11; 32])).vault_id);
     assert!(!a.is_empty() && a.len() == 3);
 }
+
+#[test]
+fn an_items_history_is_every_live_change_to_it_oldest_first() {
+    let (_, mut r) = vault(3);
+    let (mut a, mut b, mut d) = (r.remove(0), r.remove(0), r.remove(0));
+    let (item, other) = (ItemId([5; 16]), ItemId([6; 16]));
+    a.write(&put(item, "bank", &[("password", "one"), ("user", "al")]), 1_000).unwrap();
+    a.write(&put(other, "else", &[("password", "not this")]), 1_500).unwrap();
+    sync_pair(&mut a, &mut b);
+    // b's change comes into a's log after a's own later ones: history follows the clocks.
+    b.write(&set(item, "password", "b-before"), 1_800).unwrap();
+    a.write(&set(item, "password", "two"), 2_000).unwrap();
+    a.write(&Op::Put { item, name: None, fields: vec![("user".into(), None)] }, 2_500).unwrap();
+    sync_pair(&mut a, &mut b);
+    a.write(&Op::Delete { item }, 4_000).unwrap();
+    let h = a.history(item).unwrap();
+    type Fields<'a> = Vec<(&'a str, Option<&'a str>)>;
+    let summary: Vec<(u64, Option<&str>, Fields, bool)> = h
+        .iter()
+        .map(|c| {
+            let fields = c.fields.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+            (c.hlc.ms, c.name.as_deref(), fields, c.deleted)
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (1_000, Some("bank"), vec![("password", Some("one")), ("user", Some("al"))], false),
+            (1_800, None, vec![("password", Some("b-before"))], false),
+            (2_000, None, vec![("password", Some("two"))], false),
+            (2_500, None, vec![("user", None)], false),
+            (4_000, None, vec![], true),
+        ]
+    );
+    assert_eq!((h[1].author, h[1].seq), (b.device_id(), 1));
+    assert_eq!((h[2].author, h[2].seq), (a.device_id(), 3));
+    assert_eq!(b.history(other).unwrap().len(), 1);
+    assert!(a.history(ItemId([9; 16])).unwrap().is_empty());
+    // A revoked device's entries past its cut-off are void, not history.
+    d.write(&set(other, "password", "from-d"), 5_000).unwrap();
+    sync_one_way(&d, &mut b);
+    assert_eq!(b.history(other).unwrap().len(), 2);
+    a.revoke(d.device_id(), 6_000).unwrap();
+    b.add_membership(a.membership().records().to_vec()).unwrap();
+    assert_eq!(b.history(other).unwrap().len(), 1, "d's change is void");
+}

@@ -230,3 +230,27 @@ fn errors_name_the_cause_once_and_the_busy_homes_holder() {
     assert_eq!(err.matches("os error").count(), 1, "{err}");
     assert!(err.contains(&format!("cannot listen on {}", d.addr)), "{err}");
 }
+
+#[test]
+fn history_shows_earlier_values_masked_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = &vault(dir.path(), &["a"])[0];
+    a.ok(&["add", "bank", "--field", "user=al", "--field", "password=first-pw"]);
+    a.ok(&["edit", "bank", "--field", "password=second-pw"]);
+    a.ok(&["edit", "bank", "--field", "user=bo", "--remove-field", "password"]);
+    let all = a.json(&["history", "bank"]);
+    let rows = all.as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["name"], "bank");
+    assert_eq!(rows[0]["fields"]["password"], "••••••••");
+    assert_eq!(rows[2]["fields"]["password"], serde_json::Value::Null, "removed");
+    assert_eq!(rows[0]["device"], a.id().as_str());
+    let pw = a.json(&["history", "bank", "password", "--show"]);
+    let values: Vec<&serde_json::Value> = pw.as_array().unwrap().iter().map(|r| &r["fields"]["password"]).collect();
+    assert_eq!(values, [&serde_json::json!("first-pw"), &serde_json::json!("second-pw"), &serde_json::Value::Null]);
+    let user = a.json(&["history", "bank", "user"]);
+    assert_eq!(user.as_array().unwrap().len(), 2, "only the changes to that field");
+    let human = a.ok(&["history", "bank"]);
+    assert!(!human.contains("first-pw") && human.contains("password = ••••••••"), "{human}");
+    assert!(human.contains("password removed") && human.contains("UTC"), "{human}");
+}

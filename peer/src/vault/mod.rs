@@ -16,5 +16,5 @@ pub use entry::{Entry, EntryError, EntryHeader, SignedHead};
 pub use lookup::{closest, generate_password, LookupError};
 pub use merge::{Conflict, ItemState, VaultState};
 pub use op::Op;
-pub use replica::{Batch, Received, Replica, ReplicaError, VoidValue, WireEntry, DENSE_HASHES};
+pub use replica::{Batch, Change, Received, Replica, ReplicaError, VoidValue, WireEntry, DENSE_HASHES};
 pub use store::{LogStore, MemStore, SqliteStore, StoreError, StoredEntry};

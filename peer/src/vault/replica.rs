@@ -32,10 +32,12 @@ use crate::ids::{DeviceId, ItemId, VaultId};
 
 mod clocks;
 mod fork;
+mod history;
 mod void;
 
 pub use clocks::MAX_CLOCK_AHEAD_MS;
 pub use fork::DENSE_HASHES;
+pub use history::Change;
 pub use void::VoidValue;
 
 /// One entry on the wire: the header fields a receiver cannot recompute, plus the payload.

@@ -80,6 +80,17 @@ pub(crate) enum Command {
         #[arg(long, requires = "field")]
         raw: bool,
     },
+    /// Every change to an item (or one field), oldest first: earlier values, which device,
+    /// when (secret values masked unless --show).
+    History {
+        /// Item name or id.
+        name: String,
+        /// Only changes to this field.
+        field: Option<String>,
+        /// Show secret values instead of masking them.
+        #[arg(long)]
+        show: bool,
+    },
     /// Print the current one-time code of an item's TOTP field (an otpauth:// URI or a
     /// base32 secret).
     Totp {

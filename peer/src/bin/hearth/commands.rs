@@ -193,6 +193,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Get { name, show, field, raw } => {
             crate::get::run(&ctx, &crate::get::Get { name: &name, show, field: field.as_deref(), raw })
         }
+        Command::History { name, field, show } => crate::history::run(&ctx, &name, field.as_deref(), show),
         Command::Totp { name, field } => crate::totp::run(&ctx, &name, field.as_deref()),
         Command::List { query } => crate::list::run(&ctx, query.as_deref()),
         Command::Completions { shell } => crate::completions::completions(shell),

@@ -7,6 +7,7 @@ mod connect;
 mod daemon;
 mod generate;
 mod get;
+mod history;
 mod list;
 mod nat_check;
 mod totp;
