@@ -163,14 +163,18 @@ async fn a_flooding_connection_is_limited_and_other_rooms_keep_working() {
     let mut sink = join(&s, &ids[1]).await;
     let mut x = client::connect(&s.url(), &Join::Vault(Box::new(others[0].clone()))).await.unwrap();
     let mut y = client::connect(&s.url(), &Join::Vault(Box::new(others[1].clone()))).await.unwrap();
-    for _ in 0..300 {
-        flood.signal(sink.device, b"spam").await.unwrap();
+    for i in 0..300 {
+        flood.signal_with_id(sink.device, b"spam", Some(&format!("spam-{i}"))).await.unwrap();
     }
     // The other room is unaffected.
     x.signal(y.device, b"still here").await.unwrap();
     assert_eq!(next_non_presence(&mut y).await, Event::Signal { from: x.device, payload: b"still here".to_vec() });
     // The flooder was told, and most of its spam never reached the recipient.
-    assert!(matches!(next_non_presence(&mut flood).await, Event::Error { code: ErrorCode::RateLimited, .. }));
+    // The error names the signal that triggered it (the first one over the limit).
+    let told = next_non_presence(&mut flood).await;
+    let Event::Error { code: ErrorCode::RateLimited, id: Some(id), .. } = &told else { panic!("{told:?}") };
+    let n: u32 = id.strip_prefix("spam-").and_then(|n| n.parse().ok()).unwrap();
+    assert!((20..300).contains(&n), "{id}");
     let dropped = s.metric("hearth_rv_messages_dropped_total", Some("rate_limited"));
     assert!(dropped >= 200, "dropped {dropped}");
     let _ = &mut sink;

@@ -294,7 +294,7 @@ fn a_sleeping_redis_holds_up_no_signal_behind_it() {
         let join_t0 = Instant::now();
         let late = Device::start(r1.url(), vault(62, 4));
         let (same, cross) = traffic("sleeping").await;
-        let joined = late.until(Duration::from_secs(1), |h| h.iter().any(|(_, s)| matches!(s, Seen::Joined(_)))).await;
+        let joined = late.until(Duration::from_secs(2), |h| h.iter().any(|(_, s)| matches!(s, Seen::Joined(_)))).await;
         let joined = joined.map(|_| late.history()[0].0.duration_since(join_t0));
         sleeper.join().unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -333,7 +333,8 @@ fn a_sleeping_redis_holds_up_no_signal_behind_it() {
         assert!(sleeping_p99 <= bound, "same-replica p99 {sleeping_p99:.2} ms vs idle {idle_p99:.2} ms");
         assert!(slowest < 2.0, "a cross-replica signal waited {slowest:.2} s for an answer");
         assert!(told > 0, "the sleeping Redis refused nothing: the fault did not happen");
-        assert!(joined.is_some_and(|t| t < Duration::from_secs(1)), "join during the sleep: {joined:?}");
+        // At most one Redis deadline (750 ms) and scheduling; it took 7.4–9.5 s before.
+        assert!(joined.is_some_and(|t| t < Duration::from_millis(1500)), "join during the sleep: {joined:?}");
         for d in [&a, &b, &c] {
             let h = d.history();
             assert!(!h.iter().any(|(_, s)| matches!(s, Seen::Closed { .. })), "{:?}", h);

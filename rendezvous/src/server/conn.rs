@@ -330,7 +330,12 @@ async fn relay(link: &mut Link, outbox: &Arc<Outbox>, who: &Who, app: &Arc<App>)
                     if n > app.limits.messages_per_sec.saturating_mul(10) {
                         stop = Some(Stop::Close(close::POLICY, "message rate limit exceeded repeatedly"));
                     } else if n.is_power_of_two() {
-                        error(&mut replies, ErrorCode::RateLimited, "too many messages; some were dropped");
+                        // Not one error per drop (a flood would get its own flood back): the
+                        // error names the signal that triggered it, and says others went too.
+                        let id =
+                            SignalIn::parse(&text).and_then(|s| s.id).filter(|i| i.len() <= protocol::MAX_SIGNAL_ID);
+                        let why = "too many messages: this one was dropped, and others may have been";
+                        error_for(&mut replies, ErrorCode::RateLimited, why, id.as_deref());
                     }
                 }
             }
