@@ -153,7 +153,17 @@ fn presence_converges_after_a_quick_restart_and_a_memory_full_spell() {
         let c = Device::start(r1.url(), vault(61, 3));
         until_presence_is_true(&[&a, &b, &c], Duration::from_secs(10)).await;
 
+        // While Redis is down, a device leaving is still seen by the devices of its own
+        // replica (c is on r1 with a).
         redis.kill();
+        let leaver = Device::start(r1.url(), vault(61, 5));
+        assert!(leaver.until(Duration::from_secs(5), |h| h.iter().any(|(_, s)| matches!(s, Seen::Joined(_)))).await.is_some());
+        let leaver_id = leaver.id;
+        let seen_here = |d: &Device| d.presence().is_some_and(|p| p.contains(&leaver_id));
+        assert!(a.until(Duration::from_secs(3), |_| seen_here(&a)).await.is_some(), "a sees it join: {:?}", a.presence());
+        drop(leaver);
+        let gone = a.until(Duration::from_secs(3), |_| !seen_here(&a)).await;
+        assert!(gone.is_some(), "a still lists the device that left while Redis was down: {:?}", a.presence());
         std::thread::sleep(Duration::from_millis(300));
         let restarted = Instant::now();
         redis.restart();

@@ -340,8 +340,14 @@ impl Hub {
             let name = key.name();
             let dev = device.to_hex();
             let mailbox = if matches!(key, RoomKey::Vault(_)) { self.mail_ttl() } else { std::time::Duration::ZERO };
-            let _ = bp.leave(&name, &dev, mailbox).await;
-            let _ = bp.publish(&name, &RoomEvent::Presence).await;
+            if bp.leave(&name, &dev, mailbox).await.is_ok() {
+                let _ = bp.publish(&name, &RoomEvent::Presence).await;
+            } else if let Some(room) = lock(&self.rooms).get_mut(&key) {
+                // Redis could not be told: the members here hear it from here, and the next
+                // refresh with Redis back pushes the shared view again.
+                room.shown = None;
+                send_presence(room, None);
+            }
         }
     }
 
