@@ -43,6 +43,10 @@ fn closed_as_revoked(h: &[(Instant, Seen)]) -> bool {
     h.iter().any(|(_, s)| matches!(s, Seen::Closed { code: 1008, reason } if reason.contains("revoked")))
 }
 
+fn joined(h: &[(Instant, Seen)]) -> bool {
+    h.iter().any(|(_, s)| matches!(s, Seen::Joined(_)))
+}
+
 fn refused_as_revoked(h: &[(Instant, Seen)]) -> bool {
     h.iter().any(|(_, s)| *s == Seen::Refused(ErrorCode::Revoked))
 }
@@ -157,7 +161,7 @@ fn presence_converges_after_a_quick_restart_and_a_memory_full_spell() {
         // replica (c is on r1 with a).
         redis.kill();
         let leaver = Device::start(r1.url(), vault(61, 5));
-        assert!(leaver.until(Duration::from_secs(5), |h| h.iter().any(|(_, s)| matches!(s, Seen::Joined(_)))).await.is_some());
+        assert!(leaver.until(Duration::from_secs(5), joined).await.is_some());
         let leaver_id = leaver.id;
         let seen_here = |d: &Device| d.presence().is_some_and(|p| p.contains(&leaver_id));
         assert!(a.until(Duration::from_secs(3), |_| seen_here(&a)).await.is_some(), "a sees it join: {:?}", a.presence());
@@ -304,7 +308,7 @@ fn a_sleeping_redis_holds_up_no_signal_behind_it() {
         let join_t0 = Instant::now();
         let late = Device::start(r1.url(), vault(62, 4));
         let (same, cross) = traffic("sleeping").await;
-        let joined = late.until(Duration::from_secs(2), |h| h.iter().any(|(_, s)| matches!(s, Seen::Joined(_)))).await;
+        let joined = late.until(Duration::from_secs(2), joined).await;
         let joined = joined.map(|_| late.history()[0].0.duration_since(join_t0));
         sleeper.join().unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -375,7 +379,7 @@ fn a_draining_replica_hands_over_its_inbox() {
         // Connections take the replicas in turn: the sender's lands on r1, the receiver's on
         // r2, and the receiver's reconnect (r2 is drained) on r1.
         let sender = Device::start(url.clone(), vault(63, 1));
-        let first = sender.until(Duration::from_secs(5), |h| h.iter().any(|(_, s)| matches!(s, Seen::Joined(_))));
+        let first = sender.until(Duration::from_secs(5), joined);
         assert!(first.await.is_some());
         let receiver = Device::start(url, vault(63, 2));
         until_presence_is_true(&[&sender, &receiver], Duration::from_secs(10)).await;

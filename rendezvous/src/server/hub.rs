@@ -132,7 +132,7 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-pub(super) fn presence(room: &Room, except: DeviceId) -> Vec<String> {
+fn presence(room: &Room, except: DeviceId) -> Vec<String> {
     room.members.keys().filter(|d| **d != except).map(|d| d.to_hex()).collect()
 }
 
@@ -140,6 +140,16 @@ pub(super) fn presence(room: &Room, except: DeviceId) -> Vec<String> {
 fn send_presence(room: &Room, skip: Option<DeviceId>) {
     for (d, m) in room.members.iter().filter(|(d, _)| Some(**d) != skip) {
         offer_presence(m, presence(room, *d));
+    }
+}
+
+/// Queues signals held in the shared mailbox for the member's new connection, oldest first,
+/// until its outbox is full.
+pub(super) fn push_held(outbox: &Outbox, held: Vec<String>) {
+    for text in held {
+        if outbox.push(ws::text_frame(&text)).is_err() {
+            break;
+        }
     }
 }
 
@@ -301,13 +311,7 @@ impl Hub {
         let Some(bp) = &self.backplane else { return Ok(Vec::new()) };
         let _ = bp.publish(&room_name, &RoomEvent::Joined { device: dev.clone(), replica: bp.replica() }).await;
         match bp.take_mail(&room_name, &dev).await {
-            Ok(held) => {
-                for text in held {
-                    if outbox.push(ws::text_frame(&text)).is_err() {
-                        break;
-                    }
-                }
-            }
+            Ok(held) => push_held(&outbox, held),
             // Taken atomically or not at all: it stays in Redis, fetched at the next refresh.
             Err(_) => {
                 lock(&self.mail_pending).insert((key, device));

@@ -262,11 +262,14 @@ async fn hand_over_inbox(app: &App) {
     while Instant::now() < until {
         let busy = app.rerouting.load(Ordering::Relaxed) > 0;
         match bp.inbox_len().await {
-            Ok(0) if !busy && quiet_since.elapsed() >= INBOX_QUIET => return,
-            Ok(0) if !busy => {}
-            Ok(_) | Err(_) if busy => quiet_since = Instant::now(),
-            Ok(_) => quiet_since = Instant::now(),
-            Err(_) => return,
+            Ok(0) if !busy => {
+                if quiet_since.elapsed() >= INBOX_QUIET {
+                    return;
+                }
+            }
+            // Redis cannot say, and nothing is left here to route.
+            Err(_) if !busy => return,
+            _ => quiet_since = Instant::now(),
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
@@ -320,7 +323,7 @@ fn spawn_backplane_tasks(app: &Arc<App>) -> Vec<tokio::task::JoinHandle<()>> {
     });
     // Signals whose device left this replica after they were sent here: routed again, in
     // order, by one task (a handful at most, unless this replica is draining).
-    let (again_tx, mut again_rx) = tokio::sync::mpsc::channel::<shared::Outgoing>(INBOX_MAXLEN_LOCAL);
+    let (again_tx, mut again_rx) = tokio::sync::mpsc::channel::<shared::Outgoing>(REROUTE_QUEUE);
     let inbox_app = Arc::clone(app);
     let inbox_bp = bp.clone();
     let inbox = tokio::spawn(async move {
@@ -357,7 +360,7 @@ fn spawn_backplane_tasks(app: &Arc<App>) -> Vec<tokio::task::JoinHandle<()>> {
 }
 
 /// Signals waiting to be routed again (see `spawn_backplane_tasks`).
-const INBOX_MAXLEN_LOCAL: usize = 4096;
+const REROUTE_QUEUE: usize = 4096;
 /// How often Redis is asked whether it is up: often while it is down (the breaker stays open
 /// until it answers), less while it is up.
 const PROBE_DOWN: std::time::Duration = std::time::Duration::from_millis(250);

@@ -184,11 +184,10 @@ impl Health {
         e
     }
 
-    /// Records a transition, logged once each way. True if the state changed.
-    pub fn set_up(&self, up: bool) -> bool {
-        let was = self.up.swap(up, Ordering::Relaxed);
-        if was == up {
-            return false;
+    /// Records a transition, logged once each way.
+    fn set_up(&self, up: bool) {
+        if self.up.swap(up, Ordering::Relaxed) == up {
+            return;
         }
         if let Some(m) = &self.metrics {
             m.up.set(i64::from(up));
@@ -201,7 +200,6 @@ impl Health {
                  against this replica's revocations only, until it answers again"
             );
         }
-        true
     }
 }
 

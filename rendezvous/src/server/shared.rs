@@ -7,7 +7,7 @@ use std::time::Instant;
 use hearth_proto::ids::{DeviceId, VaultId};
 
 use super::backplane::{Backplane, BackplaneError, BpResult, Hold, Relayed, RoomEvent};
-use super::hub::{lock, offer_presence, Hub, RoomKey, RouteError, Routed};
+use super::hub::{lock, offer_presence, push_held, Hub, RoomKey, RouteError, Routed};
 use super::revocations::{RevokeRefusal, REVOKED_IDLE, REVOKED_PER_VAULT};
 use crate::protocol::{ErrorCode, ServerMsg};
 use crate::ws;
@@ -118,9 +118,7 @@ impl Hub {
         let text = serde_json::to_string(&msg).unwrap_or_default();
         let back = Outgoing { key: s.key, to: from, from: String::new(), id: None, text };
         // Errors about errors are not reported: the sender may have gone too.
-        if self.try_local(back.key, back.to, ws::text_frame(&back.text)).is_none() {
-            let _ = self.route_elsewhere(&back).await;
-        }
+        let _ = self.route_elsewhere(&back).await;
     }
 
     /// Records a revocation, disconnects the device wherever it is connected, and stores it
@@ -232,7 +230,12 @@ impl Hub {
     /// else only when it differs from what they were last shown. True if it pushed.
     pub async fn push_presence(&self, key: RoomKey, force: bool) -> bool {
         let Some(bp) = &self.backplane else { return false };
-        let Ok((mut online, _)) = bp.online(&key.name()).await else { return false };
+        let Ok((online, _)) = bp.online(&key.name()).await else { return false };
+        self.show_presence(key, online, force)
+    }
+
+    /// [`Hub::push_presence`] with the room's online devices already read.
+    fn show_presence(&self, key: RoomKey, mut online: Vec<String>, force: bool) -> bool {
         online.sort_unstable();
         let mut rooms = lock(&self.rooms);
         let Some(room) = rooms.get_mut(&key) else { return false };
@@ -260,11 +263,11 @@ impl Hub {
             if let Err(BackplaneError::Down) = bp.refresh(&name, &devices).await {
                 return;
             }
-            let purged = bp.online(&name).await.map_or(0, |(_, purged)| purged);
+            let Ok((online, purged)) = bp.online(&name).await else { continue };
             // Changed since the members were last told (devices back after a fault, others
             // expired): tell them, and have the other replicas look too, so every device
             // converges within this one refresh rather than at each replica's next.
-            if self.push_presence(key, false).await || purged > 0 {
+            if self.show_presence(key, online, false) || purged > 0 {
                 let _ = bp.publish(&name, &RoomEvent::Presence).await;
             }
         }
@@ -283,11 +286,7 @@ impl Hub {
             };
             let Ok(held) = bp.take_mail(&key.name(), &device.to_hex()).await else { return };
             lock(&self.mail_pending).remove(&(key, device));
-            for text in held {
-                if outbox.push(ws::text_frame(&text)).is_err() {
-                    break;
-                }
-            }
+            push_held(&outbox, held);
         }
     }
 }
