@@ -28,7 +28,7 @@ use crate::identity::{
     DeviceKeys, Enrollment, Membership, MembershipBody, MembershipError, MembershipRecord, Revocation, VaultKeys,
     VaultSecret,
 };
-use crate::ids::{DeviceId, ItemId, VaultId};
+use crate::ids::{DeviceId, VaultId};
 
 mod clocks;
 mod fork;

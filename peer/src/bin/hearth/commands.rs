@@ -222,11 +222,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Conflicts { show, void: false } => {
             let r = ctx.open()?;
             let c = r.state().conflicts();
-            let shown = |field: &str, v: &Option<String>| match v {
-                None => "(removed)".to_owned(),
-                Some(_) if !show && is_secret(field) => format!("{MASK} (--show to reveal)"),
-                Some(v) => format!("{v:?}"),
-            };
+            let shown = |field: &str, v: &Option<String>| shown_value(field, v.as_deref(), show);
             ctx.print(conflicts_json(&c), || {
                 if c.is_empty() {
                     return "no conflicts".into();
@@ -592,11 +588,7 @@ fn void_values(ctx: &Ctx, show: bool) -> anyhow::Result<()> {
             }
             out += "\n";
             for (k, val) in &v.fields {
-                let shown = match val {
-                    None => "(removed)".to_owned(),
-                    Some(_) if !show && is_secret(k) => format!("{MASK} (--show to reveal)"),
-                    Some(x) => format!("{x:?}"),
-                };
+                let shown = shown_value(k, val.as_deref(), show);
                 let again = match &item {
                     Some(n) => format!("hearth {}resolve '{n}' '{k}' --value -", ctx.home_arg),
                     None => format!("hearth {}add '{label}' --field '{k}=-'", ctx.home_arg),
@@ -686,6 +678,16 @@ fn confirm(question: &str) -> anyhow::Result<()> {
         bail!("not confirmed; nothing changed");
     }
     Ok(())
+}
+
+/// A field's value as the human output shows it: quoted, masked when secret and not
+/// `show`, or "(removed)".
+fn shown_value(field: &str, value: Option<&str>, show: bool) -> String {
+    match value {
+        None => "(removed)".to_owned(),
+        Some(_) if !show && is_secret(field) => format!("{MASK} (--show to reveal)"),
+        Some(v) => format!("{v:?}"),
+    }
 }
 
 /// The values generated for fields `generate` (shown once, when they are made).

@@ -1,12 +1,13 @@
-//! An item's history: what each live entry that touched it said, oldest first, for
-//! `hearth history` (earlier values of a password, who changed it, when).
+//! What entries said, unsealed for people: an item's history (`hearth history`: earlier
+//! values, who changed them, when), and the same record for void entries.
 
 use super::{LogStore, Replica, ReplicaError};
 use crate::ids::{DeviceId, ItemId};
 use crate::vault::clock::Hlc;
+use crate::vault::entry::EntryHeader;
 use crate::vault::op::Op;
 
-/// One change to an item.
+/// What one entry said: who wrote it, when, and what it did to which item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     /// Who wrote it.
@@ -15,12 +16,25 @@ pub struct Change {
     pub seq: u64,
     /// When (the writer's clock).
     pub hlc: Hlc,
+    /// The item it touched.
+    pub item: ItemId,
     /// The name it set, if any.
     pub name: Option<String>,
     /// The fields it set (`None` removed the field).
     pub fields: Vec<(String, Option<String>)>,
     /// True when it deleted the item.
     pub deleted: bool,
+}
+
+impl Change {
+    /// The change entry `header` made with `op` (its unsealed payload).
+    pub(super) fn new(header: &EntryHeader, op: Op) -> Self {
+        let (item, name, fields, deleted) = match op {
+            Op::Put { item, name, fields } => (item, name, fields, false),
+            Op::Delete { item } => (item, None, Vec::new(), true),
+        };
+        Self { author: header.author, seq: header.seq, hlc: header.hlc, item, name, fields, deleted }
+    }
 }
 
 impl<S: LogStore> Replica<S> {
@@ -33,13 +47,10 @@ impl<S: LogStore> Replica<S> {
             if *dead {
                 continue;
             }
-            let h = &se.entry.header;
-            let (name, fields, deleted) = match se.entry.unseal(&self.keys.content)? {
-                Op::Put { item: i, name, fields } if i == item => (name, fields, false),
-                Op::Delete { item: i } if i == item => (None, Vec::new(), true),
-                _ => continue,
-            };
-            out.push(Change { author: h.author, seq: h.seq, hlc: h.hlc, name, fields, deleted });
+            let change = Change::new(&se.entry.header, se.entry.unseal(&self.keys.content)?);
+            if change.item == item {
+                out.push(change);
+            }
         }
         out.sort_by_key(|c| (c.hlc, c.author, c.seq));
         Ok(out)

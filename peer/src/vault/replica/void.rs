@@ -3,24 +3,9 @@
 
 use super::*;
 
-/// What a voided entry had said, for the user to see and re-apply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VoidValue {
-    /// The revoked author.
-    pub author: DeviceId,
-    /// Its seq.
-    pub seq: u64,
-    /// When it was written.
-    pub hlc: Hlc,
-    /// The item it touched.
-    pub item: ItemId,
-    /// The name it set, if any.
-    pub name: Option<String>,
-    /// The fields it set (`None` removed the field).
-    pub fields: Vec<(String, Option<String>)>,
-    /// True when it deleted the item.
-    pub deleted: bool,
-}
+/// What a voided entry had said, for the user to see and re-apply (its `author` is the
+/// revoked or forked device).
+pub type VoidValue = super::history::Change;
 
 impl<S: LogStore> Replica<S> {
     /// True when `se` is the last kept entry of a revoked author and the revocation's
@@ -86,12 +71,7 @@ impl<S: LogStore> Replica<S> {
     pub fn voided_values(&self) -> Result<Vec<VoidValue>, ReplicaError> {
         let mut out = Vec::new();
         for se in self.store.load_voided()? {
-            let h = &se.entry.header;
-            let (item, name, fields, deleted) = match se.entry.unseal(&self.keys.content)? {
-                Op::Put { item, name, fields } => (item, name, fields, false),
-                Op::Delete { item } => (item, None, Vec::new(), true),
-            };
-            out.push(VoidValue { author: h.author, seq: h.seq, hlc: h.hlc, item, name, fields, deleted });
+            out.push(VoidValue::new(&se.entry.header, se.entry.unseal(&self.keys.content)?));
         }
         Ok(out)
     }
