@@ -21,6 +21,7 @@ pub mod home;
 pub mod identity;
 pub mod nat;
 pub mod node;
+pub mod pairing;
 pub mod signal;
 pub use hearth_proto::ids;
 pub mod sync;
