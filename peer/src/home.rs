@@ -8,6 +8,8 @@
 //!                  for its whole life, a CLI command for one write when no daemon runs
 //! <home>/daemon.sock  the running daemon's control socket (0600)
 //! <home>/peers     optional static peers for the daemon, one `host:port` a line
+//! <home>/rendezvous  the rendezvous URL this device paired through (`hearth join`): the
+//!                  daemon joins it when no --rendezvous is given
 //! ```
 
 use std::fs;
@@ -28,6 +30,7 @@ const SECRET_FILE: &str = "secret";
 const DB_FILE: &str = "vault.db";
 const LOCK_FILE: &str = "writer.lock";
 const PEERS_FILE: &str = "peers";
+const RENDEZVOUS_FILE: &str = "rendezvous";
 const HEAD_FILE: &str = "head";
 /// Written before a forked device re-enrols (its old id), removed once its edits are re-written.
 const FORKED_FILE: &str = "forked-from";
@@ -387,6 +390,22 @@ impl Home {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(HomeError::Io { path, error: e }),
         }
+    }
+
+    /// The rendezvous URL this device paired through (`<home>/rendezvous`), if any.
+    pub fn stored_rendezvous(&self) -> Result<Option<String>, HomeError> {
+        let path = self.dir.join(RENDEZVOUS_FILE);
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text.trim().to_owned()).filter(|s| !s.is_empty())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(HomeError::Io { path, error: e }),
+        }
+    }
+
+    /// Keeps `url` as the rendezvous the daemon joins by default.
+    pub fn store_rendezvous(&self, url: &str) -> Result<(), HomeError> {
+        let path = self.dir.join(RENDEZVOUS_FILE);
+        write_private(&path, format!("{}\n", url.trim()).as_bytes()).map_err(io(&path))
     }
 
     /// Unlocks and opens the replica. A database behind this device's own newest entry (as

@@ -46,6 +46,14 @@ pub(crate) enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Invite a new device: shows a QR code, a join URL and a short code (read it aloud) that
+    /// `hearth join` takes on the new device, then hands it the vault, sealed, once both
+    /// screens show the same security code. Waits for the joiner (Ctrl-C cancels).
+    Invite(crate::invite::InviteArgs),
+    /// Join a vault from an invite: the URL (or QR contents) or the short code that
+    /// `hearth invite` shows on one of the vault's devices; enrols this device and syncs the
+    /// whole vault.
+    Join(crate::join::JoinArgs),
     /// Add an item.
     Add {
         /// Item name.

@@ -62,11 +62,11 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 pub(crate) struct Ctx {
-    home: Home,
-    json: bool,
-    passphrase: Option<Zeroizing<String>>,
+    pub(crate) home: Home,
+    pub(crate) json: bool,
+    pub(crate) passphrase: Option<Zeroizing<String>>,
     /// `--home 'DIR' ` when the user gave one, for the commands hints suggest.
-    home_arg: String,
+    pub(crate) home_arg: String,
 }
 
 impl Ctx {
@@ -180,6 +180,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match cli.command {
         Command::Init { no_passphrase, phrase, name } => init(&ctx, no_passphrase, phrase, name),
+        Command::Invite(args) => crate::invite::run(&ctx, args),
+        Command::Join(args) => crate::join::run(&ctx, args),
         Command::Add { name, fields, field_files, generate, length } => {
             let fields = parse_fields(&fields, &field_files, &generate, length)?;
             let made = generated(&fields, &generate);
@@ -362,7 +364,11 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
                 peers,
                 mdns: !no_mdns,
                 mdns_interfaces,
-                rendezvous,
+                // A paired device meets its vault where it paired, without flags.
+                rendezvous: match rendezvous {
+                    Some(r) => Some(r),
+                    None => ctx.home.stored_rendezvous()?,
+                },
                 rendezvous_ca,
                 stun,
                 turn,
@@ -485,22 +491,7 @@ fn init(ctx: &Ctx, no_passphrase: bool, phrase: Option<String>, name: Option<Str
     if ctx.home.exists() {
         return Err(HomeError::AlreadyInitialized(ctx.home.dir().to_owned()).into());
     }
-    let protection = if no_passphrase {
-        Protection::KeyFile
-    } else {
-        match &ctx.passphrase {
-            Some(p) if !p.is_empty() => Protection::Passphrase(p.clone()),
-            _ if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
-                let p = read_secret("new passphrase for this device: ")?;
-                hearth_peer::home::check_passphrase(&p)?;
-                if *read_secret("the same again: ")? != *p {
-                    bail!("the two passphrases differ");
-                }
-                Protection::Passphrase(p)
-            }
-            _ => bail!("choose how to protect the vault secret: set HEARTH_PASSPHRASE, use --passphrase-file FILE, or pass --no-passphrase"),
-        }
-    };
+    let protection = new_protection(ctx, no_passphrase)?;
     let (secret, created) = match phrase.as_deref() {
         None => (VaultSecret::generate(), true),
         Some("-") => (VaultSecret::from_phrase(&read_secret("vault phrase (24 words): ")?)?, false),
@@ -529,8 +520,28 @@ fn init(ctx: &Ctx, no_passphrase: bool, phrase: Option<String>, name: Option<Str
     Ok(())
 }
 
+/// How a new home keeps its vault secret: a key file, or sealed under the passphrase given
+/// (env or file) or asked for twice at the terminal.
+pub(crate) fn new_protection(ctx: &Ctx, no_passphrase: bool) -> anyhow::Result<Protection> {
+    if no_passphrase {
+        return Ok(Protection::KeyFile);
+    }
+    match &ctx.passphrase {
+        Some(p) if !p.is_empty() => Ok(Protection::Passphrase(p.clone())),
+        _ if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+            let p = read_secret("new passphrase for this device: ")?;
+            hearth_peer::home::check_passphrase(&p)?;
+            if *read_secret("the same again: ")? != *p {
+                bail!("the two passphrases differ");
+            }
+            Ok(Protection::Passphrase(p))
+        }
+        _ => bail!("choose how to protect the vault secret: set HEARTH_PASSPHRASE, use --passphrase-file FILE, or pass --no-passphrase"),
+    }
+}
+
 /// Reads one secret line: from the terminal without echo, or from stdin when it is piped.
-fn read_secret(prompt: &str) -> anyhow::Result<Zeroizing<String>> {
+pub(crate) fn read_secret(prompt: &str) -> anyhow::Result<Zeroizing<String>> {
     use std::io::IsTerminal;
     if std::io::stdin().is_terminal() {
         return Ok(Zeroizing::new(rpassword::prompt_password(prompt).context("reading from the terminal")?));
@@ -715,7 +726,7 @@ fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> 
 }
 
 /// Local-only metadata on the replica's store.
-trait MetaExt {
+pub(crate) trait MetaExt {
     fn store_mut_meta(&mut self, key: &str, value: &[u8]) -> anyhow::Result<()>;
 }
 
