@@ -39,7 +39,8 @@ impl std::fmt::Debug for Identity {
 pub enum Join {
     /// The vault's room, as an enrolled device.
     Vault(Box<Identity>),
-    /// A pairing room keyed by SHA-256 of the invite secret.
+    /// A pairing room, by its 32-byte id (the inviter and joiner derive it from the invite's
+    /// public nameplate: PROTOCOL §6.7).
     Invite([u8; 32]),
 }
 

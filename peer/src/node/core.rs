@@ -96,6 +96,8 @@ pub struct Core<S: LogStore> {
     told_revoked: bool,
     /// Services the mDNS browser ignored, when it runs.
     mdns_ignored: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    /// When each device last synced fully with this node (unix ms), kept after its pipes close.
+    synced: BTreeMap<DeviceId, u64>,
 }
 
 fn unix_ms() -> u64 {
@@ -117,6 +119,7 @@ impl<S: LogStore> Core<S> {
             webrtc: None,
             told_revoked: false,
             mdns_ignored: None,
+            synced: BTreeMap::new(),
         }
     }
 
@@ -388,6 +391,7 @@ impl<S: LogStore> Core<S> {
             device: self.replica.device_id().to_hex(),
             listen: self.listen.clone(),
             peers,
+            last_synced: self.synced.iter().map(|(d, t)| (d.to_hex(), *t)).collect(),
             entries: self.replica.len(),
             mdns_ignored: self.mdns_ignored.as_ref().map(|c| c.load(std::sync::atomic::Ordering::Relaxed)),
             rendezvous: self.rendezvous.clone(),
@@ -470,7 +474,11 @@ impl<S: LogStore> Core<S> {
             }
         }
         if (progressed || connected.is_some()) && pipe.session.is_caught_up(&self.replica) {
-            pipe.last_sync_ms = Some(unix_ms());
+            let now = unix_ms();
+            pipe.last_sync_ms = Some(now);
+            if let Some(device) = pipe.session.remote() {
+                self.synced.insert(device, now);
+            }
         }
         if pipe.session.is_closed() {
             // Closed by this side after its last words (a forked peer told of its

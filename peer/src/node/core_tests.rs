@@ -532,3 +532,26 @@ fn a_revocation_learnt_from_a_peer_closes_the_revoked_devices_session_here() {
     assert!(net.names(2).is_empty(), "nothing reached the revoked device through node 0");
     assert_eq!(net.names(1), vec!["after"]);
 }
+
+#[test]
+fn a_device_that_synced_and_left_is_still_seen_to_have_synced() {
+    let mut net = Net::new(2);
+    net.add(0, "bank");
+    let l = net.connect(1, 0);
+    net.run();
+    assert_eq!(net.names(1), ["bank"]);
+    let status = |net: &mut Net| match net.control(0, Request::Status) {
+        Reply::Status(s) => s,
+        other => panic!("{other:?}"),
+    };
+    let during = status(&mut net);
+    let t = *during.last_synced.get(&hex(2)).expect("synced with device 2");
+    assert_eq!(during.peers[0].last_sync_ms, Some(t));
+    // The new device leaves at once: the session is gone, the record of its sync is not.
+    let pipe = net.links[l].1.pipe;
+    net.cores[0].closed(pipe, net.now);
+    let after = status(&mut net);
+    assert!(after.peers.is_empty());
+    assert_eq!(after.last_synced.get(&hex(2)), Some(&t));
+    assert!(!after.last_synced.contains_key(&hex(1)), "not itself");
+}

@@ -11,6 +11,11 @@ pub struct DaemonStatus {
     pub listen: Vec<String>,
     /// Live sessions.
     pub peers: Vec<PeerStatus>,
+    /// Device (hex) → when a session with it last ended with both sides holding everything
+    /// (unix ms), since the daemon started; kept after the session closes, so a device that
+    /// synced and left at once (a device that just joined) is still seen to have synced.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub last_synced: std::collections::BTreeMap<String, u64>,
     /// Entries in the local log.
     pub entries: usize,
     /// mDNS resolutions of services ignored (another vault's, or a tag that does not check;

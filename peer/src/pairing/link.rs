@@ -72,6 +72,9 @@ pub enum Link {
         conn: Connection,
         /// The other member, once known.
         peer: Option<DeviceId>,
+        /// A message that arrived before the member's presence did (the joiner speaks as
+        /// soon as it is in: its signal may overtake the server's presence update).
+        early: Option<Vec<u8>>,
     },
     /// A WebSocket accepted at the inviter's LAN endpoint.
     LanServer(Ws<TcpStream>),
@@ -93,7 +96,7 @@ impl std::fmt::Debug for Link {
 /// room's name is still closed from an earlier window.
 pub async fn open_room(url: &str, code: &InviteCode, opts: &client::Options) -> Result<Link, LinkError> {
     match client::connect_with(url, &Join::Invite(code.room()), opts).await {
-        Ok(conn) if conn.online.is_empty() => Ok(Link::Rendezvous { conn, peer: None }),
+        Ok(conn) if conn.online.is_empty() => Ok(Link::Rendezvous { conn, peer: None, early: None }),
         Ok(conn) => {
             conn.close().await;
             Err(LinkError::Taken)
@@ -109,7 +112,7 @@ pub async fn open_room(url: &str, code: &InviteCode, opts: &client::Options) -> 
 pub async fn join_room(url: &str, code: &InviteCode, opts: &client::Options) -> Result<Link, LinkError> {
     match client::connect_with(url, &Join::Invite(code.room()), opts).await {
         Ok(conn) => match conn.online.first().copied() {
-            Some(peer) => Ok(Link::Rendezvous { conn, peer: Some(peer) }),
+            Some(peer) => Ok(Link::Rendezvous { conn, peer: Some(peer), early: None }),
             None => {
                 conn.close().await;
                 Err(LinkError::NoInvite(code.nameplate()))
@@ -134,12 +137,15 @@ impl Link {
 
     /// (inviter, rendezvous) Waits until someone joins the room.
     pub async fn wait_for_peer(&mut self) -> Result<(), LinkError> {
-        let Link::Rendezvous { conn, peer } = self else { return Ok(()) };
+        let Link::Rendezvous { conn, peer, early } = self else { return Ok(()) };
         while peer.is_none() {
             match conn.next().await {
                 Ok(Event::Presence(online)) => *peer = online.first().copied(),
-                // A signal only comes from a member: it is the one.
-                Ok(Event::Signal { from, .. }) => *peer = Some(from),
+                // A signal only comes from a member: it is the one, and its words are kept.
+                Ok(Event::Signal { from, payload }) => {
+                    *peer = Some(from);
+                    *early = Some(payload);
+                }
                 Ok(Event::Error { .. }) => {}
                 Err(ClientError::Closed { .. }) => return Err(LinkError::Expired),
                 Err(e) => return Err(e.into()),
@@ -151,7 +157,7 @@ impl Link {
     /// Sends one message.
     pub async fn send(&mut self, bytes: Vec<u8>) -> Result<(), LinkError> {
         match self {
-            Link::Rendezvous { conn, peer } => {
+            Link::Rendezvous { conn, peer, .. } => {
                 let to = peer.ok_or(LinkError::Malformed)?;
                 conn.signal(to, &bytes).await?;
             }
@@ -168,7 +174,10 @@ impl Link {
     /// The next message from the other side, or [`Received::Left`].
     pub async fn recv(&mut self) -> Result<Received, LinkError> {
         match self {
-            Link::Rendezvous { conn, peer } => loop {
+            Link::Rendezvous { conn, peer, early } => loop {
+                if let Some(m) = early.take() {
+                    return Ok(Received::Message(m));
+                }
                 match conn.next().await {
                     Ok(Event::Signal { from, payload }) if Some(from) == *peer => {
                         return Ok(Received::Message(payload));

@@ -225,7 +225,8 @@ async fn invite(ctx: &Ctx, a: &InviteArgs, rv: Option<String>, grant: &Grant) ->
     });
     std::io::stdout().flush()?;
     let synced = crate::follow::wait(ctx.home.dir(), Duration::from_secs(300), |s| {
-        s.peers.iter().any(|p| p.device == id && p.last_sync_ms.is_some() && p.pending == 0)
+        s.last_synced.contains_key(&id)
+            || s.peers.iter().any(|p| p.device == id && p.last_sync_ms.is_some() && p.pending == 0)
     })
     .await;
     ctx.print(json!({"event": if synced { "synced" } else { "not_synced" }, "device": id}), || {

@@ -12,7 +12,7 @@ use hearth_peer::home::{HomeError, Protection};
 use hearth_peer::identity::{VaultKeys, VaultSecret};
 use hearth_peer::ids::DeviceId;
 use hearth_peer::node::{limits::Limits, rendezvous::signal_url, Node, NodeConfig};
-use hearth_peer::pairing::link::{self, Link, Received};
+use hearth_peer::pairing::link::{self, Link, LinkError, Received};
 use hearth_peer::pairing::{Exchange, Grant, JoinTarget, Joined, Output, PairError};
 use rand::rngs::OsRng;
 use serde_json::json;
@@ -65,6 +65,9 @@ pub(crate) fn run(ctx: &Ctx, a: JoinArgs) -> anyhow::Result<()> {
             bail!("this invite is for the rendezvous {from_url}, not {given}: join with the invite alone");
         }
     }
+    if target.rendezvous.is_none() && a.no_mdns {
+        bail!("a bare code meets its inviter on this network by mDNS, which --no-mdns turns off: for an invite made through a rendezvous, give --rendezvous URL (or HEARTH_RENDEZVOUS)");
+    }
     let protection = new_protection(ctx, a.no_passphrase)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -86,10 +89,13 @@ async fn meet(a: &JoinArgs, target: &JoinTarget) -> anyhow::Result<(Link, Option
             let opts = hearth_rendezvous::client::Options { from: None, tls };
             Ok((link::join_room(&signal, &target.code, &opts).await?, None))
         }
-        None => {
-            let (l, ip) = link::find_on_lan(&target.code, &a.mdns_interfaces, Duration::from_secs(15)).await?;
-            Ok((l, Some(ip)))
-        }
+        None => match link::find_on_lan(&target.code, &a.mdns_interfaces, Duration::from_secs(15)).await {
+            Ok((l, ip)) => Ok((l, Some(ip))),
+            Err(e @ LinkError::NotOnLan(_)) => Err(anyhow::anyhow!(
+                "{e}; if the invite was made through a rendezvous, give --rendezvous URL (or HEARTH_RENDEZVOUS)"
+            )),
+            Err(e) => Err(e.into()),
+        },
     }
 }
 
