@@ -14,6 +14,7 @@ mod lan_syncthing;
 mod lan_webrtc;
 mod lan_webrtc_nat;
 mod procfs;
+mod vault_home;
 mod workload;
 
 use std::process::Command;
