@@ -78,8 +78,7 @@ fn hearth_pairing(a: &Device, b: &Device, rv: &str, stun: &str, items: usize) ->
     let url = first["url"].as_str().context("invite's url")?.to_owned();
 
     let start = Instant::now();
-    let mut join =
-        b.cmd(&["--json", "join", &url, "--no-passphrase", "--name", "bench", "--no-mdns", "--stun", stun]);
+    let mut join = b.cmd(&["--json", "join", &url, "--no-passphrase", "--name", "bench", "--no-mdns", "--stun", stun]);
     let mut join = Proc::spawn(join.stderr(Stdio::null()));
     let (mut enrolled, mut last) = (None, Value::Null);
     for line in join.stdout.by_ref() {
@@ -107,7 +106,15 @@ fn hearth_pairing(a: &Device, b: &Device, rv: &str, stun: &str, items: usize) ->
 fn mailbox() -> anyhow::Result<(Killed, String)> {
     let port = free_port();
     let child = Command::new("python3")
-        .args(["-m", "twisted", "wormhole-mailbox", "--port", &format!("tcp:{port}:interface=127.0.0.1"), "--channel-db", ":memory:"])
+        .args([
+            "-m",
+            "twisted",
+            "wormhole-mailbox",
+            "--port",
+            &format!("tcp:{port}:interface=127.0.0.1"),
+            "--channel-db",
+            ":memory:",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

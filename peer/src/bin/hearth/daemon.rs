@@ -3,7 +3,6 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use hearth_peer::home::HomeError;
 use hearth_peer::node::{Node, NodeConfig, NodeError, RunEnd};
 
@@ -11,11 +10,7 @@ use hearth_peer::node::{Node, NodeConfig, NodeError, RunEnd};
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 
 pub(crate) fn run(mut config: NodeConfig) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = crate::follow::runtime()?;
     rt.block_on(async move {
         let shutdown = shutdown_signal();
         tokio::pin!(shutdown);

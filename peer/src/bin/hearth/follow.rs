@@ -1,13 +1,77 @@
 //! The sync that follows a pairing: through the running daemon, or a short-lived node of
 //! the command's own, watched over the control socket until the new device is synced.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context;
+use hearth_peer::home::Home;
 use hearth_peer::node::control::{Client, Reply, Request};
 use hearth_peer::node::status::DaemonStatus;
-use hearth_peer::node::{Node, NodeConfig};
+use hearth_peer::node::{limits::Limits, Node, NodeConfig};
 use hearth_peer::vault::VersionVector;
+use zeroize::Zeroizing;
+
+/// The network flags of the sync that follows a pairing (`invite` and `join` alike).
+#[derive(Debug, clap::Args)]
+pub(crate) struct SyncFlags {
+    /// Do not advertise or browse on mDNS (the sync then goes through the rendezvous).
+    #[arg(long)]
+    pub(crate) no_mdns: bool,
+    /// Limit mDNS to this interface (repeatable; default: all).
+    #[arg(long = "mdns-interface", value_name = "IFACE")]
+    pub(crate) mdns_interfaces: Vec<String>,
+    /// Also trust this CA (PEM file) for an https:// rendezvous.
+    #[arg(long, env = "HEARTH_RENDEZVOUS_CA", value_name = "FILE")]
+    pub(crate) rendezvous_ca: Option<PathBuf>,
+    /// The STUN server for the sync (default: the rendezvous host, port 3478).
+    #[arg(long, env = "HEARTH_STUN", value_name = "HOST:PORT")]
+    pub(crate) stun: Option<SocketAddr>,
+}
+
+impl SyncFlags {
+    /// A short-lived node's config: any port, `peers` as static peers, `rendezvous` if any.
+    pub(crate) fn node_config(
+        &self,
+        home: &Home,
+        passphrase: Option<Zeroizing<String>>,
+        peers: Vec<String>,
+        rendezvous: Option<String>,
+    ) -> NodeConfig {
+        NodeConfig {
+            home: home.clone(),
+            passphrase,
+            listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+            peers,
+            mdns: !self.no_mdns,
+            mdns_interfaces: self.mdns_interfaces.clone(),
+            rendezvous,
+            rendezvous_ca: self.rendezvous_ca.clone(),
+            stun: self.stun,
+            turn: None,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Options for dialling the rendezvous's pairing room (its TLS roots).
+    pub(crate) fn client_options(&self) -> anyhow::Result<hearth_rendezvous::client::Options> {
+        let tls = match &self.rendezvous_ca {
+            Some(ca) => Some(hearth_rendezvous::tls::client_config(Some(ca))?),
+            None => None,
+        };
+        Ok(hearth_rendezvous::client::Options { from: None, tls })
+    }
+}
+
+/// The async runtime of a command that runs a node (two workers: the machines are small).
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
 
 /// The running daemon's status, if one serves `home`.
 pub(crate) async fn status(home: &Path) -> Option<DaemonStatus> {

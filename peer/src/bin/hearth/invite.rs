@@ -2,7 +2,6 @@
 //! the device that joins, hands it the vault sealed, and serves its first sync.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -10,7 +9,7 @@ use anyhow::{bail, Context};
 use hearth_peer::home::HomeError;
 use hearth_peer::identity::VaultSecret;
 use hearth_peer::ids::DeviceId;
-use hearth_peer::node::{limits::Limits, rendezvous::signal_url, NodeConfig};
+use hearth_peer::node::rendezvous::signal_url;
 use hearth_peer::pairing::link::{self, LanInvite, Link, LinkError, Received};
 use hearth_peer::pairing::{qr, Exchange, Grant, InviteCode, JoinTarget, Joined, Output, PairError};
 use rand::rngs::OsRng;
@@ -42,18 +41,8 @@ pub(crate) struct InviteArgs {
     /// Do not ask to confirm the security code (for scripts).
     #[arg(long)]
     yes: bool,
-    /// Do not advertise or browse the vault on mDNS for the sync that follows.
-    #[arg(long)]
-    no_mdns: bool,
-    /// Limit mDNS to this interface (repeatable; default: all).
-    #[arg(long = "mdns-interface", value_name = "IFACE")]
-    mdns_interfaces: Vec<String>,
-    /// Also trust this CA (PEM file) for an https:// rendezvous.
-    #[arg(long, env = "HEARTH_RENDEZVOUS_CA", value_name = "FILE")]
-    rendezvous_ca: Option<PathBuf>,
-    /// The STUN server for the sync that follows (default: the rendezvous host, port 3478).
-    #[arg(long, env = "HEARTH_STUN", value_name = "HOST:PORT")]
-    stun: Option<SocketAddr>,
+    #[command(flatten)]
+    net: crate::follow::SyncFlags,
 }
 
 /// Reads `90s`, `10m`, `1h` or a number of seconds.
@@ -119,24 +108,8 @@ pub(crate) fn run(ctx: &Ctx, a: InviteArgs) -> anyhow::Result<()> {
         membership: r.membership().records().to_vec(),
     };
     drop((r, secret));
-    let config = NodeConfig {
-        home: ctx.home.clone(),
-        passphrase,
-        listen: SocketAddr::from(([0, 0, 0, 0], 0)),
-        peers: Vec::new(),
-        mdns: !a.no_mdns,
-        mdns_interfaces: a.mdns_interfaces.clone(),
-        rendezvous: rv.clone(),
-        rendezvous_ca: a.rendezvous_ca.clone(),
-        stun: a.stun,
-        turn: None,
-        limits: Limits::default(),
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let config = a.net.node_config(&ctx.home, passphrase, Vec::new(), rv.clone());
+    let rt = crate::follow::runtime()?;
     rt.block_on(async move {
         let node = crate::follow::start_node(config).await?;
         grant.sync_port = crate::follow::sync_port(ctx.home.dir(), node.as_ref()).await;
@@ -145,13 +118,7 @@ pub(crate) fn run(ctx: &Ctx, a: InviteArgs) -> anyhow::Result<()> {
 }
 
 async fn open_place(a: &InviteArgs, rv: Option<&str>) -> anyhow::Result<(InviteCode, Place)> {
-    let opts = hearth_rendezvous::client::Options {
-        from: None,
-        tls: match &a.rendezvous_ca {
-            Some(ca) => Some(hearth_rendezvous::tls::client_config(Some(ca))?),
-            None => None,
-        },
-    };
+    let opts = a.net.client_options()?;
     // A nameplate someone else holds (another family's invite, or a squatter) is skipped.
     for _ in 0..8 {
         let code = InviteCode::generate(&mut OsRng);
@@ -166,7 +133,7 @@ async fn open_place(a: &InviteArgs, rv: Option<&str>) -> anyhow::Result<(InviteC
                     Err(e) => return Err(e.into()),
                 }
             }
-            None => return Ok((code.clone(), Place::Lan(LanInvite::start(&code, &a.mdns_interfaces).await?))),
+            None => return Ok((code.clone(), Place::Lan(LanInvite::start(&code, &a.net.mdns_interfaces).await?))),
         }
     }
     bail!("every invite number tried is taken on this rendezvous; try again in a minute")

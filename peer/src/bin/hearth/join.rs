@@ -4,14 +4,13 @@
 
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use hearth_peer::home::{HomeError, Protection};
 use hearth_peer::identity::{VaultKeys, VaultSecret};
 use hearth_peer::ids::DeviceId;
-use hearth_peer::node::{limits::Limits, rendezvous::signal_url, Node, NodeConfig};
+use hearth_peer::node::{rendezvous::signal_url, Node};
 use hearth_peer::pairing::link::{self, Link, LinkError, Received};
 use hearth_peer::pairing::{Exchange, Grant, JoinTarget, Joined, Output, PairError};
 use rand::rngs::OsRng;
@@ -37,18 +36,8 @@ pub(crate) struct JoinArgs {
     /// Keep the vault secret in a 0600 key file instead of sealing it with a passphrase.
     #[arg(long)]
     no_passphrase: bool,
-    /// Do not browse or advertise on mDNS (the sync then goes through the rendezvous).
-    #[arg(long)]
-    no_mdns: bool,
-    /// Limit mDNS to this interface (repeatable; default: all).
-    #[arg(long = "mdns-interface", value_name = "IFACE")]
-    mdns_interfaces: Vec<String>,
-    /// Also trust this CA (PEM file) for an https:// rendezvous.
-    #[arg(long, env = "HEARTH_RENDEZVOUS_CA", value_name = "FILE")]
-    rendezvous_ca: Option<PathBuf>,
-    /// The STUN server for the sync (default: the rendezvous host, port 3478).
-    #[arg(long, env = "HEARTH_STUN", value_name = "HOST:PORT")]
-    stun: Option<SocketAddr>,
+    #[command(flatten)]
+    net: crate::follow::SyncFlags,
     /// How long to wait for the whole vault after enrolling (90s, 5m, ...).
     #[arg(long, default_value = "5m", value_parser = crate::invite::parse_duration, value_name = "DURATION")]
     sync_timeout: Duration,
@@ -65,15 +54,11 @@ pub(crate) fn run(ctx: &Ctx, a: JoinArgs) -> anyhow::Result<()> {
             bail!("this invite is for the rendezvous {from_url}, not {given}: join with the invite alone");
         }
     }
-    if target.rendezvous.is_none() && a.no_mdns {
+    if target.rendezvous.is_none() && a.net.no_mdns {
         bail!("a bare code meets its inviter on this network by mDNS, which --no-mdns turns off: for an invite made through a rendezvous, give --rendezvous URL (or HEARTH_RENDEZVOUS)");
     }
     let protection = new_protection(ctx, a.no_passphrase)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = crate::follow::runtime()?;
     rt.block_on(join(ctx, &a, target, protection))
 }
 
@@ -82,14 +67,10 @@ async fn meet(a: &JoinArgs, target: &JoinTarget) -> anyhow::Result<(Link, Option
         Some(url) => {
             let signal = signal_url(url)
                 .ok_or_else(|| anyhow::anyhow!("the invite's rendezvous {url:?} is not a URL this hearth can dial"))?;
-            let tls = match &a.rendezvous_ca {
-                Some(ca) => Some(hearth_rendezvous::tls::client_config(Some(ca))?),
-                None => None,
-            };
-            let opts = hearth_rendezvous::client::Options { from: None, tls };
+            let opts = a.net.client_options()?;
             Ok((link::join_room(&signal, &target.code, &opts).await?, None))
         }
-        None => match link::find_on_lan(&target.code, &a.mdns_interfaces, Duration::from_secs(15)).await {
+        None => match link::find_on_lan(&target.code, &a.net.mdns_interfaces, Duration::from_secs(15)).await {
             Ok((l, ip)) => Ok((l, Some(ip))),
             Err(e @ LinkError::NotOnLan(_)) => Err(anyhow::anyhow!(
                 "{e}; if the invite was made through a rendezvous, give --rendezvous URL (or HEARTH_RENDEZVOUS)"
@@ -162,20 +143,8 @@ async fn join(ctx: &Ctx, a: &JoinArgs, target: JoinTarget, protection: Protectio
         (Some(ip), Some(port)) => vec![SocketAddr::new(ip, port).to_string()],
         _ => Vec::new(),
     };
-    let node = Node::start(NodeConfig {
-        home: ctx.home.clone(),
-        passphrase: protection.passphrase().map(|p| Zeroizing::new(p.to_owned())),
-        listen: SocketAddr::from(([0, 0, 0, 0], 0)),
-        peers,
-        mdns: !a.no_mdns,
-        mdns_interfaces: a.mdns_interfaces.clone(),
-        rendezvous: grant.rendezvous.clone(),
-        rendezvous_ca: a.rendezvous_ca.clone(),
-        stun: a.stun,
-        turn: None,
-        limits: Limits::default(),
-    })
-    .await?;
+    let passphrase = protection.passphrase().map(|p| Zeroizing::new(p.to_owned()));
+    let node = Node::start(a.net.node_config(&ctx.home, passphrase, peers, grant.rendezvous.clone())).await?;
     let total = own + grant.entries;
     let mut progress = Progress::new(total, !ctx.json);
     let home = ctx.home.dir();
