@@ -192,7 +192,9 @@ fn main() -> anyhow::Result<()> {
     let secret = VaultSecret::from_bytes([7; 32]);
     vault_home::source(dir.path(), &secret, args.items)?;
     let a = Device::new(dir.path(), "a");
-    let rv = Rv::start_logging(&[], None, "warn");
+    // One client address opens every invite here: lift the per-address cap on open
+    // pairing rooms (8, each held for its 10-minute window).
+    let rv = Rv::start_logging(&["--invite-rooms-per-ip", "1000"], None, "warn");
     let url = format!("http://{}", rv.http);
     let stun = rv.stun.context("the rendezvous's STUN")?.to_string();
 

@@ -29,7 +29,7 @@ const PAIR_TXT_VERSION: &str = "1";
 pub enum LinkError {
     /// The rendezvous could not be reached or refused us.
     #[error("rendezvous: {0}")]
-    Rendezvous(#[from] ClientError),
+    Rendezvous(ClientError),
     /// (inviter) Someone already waits in this nameplate's room: try another nameplate.
     #[error("the invite room is taken")]
     Taken,
@@ -51,6 +51,14 @@ pub enum LinkError {
     /// A message over the size limit, or not binary.
     #[error("the other device sent an oversized or malformed message")]
     Malformed,
+}
+
+// Not `#[from]`: that would make the client error this one's source too, and a report of
+// the chain would say it twice.
+impl From<ClientError> for LinkError {
+    fn from(e: ClientError) -> Self {
+        LinkError::Rendezvous(e)
+    }
 }
 
 /// What arrived.

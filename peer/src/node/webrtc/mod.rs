@@ -28,10 +28,15 @@ use tokio::sync::{mpsc, oneshot};
 use self::task::Ctx;
 use super::dialer::TargetId;
 use crate::ids::DeviceId;
-use crate::signal::{Body, Signaling};
+use crate::signal::envelope::EnvelopeError;
+use crate::signal::{Body, SignalError, Signaling};
 
 /// A device is introduced to another at most this often.
 const INTRO_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long a signal from a device not known yet waits for its sender's introduction.
+const HOLD_FOR_INTRO: std::time::Duration = std::time::Duration::from_secs(30);
+/// Senders whose signal waits for their introduction at once (one signal each, the latest).
+const MAX_HELD: usize = 16;
 
 /// A connection task's request to the node.
 #[derive(Debug)]
@@ -85,6 +90,10 @@ pub(crate) struct Hub {
     waiting: BTreeMap<[u8; 16], oneshot::Sender<String>>,
     /// When this device last introduced itself to each device.
     introduced: BTreeMap<DeviceId, std::time::Instant>,
+    /// The latest signal from each device not known yet, until its introduction arrives: a
+    /// device that just joined knows this one from its grant and may offer before its own
+    /// introduction (sent when this one introduces itself) gets here.
+    held: BTreeMap<DeviceId, (std::time::Instant, Vec<u8>)>,
     /// The TURN relay credentials in use: the rendezvous's, or this device's own.
     turn: Option<hearth_rendezvous::protocol::TurnCredentials>,
     /// `turn` is this device's own (`--turn-url`): the rendezvous's do not replace it.
@@ -111,6 +120,7 @@ impl Hub {
             out,
             waiting: BTreeMap::new(),
             introduced: BTreeMap::new(),
+            held: BTreeMap::new(),
             turn: None,
             own_turn: false,
             tasks: Vec::new(),
@@ -244,6 +254,10 @@ impl Hub {
     pub(crate) fn signal(&mut self, m: &Membership, from: DeviceId, payload: &[u8]) -> Option<DeviceId> {
         let got = match self.signaling.receive(m, from, payload, unix_ms()) {
             Ok(g) => g,
+            Err(SignalError::Envelope(EnvelopeError::UnknownSender(d))) if d == from && !m.is_revoked(from) => {
+                self.hold(from, payload);
+                return None;
+            }
             Err(e) => {
                 tracing::info!(device = %from, "signal dropped: {e}");
                 return None;
@@ -267,6 +281,13 @@ impl Hub {
             // once a minute per device, so two introductions never ping-pong).
             Body::Intro => {
                 self.introduce(m, got.from);
+                if let Some((at, held)) = self.held.remove(&got.from) {
+                    if at.elapsed() < HOLD_FOR_INTRO {
+                        tracing::debug!(device = %got.from, "a signal held for this introduction goes on");
+                        // Known now: this cannot be held again.
+                        let _ = self.signal(m, got.from, &held);
+                    }
+                }
                 return Some(got.from);
             }
         }
@@ -305,6 +326,19 @@ impl Hub {
         self.signaling.knows(m, device)
     }
 
+    /// Keeps the latest signal of a sender not known yet, for [`HOLD_FOR_INTRO`]; at most
+    /// [`MAX_HELD`] senders (the room's members only: the server admits no one else).
+    fn hold(&mut self, from: DeviceId, payload: &[u8]) {
+        let now = std::time::Instant::now();
+        self.held.retain(|_, (at, _)| now.duration_since(*at) < HOLD_FOR_INTRO);
+        if self.held.len() >= MAX_HELD && !self.held.contains_key(&from) {
+            tracing::info!(device = %from, "signal dropped: from a device not known yet, and too many wait already");
+            return;
+        }
+        tracing::debug!(device = %from, "a signal from a device not known yet waits for its introduction");
+        self.held.insert(from, (now, payload.to_vec()));
+    }
+
     fn introduce(&mut self, m: &Membership, to: DeviceId) {
         let now = std::time::Instant::now();
         if self.introduced.get(&to).is_some_and(|t| now.duration_since(*t) < INTRO_EVERY) {
@@ -331,3 +365,7 @@ impl Hub {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "hub_tests.rs"]
+mod tests;
