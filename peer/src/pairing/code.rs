@@ -280,7 +280,16 @@ mod tests {
         assert_eq!(a.lan_tag(), b.lan_tag());
         assert_ne!(a.room(), code("78-apple-river-stone").room());
         assert_ne!(a.password(), b.password());
-        assert!(!format!("{a:?}").contains("apple"), "Debug hides the words");
+        assert_eq!(format!("{a:?}"), "InviteCode(77-…)", "Debug hides the words");
+    }
+
+    #[test]
+    fn room_ids_and_lan_tags_match_the_protocol_text() {
+        // PROTOCOL §6.7 and §7, cross-checked with Python's hashlib.
+        let c = code("4821-apple-river-stone");
+        assert_eq!(hex::encode(c.room()), "5dbe75ae75b4ac0511b535a2a82fa2924eaa4c3750e2a25dd5b0ae9a7e850e45");
+        assert_eq!(c.lan_tag(), "ed681a1deeacf3b7");
+        assert_ne!(c.lan_tag(), code("4822-apple-river-stone").lan_tag());
     }
 
     #[test]

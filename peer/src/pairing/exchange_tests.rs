@@ -67,6 +67,7 @@ fn the_same_code_pairs_both_sides_see_one_sas_and_the_grant_arrives_sealed() {
     let sas = r.inviter_sas.unwrap().unwrap();
     assert_eq!(r.joiner_sas.as_deref(), Some(sas.as_str()));
     assert_eq!(sas.len(), 7);
+    assert!(!r.joiner.is_done() && !r.inviter.is_done(), "not before the grant and the answer");
     let sealed = r.inviter.approve(&grant(), &mut rng).unwrap();
     // The secret never travels in the clear.
     assert!(!sealed.windows(32).any(|w| w == [7; 32]));
@@ -142,6 +143,61 @@ fn out_of_order_calls_and_messages_are_refused() {
     assert_eq!(joiner.handle(&encode(&Msg::Confirm([1; 32])), &mut rng), Err(PairError::Protocol));
     let mut joiner = Exchange::joiner(&code("12-apple-river-stone"));
     assert_eq!(joiner.enrolled(&Joined { device: DeviceId([1; 16]), name: None }, &mut rng), Err(PairError::Ended));
+    // A joiner answers no one's Pake: it only ever starts.
+    let pake = Exchange::joiner(&code("12-apple-river-stone")).start(&mut rng).unwrap();
+    let mut idle = Exchange::joiner(&code("12-apple-river-stone"));
+    assert_eq!(idle.handle(&pake, &mut rng), Err(PairError::Protocol));
+}
+
+/// A grant with `n` membership records (each about 180 bytes sealed).
+fn grant_with(n: u16) -> Grant {
+    use hearth_proto::membership::{Enrollment, MembershipBody};
+    let root = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+    let membership = (0..n)
+        .map(|i| {
+            let mut device = [0; 16];
+            device[..2].copy_from_slice(&i.to_be_bytes());
+            let e = Enrollment {
+                vault_id: hearth_proto::ids::VaultId([5; 16]),
+                device_id: DeviceId(device),
+                sign_pk: [6; 32],
+                dh_pk: [7; 32],
+                at_ms: u64::MAX,
+            };
+            MembershipRecord::sign(&root, MembershipBody::Enroll(e))
+        })
+        .collect();
+    let mut g = grant();
+    g.membership = membership;
+    g
+}
+
+#[test]
+fn a_grant_up_to_the_message_limit_arrives_and_a_larger_one_is_refused() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut r = run("12-apple-river-stone", "12-apple-river-stone", &mut rng);
+    r.inviter_sas.unwrap();
+    let big = grant_with(200);
+    let sealed = r.inviter.approve(&big, &mut rng).unwrap();
+    assert!(sealed.len() > 32 * 1024 && sealed.len() <= MAX_MESSAGE, "{}", sealed.len());
+    assert_eq!(r.joiner.handle(&sealed, &mut rng).unwrap(), vec![Output::Granted(Box::new(big))]);
+
+    let mut r = run("12-apple-river-stone", "12-apple-river-stone", &mut rng);
+    r.inviter_sas.unwrap();
+    let sealed = r.inviter.approve(&grant_with(300), &mut rng).unwrap();
+    assert!(sealed.len() > MAX_MESSAGE);
+    assert_eq!(r.joiner.handle(&sealed, &mut rng), Err(PairError::Protocol));
+}
+
+#[test]
+fn the_sas_is_six_digits_from_the_key_and_debug_output_holds_no_secret() {
+    // HKDF-SHA256(salt "hearth/v1/pair", K = 32 × 0x07, info "sas")[..4] as u32 mod 10^6,
+    // cross-checked with Python's hmac.
+    assert_eq!(Keys::derive(&[7; 32]).sas(), "530 125");
+    let g = format!("{:?}", grant());
+    assert!(g.starts_with("Grant") && g.contains("entries: 3") && !g.contains("7, 7"), "{g}");
+    let e = format!("{:?}", Exchange::inviter(&code("12-apple-river-stone")));
+    assert!(e.contains("Inviter") && !e.contains("apple"), "{e}");
 }
 
 #[test]
