@@ -342,12 +342,13 @@ impl Node {
         for t in &self.tasks {
             t.abort();
         }
+        let _ = std::fs::remove_file(control::socket_path(self.home.dir()));
+        // Give transports a moment to send their close frames (WebRTC connections their
+        // goodbye: their tasks are stopped only after it).
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         if let Some(w) = &mut self.webrtc {
             w.stop();
         }
-        let _ = std::fs::remove_file(control::socket_path(self.home.dir()));
-        // Give transports a moment to send their close frames.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         end
     }
 

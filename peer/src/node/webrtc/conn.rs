@@ -176,7 +176,12 @@ impl Conn {
 
     /// Closes the connection (the peer sees the channel close).
     pub fn close(&mut self, now: Instant) {
-        self.rtc.disconnect();
+        // A goodbye the peer sees at once (SCTP shutdown, DTLS close_notify: queued here as
+        // transmits before `Closed`); without one, the peer holds a dead session until ICE
+        // consent expires (about 30 s), and this device, back sooner, waits that long.
+        if self.rtc.close().is_err() {
+            self.rtc.disconnect();
+        }
         self.drain(now);
         self.finish();
     }
@@ -279,6 +284,8 @@ impl Conn {
             Event::ChannelBufferedAmountLow(id) if Some(id) == self.channel => self.flush(),
             Event::ChannelClose(id) if Some(id) == self.channel => self.finish(),
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => self.finish(),
+            // The peer closed (its DTLS close_notify or SCTP shutdown arrived).
+            Event::Closed => self.finish(),
             _ => {}
         }
     }
