@@ -176,6 +176,15 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HomeError + '_ {
     move |error| HomeError::Io { path: path.to_owned(), error }
 }
 
+/// The text of an optional file of the home: `None` when it does not exist.
+fn read_optional(path: &Path) -> Result<Option<String>, HomeError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
 fn passphrase_key(pass: &str, salt: &[u8; 16], kdf: KdfParams) -> Result<Zeroizing<[u8; 32]>, HomeError> {
     let params = argon2::Params::new(kdf.m_kib, kdf.t, kdf.p, Some(32)).map_err(|_| HomeError::WrongPassphrase)?;
     let mut key = Zeroizing::new([0u8; 32]);
@@ -379,27 +388,19 @@ impl Home {
 
     /// Static peers listed in the home's `peers` file (`host:port` a line; `#` comments).
     pub fn static_peers(&self) -> Result<Vec<String>, HomeError> {
-        let path = self.dir.join(PEERS_FILE);
-        match fs::read_to_string(&path) {
-            Ok(text) => Ok(text
-                .lines()
-                .map(|l| l.split('#').next().unwrap_or_default().trim())
-                .filter(|l| !l.is_empty())
-                .map(str::to_owned)
-                .collect()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(HomeError::Io { path, error: e }),
-        }
+        let text = read_optional(&self.dir.join(PEERS_FILE))?.unwrap_or_default();
+        Ok(text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or_default().trim())
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect())
     }
 
     /// The rendezvous URL this device paired through (`<home>/rendezvous`), if any.
     pub fn stored_rendezvous(&self) -> Result<Option<String>, HomeError> {
-        let path = self.dir.join(RENDEZVOUS_FILE);
-        match fs::read_to_string(&path) {
-            Ok(text) => Ok(Some(text.trim().to_owned()).filter(|s| !s.is_empty())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(HomeError::Io { path, error: e }),
-        }
+        let text = read_optional(&self.dir.join(RENDEZVOUS_FILE))?;
+        Ok(text.map(|t| t.trim().to_owned()).filter(|s| !s.is_empty()))
     }
 
     /// Keeps `url` as the rendezvous the daemon joins by default.
@@ -484,10 +485,9 @@ impl Home {
     /// [`Home::fork_pending`] first.)
     pub fn settle_own_fork(&self, passphrase: Option<&str>, now_ms: u64) -> Result<Option<Reenrolled>, HomeError> {
         let marker = self.dir.join(FORKED_FILE);
-        let pending = match fs::read_to_string(&marker) {
-            Ok(text) => Some(DeviceId::from_hex(&text).ok_or_else(|| HomeError::Damaged(marker.clone()))?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(HomeError::Io { path: marker, error: e }),
+        let pending = match read_optional(&marker)? {
+            Some(text) => Some(DeviceId::from_hex(&text).ok_or_else(|| HomeError::Damaged(marker.clone()))?),
+            None => None,
         };
         // One open (one key derivation for a sealed home) tells the id and whether it forked.
         let r = self.open(passphrase)?;

@@ -65,6 +65,24 @@ fn join(d: &Device, args: &[&str]) -> Output {
     d.run(&a)
 }
 
+/// `hearth --json join ARGS` on `d`, which must fail: what it said on stderr.
+fn join_fails(d: &Device, args: &[&str]) -> String {
+    let o = join(d, args);
+    assert!(!o.status.success(), "join {args:?} succeeded");
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A vault on device `a` (one item), a rendezvous on loopback, and an invite through it
+/// waiting: the directory, `a`, the server, its URL and the invite.
+fn invited() -> (tempfile::TempDir, Device, Rv, String, Invite) {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = first_device(dir.path(), "a");
+    let rv = Rv::start(&[], None);
+    let url = format!("http://{}", rv.http);
+    let inv = Invite::start(&a, &["--rendezvous", &url, "--no-mdns"]);
+    (dir, a, rv, url, inv)
+}
+
 fn last_json(o: &Output) -> Value {
     let out = String::from_utf8_lossy(&o.stdout);
     serde_json::from_str(out.lines().last().unwrap_or("null")).expect("json line")
@@ -166,18 +184,12 @@ fn a_new_device_joins_by_the_qr_code_through_the_rendezvous() {
 /// the right code no longer works, and the joiner's home was never created.
 #[test]
 fn a_wrong_code_voids_the_invite_after_one_try() {
-    let dir = tempfile::tempdir().unwrap();
-    let (a, _) = first_device(dir.path(), "a");
-    let rv = Rv::start(&[], None);
-    let url = format!("http://{}", rv.http);
-    let inv = Invite::start(&a, &["--rendezvous", &url, "--no-mdns"]);
+    let (dir, _a, _rv, url, inv) = invited();
     // The same nameplate, another last word.
     let (head, last) = inv.code.rsplit_once('-').unwrap();
     let wrong = format!("{head}-{}", if last == "zoo" { "able" } else { "zoo" });
     let b = Device::new(dir.path(), "b");
-    let o = join(&b, &[&wrong, "--rendezvous", &url, "--no-passphrase", "--no-mdns"]);
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = join_fails(&b, &[&wrong, "--rendezvous", &url, "--no-passphrase", "--no-mdns"]);
     assert!(err.contains("code"), "the joiner is told its code was wrong: {err}");
     assert!(!b.home.join("vault").exists() && files(&b.home).is_empty(), "a failed join changes nothing");
 
@@ -185,9 +197,8 @@ fn a_wrong_code_voids_the_invite_after_one_try() {
     let (_, err, ok) = inv.finish();
     assert!(!ok);
     assert!(err.contains("someone tried a wrong code; this invite is void"), "{err}");
-    let o = join(&b, &[&code, "--rendezvous", &url, "--no-passphrase", "--no-mdns"]);
-    assert!(!o.status.success(), "a void invite cannot be used");
-    let err = String::from_utf8_lossy(&o.stderr);
+    // A void invite cannot be used.
+    let err = join_fails(&b, &[&code, "--rendezvous", &url, "--no-passphrase", "--no-mdns"]);
     assert!(err.contains("no invite is waiting under number"), "{err}");
     assert!(files(&b.home).is_empty());
 }
@@ -198,11 +209,7 @@ fn a_wrong_code_voids_the_invite_after_one_try() {
 #[test]
 fn a_squatter_in_the_room_is_reported_and_learns_nothing() {
     use hearth_rendezvous::client::{connect, Join};
-    let dir = tempfile::tempdir().unwrap();
-    let (a, _) = first_device(dir.path(), "a");
-    let rv = Rv::start(&[], None);
-    let url = format!("http://{}", rv.http);
-    let inv = Invite::start(&a, &["--rendezvous", &url, "--no-mdns"]);
+    let (dir, _a, rv, url, inv) = invited();
     let nameplate: u16 = inv.code.split('-').next().unwrap().parse().unwrap();
     let room = hearth_peer::pairing::code::room_of(nameplate);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -210,9 +217,7 @@ fn a_squatter_in_the_room_is_reported_and_learns_nothing() {
     assert_eq!(squatter.online.len(), 1, "the inviter waits there");
 
     let b = Device::new(dir.path(), "b");
-    let o = join(&b, &[&inv.code, "--rendezvous", &url, "--no-passphrase", "--no-mdns"]);
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = join_fails(&b, &[&inv.code, "--rendezvous", &url, "--no-passphrase", "--no-mdns"]);
     assert!(err.contains("two members") && err.contains("new invite"), "{err}");
 
     let mut squatter = squatter;
@@ -248,9 +253,7 @@ fn bad_targets_are_refused_before_anything_is_sent() {
     for (args, says) in cases {
         let mut a = args.to_vec();
         a.extend(["--no-passphrase", "--no-mdns"]);
-        let o = join(&b, &a);
-        assert!(!o.status.success(), "{args:?}");
-        let err = String::from_utf8_lossy(&o.stderr);
+        let err = join_fails(&b, &a);
         assert!(err.contains(says), "{args:?}: {err}");
         assert!(files(&b.home).is_empty(), "{args:?} changed the home");
     }

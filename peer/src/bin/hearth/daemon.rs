@@ -3,14 +3,24 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use hearth_peer::home::HomeError;
 use hearth_peer::node::{Node, NodeConfig, NodeError, RunEnd};
 
 /// How long start-up waits for a CLI command that holds the writer lock to finish.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 
+/// The async runtime of a command that runs a node (two workers: the machines are small).
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 pub(crate) fn run(mut config: NodeConfig) -> anyhow::Result<()> {
-    let rt = crate::follow::runtime()?;
+    let rt = runtime()?;
     rt.block_on(async move {
         let shutdown = shutdown_signal();
         tokio::pin!(shutdown);

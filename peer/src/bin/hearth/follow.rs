@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
 use hearth_peer::home::Home;
 use hearth_peer::node::control::{Client, Reply, Request};
 use hearth_peer::node::status::DaemonStatus;
@@ -62,15 +61,6 @@ impl SyncFlags {
         };
         Ok(hearth_rendezvous::client::Options { from: None, tls })
     }
-}
-
-/// The async runtime of a command that runs a node (two workers: the machines are small).
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
 }
 
 /// The running daemon's status, if one serves `home`.

@@ -109,7 +109,7 @@ pub(crate) fn run(ctx: &Ctx, a: InviteArgs) -> anyhow::Result<()> {
     };
     drop((r, secret));
     let config = a.net.node_config(&ctx.home, passphrase, Vec::new(), rv.clone());
-    let rt = crate::follow::runtime()?;
+    let rt = crate::daemon::runtime()?;
     rt.block_on(async move {
         let node = crate::follow::start_node(config).await?;
         grant.sync_port = crate::follow::sync_port(ctx.home.dir(), node.as_ref()).await;
@@ -139,17 +139,9 @@ async fn open_place(a: &InviteArgs, rv: Option<&str>) -> anyhow::Result<(InviteC
     bail!("every invite number tried is taken on this rendezvous; try again in a minute")
 }
 
+/// Writes a QR image: the code in it is a one-time secret, so owner only (0600, atomic).
 fn write_file(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    // The code in the image is a one-time secret: owner only.
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(bytes).with_context(|| format!("writing {}", path.display()))
+    hearth_peer::home::write_private(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 async fn invite(ctx: &Ctx, a: &InviteArgs, rv: Option<String>, grant: &Grant) -> anyhow::Result<()> {

@@ -58,7 +58,7 @@ pub(crate) fn run(ctx: &Ctx, a: JoinArgs) -> anyhow::Result<()> {
         bail!("a bare code meets its inviter on this network by mDNS, which --no-mdns turns off: for an invite made through a rendezvous, give --rendezvous URL (or HEARTH_RENDEZVOUS)");
     }
     let protection = new_protection(ctx, a.no_passphrase)?;
-    let rt = crate::follow::runtime()?;
+    let rt = crate::daemon::runtime()?;
     rt.block_on(join(ctx, &a, target, protection))
 }
 
