@@ -10,6 +10,7 @@ mod fork;
 mod hostile;
 mod merge_laws;
 mod replica;
+mod retirement;
 mod revocation;
 mod session;
 mod simulation;

@@ -1,5 +1,5 @@
-//! Membership records: enrolments, revocations and fork settlements signed by the vault
-//! root key.
+//! Membership records: enrolments, revocations, fork settlements and a vault's retirement,
+//! signed by the vault root key.
 //!
 //! They travel in the clear inside the (encrypted) sync session and carry no names, only ids
 //! and public keys, so they can be verified before anything else is unsealed, and the
@@ -48,6 +48,34 @@ pub struct Revocation {
     pub at_ms: u64,
 }
 
+/// The vault was rotated: its devices moved to a new vault with a new secret (one they are
+/// paired into), and this one takes no more entries anywhere. A device that learns it stops
+/// syncing the vault and tells its user to pair again.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Retirement {
+    /// The retired vault.
+    pub vault_id: VaultId,
+    /// When (ms since the Unix epoch; shown to the user).
+    pub at_ms: u64,
+    /// The device that rotated it.
+    pub by: DeviceId,
+    /// What the new vault carried: the highest seq per author the rotating device held, so a
+    /// device can tell which of its entries did not make it across.
+    pub carried: Vec<(DeviceId, u64)>,
+}
+
+impl Retirement {
+    /// Entries beyond what was carried, among `held` (seq per author).
+    pub fn uncarried(&self, held: impl IntoIterator<Item = (DeviceId, u64)>) -> u64 {
+        held.into_iter()
+            .map(|(d, seq)| {
+                let carried = self.carried.iter().find(|(c, _)| *c == d).map_or(0, |(_, s)| *s);
+                seq.saturating_sub(carried)
+            })
+            .sum()
+    }
+}
+
 /// What a record says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MembershipBody {
@@ -60,13 +88,16 @@ pub enum MembershipBody {
     /// (`last_hash`); everything beyond is void on every device, like a revocation's. Unlike
     /// a revocation, the device may come back: it re-enrols under a new device id.
     Fork(Revocation),
+    /// Retire the vault (a rotation). Appended last: records of the variants above encode as
+    /// they did (peers that predate it are refused by the sync protocol version first).
+    Retire(Retirement),
 }
 
 impl MembershipBody {
     /// The cut-off a revocation or fork settlement sets (`None` for an enrolment).
     pub fn cut(&self) -> Option<&Revocation> {
         match self {
-            MembershipBody::Enroll(_) => None,
+            MembershipBody::Enroll(_) | MembershipBody::Retire(_) => None,
             MembershipBody::Revoke(r) | MembershipBody::Fork(r) => Some(r),
         }
     }
@@ -75,6 +106,7 @@ impl MembershipBody {
         match self {
             MembershipBody::Enroll(e) => e.vault_id,
             MembershipBody::Revoke(r) | MembershipBody::Fork(r) => r.vault_id,
+            MembershipBody::Retire(r) => r.vault_id,
         }
     }
 
@@ -144,6 +176,8 @@ pub struct Membership {
     by_user: BTreeSet<DeviceId>,
     /// Devices with a fork settlement.
     forked: BTreeSet<DeviceId>,
+    /// Every retirement (two devices may rotate at once); the earliest is the one shown.
+    retirements: BTreeSet<Retirement>,
     records: Vec<MembershipRecord>,
 }
 
@@ -158,6 +192,7 @@ impl Membership {
             revoked: BTreeMap::new(),
             by_user: BTreeSet::new(),
             forked: BTreeSet::new(),
+            retirements: BTreeSet::new(),
             records: Vec::new(),
         }
     }
@@ -173,6 +208,11 @@ impl Membership {
                     self.enrolled.insert(e.device_id, e.clone());
                 }
             },
+            MembershipBody::Retire(r) => {
+                if !self.retirements.insert(r.clone()) {
+                    return Ok(false);
+                }
+            }
             MembershipBody::Revoke(r) | MembershipBody::Fork(r) => {
                 // Two cut-offs for one device (revocations, fork settlements or both): the
                 // stricter (lower) one wins, so the result does not depend on the order they
@@ -249,6 +289,17 @@ impl Membership {
     /// may come back under a new device id, so it is told.
     pub fn may_reenrol(&self, device: DeviceId) -> bool {
         self.is_forked(device) && !self.revoked_by_user(device)
+    }
+
+    /// The vault's retirement, if it was rotated: the earliest (by time, then device) when
+    /// two devices rotated it, so every device shows the same one.
+    pub fn retirement(&self) -> Option<&Retirement> {
+        self.retirements.first()
+    }
+
+    /// The retirement records (what a device that must learn of the rotation is sent).
+    pub fn retirement_records(&self) -> Vec<MembershipRecord> {
+        self.records.iter().filter(|r| matches!(r.body, MembershipBody::Retire(_))).cloned().collect()
     }
 
     /// Every verified record (to send to peers).
@@ -436,6 +487,52 @@ mod tests {
         );
         assert_ne!(as_revoke.sig, fork(5).sig);
         assert_eq!(m.records().len(), 4);
+    }
+
+    fn retire(root: &SigningKey, by: u8, at_ms: u64) -> MembershipRecord {
+        let vault_id = crate::vault_id_of(&root.verifying_key());
+        let carried = vec![(DeviceId([1; 16]), 4), (DeviceId([2; 16]), 9)];
+        MembershipRecord::sign(
+            root,
+            MembershipBody::Retire(Retirement { vault_id, at_ms, by: DeviceId([by; 16]), carried }),
+        )
+    }
+
+    #[test]
+    fn the_earliest_retirement_is_shown_whatever_the_order_and_each_is_kept() {
+        let r = root(1);
+        for order in [[(2u8, 50u64), (1, 70), (3, 50)], [(1, 70), (3, 50), (2, 50)]] {
+            let mut m = Membership::new(r.verifying_key());
+            m.insert(enroll(&r, 1, 10)).unwrap();
+            assert!(m.retirement().is_none() && m.retirement_records().is_empty());
+            for (by, at) in order {
+                assert_eq!(m.insert(retire(&r, by, at)), Ok(true));
+                assert_eq!(m.insert(retire(&r, by, at)), Ok(false), "the same retirement twice is one");
+            }
+            let shown = m.retirement().unwrap();
+            assert_eq!((shown.by, shown.at_ms), (DeviceId([2; 16]), 50), "earliest, then the lower device id");
+            assert_eq!(m.retirement_records().len(), 3);
+            assert_eq!(m.records().len(), 4);
+            // A retirement cuts no device: entries already held stay authored.
+            assert!(m.author(DeviceId([1; 16]), 1_000).is_ok());
+            assert!(retire(&r, 1, 1).body.cut().is_none());
+        }
+        // Signed like every record: another root's retirement is refused.
+        let mut m = Membership::new(r.verifying_key());
+        let other = retire(&root(2), 1, 1);
+        assert!(matches!(m.insert(other), Err(MembershipError::WrongVault(_))));
+        let forged = MembershipRecord { body: retire(&r, 1, 1).body, sig: retire(&root(2), 1, 1).sig };
+        assert_eq!(m.insert(forged), Err(MembershipError::BadSignature));
+        assert!(m.retirement().is_none());
+    }
+
+    #[test]
+    fn uncarried_counts_the_entries_past_what_the_rotation_carried() {
+        let r = retire(&root(1), 1, 1);
+        let MembershipBody::Retire(ret) = &r.body else { unreachable!() };
+        assert_eq!(ret.uncarried([(DeviceId([1; 16]), 4), (DeviceId([2; 16]), 9)]), 0);
+        assert_eq!(ret.uncarried([(DeviceId([1; 16]), 6), (DeviceId([2; 16]), 8), (DeviceId([3; 16]), 2)]), 4);
+        assert_eq!(ret.uncarried([]), 0);
     }
 
     #[test]

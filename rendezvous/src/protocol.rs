@@ -319,7 +319,7 @@ pub fn verify_revocation(root_key_b64: &str, record_b64: &str, vault: VaultId) -
     match rec.body {
         // A fork settlement shuts the forked id out too (the device re-enrols under a new one).
         MembershipBody::Revoke(r) | MembershipBody::Fork(r) => Ok(r.device_id),
-        MembershipBody::Enroll(_) => Err(AdmitError::Malformed("record")),
+        MembershipBody::Enroll(_) | MembershipBody::Retire(_) => Err(AdmitError::Malformed("record")),
     }
 }
 

@@ -4,7 +4,7 @@ pub mod keys;
 pub mod phrase;
 
 pub use hearth_proto::membership::{
-    self, Enrollment, Membership, MembershipBody, MembershipError, MembershipRecord, Revocation,
+    self, Enrollment, Membership, MembershipBody, MembershipError, MembershipRecord, Retirement, Revocation,
 };
 pub use keys::{DeviceKeys, SymmetricKey, VaultKeys};
 pub use phrase::{PhraseError, VaultSecret};

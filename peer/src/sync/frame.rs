@@ -8,7 +8,7 @@ use crate::ids::DeviceId;
 use crate::vault::{Batch, SignedHead, VersionVector};
 
 /// Protocol version carried by every message.
-pub const PROTOCOL_VERSION: u8 = 4;
+pub const PROTOCOL_VERSION: u8 = 5;
 /// Largest Noise message (the Noise spec's limit).
 pub const NOISE_MAX: usize = 65_535;
 /// Noise AEAD tag.

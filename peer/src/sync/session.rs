@@ -8,6 +8,12 @@
 //! the fork where the logs part (a root-signed `Fork` record sent like any membership), and
 //! neither sends entries of that author on that session.
 //!
+//! A retired vault (rotated: PROTOCOL.md §5.6) syncs nothing: either side that knows of the
+//! retirement sends only its record as the hello and closes; the side that learns it stores
+//! it and ends with [`SyncError::Retired`]. A device that rotated away answers the old
+//! vault's handshakes too (a responder tries its [`Predecessor`] keys when the current PSK
+//! does not open the first message), so a device left behind learns where everyone went.
+//!
 //! Use: feed every message from the pipe to [`Session::handle_message`], then drain
 //! [`Session::poll_transmit`] (send each returned message on the pipe) and
 //! [`Session::poll_event`]. Call `poll_transmit` again after local writes or after another
@@ -20,8 +26,9 @@ use snow::{HandshakeState, TransportState};
 
 use super::frame::{self, FrameError, Msg, Reassembler, NOISE_MAX};
 use crate::identity::MembershipError;
+use crate::identity::{MembershipRecord, Retirement};
 use crate::ids::DeviceId;
-use crate::vault::{LogStore, Received, Replica, ReplicaError, VersionVector, DENSE_HASHES};
+use crate::vault::{LogStore, Predecessor, Received, Replica, ReplicaError, VersionVector, DENSE_HASHES};
 
 /// The Noise pattern: mutual static keys, the PSK mixed in *first*, so a party without the
 /// phrase cannot read even message 2 (which carries the responder's static key): a stranger
@@ -80,6 +87,9 @@ pub enum SyncError {
     /// The session already failed or closed.
     #[error("session is closed")]
     Closed,
+    /// The vault was rotated (this side knew, or the peer just said so): nothing syncs.
+    #[error("{}", crate::vault::explain_retirement(.0))]
+    Retired(Box<Retirement>),
 }
 
 /// Something the application may want to know.
@@ -148,6 +158,11 @@ pub struct Session {
     limit: usize,
     /// A `Have` told of entries the peer was not known to hold (it has another path).
     heard_have: bool,
+    /// A responder's retired vaults, tried when the current PSK does not open the first
+    /// handshake message (emptied after it).
+    predecessors: Vec<Predecessor>,
+    /// Set when the handshake ran under a predecessor's keys: the hello is its retirement.
+    notice: Option<Vec<MembershipRecord>>,
 }
 
 /// Entries moved over one session.
@@ -174,18 +189,9 @@ impl std::fmt::Debug for Session {
 impl Session {
     /// Starts a session for `replica`; the initiator's first message is queued at once.
     pub fn new<S: LogStore>(role: Role, replica: &Replica<S>, config: SessionConfig) -> Result<Self, SyncError> {
-        let params = NOISE_PARAMS.parse().map_err(SyncError::Handshake)?;
         let dh = zeroize::Zeroizing::new(replica.device_keys().dh.to_bytes());
-        let psk = replica.vault_keys().session_psk.as_bytes();
-        let b = snow::Builder::new(params)
-            .local_private_key(&dh[..])
-            .and_then(|b| b.psk(0, psk))
-            .map_err(SyncError::Handshake)?;
-        let hs = match role {
-            Role::Initiator => b.build_initiator(),
-            Role::Responder => b.build_responder(),
-        }
-        .map_err(SyncError::Handshake)?;
+        let hs = handshake(role, &dh, replica.vault_keys().session_psk.as_bytes())?;
+        let predecessors = if role == Role::Responder { replica.predecessors().to_vec() } else { Vec::new() };
         let mut s = Self {
             role,
             config,
@@ -207,6 +213,8 @@ impl Session {
             announced: VersionVector::default(),
             limit: usize::MAX,
             heard_have: false,
+            predecessors,
+            notice: None,
         };
         if role == Role::Initiator {
             s.write_handshake()?;
@@ -276,7 +284,11 @@ impl Session {
             Phase::Dead if self.closing => Ok(()),
             Phase::Dead => Err(SyncError::Closed),
             Phase::Handshake(hs) => {
-                hs.read_message(data, &mut self.plain).map_err(SyncError::Handshake)?;
+                if let Err(e) = hs.read_message(data, &mut self.plain) {
+                    self.open_as_predecessor(data, e)?;
+                }
+                self.predecessors.clear();
+                let Phase::Handshake(hs) = &mut self.phase else { return Err(SyncError::Closed) };
                 if !hs.is_handshake_finished() {
                     self.write_handshake()?;
                 }
@@ -290,6 +302,21 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// The first message did not open under the vault's PSK: a device of a vault this one
+    /// rotated away from may have sent it. Tries each predecessor's keys (fresh handshake
+    /// states: a failed read leaves one unusable); fails with `first` when none opens it.
+    fn open_as_predecessor(&mut self, data: &[u8], first: snow::Error) -> Result<(), SyncError> {
+        for p in std::mem::take(&mut self.predecessors) {
+            let mut hs = handshake(Role::Responder, &p.dh, p.session_psk.as_bytes())?;
+            if hs.read_message(data, &mut self.plain).is_ok() {
+                self.phase = Phase::Handshake(Box::new(hs));
+                self.notice = Some(p.notice);
+                return Ok(());
+            }
+        }
+        Err(SyncError::Handshake(first))
     }
 
     fn write_handshake(&mut self) -> Result<(), SyncError> {
@@ -317,6 +344,17 @@ impl Session {
         // then the session closes (what it sends is neither read nor stored). It learns why,
         // so its node stops dialling. (An unknown key may be a device enrolled meanwhile,
         // whose own hello carries its enrolment; a forked one is told as before.)
+        // A retired vault (here, or one this device rotated away from) says only that.
+        let notice = match self.notice.take() {
+            Some(n) => Some(n),
+            None => Some(replica.membership().retirement_records()).filter(|r| !r.is_empty()),
+        };
+        if let Some(membership) = notice {
+            self.send(&Msg::Hello { membership, heads: Vec::new() })?;
+            self.closing = true;
+            self.phase = Phase::Dead;
+            return Ok(());
+        }
         let key = self.remote_static().ok_or(SyncError::Protocol("no remote static key"))?;
         let m = replica.membership();
         if let Err(MembershipError::Revoked(d)) = m.active_by_dh(&key) {
@@ -351,6 +389,7 @@ impl Session {
         match (msg, self.is_live()) {
             (Msg::Hello { membership, heads }, false) => {
                 replica.add_membership(membership)?;
+                retired(replica)?;
                 let key = self.remote_static().ok_or(SyncError::Protocol("no remote static key"))?;
                 let device = match replica.membership().active_by_dh(&key) {
                     Ok(e) => e.device_id,
@@ -411,6 +450,7 @@ impl Session {
             }
             (Msg::Membership(recs), true) => {
                 replica.add_membership(recs)?;
+                retired(replica)?;
                 // A revocation may have removed the peer itself (a settled fork of the peer
                 // is left to `poll_transmit`, which tells it before closing).
                 let key = self.remote_static().ok_or(SyncError::Protocol("no remote static key"))?;
@@ -475,6 +515,13 @@ impl Session {
         // records, so it learns it must re-enrol. (Queued messages are never dropped before
         // later ones: Noise numbers them.)
         let m = replica.membership();
+        // Retired meanwhile (rotated here, or told by another peer): tell this peer, close.
+        if self.is_live() && !self.closing && m.retirement().is_some() {
+            let _ = self.send(&Msg::Membership(m.records()[self.membership_sent..].to_vec()));
+            self.membership_sent = m.records().len();
+            self.closing = true;
+            self.phase = Phase::Dead;
+        }
         if let Some(d) = self.remote.filter(|d| !self.closing && m.is_revoked(*d)) {
             if m.may_reenrol(d) {
                 let _ = self.send(&Msg::Membership(m.records()[self.membership_sent..].to_vec()));
@@ -568,6 +615,26 @@ impl Session {
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+}
+
+/// A Noise `XXpsk0` handshake state for `role` with static key `dh` and PSK `psk`.
+fn handshake(role: Role, dh: &[u8; 32], psk: &[u8; 32]) -> Result<HandshakeState, SyncError> {
+    let params = NOISE_PARAMS.parse().map_err(SyncError::Handshake)?;
+    let b =
+        snow::Builder::new(params).local_private_key(dh).and_then(|b| b.psk(0, psk)).map_err(SyncError::Handshake)?;
+    match role {
+        Role::Initiator => b.build_initiator(),
+        Role::Responder => b.build_responder(),
+    }
+    .map_err(SyncError::Handshake)
+}
+
+/// Ends the session when the replica is (now) retired: the peer's records said so.
+fn retired<S: LogStore>(replica: &Replica<S>) -> Result<(), SyncError> {
+    match replica.retirement() {
+        Some(r) => Err(SyncError::Retired(Box::new(r.clone()))),
+        None => Ok(()),
     }
 }
 

@@ -16,5 +16,7 @@ pub use entry::{Entry, EntryError, EntryHeader, SignedHead};
 pub use lookup::{closest, generate_password, LookupError};
 pub use merge::{Conflict, ItemState, VaultState};
 pub use op::Op;
-pub use replica::{Batch, Change, Received, Replica, ReplicaError, VoidValue, WireEntry, DENSE_HASHES};
+pub use replica::{
+    explain_retirement, Batch, Change, Predecessor, Received, Replica, ReplicaError, VoidValue, WireEntry, DENSE_HASHES,
+};
 pub use store::{LogStore, MemStore, SqliteStore, StoreError, StoredEntry};

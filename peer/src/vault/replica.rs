@@ -33,11 +33,13 @@ use crate::ids::{DeviceId, VaultId};
 mod clocks;
 mod fork;
 mod history;
+mod retire;
 mod void;
 
 pub use clocks::MAX_CLOCK_AHEAD_MS;
 pub use fork::DENSE_HASHES;
 pub use history::Change;
+pub use retire::{explain as explain_retirement, Predecessor};
 pub use void::VoidValue;
 
 /// One entry on the wire: the header fields a receiver cannot recompute, plus the payload.
@@ -147,6 +149,9 @@ pub enum ReplicaError {
         /// The own seq known to have been written.
         wrote: u64,
     },
+    /// The vault was rotated: it takes no more entries, here or anywhere.
+    #[error("{}", retire::explain(.0))]
+    Retired(Box<crate::identity::Retirement>),
 }
 
 /// What a [`Replica::receive`] did.
@@ -190,6 +195,9 @@ pub struct Replica<S: LogStore> {
     stuck: HashMap<DeviceId, u64>,
     /// Set when this home turned out to be restored from an older copy: no more writes.
     restored: Option<(u64, u64)>,
+    /// Vaults this device's home retired (rotated away from): sessions of their devices are
+    /// answered with the retirement.
+    predecessors: Vec<Predecessor>,
 }
 
 impl<S: LogStore> std::fmt::Debug for Replica<S> {
@@ -228,6 +236,7 @@ impl<S: LogStore> Replica<S> {
             hlcs: std::collections::BTreeSet::new(),
             stuck: HashMap::new(),
             restored: None,
+            predecessors: Vec::new(),
         };
         let mut last_head: BTreeMap<DeviceId, &StoredEntry> = BTreeMap::new();
         for se in &stored {
@@ -374,6 +383,7 @@ impl<S: LogStore> Replica<S> {
         if self.forked_self() {
             return Err(ReplicaError::Forked);
         }
+        self.check_not_retired()?;
         let seq = self.vv.get(me) + 1;
         self.membership.author(me, seq).map_err(|_| ReplicaError::NotActive)?;
         let mut deps = self.vv.clone();
@@ -491,6 +501,7 @@ impl<S: LogStore> Replica<S> {
     /// Verifies a batch completely, then commits and applies it atomically. Entries of a
     /// revoked author beyond its cut-off are verified like the rest, then dropped (void).
     pub fn receive(&mut self, batch: &Batch) -> Result<Received, ReplicaError> {
+        self.check_not_retired()?;
         let vault = self.keys.vault_id;
         // Chain position per author, void entries of this batch included.
         let mut vv = self.vv.clone();
