@@ -6,6 +6,7 @@
 mod common;
 
 mod bundle;
+mod carry;
 mod fork;
 mod hostile;
 mod merge_laws;

@@ -2,6 +2,7 @@
 //! fields, stored durably.
 
 pub mod bundle;
+pub mod carry;
 pub mod clock;
 pub mod entry;
 pub mod lookup;

@@ -10,6 +10,9 @@
 //! <home>/peers     optional static peers for the daemon, one `host:port` a line
 //! <home>/rendezvous  the rendezvous URL this device paired through (`hearth join`): the
 //!                  daemon joins it when no --rendezvous is given
+//! <home>/retired/<vault id>/  a vault this home rotated away from (`hearth rotate`): its
+//!                  secret, op log and head, kept to answer its devices and lose nothing
+//! <home>/rotating/ a rotation being built; `rotating/ready` marks it complete (see `rotate`)
 //! ```
 
 use std::fs;
@@ -25,6 +28,9 @@ use zeroize::Zeroizing;
 use crate::identity::VaultSecret;
 use crate::ids::DeviceId;
 use crate::vault::{Replica, ReplicaError, SqliteStore, StoreError};
+
+mod rotate;
+pub use rotate::Rotated;
 
 const SECRET_FILE: &str = "secret";
 const DB_FILE: &str = "vault.db";
@@ -257,9 +263,10 @@ impl Home {
         self.dir.join(DB_FILE)
     }
 
-    /// True when a vault has been initialised here.
+    /// True when a vault has been initialised here (or a rotation that will finish on the
+    /// next open is under way).
     pub fn exists(&self) -> bool {
-        self.dir.join(SECRET_FILE).exists()
+        self.dir.join(SECRET_FILE).exists() || self.rotation_ready()
     }
 
     /// Creates the home complete — secret stored, op log created, this device enrolled — or
@@ -328,6 +335,7 @@ impl Home {
 
     /// Reads the secret, unsealing it with `passphrase` when it is sealed.
     pub fn unlock(&self, passphrase: Option<&str>) -> Result<(VaultSecret, DeviceId), HomeError> {
+        self.resume_rotation()?;
         let path = self.dir.join(SECRET_FILE);
         if !path.exists() {
             return Err(HomeError::NotInitialized(self.dir.clone()));
@@ -413,10 +421,15 @@ impl Home {
     /// recorded in the `head` file beside it) opens for reading but refuses writes.
     pub fn open(&self, passphrase: Option<&str>) -> Result<Replica<SqliteStore>, HomeError> {
         let (secret, device) = self.unlock(passphrase)?;
+        self.open_unlocked(&secret, device)
+    }
+
+    /// [`Home::open`] with the secret already unlocked.
+    fn open_unlocked(&self, secret: &VaultSecret, device: DeviceId) -> Result<Replica<SqliteStore>, HomeError> {
         let mut store = SqliteStore::open(&self.db_path())?;
         let head = self.dir.join(HEAD_FILE);
         store.mirror_own_head(device, head.clone());
-        let mut r = Replica::open(&secret, device, store)?;
+        let mut r = Replica::open(secret, device, store)?;
         if let Some((seq, hash)) = read_head(&head) {
             let have = r.version().get(device);
             if have < seq || (have == seq && r.own_hash(seq) != Some(hash)) {
@@ -431,13 +444,7 @@ impl Home {
     /// Returns (old id, new id).
     pub fn repair(&self, passphrase: Option<&str>, now_ms: u64) -> Result<(DeviceId, DeviceId), HomeError> {
         let (secret, old) = self.unlock(passphrase)?;
-        let file: SecretFile = postcard::from_bytes(&fs::read(self.dir.join(SECRET_FILE)).map_err(io(&self.dir))?)
-            .map_err(|_| HomeError::Damaged(self.dir.join(SECRET_FILE)))?;
-        let protection = match (&file.stored, passphrase) {
-            (Stored::Plain { .. }, _) => Protection::KeyFile,
-            (_, Some(p)) => Protection::Passphrase(Zeroizing::new(p.to_owned())),
-            (_, None) => return Err(HomeError::Locked),
-        };
+        let protection = self.protection(passphrase)?;
         let new = DeviceId::random();
         let staged = Home::new(self.dir.join("repair.tmp"));
         let _ = fs::remove_dir_all(staged.dir());
@@ -448,6 +455,27 @@ impl Home {
         let mut r = self.open(passphrase)?;
         r.enroll_self(now_ms)?;
         Ok((old, new))
+    }
+}
+
+impl Home {
+    fn secret_file(&self) -> Result<Option<SecretFile>, HomeError> {
+        let path = self.dir.join(SECRET_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => postcard::from_bytes(&bytes).map(Some).map_err(|_| HomeError::Damaged(path)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// How this home's secret is kept (a new secret for it is kept the same way).
+    fn protection(&self, passphrase: Option<&str>) -> Result<Protection, HomeError> {
+        let file = self.secret_file()?.ok_or_else(|| HomeError::NotInitialized(self.dir.clone()))?;
+        Ok(match (&file.stored, passphrase) {
+            (Stored::Plain { .. }, _) => Protection::KeyFile,
+            (_, Some(p)) => Protection::Passphrase(Zeroizing::new(p.to_owned())),
+            (_, None) => return Err(HomeError::Locked),
+        })
     }
 }
 

@@ -1,0 +1,318 @@
+//! Rotation in place: a new vault secret for this home, the current state carried into it,
+//! the old vault retired and kept beside it.
+//!
+//! Crash-safe by one commit point. The new vault is built complete in `rotating/` (secret,
+//! op log with the carried state, this device enrolled), then the old vault's retirement is
+//! stored in its own log, then `rotating/ready` is written: the commit. The rest only moves
+//! files, and [`Home::unlock`] finishes it on the next open, without any secret: the old
+//! vault's files go to `retired/<vault id>/` (the secret last, so while it is still in the
+//! home it says the old vault's files are still there), then the new vault's move in (the
+//! secret last again). A crash before the commit leaves the old vault in place: `rotating/`
+//! is dropped on the next open, and a vault this device retired without finishing may be
+//! rotated again.
+
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{io, write_private, Home, HomeError, DB_FILE, FORKED_FILE, HEAD_FILE, SECRET_FILE};
+use crate::identity::{VaultKeys, VaultSecret};
+use crate::ids::{DeviceId, VaultId};
+use crate::vault::carry::{carry, Carried};
+use crate::vault::{LogStore, Predecessor, ReplicaError};
+
+const ROTATING: &str = "rotating";
+const RETIRED: &str = "retired";
+const READY: &str = "ready";
+/// One vault's files in a home, in the order they move: the secret last.
+const VAULT_FILES: [&str; 6] = [DB_FILE, "vault.db-wal", "vault.db-shm", HEAD_FILE, FORKED_FILE, SECRET_FILE];
+/// The store's meta key of this device's name (set by `init --name` / `join --name`).
+const DEVICE_NAME: &str = "device_name";
+
+/// The commit record of a rotation.
+#[derive(Serialize, Deserialize)]
+struct Ready {
+    old_vault: VaultId,
+    old_device: DeviceId,
+}
+
+/// What [`Home::rotate`] did.
+#[derive(Debug)]
+pub struct Rotated {
+    /// The new vault's secret (its phrase is shown once).
+    pub secret: VaultSecret,
+    /// The new vault.
+    pub vault: VaultId,
+    /// This device in the new vault.
+    pub device: DeviceId,
+    /// The retired vault.
+    pub old_vault: VaultId,
+    /// What was carried.
+    pub carried: Carried,
+}
+
+impl Home {
+    /// Rotates this home's vault (the caller holds the writer lock): see the module doc.
+    pub fn rotate(&self, passphrase: Option<&str>, now_ms: u64) -> Result<Rotated, HomeError> {
+        let done = self.commit_rotation(passphrase, now_ms)?;
+        self.resume_rotation()?;
+        Ok(done)
+    }
+
+    /// Everything up to the commit point: the new vault built, the old one retired, `ready`.
+    fn commit_rotation(&self, passphrase: Option<&str>, now_ms: u64) -> Result<Rotated, HomeError> {
+        let protection = self.protection(passphrase)?;
+        let (old_secret, old_device) = self.unlock(passphrase)?;
+        let mut old = self.open_unlocked(&old_secret, old_device)?;
+        // Retired by another device: this one pairs again. Retired here without finishing (a
+        // crash before the commit): rotating again finishes it, under the same record.
+        if let Some(r) = old.retirement().filter(|r| r.by != old_device) {
+            return Err(ReplicaError::Retired(Box::new(r.clone())).into());
+        }
+        let staging = Home::new(self.dir.join(ROTATING));
+        let _ = fs::remove_dir_all(staging.dir());
+        let secret = VaultSecret::generate();
+        let device = DeviceId::random();
+        let built = (|| {
+            staging.create(&secret, device, &protection)?;
+            let mut new = staging.open_unlocked(&secret, device)?;
+            new.enroll_self(now_ms)?;
+            let carried = carry(&old, &mut new, &secret, now_ms)?;
+            if let Some(name) = old.store_mut().get_meta(DEVICE_NAME)? {
+                new.store_mut().set_meta(DEVICE_NAME, &name)?;
+            }
+            Ok::<_, HomeError>(carried)
+        })();
+        let carried = match built {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = fs::remove_dir_all(staging.dir());
+                return Err(e);
+            }
+        };
+        old.retire(now_ms)?;
+        let old_vault = old.vault_id();
+        drop(old);
+        let ready =
+            postcard::to_stdvec(&Ready { old_vault, old_device }).map_err(|_| HomeError::Damaged(self.dir.clone()))?;
+        let marker = staging.dir().join(READY);
+        write_private(&marker, &ready).map_err(io(&marker))?;
+        sync_dir(staging.dir());
+        Ok(Rotated { vault: VaultKeys::derive(&secret).vault_id, secret, device, old_vault, carried })
+    }
+
+    /// True when a committed rotation still has files to move.
+    pub(super) fn rotation_ready(&self) -> bool {
+        self.dir.join(ROTATING).join(READY).exists()
+    }
+
+    /// Finishes a committed rotation's moves, or drops an uncommitted one (see the module
+    /// doc). Needs no secret; every step may be repeated.
+    pub(super) fn resume_rotation(&self) -> Result<(), HomeError> {
+        let staging = self.dir.join(ROTATING);
+        if !staging.exists() {
+            return Ok(());
+        }
+        let marker = staging.join(READY);
+        let bytes = match fs::read(&marker) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return fs::remove_dir_all(&staging).map_err(io(&staging));
+            }
+            Err(e) => return Err(io(&marker)(e)),
+        };
+        let ready: Ready = postcard::from_bytes(&bytes).map_err(|_| HomeError::Damaged(marker.clone()))?;
+        if self.secret_file()?.is_some_and(|f| f.device_id == ready.old_device) {
+            let retired = self.dir.join(RETIRED).join(ready.old_vault.to_hex());
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(&retired).map_err(io(&retired))?;
+            move_files(&self.dir, &retired)?;
+        }
+        if self.secret_file()?.is_none() {
+            move_files(&staging, &self.dir)?;
+        }
+        sync_dir(&self.dir);
+        fs::remove_dir_all(&staging).map_err(io(&staging))
+    }
+
+    /// The vaults this home rotated away from, each with the keys to answer its devices'
+    /// handshakes and its retirement records (for the daemon: see [`Predecessor`]).
+    pub fn predecessors(&self, passphrase: Option<&str>) -> Result<Vec<Predecessor>, HomeError> {
+        let dir = self.dir.join(RETIRED);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&dir)(e)),
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            let path = e.map_err(io(&dir))?.path();
+            let home = Home::new(&path);
+            let (secret, device) = home.unlock(passphrase)?;
+            let notice = home.open_unlocked(&secret, device)?.membership().retirement_records();
+            if !notice.is_empty() {
+                out.push(Predecessor::derive(&secret, device, notice));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The retired vaults' directories (to read or export what they held).
+    pub fn retired_homes(&self) -> Vec<Home> {
+        let Ok(entries) = fs::read_dir(self.dir.join(RETIRED)) else { return Vec::new() };
+        entries.filter_map(Result::ok).map(|e| Home::new(e.path())).collect()
+    }
+}
+
+/// Moves a vault's files from `from` to `to` (those present), the secret last.
+fn move_files(from: &Path, to: &Path) -> Result<(), HomeError> {
+    for f in VAULT_FILES {
+        let src = from.join(f);
+        match fs::rename(&src, to.join(f)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&src)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Makes renames in `dir` durable (best effort: a crash may otherwise undo them, which the
+/// resume repeats anyway).
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::home::Protection;
+    use crate::vault::Op;
+
+    const PASS: &str = "correct horse battery";
+
+    /// A home holding one item; sealed under [`PASS`] when `sealed` (each open then costs an
+    /// argon2 derivation: the loops use key files).
+    fn home(dir: &Path, sealed: bool) -> Home {
+        let h = Home::new(dir.join("h"));
+        let p = if sealed { Protection::Passphrase(zeroize::Zeroizing::new(PASS.into())) } else { Protection::KeyFile };
+        h.create_enrolled(&VaultSecret::from_bytes([3; 32]), DeviceId([1; 16]), &p, 1_000).unwrap();
+        let mut r = h.open(Some(PASS)).unwrap();
+        let op = Op::Put {
+            item: crate::ids::ItemId([5; 16]),
+            name: Some("mail".into()),
+            fields: vec![("password".into(), Some("hunter22".into()))],
+        };
+        r.write(&op, 2_000).unwrap();
+        r.store_mut().set_meta(DEVICE_NAME, b"laptop").unwrap();
+        h
+    }
+
+    fn digest(h: &Home) -> [u8; 32] {
+        h.open(Some(PASS)).unwrap().state().digest()
+    }
+
+    #[test]
+    fn a_rotation_moves_the_home_to_a_new_vault_and_keeps_the_old_one_retired() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = home(dir.path(), true);
+        let (before, old_vault) = (digest(&h), h.open(Some(PASS)).unwrap().vault_id());
+        let done = h.rotate(Some(PASS), 3_000).unwrap();
+        assert_eq!(done.old_vault, old_vault);
+        assert_ne!(done.vault, old_vault);
+        assert_eq!(done.carried.items, 1);
+        let mut r = h.open(Some(PASS)).unwrap();
+        assert_eq!((r.vault_id(), r.device_id()), (done.vault, done.device));
+        assert!(r.retirement().is_none());
+        assert_eq!(
+            r.state().visible().next().map(|(_, it)| it.field_values()["password"].to_owned()).as_deref(),
+            Some("hunter22")
+        );
+        assert_eq!(r.store_mut().get_meta(DEVICE_NAME).unwrap().as_deref(), Some(&b"laptop"[..]));
+        r.write(&Op::Delete { item: crate::ids::ItemId([5; 16]) }, 4_000).unwrap();
+        assert!(matches!(h.protection(None), Err(HomeError::Locked)), "the new secret is sealed like the old");
+        // The old vault: retired by this device, everything it held still there.
+        let old = h.retired_homes();
+        assert_eq!(old.len(), 1);
+        let o = old[0].open(Some(PASS)).unwrap();
+        assert_eq!((o.vault_id(), o.state().digest()), (old_vault, before));
+        assert_eq!(o.retirement().map(|r| (r.by, r.at_ms)), Some((DeviceId([1; 16]), 3_000)));
+        let p = h.predecessors(Some(PASS)).unwrap();
+        assert_eq!((p.len(), p[0].vault_id, p[0].notice.len()), (1, old_vault, 1));
+        assert!(!dir.path().join("h").join(ROTATING).exists());
+        // Rotating again retires the second vault too.
+        h.rotate(Some(PASS), 5_000).unwrap();
+        assert_eq!(h.retired_homes().len(), 2);
+    }
+
+    #[test]
+    fn a_crash_before_the_commit_leaves_the_old_vault_and_rotating_again_finishes() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = home(dir.path(), false);
+        let before = digest(&h);
+        let old_vault = h.open(Some(PASS)).unwrap().vault_id();
+        // Built but not committed: dropped on the next open.
+        h.commit_rotation(Some(PASS), 3_000).unwrap();
+        fs::remove_file(h.dir().join(ROTATING).join(READY)).unwrap();
+        let r = h.open(Some(PASS)).unwrap();
+        assert!(!h.dir().join(ROTATING).exists());
+        assert_eq!(r.vault_id(), old_vault, "still the old vault");
+        assert_eq!(r.state().digest(), before, "nothing lost");
+        assert_eq!(r.retirement().map(|r| r.by), Some(DeviceId([1; 16])), "retired here, unfinished");
+        drop(r);
+        // This device may rotate the vault it retired itself; the record stays the first one.
+        let done = h.rotate(Some(PASS), 9_000).unwrap();
+        assert_eq!(done.old_vault, old_vault);
+        let o = h.retired_homes()[0].open(Some(PASS)).unwrap();
+        assert_eq!(o.membership().retirement_records().len(), 1);
+        assert_eq!(o.retirement().map(|r| r.at_ms), Some(3_000));
+    }
+
+    #[test]
+    fn a_crash_anywhere_after_the_commit_is_finished_by_the_next_open() {
+        // Every prefix of the moves: k old files moved, then k new files moved.
+        for k in 0..=2 * VAULT_FILES.len() {
+            let dir = tempfile::tempdir().unwrap();
+            let h = home(dir.path(), false);
+            let before = digest(&h);
+            let done = h.commit_rotation(Some(PASS), 3_000).unwrap();
+            let retired = h.dir().join(RETIRED).join(done.old_vault.to_hex());
+            fs::create_dir_all(&retired).unwrap();
+            let staging = h.dir().join(ROTATING);
+            for (i, f) in VAULT_FILES.iter().chain(VAULT_FILES.iter()).enumerate().take(k) {
+                let (from, to) =
+                    if i < VAULT_FILES.len() { (h.dir(), retired.as_path()) } else { (staging.as_path(), h.dir()) };
+                let _ = fs::rename(from.join(f), to.join(f));
+            }
+            assert!(h.exists(), "k={k}: a home mid-rotation still exists");
+            let r = h.open(Some(PASS)).unwrap();
+            assert_eq!((r.vault_id(), r.device_id()), (done.vault, done.device), "k={k}");
+            assert!(!staging.exists());
+            let o = h.retired_homes()[0].open(Some(PASS)).unwrap();
+            assert_eq!(o.state().digest(), before, "k={k}: the old vault whole");
+            assert_eq!(r.state().visible().count(), 1, "k={k}: the new vault whole");
+        }
+    }
+
+    #[test]
+    fn a_vault_retired_by_another_device_is_not_rotated_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = home(dir.path(), false);
+        let mut r = h.open(Some(PASS)).unwrap();
+        let mut other = crate::vault::Replica::open(
+            &VaultSecret::from_bytes([3; 32]),
+            DeviceId([2; 16]),
+            crate::vault::MemStore::default(),
+        )
+        .unwrap();
+        other.enroll_self(1).unwrap();
+        let rec = other.retire(2_500).unwrap();
+        r.add_membership(vec![rec]).unwrap();
+        drop(r);
+        assert!(matches!(h.rotate(Some(PASS), 3_000), Err(HomeError::Replica(ReplicaError::Retired(_)))));
+        assert!(!h.dir().join(ROTATING).exists() && h.retired_homes().is_empty());
+    }
+}
