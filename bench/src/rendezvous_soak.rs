@@ -58,6 +58,7 @@ fn enrolled(id: &Identity) -> DeviceId {
     match &id.record.body {
         MembershipBody::Enroll(e) => e.device_id,
         MembershipBody::Revoke(r) | MembershipBody::Fork(r) => r.device_id,
+        MembershipBody::Retire(r) => r.by,
     }
 }
 

@@ -7,6 +7,10 @@
 //! tag is not this vault's tag *of that instance and port* (current or previous epoch) is
 //! ignored without any connection attempt.
 //!
+//! A device that rotated its vault away from others also advertises, with the same port,
+//! under each retired vault's tag (never browsing for them): a device left on the old vault
+//! finds it and is told of the rotation (the sync session answers old-vault handshakes).
+//!
 //! The browse thread never blocks: discoveries go to the node with `try_send` (one dropped
 //! when the node is busy comes again with the service's next announcement), and a browse
 //! subscription that mdns-sd dropped (it drops one that falls far behind) is renewed.
@@ -116,9 +120,11 @@ impl Advert {
     }
 }
 
-/// Starts advertising `port` and browsing; discoveries go to the node.
+/// Starts advertising `port` and browsing (under `key`; under each of `retired` too, for
+/// advertising only); discoveries go to the node.
 pub(crate) fn start(
     key: &SymmetricKey,
+    retired: &[SymmetricKey],
     port: u16,
     interfaces: &[String],
     to_node: mpsc::Sender<Input>,
@@ -130,12 +136,17 @@ pub(crate) fn start(
             daemon.enable_interface(IfKind::Name(i.clone()))?;
         }
     }
-    let mut advert = Advert::new(SymmetricKey(*key.as_bytes()), port, lan_tag::epoch_of(unix_secs()));
-    let info = advert.info()?;
-    // Our own names (the current one, and the one before a rotation): never dialled.
-    let own_names = Arc::new(Mutex::new(vec![info.get_fullname().to_owned()]));
-    daemon.register(info)?;
-    tracing::info!(instance = %advert.instance, "advertising on mDNS");
+    let epoch = lan_tag::epoch_of(unix_secs());
+    let mut adverts: Vec<Advert> =
+        std::iter::once(key).chain(retired).map(|k| Advert::new(SymmetricKey(*k.as_bytes()), port, epoch)).collect();
+    // Our own names (the current ones, and the ones before a rotation): never dialled.
+    let own_names = Arc::new(Mutex::new(Vec::new()));
+    for advert in &adverts {
+        let info = advert.info()?;
+        own_names.lock().unwrap_or_else(PoisonError::into_inner).push(info.get_fullname().to_owned());
+        daemon.register(info)?;
+        tracing::info!(instance = %advert.instance, "advertising on mDNS");
+    }
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
 
     let browse_key = SymmetricKey(*key.as_bytes());
@@ -159,21 +170,27 @@ pub(crate) fn start(
                 _ = stopped.changed() => return,
                 () = tokio::time::sleep(Duration::from_secs(5)) => {}
             }
-            let Some(old) = advert.turn(lan_tag::epoch_of(unix_secs())) else { continue };
-            let info = match advert.info() {
-                Ok(info) => info,
-                Err(e) => {
-                    tracing::warn!("mDNS re-announce failed: {e}");
-                    continue;
+            let epoch = lan_tag::epoch_of(unix_secs());
+            let mut names = Vec::new();
+            for advert in &mut adverts {
+                let Some(old) = advert.turn(epoch) else { continue };
+                let info = match advert.info() {
+                    Ok(info) => info,
+                    Err(e) => {
+                        tracing::warn!("mDNS re-announce failed: {e}");
+                        continue;
+                    }
+                };
+                names.extend([old.clone(), info.get_fullname().to_owned()]);
+                if let Err(e) = rotate.unregister(&old) {
+                    tracing::warn!("mDNS withdraw failed: {e}");
                 }
-            };
-            *own_names.lock().unwrap_or_else(PoisonError::into_inner) =
-                vec![old.clone(), info.get_fullname().to_owned()];
-            if let Err(e) = rotate.unregister(&old) {
-                tracing::warn!("mDNS withdraw failed: {e}");
+                if let Err(e) = rotate.register(info) {
+                    tracing::warn!("mDNS re-announce failed: {e}");
+                }
             }
-            if let Err(e) = rotate.register(info) {
-                tracing::warn!("mDNS re-announce failed: {e}");
+            if !names.is_empty() {
+                *own_names.lock().unwrap_or_else(PoisonError::into_inner) = names;
             }
         }
     });

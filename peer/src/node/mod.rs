@@ -181,6 +181,9 @@ pub enum RunEnd {
     /// A peer settled a fork of this device's own log: re-enrol the home
     /// ([`Home::settle_own_fork`]) and start again.
     Forked,
+    /// A peer said the vault was rotated (it is retired here now): nothing more syncs; the
+    /// device pairs again ([`crate::vault::Replica::retirement`] says by whom and when).
+    Retired,
 }
 
 /// A started node: its listen address is known; [`Node::run`] serves until shutdown.
@@ -206,7 +209,14 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
         config.home.check_private()?;
         let lock = config.home.lock_writer()?;
-        let replica = config.home.open(config.passphrase.as_deref().map(String::as_str))?;
+        let pass = config.passphrase.as_deref().map(String::as_str);
+        let mut replica = config.home.open(pass)?;
+        // A retired vault syncs nothing: its device pairs again (the error says how).
+        if let Some(r) = replica.retirement() {
+            return Err(NodeError::Home(HomeError::Replica(crate::vault::ReplicaError::Retired(Box::new(r.clone())))));
+        }
+        replica.set_predecessors(config.home.predecessors(pass)?);
+        let retired_lan: Vec<SymmetricKey> = replica.predecessors().iter().map(|p| p.lan_tag.clone()).collect();
         let listener = ws::bind(config.listen)
             .await
             .map_err(|source| NodeError::Listen { addr: config.listen.to_string(), error: source })?;
@@ -237,7 +247,7 @@ impl Node {
             tokio::spawn(control::serve(control, to_node.clone())).abort_handle(),
         ];
         let mdns = if config.mdns {
-            let m = mdns::start(&lan_key, local_addr.port(), &config.mdns_interfaces, to_node.clone())?;
+            let m = mdns::start(&lan_key, &retired_lan, local_addr.port(), &config.mdns_interfaces, to_node.clone())?;
             core.set_mdns_ignored(m.ignored.clone());
             Some(m)
         } else {
@@ -331,6 +341,9 @@ impl Node {
                         // Peers refuse this device id from now on: the home must re-enrol.
                         if self.core.replica().forked_self() {
                             end = RunEnd::Forked;
+                        }
+                        if self.core.replica().retirement().is_some() {
+                            end = RunEnd::Retired;
                         }
                     }
                     None => break,

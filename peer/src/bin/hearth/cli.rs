@@ -198,6 +198,10 @@ pub(crate) enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Rotate the vault (after revoking a lost device, or any time): a new secret and 24
+    /// words, every item and kept conflict carried over, the old vault retired; the other
+    /// devices pair again, and the old words open nothing written afterwards.
+    Rotate(crate::rotate::RotateArgs),
     /// Write every entry this device holds to a sealed bundle file.
     Export {
         /// Output file ("-": stdout).

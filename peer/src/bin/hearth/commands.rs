@@ -71,13 +71,38 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     pub(crate) fn open(&self) -> anyhow::Result<Replica<SqliteStore>> {
-        match self.home.open(self.passphrase.as_deref().map(String::as_str)) {
+        let r = match self.home.open(self.passphrase.as_deref().map(String::as_str)) {
             // A sealed secret and a person at the terminal: ask, without echo.
             Err(HomeError::Locked) if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
                 let pass = read_secret("passphrase: ")?;
-                Ok(self.home.open(Some(&pass))?)
+                self.home.open(Some(&pass))?
             }
-            other => Ok(other?),
+            other => other?,
+        };
+        self.warn_retired(&r);
+        Ok(r)
+    }
+
+    /// A retired vault still reads (nothing held is lost), with the reason on stderr.
+    fn warn_retired(&self, r: &Replica<SqliteStore>) {
+        let Some(ret) = r.retirement() else { return };
+        let mut text = hearth_peer::vault::explain_retirement(ret);
+        if ret.by == r.device_id() {
+            text = format!(
+                "this device retired this vault, but its rotation did not finish: run `hearth {}rotate` to finish it",
+                self.home_arg
+            );
+        }
+        let late = r.uncarried();
+        if late > 0 {
+            text.push_str(&format!(
+                "; {late} edit(s) held here came after the rotation and are not in the new vault: they stay readable here, re-enter them once paired"
+            ));
+        }
+        if self.json {
+            eprintln!("{}", json!({ "warning": text }));
+        } else {
+            eprintln!("hearth: {text}");
         }
     }
 
@@ -182,6 +207,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init { no_passphrase, phrase, name } => init(&ctx, no_passphrase, phrase, name),
         Command::Invite(args) => crate::invite::run(&ctx, args),
         Command::Join(args) => crate::join::run(&ctx, args),
+        Command::Rotate(args) => crate::rotate::run(&ctx, args),
         Command::Add { name, fields, field_files, generate, length } => {
             let fields = parse_fields(&fields, &field_files, &generate, length)?;
             let made = generated(&fields, &generate);
@@ -295,8 +321,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             if !yes {
                 confirm(&format!(
                     "Revoke device {id}? Its future entries will be refused everywhere. It keeps what it \
-                     already synced, and the vault's 24 words still enrol a new device until the vault is \
-                     rotated. [y/N] "
+                     already synced, and the vault's 24 words still enrol a new device until you run \
+                     `hearth rotate`. [y/N] "
                 ))?;
             }
             ctx.write(WriteRequest::Revoke { device: id })?;
@@ -304,7 +330,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
                 format!(
                     "revoked {id}: its future entries will be refused once other devices sync with this one \
                      (what it already synced stays readable to whoever holds it; the 24 words still enrol \
-                     a new device until the vault is rotated)"
+                     a new device until you run `hearth rotate`, which leaves it behind)"
                 )
             });
             Ok(())
@@ -678,7 +704,7 @@ fn revoke_target(ctx: &Ctx, arg: &str) -> anyhow::Result<DeviceId> {
 }
 
 /// Asks `question` at the terminal; an error unless the answer is yes (or no terminal).
-fn confirm(question: &str) -> anyhow::Result<()> {
+pub(crate) fn confirm(question: &str) -> anyhow::Result<()> {
     if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         bail!("not confirmed: stdin is not a terminal; add --yes to confirm");
     }

@@ -47,11 +47,13 @@ pub(crate) fn run(mut config: NodeConfig) -> anyhow::Result<()> {
             writeln!(out, "listening ws {}", node.local_addr())?;
             out.flush()?;
             drop(out);
-            // A forked device starts again under its new id (`start` re-enrols it first).
-            if node.run(&mut shutdown).await == RunEnd::Shutdown {
-                return Ok(());
+            // A forked device starts again under its new id (`start` re-enrols it first); a
+            // retired vault ends the daemon with the reason (`start` refuses it).
+            match node.run(&mut shutdown).await {
+                RunEnd::Shutdown => return Ok(()),
+                RunEnd::Forked => forked = true,
+                RunEnd::Retired => return Err(retired(&config)),
             }
-            forked = true;
         }
     })
 }
@@ -68,6 +70,16 @@ async fn start(config: &NodeConfig, forked: bool) -> Result<Node, NodeError> {
         }
     }
     Node::start(config.clone()).await
+}
+
+/// Why the daemon ends after a peer said the vault was rotated: the retirement, in words.
+fn retired(config: &NodeConfig) -> anyhow::Error {
+    let pass = config.passphrase.as_deref().map(String::as_str);
+    match config.home.open(pass).map(|r| r.retirement().cloned()) {
+        Ok(Some(r)) => hearth_peer::vault::ReplicaError::Retired(Box::new(r)).into(),
+        Ok(None) => anyhow::anyhow!("the vault was retired"),
+        Err(e) => e.into(),
+    }
 }
 
 async fn shutdown_signal() {

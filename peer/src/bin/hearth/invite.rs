@@ -113,6 +113,19 @@ pub(crate) fn run(ctx: &Ctx, a: InviteArgs) -> anyhow::Result<()> {
     rt.block_on(async move {
         let node = crate::follow::start_node(config).await?;
         grant.sync_port = crate::follow::sync_port(ctx.home.dir(), node.as_ref()).await;
+        // The running daemon serves the joiner's first sync: through the rendezvous only if
+        // it joined one.
+        if node.is_none() && rv.is_some() {
+            let joined = crate::follow::status(ctx.home.dir()).await.is_some_and(|s| s.rendezvous.is_some());
+            if !joined {
+                eprintln!(
+                    "hearth: warning: this device's daemon runs without a rendezvous, so the new device can sync \
+                     with it only on the LAN; restart it with `hearth {}daemon --rendezvous URL` (or stop it \
+                     during the invite)",
+                    ctx.home_arg
+                );
+            }
+        }
         crate::follow::with_node(node, invite(ctx, &a, rv, &grant)).await
     })
 }

@@ -13,6 +13,7 @@ mod invite;
 mod join;
 mod list;
 mod nat_check;
+mod rotate;
 mod totp;
 
 use std::process::ExitCode;

@@ -19,6 +19,8 @@ pub struct Predecessor {
     pub vault_id: VaultId,
     /// Its Noise PSK.
     pub session_psk: SymmetricKey,
+    /// Its LAN discovery key (the device still advertises under it).
+    pub lan_tag: SymmetricKey,
     /// This device's x25519 secret there.
     pub dh: Zeroizing<[u8; 32]>,
     /// Its retirement records (root-signed).
@@ -40,6 +42,7 @@ impl Predecessor {
         Self {
             vault_id: keys.vault_id,
             session_psk: keys.session_psk.clone(),
+            lan_tag: keys.lan_tag.clone(),
             dh: Zeroizing::new(dev.dh.to_bytes()),
             notice,
         }
