@@ -172,4 +172,23 @@ mod tests {
         assert_eq!(r.push(&[0, 9, 1, 2]), Err(FrameError::Version(9)));
         assert_eq!(r.push(&[0, PROTOCOL_VERSION, 200, 200, 200]), Err(FrameError::Malformed));
     }
+
+    /// Version 5 added the `Retire` membership record: a version-4 peer, which reads the
+    /// version byte first, is told "version 5", never "malformed", by a hello that carries one.
+    #[test]
+    fn the_retire_record_travels_only_under_version_5() {
+        use crate::identity::{MembershipBody, MembershipRecord, Retirement};
+        assert_eq!(PROTOCOL_VERSION, 5);
+        let root = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        let body = Retirement { vault_id: Default::default(), at_ms: 1, by: Default::default(), carried: vec![] };
+        let hello = Msg::Hello { membership: vec![MembershipRecord::sign(&root, MembershipBody::Retire(body))], heads: vec![] };
+        let chunks = encode(&hello);
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(&chunks[0][..2], &[0, 5], "last chunk flag, then the version");
+        let mut r = Reassembler::new(1 << 20);
+        assert_eq!(r.push(&chunks[0]), Ok(Some(hello)));
+        let mut old = chunks[0].clone();
+        old[1] = 4;
+        assert_eq!(r.push(&old), Err(FrameError::Version(4)));
+    }
 }
