@@ -298,6 +298,39 @@ mod tests {
     }
 
     #[test]
+    fn a_home_with_no_rotation_has_no_predecessor_and_damage_is_reported_not_destroyed() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = home(dir.path(), false);
+        assert!(h.predecessors(None).unwrap().is_empty());
+        assert!(h.retired_homes().is_empty());
+        // `retired` that is not a directory: an error, not "none".
+        fs::write(h.dir().join(RETIRED), b"x").unwrap();
+        assert!(matches!(h.predecessors(None), Err(HomeError::Io { .. })));
+        fs::remove_file(h.dir().join(RETIRED)).unwrap();
+        // A commit marker that cannot be read: the staging is kept and the open fails.
+        fs::create_dir_all(h.dir().join(ROTATING).join(READY)).unwrap();
+        assert!(matches!(h.open(None), Err(HomeError::Io { .. })));
+        assert!(h.dir().join(ROTATING).exists());
+        fs::remove_dir_all(h.dir().join(ROTATING)).unwrap();
+        // A move that fails stops the resume before the new vault's files come in (they
+        // would replace the old log still in the home).
+        let before = digest(&h);
+        let done = h.commit_rotation(None, 3_000).unwrap();
+        let blocker = h.dir().join(RETIRED).join(done.old_vault.to_hex()).join(DB_FILE).join("x");
+        fs::create_dir_all(&blocker).unwrap();
+        assert!(matches!(h.open(None), Err(HomeError::Io { .. })));
+        assert_eq!(
+            h.secret_file().unwrap().map(|f| f.device_id),
+            Some(DeviceId([1; 16])),
+            "the old vault still in place"
+        );
+        fs::remove_dir_all(blocker.parent().unwrap()).unwrap();
+        let r = h.open(None).unwrap();
+        assert_eq!(r.vault_id(), done.vault);
+        assert_eq!(h.retired_homes()[0].open(None).unwrap().state().digest(), before);
+    }
+
+    #[test]
     fn a_vault_retired_by_another_device_is_not_rotated_again() {
         let dir = tempfile::tempdir().unwrap();
         let h = home(dir.path(), false);

@@ -181,7 +181,8 @@ mod tests {
         assert_eq!(PROTOCOL_VERSION, 5);
         let root = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
         let body = Retirement { vault_id: Default::default(), at_ms: 1, by: Default::default(), carried: vec![] };
-        let hello = Msg::Hello { membership: vec![MembershipRecord::sign(&root, MembershipBody::Retire(body))], heads: vec![] };
+        let hello =
+            Msg::Hello { membership: vec![MembershipRecord::sign(&root, MembershipBody::Retire(body))], heads: vec![] };
         let chunks = encode(&hello);
         assert_eq!(chunks.len(), 1);
         assert_eq!(&chunks[0][..2], &[0, 5], "last chunk flag, then the version");

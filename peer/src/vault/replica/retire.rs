@@ -173,8 +173,31 @@ mod tests {
 
     #[test]
     fn dates_are_civil_utc() {
-        assert_eq!(chrono_free_date(0), "1970-01-01 00:00 UTC");
-        assert_eq!(chrono_free_date(951_782_400_000), "2000-02-29 00:00 UTC");
-        assert_eq!(chrono_free_date(1_796_637_600_000 + 90_000), "2026-12-07 10:01 UTC");
+        // Known answers (Python's datetime), across leap days, centuries and 400-year eras.
+        for (ms, want) in [
+            (0, "1970-01-01 00:00"),
+            (5_097_600_000, "1970-03-01 00:00"),
+            (951_782_400_000, "2000-02-29 00:00"),
+            (1_677_628_800_000, "2023-03-01 00:00"),
+            (1_709_251_140_000, "2024-02-29 23:59"),
+            (1_796_637_690_000, "2026-12-07 10:01"),
+            (3_981_312_000_000, "2096-02-29 00:00"),
+            (4_107_499_200_000, "2100-02-28 12:00"),
+            (4_107_542_400_000, "2100-03-01 00:00"),
+            (4_133_980_800_000, "2101-01-01 00:00"),
+            (13_569_465_540_000, "2399-12-31 23:59"),
+            (13_574_563_200_000, "2400-02-29 00:00"),
+            (13_574_649_600_000, "2400-03-01 00:00"),
+        ] {
+            assert_eq!(chrono_free_date(ms), format!("{want} UTC"), "{ms}");
+        }
+    }
+
+    #[test]
+    fn a_predecessor_prints_its_vault_and_no_key() {
+        let p = Predecessor::derive(&VaultSecret::from_bytes([9; 32]), DeviceId([1; 16]), Vec::new());
+        let shown = format!("{p:?}");
+        assert!(shown.starts_with("Predecessor { vault_id: VaultId(") && shown.ends_with(".. }"), "{shown}");
+        assert!(!shown.contains(&format!("{:?}", p.dh.as_slice())));
     }
 }
