@@ -89,7 +89,9 @@ fn a_rotation_leaves_the_lost_device_and_the_old_phrase_behind() {
     let stun = rv.stun.expect("STUN").to_string();
     let da = a.daemon(&["--listen", "127.0.0.1:0", "--no-mdns", "--rendezvous", &url, "--stun", &stun]);
 
-    // b, left on the old vault, reaches a: it is told, and its daemon ends saying so.
+    // b, left on the old vault, writes once more (it has not heard), then reaches a: it is
+    // told, and its daemon ends saying so.
+    b.ok(&["add", "late", "--field", "note=typed-after-the-rotation"]);
     let blog = dir.path().join("b.log");
     let mut db = daemon_dialling(b, &da, &blog);
     assert!(!exits(&mut db).success());
@@ -100,6 +102,7 @@ fn a_rotation_leaves_the_lost_device_and_the_old_phrase_behind() {
     let o = b.run(&["--json", "get", "bank", "--show"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("this vault was rotated on"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("1 edit(s) held here came after the rotation"), "{}", stderr(&o));
     let o = b.run(&["add", "late", "--field", "k=v"]);
     assert!(!o.status.success() && stderr(&o).contains("rotated"), "{}", stderr(&o));
     let o = b.run(&["daemon", "--listen", "127.0.0.1:0", "--no-mdns"]);
@@ -118,27 +121,24 @@ fn a_rotation_leaves_the_lost_device_and_the_old_phrase_behind() {
         assert!(!files_hold(&d.home, AFTER));
     }
 
-    // b pairs again (a new home, through the family's rendezvous) and gets everything.
+    // b pairs again in its own home (through the family's rendezvous) and gets everything;
+    // the old vault, with what it wrote late, stays readable beside it.
     let mut inv = Proc::spawn(&mut a.cmd(&["--json", "invite", "--yes", "--rendezvous", &url, "--no-mdns"]));
     let first: Value = serde_json::from_str(&inv.stdout.next().unwrap().unwrap()).unwrap();
-    let b2 = Device::new(dir.path(), "b2");
-    let o = b2.run(&[
-        "--json",
-        "join",
-        first["url"].as_str().unwrap(),
-        "--no-passphrase",
-        "--name",
-        "b",
-        "--no-mdns",
-        "--stun",
-        &stun,
-    ]);
+    let invite_url = first["url"].as_str().unwrap();
+    let o = b.run(&["--json", "join", invite_url, "--name", "b", "--no-mdns", "--stun", &stun]);
     assert!(o.status.success(), "join: {}", stderr(&o));
     assert!(inv.child.wait().unwrap().success());
-    wait_until(T, "b2 holds the vault", || b2.names() == ["after", "bank"]);
-    assert_eq!(b2.json(&["conflicts", "--show"]), conflicts, "b2 sees the carried conflict");
-    assert_eq!(b2.json(&["get", "after", "--show"])["fields"]["secret"], AFTER);
-    assert!(!files_hold(&b2.home, &phrase) && !files_hold(&b2.home, &new_phrase));
+    wait_until(T, "b holds the new vault", || b.names() == ["after", "bank"]);
+    assert_eq!(b.json(&["status"])["vault_id"], rot["vault_id"]);
+    assert_eq!(b.json(&["conflicts", "--show"]), conflicts, "b sees the carried conflict");
+    assert_eq!(b.json(&["get", "after", "--show"])["fields"]["secret"], AFTER);
+    let old_b = Device::new(&b.home.join("retired"), old_vault.as_str().unwrap());
+    assert_eq!(old_b.names(), ["bank", "late"], "the old vault, as b left it");
+    // A home that was never retired is not joined over.
+    let o = a.run(&["join", invite_url, "--no-mdns"]);
+    assert!(!o.status.success() && stderr(&o).contains("already holds a vault"), "{}", stderr(&o));
+    assert!(!files_hold(&b.home, &phrase) && !files_hold(&b.home, &new_phrase));
     drop(da);
 }
 

@@ -469,7 +469,7 @@ impl Home {
     }
 
     /// How this home's secret is kept (a new secret for it is kept the same way).
-    fn protection(&self, passphrase: Option<&str>) -> Result<Protection, HomeError> {
+    pub fn protection(&self, passphrase: Option<&str>) -> Result<Protection, HomeError> {
         let file = self.secret_file()?.ok_or_else(|| HomeError::NotInitialized(self.dir.clone()))?;
         Ok(match (&file.stored, passphrase) {
             (Stored::Plain { .. }, _) => Protection::KeyFile,

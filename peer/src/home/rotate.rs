@@ -103,6 +103,51 @@ impl Home {
         Ok(Rotated { vault: VaultKeys::derive(&secret).vault_id, secret, device, old_vault, carried })
     }
 
+    /// Pairs this home, whose vault another device retired, into a new vault in place (`hearth
+    /// join` on the home that was told to pair again): the retired vault moves to
+    /// `retired/<vault id>/` (everything it held stays readable there) and the new one,
+    /// this device enrolled under `device`, takes its place. Crash-safe like a rotation (the
+    /// same commit marker and moves). `protection` must open the retired vault's secret.
+    pub fn replace_retired(
+        &self,
+        secret: &VaultSecret,
+        device: DeviceId,
+        protection: &super::Protection,
+        now_ms: u64,
+    ) -> Result<(), HomeError> {
+        // Held until the new vault is in place (not by the caller: the join's node that syncs
+        // it takes the lock next).
+        let _lock = self.lock_writer()?;
+        let (old_secret, old_device) = self.unlock(protection.passphrase())?;
+        let mut old = self.open_unlocked(&old_secret, old_device)?;
+        if old.retirement().is_none_or(|r| r.by == old_device) {
+            return Err(HomeError::AlreadyInitialized(self.dir.clone()));
+        }
+        let old_vault = old.vault_id();
+        let staging = Home::new(self.dir.join(ROTATING));
+        let _ = fs::remove_dir_all(staging.dir());
+        let built = (|| {
+            staging.create(secret, device, protection)?;
+            let mut new = staging.open_unlocked(secret, device)?;
+            new.enroll_self(now_ms)?;
+            if let Some(name) = old.store_mut().get_meta(DEVICE_NAME)? {
+                new.store_mut().set_meta(DEVICE_NAME, &name)?;
+            }
+            Ok::<_, HomeError>(())
+        })();
+        if let Err(e) = built {
+            let _ = fs::remove_dir_all(staging.dir());
+            return Err(e);
+        }
+        drop(old);
+        let ready =
+            postcard::to_stdvec(&Ready { old_vault, old_device }).map_err(|_| HomeError::Damaged(self.dir.clone()))?;
+        let marker = staging.dir().join(READY);
+        write_private(&marker, &ready).map_err(io(&marker))?;
+        sync_dir(staging.dir());
+        self.resume_rotation()
+    }
+
     /// True when a committed rotation still has files to move.
     pub(super) fn rotation_ready(&self) -> bool {
         self.dir.join(ROTATING).join(READY).exists()
@@ -328,6 +373,40 @@ mod tests {
         let r = h.open(None).unwrap();
         assert_eq!(r.vault_id(), done.vault);
         assert_eq!(h.retired_homes()[0].open(None).unwrap().state().digest(), before);
+    }
+
+    #[test]
+    fn a_home_told_of_a_rotation_pairs_again_in_place_and_keeps_the_old_vault() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = home(dir.path(), false);
+        let before = digest(&h);
+        let new_secret = VaultSecret::from_bytes([8; 32]);
+        // Not retired (or retired by this device itself): refused, as a second init is.
+        let p = crate::home::Protection::KeyFile;
+        assert!(matches!(
+            h.replace_retired(&new_secret, DeviceId([4; 16]), &p, 1),
+            Err(HomeError::AlreadyInitialized(_))
+        ));
+        let mut r = h.open(None).unwrap();
+        let mut other = crate::vault::Replica::open(
+            &VaultSecret::from_bytes([3; 32]),
+            DeviceId([2; 16]),
+            crate::vault::MemStore::default(),
+        )
+        .unwrap();
+        other.enroll_self(1).unwrap();
+        r.add_membership(vec![other.retire(2_500).unwrap()]).unwrap();
+        let old_vault = r.vault_id();
+        drop(r);
+        h.replace_retired(&new_secret, DeviceId([4; 16]), &p, 3_000).unwrap();
+        let mut r = h.open(None).unwrap();
+        assert_eq!((r.device_id(), r.vault_id()), (DeviceId([4; 16]), VaultKeys::derive(&new_secret).vault_id));
+        assert!(r.retirement().is_none() && r.is_empty());
+        assert_eq!(r.store_mut().get_meta(DEVICE_NAME).unwrap().as_deref(), Some(&b"laptop"[..]));
+        let old = h.retired_homes()[0].open(None).unwrap();
+        assert_eq!((old.vault_id(), old.state().digest()), (old_vault, before));
+        // It answers the old vault's devices with the retirement it was told.
+        assert_eq!(h.predecessors(None).unwrap()[0].notice.len(), 1);
     }
 
     #[test]

@@ -52,7 +52,8 @@ pub(crate) enum Command {
     Invite(crate::invite::InviteArgs),
     /// Join a vault from an invite: the URL (or QR contents) or the short code that
     /// `hearth invite` shows on one of the vault's devices; enrols this device and syncs the
-    /// whole vault.
+    /// whole vault. A new home, or one whose vault was rotated by another device (the old
+    /// vault is kept in `<home>/retired/`).
     Join(crate::join::JoinArgs),
     /// Add an item.
     Add {

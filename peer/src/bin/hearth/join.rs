@@ -33,7 +33,8 @@ pub(crate) struct JoinArgs {
     /// A name for this device (kept on this device only).
     #[arg(long)]
     name: Option<String>,
-    /// Keep the vault secret in a 0600 key file instead of sealing it with a passphrase.
+    /// Keep the vault secret in a 0600 key file instead of sealing it with a passphrase (a
+    /// home that pairs again after a rotation keeps the protection it has).
     #[arg(long)]
     no_passphrase: bool,
     #[command(flatten)]
@@ -44,9 +45,8 @@ pub(crate) struct JoinArgs {
 }
 
 pub(crate) fn run(ctx: &Ctx, a: JoinArgs) -> anyhow::Result<()> {
-    if ctx.home.exists() {
-        return Err(HomeError::AlreadyInitialized(ctx.home.dir().to_owned()).into());
-    }
+    // A home whose vault another device rotated pairs again in place; any other is refused.
+    let retired = if ctx.home.exists() { Some(retired_home(ctx)?) } else { None };
     let text = if a.invite == "-" { read_secret("invite URL or code: ")? } else { Zeroizing::new(a.invite.clone()) };
     let target = JoinTarget::parse(&text, a.rendezvous.as_deref())?;
     if let (Some(from_url), Some(given)) = (&target.rendezvous, &a.rendezvous) {
@@ -57,9 +57,28 @@ pub(crate) fn run(ctx: &Ctx, a: JoinArgs) -> anyhow::Result<()> {
     if target.rendezvous.is_none() && a.net.no_mdns {
         bail!("a bare code meets its inviter on this network by mDNS, which --no-mdns turns off: for an invite made through a rendezvous, give --rendezvous URL (or HEARTH_RENDEZVOUS)");
     }
-    let protection = new_protection(ctx, a.no_passphrase)?;
+    let in_place = retired.is_some();
+    let protection = match retired {
+        Some(p) => p,
+        None => new_protection(ctx, a.no_passphrase)?,
+    };
     let rt = crate::daemon::runtime()?;
-    rt.block_on(join(ctx, &a, target, protection))
+    rt.block_on(join(ctx, &a, target, protection, in_place))
+}
+
+/// The protection of a home told its vault was rotated (the new vault's secret is kept the
+/// same way, and the retired one's stays openable); an error for any other existing home.
+fn retired_home(ctx: &Ctx) -> anyhow::Result<Protection> {
+    let pass = match &ctx.passphrase {
+        Some(p) => Some(p.clone()),
+        None if matches!(ctx.home.protection(None), Err(HomeError::Locked)) => Some(read_secret("passphrase: ")?),
+        None => None,
+    };
+    let r = ctx.home.open(pass.as_deref().map(String::as_str))?;
+    match r.retirement() {
+        Some(ret) if ret.by != r.device_id() => Ok(ctx.home.protection(pass.as_deref().map(String::as_str))?),
+        _ => Err(HomeError::AlreadyInitialized(ctx.home.dir().to_owned()).into()),
+    }
 }
 
 async fn meet(a: &JoinArgs, target: &JoinTarget) -> anyhow::Result<(Link, Option<IpAddr>)> {
@@ -112,13 +131,23 @@ async fn receive_grant(ctx: &Ctx, link: &mut Link, ex: &mut Exchange) -> anyhow:
     }
 }
 
-async fn join(ctx: &Ctx, a: &JoinArgs, target: JoinTarget, protection: Protection) -> anyhow::Result<()> {
+async fn join(
+    ctx: &Ctx,
+    a: &JoinArgs,
+    target: JoinTarget,
+    protection: Protection,
+    in_place: bool,
+) -> anyhow::Result<()> {
     let (mut link, lan_ip) = meet(a, &target).await?;
     let mut ex = Exchange::joiner(&target.code);
     let grant = receive_grant(ctx, &mut link, &mut ex).await?;
     let secret = VaultSecret::from_bytes(grant.secret);
     let device = DeviceId::random();
-    ctx.home.create_enrolled(&secret, device, &protection, now_ms())?;
+    if in_place {
+        ctx.home.replace_retired(&secret, device, &protection, now_ms())?;
+    } else {
+        ctx.home.create_enrolled(&secret, device, &protection, now_ms())?;
+    }
     let own = {
         let mut r = ctx.home.open(protection.passphrase())?;
         // Revocations are known before the first sync: a revoked device is never trusted here.

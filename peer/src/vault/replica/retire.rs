@@ -53,7 +53,7 @@ impl Predecessor {
 pub fn explain(r: &Retirement) -> String {
     let when = chrono_free_date(r.at_ms);
     format!(
-        "this vault was rotated on {when} by device {}: pair this device again from one of the vault's devices (`hearth invite` there, `hearth --home NEWDIR join` here)",
+        "this vault was rotated on {when} by device {}: pair this device again from one of the vault's devices (`hearth invite` there, `hearth join` here)",
         r.by
     )
 }
