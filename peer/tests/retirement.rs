@@ -83,7 +83,10 @@ fn a_device_that_rotated_away_answers_the_old_vault_and_nothing_of_the_new_one_l
     let mut a_new = Replica::open(&new_secret, DeviceId([0xA2; 16]), MemStore::default()).unwrap();
     a_new.enroll_self(7_000).unwrap();
     a_new.write(&put(ITEM, "after-rotation", &[("password", "new-secret-value")]), 8_000).unwrap();
-    a_new.set_predecessors(vec![Predecessor::derive(&old_secret, a_old.device_id(), notice.clone())]);
+    let pred = Predecessor::derive(&old_secret, a_old.device_id(), a_old.membership());
+    assert_eq!(pred.notice, notice);
+    assert!(pred.enrollment.is_some());
+    a_new.set_predecessors(vec![pred]);
     let a_records = records(&a_new);
     // b dials the rotated device with the old vault's keys: it learns the retirement.
     let (res, _, _) = session(&mut b, &mut a_new, true);

@@ -169,3 +169,33 @@ fn a_device_left_behind_finds_the_rotated_one_by_mdns_and_is_told() {
     assert!(said.contains("this vault was rotated on") && said.contains(&old_a), "{said}");
     assert!(b.names().is_empty() && !files_hold(&b.home, AFTER));
 }
+
+/// With no LAN path at all (no mDNS, no static peer): the rotated device's daemon also joins
+/// the old vault's room on the family's rendezvous and tells the devices there.
+#[test]
+fn a_device_reached_only_through_the_rendezvous_is_told_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Device::new(dir.path(), "a");
+    let phrase = a.json(&["init", "--no-passphrase", "--name", "a"])["phrase"].as_str().unwrap().to_owned();
+    let b = join(dir.path(), "b", &phrase);
+    carry(&b, &a, dir.path());
+    a.ok(&["add", "bank", "--field", "password=correct-horse-7"]);
+    let rv = Rv::start(&[], None);
+    let url = format!("http://{}", rv.http);
+    let stun = rv.stun.expect("STUN").to_string();
+    let flags = ["--listen", "127.0.0.1:0", "--no-mdns", "--rendezvous", &url, "--stun", &stun];
+    // Both on the old vault, through the rendezvous only: they sync.
+    let log = dir.path().join("b.log");
+    let mut db = b.daemon_logged(&flags, &log);
+    {
+        let _da = a.daemon(&flags);
+        wait_until(T, "a's item reaches b through the rendezvous", || b.names() == ["bank"]);
+    }
+    let old_a = a.id();
+    a.json(&["rotate", "--yes"]);
+    let _da = a.daemon(&flags);
+    assert!(!exits(&mut db).success());
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(said.contains("this vault was rotated on") && said.contains(&old_a), "{said}");
+    assert!(said.contains("told through the rendezvous"), "{said}");
+}

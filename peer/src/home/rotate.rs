@@ -195,9 +195,9 @@ impl Home {
             let path = e.map_err(io(&dir))?.path();
             let home = Home::new(&path);
             let (secret, device) = home.unlock(passphrase)?;
-            let notice = home.open_unlocked(&secret, device)?.membership().retirement_records();
-            if !notice.is_empty() {
-                out.push(Predecessor::derive(&secret, device, notice));
+            let r = home.open_unlocked(&secret, device)?;
+            if r.retirement().is_some() {
+                out.push(Predecessor::derive(&secret, device, r.membership()));
             }
         }
         Ok(out)

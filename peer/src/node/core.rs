@@ -128,6 +128,14 @@ impl<S: LogStore> Core<S> {
         &self.replica
     }
 
+    /// Adds membership records learnt outside a session (a retirement notice relayed by the
+    /// rendezvous); each is verified against the vault root, a bad one is only logged.
+    pub fn learn(&mut self, records: Vec<crate::identity::MembershipRecord>) {
+        if let Err(e) = self.replica.add_membership(records) {
+            tracing::warn!(error = %e, "refused membership records");
+        }
+    }
+
     /// Where the mDNS browser counts the services it ignored (shown in status).
     pub fn set_mdns_ignored(&mut self, counter: std::sync::Arc<std::sync::atomic::AtomicU64>) {
         self.mdns_ignored = Some(counter);

@@ -276,6 +276,20 @@ impl Node {
                 let (signal_tx, signal_rx) = mpsc::channel(64);
                 core.set_rendezvous(url.clone());
                 let (tx, rx) = tokio::sync::watch::channel(id.revocations.clone());
+                // Each vault this device rotated away from is told in its own room.
+                for p in core.replica().predecessors() {
+                    let Some(record) = p.enrollment.clone() else { continue };
+                    let id = hearth_rendezvous::client::Identity {
+                        root: p.root,
+                        record,
+                        device_key: p.sign.clone(),
+                        revocations: Vec::new(),
+                    };
+                    let notice =
+                        crate::signal::envelope::seal_notice(&p.notice, p.signal.as_bytes(), &mut rand::rngs::OsRng);
+                    let tell = rendezvous::tell_retired(url.clone(), options.clone(), id, notice);
+                    tasks.push(tokio::spawn(tell).abort_handle());
+                }
                 tasks.push(
                     tokio::spawn(rendezvous::run(url, options, id, rx, signal_rx, to_node.clone())).abort_handle(),
                 );
@@ -400,6 +414,17 @@ impl Node {
                     _ => {}
                 }
                 self.core.rendezvous_event(ev, now);
+            }
+            // A device that rotated this vault away says so through the room.
+            Input::Signal { from, payload } if payload.first() == Some(&crate::signal::envelope::RETIRED) => {
+                let key = self.core.replica().vault_keys().signal.as_bytes();
+                match crate::signal::envelope::open_notice(&payload, key) {
+                    Ok(records) => {
+                        tracing::info!(%from, "told through the rendezvous that this vault was rotated");
+                        self.core.learn(records);
+                    }
+                    Err(e) => tracing::debug!(%from, error = %e, "refused a retirement notice"),
+                }
             }
             Input::Signal { from, payload } => {
                 let introduced = match &mut self.webrtc {

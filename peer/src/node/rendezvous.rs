@@ -213,6 +213,45 @@ pub async fn run(
     }
 }
 
+/// Keeps a vault this device retired (rotated away from) told, in its room on the same
+/// server: joins as this device's old identity and sends `notice` (the sealed `Retire`
+/// records, PROTOCOL §2.1) to every device in the room, and to each that joins later, until
+/// the node stops it. Nothing else is sent, and what the room relays to it is ignored.
+pub async fn tell_retired(url: String, options: client::Options, identity: Identity, notice: Vec<u8>) {
+    let mut failures = 0u32;
+    loop {
+        let pause = match client::connect_with(&url, &Join::Vault(Box::new(identity.clone())), &options).await {
+            Ok(mut conn) => {
+                failures = 0;
+                let mut told = std::collections::BTreeSet::new();
+                let mut online = conn.online.clone();
+                let why = loop {
+                    for d in online.drain(..) {
+                        if told.insert(d) {
+                            if let Err(e) = conn.signal(d, &notice).await {
+                                tracing::debug!(error = %e, "telling a device of the old vault");
+                            }
+                        }
+                    }
+                    match conn.next().await {
+                        Ok(Event::Presence(p)) => online = p,
+                        Ok(_) => {}
+                        Err(e) => break e.to_string(),
+                    }
+                };
+                tracing::debug!(%url, error = %why, "left the retired vault's room");
+                backoff(0, &mut rand::thread_rng())
+            }
+            Err(e) => {
+                tracing::debug!(%url, error = %e, "cannot join the retired vault's room");
+                failures = failures.saturating_add(1);
+                backoff(failures - 1, &mut rand::thread_rng()).max(Duration::from_secs(5))
+            }
+        };
+        tokio::time::sleep(pause).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

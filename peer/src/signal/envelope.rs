@@ -39,6 +39,11 @@ pub const VERSION: u8 = 1;
 pub const INTRO: u8 = 2;
 /// First byte of a manual offer or answer (carried by a person, PROTOCOL §6.6).
 pub const MANUAL: u8 = 3;
+/// First byte of a retirement notice: a vault's `Retire` records, sealed to the vault, sent
+/// through its rendezvous room by a device that rotated it (PROTOCOL §2.1).
+pub const RETIRED: u8 = 4;
+/// Most records a retirement notice carries (one per device that rotated the vault).
+const MAX_NOTICE_RECORDS: usize = 16;
 /// Largest envelope accepted (the rendezvous relays at most 64 KiB of base64 JSON).
 pub const MAX_LEN: usize = 40 * 1024;
 const KEY_SALT: &[u8] = b"hearth/v1/signal";
@@ -172,6 +177,34 @@ pub fn seal_intro(record: &[u8], key: &[u8; 32], rng: &mut (impl RngCore + Crypt
 /// Opens an introduction; the caller checks the record's root signature.
 pub fn open_intro(bytes: &[u8], key: &[u8; 32]) -> Result<Vec<u8>, EnvelopeError> {
     open_from_vault(INTRO, bytes, key)
+}
+
+/// Seals a retirement notice: the vault's `Retire` records, under its signal key.
+pub fn seal_notice(
+    records: &[hearth_proto::membership::MembershipRecord],
+    key: &[u8; 32],
+    rng: &mut (impl RngCore + CryptoRng),
+) -> Vec<u8> {
+    // Serializing records into a Vec cannot fail.
+    seal_to_vault(RETIRED, &postcard::to_allocvec(records).unwrap_or_default(), key, rng)
+}
+
+/// Opens a retirement notice: only `Retire` records, at most 16 (the caller verifies their
+/// root signatures, by adding them to the membership).
+pub fn open_notice(
+    bytes: &[u8],
+    key: &[u8; 32],
+) -> Result<Vec<hearth_proto::membership::MembershipRecord>, EnvelopeError> {
+    use hearth_proto::membership::{MembershipBody, MembershipRecord};
+    let plain = open_from_vault(RETIRED, bytes, key)?;
+    let records: Vec<MembershipRecord> = postcard::from_bytes(&plain).map_err(|_| EnvelopeError::Malformed)?;
+    if records.is_empty()
+        || records.len() > MAX_NOTICE_RECORDS
+        || !records.iter().all(|r| matches!(r.body, MembershipBody::Retire(_)))
+    {
+        return Err(EnvelopeError::Malformed);
+    }
+    Ok(records)
 }
 
 /// Seals `bytes` with a key every device of the vault derives (XChaCha20-Poly1305 under a
@@ -340,6 +373,46 @@ mod tests {
         assert_eq!(open_intro(&[INTRO; 41], &[3; 32]), Err(EnvelopeError::Open));
         assert_eq!(open_intro(&vec![INTRO; over], &[3; 32]), Err(EnvelopeError::Length(over)));
         assert_eq!(open_intro(&vec![INTRO; MAX_LEN], &[3; 32]), Err(EnvelopeError::Open));
+    }
+
+    #[test]
+    fn a_retirement_notice_carries_retire_records_only() {
+        use hearth_proto::membership::{Enrollment, MembershipBody, MembershipRecord, Retirement};
+        let root = SigningKey::from_bytes(&[1; 32]);
+        let retire = |at_ms| {
+            let body = Retirement { vault_id: VAULT, at_ms, by: DeviceId([1; 16]), carried: vec![] };
+            MembershipRecord::sign(&root, MembershipBody::Retire(body))
+        };
+        let key = [3u8; 32];
+        let rng = &mut StdRng::seed_from_u64(5);
+        let env = seal_notice(&[retire(1), retire(2)], &key, rng);
+        assert_eq!(env[0], RETIRED);
+        assert_eq!(open_notice(&env, &key).unwrap(), vec![retire(1), retire(2)]);
+        assert_eq!(open_notice(&env, &[4; 32]), Err(EnvelopeError::Open));
+        assert_eq!(open_intro(&env, &key), Err(EnvelopeError::Version(RETIRED)), "not an introduction");
+        let enrol = MembershipRecord::sign(
+            &root,
+            MembershipBody::Enroll(Enrollment {
+                vault_id: VAULT,
+                device_id: DeviceId([1; 16]),
+                sign_pk: [1; 32],
+                dh_pk: [2; 32],
+                at_ms: 0,
+            }),
+        );
+        for bad in [vec![], vec![retire(1), enrol], vec![retire(1); MAX_NOTICE_RECORDS + 1]] {
+            assert_eq!(
+                open_notice(&seal_notice(&bad, &key, rng), &key),
+                Err(EnvelopeError::Malformed),
+                "{}",
+                bad.len()
+            );
+        }
+        assert_eq!(
+            open_notice(&seal_notice(&vec![retire(1); MAX_NOTICE_RECORDS], &key, rng), &key).map(|r| r.len()),
+            Ok(16)
+        );
+        assert_eq!(open_notice(&seal_to_vault(RETIRED, b"junk", &key, rng), &key), Err(EnvelopeError::Malformed));
     }
 
     #[test]

@@ -6,13 +6,14 @@ use zeroize::Zeroizing;
 
 use super::{Replica, ReplicaError};
 use crate::identity::{DeviceKeys, VaultKeys};
-use crate::identity::{MembershipBody, MembershipRecord, Retirement, SymmetricKey, VaultSecret};
+use crate::identity::{Membership, MembershipBody, MembershipRecord, Retirement, SymmetricKey, VaultSecret};
 use crate::ids::{DeviceId, VaultId};
 use crate::vault::LogStore;
 
-/// What a device needs to answer a retired vault's sessions: its Noise keys there (the old
-/// PSK and its old static key) and the records that say the vault was retired. Nothing
-/// that reads or writes the old vault's contents.
+/// What a device needs to tell a retired vault's devices: its Noise keys there (the old PSK
+/// and its old static key), its identity in the old rendezvous room (enrolment, signing
+/// key, signal key) and the records that say the vault was retired. Nothing that reads or
+/// writes the old vault's contents.
 #[derive(Clone)]
 pub struct Predecessor {
     /// The retired vault.
@@ -25,6 +26,14 @@ pub struct Predecessor {
     pub dh: Zeroizing<[u8; 32]>,
     /// Its retirement records (root-signed).
     pub notice: Vec<MembershipRecord>,
+    /// Its key for signals sealed to the vault.
+    pub signal: SymmetricKey,
+    /// Its root public key (the rendezvous room's key).
+    pub root: ed25519_dalek::VerifyingKey,
+    /// This device's enrolment there, if held.
+    pub enrollment: Option<MembershipRecord>,
+    /// This device's signing key there.
+    pub sign: ed25519_dalek::SigningKey,
 }
 
 impl std::fmt::Debug for Predecessor {
@@ -34,17 +43,26 @@ impl std::fmt::Debug for Predecessor {
 }
 
 impl Predecessor {
-    /// The predecessor that device `device` of the vault of `secret` answers as, once the
-    /// vault holds `notice`.
-    pub fn derive(secret: &VaultSecret, device: DeviceId, notice: Vec<MembershipRecord>) -> Self {
+    /// The predecessor that device `device` of the vault of `secret` answers as, from the
+    /// vault's `membership` (its retirement records and this device's enrolment).
+    pub fn derive(secret: &VaultSecret, device: DeviceId, membership: &Membership) -> Self {
         let keys = VaultKeys::derive(secret);
         let dev = DeviceKeys::derive(secret, device);
+        let enrollment = membership
+            .records()
+            .iter()
+            .find(|r| matches!(&r.body, MembershipBody::Enroll(e) if e.device_id == device))
+            .cloned();
         Self {
             vault_id: keys.vault_id,
             session_psk: keys.session_psk.clone(),
             lan_tag: keys.lan_tag.clone(),
             dh: Zeroizing::new(dev.dh.to_bytes()),
-            notice,
+            notice: membership.retirement_records(),
+            signal: keys.signal.clone(),
+            root: keys.root_public(),
+            enrollment,
+            sign: dev.sign.clone(),
         }
     }
 }
@@ -195,7 +213,9 @@ mod tests {
 
     #[test]
     fn a_predecessor_prints_its_vault_and_no_key() {
-        let p = Predecessor::derive(&VaultSecret::from_bytes([9; 32]), DeviceId([1; 16]), Vec::new());
+        let secret = VaultSecret::from_bytes([9; 32]);
+        let p =
+            Predecessor::derive(&secret, DeviceId([1; 16]), &Membership::new(VaultKeys::derive(&secret).root_public()));
         let shown = format!("{p:?}");
         assert!(shown.starts_with("Predecessor { vault_id: VaultId(") && shown.ends_with(".. }"), "{shown}");
         assert!(!shown.contains(&format!("{:?}", p.dh.as_slice())));
