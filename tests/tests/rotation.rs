@@ -170,8 +170,9 @@ fn a_device_left_behind_finds_the_rotated_one_by_mdns_and_is_told() {
     assert!(b.names().is_empty() && !files_hold(&b.home, AFTER));
 }
 
-/// With no LAN path at all (no mDNS, no static peer): the rotated device's daemon also joins
-/// the old vault's room on the family's rendezvous and tells the devices there.
+/// With no LAN path at all (no mDNS, no static peer), rotated by the running daemon: it
+/// serves the new vault, also joins the old vault's room on the family's rendezvous, and
+/// tells the devices there.
 #[test]
 fn a_device_reached_only_through_the_rendezvous_is_told_there() {
     let dir = tempfile::tempdir().unwrap();
@@ -187,13 +188,14 @@ fn a_device_reached_only_through_the_rendezvous_is_told_there() {
     // Both on the old vault, through the rendezvous only: they sync.
     let log = dir.path().join("b.log");
     let mut db = b.daemon_logged(&flags, &log);
-    {
-        let _da = a.daemon(&flags);
-        wait_until(T, "a's item reaches b through the rendezvous", || b.names() == ["bank"]);
-    }
-    let old_a = a.id();
-    a.json(&["rotate", "--yes"]);
     let _da = a.daemon(&flags);
+    wait_until(T, "a's item reaches b through the rendezvous", || b.names() == ["bank"]);
+    let old_a = a.id();
+    // Rotated by the running daemon: it stops, rotates its home and serves the new vault.
+    let rot = a.json(&["rotate", "--yes"]);
+    assert_eq!(rot["items"], 1, "{rot}");
+    wait_until(T, "a's daemon serves the new vault", || a.json(&["status"])["vault_id"] == rot["vault_id"]);
+    assert_ne!(a.id(), old_a);
     assert!(!exits(&mut db).success());
     let said = std::fs::read_to_string(&log).unwrap();
     assert!(said.contains("this vault was rotated on") && said.contains(&old_a), "{said}");

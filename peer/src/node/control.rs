@@ -55,6 +55,9 @@ pub enum Request {
         /// The answer text.
         answer: String,
     },
+    /// `hearth rotate` while the daemon runs: it stops serving, rotates the home
+    /// ([`crate::home::Home::rotate`]), answers [`Reply::Rotated`] and serves the new vault.
+    Rotate,
 }
 
 /// The daemon's answer.
@@ -75,6 +78,8 @@ pub enum Reply {
         #[serde(default)]
         device: Option<String>,
     },
+    /// For [`Request::Rotate`].
+    Rotated(Box<Rotation>),
     /// The request failed; nothing was written.
     Error {
         /// What went wrong, for a person.
@@ -82,6 +87,37 @@ pub enum Reply {
         /// True when a name did not resolve (CLI exit status 3).
         lookup: bool,
     },
+}
+
+/// What a rotation made (the CLI prints it; the socket is the user's alone).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rotation {
+    /// The new vault (hex).
+    pub vault_id: String,
+    /// This device in it (hex).
+    pub device_id: String,
+    /// The retired vault (hex).
+    pub retired_vault_id: String,
+    /// The new vault's 24 words.
+    pub phrase: String,
+    /// Items carried.
+    pub items: usize,
+    /// Kept conflicts carried.
+    pub conflicts: usize,
+}
+
+impl Rotation {
+    /// The summary of what [`crate::home::Home::rotate`] did.
+    pub fn of(done: &crate::home::Rotated) -> Self {
+        Self {
+            vault_id: done.vault.to_hex(),
+            device_id: done.device.to_hex(),
+            retired_vault_id: done.old_vault.to_hex(),
+            phrase: done.secret.phrase().to_string(),
+            items: done.carried.items,
+            conflicts: done.carried.conflicts,
+        }
+    }
 }
 
 /// Why the control socket could not be used.
@@ -212,6 +248,8 @@ async fn ask(to_node: &mpsc::Sender<Input>, req: Request) -> Reply {
         Request::ConnectOffer | Request::ConnectAnswer { .. } | Request::ConnectAccept { .. } => {
             Duration::from_secs(60)
         }
+        // Carrying a large vault into the new one, with the node stopped meanwhile.
+        Request::Rotate => Duration::from_secs(600),
     };
     let (tx, rx) = oneshot::channel();
     if to_node.send(Input::Control { req, reply: tx }).await.is_err() {

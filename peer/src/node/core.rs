@@ -276,6 +276,8 @@ impl<S: LogStore> Core<S> {
             Request::ConnectOffer | Request::ConnectAnswer { .. } | Request::ConnectAccept { .. } => {
                 Reply::Error { message: "WebRTC is not running in this node".into(), lookup: false }
             }
+            // The node stops for it; a core alone cannot rotate its home.
+            Request::Rotate => Reply::Error { message: "only a running daemon rotates".into(), lookup: false },
             Request::WaitFor { author, seq, .. } => match DeviceId::from_hex(&author) {
                 None => Reply::Error { message: "author is a 32-digit hex device id".into(), lookup: false },
                 Some(author) if self.replica.version().get(author) >= seq => Reply::Reached,

@@ -174,7 +174,7 @@ fn manual_reply(reply: oneshot::Sender<control::Reply>) -> webrtc::task::ManualR
 }
 
 /// Why [`Node::run`] returned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum RunEnd {
     /// The shutdown future completed (or every input source closed).
     Shutdown,
@@ -184,6 +184,9 @@ pub enum RunEnd {
     /// A peer said the vault was rotated (it is retired here now): nothing more syncs; the
     /// device pairs again ([`crate::vault::Replica::retirement`] says by whom and when).
     Retired,
+    /// `hearth rotate` asked (through the control socket): rotate the home
+    /// ([`Home::rotate`]), answer, and start again on the new vault.
+    Rotate(oneshot::Sender<control::Reply>),
 }
 
 /// A started node: its listen address is known; [`Node::run`] serves until shutdown.
@@ -196,6 +199,8 @@ pub struct Node {
     _lock: WriterLock,
     _mdns: Option<mdns::Mdns>,
     home: Home,
+    /// A `hearth rotate` waiting for this node to stop.
+    rotate: Option<oneshot::Sender<control::Reply>>,
     /// The vault's revocations, for the rendezvous link (set when it runs).
     revocations: Option<tokio::sync::watch::Sender<Vec<hearth_proto::membership::MembershipRecord>>>,
     /// The listener, control socket and rendezvous link tasks.
@@ -323,6 +328,7 @@ impl Node {
             _lock: lock,
             _mdns: mdns,
             home: config.home,
+            rotate: None,
             revocations,
             tasks,
             webrtc,
@@ -343,7 +349,7 @@ impl Node {
         if self.core.replica().forked_self() {
             end = RunEnd::Forked;
         }
-        while end == RunEnd::Shutdown {
+        while matches!(end, RunEnd::Shutdown) {
             self.start_dials(Instant::now());
             let wake = self.core.next_wakeup().map(tokio::time::Instant::from_std);
             tokio::select! {
@@ -358,6 +364,9 @@ impl Node {
                         }
                         if self.core.replica().retirement().is_some() {
                             end = RunEnd::Retired;
+                        }
+                        if let Some(reply) = self.rotate.take() {
+                            end = RunEnd::Rotate(reply);
                         }
                     }
                     None => break,
@@ -388,6 +397,7 @@ impl Node {
             Input::DialFailed { target } => self.core.dial_failed(target, now),
             Input::Discovered { name, addrs } => self.core.discovered(&name, addrs, now),
             Input::Lost { name } => self.core.lost(&name),
+            Input::Control { req: control::Request::Rotate, reply } => self.rotate = Some(reply),
             Input::Control { req, reply } => match (req, &mut self.webrtc) {
                 (control::Request::ConnectOffer, Some(w)) => w.manual_offer(manual_reply(reply)),
                 (control::Request::ConnectAnswer { offer }, Some(w)) => {

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hearth_peer::home::HomeError;
+use hearth_peer::node::control::{Reply, Rotation};
 use hearth_peer::node::{Node, NodeConfig, NodeError, RunEnd};
 
 /// How long start-up waits for a CLI command that holds the writer lock to finish.
@@ -53,6 +54,10 @@ pub(crate) fn run(mut config: NodeConfig) -> anyhow::Result<()> {
                 RunEnd::Shutdown => return Ok(()),
                 RunEnd::Forked => forked = true,
                 RunEnd::Retired => return Err(retired(&config)),
+                RunEnd::Rotate(reply) => {
+                    let _ = reply.send(rotate(&config));
+                    forked = false;
+                }
             }
         }
     })
@@ -70,6 +75,20 @@ async fn start(config: &NodeConfig, forked: bool) -> Result<Node, NodeError> {
         }
     }
     Node::start(config.clone()).await
+}
+
+/// `hearth rotate` asked through the control socket: the node has stopped (its writer lock
+/// released); rotate the home, then the loop starts the node on the new vault.
+fn rotate(config: &NodeConfig) -> Reply {
+    let pass = config.passphrase.as_deref().map(String::as_str);
+    let done = config.home.lock_writer().and_then(|_lock| config.home.rotate(pass, super::commands::now_ms()));
+    match done {
+        Ok(done) => {
+            tracing::warn!(vault = %done.vault, retired = %done.old_vault, "rotated the vault");
+            Reply::Rotated(Box::new(Rotation::of(&done)))
+        }
+        Err(e) => Reply::Error { message: e.to_string(), lookup: false },
+    }
 }
 
 /// Why the daemon ends after a peer said the vault was rotated: the retirement, in words.

@@ -1,8 +1,13 @@
 //! `hearth rotate`: a new vault secret and phrase for this device, the current state carried
 //! into it, the old vault retired (see `hearth_peer::home` for how it stays crash-safe).
+//! With a daemon running, the daemon does it (it stops serving, rotates, serves the new vault).
+
+use std::time::Duration;
 
 use anyhow::bail;
 use hearth_peer::home::HomeError;
+use hearth_peer::node::control::{Client, Reply, Request, Rotation};
+use hearth_peer::vault::{Replica, ReplicaError, SqliteStore};
 use serde_json::json;
 
 use crate::commands::{confirm, now_ms, read_secret, Ctx};
@@ -16,49 +21,75 @@ pub(crate) struct RotateArgs {
 }
 
 pub(crate) fn run(ctx: &Ctx, args: RotateArgs) -> anyhow::Result<()> {
+    if let Some(mut daemon) = Client::connect(ctx.home.dir()) {
+        if !args.yes {
+            let known = ctx.home.open(ctx.passphrase.as_deref().map(String::as_str)).ok().map(|r| others(&r));
+            confirm(&question(known))?;
+        }
+        return match daemon.request(&Request::Rotate, Duration::from_secs(600))? {
+            Reply::Rotated(done) => {
+                print(ctx, &done);
+                Ok(())
+            }
+            Reply::Error { message, .. } => bail!("{message}"),
+            other => bail!("the daemon answered a rotation with {other:?}"),
+        };
+    }
     let _lock = match ctx.home.lock_writer() {
         Ok(l) => l,
-        Err(HomeError::Busy(..)) => bail!(
-            "stop the daemon first (`hearth rotate` replaces the vault it serves; start it again after): \
-             another hearth process is writing to {}",
-            ctx.home.dir().display()
-        ),
+        // A daemon starting up (its control socket is not there yet), or another command.
+        Err(HomeError::Busy(..)) => {
+            bail!("another hearth process is writing to {}: try again in a moment", ctx.home.dir().display())
+        }
         Err(e) => return Err(e.into()),
     };
     let pass = match &ctx.passphrase {
         Some(p) => Some(p.clone()),
-        None if ctx.home.open(None).is_err_and(|e| matches!(e, HomeError::Locked)) => {
-            Some(read_secret("passphrase: ")?)
-        }
+        None if matches!(ctx.home.protection(None), Err(HomeError::Locked)) => Some(read_secret("passphrase: ")?),
         None => None,
     };
     let pass = pass.as_deref().map(String::as_str);
     let before = ctx.home.open(pass)?;
-    let others =
-        before.membership().devices().filter(|(e, r)| r.is_none() && e.device_id != before.device_id()).count();
     if let Some(r) = before.retirement().filter(|r| r.by != before.device_id()) {
-        return Err(hearth_peer::vault::ReplicaError::Retired(Box::new(r.clone())).into());
+        return Err(ReplicaError::Retired(Box::new(r.clone())).into());
     }
+    let n = others(&before);
     drop(before);
     if !args.yes {
-        confirm(&format!(
-            "Rotate this vault? A new vault with new 24 words takes its place here, with every item; \
-             the {others} other active device(s) must each pair again (`hearth invite` here), and the \
-             old words open nothing written from now on. [y/N] "
-        ))?;
+        confirm(&question(Some(n)))?;
     }
     let done = ctx.home.rotate(pass, now_ms())?;
-    let phrase = done.secret.phrase();
+    print(ctx, &Rotation::of(&done));
+    Ok(())
+}
+
+/// Other active devices of the vault `r` holds.
+fn others(r: &Replica<SqliteStore>) -> usize {
+    r.membership().devices().filter(|(e, rev)| rev.is_none() && e.device_id != r.device_id()).count()
+}
+
+/// The confirmation question, with the number of other active devices when known.
+fn question(others: Option<usize>) -> String {
+    let who = others.map_or_else(|| "other".to_owned(), |n| format!("{n} other active"));
+    format!(
+        "Rotate this vault? A new vault with new 24 words takes its place here, with every item; \
+         the {who} device(s) must each pair again (`hearth invite` here), and the old words open \
+         nothing written from now on. [y/N] "
+    )
+}
+
+/// What a rotation made, and what to do next; the new words shown this once.
+fn print(ctx: &Ctx, done: &Rotation) {
     let home = &ctx.home_arg;
     ctx.print(
         json!({
             "ok": true,
-            "vault_id": done.vault.to_hex(),
-            "device_id": done.device.to_hex(),
-            "retired_vault_id": done.old_vault.to_hex(),
-            "phrase": phrase.as_str(),
-            "items": done.carried.items,
-            "conflicts": done.carried.conflicts,
+            "vault_id": done.vault_id,
+            "device_id": done.device_id,
+            "retired_vault_id": done.retired_vault_id,
+            "phrase": done.phrase,
+            "items": done.items,
+            "conflicts": done.conflicts,
         }),
         || {
             format!(
@@ -67,16 +98,15 @@ pub(crate) fn run(ctx: &Ctx, args: RotateArgs) -> anyhow::Result<()> {
                  Write down the new vault's 24 words and keep them safe (the old words open nothing \
                  written from now on). They are shown only this once:\n\n  {words}\n\n\
                  Next, pair each of the vault's other devices again: run `hearth {home}invite` here and \
-                 `hearth --home NEWDIR join CODE` there. A device left on the old vault is told of the \
-                 rotation when it next reaches this device; a lost one cannot follow.",
-                old = done.old_vault,
-                dev = done.device,
-                new = done.vault,
-                items = done.carried.items,
-                conflicts = done.carried.conflicts,
-                words = phrase.as_str(),
+                 `hearth join CODE` there (in its own home). A device left on the old vault is told of \
+                 the rotation when it next reaches this device; a lost one cannot follow.",
+                old = done.retired_vault_id,
+                dev = done.device_id,
+                new = done.vault_id,
+                items = done.items,
+                conflicts = done.conflicts,
+                words = done.phrase,
             )
         },
     );
-    Ok(())
 }
