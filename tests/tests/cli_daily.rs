@@ -197,7 +197,7 @@ fn revoke_takes_a_unique_prefix_and_asks_first() {
     assert_eq!(out["revoked"], victim.as_str());
     assert!(revoked(a));
     let human = a.ok(&["revoke", &victim, "--yes"]);
-    assert!(human.contains("the 24 words still enrol a new device until the vault is rotated"), "{human}");
+    assert!(human.contains("the 24 words still enrol a new device until you run `hearth rotate`"), "{human}");
 }
 
 #[test]
