@@ -59,11 +59,7 @@ fn a_retired_device_says_only_that_whoever_dialled() {
 fn retiring_during_a_live_session_tells_the_peer_and_closes() {
     let (_, mut r) = vault(2);
     let (mut a, mut b) = (r.remove(0), r.remove(0));
-    let cfg = SessionConfig::default();
-    let (mut sa, mut sb) =
-        (Session::new(Role::Initiator, &a, cfg).unwrap(), Session::new(Role::Responder, &b, cfg).unwrap());
-    run_until_quiet(&mut sa, &mut a, &mut sb, &mut b).unwrap();
-    assert!(sa.is_live() && sb.is_live());
+    let (mut sa, mut sb) = crate::common::live_sessions(&mut a, &mut b);
     a.retire(6_000).unwrap();
     let m = sa.poll_transmit(&a).expect("the retirement goes out");
     assert!(sa.is_closed(), "a closes after telling");

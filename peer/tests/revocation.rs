@@ -8,7 +8,7 @@ use crate::common;
 use crate::common::{put, set, sync_one_way, sync_pair, vault};
 use hearth_peer::identity::{MembershipBody, MembershipRecord, Revocation, VaultKeys, VaultSecret};
 use hearth_peer::ids::{DeviceId, ItemId};
-use hearth_peer::sync::{run_until_quiet, Role, Session, SessionConfig};
+use hearth_peer::sync::{Role, Session, SessionConfig};
 use hearth_peer::vault::Replica;
 
 const ITEM: ItemId = ItemId([7; 16]);
@@ -100,11 +100,7 @@ fn two_revocations_converge_in_either_order() {
 fn a_live_session_with_a_revoked_device_stops_at_once() {
     let (_, mut r) = vault(2);
     let (mut a, mut b) = (r.remove(0), r.remove(0));
-    let cfg = SessionConfig::default();
-    let (mut sa, mut sb) =
-        (Session::new(Role::Initiator, &a, cfg).unwrap(), Session::new(Role::Responder, &b, cfg).unwrap());
-    run_until_quiet(&mut sa, &mut a, &mut sb, &mut b).unwrap();
-    assert!(sa.is_live());
+    let (mut sa, _sb) = common::live_sessions(&mut a, &mut b);
     a.revoke(b.device_id(), 5_000).unwrap();
     a.write(&put(ITEM, "after-revoke", &[("password", "not-for-b")]), 6_000).unwrap();
     assert!(sa.poll_transmit(&a).is_none(), "nothing at all goes to a revoked device");

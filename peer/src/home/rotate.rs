@@ -21,7 +21,7 @@ use super::{io, write_private, Home, HomeError, DB_FILE, FORKED_FILE, HEAD_FILE,
 use crate::identity::{VaultKeys, VaultSecret};
 use crate::ids::{DeviceId, VaultId};
 use crate::vault::carry::{carry, Carried};
-use crate::vault::{LogStore, Predecessor, ReplicaError};
+use crate::vault::{LogStore, Predecessor, Replica, ReplicaError, SqliteStore};
 
 const ROTATING: &str = "rotating";
 const RETIRED: &str = "retired";
@@ -71,35 +71,14 @@ impl Home {
         if let Some(r) = old.retirement().filter(|r| r.by != old_device) {
             return Err(ReplicaError::Retired(Box::new(r.clone())).into());
         }
-        let staging = Home::new(self.dir.join(ROTATING));
-        let _ = fs::remove_dir_all(staging.dir());
         let secret = VaultSecret::generate();
         let device = DeviceId::random();
-        let built = (|| {
-            staging.create(&secret, device, &protection)?;
-            let mut new = staging.open_unlocked(&secret, device)?;
-            new.enroll_self(now_ms)?;
-            let carried = carry(&old, &mut new, &secret, now_ms)?;
-            if let Some(name) = old.store_mut().get_meta(DEVICE_NAME)? {
-                new.store_mut().set_meta(DEVICE_NAME, &name)?;
-            }
-            Ok::<_, HomeError>(carried)
-        })();
-        let carried = match built {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = fs::remove_dir_all(staging.dir());
-                return Err(e);
-            }
-        };
+        let carried = self
+            .stage(&secret, device, &protection, &mut old, now_ms, |old, new| Ok(carry(old, new, &secret, now_ms)?))?;
         old.retire(now_ms)?;
         let old_vault = old.vault_id();
         drop(old);
-        let ready =
-            postcard::to_stdvec(&Ready { old_vault, old_device }).map_err(|_| HomeError::Damaged(self.dir.clone()))?;
-        let marker = staging.dir().join(READY);
-        write_private(&marker, &ready).map_err(io(&marker))?;
-        sync_dir(staging.dir());
+        self.commit(&Ready { old_vault, old_device })?;
         Ok(Rotated { vault: VaultKeys::derive(&secret).vault_id, secret, device, old_vault, carried })
     }
 
@@ -124,6 +103,24 @@ impl Home {
             return Err(HomeError::AlreadyInitialized(self.dir.clone()));
         }
         let old_vault = old.vault_id();
+        self.stage(secret, device, protection, &mut old, now_ms, |_, _| Ok(()))?;
+        drop(old);
+        self.commit(&Ready { old_vault, old_device })?;
+        self.resume_rotation()
+    }
+
+    /// Builds the new vault in `rotating/`: the secret kept like `protection` says, this
+    /// device enrolled, the device name kept, then `fill` (the carried state); nothing is
+    /// left of it on failure.
+    fn stage<T>(
+        &self,
+        secret: &VaultSecret,
+        device: DeviceId,
+        protection: &super::Protection,
+        old: &mut Replica<SqliteStore>,
+        now_ms: u64,
+        fill: impl FnOnce(&Replica<SqliteStore>, &mut Replica<SqliteStore>) -> Result<T, HomeError>,
+    ) -> Result<T, HomeError> {
         let staging = Home::new(self.dir.join(ROTATING));
         let _ = fs::remove_dir_all(staging.dir());
         let built = (|| {
@@ -133,19 +130,23 @@ impl Home {
             if let Some(name) = old.store_mut().get_meta(DEVICE_NAME)? {
                 new.store_mut().set_meta(DEVICE_NAME, &name)?;
             }
-            Ok::<_, HomeError>(())
+            fill(old, &mut new)
         })();
-        if let Err(e) = built {
+        if built.is_err() {
             let _ = fs::remove_dir_all(staging.dir());
-            return Err(e);
         }
-        drop(old);
-        let ready =
-            postcard::to_stdvec(&Ready { old_vault, old_device }).map_err(|_| HomeError::Damaged(self.dir.clone()))?;
-        let marker = staging.dir().join(READY);
-        write_private(&marker, &ready).map_err(io(&marker))?;
-        sync_dir(staging.dir());
-        self.resume_rotation()
+        built
+    }
+
+    /// Writes the commit marker of the vault staged in `rotating/`: from here on the next
+    /// open finishes the moves.
+    fn commit(&self, ready: &Ready) -> Result<(), HomeError> {
+        let staging = self.dir.join(ROTATING);
+        let bytes = postcard::to_stdvec(ready).map_err(|_| HomeError::Damaged(self.dir.clone()))?;
+        let marker = staging.join(READY);
+        write_private(&marker, &bytes).map_err(io(&marker))?;
+        sync_dir(&staging);
+        Ok(())
     }
 
     /// True when a committed rotation still has files to move.
@@ -254,6 +255,16 @@ mod tests {
         r.write(&op, 2_000).unwrap();
         r.store_mut().set_meta(DEVICE_NAME, b"laptop").unwrap();
         h
+    }
+
+    /// Another device of `h`'s vault retires it, and `h` learns it; the vault's id.
+    fn retired_by_another(h: &Home) -> VaultId {
+        let mut r = h.open(Some(PASS)).unwrap();
+        let secret = VaultSecret::from_bytes([3; 32]);
+        let mut other = Replica::open(&secret, DeviceId([2; 16]), crate::vault::MemStore::default()).unwrap();
+        other.enroll_self(1).unwrap();
+        r.add_membership(vec![other.retire(2_500).unwrap()]).unwrap();
+        r.vault_id()
     }
 
     fn digest(h: &Home) -> [u8; 32] {
@@ -387,17 +398,7 @@ mod tests {
             h.replace_retired(&new_secret, DeviceId([4; 16]), &p, 1),
             Err(HomeError::AlreadyInitialized(_))
         ));
-        let mut r = h.open(None).unwrap();
-        let mut other = crate::vault::Replica::open(
-            &VaultSecret::from_bytes([3; 32]),
-            DeviceId([2; 16]),
-            crate::vault::MemStore::default(),
-        )
-        .unwrap();
-        other.enroll_self(1).unwrap();
-        r.add_membership(vec![other.retire(2_500).unwrap()]).unwrap();
-        let old_vault = r.vault_id();
-        drop(r);
+        let old_vault = retired_by_another(&h);
         h.replace_retired(&new_secret, DeviceId([4; 16]), &p, 3_000).unwrap();
         let mut r = h.open(None).unwrap();
         assert_eq!((r.device_id(), r.vault_id()), (DeviceId([4; 16]), VaultKeys::derive(&new_secret).vault_id));
@@ -413,17 +414,7 @@ mod tests {
     fn a_vault_retired_by_another_device_is_not_rotated_again() {
         let dir = tempfile::tempdir().unwrap();
         let h = home(dir.path(), false);
-        let mut r = h.open(Some(PASS)).unwrap();
-        let mut other = crate::vault::Replica::open(
-            &VaultSecret::from_bytes([3; 32]),
-            DeviceId([2; 16]),
-            crate::vault::MemStore::default(),
-        )
-        .unwrap();
-        other.enroll_self(1).unwrap();
-        let rec = other.retire(2_500).unwrap();
-        r.add_membership(vec![rec]).unwrap();
-        drop(r);
+        retired_by_another(&h);
         assert!(matches!(h.rotate(Some(PASS), 3_000), Err(HomeError::Replica(ReplicaError::Retired(_)))));
         assert!(!h.dir().join(ROTATING).exists() && h.retired_homes().is_empty());
     }

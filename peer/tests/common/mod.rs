@@ -22,6 +22,20 @@ pub(crate) fn vault(n: usize) -> (VaultSecret, Vec<Replica<MemStore>>) {
     (secret, reps)
 }
 
+/// Two sessions between `a` (dialling) and `b`, run until both are live and quiet.
+pub(crate) fn live_sessions<A: LogStore, B: LogStore>(
+    a: &mut Replica<A>,
+    b: &mut Replica<B>,
+) -> (hearth_peer::sync::Session, hearth_peer::sync::Session) {
+    use hearth_peer::sync::{run_until_quiet, Role, Session, SessionConfig};
+    let cfg = SessionConfig::default();
+    let (mut sa, mut sb) =
+        (Session::new(Role::Initiator, a, cfg).unwrap(), Session::new(Role::Responder, b, cfg).unwrap());
+    run_until_quiet(&mut sa, a, &mut sb, b).unwrap();
+    assert!(sa.is_live() && sb.is_live());
+    (sa, sb)
+}
+
 /// Sends everything `from` has that `to` lacks, in bounded batches; returns batches sent.
 pub(crate) fn sync_one_way<A: LogStore, B: LogStore>(from: &Replica<A>, to: &mut Replica<B>) -> usize {
     let mut cursor = 0;
