@@ -11,6 +11,7 @@
 //!   the WebSocket transport, WebRTC through the rendezvous, the local control socket.
 //! - [`nat`]: this network's NAT behaviour (RFC 5780) and what it means for direct connections.
 //! - [`signal`]: sans-IO sealed signaling (envelopes, introductions, replay checks).
+//! - [`utc`]: times as people read them.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -25,4 +26,5 @@ pub mod pairing;
 pub mod signal;
 pub use hearth_proto::ids;
 pub mod sync;
+pub mod utc;
 pub mod vault;

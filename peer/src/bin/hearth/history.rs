@@ -40,7 +40,7 @@ pub(crate) fn run(ctx: &Ctx, name: &str, field: Option<&str>, show: bool) -> any
     ctx.print(Value::Array(rows.clone()), || {
         rows.iter()
             .map(|r| {
-                let when = r["at_ms"].as_u64().map_or_else(String::new, utc);
+                let when = r["at_ms"].as_u64().map_or_else(String::new, hearth_peer::utc::format);
                 let who = r["device"].as_str().unwrap_or_default().get(..8).unwrap_or_default().to_owned();
                 let what = if r["deleted"] == true {
                     "deleted the item".to_owned()
@@ -64,30 +64,4 @@ pub(crate) fn run(ctx: &Ctx, name: &str, field: Option<&str>, show: bool) -> any
             .join("\n")
     });
     Ok(())
-}
-
-/// `ms` since the Unix epoch as `YYYY-MM-DD HH:MM:SS UTC` (civil-from-days, no time crate).
-fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_dates() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(super::utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
-        assert_eq!(super::utc(1_796_325_248_019), "2026-12-03 19:14:08 UTC");
-    }
 }
