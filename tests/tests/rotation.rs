@@ -107,6 +107,10 @@ fn a_rotation_leaves_the_lost_device_and_the_old_phrase_behind() {
     assert!(!o.status.success() && stderr(&o).contains("rotated"), "{}", stderr(&o));
     let o = b.run(&["daemon", "--listen", "127.0.0.1:0", "--no-mdns"]);
     assert!(!o.status.success() && stderr(&o).contains("rotated"), "a retired vault's daemon does not start");
+    // Rotating it again would split the family; the refusal says how to insist (a thief
+    // holding the old words could have retired it).
+    let o = b.run(&["rotate", "--yes"]);
+    assert!(!o.status.success() && stderr(&o).contains("rotate --force"), "{}", stderr(&o));
 
     // The lost device (revoked) and a thief home holding the old phrase dial a: each learns
     // only that the vault was retired, and nothing written since.

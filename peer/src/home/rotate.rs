@@ -56,19 +56,28 @@ pub struct Rotated {
 impl Home {
     /// Rotates this home's vault (the caller holds the writer lock): see the module doc.
     pub fn rotate(&self, passphrase: Option<&str>, now_ms: u64) -> Result<Rotated, HomeError> {
-        let done = self.commit_rotation(passphrase, now_ms)?;
+        let done = self.commit_rotation(passphrase, now_ms, false)?;
+        self.resume_rotation()?;
+        Ok(done)
+    }
+
+    /// [`Home::rotate`] even when another device retired the vault: every holder of the old
+    /// words can sign a retirement, so a thief can retire it first to lock the family out of
+    /// rotating (they would all be told to pair again, with no new vault to pair into).
+    pub fn rotate_retired(&self, passphrase: Option<&str>, now_ms: u64) -> Result<Rotated, HomeError> {
+        let done = self.commit_rotation(passphrase, now_ms, true)?;
         self.resume_rotation()?;
         Ok(done)
     }
 
     /// Everything up to the commit point: the new vault built, the old one retired, `ready`.
-    fn commit_rotation(&self, passphrase: Option<&str>, now_ms: u64) -> Result<Rotated, HomeError> {
+    fn commit_rotation(&self, passphrase: Option<&str>, now_ms: u64, force: bool) -> Result<Rotated, HomeError> {
         let protection = self.protection(passphrase)?;
         let (old_secret, old_device) = self.unlock(passphrase)?;
         let mut old = self.open_unlocked(&old_secret, old_device)?;
         // Retired by another device: this one pairs again. Retired here without finishing (a
         // crash before the commit): rotating again finishes it, under the same record.
-        if let Some(r) = old.retirement().filter(|r| r.by != old_device) {
+        if let Some(r) = old.retirement().filter(|r| r.by != old_device && !force) {
             return Err(ReplicaError::Retired(Box::new(r.clone())).into());
         }
         let secret = VaultSecret::generate();
@@ -311,7 +320,7 @@ mod tests {
         let before = digest(&h);
         let old_vault = h.open(Some(PASS)).unwrap().vault_id();
         // Built but not committed: dropped on the next open.
-        h.commit_rotation(Some(PASS), 3_000).unwrap();
+        h.commit_rotation(Some(PASS), 3_000, false).unwrap();
         fs::remove_file(h.dir().join(ROTATING).join(READY)).unwrap();
         let r = h.open(Some(PASS)).unwrap();
         assert!(!h.dir().join(ROTATING).exists());
@@ -334,7 +343,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let h = home(dir.path(), false);
             let before = digest(&h);
-            let done = h.commit_rotation(Some(PASS), 3_000).unwrap();
+            let done = h.commit_rotation(Some(PASS), 3_000, false).unwrap();
             let retired = h.dir().join(RETIRED).join(done.old_vault.to_hex());
             fs::create_dir_all(&retired).unwrap();
             let staging = h.dir().join(ROTATING);
@@ -371,7 +380,7 @@ mod tests {
         // A move that fails stops the resume before the new vault's files come in (they
         // would replace the old log still in the home).
         let before = digest(&h);
-        let done = h.commit_rotation(None, 3_000).unwrap();
+        let done = h.commit_rotation(None, 3_000, false).unwrap();
         let blocker = h.dir().join(RETIRED).join(done.old_vault.to_hex()).join(DB_FILE).join("x");
         fs::create_dir_all(&blocker).unwrap();
         assert!(matches!(h.open(None), Err(HomeError::Io { .. })));
@@ -417,5 +426,11 @@ mod tests {
         retired_by_another(&h);
         assert!(matches!(h.rotate(Some(PASS), 3_000), Err(HomeError::Replica(ReplicaError::Retired(_)))));
         assert!(!h.dir().join(ROTATING).exists() && h.retired_homes().is_empty());
+        // Unless the user insists (a thief may have retired it): the state is carried.
+        let before = digest(&h);
+        let done = h.rotate_retired(Some(PASS), 4_000).unwrap();
+        let r = h.open(Some(PASS)).unwrap();
+        assert_eq!((r.vault_id(), r.retirement().is_none()), (done.vault, true));
+        assert_eq!(h.retired_homes()[0].open(Some(PASS)).unwrap().state().digest(), before);
     }
 }

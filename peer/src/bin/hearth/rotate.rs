@@ -18,6 +18,10 @@ pub(crate) struct RotateArgs {
     /// Do not ask to confirm (needed when stdin is not a terminal).
     #[arg(long)]
     yes: bool,
+    /// Rotate even a vault another device retired: anyone holding the old words can retire
+    /// it, so a thief may do it first to keep you from making a new vault.
+    #[arg(long)]
+    force: bool,
 }
 
 pub(crate) fn run(ctx: &Ctx, args: RotateArgs) -> anyhow::Result<()> {
@@ -50,15 +54,20 @@ pub(crate) fn run(ctx: &Ctx, args: RotateArgs) -> anyhow::Result<()> {
     };
     let pass = pass.as_deref().map(String::as_str);
     let before = ctx.home.open(pass)?;
-    if let Some(r) = before.retirement().filter(|r| r.by != before.device_id()) {
-        return Err(ReplicaError::Retired(Box::new(r.clone())).into());
+    if let Some(r) = before.retirement().filter(|r| r.by != before.device_id() && !args.force) {
+        let why = ReplicaError::Retired(Box::new(r.clone()));
+        bail!(
+            "{why}; if that device is not one of yours (whoever holds the old words can retire the vault), \
+             rotate anyway with `hearth {}rotate --force`",
+            ctx.home_arg
+        );
     }
     let n = others(&before);
     drop(before);
     if !args.yes {
         confirm(&question(Some(n)))?;
     }
-    let done = ctx.home.rotate(pass, now_ms())?;
+    let done = if args.force { ctx.home.rotate_retired(pass, now_ms())? } else { ctx.home.rotate(pass, now_ms())? };
     print(ctx, &Rotation::of(&done));
     Ok(())
 }
