@@ -8,7 +8,7 @@
 //! the fork where the logs part (a root-signed `Fork` record sent like any membership), and
 //! neither sends entries of that author on that session.
 //!
-//! A retired vault (rotated: PROTOCOL.md §5.6) syncs nothing: either side that knows of the
+//! A retired vault (rotated: PROTOCOL.md §2.1) syncs nothing: either side that knows of the
 //! retirement sends only its record as the hello and closes; the side that learns it stores
 //! it and ends with [`SyncError::Retired`]. A device that rotated away answers the old
 //! vault's handshakes too (a responder tries its [`Predecessor`] keys when the current PSK
