@@ -1,5 +1,6 @@
-//! kill -9 at random moments during `hearth import` and `hearth add`: the home always
-//! reopens, every committed batch is whole, and finishing the work converges exactly.
+//! kill -9 at random moments during `hearth import`, `hearth add` and `hearth rotate`: the
+//! home always reopens, every committed batch is whole, and finishing the work converges
+//! exactly.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -115,4 +116,96 @@ fn kill_9_during_writes_keeps_every_acknowledged_edit() {
     for a in &acknowledged {
         assert!(names.contains(&a.as_str()), "acknowledged {a} was lost");
     }
+}
+
+/// One visible item as shown: id, name, fields.
+type Shown = (ItemId, String, Vec<(String, String)>);
+
+/// What a home shows: every visible item.
+fn view(home: &Home) -> Vec<Shown> {
+    let r = home.open(None).expect("home must reopen after kill -9");
+    r.state()
+        .visible()
+        .map(|(id, it)| {
+            let f = it.field_values().into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+            (*id, it.name().to_owned(), f)
+        })
+        .collect()
+}
+
+/// kill -9 at moments spread over a whole `hearth rotate`: the home always opens, holding
+/// either the old vault whole (and `rotate` then finishes) or the new vault with every item,
+/// the old one whole beside it.
+#[test]
+fn kill_9_during_rotate_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = Home::new(dir.path().join("template"));
+    let secret = VaultSecret::generate();
+    template.create(&secret, DeviceId::random(), &Protection::KeyFile).unwrap();
+    let mut a = template.open(None).unwrap();
+    a.enroll_self(1).unwrap();
+    for i in 0..2_000u32 {
+        let mut id = [0u8; 16];
+        id[..4].copy_from_slice(&i.to_be_bytes());
+        let fields = vec![("notes".into(), Some("x".repeat(200))), ("password".into(), Some(format!("pw{i}")))];
+        a.write(&Op::Put { item: ItemId(id), name: Some(format!("item {i}")), fields }, 1_000 + u64::from(i)).unwrap();
+    }
+    let old_vault = a.vault_id();
+    drop(a);
+    let want = view(&template);
+    let copy = |n: u32| {
+        let to = dir.path().join(format!("h{n}"));
+        assert!(Command::new("cp").arg("-a").arg(template.dir()).arg(&to).status().unwrap().success());
+        Home::new(to)
+    };
+    let rotate = |home: &Home| {
+        Command::new(bin("hearth"))
+            .arg("--home")
+            .arg(home.dir())
+            .args(["--json", "rotate", "--yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // How long a whole rotation takes here, to spread the kills over it.
+    let t0 = std::time::Instant::now();
+    assert!(rotate(&copy(99)).wait().unwrap().success());
+    let whole = t0.elapsed();
+    let (mut old_kept, mut new_done) = (0, 0);
+    for k in 0..11u32 {
+        let home = copy(k);
+        let mut child = rotate(&home);
+        if k < 8 {
+            std::thread::sleep(whole.mul_f64(f64::from(k) / 8.0));
+        } else {
+            // At the commit: as soon as the marker exists (the moves take microseconds, so
+            // this lands in them or just after).
+            let ready = home.dir().join("rotating").join("ready");
+            let end = std::time::Instant::now() + Duration::from_secs(20);
+            while !ready.exists() && child.try_wait().unwrap().is_none() && std::time::Instant::now() < end {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let r = home.open(None).expect("home must reopen after kill -9");
+        if r.vault_id() == old_vault {
+            old_kept += 1;
+            drop(r);
+            assert_eq!(view(&home), want, "kill {k}: the old vault whole");
+            // Rotating again finishes the job (a vault this device retired may be).
+            assert!(rotate(&home).wait().unwrap().success(), "kill {k}: rotate again");
+        } else {
+            new_done += 1;
+        }
+        let r = home.open(None).unwrap();
+        assert_ne!(r.vault_id(), old_vault);
+        drop(r);
+        assert_eq!(view(&home), want, "kill {k}: the new vault holds every item");
+        let retired = Home::new(home.dir().join("retired").join(old_vault.to_hex()));
+        assert_eq!(view(&retired), want, "kill {k}: the old vault whole beside it");
+    }
+    eprintln!("rotation of 2,000 items: {whole:?}; killed before the commit {old_kept}, after {new_done}");
+    assert!(old_kept > 0, "no kill landed before the commit");
 }
