@@ -1,4 +1,4 @@
-//! The join URL as a QR code: in the terminal, as SVG, or as PNG.
+//! Text as a QR code (a join URL, a manual WebRTC offer): in the terminal, as SVG, or as PNG.
 
 use qrcode::render::{svg, unicode};
 use qrcode::{Color, EcLevel, QrCode};
@@ -8,7 +8,7 @@ use qrcode::{Color, EcLevel, QrCode};
 #[non_exhaustive]
 pub enum QrError {
     /// The text does not fit a QR code.
-    #[error("the invite does not fit a QR code")]
+    #[error("too long for a QR code")]
     TooLong,
     /// The PNG could not be encoded.
     #[error("PNG: {0}")]

@@ -283,6 +283,9 @@ pub(crate) enum Command {
         /// 600 s after answering, while a person carries the reply back).
         #[arg(long, value_name = "SECS")]
         wait: Option<u64>,
+        /// Also write the offer (or the reply) as a QR code PNG here, for a phone to scan.
+        #[arg(long, value_name = "FILE")]
+        png: Option<PathBuf>,
     },
     /// Tell how this network's NAT maps and filters (RFC 5780), and whether direct
     /// connections are expected from here or a TURN relay is needed.

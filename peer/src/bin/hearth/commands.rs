@@ -403,14 +403,14 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Status => status(&ctx),
         Command::NatCheck { stun, rendezvous } => crate::nat_check::run(ctx.json, stun, rendezvous),
-        Command::Connect { offer, answer, accept, wait } => {
+        Command::Connect { offer, answer, accept, wait, png } => {
             let (step, default_wait) = match (offer, answer, accept) {
                 (_, Some(a), _) => (crate::connect::Step::Answer(a), 600),
                 (_, _, Some(a)) => (crate::connect::Step::Accept(a), 60),
                 _ => (crate::connect::Step::Offer, 60),
             };
             let wait = Duration::from_secs(wait.unwrap_or(default_wait));
-            crate::connect::run(ctx.home.dir(), ctx.json, step, wait)
+            crate::connect::run(ctx.home.dir(), ctx.json, step, wait, png.as_deref())
         }
         Command::Repair => {
             if Client::connect(ctx.home.dir()).is_some() {

@@ -22,7 +22,7 @@ pub(crate) enum Step {
 }
 
 /// Runs `step` through the daemon of `home`; waits up to `wait` for the channel.
-pub(crate) fn run(home: &Path, json_out: bool, step: Step, wait: Duration) -> anyhow::Result<()> {
+pub(crate) fn run(home: &Path, json_out: bool, step: Step, wait: Duration, png: Option<&Path>) -> anyhow::Result<()> {
     let mut daemon = Client::connect(home).ok_or_else(|| {
         anyhow!("`hearth connect` needs this device's daemon running (`hearth daemon`): it holds the connection")
     })?;
@@ -36,6 +36,7 @@ pub(crate) fn run(home: &Path, json_out: bool, step: Step, wait: Duration) -> an
     let device = match step {
         Step::Offer => {
             let (offer, _) = ask(Request::ConnectOffer)?;
+            show_qr(&offer, json_out, png)?;
             if json_out {
                 println!("{}", json!({ "offer": offer }));
             } else {
@@ -50,6 +51,7 @@ pub(crate) fn run(home: &Path, json_out: bool, step: Step, wait: Duration) -> an
         Step::Answer(offer) => {
             let offer = if offer == "-" { read_text("offer")? } else { offer };
             let (answer, device) = ask(Request::ConnectAnswer { offer })?;
+            show_qr(&answer, json_out, png)?;
             if json_out {
                 println!("{}", json!({ "answer": answer, "device": device }));
             } else {
@@ -116,4 +118,20 @@ fn wait_live(home: &Path, device: &str, wait: Duration) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The text as a QR code: written to `png` when asked, and drawn on a terminal's stderr (so
+/// stdout keeps only the text, for scripts). Text too long for a QR code is only printed.
+fn show_qr(text: &str, json_out: bool, png: Option<&Path>) -> anyhow::Result<()> {
+    use hearth_peer::pairing::qr;
+    if let Some(path) = png {
+        let image = qr::png(text).context("the QR code")?;
+        hearth_peer::home::write_private(path, &image).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if !json_out && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        if let Ok(code) = qr::terminal(text) {
+            eprintln!("{code}");
+        }
+    }
+    Ok(())
 }
