@@ -323,6 +323,22 @@ fn a_restored_verdict_survives_a_restart() {
     assert!(!refused(&mut other));
 }
 
+/// A stored verdict that the log has since caught up with (a reader that raced a writer's
+/// commit stored it) is dropped at open; one it has not stands.
+#[test]
+fn a_restored_verdict_the_log_caught_up_with_is_dropped_at_open() {
+    for (have, wrote, stands) in [(0, 1, false), (0, 5, true), (1, 1, true), (1, 5, true)] {
+        let (secret, mut d) = common::vault(1);
+        let mut r = d.remove(0);
+        r.write(&common::put(ItemId([7; 16]), "x", &[]), 2_000).unwrap();
+        r.mark_restored(have, wrote);
+        let store = r.store_mut().clone();
+        let mut again = Replica::open(&secret, r.device_id(), store).unwrap();
+        let w = again.write(&common::set(ItemId([7; 16]), "k", "v"), 3_000);
+        assert_eq!(matches!(w, Err(ReplicaError::Restored { .. })), stands, "have {have}, wrote {wrote}: {w:?}");
+    }
+}
+
 /// A store whose rows are rewritten (by hand, a tool, a bug) is checked row by row on open,
 /// not only at each author's signed head.
 mod reopened_stores {

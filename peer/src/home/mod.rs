@@ -426,11 +426,14 @@ impl Home {
 
     /// [`Home::open`] with the secret already unlocked.
     fn open_unlocked(&self, secret: &VaultSecret, device: DeviceId) -> Result<Replica<SqliteStore>, HomeError> {
-        let mut store = SqliteStore::open(&self.db_path())?;
+        // The head file is read before the log: a writer updates it after each commit, so
+        // read in this order it never runs ahead of the log unless the log really is older.
         let head = self.dir.join(HEAD_FILE);
+        let held_head = read_head(&head);
+        let mut store = SqliteStore::open(&self.db_path())?;
         store.mirror_own_head(device, head.clone());
         let mut r = Replica::open(secret, device, store)?;
-        if let Some((seq, hash)) = read_head(&head) {
+        if let Some((seq, hash)) = held_head {
             let have = r.version().get(device);
             if have < seq || (have == seq && r.own_hash(seq) != Some(hash)) {
                 r.mark_restored(have, seq);
@@ -449,9 +452,11 @@ impl Home {
         let staged = Home::new(self.dir.join("repair.tmp"));
         let _ = fs::remove_dir_all(staged.dir());
         staged.create(&secret, new, &protection)?;
+        // The old id's head file goes first: read with the new id's secret, it would make
+        // the log look older than what the new id wrote.
+        let _ = fs::remove_file(self.dir.join(HEAD_FILE));
         fs::rename(staged.dir().join(SECRET_FILE), self.dir.join(SECRET_FILE)).map_err(io(&self.dir))?;
         let _ = fs::remove_dir_all(staged.dir());
-        let _ = fs::remove_file(self.dir.join(HEAD_FILE));
         let mut r = self.open(passphrase)?;
         r.enroll_self(now_ms)?;
         Ok((old, new))

@@ -266,12 +266,18 @@ impl<S: LogStore> Replica<S> {
             r.store.commit(&[], &signed)?;
         }
         r.void_revoked()?;
-        // A verdict from an earlier run (a peer showed more of this device's log) stands.
+        // A verdict from an earlier run (a peer showed more of this device's log) stands,
+        // unless the log has caught up since (as a session that brings it back clears it):
+        // a reader that raced a writer's commit could have stored one for a log that was
+        // never behind.
         if let Some(v) = r.store.get_meta(&restored_key(device_id))? {
             let text = String::from_utf8_lossy(&v);
             let mut it = text.split(' ').map(str::parse::<u64>);
             if let (Some(Ok(have)), Some(Ok(wrote))) = (it.next(), it.next()) {
-                r.restored = Some((have, wrote));
+                let own = r.vv.get(device_id);
+                if !(own > have && own >= wrote) {
+                    r.restored = Some((have, wrote));
+                }
             }
         }
         Ok(r)
