@@ -32,6 +32,10 @@ use crate::vault::{Replica, ReplicaError, SqliteStore, StoreError};
 mod rotate;
 pub use rotate::Rotated;
 
+/// The store's meta key of this device's name (set by `init --name` / `join --name`, kept
+/// on this device only, carried into a new vault by a rotation).
+pub const DEVICE_NAME: &str = "device_name";
+
 const SECRET_FILE: &str = "secret";
 const DB_FILE: &str = "vault.db";
 const LOCK_FILE: &str = "writer.lock";

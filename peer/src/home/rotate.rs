@@ -17,7 +17,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{io, write_private, Home, HomeError, DB_FILE, FORKED_FILE, HEAD_FILE, SECRET_FILE};
+use super::{io, write_private, Home, HomeError, DB_FILE, DEVICE_NAME, FORKED_FILE, HEAD_FILE, SECRET_FILE};
 use crate::identity::{VaultKeys, VaultSecret};
 use crate::ids::{DeviceId, VaultId};
 use crate::vault::carry::{carry, Carried};
@@ -28,8 +28,6 @@ const RETIRED: &str = "retired";
 const READY: &str = "ready";
 /// One vault's files in a home, in the order they move: the secret last.
 const VAULT_FILES: [&str; 6] = [DB_FILE, "vault.db-wal", "vault.db-shm", HEAD_FILE, FORKED_FILE, SECRET_FILE];
-/// The store's meta key of this device's name (set by `init --name` / `join --name`).
-const DEVICE_NAME: &str = "device_name";
 
 /// The commit record of a rotation.
 #[derive(Serialize, Deserialize)]

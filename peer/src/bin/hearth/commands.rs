@@ -83,6 +83,18 @@ impl Ctx {
         Ok(r)
     }
 
+    /// The passphrase that opens this home: the one given (env or file), else asked at the
+    /// terminal when the home is sealed; none for a key-file home.
+    pub(crate) fn home_passphrase(&self) -> anyhow::Result<Option<Zeroizing<String>>> {
+        match &self.passphrase {
+            Some(p) => Ok(Some(p.clone())),
+            None if matches!(self.home.protection(None), Err(HomeError::Locked)) => {
+                Ok(Some(read_secret("passphrase: ")?))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// A retired vault still reads (nothing held is lost), with the reason on stderr.
     fn warn_retired(&self, r: &Replica<SqliteStore>) {
         let Some(ret) = r.retirement() else { return };
@@ -541,7 +553,7 @@ fn init(ctx: &Ctx, no_passphrase: bool, phrase: Option<String>, name: Option<Str
     );
     // After the words are shown: nothing here can keep them from the user.
     if let Some(n) = name {
-        ctx.home.open(protection.passphrase())?.store_mut_meta("device_name", n.as_bytes())?;
+        ctx.home.open(protection.passphrase())?.store_mut_meta(hearth_peer::home::DEVICE_NAME, n.as_bytes())?;
     }
     Ok(())
 }

@@ -69,11 +69,7 @@ pub(crate) fn run(ctx: &Ctx, a: JoinArgs) -> anyhow::Result<()> {
 /// The protection of a home told its vault was rotated (the new vault's secret is kept the
 /// same way, and the retired one's stays openable); an error for any other existing home.
 fn retired_home(ctx: &Ctx) -> anyhow::Result<Protection> {
-    let pass = match &ctx.passphrase {
-        Some(p) => Some(p.clone()),
-        None if matches!(ctx.home.protection(None), Err(HomeError::Locked)) => Some(read_secret("passphrase: ")?),
-        None => None,
-    };
+    let pass = ctx.home_passphrase()?;
     let r = ctx.home.open(pass.as_deref().map(String::as_str))?;
     match r.retirement() {
         Some(ret) if ret.by != r.device_id() => Ok(ctx.home.protection(pass.as_deref().map(String::as_str))?),
@@ -153,7 +149,7 @@ async fn join(
         // Revocations are known before the first sync: a revoked device is never trusted here.
         r.add_membership(grant.membership.clone())?;
         if let Some(n) = &a.name {
-            r.store_mut_meta("device_name", n.as_bytes())?;
+            r.store_mut_meta(hearth_peer::home::DEVICE_NAME, n.as_bytes())?;
         }
         r.len() as u64
     };

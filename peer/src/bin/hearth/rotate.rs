@@ -10,7 +10,7 @@ use hearth_peer::node::control::{Client, Reply, Request, Rotation};
 use hearth_peer::vault::{Replica, ReplicaError, SqliteStore};
 use serde_json::json;
 
-use crate::commands::{confirm, now_ms, read_secret, Ctx};
+use crate::commands::{confirm, now_ms, Ctx};
 
 /// Arguments of `hearth rotate`.
 #[derive(Debug, clap::Args)]
@@ -47,11 +47,7 @@ pub(crate) fn run(ctx: &Ctx, args: RotateArgs) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
-    let pass = match &ctx.passphrase {
-        Some(p) => Some(p.clone()),
-        None if matches!(ctx.home.protection(None), Err(HomeError::Locked)) => Some(read_secret("passphrase: ")?),
-        None => None,
-    };
+    let pass = ctx.home_passphrase()?;
     let pass = pass.as_deref().map(String::as_str);
     let before = ctx.home.open(pass)?;
     if let Some(r) = before.retirement().filter(|r| r.by != before.device_id() && !args.force) {
