@@ -32,6 +32,10 @@ pub(crate) struct Cli {
 /// Commands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Show Hearth working, with nothing to set up: three devices in temporary homes and a
+    /// rendezvous on loopback inside this process; pairing, LAN and WebRTC sync, a relayed
+    /// edit, a kept conflict and its resolution, step by step (Ctrl-C cleans up).
+    Demo(crate::demo::DemoArgs),
     /// Create a vault (prints its 24-word phrase once), or enrol this device into an existing
     /// vault with --phrase.
     Init {

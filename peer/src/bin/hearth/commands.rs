@@ -217,6 +217,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match cli.command {
         Command::Init { no_passphrase, phrase, name } => init(&ctx, no_passphrase, phrase, name),
+        Command::Demo(args) => crate::demo::run(ctx.json, args),
         Command::Invite(args) => crate::invite::run(&ctx, args),
         Command::Join(args) => crate::join::run(&ctx, args),
         Command::Rotate(args) => crate::rotate::run(&ctx, args),

@@ -5,6 +5,7 @@ mod commands;
 mod completions;
 mod connect;
 mod daemon;
+mod demo;
 mod follow;
 mod generate;
 mod get;
