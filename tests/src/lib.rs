@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod caddy;
+pub mod compose;
 pub mod device;
 pub mod faults;
 pub mod mitm;

@@ -111,6 +111,21 @@ struct Args {
     /// Log as JSON lines.
     #[arg(long, env = "HEARTH_LOG_JSON")]
     log_json: bool,
+    /// Instead of serving: a one-off command.
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+/// One-off commands.
+#[derive(Debug, clap::Subcommand)]
+enum Cmd {
+    /// Exit 0 when the server on this host answers `/healthz` within 3 s, 1 otherwise (a
+    /// container HEALTHCHECK: it asks --listen's port on loopback, or --addr).
+    Healthcheck {
+        /// Ask this address instead.
+        #[arg(long, value_name = "ADDR:PORT")]
+        addr: Option<SocketAddr>,
+    },
 }
 
 /// The TURN relay from the flags, if one is configured.
@@ -134,7 +149,20 @@ fn turn(a: &Args) -> anyhow::Result<Option<server::Turn>> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // An empty HEARTH_* variable means "not set": compose files pass optional settings as
+    // `${VAR:-}`, and clap would otherwise read "" as a value (an empty TURN URL, say).
+    for (k, v) in std::env::vars_os() {
+        if v.is_empty() && k.to_string_lossy().starts_with("HEARTH_") {
+            std::env::remove_var(k);
+        }
+    }
     let a = Args::parse();
+    if let Some(Cmd::Healthcheck { addr }) = a.command {
+        let target = addr.unwrap_or_else(|| server::healthcheck::local_target(a.listen));
+        server::healthcheck::check(target, Duration::from_secs(3))?;
+        println!("ok {target}");
+        return Ok(());
+    }
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     // Signal payloads must never reach the logs, whatever RUST_LOG says. The server frames
     // WebSockets itself and never logs payloads; the WebSocket library (used by the client

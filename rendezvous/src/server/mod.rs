@@ -6,6 +6,7 @@
 mod accept;
 pub mod backplane;
 pub mod conn;
+pub mod healthcheck;
 pub mod hub;
 pub mod invites;
 pub mod limits;
