@@ -282,3 +282,53 @@ fn the_systemd_unit_verifies() {
     let said = format!("{}{}", String::from_utf8_lossy(&v.stdout), String::from_utf8_lossy(&v.stderr));
     assert!(v.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");
 }
+
+/// Every `hearth_*` name in `text`, a histogram's `_bucket`/`_sum`/`_count` series by its
+/// family's name.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let b = text.as_bytes();
+    let mut i = 0;
+    while let Some(at) = text[i..].find("hearth_") {
+        let start = i + at;
+        let mut end = start;
+        while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_') {
+            end += 1;
+        }
+        let name = &text[start..end];
+        let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+        out.insert(family.to_owned());
+        i = end;
+    }
+    out
+}
+
+#[test]
+fn the_dashboard_and_alerts_name_only_metrics_the_servers_export() {
+    // What the servers register (a labelled family appears on /metrics only once used, so
+    // the registrations are the list).
+    let root = deploy_dir().join("..");
+    let mut exported = String::new();
+    for f in ["rendezvous/src/server/metrics.rs", "rendezvous/src/server/redis_health.rs", "stun/src/metrics.rs"] {
+        exported += &std::fs::read_to_string(root.join(f)).unwrap();
+    }
+    let exported: std::collections::BTreeSet<String> =
+        metric_names(&exported).into_iter().filter(|n| n.len() > "hearth_rv_".len()).collect();
+    let dashboard = std::fs::read_to_string(deploy_dir().join("grafana-dashboard.json")).unwrap();
+    let parsed: Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    assert!(parsed["panels"].as_array().is_some_and(|p| p.len() >= 10));
+    let alerts = std::fs::read_to_string(deploy_dir().join("prometheus-alerts.yaml")).unwrap();
+    let rules = hearth_e2e::compose::yaml_all(&alerts);
+    let rules = rules[0]["groups"][0]["rules"].as_array().expect("rules").len();
+    assert!(rules >= 4);
+    for (what, text) in [("grafana-dashboard.json", &dashboard), ("prometheus-alerts.yaml", &alerts)] {
+        let used: std::collections::BTreeSet<String> = metric_names(text)
+            .into_iter()
+            .filter(|n| n.starts_with("hearth_rv_") || n.starts_with("hearth_stun_"))
+            .collect();
+        assert!(!used.is_empty(), "{what} uses no metric");
+        for n in &used {
+            assert!(exported.contains(n), "{what} uses {n}, which no server exports ({exported:?})");
+        }
+    }
+}
