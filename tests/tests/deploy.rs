@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use hearth_e2e::bin;
 use hearth_e2e::compose::{compose, deploy_dir, env_file, environment};
-use hearth_e2e::device::{vault, wait_until};
+use hearth_e2e::device::{wait_until, Device};
 use hearth_e2e::rendezvous::free_port;
 use serde_json::Value;
 
@@ -210,22 +210,54 @@ fn the_shipped_files_serve_two_devices_through_caddy_over_tls() {
     assert!(hc.status.success(), "HEALTHCHECK {argv:?}: {}", String::from_utf8_lossy(&hc.stderr));
 
     // Two devices admitted through Caddy over wss:// sync an edit.
-    let devs = vault(dir.path(), &["a", "b"]);
+    // The README's "Add your first devices", through this deployment: the first device makes
+    // the vault (a sealed home) and runs its daemon; it invites; the new device joins by the
+    // short code and runs its daemon with no rendezvous flag; an edit syncs.
     let url = format!("https://{domain}");
     let ca_s = ca.to_string_lossy().into_owned();
     let stun_s = format!("127.0.0.1:{stun}");
-    let args =
-        ["--listen", "127.0.0.1:0", "--no-mdns", "--rendezvous", &url, "--rendezvous-ca", &ca_s, "--stun", &stun_s];
-    let _da = devs[0].daemon(&args);
-    let _db = devs[1].daemon(&args);
-    devs[0].ok(&["add", "deployed", "--field", "password=through-caddy-9"]);
-    wait_until(T, "the edit reaching b through the deployed rendezvous", || devs[1].names() == ["deployed"]);
-    for d in &devs {
-        let s = d.json(&["status"]);
+    let pass = dir.path().join("passphrase");
+    std::fs::write(&pass, "a long family passphrase\n").unwrap();
+    let pass_s = pass.to_string_lossy().into_owned();
+    let a = Device::new(dir.path(), "a");
+    let b = Device::new(dir.path(), "b");
+    let sealed = |d: &Device, args: &[&str]| {
+        let mut v = vec!["--passphrase-file", pass_s.as_str()];
+        v.extend_from_slice(args);
+        d.ok(&v)
+    };
+    sealed(&a, &["init", "--name", "laptop"]);
+    let net = ["--rendezvous", url.as_str(), "--rendezvous-ca", ca_s.as_str(), "--stun", stun_s.as_str()];
+    let local = ["--passphrase-file", pass_s.as_str(), "--listen", "127.0.0.1:0", "--no-mdns"];
+    let _da = a.daemon(&[&local[..], &net[..]].concat());
+    sealed(&a, &["add", "deployed", "--field", "password=through-caddy-9"]);
+    let inv = [&["--passphrase-file", pass_s.as_str(), "--json", "invite", "--yes"][..], &net[..]].concat();
+    let mut invite = hearth_e2e::Proc::spawn(a.cmd(&inv).stderr(Stdio::null()));
+    let first: Value = serde_json::from_str(&invite.stdout.next().expect("invite's code").unwrap()).unwrap();
+    let code = first["code"].as_str().expect("a short code").to_owned();
+    let join =
+        [&["--passphrase-file", pass_s.as_str(), "join", code.as_str(), "--name", "phone"][..], &net[..]].concat();
+    let out = b.ok(&[&["--json"][..], &join[..]].concat());
+    let joined: Value = serde_json::from_str(out.lines().last().unwrap_or_default()).expect("join's last line");
+    assert_eq!(joined["ok"], true, "{joined}");
+    assert!(invite.child.wait().unwrap().success(), "the invite ended with an error");
+    // The new device remembers the rendezvous it paired through.
+    let _db = b.daemon(&[&local[..], &["--rendezvous-ca", ca_s.as_str(), "--stun", stun_s.as_str()][..]].concat());
+    sealed(&a, &["edit", "deployed", "--field", "password=after-pairing-10"]);
+    wait_until(T, "the edit reaching the new device through the deployed rendezvous", || {
+        b.run(&["--passphrase-file", &pass_s, "--json", "get", "deployed", "--show"])
+            .stdout
+            .windows(b"after-pairing-10".len())
+            .any(|w| w == b"after-pairing-10")
+    });
+    for d in [&a, &b] {
+        let s = d.json(&["--passphrase-file", &pass_s, "status"]);
         assert_eq!(s["rendezvous"]["connected"], true, "{s}");
     }
     let rv_log = std::fs::read_to_string(&log).unwrap();
-    assert!(!rv_log.contains("through-caddy-9"), "the server saw a vault value");
+    for v in ["through-caddy-9", "after-pairing-10", code.as_str()] {
+        assert!(!rv_log.contains(v), "the server saw {v:?}");
+    }
     // JSON logs, as rendezvous.env asks.
     assert!(rv_log.lines().next().is_some_and(|l| l.starts_with('{')), "{rv_log}");
     drop(caddy);
