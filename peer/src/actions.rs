@@ -4,8 +4,11 @@
 //! same request over the daemon's control socket when one does; either way [`apply`] is what
 //! runs, so there is exactly one writer of the device's log and one code path to it.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::{Deserialize, Serialize};
 
+use crate::cli::interop::{already_held, unique_names, Record};
 use crate::ids::{DeviceId, ItemId};
 use crate::vault::{bundle, BundleError, LogStore, LookupError, Op, Replica, ReplicaError};
 
@@ -48,6 +51,12 @@ pub enum WriteRequest {
         /// The device.
         device: DeviceId,
     },
+    /// Create items read from another manager's file, in one commit: each item already in
+    /// the vault exactly (same name and fields) is skipped, a name in use gets " (2)", ….
+    AddMany {
+        /// The items.
+        items: Vec<Record>,
+    },
     /// Merge a sealed bundle.
     Import {
         /// The bundle's bytes.
@@ -63,8 +72,11 @@ pub struct WriteOutcome {
     pub item: Option<ItemId>,
     /// New entries (1 for an item action; a bundle's new entries for an import).
     pub new: usize,
-    /// Entries already held (imports).
+    /// Entries already held (imports), or items already held (`AddMany`).
     pub duplicates: usize,
+    /// Items that `AddMany` named differently, as (name in the file, name given).
+    #[serde(default)]
+    pub renamed: Vec<(String, String)>,
 }
 
 /// Why a write was refused. Nothing was written.
@@ -125,7 +137,7 @@ pub fn apply<S: LogStore>(
     req: &WriteRequest,
     now_ms: u64,
 ) -> Result<WriteOutcome, ActionError> {
-    let one = |item| WriteOutcome { item: Some(item), new: 1, duplicates: 0 };
+    let one = |item| WriteOutcome { item: Some(item), new: 1, ..WriteOutcome::default() };
     match req {
         WriteRequest::Add { name, fields } => {
             if replica.state().find(name).is_ok() {
@@ -193,7 +205,30 @@ pub fn apply<S: LogStore>(
         }
         WriteRequest::Import { bundle } => {
             let got = bundle::import(replica, bundle)?;
-            Ok(WriteOutcome { item: None, new: got.new, duplicates: got.duplicates })
+            Ok(WriteOutcome { item: None, new: got.new, duplicates: got.duplicates, renamed: Vec::new() })
+        }
+        WriteRequest::AddMany { items } => {
+            let held: BTreeMap<String, BTreeMap<String, String>> = replica
+                .state()
+                .visible()
+                .map(|(_, it)| {
+                    let f = it.field_values().into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+                    (it.name().to_owned(), f)
+                })
+                .collect();
+            let (fresh, dup): (Vec<Record>, Vec<Record>) = items.iter().cloned().partition(|r| !already_held(r, &held));
+            let taken: BTreeSet<String> = held.keys().cloned().collect();
+            let (fresh, renamed) = unique_names(fresh, &taken);
+            let ops: Vec<Op> = fresh
+                .into_iter()
+                .map(|r| Op::Put {
+                    item: ItemId::random(),
+                    name: Some(r.name),
+                    fields: r.fields.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+                })
+                .collect();
+            replica.write_all(&ops, now_ms)?;
+            Ok(WriteOutcome { item: None, new: ops.len(), duplicates: dup.len(), renamed })
         }
     }
 }

@@ -6,7 +6,7 @@ use crate::common;
 use crate::common::{put, set, sync_one_way, sync_pair, vault};
 use hearth_peer::identity::VaultSecret;
 use hearth_peer::ids::{DeviceId, ItemId};
-use hearth_peer::vault::{Batch, EntryError, LogStore, MemStore, Op, Received, Replica, ReplicaError};
+use hearth_peer::vault::{Batch, EntryError, LogStore, MemStore, Op, Received, Replica, ReplicaError, VersionVector};
 
 /// The secret of `common::vault`.
 fn secret() -> VaultSecret {
@@ -500,4 +500,39 @@ fn an_items_history_is_every_live_change_to_it_oldest_first() {
     a.revoke(d.device_id(), 6_000).unwrap();
     b.add_membership(a.membership().records().to_vec()).unwrap();
     assert_eq!(b.history(other).unwrap().len(), 1, "d's change is void");
+}
+
+/// Several local actions in one commit: consecutive seqs, rising clocks at one wall time, a
+/// hash chain another device accepts, every action applied; no actions write nothing.
+#[test]
+fn write_all_commits_a_chained_run_of_entries() {
+    let (_, mut reps) = vault(2);
+    let (mut a, mut b) = (reps.remove(0), reps.remove(0));
+    a.write(&put(ItemId([1; 16]), "first", &[("k", "v")]), 5_000).unwrap();
+    let ops: Vec<Op> = (2..5u8).map(|i| put(ItemId([i; 16]), &format!("item {i}"), &[("k", "v")])).collect();
+    assert_eq!(a.write_all(&ops, 5_000).unwrap(), 4, "the last seq");
+    assert_eq!(a.len(), 4);
+    assert_eq!(a.state().visible().count(), 4);
+    // Nothing to write: the current seq, and nothing stored.
+    assert_eq!(a.write_all(&[], 5_000).unwrap(), 4);
+    assert_eq!(a.len(), 4);
+    let mut cursor = 0;
+    let batch = a.batch_for(&VersionVector::default(), &mut cursor, 1 << 20);
+    let mine: Vec<_> = batch.entries.iter().filter(|e| batch.authors[e.author as usize] == a.device_id()).collect();
+    let seqs: Vec<u64> = mine.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    assert!(mine.windows(2).all(|w| w[0].hlc < w[1].hlc), "clocks rise within one wall-clock ms");
+    // Another device verifies the chain and the signatures, and holds the same items.
+    sync_one_way(&a, &mut b);
+    assert_eq!(b.version().get(a.device_id()), 4);
+    let names = |r: &Replica<MemStore>| {
+        let mut v: Vec<String> = r.state().visible().map(|(_, it)| it.name().to_owned()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&b), names(&a));
+    // And a later single write continues the chain.
+    a.write(&put(ItemId([9; 16]), "after", &[]), 5_000).unwrap();
+    sync_one_way(&a, &mut b);
+    assert_eq!(b.version().get(a.device_id()), 5);
 }

@@ -3,6 +3,7 @@
 //! passwords and search.
 
 pub mod generate;
+pub mod interop;
 pub mod search;
 pub mod secret_fields;
 pub mod totp;

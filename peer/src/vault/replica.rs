@@ -382,6 +382,12 @@ impl<S: LogStore> Replica<S> {
 
     /// Appends a local action and returns its seq.
     pub fn write(&mut self, op: &Op, now_ms: u64) -> Result<u64, ReplicaError> {
+        self.write_all(std::slice::from_ref(op), now_ms)
+    }
+
+    /// Appends local actions in one commit (all of them or, on any error, none) and returns
+    /// the last one's seq (an imported file lands whole or not at all).
+    pub fn write_all(&mut self, ops: &[Op], now_ms: u64) -> Result<u64, ReplicaError> {
         let me = self.device.device_id;
         if let Some((have, wrote)) = self.restored {
             return Err(ReplicaError::Restored { have, wrote });
@@ -390,25 +396,31 @@ impl<S: LogStore> Replica<S> {
             return Err(ReplicaError::Forked);
         }
         self.check_not_retired()?;
-        let seq = self.vv.get(me) + 1;
-        self.membership.author(me, seq).map_err(|_| ReplicaError::NotActive)?;
+        let first = self.vv.get(me) + 1;
         let mut deps = self.vv.clone();
         deps.set(me, 0);
-        let header = EntryHeader {
-            vault: self.keys.vault_id,
-            author: me,
-            seq,
-            hlc: Hlc::tick(self.clock_base(now_ms), now_ms),
-            deps,
-            prev: self.last_hash(me),
-        };
-        let entry = Entry::seal(header, op, &self.keys.content)?;
-        let hash = entry.hash();
-        let head = SignedHead::sign(&self.device.sign, self.keys.vault_id, me, seq, hash);
-        let se = StoredEntry { entry, hash, head: Some(head.sig) };
-        self.store.commit(std::slice::from_ref(&se), &[])?;
-        self.apply_local(se, op);
-        Ok(seq)
+        let mut hlc = self.clock_base(now_ms);
+        let mut prev = self.last_hash(me);
+        let mut sealed = Vec::with_capacity(ops.len());
+        for (seq, op) in (first..).zip(ops) {
+            self.membership.author(me, seq).map_err(|_| ReplicaError::NotActive)?;
+            hlc = Hlc::tick(hlc, now_ms);
+            let header = EntryHeader { vault: self.keys.vault_id, author: me, seq, hlc, deps: deps.clone(), prev };
+            let entry = Entry::seal(header, op, &self.keys.content)?;
+            let hash = entry.hash();
+            let head = SignedHead::sign(&self.device.sign, self.keys.vault_id, me, seq, hash);
+            prev = hash;
+            sealed.push(StoredEntry { entry, hash, head: Some(head.sig) });
+        }
+        if sealed.is_empty() {
+            return Ok(first - 1);
+        }
+        self.store.commit(&sealed, &[])?;
+        let last = first + sealed.len() as u64 - 1;
+        for (se, op) in sealed.into_iter().zip(ops) {
+            self.apply_local(se, op);
+        }
+        Ok(last)
     }
 
     /// Checks a peer's signed heads against this log. Returns the forks found: `(author,

@@ -207,15 +207,24 @@ pub(crate) enum Command {
     /// words, every item and kept conflict carried over, the old vault retired; the other
     /// devices pair again, and the old words open nothing written afterwards.
     Rotate(crate::rotate::RotateArgs),
-    /// Write every entry this device holds to a sealed bundle file.
+    /// Write every entry this device holds to a sealed bundle file, or (--format) the items
+    /// to another manager's file: keepass-xml, or json (in the clear).
     Export {
         /// Output file ("-": stdout).
         file: PathBuf,
+        /// bundle (sealed; the default), keepass-xml or json (plain).
+        #[arg(long, default_value = "bundle", value_name = "FORMAT")]
+        format: String,
     },
-    /// Merge a bundle file (idempotent; bundles of other vaults are refused).
+    /// Merge a bundle file (idempotent; bundles of other vaults are refused), or (--format)
+    /// another manager's export: keepass-xml, keepass-csv, 1password-csv, bitwarden-json or
+    /// json (all of the file or nothing; items already held are skipped).
     Import {
         /// Input file ("-": stdin).
         file: PathBuf,
+        /// bundle (the default), keepass-xml, keepass-csv, 1password-csv, bitwarden-json or json.
+        #[arg(long, default_value = "bundle", value_name = "FORMAT")]
+        format: String,
     },
     /// Show this device's vault, devices and counts, and the running daemon's peers.
     Status,

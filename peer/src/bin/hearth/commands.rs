@@ -12,7 +12,7 @@ use hearth_peer::home::{Home, HomeError, Protection};
 use hearth_peer::identity::{PhraseError, VaultKeys, VaultSecret};
 use hearth_peer::ids::DeviceId;
 use hearth_peer::node::control::{Client, ControlError, Reply, Request};
-use hearth_peer::vault::{bundle, generate_password, LookupError, Replica, SqliteStore};
+use hearth_peer::vault::{generate_password, LookupError, Replica, SqliteStore};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
@@ -120,7 +120,7 @@ impl Ctx {
 
     /// Applies a write: through the daemon's control socket while one runs (it is then the
     /// log's only writer), else here under the home's writer lock.
-    fn write(&self, req: WriteRequest) -> anyhow::Result<WriteOutcome> {
+    pub(crate) fn write(&self, req: WriteRequest) -> anyhow::Result<WriteOutcome> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(mut daemon) = Client::connect(self.home.dir()) {
@@ -348,40 +348,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             });
             Ok(())
         }
-        Command::Export { file } => {
-            let r = ctx.open()?;
-            let bytes = bundle::export(&r)?;
-            let summary = json!({"ok": true, "entries": r.len(), "bytes": bytes.len()});
-            if file.as_os_str() == "-" {
-                // The bundle is stdout's: the summary goes to stderr.
-                use std::io::{IsTerminal, Write};
-                let mut out = std::io::stdout().lock();
-                if out.is_terminal() {
-                    bail!("`export -` writes the sealed bundle to stdout: redirect it to a file or a pipe");
-                }
-                out.write_all(&bytes).and_then(|()| out.flush()).context("writing the bundle to stdout")?;
-                eprintln!("{}", if ctx.json { summary.to_string() } else { format!("exported {} entries", r.len()) });
-                return Ok(());
-            }
-            write_atomically(&file, &bytes)?;
-            ctx.print(summary, || format!("exported {} entries to {}", r.len(), file.display()));
-            Ok(())
-        }
-        Command::Import { file } => {
-            let bundle = if file.as_os_str() == "-" {
-                let mut b = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut b)
-                    .context("reading the bundle from stdin")?;
-                b
-            } else {
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?
-            };
-            let got = ctx.write(WriteRequest::Import { bundle })?;
-            ctx.print(json!({"ok": true, "new": got.new, "duplicates": got.duplicates}), || {
-                format!("imported {} new entries ({} already held)", got.new, got.duplicates)
-            });
-            Ok(())
-        }
+        Command::Export { file, format } => crate::transfer::export(&ctx, &file, &format),
+        Command::Import { file, format } => crate::transfer::import(&ctx, &file, &format),
         Command::Daemon {
             listen,
             peers,
@@ -756,12 +724,6 @@ pub(crate) fn conflicts_json(c: &[hearth_peer::vault::Conflict]) -> Value {
             .map(|c| json!({"item": c.item.to_hex(), "name": c.name, "field": c.field, "kept": c.kept, "losing": c.losing}))
             .collect(),
     )
-}
-
-/// Writes a bundle 0600 through an exclusive temporary file and a rename, so a crash never
-/// leaves half a bundle behind.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    Ok(hearth_peer::home::write_private(path, bytes)?)
 }
 
 /// Local-only metadata on the replica's store.

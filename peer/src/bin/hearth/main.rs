@@ -16,6 +16,7 @@ mod list;
 mod nat_check;
 mod rotate;
 mod totp;
+mod transfer;
 
 use std::process::ExitCode;
 
