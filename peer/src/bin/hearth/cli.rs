@@ -104,6 +104,15 @@ pub(crate) enum Command {
         #[arg(long)]
         show: bool,
     },
+    /// Copy a value to the clipboard (X11) and clear it after 45 s if it still holds it.
+    Clip(crate::clip::ClipArgs),
+    /// The clipboard holder `clip` starts (internal).
+    #[command(hide = true)]
+    ClipServe {
+        /// Seconds until the clipboard is cleared.
+        #[arg(long)]
+        clear_after: u64,
+    },
     /// Print the current one-time code of an item's TOTP field (an otpauth:// URI or a
     /// base32 secret).
     Totp {

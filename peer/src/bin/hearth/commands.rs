@@ -235,6 +235,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             crate::get::run(&ctx, &crate::get::Get { name: &name, show, field: field.as_deref(), raw })
         }
         Command::History { name, field, show } => crate::history::run(&ctx, &name, field.as_deref(), show),
+        Command::Clip(args) => crate::clip::run(&ctx, &args),
+        Command::ClipServe { clear_after } => crate::clip::serve(clear_after),
         Command::Totp { name, field } => crate::totp::run(&ctx, &name, field.as_deref()),
         Command::List { query } => crate::list::run(&ctx, query.as_deref()),
         Command::Completions { shell } => crate::completions::completions(shell),

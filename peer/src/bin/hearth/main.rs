@@ -1,6 +1,7 @@
 //! `hearth`: the command-line client of a Hearth vault.
 
 mod cli;
+mod clip;
 mod commands;
 mod completions;
 mod connect;
