@@ -16,7 +16,9 @@ pub(crate) fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
 
 pub(crate) fn man() -> anyhow::Result<()> {
     let mut out = Vec::new();
-    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+    let cmd = Cli::command();
+    let footer = crate::config::footer(&cmd);
+    clap_mangen::Man::new(cmd.after_long_help(footer)).render(&mut out)?;
     std::io::stdout().lock().write_all(&out)?;
     Ok(())
 }

@@ -4,6 +4,7 @@ mod cli;
 mod clip;
 mod commands;
 mod completions;
+mod config;
 mod connect;
 mod daemon;
 mod demo;
@@ -21,10 +22,22 @@ mod transfer;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    if let Err(e) = config::load(&cli::Cli::command()) {
+        eprintln!("hearth: {e:#}");
+        return ExitCode::from(2);
+    }
+    // Built again: clap reads each flag's environment variable when the command is built,
+    // and the config file has just set some.
+    let cmd = cli::Cli::command();
+    let footer = config::footer(&cmd);
+    let matches = cmd.after_long_help(footer).get_matches();
+    let cli = match cli::Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
