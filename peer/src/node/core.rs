@@ -165,7 +165,20 @@ impl<S: LogStore> Core<S> {
 
     /// A dial produced no pipe.
     pub fn dial_failed(&mut self, target: TargetId, now: Instant) {
-        self.dialer.ended(target, Ended::Unreachable, now, &mut self.rng);
+        self.dial_ended(target, Ended::Unreachable, now);
+    }
+
+    /// Tells the dial plan how a dial ended, and says so in the log at the default level for
+    /// a new kind of failure of that target (then at most every ten minutes).
+    fn dial_ended(&mut self, target: TargetId, how: Ended, now: Instant) {
+        let said = self.dialer.describe(target);
+        if self.dialer.ended(target, how, now, &mut self.rng) {
+            let what = match how {
+                Ended::Unreachable => "unreachable: nothing answers there (dialled again with backoff)",
+                _ => "refused: another vault, a revoked device, or not a Hearth device (dialled again in 5 min)",
+            };
+            tracing::warn!("dial {} {what}", said.unwrap_or_default());
+        }
     }
 
     /// A transport opened a pipe.
@@ -180,7 +193,7 @@ impl<S: LogStore> Core<S> {
                 tracing::warn!("cannot start a session: {e}");
                 let _ = tx.send(Output::Close);
                 if let Some(t) = info.target {
-                    self.dialer.ended(t, Ended::Early, now, &mut self.rng);
+                    self.dial_ended(t, Ended::Early, now);
                 }
                 return;
             }
@@ -252,9 +265,9 @@ impl<S: LogStore> Core<S> {
     }
 
     /// Handles a control request; `reply` is answered now or, for a wait, once it is met.
-    pub fn control(&mut self, req: Request, reply: oneshot::Sender<Reply>, _now: Instant) {
+    pub fn control(&mut self, req: Request, reply: oneshot::Sender<Reply>, now: Instant) {
         let answer = match req {
-            Request::Status => Reply::Status(Box::new(self.status())),
+            Request::Status => Reply::Status(Box::new(self.status(now))),
             Request::Write { write } => {
                 let members = self.replica.membership().records().len();
                 match actions::apply(&mut self.replica, &write, unix_ms()) {
@@ -368,7 +381,7 @@ impl<S: LogStore> Core<S> {
     }
 
     /// The status shown by `hearth status`.
-    pub fn status(&self) -> DaemonStatus {
+    pub fn status(&self, now: Instant) -> DaemonStatus {
         let peers = self
             .pipes
             .values()
@@ -406,6 +419,7 @@ impl<S: LogStore> Core<S> {
             mdns_ignored: self.mdns_ignored.as_ref().map(|c| c.load(std::sync::atomic::Ordering::Relaxed)),
             rendezvous: self.rendezvous.clone(),
             webrtc,
+            dials: self.dialer.view(now),
         }
     }
 
@@ -563,7 +577,7 @@ impl<S: LogStore> Core<S> {
         if let Some(p) = self.pipes.remove(&id) {
             let _ = p.tx.send(Output::Close);
             if let Some(t) = p.info.target {
-                self.dialer.ended(t, how, now, &mut self.rng);
+                self.dial_ended(t, how, now);
             }
         }
     }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
+use super::status::DialStatus;
 use crate::ids::DeviceId;
 
 /// First retry delay after a failed dial.
@@ -75,7 +76,13 @@ struct Target {
     device: Option<DeviceId>,
     /// Its service went away while a dial or session was running: drop it when that ends.
     gone: bool,
+    /// How the last attempt ended, and when that kind of ending was last reported in the log.
+    last: Option<Ended>,
+    reported: Option<Instant>,
 }
+
+/// How often the same kind of failure of one target is logged again.
+const REPORT_EVERY: Duration = Duration::from_secs(600);
 
 /// `base`·2^`doublings`, at most `cap` (exponential backoff).
 pub(crate) fn doubled(base: Duration, doublings: u32, cap: Duration) -> Duration {
@@ -116,6 +123,8 @@ impl Dialer {
             next_at: now,
             device: None,
             gone: false,
+            last: None,
+            reported: None,
         };
         self.targets.insert(id, t);
         id
@@ -235,13 +244,28 @@ impl Dialer {
         }
     }
 
-    /// A dial or its connection ended; schedules the next try.
-    pub fn ended(&mut self, id: TargetId, how: Ended, now: Instant, rng: &mut impl Rng) {
-        let Some(t) = self.targets.get_mut(&id) else { return };
+    /// A dial or its connection ended; schedules the next try. Returns true when this failure
+    /// is worth a line in the log: a new kind of failure for this target, or the same one
+    /// [`REPORT_EVERY`] after it was last said (so a dead peer is not a line every 30 s).
+    pub fn ended(&mut self, id: TargetId, how: Ended, now: Instant, rng: &mut impl Rng) -> bool {
+        let Some(t) = self.targets.get_mut(&id) else { return false };
         if t.gone {
             self.targets.remove(&id);
-            return;
+            return false;
         }
+        // Refused and Early are one kind to a person: "it said no".
+        let kind = |e: Option<Ended>| e.map(|e| matches!(e, Ended::Refused | Ended::Early));
+        let failure = matches!(how, Ended::Unreachable | Ended::Refused | Ended::Early);
+        let report = failure
+            && (kind(t.last) != kind(Some(how))
+                || t.reported.is_none_or(|at| now.saturating_duration_since(at) >= REPORT_EVERY));
+        if report {
+            t.reported = Some(now);
+        }
+        if !failure {
+            t.reported = None;
+        }
+        t.last = Some(how);
         t.state = State::Waiting;
         t.refused = matches!(how, Ended::Refused | Ended::Early);
         let delay = match how {
@@ -262,6 +286,50 @@ impl Dialer {
         if t.refused && !matches!(t.source, Source::Rendezvous(_)) {
             t.device = None;
         }
+        report
+    }
+
+    /// "static 127.0.0.1:7475", "mdns … (name)", "webrtc DEVICE": a target as the log names it.
+    pub fn describe(&self, id: TargetId) -> Option<String> {
+        self.targets.get(&id).map(|t| {
+            let (source, target) = Self::named(t);
+            format!("{source} {target}")
+        })
+    }
+
+    fn named(t: &Target) -> (&'static str, String) {
+        match &t.source {
+            Source::Static => ("static", t.addrs.join(", ")),
+            Source::Mdns(n) => ("mdns", format!("{} ({n})", t.addrs.join(", "))),
+            Source::Rendezvous(d) => ("webrtc", d.to_hex()),
+        }
+    }
+
+    /// Every target's state, for `hearth status`.
+    pub fn view(&self, now: Instant) -> Vec<DialStatus> {
+        self.targets
+            .values()
+            .map(|t| {
+                let (source, target) = Self::named(t);
+                let state = match (t.state, t.last) {
+                    (State::Connected, _) => "connected",
+                    (State::Dialing, _) => "connecting",
+                    (State::Waiting, Some(Ended::Unreachable)) => "unreachable",
+                    (State::Waiting, Some(Ended::Refused | Ended::Early)) => "refused",
+                    (State::Waiting, _) => "waiting",
+                };
+                let next =
+                    (t.state == State::Waiting).then(|| t.next_at.saturating_duration_since(now).as_millis() as u64);
+                DialStatus {
+                    source: source.to_owned(),
+                    target,
+                    state: state.to_owned(),
+                    failures: t.failures,
+                    next_retry_ms: next,
+                    device: t.device.map(|d| d.to_hex()),
+                }
+            })
+            .collect()
     }
 
     /// When the next waiting target becomes due.
@@ -287,6 +355,36 @@ mod tests {
     use rand::SeedableRng;
 
     const D: DeviceId = DeviceId([5; 16]);
+
+    #[test]
+    fn failures_are_reported_once_per_kind_then_every_ten_minutes_and_shown() {
+        let now = Instant::now();
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut d = Dialer::default();
+        let id = d.add(Source::Static, vec!["h:1".into()], now);
+        assert_eq!(d.view(now)[0].state, "waiting");
+        assert_eq!(d.describe(id).as_deref(), Some("static h:1"));
+        let _ = d.due(now, |_, _| false);
+        assert_eq!(d.view(now)[0].state, "connecting");
+        assert!(d.ended(id, Ended::Unreachable, now, &mut rng), "the first failure is said");
+        let v = &d.view(now)[0];
+        assert_eq!((v.state.as_str(), v.failures), ("unreachable", 1));
+        assert!(v.next_retry_ms.is_some_and(|ms| (375..=1250).contains(&ms)), "{v:?}");
+        assert!(!d.ended(id, Ended::Unreachable, now + Duration::from_secs(60), &mut rng), "the same again is not");
+        assert!(d.ended(id, Ended::Refused, now + Duration::from_secs(61), &mut rng), "a new kind is");
+        assert_eq!(d.view(now)[0].state, "refused");
+        assert!(!d.ended(id, Ended::Early, now + Duration::from_secs(62), &mut rng), "never-live is a refusal too");
+        assert!(d.ended(id, Ended::Early, now + Duration::from_secs(61 + 600), &mut rng), "said again after 10 min");
+        assert!(
+            !d.ended(id, Ended::AfterLive, now + Duration::from_secs(700), &mut rng),
+            "a session that ended is no failure"
+        );
+        assert_eq!(d.view(now + Duration::from_secs(700))[0].state, "waiting");
+        assert!(
+            d.ended(id, Ended::Early, now + Duration::from_secs(701), &mut rng),
+            "after a success, the next failure is new"
+        );
+    }
 
     fn setup() -> (Dialer, TargetId, Instant, StdRng) {
         let mut d = Dialer::default();

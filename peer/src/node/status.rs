@@ -28,6 +28,28 @@ pub struct DaemonStatus {
     /// WebRTC: this network's NAT and the devices not reached, when a rendezvous is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webrtc: Option<WebRtcStatus>,
+    /// Every dial target (static peers, mDNS services, devices seen at the rendezvous) and
+    /// what became of it.
+    #[serde(default)]
+    pub dials: Vec<DialStatus>,
+}
+
+/// One dial target of the daemon.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DialStatus {
+    /// `static` (--peer, the peers file), `mdns` or `webrtc` (through the rendezvous).
+    pub source: String,
+    /// Its addresses, or the device (webrtc).
+    pub target: String,
+    /// `connected`, `connecting`, `unreachable`, `refused` (it or we said no, or it never
+    /// became a session: wait minutes), or `waiting` (to dial again after a session ended).
+    pub state: String,
+    /// Failed attempts in a row.
+    pub failures: u32,
+    /// When it is dialled next (ms from now), while waiting.
+    pub next_retry_ms: Option<u64>,
+    /// The device it reached, once a session through it went live.
+    pub device: Option<String>,
 }
 
 /// What WebRTC knows of this network and of the devices it could not reach.

@@ -434,6 +434,7 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
         "peers": daemon.as_ref().map(|d| d.peers.clone()).unwrap_or_default(),
         "rendezvous": daemon.as_ref().and_then(|d| d.rendezvous.clone()),
         "webrtc": daemon.as_ref().and_then(|d| d.webrtc.clone()),
+        "dials": daemon.as_ref().map(|d| d.dials.clone()).unwrap_or_default(),
         "mdns_ignored": daemon.as_ref().and_then(|d| d.mdns_ignored),
         "clock_ahead": r.clocks_ahead(now_ms()).iter().map(|(d, h)| json!({"device": d.to_hex(), "ms": h.ms})).collect::<Vec<_>>(),
     });
@@ -460,7 +461,10 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
                 out += &format!("daemon  running, listening on {}\n", d.listen.join(", "));
                 if let Some(rv) = &d.rendezvous {
                     out += &match &rv.error {
-                        None => format!("rendezvous {} joined, {} other devices there\n", rv.url, rv.online),
+                        None => format!(
+                            "rendezvous {} joined, {} other devices there (joined is not syncing: the sessions are the peer lines)\n",
+                            rv.url, rv.online
+                        ),
                         Some(e) => format!("rendezvous {} not joined: {e}\n", rv.url),
                     };
                 }
@@ -476,6 +480,11 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
                     for u in &w.unreachable {
                         out += &format!("unreached {} ({} attempts): {}\n", u.device, u.attempts, u.hint);
                     }
+                }
+                for t in d.dials.iter().filter(|t| t.state != "connected") {
+                    let tries = if t.failures > 0 { format!(" after {} failed tries", t.failures) } else { String::new() };
+                    let next = t.next_retry_ms.map_or(String::new(), |ms| format!(", next try in {:.0} s", ms as f64 / 1000.0));
+                    out += &format!("dial    {} ({}): {}{tries}{next}\n", t.target, t.source, t.state);
                 }
                 if d.peers.is_empty() {
                     out += "peers   none connected\n";
