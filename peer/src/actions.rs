@@ -46,6 +46,11 @@ pub enum WriteRequest {
         /// The value to keep (`keep`/`delete` for `(deleted)`).
         value: String,
     },
+    /// Name this device (shown on every device: `hearth devices`, `status`, `revoke NAME`).
+    NameDevice {
+        /// The name.
+        name: String,
+    },
     /// Revoke another device.
     Revoke {
         /// The device.
@@ -89,6 +94,12 @@ pub enum ActionError {
     /// `add` with a name already in use.
     #[error("an item named '{0}' exists already; use `hearth edit`")]
     Exists(String),
+    /// A device name that is empty, too long or holds control characters.
+    #[error("a device name is 1 to 64 characters, none of them control characters")]
+    BadDeviceName,
+    /// A name starting with a control character (those name devices, not items).
+    #[error("an item's name cannot start with a control character")]
+    ReservedName,
     /// `edit` with nothing to change.
     #[error("nothing to change: give --field, --remove-field, --generate or --rename")]
     NothingToChange,
@@ -140,6 +151,9 @@ pub fn apply<S: LogStore>(
     let one = |item| WriteOutcome { item: Some(item), new: 1, ..WriteOutcome::default() };
     match req {
         WriteRequest::Add { name, fields } => {
+            if name.starts_with(char::is_control) {
+                return Err(ActionError::ReservedName);
+            }
             if replica.state().find(name).is_ok() {
                 return Err(ActionError::Exists(name.clone()));
             }
@@ -154,6 +168,9 @@ pub fn apply<S: LogStore>(
             }
             // A rename onto another item's name would make both unreachable by name.
             if let Some(new) = rename {
+                if new.starts_with(char::is_control) {
+                    return Err(ActionError::ReservedName);
+                }
                 let taken = match replica.state().find(new) {
                     Ok(other) => other != item,
                     Err(LookupError::Ambiguous { .. }) => true,
@@ -190,11 +207,24 @@ pub fn apply<S: LogStore>(
                     "delete" => Op::Delete { item },
                     _ => return Err(ActionError::BadDeletedValue),
                 },
+                "(name)" if value.starts_with(char::is_control) => return Err(ActionError::ReservedName),
                 "(name)" => Op::Put { item, name: Some(value.clone()), fields: vec![] },
                 f => Op::Put { item, name: None, fields: vec![(f.to_owned(), Some(value.clone()))] },
             };
             replica.write(&op, now_ms)?;
             Ok(one(item))
+        }
+        WriteRequest::NameDevice { name } => {
+            let name = name.trim();
+            if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+                return Err(ActionError::BadDeviceName);
+            }
+            let me = replica.device_id();
+            if replica.state().device_names().get(&me).is_some_and(|n| n == name) {
+                return Ok(WriteOutcome::default());
+            }
+            replica.write(&crate::vault::device_names::name_op(me, name), now_ms)?;
+            Ok(WriteOutcome { new: 1, ..WriteOutcome::default() })
         }
         WriteRequest::Revoke { device } => {
             if *device == replica.device_id() {

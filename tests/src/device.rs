@@ -128,7 +128,7 @@ impl Device {
 /// Creates a vault on `names[0]` and enrols the others with its phrase (passed on stdin).
 pub fn vault(dir: &Path, names: &[&str]) -> Vec<Device> {
     let first = Device::new(dir, names[0]);
-    let init = first.json(&["init", "--no-passphrase", "--name", names[0]]);
+    let init = first.json(&["init", "--no-passphrase"]);
     let phrase = init["phrase"].as_str().expect("phrase").to_owned();
     let mut out = vec![first];
     for n in &names[1..] {

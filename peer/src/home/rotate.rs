@@ -134,6 +134,8 @@ impl Home {
             staging.create(secret, device, protection)?;
             let mut new = staging.open_unlocked(secret, device)?;
             new.enroll_self(now_ms)?;
+            // The name is written into the new vault under the new id when the daemon next
+            // starts (`node::name_self`) or the home pairs again (`join`).
             if let Some(name) = old.store_mut().get_meta(DEVICE_NAME)? {
                 new.store_mut().set_meta(DEVICE_NAME, &name)?;
             }

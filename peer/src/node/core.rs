@@ -100,7 +100,7 @@ pub struct Core<S: LogStore> {
     synced: BTreeMap<DeviceId, u64>,
 }
 
-fn unix_ms() -> u64 {
+pub(crate) fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 

@@ -221,6 +221,7 @@ impl Node {
             return Err(NodeError::Home(HomeError::Replica(crate::vault::ReplicaError::Retired(Box::new(r.clone())))));
         }
         replica.set_predecessors(config.home.predecessors(pass)?);
+        name_self(&mut replica);
         let retired_lan: Vec<SymmetricKey> = replica.predecessors().iter().map(|p| p.lan_tag.clone()).collect();
         let listener = ws::bind(config.listen)
             .await
@@ -486,5 +487,24 @@ async fn sleep_until(when: Option<tokio::time::Instant>) {
     match when {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Writes this device's name into the vault when the home has one the vault lacks (homes
+/// made before names were vault data, or a write that failed): every device then shows it.
+fn name_self(replica: &mut crate::vault::Replica<crate::vault::SqliteStore>) {
+    use crate::vault::LogStore;
+    let me = replica.device_id();
+    if replica.state().device_names().contains_key(&me) {
+        return;
+    }
+    let Ok(Some(name)) = replica.store_mut().get_meta(crate::home::DEVICE_NAME) else { return };
+    let name = String::from_utf8_lossy(&name).trim().to_owned();
+    if name.is_empty() {
+        return;
+    }
+    let req = crate::actions::WriteRequest::NameDevice { name };
+    if let Err(e) = crate::actions::apply(replica, &req, core::unix_ms()) {
+        tracing::debug!("this device's name is not written yet: {e}");
     }
 }

@@ -30,7 +30,9 @@ pub enum LookupError {
 impl VaultState {
     /// The one visible item named `name` (or whose id is `name`).
     pub fn find(&self, name: &str) -> Result<ItemId, LookupError> {
-        if let Some(id) = ItemId::from_hex(name).filter(|id| self.items.get(id).is_some_and(|s| s.is_visible())) {
+        if let Some(id) =
+            ItemId::from_hex(name).filter(|id| self.items.get(id).is_some_and(|s| s.is_visible() && !s.is_reserved()))
+        {
             return Ok(id);
         }
         let hits: Vec<ItemId> = self.visible().filter(|(_, s)| s.name() == name).map(|(id, _)| *id).collect();

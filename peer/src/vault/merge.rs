@@ -172,9 +172,9 @@ impl VaultState {
         }
     }
 
-    /// Visible items.
+    /// Visible items (device names are not items: [`VaultState::device_names`]).
     pub fn visible(&self) -> impl Iterator<Item = (&ItemId, &ItemState)> {
-        self.items.iter().filter(|(_, s)| s.is_visible())
+        self.items.iter().filter(|(_, s)| s.is_visible() && !s.is_reserved())
     }
 
     /// Every conflict in visible items.

@@ -4,6 +4,7 @@
 pub mod bundle;
 pub mod carry;
 pub mod clock;
+pub mod device_names;
 pub mod entry;
 pub mod lookup;
 pub mod merge;

@@ -202,11 +202,17 @@ pub(crate) enum Command {
         #[arg(long)]
         value: Option<String>,
     },
-    /// List the vault's devices.
-    Devices,
+    /// List the vault's devices with their names (every device's name shows on every device).
+    Devices {
+        /// Give this device a new name.
+        #[arg(long, value_name = "NAME")]
+        rename: Option<String>,
+    },
     /// Revoke a device (lost or stolen): its future entries are refused everywhere.
     Revoke {
-        /// The device id, or a unique prefix of it (at least 4 characters; see `hearth devices`).
+        /// The device's name, its id, or a unique prefix of the id (at least 4 characters; see
+        /// `hearth devices`).
+        #[arg(value_name = "NAME|ID")]
         device_id: String,
         /// Do not ask to confirm (needed when stdin is not a terminal).
         #[arg(long)]

@@ -300,56 +300,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             ctx.print(json!({"ok": true, "id": id, "field": field}), || format!("resolved '{name}' / {field}"));
             Ok(())
         }
-        Command::Devices => {
-            let r = ctx.open()?;
-            let me = r.device_id();
-            let rows: Vec<Value> = r
-                .membership()
-                .devices()
-                .map(|(e, rev)| {
-                    json!({
-                        "device_id": e.device_id.to_hex(),
-                        "this_device": e.device_id == me,
-                        "revoked": rev.is_some(),
-                        "entries": r.version().get(e.device_id),
-                    })
-                })
-                .collect();
-            ctx.print(Value::Array(rows.clone()), || {
-                rows.iter()
-                    .map(|d| {
-                        format!(
-                            "{}{}{}  {} entries",
-                            d["device_id"].as_str().unwrap_or_default(),
-                            if d["this_device"] == true { "  (this device)" } else { "" },
-                            if d["revoked"] == true { "  REVOKED" } else { "" },
-                            d["entries"]
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
-            Ok(())
-        }
-        Command::Revoke { device_id, yes } => {
-            let id = revoke_target(&ctx, &device_id)?;
-            if !yes {
-                confirm(&format!(
-                    "Revoke device {id}? Its future entries will be refused everywhere. It keeps what it \
-                     already synced, and the vault's 24 words still enrol a new device until you run \
-                     `hearth rotate`. [y/N] "
-                ))?;
-            }
-            ctx.write(WriteRequest::Revoke { device: id })?;
-            ctx.print(json!({"ok": true, "revoked": id.to_hex()}), || {
-                format!(
-                    "revoked {id}: its future entries will be refused once other devices sync with this one \
-                     (what it already synced stays readable to whoever holds it; the 24 words still enrol \
-                     a new device until you run `hearth rotate`, which leaves it behind)"
-                )
-            });
-            Ok(())
-        }
+        Command::Devices { rename } => crate::devices::list(&ctx, rename),
+        Command::Revoke { device_id, yes } => crate::devices::revoke(&ctx, &device_id, yes),
         Command::Export { file, format } => crate::transfer::export(&ctx, &file, &format),
         Command::Import { file, format } => crate::transfer::import(&ctx, &file, &format),
         Command::Daemon {
@@ -412,6 +364,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
 fn status(ctx: &Ctx) -> anyhow::Result<()> {
     let r = ctx.open()?;
     let s = r.state();
+    let names = s.device_names();
+    let name_of = |hex: &str| DeviceId::from_hex(hex).and_then(|d| names.get(&d).cloned());
     let daemon = match Client::connect(ctx.home.dir()) {
         Some(mut c) => match c.request(&Request::Status, Duration::from_secs(10))? {
             Reply::Status(d) => Some(*d),
@@ -431,7 +385,11 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
         "conflicts": s.conflicts().len(),
         "daemon": daemon.is_some(),
         "listen": daemon.as_ref().map(|d| d.listen.clone()).unwrap_or_default(),
-        "peers": daemon.as_ref().map(|d| d.peers.clone()).unwrap_or_default(),
+        "peers": daemon.as_ref().map(|d| d.peers.iter().map(|p| {
+            let mut v = serde_json::to_value(p).unwrap_or_default();
+            v["name"] = json!(name_of(&p.device));
+            v
+        }).collect::<Vec<Value>>()).unwrap_or_default(),
         "rendezvous": daemon.as_ref().and_then(|d| d.rendezvous.clone()),
         "webrtc": daemon.as_ref().and_then(|d| d.webrtc.clone()),
         "dials": daemon.as_ref().map(|d| d.dials.clone()).unwrap_or_default(),
@@ -490,13 +448,17 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
                     out += "peers   none connected\n";
                 }
                 for p in &d.peers {
-                    let ago = p.last_sync_ms.map_or("never".to_owned(), |t| {
-                        format!("{:.1} s ago", now_ms().saturating_sub(t) as f64 / 1000.0)
-                    });
+                    let ago = p.last_sync_ms.map_or("never".to_owned(), ago);
+                    let who = name_of(&p.device).map_or(p.device.clone(), |n| format!("{n} ({})", p.device));
                     out += &format!(
-                        "peer    {} via {} {} ({}), last sync {}, sent {}, received {}, pending {}\n",
-                        p.device, p.path, p.addr, p.direction, ago, p.sent, p.received, p.pending
+                        "peer    {who} via {} {} ({}), last sync {}, sent {}, received {}, pending {}\n",
+                        p.path, p.addr, p.direction, ago, p.sent, p.received, p.pending
                     );
+                }
+                // Devices synced since the daemon started that are not connected now.
+                for (dev, t) in d.last_synced.iter().filter(|(dev, _)| !d.peers.iter().any(|p| &p.device == *dev)) {
+                    let who = name_of(dev).map_or(dev.clone(), |n| format!("{n} ({dev})"));
+                    out += &format!("synced  {who} {}, not connected now\n", ago(*t));
                 }
             }
         }
@@ -533,8 +495,17 @@ fn init(ctx: &Ctx, no_passphrase: bool, phrase: Option<String>, name: Option<Str
     );
     // After the words are shown: nothing here can keep them from the user.
     if let Some(n) = name {
-        ctx.home.open(protection.passphrase())?.store_mut_meta(hearth_peer::home::DEVICE_NAME, n.as_bytes())?;
+        let mut r = ctx.home.open(protection.passphrase())?;
+        name_device(&mut r, &n)?;
     }
+    Ok(())
+}
+
+/// Names this device: kept on it (`DEVICE_NAME`) and written into the vault, for every device
+/// to show.
+pub(crate) fn name_device(r: &mut Replica<SqliteStore>, name: &str) -> anyhow::Result<()> {
+    r.store_mut_meta(hearth_peer::home::DEVICE_NAME, name.trim().as_bytes())?;
+    hearth_peer::actions::apply(r, &WriteRequest::NameDevice { name: name.to_owned() }, now_ms())?;
     Ok(())
 }
 
@@ -671,30 +642,6 @@ fn parse_fields(
     Ok(out)
 }
 
-/// The enrolled device `arg` names: its id, or a unique prefix of at least 4 hex characters.
-fn revoke_target(ctx: &Ctx, arg: &str) -> anyhow::Result<DeviceId> {
-    if let Some(id) = DeviceId::from_hex(arg) {
-        return Ok(id);
-    }
-    let prefix = arg.to_ascii_lowercase();
-    if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
-        bail!("give a device id or at least its first 4 hex characters (see `hearth devices`)");
-    }
-    let r = ctx.open()?;
-    let matching: Vec<DeviceId> =
-        r.membership().devices().map(|(e, _)| e.device_id).filter(|d| d.to_hex().starts_with(&prefix)).collect();
-    match matching.as_slice() {
-        [one] => Ok(*one),
-        [] => Err(NotFound(format!("no device of this vault starts with {prefix} (see `hearth devices`)")).into()),
-        many => Err(NotFound(format!(
-            "{} devices start with {prefix}: {}; give more characters",
-            many.len(),
-            many.iter().map(|d| d.to_hex()).collect::<Vec<_>>().join(", ")
-        ))
-        .into()),
-    }
-}
-
 /// Asks `question` at the terminal; an error unless the answer is yes (or no terminal).
 pub(crate) fn confirm(question: &str) -> anyhow::Result<()> {
     if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
@@ -746,5 +693,16 @@ impl MetaExt for Replica<SqliteStore> {
     fn store_mut_meta(&mut self, key: &str, value: &[u8]) -> anyhow::Result<()> {
         use hearth_peer::vault::LogStore;
         Ok(self.store_mut().set_meta(key, value)?)
+    }
+}
+
+/// "3.2 s ago", "4 min ago", "2 h ago", "3 days ago": a unix-ms time as a person reads it.
+fn ago(t_ms: u64) -> String {
+    let s = now_ms().saturating_sub(t_ms) as f64 / 1000.0;
+    match s {
+        s if s < 60.0 => format!("{s:.1} s ago"),
+        s if s < 3600.0 => format!("{:.0} min ago", s / 60.0),
+        s if s < 86_400.0 => format!("{:.0} h ago", s / 3600.0),
+        s => format!("{:.0} days ago", s / 86_400.0),
     }
 }

@@ -17,7 +17,7 @@ use rand::rngs::OsRng;
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::commands::{new_protection, now_ms, read_secret, Ctx, MetaExt};
+use crate::commands::{new_protection, now_ms, read_secret, Ctx};
 
 /// `hearth join`'s flags.
 #[derive(Debug, clap::Args)]
@@ -144,19 +144,20 @@ async fn join(
     } else {
         ctx.home.create_enrolled(&secret, device, &protection, now_ms())?;
     }
+    let name = a.name.clone();
     let own = {
         let mut r = ctx.home.open(protection.passphrase())?;
         // Revocations are known before the first sync: a revoked device is never trusted here.
         r.add_membership(grant.membership.clone())?;
-        if let Some(n) = &a.name {
-            r.store_mut_meta(hearth_peer::home::DEVICE_NAME, n.as_bytes())?;
+        if let Some(n) = &name {
+            crate::commands::name_device(&mut r, n)?;
         }
         r.len() as u64
     };
     if let Some(rv) = &grant.rendezvous {
         ctx.home.store_rendezvous(rv)?;
     }
-    let done = ex.enrolled(&Joined { device, name: a.name.clone() }, &mut OsRng)?;
+    let done = ex.enrolled(&Joined { device, name: name.clone() }, &mut OsRng)?;
     link.send(done).await?;
     link.close().await;
     let vault = VaultKeys::derive(&secret).vault_id;

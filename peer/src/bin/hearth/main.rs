@@ -8,6 +8,7 @@ mod config;
 mod connect;
 mod daemon;
 mod demo;
+mod devices;
 mod follow;
 mod generate;
 mod get;

@@ -28,7 +28,8 @@ impl Record {
     /// A record named `name` (an empty name becomes "untitled"), its fields with empty
     /// values dropped and repeated keys numbered (`url`, `url2`, …).
     pub fn new(name: &str, fields: impl IntoIterator<Item = (String, String)>) -> Self {
-        let name = name.trim();
+        // Leading control characters would make it a device name, not an item.
+        let name = name.trim_start_matches(char::is_control).trim();
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
         for (k, v) in fields {
