@@ -94,6 +94,7 @@ pub(crate) fn run(hosts: &Hosts, n: usize, reps: usize, edits: usize) -> anyhow:
                 name: records(1).remove(0).title,
                 fields: vec![("password".into(), Some(format!("v{i}")))],
                 rename: None,
+                secret: vec![],
             };
             match control.request(&Request::Write { write }, Duration::from_secs(10))? {
                 Reply::Written(_) => Ok(()),

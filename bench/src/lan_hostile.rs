@@ -69,6 +69,7 @@ fn edit(a: &Path, b: &Path, author: DeviceId, seq: u64) -> anyhow::Result<Durati
         name: "wifi".into(),
         fields: vec![("password".into(), Some(format!("v{seq}")))],
         rename: None,
+        secret: vec![],
     };
     match control(a, &Request::Write { write }, Duration::from_secs(30))? {
         Reply::Written(_) => {}
@@ -105,7 +106,11 @@ pub(crate) fn run(secs: u64, idle_secs: u64, rate: f64) -> anyhow::Result<Value>
         ra.revoke(DeviceId([3; 16]), 2)?;
         hearth_peer::actions::apply(
             &mut ra,
-            &WriteRequest::Add { name: "wifi".into(), fields: vec![("password".into(), Some("v0".into()))] },
+            &WriteRequest::Add {
+                name: "wifi".into(),
+                fields: vec![("password".into(), Some("v0".into()))],
+                secret: vec![],
+            },
             3,
         )?;
     }

@@ -113,12 +113,17 @@ fn run_one(hearth: &Path, topology: &'static str, n: usize, edits: usize) -> any
             base = before(&nodes)?;
         }
         let req = if e == 0 {
-            WriteRequest::Add { name: "mesh".into(), fields: vec![("password".into(), Some("v0".into()))] }
+            WriteRequest::Add {
+                name: "mesh".into(),
+                fields: vec![("password".into(), Some("v0".into()))],
+                secret: vec![],
+            }
         } else {
             WriteRequest::Edit {
                 name: "mesh".into(),
                 fields: vec![("password".into(), Some(format!("v{e}")))],
                 rename: None,
+                secret: vec![],
             }
         };
         let t = Instant::now();

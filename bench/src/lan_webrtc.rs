@@ -200,6 +200,7 @@ pub(crate) fn run(items: usize, edits: usize, opens: usize) -> anyhow::Result<()
             name: records(1).remove(0).title,
             fields: vec![("password".into(), Some(format!("w{i}")))],
             rename: None,
+            secret: vec![],
         };
         let t = Instant::now();
         match control.request(&Request::Write { write }, Duration::from_secs(10))? {

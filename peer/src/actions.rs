@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::interop::{already_held, unique_names, Record};
 use crate::ids::{DeviceId, ItemId};
+use crate::vault::merge::SECRET_FIELDS;
 use crate::vault::{bundle, BundleError, LogStore, LookupError, Op, Replica, ReplicaError};
 
 /// One change a user asks for.
@@ -22,6 +23,9 @@ pub enum WriteRequest {
         name: String,
         /// Fields to set.
         fields: Vec<(String, Option<String>)>,
+        /// Fields to mark secret (masked unless shown), beyond those secret by name.
+        #[serde(default)]
+        secret: Vec<String>,
     },
     /// Change an item: set or remove fields, and/or rename it.
     Edit {
@@ -31,6 +35,9 @@ pub enum WriteRequest {
         fields: Vec<(String, Option<String>)>,
         /// New name.
         rename: Option<String>,
+        /// Fields to mark secret (a mark stays until the field is removed).
+        #[serde(default)]
+        secret: Vec<String>,
     },
     /// Delete an item.
     Rm {
@@ -97,8 +104,8 @@ pub enum ActionError {
     /// A device name that is empty, too long or holds control characters.
     #[error("a device name is 1 to 64 characters, none of them control characters")]
     BadDeviceName,
-    /// A name starting with a control character (those name devices, not items).
-    #[error("an item's name cannot start with a control character")]
+    /// A name starting with a control character (those name devices and mark secrets).
+    #[error("names of items and fields cannot start with a control character")]
     ReservedName,
     /// `edit` with nothing to change.
     #[error("nothing to change: give --field, --remove-field, --generate or --rename")]
@@ -142,6 +149,32 @@ impl ActionError {
     }
 }
 
+/// True when a field name starts with a control character (reserved: the secret marks).
+fn reserved_field(fields: &[(String, Option<String>)]) -> bool {
+    fields.iter().any(|(k, _)| k.starts_with(char::is_control))
+}
+
+/// The write of the item's secret marks, when they change: `current` plus `secret`, less the
+/// fields `fields` removes.
+fn marks(
+    current: &BTreeSet<String>,
+    secret: &[String],
+    fields: &[(String, Option<String>)],
+) -> Option<(String, Option<String>)> {
+    let mut next = current.clone();
+    next.extend(secret.iter().cloned());
+    for (k, v) in fields {
+        if v.is_none() {
+            next.remove(k);
+        }
+    }
+    if &next == current {
+        return None;
+    }
+    let value = (!next.is_empty()).then(|| next.into_iter().collect::<Vec<_>>().join("\n"));
+    Some((SECRET_FIELDS.to_owned(), value))
+}
+
 /// Applies `req` to `replica` at wall-clock time `now_ms`.
 pub fn apply<S: LogStore>(
     replica: &mut Replica<S>,
@@ -150,22 +183,31 @@ pub fn apply<S: LogStore>(
 ) -> Result<WriteOutcome, ActionError> {
     let one = |item| WriteOutcome { item: Some(item), new: 1, ..WriteOutcome::default() };
     match req {
-        WriteRequest::Add { name, fields } => {
-            if name.starts_with(char::is_control) {
+        WriteRequest::Add { name, fields, secret } => {
+            if name.starts_with(char::is_control) || reserved_field(fields) {
                 return Err(ActionError::ReservedName);
             }
             if replica.state().find(name).is_ok() {
                 return Err(ActionError::Exists(name.clone()));
             }
             let item = ItemId::random();
-            replica.write(&Op::Put { item, name: Some(name.clone()), fields: fields.clone() }, now_ms)?;
+            let mut fields = fields.clone();
+            fields.extend(marks(&BTreeSet::new(), secret, &fields));
+            replica.write(&Op::Put { item, name: Some(name.clone()), fields }, now_ms)?;
             Ok(one(item))
         }
-        WriteRequest::Edit { name, fields, rename } => {
+        WriteRequest::Edit { name, fields, rename, secret } => {
             let item = replica.state().find(name)?;
-            if fields.is_empty() && rename.is_none() {
+            if fields.is_empty() && rename.is_none() && secret.is_empty() {
                 return Err(ActionError::NothingToChange);
             }
+            if reserved_field(fields) {
+                return Err(ActionError::ReservedName);
+            }
+            let current: BTreeSet<String> =
+                replica.state().items[&item].marked_secret().into_iter().map(str::to_owned).collect();
+            let mut fields = fields.clone();
+            fields.extend(marks(&current, secret, &fields));
             // A rename onto another item's name would make both unreachable by name.
             if let Some(new) = rename {
                 if new.starts_with(char::is_control) {
@@ -180,7 +222,7 @@ pub fn apply<S: LogStore>(
                     return Err(ActionError::Exists(new.clone()));
                 }
             }
-            replica.write(&Op::Put { item, name: rename.clone(), fields: fields.clone() }, now_ms)?;
+            replica.write(&Op::Put { item, name: rename.clone(), fields }, now_ms)?;
             Ok(one(item))
         }
         WriteRequest::Rm { name } => {
@@ -280,6 +322,57 @@ mod hex_bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_marks_are_added_kept_and_dropped_with_their_field() {
+        let mut a = replica();
+        let add = |secret: &[&str]| WriteRequest::Add {
+            name: "x".into(),
+            fields: vec![("backup_words".into(), Some("w".into())), ("note".into(), Some("n".into()))],
+            secret: secret.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        apply(&mut a, &add(&["backup_words"]), 10).unwrap();
+        let id = a.state().find("x").unwrap();
+        let marks = |a: &Replica<MemStore>| -> Vec<String> {
+            a.state().items[&id].marked_secret().into_iter().map(str::to_owned).collect()
+        };
+        assert_eq!(marks(&a), ["backup_words"]);
+        assert!(
+            !a.state().items[&id].field_values().keys().any(|k| k.starts_with(char::is_control)),
+            "marks are not fields"
+        );
+        let edit = |fields: Vec<(String, Option<String>)>, secret: &[&str]| WriteRequest::Edit {
+            name: "x".into(),
+            fields,
+            rename: None,
+            secret: secret.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        // A plain edit of a marked field keeps the mark; a new mark joins it.
+        apply(&mut a, &edit(vec![("backup_words".into(), Some("v".into()))], &[]), 11).unwrap();
+        apply(&mut a, &edit(vec![], &["note"]), 12).unwrap();
+        assert_eq!(marks(&a), ["backup_words", "note"]);
+        // Removing a field drops its mark; the last mark gone removes the list.
+        apply(&mut a, &edit(vec![("note".into(), None)], &[]), 13).unwrap();
+        assert_eq!(marks(&a), ["backup_words"]);
+        apply(&mut a, &edit(vec![("backup_words".into(), None)], &[]), 14).unwrap();
+        assert!(marks(&a).is_empty());
+        assert!(a.state().items[&id].fields[SECRET_FIELDS].winner().is_some_and(|w| w.value.is_none()));
+        // Nothing new: no write.
+        let len = a.len();
+        assert!(matches!(apply(&mut a, &edit(vec![], &[]), 15), Err(ActionError::NothingToChange)));
+        assert_eq!(a.len(), len);
+        // Field names starting with a control character are refused.
+        let bad = WriteRequest::Add {
+            name: "y".into(),
+            fields: vec![(SECRET_FIELDS.into(), Some("k".into()))],
+            secret: vec![],
+        };
+        assert!(matches!(apply(&mut a, &bad, 16), Err(ActionError::ReservedName)));
+        let bad = edit(vec![("\u{2}x".into(), Some("v".into()))], &[]);
+        assert!(matches!(apply(&mut a, &bad, 17), Err(ActionError::ReservedName)));
+        let bad = WriteRequest::NameDevice { name: "  ".into() };
+        assert!(matches!(apply(&mut a, &bad, 18), Err(ActionError::BadDeviceName)));
+    }
     use crate::identity::VaultSecret;
     use crate::vault::MemStore;
 
@@ -293,8 +386,13 @@ mod tests {
     #[test]
     fn requests_round_trip_through_json() {
         let reqs = [
-            WriteRequest::Add { name: "a".into(), fields: vec![("k".into(), Some("v".into()))] },
-            WriteRequest::Edit { name: "a".into(), fields: vec![("k".into(), None)], rename: Some("b".into()) },
+            WriteRequest::Add { name: "a".into(), fields: vec![("k".into(), Some("v".into()))], secret: vec![] },
+            WriteRequest::Edit {
+                name: "a".into(),
+                fields: vec![("k".into(), None)],
+                rename: Some("b".into()),
+                secret: vec![],
+            },
             WriteRequest::Import { bundle: vec![0, 1, 255] },
             WriteRequest::Revoke { device: DeviceId([9; 16]) },
         ];
@@ -307,13 +405,14 @@ mod tests {
     #[test]
     fn actions_change_the_state_and_refuse_bad_requests() {
         let mut r = replica();
-        let add = WriteRequest::Add { name: "mail".into(), fields: vec![("user".into(), Some("al".into()))] };
+        let add =
+            WriteRequest::Add { name: "mail".into(), fields: vec![("user".into(), Some("al".into()))], secret: vec![] };
         let out = apply(&mut r, &add, 10).unwrap();
         assert_eq!(out.new, 1);
         let id = out.item.unwrap();
         assert_eq!(r.state().items[&id].field_values()["user"], "al");
         assert!(matches!(apply(&mut r, &add, 11), Err(ActionError::Exists(_))));
-        let edit = WriteRequest::Edit { name: "mail".into(), fields: vec![], rename: None };
+        let edit = WriteRequest::Edit { name: "mail".into(), fields: vec![], rename: None, secret: vec![] };
         assert!(matches!(apply(&mut r, &edit, 12), Err(ActionError::NothingToChange)));
         let rm = WriteRequest::Rm { name: "nope".into() };
         assert!(apply(&mut r, &rm, 13).unwrap_err().is_lookup());
@@ -337,13 +436,14 @@ mod tests {
         b.add_membership(a.membership().records().to_vec()).unwrap();
         a.add_membership(b.membership().records().to_vec()).unwrap();
         let fields = vec![("password".into(), Some("p0".into())), ("pin".into(), Some("1234".into()))];
-        apply(&mut a, &WriteRequest::Add { name: "mail".into(), fields }, 10).unwrap();
+        apply(&mut a, &WriteRequest::Add { name: "mail".into(), fields, secret: vec![] }, 10).unwrap();
         let mut cursor = 0;
         b.receive(&a.batch_for(&Default::default(), &mut cursor, usize::MAX)).unwrap();
         let edit = |v: &str| WriteRequest::Edit {
             name: "mail".into(),
             fields: vec![("password".into(), Some(v.into()))],
             rename: None,
+            secret: vec![],
         };
         apply(&mut a, &edit("pa"), 20).unwrap();
         apply(&mut b, &edit("pb"), 21).unwrap();
@@ -372,13 +472,13 @@ mod tests {
     fn a_rename_onto_another_items_name_is_refused() {
         let mut r = replica();
         for n in ["a", "b"] {
-            apply(&mut r, &WriteRequest::Add { name: n.into(), fields: vec![] }, 10).unwrap();
+            apply(&mut r, &WriteRequest::Add { name: n.into(), fields: vec![], secret: vec![] }, 10).unwrap();
         }
-        let onto_b = WriteRequest::Edit { name: "a".into(), fields: vec![], rename: Some("b".into()) };
+        let onto_b = WriteRequest::Edit { name: "a".into(), fields: vec![], rename: Some("b".into()), secret: vec![] };
         assert!(matches!(apply(&mut r, &onto_b, 11), Err(ActionError::Exists(n)) if n == "b"));
-        let same = WriteRequest::Edit { name: "a".into(), fields: vec![], rename: Some("a".into()) };
+        let same = WriteRequest::Edit { name: "a".into(), fields: vec![], rename: Some("a".into()), secret: vec![] };
         apply(&mut r, &same, 12).expect("renaming an item to its own name is no clash");
-        let fresh = WriteRequest::Edit { name: "a".into(), fields: vec![], rename: Some("c".into()) };
+        let fresh = WriteRequest::Edit { name: "a".into(), fields: vec![], rename: Some("c".into()), secret: vec![] };
         apply(&mut r, &fresh, 13).unwrap();
         assert!(r.state().find("c").is_ok() && r.state().find("b").is_ok());
     }

@@ -111,6 +111,46 @@ fn conflicts_mask_secret_fields_unless_asked() {
     assert!(masked.contains("net-a") && masked.contains("net-b"), "non-secret fields stay readable: {masked}");
     let shown = a.ok(&["conflicts", "--show"]);
     assert!(shown.contains("SECRET-A") && shown.contains("SECRET-B"), "{shown}");
+    // JSON masks the same way (and `get --json` lists the item's conflicts masked too).
+    let json = a.ok(&["--json", "conflicts"]);
+    assert!(!json.contains("SECRET-A") && !json.contains("SECRET-B") && json.contains("net-b"), "{json}");
+    let json = a.ok(&["--json", "get", "wifi"]);
+    assert!(!json.contains("SECRET-A") && !json.contains("SECRET-B"), "{json}");
+    let json = a.ok(&["--json", "conflicts", "--show"]);
+    assert!(json.contains("SECRET-A") && json.contains("SECRET-B"), "{json}");
+}
+
+/// A field is secret by its name or because it was written with --secret; the mark travels
+/// with the item (sync, every command that shows values) and goes with the field.
+#[test]
+fn a_field_written_with_secret_is_masked_whatever_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let devs = vault(dir.path(), &["a", "b"]);
+    let (a, b) = (&devs[0], &devs[1]);
+    a.ok(&["add", "bank", "--secret", "backup_words=apple-orange-77", "--field", "branch=main-st"]);
+    let human = a.ok(&["get", "bank"]);
+    assert!(!human.contains("apple-orange-77") && human.contains("main-st"), "{human}");
+    assert_eq!(a.json(&["get", "bank"])["masked"], serde_json::json!(["backup_words"]));
+    assert_eq!(a.json(&["get", "bank", "--show"])["fields"]["backup_words"], "apple-orange-77");
+    assert!(!a.ok(&["get", "bank", "--field", "backup_words"]).contains("apple-orange-77"));
+    assert_eq!(a.ok(&["get", "bank", "--field", "backup_words", "--raw"]), "apple-orange-77\n");
+    // A plain edit keeps the mark; history masks it.
+    a.ok(&["edit", "bank", "--field", "backup_words=pear-plum-88"]);
+    let hist = a.ok(&["history", "bank"]);
+    assert!(!hist.contains("apple-orange-77") && !hist.contains("pear-plum-88"), "{hist}");
+    // Another device sees the mark (through a bundle here).
+    let bundle = dir.path().join("bundle");
+    a.ok(&["export", bundle.to_str().unwrap()]);
+    b.ok(&["import", bundle.to_str().unwrap()]);
+    assert!(!b.ok(&["get", "bank"]).contains("pear-plum-88"));
+    // The field removed, the mark goes with it: written again plainly, it shows.
+    a.ok(&["edit", "bank", "--remove-field", "backup_words"]);
+    a.ok(&["edit", "bank", "--field", "backup_words=now-public"]);
+    assert!(a.ok(&["get", "bank"]).contains("now-public"));
+    // A value read from stdin works with --secret too.
+    let o = with_stdin(a, &["add", "vpn", "--secret", "shared=-"], "psk-from-stdin");
+    assert!(o.status.success());
+    assert!(!a.ok(&["get", "vpn"]).contains("psk-from-stdin"));
 }
 
 #[test]

@@ -93,8 +93,8 @@ fn two_homes_sync_by_bundle_and_settle_a_conflict() {
     b.ok(&["edit", "gmail", "--field", "password=from-b"]);
     carry(&a, &b, dir.path());
     carry(&b, &a, dir.path());
-    let ca = a.json(&["conflicts"]);
-    let cb = b.json(&["conflicts"]);
+    let ca = a.json(&["conflicts", "--show"]);
+    let cb = b.json(&["conflicts", "--show"]);
     assert_eq!(ca, cb, "both devices show the same conflict");
     let c = &ca[0];
     assert_eq!((c["name"].as_str(), c["field"].as_str()), (Some("gmail"), Some("password")));

@@ -130,7 +130,7 @@ fn a_partition_heals_into_one_state_with_the_conflict_listed_everywhere() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(devs[2].json(&["get", "router", "--show"])["fields"]["password"], "from-c", "c is cut off");
     lab.heal(&ports[2]);
-    let conflicts = |d: &Device| d.json(&["conflicts"]);
+    let conflicts = |d: &Device| d.json(&["conflicts", "--show"]);
     for d in &devs {
         wait_until(T, "the conflict reaches everyone", || conflicts(d).as_array().is_some_and(|c| c.len() == 1));
     }

@@ -26,6 +26,11 @@ const STEMS: [&str; 17] = [
     "auth",
 ];
 
+/// True if `item`'s field `name` holds a secret: marked so when written, or by its name.
+pub fn is_secret_in(item: &crate::vault::ItemState, name: &str) -> bool {
+    item.marked_secret().contains(name) || is_secret(name)
+}
+
 /// True if a field named `name` holds a secret.
 pub fn is_secret(name: &str) -> bool {
     words(name).iter().any(|w| STEMS.iter().any(|s| w.starts_with(s)))

@@ -168,7 +168,11 @@ impl Net {
 
     fn add(&mut self, node: usize, name: &str) {
         let req = Request::Write {
-            write: WriteRequest::Add { name: name.into(), fields: vec![("k".into(), Some("v".into()))] },
+            write: WriteRequest::Add {
+                name: name.into(),
+                fields: vec![("k".into(), Some("v".into()))],
+                secret: vec![],
+            },
         };
         assert!(matches!(self.control(node, req), Reply::Written(_)));
     }

@@ -121,14 +121,25 @@ impl ItemState {
         self.name.winner().map_or("", |v| v.value.as_str())
     }
 
-    /// Displayed field values (removed fields left out).
+    /// Displayed field values (removed fields and the reserved ones left out).
     pub fn field_values(&self) -> BTreeMap<&str, &str> {
         self.fields
             .iter()
+            .filter(|(k, _)| !k.starts_with(char::is_control))
             .filter_map(|(k, r)| r.winner().and_then(|w| w.value.as_deref()).map(|v| (k.as_str(), v)))
             .collect()
     }
+
+    /// The fields marked secret when written (`--secret`), whatever their names.
+    pub fn marked_secret(&self) -> std::collections::BTreeSet<&str> {
+        let marks = self.fields.get(SECRET_FIELDS).and_then(|r| r.winner()).and_then(|w| w.value.as_deref());
+        marks.map(|m| m.lines().filter(|l| !l.is_empty()).collect()).unwrap_or_default()
+    }
 }
+
+/// The reserved field listing an item's fields marked secret at write time, one per line.
+/// Field names starting with a control character are never shown, exported or conflicted.
+pub const SECRET_FIELDS: &str = "\u{1}secret";
 
 /// The whole merged vault.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,7 +207,7 @@ impl VaultState {
                 out.push(mk("(name)", kept, it.name.losers().into_iter().map(|v| Some(v.value.clone())).collect()));
             }
             for (k, r) in &it.fields {
-                if r.is_conflicted() {
+                if r.is_conflicted() && !k.starts_with(char::is_control) {
                     let kept = r.winner().and_then(|w| w.value.clone());
                     out.push(mk(k, kept, r.losers().into_iter().map(|v| v.value.clone()).collect()));
                 }
@@ -239,6 +250,26 @@ mod tests {
         assert_eq!(devices, vec![DeviceId([1; 16]), DeviceId([2; 16]), DeviceId([3; 16])]);
         assert_eq!(one, other);
         assert_eq!(one.digest(), other.digest());
+    }
+
+    /// The secret marks are item data nobody sees as a field or a conflict, even when two
+    /// devices mark fields at once; the marks are read from the winning list.
+    #[test]
+    fn secret_marks_are_neither_fields_nor_conflicts() {
+        let none = VersionVector::default();
+        let mark = |v: &str| Op::Put {
+            item: ItemId([1; 16]),
+            name: None,
+            fields: vec![(SECRET_FIELDS.into(), Some(v.into())), ("pin".into(), Some("1".into()))],
+        };
+        let mut s = VaultState::default();
+        s.apply(DeviceId([1; 16]), 1, Hlc { ms: 1, counter: 0 }, &none, &mark("a\nb"));
+        s.apply(DeviceId([2; 16]), 1, Hlc { ms: 2, counter: 0 }, &none, &mark("c"));
+        let it = &s.items[&ItemId([1; 16])];
+        assert_eq!(it.field_values().keys().copied().collect::<Vec<_>>(), ["pin"]);
+        assert_eq!(it.marked_secret().into_iter().collect::<Vec<_>>(), ["c"]);
+        let fields: Vec<String> = s.conflicts().into_iter().map(|c| c.field).collect();
+        assert_eq!(fields, ["pin"], "the pin conflicts; the marks do not show");
     }
 
     /// The digest tells states apart (a constant would make every convergence check pass).

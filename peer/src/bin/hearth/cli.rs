@@ -68,6 +68,11 @@ pub(crate) enum Command {
         /// stay off the command line.
         #[arg(long = "field", value_name = "KEY=VALUE")]
         fields: Vec<String>,
+        /// A field that is a secret whatever its name (masked unless --show), as KEY=VALUE;
+        /// KEY=- reads it like --field (repeatable). Fields named like secrets (password, pin,
+        /// token, key, otp, …) and generated ones are masked anyway.
+        #[arg(long = "secret", value_name = "KEY=VALUE")]
+        secrets: Vec<String>,
         /// A field whose value is a file's contents, byte for byte (an SSH key, recovery
         /// codes, a certificate; repeatable).
         #[arg(long = "field-file", value_name = "KEY=PATH")]
@@ -159,6 +164,10 @@ pub(crate) enum Command {
         /// or one hidden line at a terminal).
         #[arg(long = "field", value_name = "KEY=VALUE")]
         fields: Vec<String>,
+        /// Set a field and mark it secret whatever its name (masked unless --show; the mark
+        /// stays until the field is removed), as KEY=VALUE (repeatable).
+        #[arg(long = "secret", value_name = "KEY=VALUE")]
+        secrets: Vec<String>,
         /// Set a field to a file's contents, byte for byte (repeatable).
         #[arg(long = "field-file", value_name = "KEY=PATH")]
         field_files: Vec<String>,

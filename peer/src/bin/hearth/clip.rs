@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use hearth_peer::cli::secret_fields::is_secret;
+use hearth_peer::cli::secret_fields::is_secret_in;
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -29,12 +29,12 @@ pub(crate) struct ClipArgs {
     clear_after: u64,
 }
 
-/// Which field `clip` copies when none is named.
-fn default_field<'a>(fields: &[&'a str]) -> Result<&'a str, String> {
+/// Which field `clip` copies when none is named (`secret`: whether a field is a secret).
+fn default_field<'a>(fields: &[&'a str], secret: impl Fn(&str) -> bool) -> Result<&'a str, String> {
     if let Some(f) = fields.iter().find(|f| f.eq_ignore_ascii_case("password")) {
         return Ok(f);
     }
-    match fields.iter().filter(|f| is_secret(f)).collect::<Vec<_>>()[..] {
+    match fields.iter().filter(|f| secret(f)).collect::<Vec<_>>()[..] {
         [one] => Ok(one),
         _ => Err(format!("say which field to copy with --field (it has: {})", fields.join(", "))),
     }
@@ -48,7 +48,9 @@ pub(crate) fn run(ctx: &Ctx, a: &ClipArgs) -> anyhow::Result<()> {
     let keys: Vec<&str> = values.keys().copied().collect();
     let field = match &a.field {
         Some(f) => f.as_str(),
-        None => default_field(&keys).map_err(|m| NotFound(format!("item '{}': {m}", it.name())))?,
+        None => {
+            default_field(&keys, |f| is_secret_in(it, f)).map_err(|m| NotFound(format!("item '{}': {m}", it.name())))?
+        }
     };
     let Some(value) = values.get(field) else {
         return Err(
@@ -123,12 +125,14 @@ pub(crate) fn serve(clear_after: u64) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::default_field;
+    use hearth_peer::cli::secret_fields::is_secret;
 
     #[test]
     fn the_password_or_the_only_secret_is_copied_by_default() {
-        assert_eq!(default_field(&["Password", "pin", "url"]), Ok("Password"));
-        assert_eq!(default_field(&["pin", "url"]), Ok("pin"));
-        assert!(default_field(&["pin", "token"]).unwrap_err().contains("--field"));
-        assert!(default_field(&["url"]).unwrap_err().contains("it has: url"));
+        assert_eq!(default_field(&["Password", "pin", "url"], is_secret), Ok("Password"));
+        assert_eq!(default_field(&["pin", "url"], is_secret), Ok("pin"));
+        assert!(default_field(&["pin", "token"], is_secret).unwrap_err().contains("--field"));
+        assert!(default_field(&["url"], is_secret).unwrap_err().contains("it has: url"));
+        assert_eq!(default_field(&["recovery_words", "url"], |f| f == "recovery_words"), Ok("recovery_words"));
     }
 }

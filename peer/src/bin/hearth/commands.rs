@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use hearth_peer::actions::{self, ActionError, WriteOutcome, WriteRequest};
-use hearth_peer::cli::secret_fields::is_secret;
+use hearth_peer::cli::secret_fields::{is_secret, is_secret_in};
 use hearth_peer::home::{Home, HomeError, Protection};
 use hearth_peer::identity::{PhraseError, VaultKeys, VaultSecret};
 use hearth_peer::ids::DeviceId;
@@ -221,10 +221,11 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Invite(args) => crate::invite::run(&ctx, args),
         Command::Join(args) => crate::join::run(&ctx, args),
         Command::Rotate(args) => crate::rotate::run(&ctx, args),
-        Command::Add { name, fields, field_files, generate, length } => {
-            let fields = parse_fields(&fields, &field_files, &generate, length)?;
+        Command::Add { name, fields, secrets, field_files, generate, length } => {
+            let secret = secret_keys(&secrets, &generate);
+            let fields = parse_fields(&[fields, secrets].concat(), &field_files, &generate, length)?;
             let made = generated(&fields, &generate);
-            let out = ctx.write(WriteRequest::Add { name: name.clone(), fields })?;
+            let out = ctx.write(WriteRequest::Add { name: name.clone(), fields, secret })?;
             let id = out.item.map(|i| i.to_hex()).unwrap_or_default();
             ctx.print(json!({"ok": true, "id": id, "name": name, "generated": made}), || {
                 format!("added '{name}'{}", show_generated(&made))
@@ -244,11 +245,12 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate { length, words, charset, separator } => {
             crate::generate::run(&ctx, length, words, &charset, &separator)
         }
-        Command::Edit { name, fields, field_files, remove, rename, generate, length } => {
-            let mut fields = parse_fields(&fields, &field_files, &generate, length)?;
+        Command::Edit { name, fields, secrets, field_files, remove, rename, generate, length } => {
+            let secret = secret_keys(&secrets, &generate);
+            let mut fields = parse_fields(&[fields, secrets].concat(), &field_files, &generate, length)?;
             let made = generated(&fields, &generate);
             fields.extend(remove.into_iter().map(|k| (k, None)));
-            let out = ctx.write(WriteRequest::Edit { name: name.clone(), fields, rename: rename.clone() })?;
+            let out = ctx.write(WriteRequest::Edit { name: name.clone(), fields, rename: rename.clone(), secret })?;
             let id = out.item.map(|i| i.to_hex()).unwrap_or_default();
             let shown = rename.unwrap_or(name);
             ctx.print(json!({"ok": true, "id": id, "name": shown, "generated": made}), || {
@@ -265,19 +267,23 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Conflicts { show, void: false } => {
             let r = ctx.open()?;
             let c = r.state().conflicts();
-            let shown = |field: &str, v: &Option<String>| shown_value(field, v.as_deref(), show);
-            ctx.print(conflicts_json(&c), || {
+            let secret = |c: &hearth_peer::vault::Conflict| {
+                r.state().items.get(&c.item).map_or(is_secret(&c.field), |it| is_secret_in(it, &c.field))
+            };
+            let shown =
+                |c: &hearth_peer::vault::Conflict, v: &Option<String>| shown_value(secret(c), v.as_deref(), show);
+            ctx.print(conflicts_json(&c, |c| !show && secret(c)), || {
                 if c.is_empty() {
                     return "no conflicts".into();
                 }
                 c.iter()
                     .map(|c| {
-                        let losing: Vec<String> = c.losing.iter().map(|v| shown(&c.field, v)).collect();
+                        let losing: Vec<String> = c.losing.iter().map(|v| shown(c, v)).collect();
                         format!(
                             "{} / {}: kept {}, also {}\n  settle with: hearth {}resolve '{}' '{}'  (asks for the value to keep, or reads it from stdin)",
                             c.name,
                             c.field,
-                            shown(&c.field, &c.kept),
+                            shown(c, &c.kept),
                             losing.join(", "),
                             ctx.home_arg,
                             c.name,
@@ -588,7 +594,8 @@ fn void_values(ctx: &Ctx, show: bool) -> anyhow::Result<()> {
             }
             out += "\n";
             for (k, val) in &v.fields {
-                let shown = shown_value(k, val.as_deref(), show);
+                let secret = r.state().items.get(&v.item).map_or(is_secret(k), |it| is_secret_in(it, k));
+                let shown = shown_value(secret, val.as_deref(), show);
                 let again = match &item {
                     Some(n) => format!("hearth {}resolve '{n}' '{k}' --value -", ctx.home_arg),
                     None => format!("hearth {}add '{label}' --field '{k}=-'", ctx.home_arg),
@@ -658,12 +665,21 @@ pub(crate) fn confirm(question: &str) -> anyhow::Result<()> {
 
 /// A field's value as the human output shows it: quoted, masked when secret and not
 /// `show`, or "(removed)".
-fn shown_value(field: &str, value: Option<&str>, show: bool) -> String {
+fn shown_value(secret: bool, value: Option<&str>, show: bool) -> String {
     match value {
         None => "(removed)".to_owned(),
-        Some(_) if !show && is_secret(field) => format!("{MASK} (--show to reveal)"),
+        Some(_) if !show && secret => format!("{MASK} (--show to reveal)"),
         Some(v) => format!("{v:?}"),
     }
+}
+
+/// The keys `--secret KEY=…` and `--generate KEY` mark secret.
+fn secret_keys(secrets: &[String], generate: &[String]) -> Vec<String> {
+    secrets
+        .iter()
+        .filter_map(|f| f.split_once('=').map(|(k, _)| k.to_owned()))
+        .chain(generate.iter().cloned())
+        .collect()
 }
 
 /// The values generated for fields `generate` (shown once, when they are made).
@@ -676,10 +692,24 @@ fn show_generated(made: &BTreeMap<String, String>) -> String {
     made.iter().map(|(k, v)| format!("\n  {k} (generated): {v}")).collect()
 }
 
-pub(crate) fn conflicts_json(c: &[hearth_peer::vault::Conflict]) -> Value {
+/// Conflicts as JSON; the values of those `masked` says are secret hidden (like the human
+/// output, unless --show).
+pub(crate) fn conflicts_json(
+    c: &[hearth_peer::vault::Conflict],
+    masked: impl Fn(&hearth_peer::vault::Conflict) -> bool,
+) -> Value {
+    let hide = |v: &Option<String>, m: bool| match v {
+        Some(_) if m => Value::from(MASK),
+        Some(v) => Value::from(v.as_str()),
+        None => Value::Null,
+    };
     Value::Array(
         c.iter()
-            .map(|c| json!({"item": c.item.to_hex(), "name": c.name, "field": c.field, "kept": c.kept, "losing": c.losing}))
+            .map(|c| {
+                let m = masked(c);
+                let losing: Vec<Value> = c.losing.iter().map(|v| hide(v, m)).collect();
+                json!({"item": c.item.to_hex(), "name": c.name, "field": c.field, "kept": hide(&c.kept, m), "losing": losing})
+            })
             .collect(),
     )
 }

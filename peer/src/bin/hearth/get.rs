@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use hearth_peer::cli::secret_fields::is_secret;
+use hearth_peer::cli::secret_fields::is_secret_in;
 use serde_json::{json, Value};
 
 use crate::commands::{conflicts_json, Ctx, NotFound, MASK};
@@ -36,18 +36,17 @@ pub(crate) fn run(ctx: &Ctx, g: &Get<'_>) -> anyhow::Result<()> {
             out.write_all(b"\n")?;
             return Ok(out.flush()?);
         }
-        let shown = if g.show || !is_secret(f) { *value } else { MASK };
+        let shown = if g.show || !is_secret_in(it, f) { *value } else { MASK };
         ctx.print(json!({"id": id.to_hex(), "name": it.name(), "field": f, "value": shown}), || {
             format!("{f}: {shown}")
         });
         return Ok(());
     }
-    let masked: Vec<&str> = fields.keys().copied().filter(|k| !g.show && is_secret(k)).collect();
+    let masked: Vec<&str> = fields.keys().copied().filter(|k| !g.show && is_secret_in(it, k)).collect();
     let shown: BTreeMap<&str, &str> =
         fields.iter().map(|(k, v)| (*k, if masked.contains(k) { MASK } else { *v })).collect();
     let conflicts: Vec<_> = r.state().conflicts().into_iter().filter(|c| c.item == id).collect();
-    let mut out =
-        json!({"id": id.to_hex(), "name": it.name(), "fields": shown, "conflicts": conflicts_json(&conflicts)});
+    let mut out = json!({"id": id.to_hex(), "name": it.name(), "fields": shown, "conflicts": conflicts_json(&conflicts, |c| !g.show && is_secret_in(it, &c.field))});
     if !masked.is_empty() {
         out["masked"] = Value::from(masked.clone());
     }

@@ -1,7 +1,7 @@
 //! `hearth history ITEM [FIELD]`: every change to an item (or one field), oldest first:
 //! when, by which device, what it set; secret values masked unless `--show`.
 
-use hearth_peer::cli::secret_fields::is_secret;
+use hearth_peer::cli::secret_fields::is_secret_in;
 use serde_json::{json, Value};
 
 use crate::commands::{Ctx, MASK};
@@ -9,10 +9,11 @@ use crate::commands::{Ctx, MASK};
 pub(crate) fn run(ctx: &Ctx, name: &str, field: Option<&str>, show: bool) -> anyhow::Result<()> {
     let r = ctx.open()?;
     let id = r.state().find(name)?;
+    let item = &r.state().items[&id];
     let shown = |k: &str, v: &Option<String>| -> Value {
         match v {
             None => Value::Null,
-            Some(_) if !show && is_secret(k) => Value::from(MASK),
+            Some(_) if !show && is_secret_in(item, k) => Value::from(MASK),
             Some(v) => Value::from(v.as_str()),
         }
     };
@@ -21,7 +22,7 @@ pub(crate) fn run(ctx: &Ctx, name: &str, field: Option<&str>, show: bool) -> any
         let fields: serde_json::Map<String, Value> = c
             .fields
             .iter()
-            .filter(|(k, _)| field.is_none_or(|f| f == k))
+            .filter(|(k, _)| field.is_none_or(|f| f == k) && !k.starts_with(char::is_control))
             .map(|(k, v)| (k.clone(), shown(k, v)))
             .collect();
         // With a field asked for, only the changes that touched it (or deleted the item).

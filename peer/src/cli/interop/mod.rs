@@ -33,7 +33,7 @@ impl Record {
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
         for (k, v) in fields {
-            let k = k.trim().to_owned();
+            let k = k.trim_start_matches(char::is_control).trim().to_owned();
             if v.is_empty() || k.is_empty() {
                 continue;
             }
