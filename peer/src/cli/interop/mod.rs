@@ -28,12 +28,14 @@ impl Record {
     /// A record named `name` (an empty name becomes "untitled"), its fields with empty
     /// values dropped and repeated keys numbered (`url`, `url2`, …).
     pub fn new(name: &str, fields: impl IntoIterator<Item = (String, String)>) -> Self {
-        // Leading control characters would make it a device name, not an item.
-        let name = name.trim_start_matches(char::is_control).trim();
+        // Leading control characters would make it a device name, not an item (and a name
+        // read back must come out the same: whitespace and control characters go together).
+        let lead = |c: char| c.is_control() || c.is_whitespace();
+        let name = name.trim_start_matches(lead).trim_end();
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
         for (k, v) in fields {
-            let k = k.trim_start_matches(char::is_control).trim().to_owned();
+            let k = k.trim_start_matches(lead).trim_end().to_owned();
             if v.is_empty() || k.is_empty() {
                 continue;
             }
