@@ -158,6 +158,36 @@ fn linked(dev: &Dev, other: &str, path: &str) -> anyhow::Result<bool> {
     Ok(peers(&dev.status()?).iter().any(|(d, p)| d == other && p == path))
 }
 
+/// `inviter` runs `invite ARGS` (the command printed; with `qr_for`, the rendezvous URL, the
+/// QR code, link and short code too), `joiner` joins by the link under `name`: the join's JSON.
+fn pair(
+    show: &Show,
+    (inviter, args): (&Dev, &[&str]),
+    (joiner, name): (&Dev, &str),
+    stun: &str,
+    qr_for: Option<&str>,
+) -> anyhow::Result<Value> {
+    show.cmd(inviter, args);
+    let inv_args = [&["--json"][..], args].concat();
+    let (invite, first) = inviter.spawn(&inv_args)?;
+    let offer: Value = serde_json::from_str(&first).with_context(|| format!("invite printed {first:?}"))?;
+    let link = offer["url"].as_str().context("no invite URL")?.to_owned();
+    if let Some(url) = qr_for {
+        let code = offer["code"].as_str().unwrap_or_default();
+        show.say(qr::terminal(&link).unwrap_or_default());
+        show.say(format!("scan it on the new device, or open {link}"));
+        show.say(format!("or type there: hearth join {code} --rendezvous {url}"));
+    }
+    let join = ["join", &link, "--no-passphrase", "--name", name, "--no-mdns", "--stun", stun];
+    show.cmd(joiner, &join);
+    let joined = joiner.json(&join)?;
+    let (ok, err) = invite.finish()?;
+    if !ok {
+        bail!("{}'s invite failed: {err}", inviter.name);
+    }
+    Ok(joined)
+}
+
 fn steps(show: &mut Show, dir: &Path, pids: &Pids, url: &str, stun: &str) -> anyhow::Result<()> {
     let alice = Dev::new(dir, "alice", pids)?;
     let bob = Dev::new(dir, "bob", pids)?;
@@ -192,24 +222,8 @@ fn steps(show: &mut Show, dir: &Path, pids: &Pids, url: &str, stun: &str) -> any
 
     show.begin();
     let args = ["invite", "--rendezvous", url, "--yes", "--no-mdns", "--stun", stun, "--expires", "2m"];
-    show.cmd(&alice, &args);
-    let mut inv_args = vec!["--json"];
-    inv_args.extend_from_slice(&args);
-    let (invite, first) = alice.spawn(&inv_args)?;
-    let offer: Value = serde_json::from_str(&first).with_context(|| format!("invite printed {first:?}"))?;
-    let link = offer["url"].as_str().context("no invite URL")?.to_owned();
-    let code = offer["code"].as_str().unwrap_or_default().to_owned();
-    show.say(qr::terminal(&link).unwrap_or_default());
-    show.say(format!("scan it on the new device, or open {link}"));
-    show.say(format!("or type there: hearth join {code} --rendezvous {url}"));
-    let args = ["join", &link, "--no-passphrase", "--name", "bob", "--no-mdns", "--stun", stun];
-    show.cmd(&bob, &args);
-    let joined = bob.json(&args)?;
+    let joined = pair(show, (&alice, &args), (&bob, "bob"), stun, Some(url))?;
     let bob_id = id_of(&joined)?;
-    let (ok, err) = invite.finish()?;
-    if !ok {
-        bail!("alice's invite failed: {err}");
-    }
     show.say(format!("both screens showed the same security code; bob = {bob_id} holds {} entries", joined["entries"]));
     show.done(json!({"device": bob_id, "entries": joined["entries"]}));
 
@@ -231,20 +245,8 @@ fn steps(show: &mut Show, dir: &Path, pids: &Pids, url: &str, stun: &str) -> any
 
     show.begin();
     let args = ["invite", "--yes", "--no-mdns", "--stun", stun, "--expires", "2m"];
-    show.cmd(&bob, &args);
-    let mut inv_args = vec!["--json"];
-    inv_args.extend_from_slice(&args);
-    let (invite, first) = bob.spawn(&inv_args)?;
-    let offer: Value = serde_json::from_str(&first).with_context(|| format!("invite printed {first:?}"))?;
-    let link = offer["url"].as_str().context("no invite URL")?.to_owned();
-    let args = ["join", &link, "--no-passphrase", "--name", "carol", "--no-mdns", "--stun", stun];
-    show.cmd(&carol, &args);
-    let joined = carol.json(&args)?;
+    let joined = pair(show, (&bob, &args), (&carol, "carol"), stun, None)?;
     let carol_id = id_of(&joined)?;
-    let (ok, err) = invite.finish()?;
-    if !ok {
-        bail!("bob's invite failed: {err}");
-    }
     show.cmd(&carol, &["daemon", "--stun", stun]);
     let _carol_d = carol.daemon(&["--stun", stun])?;
     carol.wait("a WebRTC session with bob", |d| linked(d, &bob_id, "webrtc"))?;
