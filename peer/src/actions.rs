@@ -280,6 +280,11 @@ pub fn apply<S: LogStore>(
             Ok(WriteOutcome { item: None, new: got.new, duplicates: got.duplicates, renamed: Vec::new() })
         }
         WriteRequest::AddMany { items } => {
+            // Records made by `Record::new` never start so; a raw control request might.
+            let reserved = |s: &str| s.starts_with(char::is_control);
+            if items.iter().any(|r| reserved(&r.name) || r.fields.iter().any(|(k, _)| reserved(k))) {
+                return Err(ActionError::ReservedName);
+            }
             let held: BTreeMap<String, BTreeMap<String, String>> = replica
                 .state()
                 .visible()
@@ -322,6 +327,15 @@ mod hex_bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::VaultSecret;
+    use crate::vault::MemStore;
+
+    fn replica() -> Replica<MemStore> {
+        let secret = VaultSecret::from_bytes([7; 32]);
+        let mut r = Replica::open(&secret, DeviceId([1; 16]), MemStore::default()).unwrap();
+        r.enroll_self(1).unwrap();
+        r
+    }
 
     #[test]
     fn secret_marks_are_added_kept_and_dropped_with_their_field() {
@@ -372,15 +386,11 @@ mod tests {
         assert!(matches!(apply(&mut a, &bad, 17), Err(ActionError::ReservedName)));
         let bad = WriteRequest::NameDevice { name: "  ".into() };
         assert!(matches!(apply(&mut a, &bad, 18), Err(ActionError::BadDeviceName)));
-    }
-    use crate::identity::VaultSecret;
-    use crate::vault::MemStore;
-
-    fn replica() -> Replica<MemStore> {
-        let secret = VaultSecret::from_bytes([7; 32]);
-        let mut r = Replica::open(&secret, DeviceId([1; 16]), MemStore::default()).unwrap();
-        r.enroll_self(1).unwrap();
-        r
+        let raw = Record { name: "\u{1}device:x".into(), fields: vec![] };
+        assert!(matches!(
+            apply(&mut a, &WriteRequest::AddMany { items: vec![raw] }, 19),
+            Err(ActionError::ReservedName)
+        ));
     }
 
     #[test]
