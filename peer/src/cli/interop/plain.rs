@@ -1,6 +1,6 @@
 //! Hearth's plain JSON: every item's name and fields in the clear, for moving to a tool that
 //! reads JSON (the CLI warns before writing it; a sealed bundle is the safe way to move a
-//! vault). `{"format": "hearth-plain", "version": 1, "items": [{"name": …, "fields": {…}}]}`.
+//! vault). `{"format": "hearth-plain", "version": 1, "items": [{"name": …, "fields": [[key, value], …]}]}`.
 
 use serde::{Deserialize, Serialize};
 
@@ -18,8 +18,7 @@ struct File {
 #[derive(Serialize, Deserialize)]
 struct Item {
     name: String,
-    /// In the item's order (a JSON object keeps it: serde_json's `preserve_order` is not
-    /// needed because the fields are a list of pairs).
+    /// `[key, value]` pairs in the item's order (a list, so no JSON library reorders them).
     fields: Vec<(String, String)>,
 }
 
