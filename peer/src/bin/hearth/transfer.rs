@@ -100,7 +100,7 @@ fn read_in(file: &Path, limit: usize) -> anyhow::Result<Vec<u8>> {
 /// `hearth import [--format F] FILE`.
 pub(crate) fn import(ctx: &Ctx, file: &Path, fmt: &str) -> anyhow::Result<()> {
     let Some(f) = format(fmt)? else {
-        let bundle = read_in(file, hearth_peer::node::control::MAX_REQUEST / 2)?;
+        let bundle = read_in(file, bundle::MAX_BUNDLE)?;
         let got = ctx.write(WriteRequest::Import { bundle })?;
         ctx.print(json!({"ok": true, "new": got.new, "duplicates": got.duplicates}), || {
             format!("imported {} new entries ({} already held)", got.new, got.duplicates)
