@@ -73,8 +73,9 @@ pub(crate) fn variables(cmd: &clap::Command) -> BTreeMap<String, String> {
 }
 
 /// Reads the config file, if there is one, into the environment (where not set already).
-/// Returns its path.
-pub(crate) fn load(cmd: &clap::Command) -> anyhow::Result<Option<PathBuf>> {
+/// Returns its path. `cmd` builds the command line, to check the names against: only when a
+/// file exists (every command starts here).
+pub(crate) fn load(cmd: impl FnOnce() -> clap::Command) -> anyhow::Result<Option<PathBuf>> {
     let Some(path) = path() else { return Ok(None) };
     let named = std::env::var_os("HEARTH_CONFIG").is_some_and(|p| !p.is_empty());
     let text = match std::fs::read_to_string(&path) {
@@ -90,7 +91,7 @@ pub(crate) fn load(cmd: &clap::Command) -> anyhow::Result<Option<PathBuf>> {
             mode & 0o777
         );
     }
-    let known = variables(cmd);
+    let known = variables(&cmd());
     let mut set = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();

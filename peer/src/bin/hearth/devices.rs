@@ -12,9 +12,8 @@ use crate::commands::{confirm, Ctx, NotFound};
 pub(crate) fn list(ctx: &Ctx, rename: Option<String>) -> anyhow::Result<()> {
     if let Some(name) = rename {
         ctx.write(WriteRequest::NameDevice { name: name.clone() })?;
-        if ctx.json {
-            // The list below follows, as without --rename.
-        } else {
+        // With --json only the list below is printed, as without --rename.
+        if !ctx.json {
             println!("this device is now named '{}' (every device shows it once they sync)", name.trim());
         }
     }

@@ -26,7 +26,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> ExitCode {
-    if let Err(e) = config::load(&cli::Cli::command()) {
+    if let Err(e) = config::load(cli::Cli::command) {
         eprintln!("hearth: {e:#}");
         return ExitCode::from(2);
     }

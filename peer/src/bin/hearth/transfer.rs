@@ -45,9 +45,9 @@ pub(crate) fn export(ctx: &Ctx, file: &Path, fmt: &str) -> anyhow::Result<()> {
         None => {
             let bytes = bundle::export(&r)?;
             let n = r.len();
-            (bytes.clone(), json!({"ok": true, "entries": n, "bytes": bytes.len()}), format!("exported {n} entries"))
+            let summary = json!({"ok": true, "entries": n, "bytes": bytes.len()});
+            (bytes, summary, format!("exported {n} entries"))
         }
-        Some(f) if !f.exportable() => bail!("Hearth reads {f:?} files but writes only bundle, keepass-xml and json"),
         Some(f) => {
             let s = r.state();
             let records: Vec<Record> = s
@@ -56,6 +56,8 @@ pub(crate) fn export(ctx: &Ctx, file: &Path, fmt: &str) -> anyhow::Result<()> {
                     Record::new(it.name(), it.field_values().into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())))
                 })
                 .collect();
+            // Written before the warnings: a format Hearth only reads is refused without them.
+            let bytes = interop::write(f, &records)?;
             let conflicts = s.conflicts().len();
             if conflicts > 0 {
                 eprintln!(
@@ -67,9 +69,9 @@ pub(crate) fn export(ctx: &Ctx, file: &Path, fmt: &str) -> anyhow::Result<()> {
                 "hearth: warning: this file holds every secret in the clear; delete it once it is imported \
                  (to move a vault between Hearth devices, a sealed bundle: `hearth export FILE`)"
             );
-            let bytes = interop::write(f, &records)?;
             let n = records.len();
-            (bytes.clone(), json!({"ok": true, "items": n, "bytes": bytes.len()}), format!("exported {n} items"))
+            let summary = json!({"ok": true, "items": n, "bytes": bytes.len()});
+            (bytes, summary, format!("exported {n} items"))
         }
     };
     if write_out(file, &bytes, "the export")? {

@@ -79,11 +79,6 @@ impl Format {
             _ => return None,
         })
     }
-
-    /// True when Hearth also writes this format.
-    pub fn exportable(self) -> bool {
-        matches!(self, Self::KeepassXml | Self::Json)
-    }
 }
 
 /// Why a file was refused. Nothing was imported.
@@ -131,20 +126,14 @@ pub fn parse(format: Format, bytes: &[u8]) -> Result<Vec<Record>, InteropError> 
     }
 }
 
-/// Writes `records` as `format` (one of the [exportable](Format::exportable) ones).
+/// Writes `records` as `format`: KeePass XML or plain JSON (the others are read only).
 pub fn write(format: Format, records: &[Record]) -> Result<Vec<u8>, InteropError> {
     match format {
         Format::KeepassXml => Ok(keepass_xml::write(records)?.into_bytes()),
         Format::Json => Ok(plain::write(records).into_bytes()),
-        _ => Err(InteropError::Unsupported(format!(
-            "Hearth writes {} only",
-            Format::NAMES
-                .iter()
-                .filter(|n| Format::from_name(n).is_some_and(Format::exportable))
-                .copied()
-                .collect::<Vec<_>>()
-                .join(" and ")
-        ))),
+        _ => Err(InteropError::Unsupported(
+            "Hearth reads this format but writes only keepass-xml and json (and sealed bundles)".into(),
+        )),
     }
 }
 
