@@ -144,12 +144,11 @@ async fn join(
     } else {
         ctx.home.create_enrolled(&secret, device, &protection, now_ms())?;
     }
-    let name = a.name.clone();
     let own = {
         let mut r = ctx.home.open(protection.passphrase())?;
         // Revocations are known before the first sync: a revoked device is never trusted here.
         r.add_membership(grant.membership.clone())?;
-        if let Some(n) = &name {
+        if let Some(n) = &a.name {
             crate::commands::name_device(&mut r, n)?;
         }
         r.len() as u64
@@ -157,7 +156,7 @@ async fn join(
     if let Some(rv) = &grant.rendezvous {
         ctx.home.store_rendezvous(rv)?;
     }
-    let done = ex.enrolled(&Joined { device, name: name.clone() }, &mut OsRng)?;
+    let done = ex.enrolled(&Joined { device, name: a.name.clone() }, &mut OsRng)?;
     link.send(done).await?;
     link.close().await;
     let vault = VaultKeys::derive(&secret).vault_id;

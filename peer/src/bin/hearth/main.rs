@@ -30,8 +30,8 @@ fn main() -> ExitCode {
         eprintln!("hearth: {e:#}");
         return ExitCode::from(2);
     }
-    // Built again: clap reads each flag's environment variable when the command is built,
-    // and the config file has just set some.
+    // Built after the config file is read: clap reads each flag's environment variable when
+    // the command is built, and the file may have just set some.
     let cmd = cli::Cli::command();
     let footer = config::footer(&cmd);
     let matches = cmd.after_long_help(footer).get_matches();

@@ -134,24 +134,28 @@ impl Dev {
         serde_json::from_str(last).with_context(|| format!("{}: `hearth {}` printed {last:?}", self.name, a.join(" ")))
     }
 
+    /// Starts `cmd` (stdout piped, `stderr` where asked), registered for Ctrl-C: the process,
+    /// its stdout and its first line (empty if it exited first).
+    fn start(&self, mut cmd: Command, stderr: Stdio) -> anyhow::Result<(Proc, BufReader<ChildStdout>, String)> {
+        let mut child =
+            cmd.stdout(Stdio::piped()).stderr(stderr).spawn().with_context(|| format!("starting {cmd:?}"))?;
+        self.pids.add(child.id());
+        let mut out = BufReader::new(child.stdout.take().context("no stdout")?);
+        let proc = Proc { child, pids: self.pids.clone(), _stdout: None };
+        let mut first = String::new();
+        out.read_line(&mut first)?;
+        Ok((proc, out, first.trim().to_owned()))
+    }
+
     /// Starts a long-running command with its stdout piped (an invite); its first line.
     pub(crate) fn spawn(&self, args: &[&str]) -> anyhow::Result<(Proc, String)> {
-        let mut child = self
-            .cmd(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting hearth {}", args.join(" ")))?;
-        self.pids.add(child.id());
-        let mut lines = BufReader::new(child.stdout.take().context("no stdout")?);
-        let mut first = String::new();
-        let mut proc = Proc { child, pids: self.pids.clone(), _stdout: None };
-        if lines.read_line(&mut first)? == 0 {
+        let (mut proc, out, first) = self.start(self.cmd(args), Stdio::piped())?;
+        if first.is_empty() {
             let err = proc.stderr();
             bail!("{}: `hearth {}` exited at once: {err}", self.name, args.join(" "));
         }
-        proc._stdout = Some(lines);
-        Ok((proc, first.trim().to_owned()))
+        proc._stdout = Some(out);
+        Ok((proc, first))
     }
 
     /// Starts `hearth daemon` on a free loopback port, without mDNS (loopback has no
@@ -163,14 +167,9 @@ impl Dev {
         let mut args = vec!["daemon", "--listen", "127.0.0.1:0", "--no-mdns"];
         args.extend_from_slice(extra);
         let mut cmd = self.cmd(&args);
-        cmd.env("RUST_LOG", "hearth_peer=info").stdout(Stdio::piped()).stderr(log);
-        let mut child = cmd.spawn().context("starting hearth daemon")?;
-        self.pids.add(child.id());
-        let mut out = BufReader::new(child.stdout.take().context("no stdout")?);
-        let mut line = String::new();
-        let mut proc = Proc { child, pids: self.pids.clone(), _stdout: None };
-        out.read_line(&mut line)?;
-        let Some(addr) = line.trim().strip_prefix("listening ws ").and_then(|a| a.parse().ok()) else {
+        cmd.env("RUST_LOG", "hearth_peer=info");
+        let (mut proc, out, line) = self.start(cmd, log.into())?;
+        let Some(addr) = line.strip_prefix("listening ws ").and_then(|a| a.parse().ok()) else {
             drop(proc.stop());
             bail!("{}'s daemon did not start (its log: {})", self.name, log_path.display());
         };
@@ -200,12 +199,15 @@ impl Dev {
 
     /// The value of an item's field (unmasked), if the item has arrived and has that field.
     pub(crate) fn field(&self, item: &str, field: &str) -> anyhow::Result<Option<String>> {
-        let list = self.json(&["list"])?;
-        let names = list.as_array().map(Vec::as_slice).unwrap_or_default();
-        if !names.iter().any(|i| i["name"] == item) {
+        let o = self.cmd(&["--json", "get", item, "--show"]).output().context("running hearth get")?;
+        // Exit status 3: no such item (yet).
+        if o.status.code() == Some(3) {
             return Ok(None);
         }
-        let v = self.json(&["get", item, "--show"])?;
+        if !o.status.success() {
+            bail!("{}: `hearth get {item}` failed: {}", self.name, String::from_utf8_lossy(&o.stderr).trim());
+        }
+        let v: Value = serde_json::from_slice(&o.stdout).context("hearth get's JSON")?;
         Ok(v["fields"][field].as_str().map(str::to_owned))
     }
 }
