@@ -46,6 +46,24 @@ pub fn yaml_all(text: &str) -> Vec<Value> {
     }
 }
 
+/// `hearth-rendezvous` run with exactly `env` (none of the caller's `HEARTH_*` variables),
+/// stderr to `stderr`: the process and whether it printed `listening http` (false: it exited
+/// first). The deployment tests run the server as compose or the chart would configure it.
+pub fn rendezvous_with_env(env: &BTreeMap<String, String>, stderr: std::process::Stdio) -> (std::process::Child, bool) {
+    use std::io::BufRead;
+    let mut cmd = Command::new(crate::bin("hearth-rendezvous"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HEARTH_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child =
+        cmd.envs(env).stdout(std::process::Stdio::piped()).stderr(stderr).spawn().expect("hearth-rendezvous");
+    let out = child.stdout.take().expect("stdout");
+    let started = std::io::BufReader::new(out).lines().any(|l| l.is_ok_and(|l| l.starts_with("listening http")));
+    (child, started)
+}
+
 /// `KEY=VALUE` lines of an env file (comments and blank lines skipped).
 pub fn env_file(path: &Path) -> BTreeMap<String, String> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

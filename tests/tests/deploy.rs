@@ -7,13 +7,12 @@
 //! checked from the files themselves.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hearth_e2e::bin;
-use hearth_e2e::compose::{compose, deploy_dir, env_file, environment};
+use hearth_e2e::compose::{compose, deploy_dir, env_file, environment, rendezvous_with_env};
 use hearth_e2e::device::{wait_until, Device};
 use hearth_e2e::rendezvous::free_port;
 use serde_json::Value;
@@ -157,17 +156,10 @@ fn the_shipped_files_serve_two_devices_through_caddy_over_tls() {
         let given = env.insert((*k).to_owned(), v);
         assert!(given.is_some(), "compose sets {k}");
     }
-    let mut cmd = Command::new(bin("hearth-rendezvous"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("HEARTH_") {
-            cmd.env_remove(k);
-        }
-    }
     let log = dir.path().join("rendezvous.log");
-    cmd.envs(&env).stdout(Stdio::piped()).stderr(std::fs::File::create(&log).unwrap());
-    let mut rv = Killed(cmd.spawn().expect("hearth-rendezvous"));
-    let mut out = BufReader::new(rv.0.stdout.take().unwrap()).lines();
-    assert!(out.any(|l| l.is_ok_and(|l| l.starts_with("listening http"))), "the rendezvous did not start");
+    let (rv, started) = rendezvous_with_env(&env, std::fs::File::create(&log).unwrap().into());
+    let _rv = Killed(rv);
+    assert!(started, "the rendezvous did not start");
 
     // Caddy with the shipped Caddyfile and compose's environment for it.
     let mut caddy_env = environment(&c["services"]["caddy"], &vars);

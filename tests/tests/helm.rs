@@ -4,12 +4,11 @@
 //! starts the real server (with a real Redis for replicas) and answers its probes.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use hearth_e2e::bin;
-use hearth_e2e::compose::yaml_all;
+use hearth_e2e::compose::{rendezvous_with_env, yaml_all};
 use hearth_e2e::rendezvous::{free_port, Redis};
 use serde_json::Value;
 
@@ -81,15 +80,7 @@ fn serves_with(mut env: BTreeMap<String, String>) {
     env.insert("HEARTH_LISTEN".into(), format!("127.0.0.1:{http}"));
     env.insert("HEARTH_STUN_BIND".into(), format!("127.0.0.1:{stun}"));
     env.insert("HEARTH_METRICS_BIND".into(), format!("127.0.0.1:{metrics}"));
-    let mut cmd = Command::new(bin("hearth-rendezvous"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("HEARTH_") {
-            cmd.env_remove(k);
-        }
-    }
-    let mut child = cmd.envs(&env).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("hearth-rendezvous");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let started = lines.any(|l| l.is_ok_and(|l| l.starts_with("listening http")));
+    let (mut child, started) = rendezvous_with_env(&env, Stdio::null());
     let ready = started
         && Command::new(bin("hearth-rendezvous"))
             .args(["healthcheck", "--addr", &format!("127.0.0.1:{http}")])
