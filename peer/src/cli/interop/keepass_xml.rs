@@ -98,7 +98,8 @@ pub fn parse(text: &str) -> Result<Vec<Record>, InteropError> {
                     return Err(err(format!("</{name}> closes nothing open")));
                 }
                 let parent = stack.last().map(String::as_str);
-                if in_history || stack.iter().any(|s| s == "History") {
+                // (Whatever is inside a <History> was inside it before this element closed.)
+                if in_history {
                     text_buf.clear();
                     continue;
                 }
