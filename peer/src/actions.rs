@@ -187,7 +187,7 @@ pub fn apply<S: LogStore>(
             if name.starts_with(char::is_control) || reserved_field(fields) {
                 return Err(ActionError::ReservedName);
             }
-            if replica.state().find(name).is_ok() {
+            if !replica.state().resolves(name).is_empty() {
                 return Err(ActionError::Exists(name.clone()));
             }
             let item = ItemId::random();
@@ -213,12 +213,7 @@ pub fn apply<S: LogStore>(
                 if new.starts_with(char::is_control) {
                     return Err(ActionError::ReservedName);
                 }
-                let taken = match replica.state().find(new) {
-                    Ok(other) => other != item,
-                    Err(LookupError::Ambiguous { .. }) => true,
-                    Err(_) => false,
-                };
-                if taken {
+                if replica.state().resolves(new).iter().any(|other| *other != item) {
                     return Err(ActionError::Exists(new.clone()));
                 }
             }

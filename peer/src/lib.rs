@@ -7,6 +7,7 @@
 //! - [`home`]: a device's directory: sealed secret + SQLite op log.
 //! - [`sync`]: the sans-IO Noise session that moves batches between replicas.
 //! - [`actions`]: the user's writes as requests, applied by the CLI or by the daemon.
+//! - [`reads`]: what commands show, as requests answered by the CLI or by the daemon.
 //! - [`node`]: the daemon: one replica, a session per connected peer, LAN discovery and
 //!   the WebSocket transport, WebRTC through the rendezvous, the local control socket.
 //! - [`nat`]: this network's NAT behaviour (RFC 5780) and what it means for direct connections.
@@ -23,6 +24,7 @@ pub mod identity;
 pub mod nat;
 pub mod node;
 pub mod pairing;
+pub mod reads;
 pub mod signal;
 pub use hearth_proto::ids;
 pub mod sync;

@@ -2,8 +2,12 @@
 //! one JSON reply per line.
 //!
 //! While a daemon runs it is the only writer of the device's log: the CLI sends its writes
-//! here ([`Client::request`]) instead of opening the database for writing. Reads (get, list,
-//! conflicts) open the database directly; SQLite's WAL lets them run beside the daemon.
+//! here ([`Client::request`]) instead of opening the database for writing, and its reads
+//! (get, list, conflicts, totp, clip) too: the daemon holds the unlocked vault, so a sealed
+//! home asks for its passphrase once, not at every command. `hearth lock` (or the idle
+//! timer) makes the daemon forget the secret; a locked daemon answers [`Reply::Locked`] to
+//! everything but [`Request::Unlock`]. Only the user who runs the daemon is served: the
+//! socket is 0600 in a 0700 home, and a connection from another uid (root) is refused.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -18,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::status::DaemonStatus;
 use super::Input;
 use crate::actions::{WriteOutcome, WriteRequest};
+use crate::reads::{ReadRequest, View};
 
 /// Longest request line accepted (a bundle import travels hex-encoded in one line).
 pub const MAX_REQUEST: usize = 64 << 20;
@@ -58,6 +63,20 @@ pub enum Request {
     /// `hearth rotate` while the daemon runs: it stops serving, rotates the home
     /// ([`crate::home::Home::rotate`]), answers [`Reply::Rotated`] and serves the new vault.
     Rotate,
+    /// Show something of the vault; answered with [`Reply::Read`].
+    Read {
+        /// What to show.
+        read: ReadRequest,
+    },
+    /// `hearth lock`: stop syncing and forget the vault's secret until [`Request::Unlock`]
+    /// (a sealed home only: a key-file home has nothing to forget).
+    Lock,
+    /// Unlock a locked daemon with the home's passphrase; answered with [`Reply::Unlocked`],
+    /// or [`Reply::Locked`] when the passphrase is wrong.
+    Unlock {
+        /// The passphrase.
+        passphrase: String,
+    },
 }
 
 /// The daemon's answer.
@@ -80,6 +99,18 @@ pub enum Reply {
     },
     /// For [`Request::Rotate`].
     Rotated(Box<Rotation>),
+    /// For [`Request::Read`].
+    Read(Box<View>),
+    /// The daemon is locked (or stays locked: a wrong passphrase); nothing was done.
+    Locked {
+        /// Why, for a person.
+        message: String,
+    },
+    /// For [`Request::Lock`] (the daemon is locked now) and [`Request::Unlock`].
+    Unlocked {
+        /// False once locked by a [`Request::Lock`].
+        unlocked: bool,
+    },
     /// The request failed; nothing was written.
     Error {
         /// What went wrong, for a person.
@@ -158,7 +189,7 @@ impl Client {
     /// failure is [`ControlError::OutcomeUnknown`]: the daemon may have acted on it.
     pub fn request(&mut self, req: &Request, timeout: Duration) -> Result<Reply, ControlError> {
         self.stream.set_read_timeout(Some(timeout))?;
-        let mut line = serde_json::to_vec(req)?;
+        let mut line = zeroize::Zeroizing::new(serde_json::to_vec(req)?);
         line.push(b'\n');
         self.stream.write_all(&line)?;
         let mut reader = BufReader::new(&self.stream);
@@ -196,11 +227,15 @@ pub(crate) fn bind(home: &Path) -> std::io::Result<tokio::net::UnixListener> {
     bound
 }
 
-/// Serves control connections until the node's input channel closes.
-pub(crate) async fn serve(listener: tokio::net::UnixListener, to_node: mpsc::Sender<Input>) {
+/// Serves control connections of user `uid` until the node's input channel closes.
+pub(crate) async fn serve(listener: tokio::net::UnixListener, uid: u32, to_node: mpsc::Sender<Input>) {
     loop {
         let stream = match listener.accept().await {
-            Ok((s, _)) => s,
+            Ok((s, _)) if same_user(&s, uid) => s,
+            Ok(_) => {
+                tracing::warn!("refused a control connection from another user");
+                continue;
+            }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!("control socket accept: {e}");
@@ -210,29 +245,51 @@ pub(crate) async fn serve(listener: tokio::net::UnixListener, to_node: mpsc::Sen
         };
         let to_node = to_node.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, to_node).await {
+            if let Err(e) = lines(stream, |req| ask(&to_node, req)).await {
                 tracing::debug!("control connection: {e}");
             }
         });
     }
 }
 
-async fn connection(stream: tokio::net::UnixStream, to_node: mpsc::Sender<Input>) -> std::io::Result<()> {
+/// The user the control socket of `home` belongs to (the daemon's, who bound it).
+pub(crate) fn owner(home: &Path) -> std::io::Result<u32> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::metadata(socket_path(home))?.uid())
+}
+
+/// True when the peer of `s` runs as `uid`: the socket's mode keeps other users out, except
+/// root, which the daemon refuses too (an unlocked vault is the user's alone).
+pub(crate) fn same_user(s: &tokio::net::UnixStream, uid: u32) -> bool {
+    s.peer_cred().is_ok_and(|peer| peer.uid() == uid)
+}
+
+/// Reads request lines from `stream` and writes `answer`'s reply to each.
+pub(crate) async fn lines<F, Fut>(stream: tokio::net::UnixStream, mut answer: F) -> std::io::Result<()>
+where
+    F: FnMut(Request) -> Fut,
+    Fut: std::future::Future<Output = Reply>,
+{
+    use zeroize::Zeroize;
     let (read, mut write) = stream.into_split();
     let mut lines = tokio::io::BufReader::new(read.take(MAX_REQUEST as u64 + 1));
     let mut line = String::new();
     loop {
-        line.clear();
+        // An unlock request's line holds the passphrase: wiped, not just cleared.
+        line.zeroize();
         if lines.read_line(&mut line).await? == 0 {
             return Ok(());
         }
         let reply = match serde_json::from_str::<Request>(&line) {
             Err(e) => Reply::Error { message: format!("bad request: {e}"), lookup: false },
-            Ok(req) => ask(&to_node, req).await,
+            Ok(req) => answer(req).await,
         };
         let mut out = serde_json::to_vec(&reply).map_err(std::io::Error::other)?;
         out.push(b'\n');
-        write.write_all(&out).await?;
+        let sent = write.write_all(&out).await;
+        // A read's reply holds vault values.
+        out.zeroize();
+        sent?;
     }
 }
 
@@ -250,6 +307,7 @@ async fn ask(to_node: &mpsc::Sender<Input>, req: Request) -> Reply {
         }
         // Carrying a large vault into the new one, with the node stopped meanwhile.
         Request::Rotate => Duration::from_secs(600),
+        Request::Read { .. } | Request::Lock | Request::Unlock { .. } => Duration::from_secs(60),
     };
     let (tx, rx) = oneshot::channel();
     if to_node.send(Input::Control { req, reply: tx }).await.is_err() {

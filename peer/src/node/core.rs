@@ -289,8 +289,15 @@ impl<S: LogStore> Core<S> {
             Request::ConnectOffer | Request::ConnectAnswer { .. } | Request::ConnectAccept { .. } => {
                 Reply::Error { message: "WebRTC is not running in this node".into(), lookup: false }
             }
-            // The node stops for it; a core alone cannot rotate its home.
+            // The node stops for these; a core alone cannot rotate or lock its home.
             Request::Rotate => Reply::Error { message: "only a running daemon rotates".into(), lookup: false },
+            Request::Lock | Request::Unlock { .. } => {
+                Reply::Error { message: "only a running daemon locks".into(), lookup: false }
+            }
+            Request::Read { read } => match crate::reads::answer(self.replica.state(), &read) {
+                Ok(view) => Reply::Read(Box::new(view)),
+                Err(e) => Reply::Error { message: e.to_string(), lookup: true },
+            },
             Request::WaitFor { author, seq, .. } => match DeviceId::from_hex(&author) {
                 None => Reply::Error { message: "author is a 32-digit hex device id".into(), lookup: false },
                 Some(author) if self.replica.version().get(author) >= seq => Reply::Reached,

@@ -18,6 +18,7 @@ mod core_tests;
 pub mod dialer;
 pub mod lan_tag;
 pub mod limits;
+pub mod locked;
 pub mod mdns;
 pub mod rendezvous;
 pub mod status;
@@ -125,6 +126,9 @@ pub struct NodeConfig {
     pub turn: Option<hearth_rendezvous::protocol::TurnCredentials>,
     /// What the node spends on others at most.
     pub limits: limits::Limits,
+    /// Lock (forget the secret, stop syncing) after this long without a command through the
+    /// control socket; `None` never (a sealed home only: a key-file home has nothing to lock).
+    pub lock_after: Option<std::time::Duration>,
 }
 
 /// Why a node could not start.
@@ -187,6 +191,9 @@ pub enum RunEnd {
     /// `hearth rotate` asked (through the control socket): rotate the home
     /// ([`Home::rotate`]), answer, and start again on the new vault.
     Rotate(oneshot::Sender<control::Reply>),
+    /// `hearth lock` asked (its reply goes out once the secret is forgotten), or the idle
+    /// timer ran out (`None`): wait locked for an unlock ([`locked::serve`]).
+    Locked(Option<oneshot::Sender<control::Reply>>),
 }
 
 /// A started node: its listen address is known; [`Node::run`] serves until shutdown.
@@ -201,6 +208,14 @@ pub struct Node {
     home: Home,
     /// A `hearth rotate` waiting for this node to stop.
     rotate: Option<oneshot::Sender<control::Reply>>,
+    /// Set when the node must stop and lock (a `hearth lock`, or the idle timer).
+    lock: Option<Option<oneshot::Sender<control::Reply>>>,
+    /// The home's secret is sealed under a passphrase (so there is something to lock).
+    sealed: bool,
+    /// The idle time after which a sealed home locks.
+    lock_after: Option<std::time::Duration>,
+    /// The last command through the control socket (status polls do not count).
+    last_used: Instant,
     /// The vault's revocations, for the rendezvous link (set when it runs).
     revocations: Option<tokio::sync::watch::Sender<Vec<hearth_proto::membership::MembershipRecord>>>,
     /// The listener, control socket and rendezvous link tasks.
@@ -229,10 +244,13 @@ impl Node {
         let local_addr = listener
             .local_addr()
             .map_err(|source| NodeError::Listen { addr: config.listen.to_string(), error: source })?;
-        let control = control::bind(config.home.dir()).map_err(|source| NodeError::Listen {
+        let control_err = |source| NodeError::Listen {
             addr: control::socket_path(config.home.dir()).display().to_string(),
             error: source,
-        })?;
+        };
+        let control = control::bind(config.home.dir()).map_err(control_err)?;
+        let uid = control::owner(config.home.dir()).map_err(control_err)?;
+        let sealed = matches!(config.home.protection(None), Err(HomeError::Locked));
         let (to_node, inputs) = mpsc::channel(1024);
         let ids = ws::PipeIds::default();
         let lan_key = SymmetricKey(*replica.vault_keys().lan_tag.as_bytes());
@@ -250,7 +268,7 @@ impl Node {
         // binds the same sockets.
         let mut tasks = vec![
             tokio::spawn(ws::accept_loop(listener, ids.clone(), config.limits, to_node.clone())).abort_handle(),
-            tokio::spawn(control::serve(control, to_node.clone())).abort_handle(),
+            tokio::spawn(control::serve(control, uid, to_node.clone())).abort_handle(),
         ];
         let mdns = if config.mdns {
             let m = mdns::start(&lan_key, &retired_lan, local_addr.port(), &config.mdns_interfaces, to_node.clone())?;
@@ -330,6 +348,10 @@ impl Node {
             _mdns: mdns,
             home: config.home,
             rotate: None,
+            lock: None,
+            sealed,
+            lock_after: config.lock_after.filter(|_| sealed),
+            last_used: Instant::now(),
             revocations,
             tasks,
             webrtc,
@@ -351,8 +373,16 @@ impl Node {
             end = RunEnd::Forked;
         }
         while matches!(end, RunEnd::Shutdown) {
-            self.start_dials(Instant::now());
-            let wake = self.core.next_wakeup().map(tokio::time::Instant::from_std);
+            let now = Instant::now();
+            self.start_dials(now);
+            let idle_end = self.lock_after.map(|d| self.last_used + d);
+            if idle_end.is_some_and(|t| t <= now) {
+                tracing::info!("locked after {:?} without a command: the secret is forgotten", self.lock_after);
+                end = RunEnd::Locked(None);
+                break;
+            }
+            let wake = [self.core.next_wakeup(), idle_end].into_iter().flatten().min();
+            let wake = wake.map(tokio::time::Instant::from_std);
             tokio::select! {
                 () = &mut shutdown => break,
                 input = self.inputs.recv() => match input {
@@ -368,6 +398,9 @@ impl Node {
                         }
                         if let Some(reply) = self.rotate.take() {
                             end = RunEnd::Rotate(reply);
+                        }
+                        if let Some(reply) = self.lock.take() {
+                            end = RunEnd::Locked(reply);
                         }
                     }
                     None => break,
@@ -398,21 +431,13 @@ impl Node {
             Input::DialFailed { target } => self.core.dial_failed(target, now),
             Input::Discovered { name, addrs } => self.core.discovered(&name, addrs, now),
             Input::Lost { name } => self.core.lost(&name),
-            Input::Control { req: control::Request::Rotate, reply } => self.rotate = Some(reply),
-            Input::Control { req, reply } => match (req, &mut self.webrtc) {
-                (control::Request::ConnectOffer, Some(w)) => w.manual_offer(manual_reply(reply)),
-                (control::Request::ConnectAnswer { offer }, Some(w)) => {
-                    w.manual_answer(self.core.replica().membership(), &offer, manual_reply(reply));
-                }
-                (control::Request::ConnectAccept { answer }, Some(w)) => {
-                    let r = w.manual_accept(self.core.replica().membership(), &answer);
-                    let _ = reply.send(match r {
-                        Ok(device) => control::Reply::Text { text: String::new(), device: Some(device.to_hex()) },
-                        Err(message) => control::Reply::Error { message, lookup: false },
-                    });
-                }
-                (req, _) => self.core.control(req, reply, now),
-            },
+            Input::Control { req, reply }
+                if !matches!(req, control::Request::Status | control::Request::WaitFor { .. }) =>
+            {
+                self.last_used = now;
+                self.command(req, reply, now);
+            }
+            Input::Control { req, reply } => self.core.control(req, reply, now),
             Input::Rendezvous(ev) => {
                 match (&ev, &mut self.webrtc) {
                     (rendezvous::LinkEvent::Joined { online }, Some(w)) => {
@@ -452,6 +477,35 @@ impl Node {
                     self.core.set_webrtc(w.status());
                 }
             }
+        }
+    }
+
+    /// A command through the control socket (anything but a status poll).
+    fn command(&mut self, req: control::Request, reply: oneshot::Sender<control::Reply>, now: Instant) {
+        match (req, &mut self.webrtc) {
+            (control::Request::Rotate, _) => self.rotate = Some(reply),
+            (control::Request::Lock, _) if self.sealed => self.lock = Some(Some(reply)),
+            (control::Request::Lock, _) => {
+                let message = "this home has no passphrase, so there is nothing to lock: its key is in a file (`hearth init` without --no-passphrase makes a sealed home)".into();
+                let _ = reply.send(control::Reply::Error { message, lookup: false });
+            }
+            // Unlocked already.
+            (control::Request::Unlock { passphrase }, _) => {
+                drop(Zeroizing::new(passphrase));
+                let _ = reply.send(control::Reply::Unlocked { unlocked: true });
+            }
+            (control::Request::ConnectOffer, Some(w)) => w.manual_offer(manual_reply(reply)),
+            (control::Request::ConnectAnswer { offer }, Some(w)) => {
+                w.manual_answer(self.core.replica().membership(), &offer, manual_reply(reply));
+            }
+            (control::Request::ConnectAccept { answer }, Some(w)) => {
+                let r = w.manual_accept(self.core.replica().membership(), &answer);
+                let _ = reply.send(match r {
+                    Ok(device) => control::Reply::Text { text: String::new(), device: Some(device.to_hex()) },
+                    Err(message) => control::Reply::Error { message, lookup: false },
+                });
+            }
+            (req, _) => self.core.control(req, reply, now),
         }
     }
 

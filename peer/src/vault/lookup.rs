@@ -28,18 +28,23 @@ pub enum LookupError {
 }
 
 impl VaultState {
+    /// The visible items `name` picks, without the "did you mean" search a failed
+    /// [`VaultState::find`] makes (O(log n)): the item whose id it is, else those named so.
+    pub fn resolves(&self, name: &str) -> Vec<ItemId> {
+        match ItemId::from_hex(name).filter(|id| self.items.get(id).is_some_and(|s| s.is_visible() && !s.is_reserved()))
+        {
+            Some(id) => vec![id],
+            None => self.named(name),
+        }
+    }
+
     /// The one visible item named `name` (or whose id is `name`).
     pub fn find(&self, name: &str) -> Result<ItemId, LookupError> {
-        if let Some(id) =
-            ItemId::from_hex(name).filter(|id| self.items.get(id).is_some_and(|s| s.is_visible() && !s.is_reserved()))
-        {
-            return Ok(id);
-        }
-        let hits: Vec<ItemId> = self.visible().filter(|(_, s)| s.name() == name).map(|(id, _)| *id).collect();
+        let hits = self.resolves(name);
         match hits.len() {
             1 => Ok(hits[0]),
             0 => {
-                let suggestion = closest(name, self.visible().map(|(_, s)| s.name()));
+                let suggestion = closest(name, self.names());
                 Err(LookupError::NotFound { name: name.to_owned(), suggestion })
             }
             n => Err(LookupError::Ambiguous {

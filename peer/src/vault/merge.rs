@@ -12,8 +12,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use zeroize::Zeroize;
 
 use super::clock::{Dot, Hlc, VersionVector};
+use super::name_index::NameIndex;
 use super::op::Op;
 use crate::ids::{DeviceId, ItemId};
 
@@ -40,13 +42,20 @@ impl<T> Default for MvReg<T> {
     }
 }
 
-impl<T: Clone> MvReg<T> {
+impl<T: Clone + Zeroize> MvReg<T> {
     /// Writes `value` by event `dot` whose writer had seen `ctx`.
     fn write(&mut self, value: T, dot: Dot, hlc: Hlc, ctx: &Context<'_>) {
         if self.values.iter().any(|v| v.dot == dot) {
             return; // idempotent: this event was applied already
         }
-        self.values.retain(|v| !ctx.covers(v.dot));
+        // A superseded value (an old password) is wiped, not just freed.
+        self.values.retain_mut(|v| {
+            let keep = !ctx.covers(v.dot);
+            if !keep {
+                v.value.zeroize();
+            }
+            keep
+        });
         let at = self.values.partition_point(|v| v.dot < dot);
         self.values.insert(at, Versioned { value, dot, hlc });
     }
@@ -143,9 +152,47 @@ pub const SECRET_FIELDS: &str = "\u{1}secret";
 
 /// The whole merged vault.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "Items")]
 pub struct VaultState {
     /// Items by id, including deleted ones (their registers still take part in merges).
+    /// Change it only through [`VaultState::apply`], which keeps the name index in step.
     pub items: BTreeMap<ItemId, ItemState>,
+    /// Visible items by name: derived from `items`, so neither encoded nor digested.
+    #[serde(skip)]
+    names: NameIndex,
+}
+
+impl Drop for VaultState {
+    /// The plaintext leaves memory with the state: a daemon that locks keeps none of it.
+    fn drop(&mut self) {
+        for it in self.items.values_mut() {
+            for v in &mut it.name.values {
+                v.value.zeroize();
+            }
+            for (mut k, mut r) in std::mem::take(&mut it.fields) {
+                k.zeroize();
+                for v in &mut r.values {
+                    v.value.zeroize();
+                }
+            }
+        }
+    }
+}
+
+/// What a [`VaultState`] is encoded as (its index is rebuilt on decoding).
+#[derive(Deserialize)]
+struct Items {
+    items: BTreeMap<ItemId, ItemState>,
+}
+
+impl From<Items> for VaultState {
+    fn from(i: Items) -> Self {
+        let mut names = NameIndex::default();
+        for (id, it) in &i.items {
+            names.update(*id, None, NameIndex::key(it));
+        }
+        Self { items: i.items, names }
+    }
 }
 
 /// One field (or the name, or the item's existence) with concurrent values.
@@ -169,6 +216,7 @@ impl VaultState {
         let ctx = Context { author, seq, deps };
         let dot = Dot { device: author, seq };
         let item = self.items.entry(op.item()).or_default();
+        let before = NameIndex::key(item);
         match op {
             Op::Put { name, fields, .. } => {
                 item.exists.write(true, dot, hlc, &ctx);
@@ -181,6 +229,18 @@ impl VaultState {
             }
             Op::Delete { .. } => item.exists.write(false, dot, hlc, &ctx),
         }
+        let after = NameIndex::key(item);
+        self.names.update(op.item(), before, after);
+    }
+
+    /// The visible items shown under exactly `name`, in id order (O(log n)).
+    pub fn named(&self, name: &str) -> Vec<ItemId> {
+        self.names.ids(name).collect()
+    }
+
+    /// Every displayed name of a visible item, each once, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.names()
     }
 
     /// Visible items (device names are not items: [`VaultState::device_names`]).
@@ -190,36 +250,45 @@ impl VaultState {
 
     /// Every conflict in visible items.
     pub fn conflicts(&self) -> Vec<Conflict> {
-        let mut out = Vec::new();
-        for (id, it) in self.visible() {
-            let mk = |field: &str, kept: Option<String>, losing: Vec<Option<String>>| Conflict {
-                item: *id,
-                name: it.name().to_owned(),
-                field: field.to_owned(),
-                kept,
-                losing,
-            };
-            if it.delete_conflict() {
-                out.push(mk("(deleted)", Some("kept".into()), vec![Some("deleted".into())]));
-            }
-            if it.name.is_conflicted() {
-                let kept = it.name.winner().map(|w| w.value.clone());
-                out.push(mk("(name)", kept, it.name.losers().into_iter().map(|v| Some(v.value.clone())).collect()));
-            }
-            for (k, r) in &it.fields {
-                if r.is_conflicted() && !k.starts_with(char::is_control) {
-                    let kept = r.winner().and_then(|w| w.value.clone());
-                    out.push(mk(k, kept, r.losers().into_iter().map(|v| v.value.clone()).collect()));
-                }
-            }
-        }
-        out
+        self.visible().flat_map(|(id, it)| item_conflicts(*id, it)).collect()
+    }
+
+    /// The conflicts of one visible item (O(log n), for commands about one item).
+    pub fn conflicts_of(&self, id: ItemId) -> Vec<Conflict> {
+        let item = self.items.get(&id).filter(|it| it.is_visible() && !it.is_reserved());
+        item.map(|it| item_conflicts(id, it)).unwrap_or_default()
     }
 
     /// SHA-256 of the canonical encoding: equal on two devices iff their states are equal.
     pub fn digest(&self) -> [u8; 32] {
         Sha256::digest(postcard::to_stdvec(self).unwrap_or_default()).into()
     }
+}
+
+/// The conflicts of item `id`: its delete, its name, then its fields in order.
+fn item_conflicts(id: ItemId, it: &ItemState) -> Vec<Conflict> {
+    let mut out = Vec::new();
+    let mk = |field: &str, kept: Option<String>, losing: Vec<Option<String>>| Conflict {
+        item: id,
+        name: it.name().to_owned(),
+        field: field.to_owned(),
+        kept,
+        losing,
+    };
+    if it.delete_conflict() {
+        out.push(mk("(deleted)", Some("kept".into()), vec![Some("deleted".into())]));
+    }
+    if it.name.is_conflicted() {
+        let kept = it.name.winner().map(|w| w.value.clone());
+        out.push(mk("(name)", kept, it.name.losers().into_iter().map(|v| Some(v.value.clone())).collect()));
+    }
+    for (k, r) in &it.fields {
+        if r.is_conflicted() && !k.starts_with(char::is_control) {
+            let kept = r.winner().and_then(|w| w.value.clone());
+            out.push(mk(k, kept, r.losers().into_iter().map(|v| v.value.clone()).collect()));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

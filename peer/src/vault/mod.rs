@@ -8,6 +8,7 @@ pub mod device_names;
 pub mod entry;
 pub mod lookup;
 pub mod merge;
+mod name_index;
 pub mod op;
 pub mod replica;
 pub mod store;

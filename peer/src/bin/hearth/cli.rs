@@ -252,6 +252,9 @@ pub(crate) enum Command {
     },
     /// Show this device's vault, devices and counts, and the running daemon's peers.
     Status,
+    /// Make the running daemon forget the vault's secret and stop syncing (a sealed home);
+    /// the next command that needs the vault asks for the passphrase and unlocks it.
+    Lock,
     /// After a restore from an older copy: re-enrol this home under a new device id, so it
     /// never signs a seq its old copy already used (everything held is kept).
     Repair,
@@ -297,6 +300,12 @@ pub(crate) enum Command {
         /// never on the command line).
         #[arg(long, env = "HEARTH_TURN_PASSWORD_FILE", value_name = "FILE")]
         turn_password_file: Option<std::path::PathBuf>,
+        /// A sealed home locks after this long without a command (30s, 15m, 1h; 0 or never:
+        /// never): the daemon forgets the secret and stops syncing until a command unlocks
+        /// it. Default: 1h when the passphrase was typed, never when it came from a file or
+        /// HEARTH_PASSPHRASE (whoever can read those can unlock anyway).
+        #[arg(long, env = "HEARTH_LOCK_AFTER", value_name = "DURATION", value_parser = crate::lock::parse_duration)]
+        lock_after: Option<crate::lock::LockAfter>,
         /// What the daemon spends on others at most.
         #[command(flatten)]
         limits: DaemonLimits,

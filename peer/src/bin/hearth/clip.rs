@@ -10,7 +10,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use hearth_peer::cli::secret_fields::is_secret_in;
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -41,21 +40,17 @@ fn default_field<'a>(fields: &[&'a str], secret: impl Fn(&str) -> bool) -> Resul
 }
 
 pub(crate) fn run(ctx: &Ctx, a: &ClipArgs) -> anyhow::Result<()> {
-    let r = ctx.open()?;
-    let id = r.state().find(&a.name)?;
-    let it = &r.state().items[&id];
-    let values = it.field_values();
-    let keys: Vec<&str> = values.keys().copied().collect();
+    let it = crate::get::item(ctx, &a.name)?;
+    let values = &it.fields;
+    let keys: Vec<&str> = values.keys().map(String::as_str).collect();
     let field = match &a.field {
         Some(f) => f.as_str(),
         None => {
-            default_field(&keys, |f| is_secret_in(it, f)).map_err(|m| NotFound(format!("item '{}': {m}", it.name())))?
+            default_field(&keys, |f| it.secret.contains(f)).map_err(|m| NotFound(format!("item '{}': {m}", it.name)))?
         }
     };
     let Some(value) = values.get(field) else {
-        return Err(
-            NotFound(format!("item '{}' has no field '{field}' (it has: {})", it.name(), keys.join(", "))).into()
-        );
+        return Err(NotFound(format!("item '{}' has no field '{field}' (it has: {})", it.name, keys.join(", "))).into());
     };
     let set = |v: &str| std::env::var_os(v).is_some_and(|x| !x.is_empty());
     if !set("DISPLAY") && !set("WAYLAND_DISPLAY") {
@@ -66,7 +61,7 @@ pub(crate) fn run(ctx: &Ctx, a: &ClipArgs) -> anyhow::Result<()> {
             a.name
         );
     }
-    let value = Zeroizing::new((*value).to_owned());
+    let value = Zeroizing::new(value.clone());
     let exe = std::env::current_exe().context("finding this hearth binary")?;
     let mut cmd = Command::new(exe);
     cmd.args(["clip-serve", "--clear-after", &a.clear_after.to_string()])
@@ -92,8 +87,8 @@ pub(crate) fn run(ctx: &Ctx, a: &ClipArgs) -> anyhow::Result<()> {
             a.name
         );
     }
-    ctx.print(json!({"ok": true, "name": it.name(), "field": field, "clear_after": a.clear_after}), || {
-        format!("copied {field} of '{}' to the clipboard; cleared in {} s", it.name(), a.clear_after)
+    ctx.print(json!({"ok": true, "name": it.name, "field": field, "clear_after": a.clear_after}), || {
+        format!("copied {field} of '{}' to the clipboard; cleared in {} s", it.name, a.clear_after)
     });
     Ok(())
 }

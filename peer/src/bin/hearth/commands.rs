@@ -12,6 +12,7 @@ use hearth_peer::home::{Home, HomeError, Protection};
 use hearth_peer::identity::{PhraseError, VaultKeys, VaultSecret};
 use hearth_peer::ids::DeviceId;
 use hearth_peer::node::control::{Client, ControlError, Reply, Request};
+use hearth_peer::reads::{self, ConflictView, ReadRequest, View};
 use hearth_peer::vault::{generate_password, LookupError, Replica, SqliteStore};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -123,12 +124,16 @@ impl Ctx {
     pub(crate) fn write(&self, req: WriteRequest) -> anyhow::Result<WriteOutcome> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(mut daemon) = Client::connect(self.home.dir()) {
-                let reply = match daemon.request(&Request::Write { write: req }, Duration::from_secs(60)) {
-                    Err(ControlError::OutcomeUnknown(why)) => {
-                        return Err(OutcomeUnknown { why, home: self.home.dir().display().to_string() }.into())
-                    }
-                    other => other?,
+            if let Some(daemon) = Client::connect(self.home.dir()) {
+                let reply = match self.ask_daemon(daemon, &Request::Write { write: req }) {
+                    Err(e) => match e.downcast::<ControlError>() {
+                        Ok(ControlError::OutcomeUnknown(why)) => {
+                            return Err(OutcomeUnknown { why, home: self.home.dir().display().to_string() }.into())
+                        }
+                        Ok(other) => return Err(other.into()),
+                        Err(e) => return Err(e),
+                    },
+                    Ok(reply) => reply,
                 };
                 return match reply {
                     Reply::Written(out) => Ok(out),
@@ -158,6 +163,50 @@ impl Ctx {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Shows something of the vault: through the daemon while one runs (it holds the vault
+    /// unlocked: no passphrase asked), else from the home opened here.
+    pub(crate) fn read(&self, req: ReadRequest) -> anyhow::Result<View> {
+        let Some(daemon) = Client::connect(self.home.dir()) else {
+            let r = self.open()?;
+            return Ok(reads::answer(r.state(), &req)?);
+        };
+        match self.ask_daemon(daemon, &Request::Read { read: req })? {
+            Reply::Read(view) => Ok(*view),
+            Reply::Error { message, lookup: true } => Err(NotFound(message).into()),
+            Reply::Error { message, .. } => Err(anyhow::anyhow!(message)),
+            other => bail!("the daemon answered a read with {other:?}"),
+        }
+    }
+
+    /// Sends `req` to the daemon; a locked daemon is unlocked first with the passphrase
+    /// given (env or file) or asked at the terminal, and asked again.
+    fn ask_daemon(&self, mut daemon: Client, req: &Request) -> anyhow::Result<Reply> {
+        let reply = daemon.request(req, Duration::from_secs(60))?;
+        if !matches!(reply, Reply::Locked { .. }) {
+            return Ok(reply);
+        }
+        let pass = match &self.passphrase {
+            Some(p) => p.clone(),
+            None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => read_secret("passphrase: ")?,
+            None => return Err(HomeError::Locked.into()),
+        };
+        let mut unlock = Request::Unlock { passphrase: pass.to_string() };
+        // Starting the node opens the whole vault: longer than a command.
+        let answer = daemon.request(&unlock, Duration::from_secs(300));
+        if let Request::Unlock { passphrase } = &mut unlock {
+            zeroize::Zeroize::zeroize(passphrase);
+        }
+        match answer? {
+            Reply::Unlocked { unlocked: true } => {}
+            Reply::Locked { .. } => return Err(HomeError::WrongPassphrase.into()),
+            Reply::Error { message, .. } => bail!("could not unlock the daemon: {message}"),
+            other => bail!("the daemon answered an unlock with {other:?}"),
+        }
+        // The unlocked daemon serves a socket of its own: ask there.
+        let mut again = Client::connect(self.home.dir()).context("the daemon stopped while unlocking")?;
+        Ok(again.request(req, Duration::from_secs(60))?)
     }
 
     /// Re-enrols this home after a fork of its own log (see [`Home::settle_own_fork`]) and
@@ -265,25 +314,23 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Conflicts { show, void: false } => {
-            let r = ctx.open()?;
-            let c = r.state().conflicts();
-            let secret = |c: &hearth_peer::vault::Conflict| {
-                r.state().items.get(&c.item).map_or(is_secret(&c.field), |it| is_secret_in(it, &c.field))
+            let View::Conflicts { conflicts: c } = ctx.read(ReadRequest::Conflicts)? else {
+                bail!("asked for conflicts, got another view");
             };
-            let shown =
-                |c: &hearth_peer::vault::Conflict, v: &Option<String>| shown_value(secret(c), v.as_deref(), show);
-            ctx.print(conflicts_json(&c, |c| !show && secret(c)), || {
+            let shown = |c: &ConflictView, v: &Option<String>| shown_value(c.secret, v.as_deref(), show);
+            ctx.print(conflicts_json(&c, show), || {
                 if c.is_empty() {
                     return "no conflicts".into();
                 }
                 c.iter()
-                    .map(|c| {
-                        let losing: Vec<String> = c.losing.iter().map(|v| shown(c, v)).collect();
+                    .map(|cv| {
+                        let c = &cv.conflict;
+                        let losing: Vec<String> = c.losing.iter().map(|v| shown(cv, v)).collect();
                         format!(
                             "{} / {}: kept {}, also {}\n  settle with: hearth {}resolve '{}' '{}'  (asks for the value to keep, or reads it from stdin)",
                             c.name,
                             c.field,
-                            shown(c, &c.kept),
+                            shown(cv, &c.kept),
                             losing.join(", "),
                             ctx.home_arg,
                             c.name,
@@ -321,10 +368,11 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             turn_url,
             turn_user,
             turn_password_file,
+            lock_after,
             limits,
         } => {
             let turn = crate::daemon::turn_override(turn_url, turn_user, turn_password_file)?;
-            crate::daemon::run(hearth_peer::node::NodeConfig {
+            let config = hearth_peer::node::NodeConfig {
                 home: ctx.home.clone(),
                 passphrase: ctx.passphrase.clone(),
                 listen,
@@ -340,9 +388,12 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
                 stun,
                 turn,
                 limits: limits.to_limits(),
-            })
+                lock_after: lock_after.and_then(crate::lock::LockAfter::duration),
+            };
+            crate::daemon::run(config, lock_after.is_some())
         }
         Command::Status => status(&ctx),
+        Command::Lock => crate::lock::run(&ctx),
         Command::NatCheck { stun, rendezvous } => crate::nat_check::run(ctx.json, stun, rendezvous),
         Command::Connect { offer, answer, accept, wait, png } => {
             let (step, default_wait) = match (offer, answer, accept) {
@@ -372,9 +423,14 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
     let s = r.state();
     let names = s.device_names();
     let name_of = |hex: &str| DeviceId::from_hex(hex).and_then(|d| names.get(&d).cloned());
+    let mut locked = false;
     let daemon = match Client::connect(ctx.home.dir()) {
         Some(mut c) => match c.request(&Request::Status, Duration::from_secs(10))? {
             Reply::Status(d) => Some(*d),
+            Reply::Locked { .. } => {
+                locked = true;
+                None
+            }
             // Stopping, or restarting under a new device id after a fork: not serving now.
             Reply::Error { .. } => None,
             other => bail!("the daemon answered a status request with {other:?}"),
@@ -389,7 +445,8 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
         "entries": r.len(),
         "devices": r.membership().devices().count(),
         "conflicts": s.conflicts().len(),
-        "daemon": daemon.is_some(),
+        "daemon": daemon.is_some() || locked,
+        "locked": locked,
         "listen": daemon.as_ref().map(|d| d.listen.clone()).unwrap_or_default(),
         "peers": daemon.as_ref().map(|d| d.peers.iter().map(|p| {
             let mut v = serde_json::to_value(p).unwrap_or_default();
@@ -420,6 +477,7 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
             );
         }
         match &daemon {
+            None if locked => out += "daemon  running, locked: not syncing until a command unlocks it (it asks for the passphrase)",
             None => out += "daemon  not running (start it with `hearth daemon`)",
             Some(d) => {
                 out += &format!("daemon  running, listening on {}\n", d.listen.join(", "));
@@ -692,12 +750,9 @@ fn show_generated(made: &BTreeMap<String, String>) -> String {
     made.iter().map(|(k, v)| format!("\n  {k} (generated): {v}")).collect()
 }
 
-/// Conflicts as JSON; the values of those `masked` says are secret hidden (like the human
-/// output, unless --show).
-pub(crate) fn conflicts_json(
-    c: &[hearth_peer::vault::Conflict],
-    masked: impl Fn(&hearth_peer::vault::Conflict) -> bool,
-) -> Value {
+/// Conflicts as JSON; the values of secret fields hidden (like the human output) unless
+/// `show`.
+pub(crate) fn conflicts_json(c: &[ConflictView], show: bool) -> Value {
     let hide = |v: &Option<String>, m: bool| match v {
         Some(_) if m => Value::from(MASK),
         Some(v) => Value::from(v.as_str()),
@@ -705,10 +760,10 @@ pub(crate) fn conflicts_json(
     };
     Value::Array(
         c.iter()
-            .map(|c| {
-                let m = masked(c);
+            .map(|cv| {
+                let (c, m) = (&cv.conflict, cv.secret && !show);
                 let losing: Vec<Value> = c.losing.iter().map(|v| hide(v, m)).collect();
-                json!({"item": c.item.to_hex(), "name": c.name, "field": c.field, "kept": hide(&c.kept, m), "losing": losing})
+                json!({"item": c.item, "name": c.name, "field": c.field, "kept": hide(&c.kept, m), "losing": losing})
             })
             .collect(),
     )

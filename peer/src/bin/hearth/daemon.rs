@@ -1,12 +1,12 @@
 //! `hearth daemon`: runs the node until SIGINT or SIGTERM.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hearth_peer::home::HomeError;
 use hearth_peer::node::control::{Reply, Rotation};
-use hearth_peer::node::{Node, NodeConfig, NodeError, RunEnd};
+use hearth_peer::node::{locked, Node, NodeConfig, NodeError, RunEnd};
 
 /// How long start-up waits for a CLI command that holds the writer lock to finish.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
@@ -20,16 +20,45 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-pub(crate) fn run(mut config: NodeConfig) -> anyhow::Result<()> {
+/// How long a sealed home's daemon whose passphrase was typed stays unlocked without a
+/// command, unless `--lock-after` says otherwise.
+const DEFAULT_LOCK_AFTER: Duration = Duration::from_secs(3600);
+
+/// Runs the daemon; `lock_after_given`: `--lock-after` was set (else the default applies).
+pub(crate) fn run(mut config: NodeConfig, lock_after_given: bool) -> anyhow::Result<()> {
+    let sealed = matches!(config.home.protection(None), Err(HomeError::Locked));
+    if sealed && config.passphrase.is_none() && std::io::stdin().is_terminal() {
+        config.passphrase = Some(crate::commands::read_secret("passphrase: ")?);
+        if !lock_after_given {
+            config.lock_after = Some(DEFAULT_LOCK_AFTER);
+        }
+    } else if sealed && config.passphrase.is_none() && !lock_after_given {
+        // Started locked (unlocked by the first command): the passphrase will be typed.
+        config.lock_after = Some(DEFAULT_LOCK_AFTER);
+    }
     let rt = runtime()?;
     rt.block_on(async move {
         let shutdown = shutdown_signal();
         tokio::pin!(shutdown);
         let mut restart = false;
         let mut forked = false;
+        let mut locked = sealed && config.passphrase.is_none();
         loop {
+            let mut unlocked = None;
+            if locked {
+                println!("locked: the first command that needs the vault asks for its passphrase and unlocks it");
+                std::io::stdout().flush()?;
+                match locked::serve(&config.home, &mut shutdown).await? {
+                    None => return Ok(()),
+                    Some(u) => {
+                        config.passphrase = Some(u.passphrase);
+                        unlocked = Some(u.reply);
+                    }
+                }
+                locked = false;
+            }
             let deadline = Instant::now() + LOCK_WAIT;
-            let node = loop {
+            let started = loop {
                 match start(&config, forked).await {
                     Err(NodeError::Home(HomeError::Busy(..))) if Instant::now() < deadline => {
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -38,8 +67,21 @@ pub(crate) fn run(mut config: NodeConfig) -> anyhow::Result<()> {
                     Err(NodeError::Listen { .. }) if restart && Instant::now() < deadline => {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
-                    other => break other?,
+                    other => break other,
                 }
+            };
+            let node = match (started, unlocked) {
+                (Ok(node), unlocked) => {
+                    if let Some(reply) = unlocked {
+                        let _ = reply.send(Reply::Unlocked { unlocked: true });
+                    }
+                    node
+                }
+                (Err(e), Some(reply)) => {
+                    let _ = reply.send(Reply::Error { message: e.to_string(), lookup: false });
+                    return Err(e.into());
+                }
+                (Err(e), None) => return Err(e.into()),
             };
             restart = true;
             // A restart (after re-enrolling) listens where the first start did.
@@ -57,6 +99,15 @@ pub(crate) fn run(mut config: NodeConfig) -> anyhow::Result<()> {
                 RunEnd::Rotate(reply) => {
                     let _ = reply.send(rotate(&config));
                     forked = false;
+                }
+                // The node (its replica, keys and plaintext) is gone; the passphrase goes too.
+                RunEnd::Locked(reply) => {
+                    config.passphrase = None;
+                    tracing::info!("locked: the vault's secret is forgotten until a command unlocks it");
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Reply::Unlocked { unlocked: false });
+                    }
+                    locked = true;
                 }
             }
         }

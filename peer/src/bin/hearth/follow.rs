@@ -50,6 +50,7 @@ impl SyncFlags {
             stun: self.stun,
             turn: None,
             limits: Limits::default(),
+            lock_after: None,
         }
     }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use hearth_peer::cli::secret_fields::is_secret_in;
+use hearth_peer::reads::{ItemView, ReadRequest, View};
 use serde_json::{json, Value};
 
 use crate::commands::{conflicts_json, Ctx, NotFound, MASK};
@@ -17,17 +17,20 @@ pub(crate) struct Get<'a> {
     pub(crate) raw: bool,
 }
 
+/// One item's view, through the daemon when one runs.
+pub(crate) fn item(ctx: &Ctx, name: &str) -> anyhow::Result<ItemView> {
+    match ctx.read(ReadRequest::Item { name: name.to_owned() })? {
+        View::Item(it) => Ok(it),
+        other => anyhow::bail!("asked for an item, got {other:?}"),
+    }
+}
+
 pub(crate) fn run(ctx: &Ctx, g: &Get<'_>) -> anyhow::Result<()> {
-    let r = ctx.open()?;
-    let id = r.state().find(g.name)?;
-    let it = &r.state().items[&id];
-    let fields: BTreeMap<&str, &str> = it.field_values();
+    let it = item(ctx, g.name)?;
     if let Some(f) = g.field {
-        let Some(value) = fields.get(f) else {
-            let has: Vec<&str> = fields.keys().copied().collect();
-            return Err(
-                NotFound(format!("item '{}' has no field '{f}' (it has: {})", it.name(), has.join(", "))).into()
-            );
+        let Some(value) = it.fields.get(f) else {
+            let has: Vec<&str> = it.fields.keys().map(String::as_str).collect();
+            return Err(NotFound(format!("item '{}' has no field '{f}' (it has: {})", it.name, has.join(", "))).into());
         };
         if g.raw {
             // Asked for by name, for a script: the value itself, then a newline.
@@ -36,28 +39,30 @@ pub(crate) fn run(ctx: &Ctx, g: &Get<'_>) -> anyhow::Result<()> {
             out.write_all(b"\n")?;
             return Ok(out.flush()?);
         }
-        let shown = if g.show || !is_secret_in(it, f) { *value } else { MASK };
-        ctx.print(json!({"id": id.to_hex(), "name": it.name(), "field": f, "value": shown}), || {
-            format!("{f}: {shown}")
-        });
+        let shown = if g.show || !it.secret.contains(f) { value.as_str() } else { MASK };
+        ctx.print(json!({"id": it.id, "name": it.name, "field": f, "value": shown}), || format!("{f}: {shown}"));
         return Ok(());
     }
-    let masked: Vec<&str> = fields.keys().copied().filter(|k| !g.show && is_secret_in(it, k)).collect();
-    let shown: BTreeMap<&str, &str> =
-        fields.iter().map(|(k, v)| (*k, if masked.contains(k) { MASK } else { *v })).collect();
-    let conflicts: Vec<_> = r.state().conflicts().into_iter().filter(|c| c.item == id).collect();
-    let mut out = json!({"id": id.to_hex(), "name": it.name(), "fields": shown, "conflicts": conflicts_json(&conflicts, |c| !g.show && is_secret_in(it, &c.field))});
+    let masked: Vec<&str> =
+        it.fields.keys().map(String::as_str).filter(|k| !g.show && it.secret.contains(*k)).collect();
+    let shown: BTreeMap<&str, &str> = it
+        .fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), if masked.contains(&k.as_str()) { MASK } else { v.as_str() }))
+        .collect();
+    let mut out =
+        json!({"id": it.id, "name": it.name, "fields": shown, "conflicts": conflicts_json(&it.conflicts, g.show)});
     if !masked.is_empty() {
         out["masked"] = Value::from(masked.clone());
     }
     ctx.print(out, || {
-        let mut text = format!("{}\n", it.name());
+        let mut text = format!("{}\n", it.name);
         for (k, v) in &shown {
             let hint = if masked.contains(k) { " (--show to reveal)" } else { "" };
             text += &format!("  {k}: {v}{hint}\n");
         }
-        if !conflicts.is_empty() {
-            text += &format!("  ({} conflict(s): see `hearth conflicts`)\n", conflicts.len());
+        if !it.conflicts.is_empty() {
+            text += &format!("  ({} conflict(s): see `hearth conflicts`)\n", it.conflicts.len());
         }
         text.trim_end().to_owned()
     });

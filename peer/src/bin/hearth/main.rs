@@ -16,6 +16,7 @@ mod history;
 mod invite;
 mod join;
 mod list;
+mod lock;
 mod nat_check;
 mod rotate;
 mod totp;

@@ -13,10 +13,8 @@ use crate::commands::{Ctx, NotFound};
 const TOTP_NAMES: [&str; 5] = ["totp", "otp", "2fa", "mfa", "one-time code"];
 
 pub(crate) fn run(ctx: &Ctx, name: &str, field: Option<&str>) -> anyhow::Result<()> {
-    let r = ctx.open()?;
-    let id = r.state().find(name)?;
-    let it = &r.state().items[&id];
-    let fields = it.field_values();
+    let it = crate::get::item(ctx, name)?;
+    let fields = &it.fields;
     let found = match field {
         Some(f) => fields.get_key_value(f),
         None => fields.iter().find(|(k, v)| {
@@ -29,13 +27,12 @@ pub(crate) fn run(ctx: &Ctx, name: &str, field: Option<&str>) -> anyhow::Result<
             .map_or_else(|| "a TOTP field (totp, otp, or an otpauth:// value)".to_owned(), |f| format!("field '{f}'"));
         return Err(NotFound(format!(
             "item '{}' has no {what}; add one with `hearth edit '{}' --field totp=-`",
-            it.name(),
-            it.name()
+            it.name, it.name
         ))
         .into());
     };
     // Never repeats the value: it is the secret.
-    let totp = Totp::parse(value).map_err(|e| anyhow!("field '{key}' of '{}' is not a TOTP secret: {e}", it.name()))?;
+    let totp = Totp::parse(value).map_err(|e| anyhow!("field '{key}' of '{}' is not a TOTP secret: {e}", it.name))?;
     let now = crate::commands::now_ms() / 1000;
     let (code, remaining) = (totp.code(now), totp.remaining(now));
     ctx.print(json!({"code": code, "remaining": remaining, "period": totp.period, "digits": totp.digits}), || {
