@@ -96,6 +96,30 @@ fn make_home(dir: &Path, name: &str, sealed: bool, plain: &Path) -> anyhow::Resu
     Ok(home)
 }
 
+/// `hearth daemon` on `home` (given the passphrase when `sealed`), once it listens, and its
+/// resident memory then (MiB): the vault held idle.
+fn start_daemon(home: &Path, sealed: bool) -> anyhow::Result<(std::process::Child, f64)> {
+    let mut daemon = hearth(home, sealed, &["daemon", "--listen", "127.0.0.1:0", "--no-mdns"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(daemon.stdout.take().context("daemon stdout")?),
+        &mut line,
+    )?;
+    if !line.starts_with("listening ws ") {
+        bail!("the daemon did not start: {line:?}");
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.id())).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    Ok((daemon, kib / 1024.0))
+}
+
 /// p50 of `get`, `add` and `list` on `home` (ms).
 fn hearth_ops(home: &Path, sealed: bool, n: usize, reps: usize, tag: &str) -> anyhow::Result<[f64; 3]> {
     let target = format!("item-{:06}", n / 2);
@@ -194,7 +218,7 @@ fn main() -> anyhow::Result<()> {
     }
     println!("hearth-cli-bench: p50 of {reps} runs, ms, whole processes (this machine, release build if built so)\n");
     println!(
-        "{:>8} | {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} | {:>9} {:>10}",
+        "{:>8} | {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} | {:>9} {:>9} | {:>9} | {:>9} {:>10}",
         "items",
         "get",
         "add",
@@ -205,6 +229,9 @@ fn main() -> anyhow::Result<()> {
         "get dmn",
         "add dmn",
         "list dmn",
+        "get s+dmn",
+        "add s+dmn",
+        "dmn MiB",
         "pass show",
         "kpxc show"
     );
@@ -218,17 +245,14 @@ fn main() -> anyhow::Result<()> {
         let [g, ad, l] = hearth_ops(&open, false, n, reps, "o")?;
         let sealed = make_home(dir.path(), "sealed", true, &plain)?;
         let [gs, ads, ls] = hearth_ops(&sealed, true, n, reps.min(5), "s")?;
-        // A daemon on the unsealed home: writes go through it, reads open the database.
-        let mut daemon = hearth(&open, false, &["daemon", "--listen", "127.0.0.1:0", "--no-mdns"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(daemon.stdout.take().context("daemon stdout")?),
-            &mut line,
-        )?;
+        // A daemon on each home: reads and writes go through it (the sealed one unlocked
+        // once, at its start: the commands give no passphrase).
+        let (mut daemon, rss) = start_daemon(&open, false)?;
         let [gd, add_d, ld] = hearth_ops(&open, false, n, reps, "d")?;
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+        let (mut daemon, _) = start_daemon(&sealed, true)?;
+        let [gsd, add_sd, _] = hearth_ops(&sealed, false, n, reps, "sd")?;
         let _ = daemon.kill();
         let _ = daemon.wait();
         let (ps, ks) = if anchors {
@@ -237,23 +261,29 @@ fn main() -> anyhow::Result<()> {
             (f64::NAN, f64::NAN)
         };
         println!(
-            "{n:>8} | {g:>9.1} {ad:>9.1} {l:>9.1} | {gs:>9.1} {ads:>9.1} {ls:>9.1} | {gd:>9.1} {add_d:>9.1} {ld:>9.1} | {ps:>9.1} {ks:>10.1}"
+            "{n:>8} | {g:>9.1} {ad:>9.1} {l:>9.1} | {gs:>9.1} {ads:>9.1} {ls:>9.1} | {gd:>9.1} {add_d:>9.1} {ld:>9.1} | {gsd:>9.1} {add_sd:>9.1} | {rss:>9.1} | {ps:>9.1} {ks:>10.1}"
         );
         if anchors {
             println!(
-                "{:>8}   get vs pass {:.2}×, vs keepassxc-cli {:.2}× (below 1 is faster than the anchor)",
+                "{:>8}   get vs pass {:.2}× (through the daemon {:.2}×), vs keepassxc-cli {:.2}× ({:.2}×) (below 1 is faster than the anchor)",
                 "",
                 g / ps,
-                g / ks
+                gd / ps,
+                g / ks,
+                gd / ks
             );
         }
         if n >= 100_000 {
-            worst_get_100k = Some(g.max(ad).max(gd).max(add_d));
+            worst_get_100k = Some((g.max(ad), gd.max(add_d).max(gsd).max(add_sd)));
         }
     }
-    if let Some(w) = worst_get_100k {
-        let verdict = if w <= 20.0 { "met" } else { "not met" };
-        println!("\ngoal: get and add at 100k ≤ 20 ms unsealed or through a daemon: slowest {w:.1} ms ({verdict})");
+    if let Some((direct, daemon)) = worst_get_100k {
+        let verdict = |w: f64| if w <= 20.0 { "met" } else { "not met" };
+        println!(
+            "\ngoal: get and add at 100k ≤ 20 ms unsealed or through an unlocked daemon: through the daemon (unsealed and sealed) slowest {daemon:.1} ms ({}); unsealed without a daemon slowest {direct:.1} ms ({}: it opens the whole log)",
+            verdict(daemon),
+            verdict(direct)
+        );
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! The vault's reads, as requests: what `get`, `list`, `conflicts`, `totp` and `clip` show.
+//! The vault's reads, as requests: what `get`, `list`, `conflicts`, `totp`, `clip`,
+//! `history`, `devices` and `status` show.
 //!
 //! Like [`crate::actions`] for writes, the CLI answers a [`ReadRequest`] from a replica it
 //! opened itself when no daemon runs, and sends it over the daemon's control socket when one
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::cli::search::{score, SEARCHED_FIELDS};
 use crate::cli::secret_fields::{is_secret, is_secret_in};
 use crate::ids::ItemId;
-use crate::vault::{Conflict, LookupError, VaultState};
+use crate::vault::{Conflict, LogStore, LookupError, Replica, ReplicaError, VaultState};
 
 /// What a command wants to see.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +33,18 @@ pub enum ReadRequest {
     },
     /// Every kept conflict.
     Conflicts,
+    /// Counts and ids for `hearth status`.
+    Summary,
+    /// Every enrolled device, with its name.
+    Devices,
+    /// Every change to one item (or one field), oldest first.
+    History {
+        /// Item name or id.
+        name: String,
+        /// Only the changes that touched this field (or deleted the item).
+        #[serde(default)]
+        field: Option<String>,
+    },
 }
 
 /// The answer to a [`ReadRequest`].
@@ -50,6 +63,85 @@ pub enum View {
         /// The conflicts, item by item.
         conflicts: Vec<ConflictView>,
     },
+    /// For [`ReadRequest::Summary`].
+    Summary(Summary),
+    /// For [`ReadRequest::Devices`].
+    Devices {
+        /// In enrolment order.
+        devices: Vec<DeviceRow>,
+    },
+    /// For [`ReadRequest::History`].
+    History {
+        /// The item's fields that are secrets (now, or marked so by a change shown).
+        secret: BTreeSet<String>,
+        /// The changes, oldest first.
+        changes: Vec<ChangeRow>,
+    },
+}
+
+/// What `hearth status` shows of the vault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The vault (hex).
+    pub vault_id: String,
+    /// This device (hex).
+    pub device_id: String,
+    /// Visible items.
+    pub items: usize,
+    /// Entries held.
+    pub entries: usize,
+    /// Enrolled devices (revoked ones included).
+    pub devices: usize,
+    /// Kept conflicts.
+    pub conflicts: usize,
+    /// Devices whose newest entry carries a clock too far ahead: (device hex, its ms).
+    pub clock_ahead: Vec<(String, u64)>,
+    /// Device (hex) → its name.
+    pub device_names: BTreeMap<String, String>,
+}
+
+/// One row of `hearth devices`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRow {
+    /// The device (hex).
+    pub device_id: String,
+    /// Its name, once it set one.
+    pub name: Option<String>,
+    /// True for the device answering.
+    pub this_device: bool,
+    /// True once revoked.
+    pub revoked: bool,
+    /// Its entries held here.
+    pub entries: u64,
+}
+
+/// One change of `hearth history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeRow {
+    /// When (the writer's clock, unix ms).
+    pub at_ms: u64,
+    /// The writer (hex).
+    pub device: String,
+    /// Its seq.
+    pub seq: u64,
+    /// The name it set, if any.
+    pub name: Option<String>,
+    /// The fields it set (`None`: removed), reserved ones left out.
+    pub fields: Vec<(String, Option<String>)>,
+    /// True when it deleted the item.
+    pub deleted: bool,
+}
+
+/// Why a read failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// A name did not resolve (CLI exit status 3).
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+    /// The log could not be read.
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
 }
 
 /// One item as commands show it.
@@ -105,25 +197,96 @@ pub struct ConflictValues {
     pub losing: Vec<Option<String>>,
 }
 
-/// Answers `req` from the merged state (O(log n) for one item; a list is O(n) by nature).
-pub fn answer(state: &VaultState, req: &ReadRequest) -> Result<View, LookupError> {
+/// Answers `req` from the replica (O(log n) for one item; a list, the status counts and an
+/// item's history are O(n) by nature).
+pub fn answer<S: LogStore>(replica: &Replica<S>, req: &ReadRequest) -> Result<View, ReadError> {
+    let state = replica.state();
     Ok(match req {
-        ReadRequest::Item { name } => {
-            let id = state.find(name)?;
-            let Some(it) = state.items.get(&id) else {
-                return Err(LookupError::NotFound { name: name.clone(), suggestion: None });
-            };
-            let fields: BTreeMap<String, String> =
-                it.field_values().into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-            let secret = fields.keys().filter(|k| is_secret_in(it, k)).cloned().collect();
-            let conflicts = state.conflicts_of(id).into_iter().map(|c| conflict_view(state, c)).collect();
-            View::Item(ItemView { id: id.to_hex(), name: it.name().to_owned(), fields, secret, conflicts })
-        }
+        ReadRequest::Item { name } => View::Item(item(state, name)?),
         ReadRequest::List { query } => View::List { items: list(state, query.as_deref()) },
-        ReadRequest::Conflicts => {
-            View::Conflicts { conflicts: state.conflicts().into_iter().map(|c| conflict_view(state, c)).collect() }
+        ReadRequest::Conflicts => View::Conflicts { conflicts: conflicts(state) },
+        ReadRequest::Summary => View::Summary(summary(replica)),
+        ReadRequest::Devices => {
+            let names = state.device_names();
+            let me = replica.device_id();
+            let devices = replica
+                .membership()
+                .devices()
+                .map(|(e, rev)| DeviceRow {
+                    device_id: e.device_id.to_hex(),
+                    name: names.get(&e.device_id).cloned(),
+                    this_device: e.device_id == me,
+                    revoked: rev.is_some(),
+                    entries: replica.version().get(e.device_id),
+                })
+                .collect();
+            View::Devices { devices }
         }
+        ReadRequest::History { name, field } => history(replica, name, field.as_deref())?,
     })
+}
+
+/// One visible item by name or id (O(log n)).
+fn item(state: &VaultState, name: &str) -> Result<ItemView, LookupError> {
+    let id = state.find(name)?;
+    let it = state.items.get(&id).ok_or_else(|| LookupError::NotFound { name: name.to_owned(), suggestion: None })?;
+    let fields: BTreeMap<String, String> =
+        it.field_values().into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+    let secret = fields.keys().filter(|k| is_secret_in(it, k)).cloned().collect();
+    let conflicts = state.conflicts_of(id).into_iter().map(|c| conflict_view(state, c)).collect();
+    Ok(ItemView { id: id.to_hex(), name: it.name().to_owned(), fields, secret, conflicts })
+}
+
+fn conflicts(state: &VaultState) -> Vec<ConflictView> {
+    state.conflicts().into_iter().map(|c| conflict_view(state, c)).collect()
+}
+
+fn summary<S: LogStore>(r: &Replica<S>) -> Summary {
+    let state = r.state();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    Summary {
+        vault_id: r.vault_id().to_hex(),
+        device_id: r.device_id().to_hex(),
+        items: state.visible().count(),
+        entries: r.len(),
+        devices: r.membership().devices().count(),
+        conflicts: state.conflicts().len(),
+        clock_ahead: r.clocks_ahead(now).iter().map(|(d, h)| (d.to_hex(), h.ms)).collect(),
+        device_names: state.device_names().into_iter().map(|(d, n)| (d.to_hex(), n)).collect(),
+    }
+}
+
+fn history<S: LogStore>(r: &Replica<S>, name: &str, field: Option<&str>) -> Result<View, ReadError> {
+    let id = r.state().find(name)?;
+    let item = r.state().items.get(&id);
+    let mut secret = BTreeSet::new();
+    let mut changes = Vec::new();
+    for c in r.history(id)? {
+        let fields: Vec<(String, Option<String>)> = c
+            .fields
+            .into_iter()
+            .filter(|(k, _)| field.is_none_or(|f| f == k) && !k.starts_with(char::is_control))
+            .collect();
+        // With a field asked for, only the changes that touched it (or deleted the item).
+        if field.is_some() && fields.is_empty() && !c.deleted {
+            continue;
+        }
+        for (k, _) in &fields {
+            if item.map_or(is_secret(k), |it| is_secret_in(it, k)) {
+                secret.insert(k.clone());
+            }
+        }
+        let row = ChangeRow {
+            at_ms: c.hlc.ms,
+            device: c.author.to_hex(),
+            seq: c.seq,
+            name: c.name,
+            fields,
+            deleted: c.deleted,
+        };
+        changes.push(row);
+    }
+    Ok(View::History { secret, changes })
 }
 
 fn conflict_view(state: &VaultState, c: Conflict) -> ConflictView {
@@ -182,18 +345,17 @@ mod tests {
         put(&mut st, 1, 1, 1, "bank", &[("user", "ann"), ("pin", "1234"), ("note", "x"), (SECRET_FIELDS, "note")]);
         put(&mut st, 1, 2, 2, "mail", &[("password", "a")]);
         put(&mut st, 2, 1, 2, "", &[("password", "b")]);
-        let View::Item(v) = answer(&st, &ReadRequest::Item { name: "bank".into() }).unwrap() else { panic!() };
+        let v = item(&st, "bank").unwrap();
         assert_eq!(v.name, "bank");
         assert_eq!(v.fields.keys().collect::<Vec<_>>(), ["note", "pin", "user"], "the marks are not a field");
         assert_eq!(v.secret.iter().collect::<Vec<_>>(), ["note", "pin"], "marked, and secret by name");
         assert!(v.conflicts.is_empty(), "the other item's conflict is not this one's");
-        let View::Item(m) = answer(&st, &ReadRequest::Item { name: "mail".into() }).unwrap() else { panic!() };
+        let m = item(&st, "mail").unwrap();
         assert_eq!(m.conflicts.len(), 1);
         assert!(m.conflicts[0].secret && m.conflicts[0].conflict.field == "password");
-        let err = answer(&st, &ReadRequest::Item { name: "mial".into() }).unwrap_err();
+        let err = item(&st, "mial").unwrap_err();
         assert!(matches!(err, LookupError::NotFound { suggestion: Some(ref s), .. } if s == "mail"), "{err:?}");
-        let View::Conflicts { conflicts } = answer(&st, &ReadRequest::Conflicts).unwrap() else { panic!() };
-        assert_eq!(conflicts, m.conflicts);
+        assert_eq!(conflicts(&st), m.conflicts);
     }
 
     #[test]
@@ -203,12 +365,11 @@ mod tests {
         put(&mut st, 1, 2, 2, "mail", &[("user", "x")]);
         put(&mut st, 2, 1, 2, "", &[("user", "y")]);
         put(&mut st, 1, 3, 3, "alpha", &[]);
-        let View::List { items } = answer(&st, &ReadRequest::List { query: None }).unwrap() else { panic!() };
+        let items = list(&st, None);
         let names: Vec<&str> = items.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["alpha", "mail", "zeta"]);
         assert_eq!(items.iter().map(|r| r.conflicted).collect::<Vec<_>>(), [false, true, false]);
-        let q = ReadRequest::List { query: Some("mail".into()) };
-        let View::List { items } = answer(&st, &q).unwrap() else { panic!() };
+        let items = list(&st, Some("mail"));
         assert_eq!(items.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["mail", "zeta"]);
         // The JSON a daemon sends reads back the same.
         let json = serde_json::to_string(&View::List { items: items.clone() }).unwrap();

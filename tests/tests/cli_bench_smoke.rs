@@ -14,7 +14,7 @@ fn cli_bench_runs_with_both_anchors() {
         stdout.lines().find(|l| l.trim_start().starts_with("60 |")).unwrap_or_else(|| panic!("no row:\n{stdout}"));
     let numbers: Vec<f64> =
         row.split(['|', ' ']).filter(|s| !s.is_empty()).skip(1).map(|s| s.parse().unwrap_or(f64::NAN)).collect();
-    assert_eq!(numbers.len(), 11, "{row}");
+    assert_eq!(numbers.len(), 14, "{row}");
     assert!(
         numbers.iter().all(|n| n.is_finite() && *n > 0.0),
         "every column measured (pass and keepassxc included): {row}"

@@ -112,12 +112,12 @@ fn a_sealed_homes_daemon_unlocks_once_then_locks_on_request_and_stops_syncing() 
 fn an_idle_daemon_locks_itself() {
     let dir = tempfile::tempdir().unwrap();
     let (a, _) = sealed_home(dir.path(), "a");
-    let mut daemon = locked_daemon(&a, &["--lock-after", "2s"]);
+    let mut daemon = locked_daemon(&a, &["--lock-after", "4s"]);
     ok(&a, Some(PASS), &["get", "bank"]);
     assert!(daemon.stdout.next().unwrap().unwrap().starts_with("listening ws "));
     // Used within the idle time, it stays unlocked.
     for _ in 0..3 {
-        std::thread::sleep(Duration::from_millis(800));
+        std::thread::sleep(Duration::from_millis(500));
         assert_eq!(ok(&a, None, &["get", "bank", "--field", "pin", "--raw"]), "1234\n");
     }
     // Left alone, it locks (and says so on its stdout).

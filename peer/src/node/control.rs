@@ -22,7 +22,10 @@ use tokio::sync::{mpsc, oneshot};
 use super::status::DaemonStatus;
 use super::Input;
 use crate::actions::{WriteOutcome, WriteRequest};
-use crate::reads::{ReadRequest, View};
+use crate::reads::{ListRow, ReadRequest, View};
+
+/// Rows per [`Reply::Rows`] line.
+const ROWS_PER_LINE: usize = 1000;
 
 /// Longest request line accepted (a bundle import travels hex-encoded in one line).
 pub const MAX_REQUEST: usize = 64 << 20;
@@ -101,6 +104,12 @@ pub enum Reply {
     Rotated(Box<Rotation>),
     /// For [`Request::Read`].
     Read(Box<View>),
+    /// A part of a long list ([`View::List`]): parts follow one another, each on its line, so
+    /// the first rows are shown at once; the [`Reply::Read`] with what remains ends the list.
+    Rows {
+        /// The next rows, in order.
+        items: Vec<ListRow>,
+    },
     /// The daemon is locked (or stays locked: a wrong passphrase); nothing was done.
     Locked {
         /// Why, for a person.
@@ -186,24 +195,65 @@ impl Client {
     }
 
     /// Sends `req` and waits up to `timeout` for the reply. Once the request is sent, any
-    /// failure is [`ControlError::OutcomeUnknown`]: the daemon may have acted on it.
+    /// failure is [`ControlError::OutcomeUnknown`]: the daemon may have acted on it. A list
+    /// sent in parts is returned whole.
     pub fn request(&mut self, req: &Request, timeout: Duration) -> Result<Reply, ControlError> {
+        let mut rows = Vec::new();
+        let reply = self.request_each(req, timeout, |part| {
+            rows.extend(part);
+            true
+        })?;
+        Ok(with_rows(rows, reply))
+    }
+
+    /// [`Client::request`] handing each part of a long list to `rows` as it arrives (the
+    /// final reply holds the last rows); `rows` returns false to stop reading (the
+    /// connection is then useless).
+    pub fn request_each(
+        &mut self,
+        req: &Request,
+        timeout: Duration,
+        mut rows: impl FnMut(Vec<ListRow>) -> bool,
+    ) -> Result<Reply, ControlError> {
         self.stream.set_read_timeout(Some(timeout))?;
         let mut line = zeroize::Zeroizing::new(serde_json::to_vec(req)?);
         line.push(b'\n');
         self.stream.write_all(&line)?;
         let mut reader = BufReader::new(&self.stream);
-        let mut buf = String::new();
-        match reader.read_line(&mut buf) {
-            Ok(0) => Err(ControlError::OutcomeUnknown("it closed the connection".into())),
-            Ok(_) => {
-                serde_json::from_str(&buf).map_err(|e| ControlError::OutcomeUnknown(format!("unreadable reply: {e}")))
+        loop {
+            let mut buf = String::new();
+            let reply: Reply = match reader.read_line(&mut buf) {
+                Ok(0) => return Err(ControlError::OutcomeUnknown("it closed the connection".into())),
+                Ok(_) => serde_json::from_str(&buf)
+                    .map_err(|e| ControlError::OutcomeUnknown(format!("unreadable reply: {e}")))?,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    return Err(ControlError::OutcomeUnknown(format!("none within {} s", timeout.as_secs())))
+                }
+                Err(e) => return Err(ControlError::OutcomeUnknown(e.to_string())),
+            };
+            match reply {
+                Reply::Rows { items } => {
+                    if !rows(items) {
+                        return Ok(Reply::Read(Box::new(View::List { items: Vec::new() })));
+                    }
+                }
+                other => return Ok(other),
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                Err(ControlError::OutcomeUnknown(format!("none within {} s", timeout.as_secs())))
-            }
-            Err(e) => Err(ControlError::OutcomeUnknown(e.to_string())),
         }
+    }
+}
+
+/// `reply` with the list rows that came before it in parts put back in front.
+pub fn with_rows(mut rows: Vec<ListRow>, reply: Reply) -> Reply {
+    match reply {
+        Reply::Read(view) => match *view {
+            View::List { items } => {
+                rows.extend(items);
+                Reply::Read(Box::new(View::List { items: rows }))
+            }
+            other => Reply::Read(Box::new(other)),
+        },
+        other => other,
     }
 }
 
@@ -284,13 +334,34 @@ where
             Err(e) => Reply::Error { message: format!("bad request: {e}"), lookup: false },
             Ok(req) => answer(req).await,
         };
-        let mut out = serde_json::to_vec(&reply).map_err(std::io::Error::other)?;
-        out.push(b'\n');
-        let sent = write.write_all(&out).await;
-        // A read's reply holds vault values.
-        out.zeroize();
-        sent?;
+        // A long list goes in parts, so its first rows are shown at once.
+        let reply = match reply {
+            Reply::Read(view) => match *view {
+                View::List { mut items } => {
+                    while items.len() > ROWS_PER_LINE {
+                        let rest = items.split_off(ROWS_PER_LINE);
+                        send(&mut write, &Reply::Rows { items }).await?;
+                        items = rest;
+                    }
+                    Reply::Read(Box::new(View::List { items }))
+                }
+                other => Reply::Read(Box::new(other)),
+            },
+            other => other,
+        };
+        send(&mut write, &reply).await?;
     }
+}
+
+/// Writes `reply` and a newline.
+async fn send(write: &mut tokio::net::unix::OwnedWriteHalf, reply: &Reply) -> std::io::Result<()> {
+    use zeroize::Zeroize;
+    let mut out = serde_json::to_vec(reply).map_err(std::io::Error::other)?;
+    out.push(b'\n');
+    let sent = write.write_all(&out).await;
+    // A read's reply holds vault values.
+    out.zeroize();
+    sent
 }
 
 async fn ask(to_node: &mpsc::Sender<Input>, req: Request) -> Reply {

@@ -294,9 +294,12 @@ impl<S: LogStore> Core<S> {
             Request::Lock | Request::Unlock { .. } => {
                 Reply::Error { message: "only a running daemon locks".into(), lookup: false }
             }
-            Request::Read { read } => match crate::reads::answer(self.replica.state(), &read) {
+            Request::Read { read } => match crate::reads::answer(&self.replica, &read) {
                 Ok(view) => Reply::Read(Box::new(view)),
-                Err(e) => Reply::Error { message: e.to_string(), lookup: true },
+                Err(e) => {
+                    let lookup = matches!(e, crate::reads::ReadError::Lookup(_));
+                    Reply::Error { message: e.to_string(), lookup }
+                }
             },
             Request::WaitFor { author, seq, .. } => match DeviceId::from_hex(&author) {
                 None => Reply::Error { message: "author is a 32-digit hex device id".into(), lookup: false },

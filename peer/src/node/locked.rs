@@ -26,12 +26,17 @@ pub struct Unlocking {
 }
 
 /// Serves the control socket of `home`, locked, until an unlock (`Some`) or `shutdown`
-/// (`None`).
-pub async fn serve(home: &Home, shutdown: impl Future<Output = ()>) -> Result<Option<Unlocking>, NodeError> {
+/// (`None`); `ready` runs once the socket takes connections (to say so).
+pub async fn serve(
+    home: &Home,
+    shutdown: impl Future<Output = ()>,
+    ready: impl FnOnce(),
+) -> Result<Option<Unlocking>, NodeError> {
     let _writer = home.lock_writer()?;
     let listen_err = |error| NodeError::Listen { addr: control::socket_path(home.dir()).display().to_string(), error };
     let listener = control::bind(home.dir()).map_err(listen_err)?;
     let uid = control::owner(home.dir()).map_err(listen_err)?;
+    ready();
     let (unlocks, mut unlocked) = mpsc::channel::<Unlocking>(1);
     let mut tasks = Vec::new();
     tokio::pin!(shutdown);

@@ -12,7 +12,7 @@ use hearth_peer::home::{Home, HomeError, Protection};
 use hearth_peer::identity::{PhraseError, VaultKeys, VaultSecret};
 use hearth_peer::ids::DeviceId;
 use hearth_peer::node::control::{Client, ControlError, Reply, Request};
-use hearth_peer::reads::{self, ConflictView, ReadRequest, View};
+use hearth_peer::reads::{self, ConflictView, ListRow, ReadRequest, View};
 use hearth_peer::vault::{generate_password, LookupError, Replica, SqliteStore};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -168,10 +168,7 @@ impl Ctx {
     /// Shows something of the vault: through the daemon while one runs (it holds the vault
     /// unlocked: no passphrase asked), else from the home opened here.
     pub(crate) fn read(&self, req: ReadRequest) -> anyhow::Result<View> {
-        let Some(daemon) = Client::connect(self.home.dir()) else {
-            let r = self.open()?;
-            return Ok(reads::answer(r.state(), &req)?);
-        };
+        let Some(daemon) = Client::connect(self.home.dir()) else { return self.read_here(&req) };
         match self.ask_daemon(daemon, &Request::Read { read: req })? {
             Reply::Read(view) => Ok(*view),
             Reply::Error { message, lookup: true } => Err(NotFound(message).into()),
@@ -180,10 +177,60 @@ impl Ctx {
         }
     }
 
+    /// Answers a read from the home opened here (asking for the passphrase of a sealed one).
+    pub(crate) fn read_here(&self, req: &ReadRequest) -> anyhow::Result<View> {
+        let r = self.open()?;
+        reads::answer(&r, req).map_err(|e| match e {
+            // A name that did not resolve: exit status 3.
+            reads::ReadError::Lookup(l) => l.into(),
+            other => other.into(),
+        })
+    }
+
+    /// Every item's row, or those matching `query`, handed to `rows` part by part as they
+    /// come (through the daemon when one runs); `rows` returns false to stop.
+    pub(crate) fn read_list(
+        &self,
+        query: Option<&str>,
+        mut rows: impl FnMut(Vec<ListRow>) -> bool,
+    ) -> anyhow::Result<()> {
+        let req = ReadRequest::List { query: query.map(str::to_owned) };
+        let view = match Client::connect(self.home.dir()) {
+            None => self.read_here(&req)?,
+            Some(daemon) => match self.ask_daemon_each(daemon, &Request::Read { read: req }, &mut rows)? {
+                Reply::Read(view) => *view,
+                Reply::Error { message, .. } => bail!(message),
+                other => bail!("the daemon answered a list with {other:?}"),
+            },
+        };
+        match view {
+            View::List { items } => {
+                rows(items);
+                Ok(())
+            }
+            other => bail!("asked for a list, got {other:?}"),
+        }
+    }
+
     /// Sends `req` to the daemon; a locked daemon is unlocked first with the passphrase
     /// given (env or file) or asked at the terminal, and asked again.
-    fn ask_daemon(&self, mut daemon: Client, req: &Request) -> anyhow::Result<Reply> {
-        let reply = daemon.request(req, Duration::from_secs(60))?;
+    fn ask_daemon(&self, daemon: Client, req: &Request) -> anyhow::Result<Reply> {
+        let mut rows = Vec::new();
+        let reply = self.ask_daemon_each(daemon, req, &mut |part| {
+            rows.extend(part);
+            true
+        })?;
+        Ok(hearth_peer::node::control::with_rows(rows, reply))
+    }
+
+    /// [`Ctx::ask_daemon`] handing the parts of a long list to `rows` as they come.
+    fn ask_daemon_each(
+        &self,
+        mut daemon: Client,
+        req: &Request,
+        rows: &mut dyn FnMut(Vec<ListRow>) -> bool,
+    ) -> anyhow::Result<Reply> {
+        let reply = daemon.request_each(req, Duration::from_secs(60), &mut *rows)?;
         if !matches!(reply, Reply::Locked { .. }) {
             return Ok(reply);
         }
@@ -206,7 +253,7 @@ impl Ctx {
         }
         // The unlocked daemon serves a socket of its own: ask there.
         let mut again = Client::connect(self.home.dir()).context("the daemon stopped while unlocking")?;
-        Ok(again.request(req, Duration::from_secs(60))?)
+        Ok(again.request_each(req, Duration::from_secs(60), rows)?)
     }
 
     /// Re-enrols this home after a fork of its own log (see [`Home::settle_own_fork`]) and
@@ -419,10 +466,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn status(ctx: &Ctx) -> anyhow::Result<()> {
-    let r = ctx.open()?;
-    let s = r.state();
-    let names = s.device_names();
-    let name_of = |hex: &str| DeviceId::from_hex(hex).and_then(|d| names.get(&d).cloned());
     let mut locked = false;
     let daemon = match Client::connect(ctx.home.dir()) {
         Some(mut c) => match c.request(&Request::Status, Duration::from_secs(10))? {
@@ -437,14 +480,20 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
         },
         None => None,
     };
+    // The vault's counts from the running daemon (no passphrase asked); a locked daemon is
+    // not unlocked for a status: the home is read here instead.
+    let summary =
+        if daemon.is_some() { ctx.read(ReadRequest::Summary)? } else { ctx.read_here(&ReadRequest::Summary)? };
+    let View::Summary(sum) = summary else { bail!("asked for a summary, got another view") };
+    let name_of = |hex: &str| sum.device_names.get(hex).cloned();
     let v = json!({
         "home": ctx.home.dir().display().to_string(),
-        "vault_id": r.vault_id().to_hex(),
-        "device_id": r.device_id().to_hex(),
-        "items": s.visible().count(),
-        "entries": r.len(),
-        "devices": r.membership().devices().count(),
-        "conflicts": s.conflicts().len(),
+        "vault_id": sum.vault_id,
+        "device_id": sum.device_id,
+        "items": sum.items,
+        "entries": sum.entries,
+        "devices": sum.devices,
+        "conflicts": sum.conflicts,
         "daemon": daemon.is_some() || locked,
         "locked": locked,
         "listen": daemon.as_ref().map(|d| d.listen.clone()).unwrap_or_default(),
@@ -457,7 +506,7 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
         "webrtc": daemon.as_ref().and_then(|d| d.webrtc.clone()),
         "dials": daemon.as_ref().map(|d| d.dials.clone()).unwrap_or_default(),
         "mdns_ignored": daemon.as_ref().and_then(|d| d.mdns_ignored),
-        "clock_ahead": r.clocks_ahead(now_ms()).iter().map(|(d, h)| json!({"device": d.to_hex(), "ms": h.ms})).collect::<Vec<_>>(),
+        "clock_ahead": sum.clock_ahead.iter().map(|(d, ms)| json!({"device": d, "ms": ms})).collect::<Vec<_>>(),
     });
     ctx.print(v.clone(), || {
         let mut out = format!(

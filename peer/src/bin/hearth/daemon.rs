@@ -46,9 +46,16 @@ pub(crate) fn run(mut config: NodeConfig, lock_after_given: bool) -> anyhow::Res
         loop {
             let mut unlocked = None;
             if locked {
-                println!("locked: the first command that needs the vault asks for its passphrase and unlocks it");
-                std::io::stdout().flush()?;
-                match locked::serve(&config.home, &mut shutdown).await? {
+                // Said once the socket is bound: a command run on this line reaches it.
+                let ready = || {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(
+                        out,
+                        "locked: the first command that needs the vault asks for its passphrase and unlocks it"
+                    );
+                    let _ = out.flush();
+                };
+                match locked::serve(&config.home, &mut shutdown, ready).await? {
                     None => return Ok(()),
                     Some(u) => {
                         config.passphrase = Some(u.passphrase);

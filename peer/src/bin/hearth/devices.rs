@@ -4,6 +4,7 @@
 use anyhow::bail;
 use hearth_peer::actions::WriteRequest;
 use hearth_peer::ids::DeviceId;
+use hearth_peer::reads::{DeviceRow, ReadRequest, View};
 use serde_json::{json, Value};
 
 use crate::commands::{confirm, Ctx, NotFound};
@@ -17,19 +18,15 @@ pub(crate) fn list(ctx: &Ctx, rename: Option<String>) -> anyhow::Result<()> {
             println!("this device is now named '{}' (every device shows it once they sync)", name.trim());
         }
     }
-    let r = ctx.open()?;
-    let me = r.device_id();
-    let names = r.state().device_names();
-    let rows: Vec<Value> = r
-        .membership()
-        .devices()
-        .map(|(e, rev)| {
+    let rows: Vec<Value> = devices(ctx)?
+        .iter()
+        .map(|d| {
             json!({
-                "device_id": e.device_id.to_hex(),
-                "name": names.get(&e.device_id),
-                "this_device": e.device_id == me,
-                "revoked": rev.is_some(),
-                "entries": r.version().get(e.device_id),
+                "device_id": d.device_id,
+                "name": d.name,
+                "this_device": d.this_device,
+                "revoked": d.revoked,
+                "entries": d.entries,
             })
         })
         .collect();
@@ -51,12 +48,21 @@ pub(crate) fn list(ctx: &Ctx, rename: Option<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every enrolled device (through the daemon when one runs).
+fn devices(ctx: &Ctx) -> anyhow::Result<Vec<DeviceRow>> {
+    match ctx.read(ReadRequest::Devices)? {
+        View::Devices { devices } => Ok(devices),
+        other => bail!("asked for the devices, got {other:?}"),
+    }
+}
+
 /// The enrolled device `arg` names: its name (exact, any case), its id, or a unique prefix
 /// of at least 4 hex characters.
 fn target(ctx: &Ctx, arg: &str) -> anyhow::Result<(DeviceId, Option<String>)> {
-    let r = ctx.open()?;
-    let names = r.state().device_names();
-    let devices: Vec<DeviceId> = r.membership().devices().map(|(e, _)| e.device_id).collect();
+    let rows = devices(ctx)?;
+    let names: std::collections::BTreeMap<DeviceId, String> =
+        rows.iter().filter_map(|d| Some((DeviceId::from_hex(&d.device_id)?, d.name.clone()?))).collect();
+    let devices: Vec<DeviceId> = rows.iter().filter_map(|d| DeviceId::from_hex(&d.device_id)).collect();
     let name_of = |d: &DeviceId| names.get(d).cloned();
     if let Some(id) = DeviceId::from_hex(arg).filter(|d| devices.contains(d)) {
         return Ok((id, name_of(&id)));

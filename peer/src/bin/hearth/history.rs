@@ -1,43 +1,38 @@
 //! `hearth history ITEM [FIELD]`: every change to an item (or one field), oldest first:
 //! when, by which device, what it set; secret values masked unless `--show`.
 
-use hearth_peer::cli::secret_fields::is_secret_in;
+use hearth_peer::reads::{ReadRequest, View};
 use serde_json::{json, Value};
 
 use crate::commands::{Ctx, MASK};
 
 pub(crate) fn run(ctx: &Ctx, name: &str, field: Option<&str>, show: bool) -> anyhow::Result<()> {
-    let r = ctx.open()?;
-    let id = r.state().find(name)?;
-    let item = &r.state().items[&id];
+    let req = ReadRequest::History { name: name.to_owned(), field: field.map(str::to_owned) };
+    let View::History { secret, changes } = ctx.read(req)? else {
+        anyhow::bail!("asked for a history, got another view");
+    };
     let shown = |k: &str, v: &Option<String>| -> Value {
         match v {
             None => Value::Null,
-            Some(_) if !show && is_secret_in(item, k) => Value::from(MASK),
+            Some(_) if !show && secret.contains(k) => Value::from(MASK),
             Some(v) => Value::from(v.as_str()),
         }
     };
-    let mut rows = Vec::new();
-    for c in r.history(id)? {
-        let fields: serde_json::Map<String, Value> = c
-            .fields
-            .iter()
-            .filter(|(k, _)| field.is_none_or(|f| f == k) && !k.starts_with(char::is_control))
-            .map(|(k, v)| (k.clone(), shown(k, v)))
-            .collect();
-        // With a field asked for, only the changes that touched it (or deleted the item).
-        if field.is_some() && fields.is_empty() && !c.deleted {
-            continue;
-        }
-        rows.push(json!({
-            "at_ms": c.hlc.ms,
-            "device": c.author.to_hex(),
-            "seq": c.seq,
-            "name": c.name,
-            "fields": fields,
-            "deleted": c.deleted,
-        }));
-    }
+    let rows: Vec<Value> = changes
+        .iter()
+        .map(|c| {
+            let fields: serde_json::Map<String, Value> =
+                c.fields.iter().map(|(k, v)| (k.clone(), shown(k, v))).collect();
+            json!({
+                "at_ms": c.at_ms,
+                "device": c.device,
+                "seq": c.seq,
+                "name": c.name,
+                "fields": fields,
+                "deleted": c.deleted,
+            })
+        })
+        .collect();
     ctx.print(Value::Array(rows.clone()), || {
         rows.iter()
             .map(|r| {
