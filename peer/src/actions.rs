@@ -293,10 +293,14 @@ pub fn apply<S: LogStore>(
             let (fresh, renamed) = unique_names(fresh, &taken);
             let ops: Vec<Op> = fresh
                 .into_iter()
-                .map(|r| Op::Put {
-                    item: ItemId::random(),
-                    name: Some(r.name),
-                    fields: r.fields.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+                .map(|r| {
+                    let mut fields: Vec<(String, Option<String>)> =
+                        r.fields.into_iter().map(|(k, v)| (k, Some(v))).collect();
+                    // The file's own secret marks become Hearth's (masked unless shown).
+                    let secret: Vec<String> =
+                        r.secret.into_iter().filter(|k| !k.starts_with(char::is_control)).collect();
+                    fields.extend(marks(&BTreeSet::new(), &secret, &fields));
+                    Op::Put { item: ItemId::random(), name: Some(r.name), fields }
                 })
                 .collect();
             replica.write_all(&ops, now_ms)?;
@@ -381,7 +385,7 @@ mod tests {
         assert!(matches!(apply(&mut a, &bad, 17), Err(ActionError::ReservedName)));
         let bad = WriteRequest::NameDevice { name: "  ".into() };
         assert!(matches!(apply(&mut a, &bad, 18), Err(ActionError::BadDeviceName)));
-        let raw = Record { name: "\u{1}device:x".into(), fields: vec![] };
+        let raw = Record { name: "\u{1}device:x".into(), fields: vec![], secret: Default::default() };
         assert!(matches!(
             apply(&mut a, &WriteRequest::AddMany { items: vec![raw] }, 19),
             Err(ActionError::ReservedName)

@@ -64,6 +64,9 @@ fn an_item_survives_hearth_to_keepassxc_and_back_unchanged() {
         "otp=otpauth://totp/x?secret=JBSWY3DPEHPK3PXP",
         "--field",
         "recovery=one two three",
+        // Secret by the user's word only: the mark travels as KeePass's ProtectInMemory.
+        "--secret",
+        "door=4711",
     ]);
     let xml = dir.path().join("out.xml");
     let o = a.run(&["export", "--format", "keepass-xml", s(&xml)]);
@@ -95,6 +98,8 @@ fn an_item_survives_hearth_to_keepassxc_and_back_unchanged() {
     for item in ["ssh & co", "gmail"] {
         assert_eq!(fields(&b, item), fields(&a, item), "{item}");
     }
+    let masked = b.json(&["get", "gmail"])["masked"].clone();
+    assert_eq!(masked, serde_json::json!(["door", "otp", "password", "recovery"]), "marked again on the way back");
     // Importing the same file again adds nothing; into the first home, nothing either.
     assert_eq!(b.json(&["import", "--format", "keepass-xml", s(&back)])["new"], 0);
     assert_eq!(a.json(&["import", "--format", "keepass-xml", s(&back)])["duplicates"], 2);
@@ -142,6 +147,37 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// Every format Hearth writes reads back into a fresh home with the same items and fields;
+/// the formats that can say so (KeePass XML, Bitwarden JSON) keep a secret mark too.
+#[test]
+fn every_export_format_reads_back_into_a_fresh_home() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = fresh(dir.path(), "a");
+    a.ok(&["add", "vpn", "--field", "username=alice", "--field", "url=https://vpn", "--secret", "door=4711"]);
+    a.ok(&["add", "notes only", "--field", "notes=line 1\nline 2", "--field", "group=Family"]);
+    for (i, (format, marks)) in [
+        ("keepass-xml", true),
+        ("keepass-csv", false),
+        ("1password-csv", false),
+        ("bitwarden-json", true),
+        ("json", false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let file = dir.path().join(format!("out.{format}"));
+        a.ok(&["export", "--format", format, s(&file)]);
+        let b = fresh(dir.path(), &format!("b{i}"));
+        let got = b.json(&["import", "--format", format, s(&file)]);
+        assert_eq!(got["new"], 2, "{format}: {got}");
+        for item in ["vpn", "notes only"] {
+            assert_eq!(fields(&b, item), fields(&a, item), "{format}: {item}");
+        }
+        let masked = b.json(&["get", "vpn"])["masked"].clone();
+        assert_eq!(masked == serde_json::json!(["door"]), marks, "{format}: {masked}");
+    }
 }
 
 #[test]

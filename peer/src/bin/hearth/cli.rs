@@ -236,7 +236,8 @@ pub(crate) enum Command {
     Export {
         /// Output file ("-": stdout).
         file: PathBuf,
-        /// bundle (sealed; the default), keepass-xml or json (plain).
+        /// bundle (sealed; the default), or in the clear: keepass-xml, keepass-csv,
+        /// 1password-csv, bitwarden-json or json.
         #[arg(long, default_value = "bundle", value_name = "FORMAT")]
         format: String,
     },

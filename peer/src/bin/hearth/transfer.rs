@@ -53,7 +53,9 @@ pub(crate) fn export(ctx: &Ctx, file: &Path, fmt: &str) -> anyhow::Result<()> {
             let records: Vec<Record> = s
                 .visible()
                 .map(|(_, it)| {
-                    Record::new(it.name(), it.field_values().into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())))
+                    let marked = it.marked_secret();
+                    let fields = it.field_values().into_iter();
+                    Record::marked(it.name(), fields.map(|(k, v)| (k.to_owned(), v.to_owned(), marked.contains(k))))
                 })
                 .collect();
             // Written before the warnings: a format Hearth only reads is refused without them.

@@ -3,6 +3,8 @@
 //! (`Title, Url, Username, Password, OTPAuth, Favorite, Archived, Tags, Notes`). Columns are
 //! matched by name ([`hearth_key`]); bookkeeping columns (icons, dates, favourites) are
 //! dropped, unknown ones kept as fields; archived 1Password items are kept, marked.
+//! Written back ([`write`]) in KeePassXC's or 1Password's columns, other fields as columns
+//! of their own after them (CSV has no way to say a field is secret: the marks are lost).
 
 use super::{hearth_key, InteropError, Record};
 
@@ -51,6 +53,76 @@ pub fn parse(text: &str) -> Result<Vec<Record>, InteropError> {
         out.push(Record::new(row.get(name_col).unwrap_or_default(), fields));
     }
     Ok(out)
+}
+
+/// Which columns a CSV export has: the header and the Hearth field (or the name) under each.
+#[derive(Debug, Clone, Copy)]
+pub enum Columns {
+    /// KeePassXC's.
+    KeePass,
+    /// 1Password's.
+    OnePassword,
+}
+
+/// The column that holds the item's name.
+const NAME: &str = "\u{0}name";
+
+impl Columns {
+    fn standard(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Columns::KeePass => &[
+                ("Group", "group"),
+                ("Title", NAME),
+                ("Username", "username"),
+                ("Password", "password"),
+                ("URL", "url"),
+                ("Notes", "notes"),
+                ("TOTP", "otp"),
+            ],
+            Columns::OnePassword => &[
+                ("Title", NAME),
+                ("Url", "url"),
+                ("Username", "username"),
+                ("Password", "password"),
+                ("OTPAuth", "otp"),
+                ("Archived", "archived"),
+                ("Notes", "notes"),
+            ],
+        }
+    }
+}
+
+/// Writes records as a CSV export with `columns`, every other field in a column named after
+/// it (sorted), every cell quoted as KeePassXC writes them.
+pub fn write(columns: Columns, records: &[Record]) -> Result<String, InteropError> {
+    let standard = columns.standard();
+    let extra: std::collections::BTreeSet<&str> = records
+        .iter()
+        .flat_map(|r| r.fields.iter().map(|(k, _)| k.as_str()))
+        .filter(|k| !standard.iter().any(|(_, f)| f == k))
+        .collect();
+    let mut w = ::csv::WriterBuilder::new().quote_style(::csv::QuoteStyle::Always).from_writer(Vec::new());
+    let bad = |e: ::csv::Error| InteropError::Csv { line: 0, msg: e.to_string() };
+    let header = standard.iter().map(|(h, _)| *h).chain(extra.iter().copied());
+    w.write_record(header).map_err(bad)?;
+    for r in records {
+        let get = |f: &str| {
+            if f == NAME {
+                return r.name.clone();
+            }
+            let v = r.fields.iter().find(|(k, _)| k == f).map_or("", |(_, v)| v.as_str());
+            // 1Password says "true"; Hearth keeps an archived item marked "yes".
+            if f == "archived" && v == "yes" {
+                "true".to_owned()
+            } else {
+                v.to_owned()
+            }
+        };
+        let row: Vec<String> = standard.iter().map(|(_, f)| get(f)).chain(extra.iter().map(|f| get(f))).collect();
+        w.write_record(&row).map_err(bad)?;
+    }
+    let bytes = w.into_inner().map_err(|e| InteropError::Csv { line: 0, msg: e.to_string() })?;
+    String::from_utf8(bytes).map_err(|_| InteropError::NotText)
 }
 
 #[cfg(test)]
@@ -113,5 +185,42 @@ mod tests {
             let _ = parse(&format!("Title,Password\n{s}"));
             let _ = parse(&s);
         }
+    }
+
+    #[test]
+    fn written_exports_read_back_the_same() {
+        let recs = vec![
+            Record::new(
+                "vpn",
+                [
+                    ("group".to_owned(), "Work".to_owned()),
+                    ("username".to_owned(), "alice".to_owned()),
+                    ("password".to_owned(), "p,\"q\"\nline".to_owned()),
+                    ("url".to_owned(), "https://vpn".to_owned()),
+                    ("pin".to_owned(), "1234".to_owned()),
+                ],
+            ),
+            Record::new("old", [("archived".to_owned(), "yes".to_owned()), ("notes".to_owned(), "a\nb".to_owned())]),
+        ];
+        let sorted = |rs: Vec<Record>| -> Vec<(String, Vec<(String, String)>)> {
+            rs.into_iter()
+                .map(|mut r| {
+                    r.fields.sort();
+                    (r.name, r.fields)
+                })
+                .collect()
+        };
+        for columns in [Columns::KeePass, Columns::OnePassword] {
+            let text = write(columns, &recs).unwrap();
+            assert_eq!(sorted(parse(&text).unwrap()), sorted(recs.clone()), "{columns:?}:\n{text}");
+        }
+        let kp = write(Columns::KeePass, &recs).unwrap();
+        assert!(
+            kp.starts_with(
+                "\"Group\",\"Title\",\"Username\",\"Password\",\"URL\",\"Notes\",\"TOTP\",\"archived\",\"pin\"\n"
+            ),
+            "{kp}"
+        );
+        assert!(write(Columns::OnePassword, &recs).unwrap().contains("\"old\",\"\",\"\",\"\",\"\",\"true\""));
     }
 }

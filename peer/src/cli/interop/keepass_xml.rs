@@ -17,9 +17,12 @@ use crate::cli::secret_fields::is_secret;
 /// What the parser is inside of.
 #[derive(Default)]
 struct Entry {
-    fields: Vec<(String, String)>,
+    /// (key, value, protected in memory).
+    fields: Vec<(String, String, bool)>,
     key: Option<String>,
     value: Option<String>,
+    /// The `<Value>` being read is marked ProtectInMemory.
+    protect: bool,
 }
 
 fn err(msg: impl Into<String>) -> InteropError {
@@ -30,18 +33,21 @@ fn name_of(e: &BytesStart<'_>) -> String {
     String::from_utf8_lossy(e.name().as_ref()).into_owned()
 }
 
-/// Refuses a value encrypted with the database's inner stream key (a KDBX file's inner XML,
-/// not an export).
-fn check_value_attrs(e: &BytesStart<'_>) -> Result<(), InteropError> {
+/// Whether a `<Value>` is marked ProtectInMemory (a secret); refuses a value encrypted with
+/// the database's inner stream key (a KDBX file's inner XML, not an export).
+fn value_attrs(e: &BytesStart<'_>) -> Result<bool, InteropError> {
+    let mut protect = false;
     for a in e.attributes() {
         let a = a.map_err(|x| err(x.to_string()))?;
-        if a.key.as_ref() == b"Protected" && a.value.as_ref().eq_ignore_ascii_case(b"true") {
+        let yes = a.value.as_ref().eq_ignore_ascii_case(b"true");
+        if a.key.as_ref() == b"Protected" && yes {
             return Err(InteropError::Unsupported(
                 "this XML holds encrypted values (a database's inner XML): export the database from KeePass or KeePassXC as XML".into(),
             ));
         }
+        protect |= a.key.as_ref() == b"ProtectInMemory" && yes;
     }
-    Ok(())
+    Ok(protect)
 }
 
 /// Reads a KeePass 2 XML export.
@@ -74,7 +80,12 @@ pub fn parse(text: &str) -> Result<Vec<Record>, InteropError> {
                             groups.push((String::new(), inside_bin));
                         }
                         "Entry" if stack.last().is_some_and(|p| p == "Group") => entry = Some(Entry::default()),
-                        "Value" => check_value_attrs(&e)?,
+                        "Value" => {
+                            let protect = value_attrs(&e)?;
+                            if let Some(en) = entry.as_mut() {
+                                en.protect = protect;
+                            }
+                        }
                         _ => {}
                     }
                 }
@@ -83,6 +94,7 @@ pub fn parse(text: &str) -> Result<Vec<Record>, InteropError> {
             }
             // `<Value/>`: an empty string.
             Event::Empty(e) if name_of(&e) == "Value" && !in_history => {
+                value_attrs(&e)?;
                 if let Some(en) = entry.as_mut() {
                     en.value = Some(String::new());
                 }
@@ -131,8 +143,8 @@ pub fn parse(text: &str) -> Result<Vec<Record>, InteropError> {
                     ("String", Some("Entry")) => {
                         if let Some(en) = entry.as_mut() {
                             let (k, v) = (en.key.take(), en.value.take());
-                            en.fields
-                                .push((k.ok_or_else(|| err("a <String> without a <Key>"))?, v.unwrap_or_default()));
+                            let k = k.ok_or_else(|| err("a <String> without a <Key>"))?;
+                            en.fields.push((k, v.unwrap_or_default(), std::mem::take(&mut en.protect)));
                         }
                     }
                     ("Entry", _) => {
@@ -169,18 +181,18 @@ pub fn parse(text: &str) -> Result<Vec<Record>, InteropError> {
 fn record(en: Entry, groups: &[(String, bool)]) -> Record {
     let mut title = String::new();
     let mut fields = Vec::new();
-    for (k, v) in en.fields {
+    for (k, v, protect) in en.fields {
         if k == "Title" {
             title = v;
         } else {
-            fields.push((hearth_key(&k), v));
+            fields.push((hearth_key(&k), v, protect));
         }
     }
     let path: Vec<&str> = groups.iter().skip(1).map(|g| g.0.as_str()).filter(|n| !n.is_empty()).collect();
-    if !path.is_empty() && !fields.iter().any(|(k, _)| k == "group") {
-        fields.push(("group".to_owned(), path.join("/")));
+    if !path.is_empty() && !fields.iter().any(|(k, _, _)| k == "group") {
+        fields.push(("group".to_owned(), path.join("/"), false));
     }
-    Record::new(&title, fields)
+    Record::marked(&title, fields)
 }
 
 /// The KeePass key for a Hearth field (the standard ones capitalised as KeePass has them).
@@ -226,9 +238,9 @@ pub fn write(records: &[Record]) -> Result<String, InteropError> {
     for r in records {
         x += &format!("\t\t\t<Entry>\n\t\t\t\t<UUID>{}</UUID>\n", uuid());
         let mut written: Vec<String> = Vec::new();
-        let all = std::iter::once(("Title", r.name.as_str()))
-            .chain(r.fields.iter().map(|(k, v)| (keepass_key(k), v.as_str())));
-        for (k, v) in all {
+        let all = std::iter::once(("Title", r.name.as_str(), false))
+            .chain(r.fields.iter().map(|(k, v)| (keepass_key(k), v.as_str(), r.is_secret(k))));
+        for (k, v, secret) in all {
             // A Hearth field spelled like one of KeePass's own keys ("Title", "Password" next to
             // "password") is numbered rather than written twice.
             let k = (1..)
@@ -237,7 +249,7 @@ pub fn write(records: &[Record]) -> Result<String, InteropError> {
                 .unwrap_or_default();
             written.push(k.clone());
             let k = k.as_str();
-            let protect = k == "Password" || is_secret(k);
+            let protect = secret || k == "Password" || is_secret(k);
             x += "\t\t\t\t<String>\n\t\t\t\t\t<Key>";
             let bad = |c: char| {
                 InteropError::Unsupported(format!(

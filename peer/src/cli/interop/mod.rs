@@ -11,6 +11,8 @@ pub mod plain;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::cli::secret_fields::is_secret;
+
 /// Largest file read for an import: it travels to a running daemon as one control request
 /// (at most 64 MiB of JSON).
 pub const MAX_FILE: usize = 32 << 20;
@@ -22,19 +24,29 @@ pub struct Record {
     pub name: String,
     /// Fields as (key, value), no empty values, keys unique.
     pub fields: Vec<(String, String)>,
+    /// Fields the file marks secret (KeePass's ProtectInMemory, Bitwarden's hidden fields,
+    /// Hearth's `--secret`) whose names alone would not make them so.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub secret: BTreeSet<String>,
 }
 
 impl Record {
     /// A record named `name` (an empty name becomes "untitled"), its fields with empty
     /// values dropped and repeated keys numbered (`url`, `url2`, …).
     pub fn new(name: &str, fields: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self::marked(name, fields.into_iter().map(|(k, v)| (k, v, false)))
+    }
+
+    /// [`Record::new`] from (key, value, marked secret) triples.
+    pub fn marked(name: &str, fields: impl IntoIterator<Item = (String, String, bool)>) -> Self {
         // Leading control characters would make it a device name, not an item (and a name
         // read back must come out the same: whitespace and control characters go together).
         let lead = |c: char| c.is_control() || c.is_whitespace();
         let name = name.trim_start_matches(lead).trim_end();
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
-        for (k, v) in fields {
+        let mut secret = BTreeSet::new();
+        for (k, v, marked) in fields {
             let k = k.trim_start_matches(lead).trim_end().to_owned();
             if v.is_empty() || k.is_empty() {
                 continue;
@@ -42,10 +54,19 @@ impl Record {
             let key = (1..).map(|i| if i == 1 { k.clone() } else { format!("{k}{i}") }).find(|c| !seen.contains(c));
             if let Some(key) = key {
                 seen.insert(key.clone());
+                if marked && !is_secret(&key) {
+                    secret.insert(key.clone());
+                }
                 out.push((key, v));
             }
         }
-        Self { name: if name.is_empty() { "untitled".to_owned() } else { name.to_owned() }, fields: out }
+        let name = if name.is_empty() { "untitled".to_owned() } else { name.to_owned() };
+        Self { name, fields: out, secret }
+    }
+
+    /// True when field `key` holds a secret: marked so, or secret by its name.
+    pub fn is_secret(&self, key: &str) -> bool {
+        self.secret.contains(key) || is_secret(key)
     }
 }
 
@@ -126,15 +147,15 @@ pub fn parse(format: Format, bytes: &[u8]) -> Result<Vec<Record>, InteropError> 
     }
 }
 
-/// Writes `records` as `format`: KeePass XML or plain JSON (the others are read only).
+/// Writes `records` as `format`.
 pub fn write(format: Format, records: &[Record]) -> Result<Vec<u8>, InteropError> {
-    match format {
-        Format::KeepassXml => Ok(keepass_xml::write(records)?.into_bytes()),
-        Format::Json => Ok(plain::write(records).into_bytes()),
-        _ => Err(InteropError::Unsupported(
-            "Hearth reads this format but writes only keepass-xml and json (and sealed bundles)".into(),
-        )),
-    }
+    Ok(match format {
+        Format::KeepassXml => keepass_xml::write(records)?.into_bytes(),
+        Format::KeepassCsv => csv::write(csv::Columns::KeePass, records)?.into_bytes(),
+        Format::OnePasswordCsv => csv::write(csv::Columns::OnePassword, records)?.into_bytes(),
+        Format::BitwardenJson => bitwarden::write(records)?.into_bytes(),
+        Format::Json => plain::write(records).into_bytes(),
+    })
 }
 
 /// The field name Hearth uses for a well-known field of another manager (case-insensitive:
@@ -230,6 +251,7 @@ mod tests {
     #[test]
     fn oversized_and_binary_files_are_refused() {
         assert!(matches!(parse(Format::Json, &[0xff, 0xfe, 0x00]), Err(InteropError::NotText)));
-        assert!(matches!(write(Format::KeepassCsv, &[]), Err(InteropError::Unsupported(_))));
+        let big = vec![b' '; MAX_FILE + 1];
+        assert!(matches!(parse(Format::Json, &big), Err(InteropError::TooLarge)));
     }
 }
