@@ -277,22 +277,25 @@ pub(crate) fn bind(home: &Path) -> std::io::Result<tokio::net::UnixListener> {
     bound
 }
 
-/// Serves control connections of user `uid` until the node's input channel closes.
-pub(crate) async fn serve(listener: tokio::net::UnixListener, uid: u32, to_node: mpsc::Sender<Input>) {
+/// The next control connection from user `uid` (others are refused and closed).
+pub(crate) async fn accept(listener: &tokio::net::UnixListener, uid: u32) -> tokio::net::UnixStream {
     loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) if same_user(&s, uid) => s,
-            Ok(_) => {
-                tracing::warn!("refused a control connection from another user");
-                continue;
-            }
+        match listener.accept().await {
+            Ok((s, _)) if same_user(&s, uid) => return s,
+            Ok(_) => tracing::warn!("refused a control connection from another user"),
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!("control socket accept: {e}");
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
             }
-        };
+        }
+    }
+}
+
+/// Serves control connections of user `uid` until the node's input channel closes.
+pub(crate) async fn serve(listener: tokio::net::UnixListener, uid: u32, to_node: mpsc::Sender<Input>) {
+    loop {
+        let stream = accept(&listener, uid).await;
         let to_node = to_node.clone();
         tokio::spawn(async move {
             if let Err(e) = lines(stream, |req| ask(&to_node, req)).await {
@@ -310,7 +313,7 @@ pub(crate) fn owner(home: &Path) -> std::io::Result<u32> {
 
 /// True when the peer of `s` runs as `uid`: the socket's mode keeps other users out, except
 /// root, which the daemon refuses too (an unlocked vault is the user's alone).
-pub(crate) fn same_user(s: &tokio::net::UnixStream, uid: u32) -> bool {
+fn same_user(s: &tokio::net::UnixStream, uid: u32) -> bool {
     s.peer_cred().is_ok_and(|peer| peer.uid() == uid)
 }
 

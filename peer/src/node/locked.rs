@@ -44,19 +44,7 @@ pub async fn serve(
         tokio::select! {
             () = &mut shutdown => break None,
             u = unlocked.recv() => break u,
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((s, _)) if control::same_user(&s, uid) => s,
-                    Ok(_) => {
-                        tracing::warn!("refused a control connection from another user");
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::warn!("control socket accept: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
+            stream = control::accept(&listener, uid) => {
                 let (home, unlocks) = (home.clone(), unlocks.clone());
                 tasks.push(tokio::spawn(async move {
                     let answer = |req| answer(home.clone(), unlocks.clone(), req);
