@@ -341,6 +341,25 @@ mod tests {
         assert_eq!(fields, ["pin"], "the pin conflicts; the marks do not show");
     }
 
+    /// One item's conflicts are those `conflicts` lists for it: none for an item deleted by
+    /// a write that saw both conflicting values (its registers still hold them).
+    #[test]
+    fn a_deleted_items_conflicts_are_not_listed() {
+        let none = VersionVector::default();
+        let mut s = VaultState::default();
+        s.apply(DeviceId([1; 16]), 1, Hlc { ms: 1, counter: 0 }, &none, &set("a"));
+        s.apply(DeviceId([2; 16]), 1, Hlc { ms: 2, counter: 0 }, &none, &set("b"));
+        let id = ItemId([1; 16]);
+        assert_eq!(s.conflicts_of(id), s.conflicts());
+        assert_eq!(s.conflicts_of(id).len(), 1);
+        let mut saw = VersionVector::default();
+        saw.set(DeviceId([2; 16]), 1);
+        s.apply(DeviceId([1; 16]), 2, Hlc { ms: 3, counter: 0 }, &saw, &Op::Delete { item: id });
+        assert!(s.items[&id].fields["k"].is_conflicted(), "the field's register still holds both");
+        assert!(s.conflicts().is_empty() && s.conflicts_of(id).is_empty());
+        assert!(s.conflicts_of(ItemId([9; 16])).is_empty(), "an unknown item has none");
+    }
+
     /// The digest tells states apart (a constant would make every convergence check pass).
     #[test]
     fn different_states_have_different_digests() {
