@@ -69,13 +69,13 @@ pub(crate) fn run(n: usize, edits: usize, reps: usize) -> anyhow::Result<Value> 
         sync(&mut a, &mut sa, &mut b, &mut sb)?;
         conc.push(ms(t));
 
-        let t = Instant::now();
-        if let Some(last) = ids.last() {
-            a.put(last, "password", format!("one{rep}"))?;
+        for (k, obj) in ids.iter().rev().take(crate::ONE_EDITS).enumerate() {
+            let t = Instant::now();
+            a.put(obj, "password", format!("one{rep}-{k}"))?;
             a.commit();
+            sync(&mut a, &mut sa, &mut b, &mut sb)?;
+            one.push(ms(t));
         }
-        sync(&mut a, &mut sa, &mut b, &mut sb)?;
-        one.push(ms(t));
         anyhow::ensure!(b.get_heads() == a.get_heads(), "automerge did not converge");
     }
     Ok(report(full, conc, one, bytes))

@@ -76,10 +76,12 @@ pub(crate) fn run(n: usize, edits: usize, reps: usize) -> anyhow::Result<Value> 
         anyhow::ensure!(b.state().digest() == a.state().digest(), "concurrent edits did not converge");
         conflicts = a.state().conflicts().len();
 
-        let t = Instant::now();
-        a.write(&edit(n - 1, format!("one{rep}")), base + 999_999)?;
-        run_until_quiet(&mut sa, &mut a, &mut sb, &mut b)?;
-        one.push(ms(t));
+        for k in 0..crate::ONE_EDITS.min(n) {
+            let t = Instant::now();
+            a.write(&edit(n - 1 - k, format!("one{rep}-{k}")), base + 999_999 + k as u64)?;
+            run_until_quiet(&mut sa, &mut a, &mut sb, &mut b)?;
+            one.push(ms(t));
+        }
         anyhow::ensure!(b.state().digest() == a.state().digest(), "single edit did not converge");
     }
     let mut out = report(full, conc, one, bytes);
