@@ -1,5 +1,6 @@
 //! `hearth`: the command-line client of a Hearth vault.
 
+mod ask;
 mod cli;
 mod clip;
 mod commands;
