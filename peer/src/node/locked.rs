@@ -32,7 +32,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     ready: impl FnOnce(),
 ) -> Result<Option<Unlocking>, NodeError> {
-    let _writer = home.lock_writer()?;
+    // A command that found no socket while the node stopped may be writing for a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let _writer = loop {
+        match home.lock_writer() {
+            Err(HomeError::Busy(..)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            other => break other?,
+        }
+    };
     let listen_err = |error| NodeError::Listen { addr: control::socket_path(home.dir()).display().to_string(), error };
     let listener = control::bind(home.dir()).map_err(listen_err)?;
     let uid = control::owner(home.dir()).map_err(listen_err)?;
