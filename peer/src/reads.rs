@@ -243,7 +243,7 @@ fn conflicts(state: &VaultState) -> Vec<ConflictView> {
 
 fn summary<S: LogStore>(r: &Replica<S>) -> Summary {
     let state = r.state();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let now = crate::node::core::unix_ms();
     Summary {
         vault_id: r.vault_id().to_hex(),
         device_id: r.device_id().to_hex(),

@@ -27,14 +27,14 @@ const DEFAULT_LOCK_AFTER: Duration = Duration::from_secs(3600);
 /// Runs the daemon; `lock_after_given`: `--lock-after` was set (else the default applies).
 pub(crate) fn run(mut config: NodeConfig, lock_after_given: bool) -> anyhow::Result<()> {
     let sealed = matches!(config.home.protection(None), Err(HomeError::Locked));
-    if sealed && config.passphrase.is_none() && std::io::stdin().is_terminal() {
-        config.passphrase = Some(crate::commands::read_secret("passphrase: ")?);
+    // The passphrase will be typed: here, or (started locked) by the first command.
+    if sealed && config.passphrase.is_none() {
+        if std::io::stdin().is_terminal() {
+            config.passphrase = Some(crate::commands::read_secret("passphrase: ")?);
+        }
         if !lock_after_given {
             config.lock_after = Some(DEFAULT_LOCK_AFTER);
         }
-    } else if sealed && config.passphrase.is_none() && !lock_after_given {
-        // Started locked (unlocked by the first command): the passphrase will be typed.
-        config.lock_after = Some(DEFAULT_LOCK_AFTER);
     }
     let rt = runtime()?;
     rt.block_on(async move {
