@@ -12,7 +12,10 @@ mod lan_hostile;
 mod lan_mesh;
 mod lan_syncthing;
 mod lan_webrtc;
+mod lan_webrtc_bulk;
 mod lan_webrtc_nat;
+#[cfg(feature = "webrtc-rs")]
+mod lan_webrtc_rs;
 mod procfs;
 mod vault_home;
 mod workload;

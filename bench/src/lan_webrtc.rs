@@ -21,11 +21,9 @@ use str0m::Candidate;
 use tokio::net::UdpSocket;
 
 use crate::lan_hearth::{home, source, wait_for};
+use crate::lan_webrtc_bulk::{self as bulk_side, WINDOW};
 use crate::pct;
 use crate::workload::records;
-
-/// Bytes the bulk transfer keeps in flight.
-const WINDOW: usize = 1 << 20;
 
 /// One side of an in-process pair.
 struct Side {
@@ -107,48 +105,52 @@ async fn open_pair(cert: &str0m::config::DtlsCert) -> anyhow::Result<(Side, Side
     Ok((a, b, t0.elapsed()))
 }
 
-/// Noise transport states for both ends (NNpsk0: the cipher the sync session uses).
-fn noise_pair() -> anyhow::Result<(snow::TransportState, snow::TransportState)> {
-    let params: snow::params::NoiseParams = "Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s".parse()?;
-    let psk = [9u8; 32];
-    let mut i = snow::Builder::new(params.clone()).psk(0, &psk)?.build_initiator()?;
-    let mut r = snow::Builder::new(params).psk(0, &psk)?.build_responder()?;
-    let (mut m1, mut m2, mut buf) = (vec![0u8; 128], vec![0u8; 128], vec![0u8; 128]);
-    let n = i.write_message(&[], &mut m1)?;
-    r.read_message(&m1[..n], &mut buf)?;
-    let n = r.write_message(&[], &mut m2)?;
-    i.read_message(&m2[..n], &mut buf)?;
-    Ok((i.into_transport_mode()?, r.into_transport_mode()?))
-}
+/// Runs of each side in the bulk comparison (interleaved, so both meet the same noise).
+const BULK_RUNS: usize = 5;
 
-/// Megabits a second of `total` bytes in Noise messages of `msg` plaintext bytes, A → B.
-async fn throughput(cert: &str0m::config::DtlsCert, total: usize, msg: usize) -> anyhow::Result<f64> {
-    let (mut a, mut b, _) = open_pair(cert).await?;
-    let (mut tx, mut rx) = noise_pair()?;
-    let plain = vec![0x5au8; msg];
-    let mut sealed = vec![0u8; msg + 16];
-    let count = total / msg;
-    let t0 = Instant::now();
-    let mut delivered = 0usize;
-    let mut out = vec![0u8; msg + 16];
-    let mut queued = 0;
-    while delivered < count {
-        // Keep WINDOW bytes in flight (the sync session keeps at most 4 × 256 KiB).
-        while queued < count && queued - delivered < (WINDOW / msg).max(1) {
-            let n = tx.write_message(&plain, &mut sealed)?;
-            a.conn.send(Instant::now(), sealed[..n].to_vec());
-            queued += 1;
+/// The bulk transfer, Hearth and webrtc-rs interleaved; the lines to print.
+fn bulk(rt: &tokio::runtime::Runtime, cert: &str0m::config::DtlsCert) -> String {
+    let (mut ours, mut theirs, mut why) = (Vec::new(), Vec::new(), None);
+    for _ in 0..BULK_RUNS {
+        match rt.block_on(bulk_side::hearth(cert)) {
+            Ok(m) => ours.push(m),
+            Err(e) => why = Some(format!("Hearth run failed: {e:#}")),
         }
-        drive(&mut a, &mut b, |_, b| !b.got.is_empty())
-            .await
-            .with_context(|| format!("{delivered} of {count} messages delivered, {} bytes queued", a.conn.queued()))?;
-        for m in b.got.drain(..) {
-            rx.read_message(&m, &mut out)?;
-            delivered += 1;
+        match bulk_side::webrtc_rs() {
+            Ok(m) => theirs.push(m),
+            Err(e) => why = Some(format!("webrtc-rs {e}")),
         }
     }
-    let secs = t0.elapsed().as_secs_f64();
-    Ok((count * msg) as f64 * 8.0 / secs / 1e6)
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    let range = |v: &[f64]| match (v.first(), v.last()) {
+        (Some(lo), Some(hi)) => format!(" [{lo:.0}–{hi:.0}]"),
+        _ => String::new(),
+    };
+    let (m_ours, m_theirs) = (median(&mut ours), median(&mut theirs));
+    let mut out = format!(
+        "  data channel A → B, {} MiB in 64 KiB messages, ≤ {} KiB buffered at the sender, median of {BULK_RUNS}:\n",
+        bulk_side::TOTAL >> 20,
+        WINDOW >> 10
+    );
+    let fmt = |m: Option<f64>| m.map_or_else(|| "not measured".to_owned(), |m| format!("{m:.0} Mbit/s"));
+    out += &format!("    Hearth (str0m, Noise on top, one task per peer): {}{}\n", fmt(m_ours), range(&ours));
+    out += &format!("    webrtc-rs 0.21 (no Noise), its own peers:          {}{}", fmt(m_theirs), range(&theirs));
+    if let (Some(o), Some(t)) = (m_ours, m_theirs) {
+        let ok = |b: bool| if b { "✓" } else { "✗" };
+        out += &format!(
+            "\n    Hearth / webrtc-rs = {:.2}× (goal ≥ 1× {}); Hearth ≥ 300 Mbit/s {}",
+            o / t,
+            ok(o >= t),
+            ok(o >= 300.0)
+        );
+    }
+    if let Some(w) = why {
+        out += &format!("\n    ({w})");
+    }
+    out
 }
 
 fn daemon(dev: &Device, url: &str, stun: &str) -> Daemon {
@@ -167,10 +169,7 @@ pub(crate) fn run(items: usize, edits: usize, opens: usize) -> anyhow::Result<()
         let (_, _, t) = rt.block_on(open_pair(&cert)).context("opening a channel")?;
         open_times.push(t);
     }
-    let mbit = match rt.block_on(throughput(&cert, 64 << 20, 64 * 1024 - 64)) {
-        Ok(m) => format!("{m:.0} Mbit/s"),
-        Err(e) => format!("failed: {e:#}"),
-    };
+    let bulk = bulk(&rt, &cert);
 
     let dir = tempfile::tempdir()?;
     let secret = VaultSecret::from_bytes([7; 32]);
@@ -218,7 +217,7 @@ pub(crate) fn run(items: usize, edits: usize, opens: usize) -> anyhow::Result<()
         pct(&open_times, 0.5),
         pct(&open_times, 0.9)
     );
-    println!("  data channel, Noise on top, 64 MiB in 64 KiB messages: {mbit}");
+    println!("{bulk}");
     println!(
         "  initial sync of {items} items to a new device through the rendezvous (daemon start → all held): {:.0} ms ({:.1} MiB received, {:.0} Mbit/s over the whole time)",
         initial.as_secs_f64() * 1000.0,

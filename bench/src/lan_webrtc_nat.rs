@@ -76,6 +76,10 @@ fn measure(nat_a: Nat, nat_b: Nat, turn: bool, runs: usize) -> anyhow::Result<Ve
             None => bail!("no set-up time in {}", dialler.display()),
         }
     }
+    // HEARTH_BENCH_KEEP_LOGS keeps the daemons' logs (with HEARTH_TEST_DAEMON_LOG for detail).
+    if std::env::var_os("HEARTH_BENCH_KEEP_LOGS").is_some() {
+        println!("  logs kept in {}", dir.keep().display());
+    }
     Ok(times)
 }
 

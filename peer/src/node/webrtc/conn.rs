@@ -22,6 +22,16 @@ const LABEL: &str = "hearth-sync";
 const LOW_WATER: usize = 64 * 1024;
 /// str0m may ask to be woken a year from now; look at least this often.
 const MAX_WAIT: Duration = Duration::from_millis(500);
+/// A connectivity check unanswered this long is sent again (str0m: 250 ms, doubling).
+///
+/// Why shorter: a device's first check towards its peer's public address is usually lost,
+/// its own NAT open but the peer's not yet; the peer's check answered on the way back does
+/// not make it check again (str0m runs no triggered check on a pair in progress), so the
+/// pair waited for this timer. Browsers check unconnected pairs about every 50 ms too;
+/// ICE's pacing (one check per 50 ms) still bounds the rate, and the timer still doubles.
+const FIRST_CHECK_RTO: Duration = Duration::from_millis(50);
+/// Early DTLS datagrams held until ICE accepts their source (a first flight and a resend).
+const EARLY_DTLS: usize = 4;
 
 /// Why a connection could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +77,8 @@ pub struct Conn {
     closed: bool,
     /// Where the last datagram that was not a STUN check came from (for status).
     remote: Option<SocketAddr>,
+    /// DTLS datagrams that arrived before ICE let them in: (source, destination, bytes).
+    early: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -76,7 +88,9 @@ impl std::fmt::Debug for Conn {
 }
 
 fn config(cert: &DtlsCert) -> RtcConfig {
-    Rtc::builder().set_crypto_provider(super::dtls::provider()).set_dtls_cert(cert.clone())
+    let mut config = Rtc::builder().set_crypto_provider(super::dtls::provider()).set_dtls_cert(cert.clone());
+    config.set_initial_stun_rto(FIRST_CHECK_RTO);
+    config
 }
 
 /// A new DTLS certificate (tens of milliseconds: make it before it is needed).
@@ -95,6 +109,7 @@ impl Conn {
             deadline: now,
             closed: false,
             remote: None,
+            early: VecDeque::new(),
         }
     }
 
@@ -127,7 +142,9 @@ impl Conn {
         }
         let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| ConnError::Negotiation(e.to_string()))?;
         let mut conn = Self::new(rtc, now);
-        conn.drain(now);
+        // Start ICE now: until its first timeout str0m reports nothing to wait for, and an
+        // owner woken only at `deadline` would sit out `MAX_WAIT` before the first check.
+        conn.timeout(now);
         Ok((conn, answer.to_sdp_string()))
     }
 
@@ -136,7 +153,8 @@ impl Conn {
         let answer = SdpAnswer::from_sdp_string(answer).map_err(|e| ConnError::Sdp(e.to_string()))?;
         let pending = self.pending.take().ok_or_else(|| ConnError::Negotiation("no offer is pending".into()))?;
         self.rtc.sdp_api().accept_answer(pending, answer).map_err(|e| ConnError::Negotiation(e.to_string()))?;
-        self.drain(now);
+        // Checks start now, and the peer's that arrived before its answer are answered now.
+        self.timeout(now);
         Ok(())
     }
 
@@ -145,18 +163,68 @@ impl Conn {
     pub fn receive(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, bytes: &[u8]) -> bool {
         let Ok(contents) = bytes.try_into() else { return false };
         let input = Input::Receive(now, Receive { proto: Protocol::Udp, source, destination, contents });
+        let dtls = bytes.first().is_some_and(|b| (20..=63).contains(b));
         if !self.rtc.accepts(&input) {
+            if dtls && self.channel.is_none() && !self.closed {
+                self.hold(source, destination, bytes);
+                return true;
+            }
             tracing::trace!(%source, %destination, len = bytes.len(), "datagram not for this connection");
             return false;
         }
-        if bytes.first().is_some_and(|b| (20..=63).contains(b)) {
+        if dtls {
             self.remote = Some(source);
         }
         if let Err(e) = self.rtc.handle_input(input) {
             tracing::debug!("WebRTC input: {e}");
         }
         self.drain(now);
+        self.release(now);
         true
+    }
+
+    /// Keeps a DTLS datagram that came before ICE accepts its source.
+    ///
+    /// Why: the offering side (DTLS client) sends its first flight once *its* check of a pair
+    /// succeeds, which can be before the answering side's own check of that pair succeeds
+    /// (its first check lost in a NAT that had not opened yet, say); str0m then drops the
+    /// flight and the handshake waits for the client's retransmission timer. Held here and
+    /// fed in the moment ICE accepts the source, the handshake goes on at once (browsers keep
+    /// an early ClientHello for the same reason). Only a few, only before the channel opens,
+    /// and each still passes `accepts` before str0m sees it.
+    fn hold(&mut self, source: SocketAddr, destination: SocketAddr, bytes: &[u8]) {
+        if self.early.len() == EARLY_DTLS {
+            self.early.pop_front();
+        }
+        self.early.push_back((source, destination, bytes.to_vec()));
+    }
+
+    /// Feeds held DTLS datagrams that ICE now accepts.
+    fn release(&mut self, now: Instant) {
+        if self.early.is_empty() {
+            return;
+        }
+        if self.channel.is_some() || self.closed {
+            self.early.clear();
+            return;
+        }
+        let mut fed = false;
+        for (source, destination, bytes) in std::mem::take(&mut self.early) {
+            let Ok(contents) = bytes.as_slice().try_into() else { continue };
+            let input = Input::Receive(now, Receive { proto: Protocol::Udp, source, destination, contents });
+            if self.rtc.accepts(&input) {
+                self.remote = Some(source);
+                if let Err(e) = self.rtc.handle_input(input) {
+                    tracing::debug!("WebRTC input: {e}");
+                }
+                fed = true;
+            } else {
+                self.early.push_back((source, destination, bytes));
+            }
+        }
+        if fed {
+            self.drain(now);
+        }
     }
 
     /// Time passed: call when [`Conn::deadline`] is reached.
@@ -165,6 +233,7 @@ impl Conn {
             tracing::debug!("WebRTC timeout: {e}");
         }
         self.drain(now);
+        self.release(now);
     }
 
     /// Queues one message for the channel.

@@ -134,3 +134,79 @@ fn garbage_is_refused_without_harm() {
     p.run(10, |p| p.a.is_open() && p.b.is_open());
     assert!(p.a.is_open() && p.b.is_open(), "still opens after garbage");
 }
+
+/// Runs a fresh pair over a network that delays every datagram by `delay` one way, with a
+/// firewall on each side that lets nothing in until its side has sent something (as a NAT),
+/// the answer reaching the offering side `signaling` after the offer was answered, each side
+/// woken only at the deadline it asked for (as the node's task); returns the simulated time
+/// until both channels are open.
+fn open_time(delay: Duration, signaling: Duration) -> Duration {
+    let cert = certificate().unwrap();
+    let start = Instant::now();
+    let (a, offer) = Conn::offer(start, &cert, cand(A)).unwrap();
+    let (b, answer) = Conn::answer(start, &cert, cand(B), &offer).unwrap();
+    let mut p = Pair { a, b, now: start, got_a: Vec::new(), got_b: Vec::new() };
+    let mut answer = Some(answer);
+    // Has a (0) / b (1) sent anything yet?
+    let mut opened = [false, false];
+    // (deliver at, to b?, source, destination, bytes)
+    let mut wire: Vec<(Instant, bool, SocketAddr, SocketAddr, Vec<u8>)> = Vec::new();
+    let end = start + Duration::from_secs(10);
+    while p.now < end && !(p.a.is_open() && p.b.is_open()) {
+        for (side, to_b) in [(&mut p.a, true), (&mut p.b, false)] {
+            while let Some(e) = side.poll_event() {
+                if let ConnEvent::Transmit { source, destination, contents } = e {
+                    opened[usize::from(!to_b)] = true;
+                    wire.push((p.now + delay, to_b, source, destination, contents));
+                }
+            }
+        }
+        let mut next = p.a.deadline().min(p.b.deadline());
+        next = wire.iter().map(|w| w.0).fold(next, Instant::min);
+        if answer.is_some() {
+            next = next.min(start + signaling);
+        }
+        p.now = next.max(p.now + Duration::from_micros(100));
+        if p.now >= start + signaling {
+            if let Some(answer) = answer.take() {
+                p.a.accept_answer(p.now, &answer).unwrap();
+            }
+        }
+        let (due, later): (Vec<_>, Vec<_>) = wire.into_iter().partition(|w| w.0 <= p.now);
+        wire = later;
+        for (_, to_b, source, destination, bytes) in due {
+            if !opened[usize::from(to_b)] {
+                continue;
+            }
+            let side = if to_b { &mut p.b } else { &mut p.a };
+            side.receive(p.now, source, destination, &bytes);
+        }
+        if p.now >= p.a.deadline() {
+            p.a.timeout(p.now);
+        }
+        if p.now >= p.b.deadline() {
+            p.b.timeout(p.now);
+        }
+    }
+    assert!(p.a.is_open() && p.b.is_open(), "opened within 10 simulated seconds");
+    p.now - start
+}
+
+#[test]
+fn set_up_takes_round_trips_not_retransmission_timers() {
+    // ICE (2 round trips), DTLS (2), SCTP (2) and the channel's open: about 12 one-way
+    // delays after the answer arrives. Each fix below once added a timer's worth: the
+    // answering side waited 500 ms for its first check; its first check, lost in the
+    // offering side's firewall, was resent after 250 ms; the offering side's DTLS first
+    // flight, arriving before the answering side's own check succeeded, was dropped and
+    // resent after 100 ms. (An answer slower than the first resends still costs the next
+    // doubled one: str0m runs no triggered check on a pair in progress.)
+    for ms in [1u64, 10, 40] {
+        for sig in [0u64, 5, 50] {
+            let (delay, signaling) = (Duration::from_millis(ms), Duration::from_millis(sig));
+            let took = open_time(delay, signaling);
+            let bound = signaling + delay * 12 + Duration::from_millis(60);
+            assert!(took <= bound, "one-way {ms} ms, answer after {sig} ms: open after {took:?}, not within {bound:?}");
+        }
+    }
+}
