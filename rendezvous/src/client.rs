@@ -124,6 +124,8 @@ pub struct Connection {
     pub online: Vec<DeviceId>,
     /// The server's TURN relay credentials, if it offers a relay.
     pub turn: Option<protocol::TurnCredentials>,
+    /// When the last frame of any kind (pings and pongs too) came from the server.
+    heard: std::time::Instant,
 }
 
 impl std::fmt::Debug for Connection {
@@ -137,8 +139,18 @@ fn ids(v: &[String]) -> Vec<DeviceId> {
 }
 
 async fn next_server_msg(ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>) -> Result<ServerMsg, ClientError> {
+    next_server_msg_heard(ws, &mut std::time::Instant::now()).await
+}
+
+/// The next message; `heard` is set at every frame read on the way.
+async fn next_server_msg_heard(
+    ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>,
+    heard: &mut std::time::Instant,
+) -> Result<ServerMsg, ClientError> {
     loop {
-        match ws.next().await {
+        let frame = ws.next().await;
+        *heard = std::time::Instant::now();
+        match frame {
             Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).map_err(|_| ClientError::Protocol),
             Some(Ok(Message::Close(f))) => {
                 let (code, reason) =
@@ -221,7 +233,7 @@ pub async fn connect_with(url: &str, join: &Join, opts: &Options) -> Result<Conn
     match next_server_msg(&mut ws).await? {
         ServerMsg::Welcome { device, online, turn } => {
             let device = DeviceId::from_hex(&device).ok_or(ClientError::Protocol)?;
-            let mut conn = Connection { ws, device, online: ids(&online), turn };
+            let mut conn = Connection { ws, device, online: ids(&online), turn, heard: std::time::Instant::now() };
             if let Join::Vault(id) = join {
                 for r in &id.revocations {
                     conn.revoke(r).await?;
@@ -262,7 +274,7 @@ impl Connection {
 
     /// The next event; `Err(Closed)` when the server closes.
     pub async fn next(&mut self) -> Result<Event, ClientError> {
-        match next_server_msg(&mut self.ws).await? {
+        match next_server_msg_heard(&mut self.ws, &mut self.heard).await? {
             ServerMsg::Presence { online } => Ok(Event::Presence(ids(&online))),
             ServerMsg::Signal { from, payload } => Ok(Event::Signal {
                 from: DeviceId::from_hex(&from).ok_or(ClientError::Protocol)?,
@@ -271,6 +283,18 @@ impl Connection {
             ServerMsg::Error { code, message, id } => Ok(Event::Error { code, message, id }),
             _ => Err(ClientError::Protocol),
         }
+    }
+
+    /// Asks the server for a pong: with [`Connection::silent_for`], how a client notices a
+    /// connection that died without a word (its network changed, a NAT forgot it).
+    pub async fn ping(&mut self) -> Result<(), ClientError> {
+        self.ws.send(Message::Ping(Default::default())).await?;
+        Ok(())
+    }
+
+    /// How long since the server last sent anything (a pong included; read by [`Connection::next`]).
+    pub fn silent_for(&self) -> Duration {
+        self.heard.elapsed()
     }
 
     /// Closes politely.

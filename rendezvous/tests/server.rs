@@ -548,3 +548,18 @@ async fn signals_for_a_device_that_just_left_wait_in_its_mailbox() {
     assert!(matches!(next_non_presence(&mut a).await, Event::Error { code: ErrorCode::UnknownRecipient, .. }));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_ping_is_answered_and_the_client_knows_when_it_last_heard_the_server() {
+    let s = Server::start(limits()).await;
+    let (_, ids) = vault(1, 1);
+    let mut a = join(&s, &ids[0]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(a.silent_for() >= Duration::from_millis(300));
+    a.ping().await.unwrap();
+    // The pong is no event; reading for it still counts as hearing from the server.
+    assert!(tokio::time::timeout(Duration::from_millis(100), a.next()).await.is_err(), "no event");
+    // Unheard, it would be 400 ms by now.
+    assert!(a.silent_for() < Duration::from_millis(250), "the pong was heard: {:?}", a.silent_for());
+    s.stop().await;
+}

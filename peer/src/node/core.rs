@@ -454,6 +454,13 @@ impl<S: LogStore> Core<S> {
                 let m = self.replica.membership();
                 let dial: Vec<DeviceId> = online.into_iter().filter(|d| *d > me && !m.is_revoked(*d)).collect();
                 self.dialer.set_rendezvous(&dial, now);
+                // The room says this on every join, this device's own included: a device that
+                // came back after its network changed, or this one after its own did, holds
+                // WebRTC sessions the other end may have lost. Each proves itself (a live
+                // peer is heard within seconds) or ends, and the dial plan dials again.
+                for p in self.pipes.values().filter(|p| p.info.path == "webrtc") {
+                    let _ = p.tx.send(Output::Probe);
+                }
             }
             LinkEvent::Down { error } => (s.connected, s.online, s.error) = (false, 0, Some(error)),
             LinkEvent::Relay(t) => s.relay = t.map(|t| t.urls.join(" ")),

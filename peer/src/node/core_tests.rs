@@ -74,12 +74,17 @@ impl Net {
 
     /// Opens a pipe from `a` to `b` as the dial of `a`'s `target`.
     fn connect_via(&mut self, a: usize, b: usize, target: Option<TargetId>) -> usize {
+        self.connect_path(a, b, target, "lan")
+    }
+
+    /// Opens a pipe of `path` from `a` to `b` as the dial of `a`'s `target`.
+    fn connect_path(&mut self, a: usize, b: usize, target: Option<TargetId>, path: &'static str) -> usize {
         let end = |net: &mut Net, node: usize, dialled: bool| {
             let (tx, rx) = mpsc::unbounded_channel();
             let pipe = PipeId(net.next_pipe);
             net.next_pipe += 1;
             let target = if dialled { target } else { None };
-            let info = PipeInfo { path: "lan", addr: format!("node{node}"), dialled, target };
+            let info = PipeInfo { path, addr: format!("node{node}"), dialled, target };
             (End { node, pipe, rx }, info, tx)
         };
         let (ea, ia, ta) = end(self, a, true);
@@ -558,4 +563,20 @@ fn a_device_that_synced_and_left_is_still_seen_to_have_synced() {
     assert!(after.peers.is_empty());
     assert_eq!(after.last_synced.get(&hex(2)), Some(&t));
     assert!(!after.last_synced.contains_key(&hex(1)), "not itself");
+}
+
+#[test]
+fn a_join_in_the_room_makes_every_webrtc_session_prove_itself() {
+    let mut net = Net::new(3);
+    net.connect_path(0, 1, None, "webrtc");
+    net.connect(0, 2);
+    net.run();
+    assert_eq!(net.peers(0).len(), 2);
+    net.cores[0].set_rendezvous("http://rv".into());
+    let online = vec![DeviceId([2; 16]), DeviceId([3; 16])];
+    net.cores[0].rendezvous_event(super::rendezvous::LinkEvent::Joined { online }, net.now);
+    net.deliver();
+    // Only the WebRTC session is asked (link 0, node 0's end); the LAN one is not.
+    assert_eq!(net.probes, vec![(0, 0)]);
+    assert_eq!(net.peers(0).len(), 2, "a probe closes nothing by itself");
 }

@@ -108,6 +108,20 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Pause after the server said this device is revoked (nothing will change soon).
 const REVOKED_BACKOFF: Duration = Duration::from_secs(600);
 
+/// How often the link looks at this device's addresses and the server's silence.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+/// How often the link pings the server (it answers with a pong; it also pings every 30 s).
+const PING_EVERY: Duration = Duration::from_secs(15);
+/// A server silent this long (two pings unanswered) is gone: rejoin.
+const SILENT_LIMIT: Duration = Duration::from_secs(35);
+
+/// This device's addresses other than loopback ones, sorted.
+fn outside_addrs() -> Vec<std::net::IpAddr> {
+    let mut v: Vec<_> = super::webrtc::gather::local_ips().into_iter().filter(|ip| !ip.is_loopback()).collect();
+    v.sort();
+    v
+}
+
 /// The pause before attempt `n` (0-based) of a series of failures, ±25 % jitter.
 fn backoff(n: u32, rng: &mut impl Rng) -> Duration {
     jittered(doubled(FIRST_BACKOFF, n, MAX_BACKOFF), rng)
@@ -147,9 +161,29 @@ pub async fn run(
                     }
                 };
                 tokio::pin!(refresh);
+                let mut watch = tokio::time::interval(WATCH_EVERY);
+                watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let (addrs, mut last_ping) = (outside_addrs(), tokio::time::Instant::now());
                 let why = loop {
                     tokio::select! {
                         () = &mut refresh => break "rejoining for fresh TURN credentials".to_owned(),
+                        _ = watch.tick() => {
+                            // A laptop that changed networks: the old connection may hang
+                            // for minutes (its address is gone, nothing says so). Rejoining
+                            // at once also makes every WebRTC session prove itself.
+                            if outside_addrs() != addrs {
+                                break "this device's network changed".to_owned();
+                            }
+                            if conn.silent_for() > SILENT_LIMIT {
+                                break format!("the server sent nothing for {} s", SILENT_LIMIT.as_secs());
+                            }
+                            if last_ping.elapsed() >= PING_EVERY {
+                                last_ping = tokio::time::Instant::now();
+                                if let Err(e) = conn.ping().await {
+                                    break e.to_string();
+                                }
+                            }
+                        }
                         ev = conn.next() => match ev {
                             Ok(Event::Presence(p)) => {
                                 if report(LinkEvent::Joined { online: p }).await.is_err() {

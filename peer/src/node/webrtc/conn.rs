@@ -30,6 +30,9 @@ const MAX_WAIT: Duration = Duration::from_millis(500);
 /// pair waited for this timer. Browsers check unconnected pairs about every 50 ms too;
 /// ICE's pacing (one check per 50 ms) still bounds the rate, and the timer still doubles.
 const FIRST_CHECK_RTO: Duration = Duration::from_millis(50);
+/// A live peer is heard at least this often, data or not (its consent checks and its
+/// answers to ours; measured in `conn::tests`).
+pub const HEARD_EVERY: Duration = Duration::from_secs(5);
 /// Early DTLS datagrams held until ICE accepts their source (a first flight and a resend).
 const EARLY_DTLS: usize = 4;
 
@@ -77,6 +80,10 @@ pub struct Conn {
     closed: bool,
     /// Where the last datagram that was not a STUN check came from (for status).
     remote: Option<SocketAddr>,
+    /// When the peer was last heard from (any datagram of this connection).
+    heard: Option<Instant>,
+    /// An unanswered probe: when it was asked for.
+    probe: Option<Instant>,
     /// DTLS datagrams that arrived before ICE let them in: (source, destination, bytes).
     early: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
 }
@@ -109,6 +116,8 @@ impl Conn {
             deadline: now,
             closed: false,
             remote: None,
+            heard: None,
+            probe: None,
             early: VecDeque::new(),
         }
     }
@@ -175,6 +184,7 @@ impl Conn {
         if dtls {
             self.remote = Some(source);
         }
+        self.heard = Some(now);
         if let Err(e) = self.rtc.handle_input(input) {
             tracing::debug!("WebRTC input: {e}");
         }
@@ -234,6 +244,7 @@ impl Conn {
         }
         self.drain(now);
         self.release(now);
+        self.check_probe(now);
     }
 
     /// Queues one message for the channel.
@@ -283,6 +294,36 @@ impl Conn {
     /// The peer's address, once it sent data.
     pub fn remote(&self) -> Option<SocketAddr> {
         self.remote
+    }
+
+    /// When the peer was last heard from. A live peer is heard at least every
+    /// [`HEARD_EVERY`]: ICE checks the nominated pair's consent both ways every few seconds.
+    pub fn heard(&self) -> Option<Instant> {
+        self.heard
+    }
+
+    /// Asks the peer to prove itself: unless it is heard from within [`HEARD_EVERY`] from
+    /// `now`, the connection ends (ICE consent alone would take about 20 s).
+    pub fn probe(&mut self, now: Instant) {
+        if self.closed || self.probe.is_some() {
+            return;
+        }
+        self.probe = Some(now);
+        self.deadline = self.deadline.min(now + HEARD_EVERY);
+    }
+
+    /// Ends a probed connection whose peer stayed silent; clears a probe it answered.
+    fn check_probe(&mut self, now: Instant) {
+        let Some(at) = self.probe else { return };
+        if self.heard.is_some_and(|h| h > at) {
+            self.probe = None;
+        } else if now >= at + HEARD_EVERY {
+            tracing::info!(remote = ?self.remote, "WebRTC peer silent since a probe: closing");
+            self.probe = None;
+            self.close(now);
+        } else {
+            self.deadline = self.deadline.min(at + HEARD_EVERY);
+        }
     }
 
     fn finish(&mut self) {

@@ -141,48 +141,80 @@ impl Sockets {
         }
     }
 
-    /// Host candidates, plus server-reflexive ones learnt from `stun` (when given).
-    pub(crate) async fn gather(&mut self, stun: Option<SocketAddr>) -> Vec<Candidate> {
+    /// Host candidates, plus server-reflexive ones learnt from `stun` and, with `turn`, a
+    /// relayed one: the STUN answers and the TURN allocation (two round trips) are awaited
+    /// together, so gathering costs the slower of the two, not their sum.
+    pub(crate) async fn gather(
+        &mut self,
+        stun: Option<SocketAddr>,
+        turn: Option<&TurnCredentials>,
+    ) -> (Vec<Candidate>, Option<Relay>) {
         let mut out: Vec<Candidate> =
             host_addrs(&self.addrs()).into_iter().filter_map(|a| Candidate::host(a, "udp").ok()).collect();
-        let Some(server) = stun else { return out };
         // Ask from every socket of the server's family that can reach it.
-        let asks: Vec<(SocketAddr, TransactionId)> = self
-            .addrs()
-            .into_iter()
-            .filter(|a| a.is_ipv4() == server.is_ipv4() && a.ip().is_loopback() == server.ip().is_loopback())
-            .map(|a| {
-                let mut id = [0u8; 12];
-                rand::thread_rng().fill_bytes(&mut id);
-                (a, TransactionId::new(id))
-            })
-            .collect();
-        if asks.is_empty() {
-            return out;
-        }
+        let asks: Vec<(SocketAddr, TransactionId)> = match stun {
+            Some(server) => self
+                .addrs()
+                .into_iter()
+                .filter(|a| reaches(*a, server))
+                .map(|a| {
+                    let mut id = [0u8; 12];
+                    rand::thread_rng().fill_bytes(&mut id);
+                    (a, TransactionId::new(id))
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut relay = match turn {
+            Some(creds) => self.allocate(creds).await,
+            None => None,
+        };
+        let start = tokio::time::Instant::now();
+        let (stun_end, turn_end) = (start + STUN_WAIT, start + TURN_WAIT);
         let mut buf = [0u8; 64];
         let mut answered = Vec::new();
-        let end = tokio::time::Instant::now() + STUN_WAIT;
-        let mut resend = tokio::time::Instant::now();
-        while answered.len() < asks.len() {
-            if tokio::time::Instant::now() >= resend {
-                for (local, txid) in &asks {
-                    if !answered.contains(local) {
-                        if let Ok(n) = binding_request(&mut buf, txid, None) {
-                            self.send(*local, server, &buf[..n]).await;
+        let mut resend = start;
+        loop {
+            let now = tokio::time::Instant::now();
+            let stun_done = answered.len() == asks.len() || now >= stun_end;
+            let turn_done = relay.as_ref().is_none_or(|r| r.relayed.is_some() || r.failed) || now >= turn_end;
+            if stun_done && turn_done {
+                break;
+            }
+            let mut wake = stun_end.max(turn_end);
+            if let (false, Some(server)) = (stun_done, stun) {
+                if now >= resend {
+                    for (local, txid) in &asks {
+                        if !answered.contains(local) {
+                            if let Ok(n) = binding_request(&mut buf, txid, None) {
+                                self.send(*local, server, &buf[..n]).await;
+                            }
                         }
                     }
+                    resend += STUN_RESEND;
                 }
-                resend += STUN_RESEND;
+                wake = wake.min(resend).min(stun_end);
+            }
+            if let (false, Some(r)) = (turn_done, relay.as_mut()) {
+                let now = std::time::Instant::now();
+                for d in r.poll_transmit(now) {
+                    self.send(r.local, r.server, &d).await;
+                }
+                wake = wake.min(tokio::time::Instant::from_std(r.deadline(now))).min(turn_end);
             }
             let d = tokio::select! {
                 d = self.rx.recv() => match d { Some(d) => d, None => break },
-                () = tokio::time::sleep_until(resend.min(end)) => {
-                    if tokio::time::Instant::now() >= end { break }
-                    continue;
-                }
+                () = tokio::time::sleep_until(wake) => continue,
             };
+            if let Some(r) = relay.as_mut().filter(|r| r.owns(d.local, d.from)) {
+                r.receive(&d.bytes, std::time::Instant::now());
+                continue;
+            }
+            // A STUN answer is known by its transaction id (96 random bits), not its source.
             let Some((local, txid)) = asks.iter().find(|(l, _)| *l == d.local) else { continue };
+            if answered.contains(local) {
+                continue;
+            }
             if let Ok(r) = parse_response(&d.bytes, txid) {
                 answered.push(*local);
                 // Behind no NAT the mapping is the host address: nothing to add.
@@ -193,8 +225,26 @@ impl Sockets {
                 }
             }
         }
-        out
+        let relay = relay.and_then(|r| match r.relayed {
+            Some(addr) => {
+                tracing::info!(server = %r.server, relayed = %addr, "TURN relay allocated");
+                out.extend(Candidate::relayed(addr, r.local, "udp").ok());
+                Some(r)
+            }
+            None => {
+                let why = if r.failed { "TURN allocation refused" } else { "no TURN allocation in time" };
+                tracing::info!(server = %r.server, "{why}");
+                None
+            }
+        });
+        (out, relay)
     }
+}
+
+/// True when a socket on `local` can send to `server` (same family, and loopback only to
+/// loopback).
+fn reaches(local: SocketAddr, server: SocketAddr) -> bool {
+    local.is_ipv4() == server.is_ipv4() && local.ip().is_loopback() == server.ip().is_loopback()
 }
 
 /// A UDP socket bound to `addr` with large buffers (best effort: the kernel caps them at
@@ -224,47 +274,12 @@ async fn turn_addr(creds: &TurnCredentials) -> Option<SocketAddr> {
 }
 
 impl Sockets {
-    /// Allocates a relay on the TURN server of `creds` (from one socket that can reach it);
-    /// `None` if there is none or it does not answer in time.
-    pub(crate) async fn relay(&mut self, creds: &TurnCredentials) -> Option<Relay> {
+    /// Starts an allocation on the TURN server of `creds` from a socket that can reach it
+    /// (`None` if there is no such server or socket); [`Sockets::gather`] drives it.
+    async fn allocate(&self, creds: &TurnCredentials) -> Option<Relay> {
         let server = turn_addr(creds).await?;
-        let local = self
-            .addrs()
-            .into_iter()
-            .find(|a| a.is_ipv4() == server.is_ipv4() && a.ip().is_loopback() == server.ip().is_loopback())?;
-        let now = std::time::Instant::now();
-        let mut relay = Relay::allocate(local, server, &creds.username, &creds.credential, now);
-        let end = tokio::time::Instant::now() + TURN_WAIT;
-        loop {
-            let now = std::time::Instant::now();
-            for d in relay.poll_transmit(now) {
-                self.send(local, server, &d).await;
-            }
-            if let Some(addr) = relay.relayed {
-                tracing::info!(%server, relayed = %addr, "TURN relay allocated");
-                return Some(relay);
-            }
-            if relay.failed {
-                tracing::info!(%server, "TURN allocation refused");
-                return None;
-            }
-            let wake = tokio::time::Instant::from_std(relay.deadline(now)).min(end);
-            tokio::select! {
-                d = self.rx.recv() => match d {
-                    Some(d) if relay.owns(d.local, d.from) => {
-                        relay.receive(&d.bytes, std::time::Instant::now());
-                    }
-                    Some(_) => {}
-                    None => return None,
-                },
-                () = tokio::time::sleep_until(wake) => {
-                    if tokio::time::Instant::now() >= end {
-                        tracing::info!(%server, "no TURN allocation in time");
-                        return None;
-                    }
-                }
-            }
-        }
+        let local = self.addrs().into_iter().find(|a| reaches(*a, server))?;
+        Some(Relay::allocate(local, server, &creds.username, &creds.credential, std::time::Instant::now()))
     }
 }
 
@@ -331,7 +346,7 @@ mod tests {
         });
         let mut socks = Sockets::bind(&["127.0.0.1".parse().unwrap()]).await;
         let local = socks.addrs()[0];
-        let cands = socks.gather(Some(server_addr)).await;
+        let (cands, _) = socks.gather(Some(server_addr), None).await;
         let kinds: Vec<String> = cands.iter().map(|c| c.to_sdp_string()).collect();
         assert_eq!(cands.len(), 2, "{kinds:?}");
         assert_eq!(cands[0].addr(), local);

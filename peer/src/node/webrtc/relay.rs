@@ -30,7 +30,12 @@ pub(crate) struct Relay {
     pub(crate) relayed: Option<SocketAddr>,
     /// The allocation failed or was closed.
     pub(crate) failed: bool,
+    /// Peers a channel was asked for (bound or pending), at most [`MAX_CHANNELS`].
+    channels: Vec<SocketAddr>,
 }
+
+/// Channels one allocation binds at most (one per remote candidate ICE reaches through it).
+const MAX_CHANNELS: usize = 8;
 
 /// A datagram for the TURN server, from the relay's local socket.
 pub(crate) type ToServer = Vec<u8>;
@@ -52,6 +57,7 @@ impl Relay {
             server,
             relayed: None,
             failed: false,
+            channels: Vec::new(),
         }
     }
 
@@ -83,8 +89,10 @@ impl Relay {
         out
     }
 
-    /// Wraps `data` for `peer`; installs a permission (and a channel) first if needed, in
-    /// which case this datagram is dropped (ICE sends its checks again).
+    /// Wraps `data` for `peer`; installs a permission first if needed, in which case this
+    /// datagram is dropped (ICE sends its checks again). With the permission, a channel is
+    /// bound to `peer` (RFC 8656 §12): until it is, data goes as Send indications (36 bytes
+    /// of header), then as ChannelData (4 bytes), both ways; the client refreshes it.
     pub(crate) fn send(&mut self, peer: SocketAddr, data: &[u8], now: Instant) -> Option<ToServer> {
         tracing::trace!(%peer, len = data.len(), "TURN data out");
         let at = self.at(now);
@@ -93,6 +101,12 @@ impl Relay {
                 tracing::debug!(%peer, "TURN permission: {e}");
             }
             return None;
+        }
+        if !self.channels.contains(&peer) && self.channels.len() < MAX_CHANNELS {
+            self.channels.push(peer);
+            if let Err(e) = self.client.bind_channel(TransportType::Udp, peer, at) {
+                tracing::debug!(%peer, "TURN channel: {e}");
+            }
         }
         match self.client.send_to(TransportType::Udp, peer, data, at) {
             Ok(Some(t)) => Some(t.build().data),
@@ -136,6 +150,10 @@ impl Relay {
             match e {
                 TurnEvent::AllocationCreated(TransportType::Udp, addr) => self.relayed = Some(addr),
                 TurnEvent::AllocationCreateFailed(_) => self.failed = true,
+                TurnEvent::ChannelCreated(_, peer) => {
+                    tracing::info!(%peer, server = %self.server, "TURN channel bound")
+                }
+                TurnEvent::ChannelCreateFailed(_, peer) => tracing::debug!(%peer, "TURN channel refused"),
                 other => tracing::trace!(?other, "TURN"),
             }
         }

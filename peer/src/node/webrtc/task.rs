@@ -42,16 +42,7 @@ pub(crate) struct Ctx {
 /// credentials, relayed.
 async fn gather(ctx: &Ctx, turn: Option<&TurnCredentials>) -> (Sockets, Vec<Candidate>, Option<Relay>) {
     let mut socks = Sockets::bind(&local_ips()).await;
-    let mut candidates = socks.gather(ctx.stun).await;
-    let relay = match turn {
-        Some(creds) => socks.relay(creds).await,
-        None => None,
-    };
-    if let Some(r) = &relay {
-        if let Some(c) = r.relayed.and_then(|a| Candidate::relayed(a, r.local, "udp").ok()) {
-            candidates.push(c);
-        }
-    }
+    let (candidates, relay) = socks.gather(ctx.stun, turn).await;
     (socks, candidates, relay)
 }
 
@@ -272,8 +263,10 @@ async fn serve(
             },
             out = rx.recv(), if open => match out {
                 Some(Output::Data(m)) => conn.send(Instant::now(), m),
-                // Consent checks (every few seconds) end a dead connection on their own.
-                Some(Output::Probe) => {}
+                // The core doubts this session (someone joined the room, or a new session
+                // to the same device lost to it): the peer proves itself within seconds or
+                // the connection ends (ICE consent alone takes about 20 s).
+                Some(Output::Probe) => conn.probe(Instant::now()),
                 Some(Output::Close) | None => conn.close(Instant::now()),
             },
             () = tokio::time::sleep_until(wake) => conn.timeout(Instant::now()),

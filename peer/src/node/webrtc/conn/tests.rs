@@ -210,3 +210,45 @@ fn set_up_takes_round_trips_not_retransmission_timers() {
         }
     }
 }
+
+#[test]
+fn an_idle_live_peer_is_heard_often_enough_for_a_probe() {
+    let mut p = pair();
+    p.run(10, |p| p.a.is_open() && p.b.is_open());
+    // No data for a minute: what each side hears is ICE's consent traffic alone (every 3 s
+    // here, str0m's largest check interval; the bound leaves room for a slow network).
+    let end = p.now + Duration::from_secs(60);
+    let (mut gap_a, mut gap_b) = (Duration::ZERO, Duration::ZERO);
+    let (mut last_a, mut last_b) = (p.a.heard().unwrap(), p.b.heard().unwrap());
+    while p.now < end {
+        p.run(1, |_| false);
+        let (ha, hb) = (p.a.heard().unwrap(), p.b.heard().unwrap());
+        gap_a = gap_a.max(ha - last_a).max(p.now - ha);
+        gap_b = gap_b.max(hb - last_b).max(p.now - hb);
+        (last_a, last_b) = (ha, hb);
+    }
+    assert!(p.a.is_open() && p.b.is_open());
+    assert!(gap_a < HEARD_EVERY && gap_b < HEARD_EVERY, "longest silence: a {gap_a:?}, b {gap_b:?}");
+}
+
+#[test]
+fn a_probe_ends_a_connection_whose_peer_is_gone_and_spares_a_live_one() {
+    let mut p = pair();
+    p.run(10, |p| p.a.is_open() && p.b.is_open());
+    // Live: the probe is answered by the peer's consent traffic, nothing closes.
+    let now = p.now;
+    p.a.probe(now);
+    assert!(p.a.deadline() <= now + HEARD_EVERY);
+    p.run(30, |_| false);
+    assert!(p.a.is_open() && !p.a.is_closed(), "a live peer passes the probe");
+    // b vanishes without a goodbye (its network changed): a's probe ends it in seconds.
+    let start = p.now;
+    p.a.probe(start);
+    while !p.a.is_closed() && p.now < start + Duration::from_secs(60) {
+        while p.a.poll_event().is_some() {}
+        p.now = p.a.deadline().max(p.now + Duration::from_millis(1));
+        p.a.timeout(p.now);
+    }
+    assert!(p.a.is_closed());
+    assert!(p.now - start <= HEARD_EVERY + Duration::from_millis(10), "closed after {:?}", p.now - start);
+}
