@@ -57,6 +57,9 @@ impl<T: Clone + Zeroize> MvReg<T> {
             keep
         });
         let at = self.values.partition_point(|v| v.dot < dot);
+        // Room for exactly one more: a register holds one value almost always, and the
+        // default growth (four at once) made every register of a 100k vault four times its size.
+        self.values.reserve_exact(1);
         self.values.insert(at, Versioned { value, dot, hlc });
     }
 

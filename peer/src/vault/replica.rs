@@ -222,15 +222,18 @@ impl<S: LogStore> Replica<S> {
         for rec in records {
             membership.insert(rec)?;
         }
+        let n = stored.len();
         let mut r = Self {
             keys,
             device,
             membership,
             store,
-            log: Vec::new(),
-            dead: Vec::new(),
+            // The loaded entries become the log in place, each checked below before it
+            // counts (a copy, or a second vector, held every entry twice while opening).
+            log: stored,
+            dead: Vec::with_capacity(n),
             n_dead: 0,
-            index: HashMap::new(),
+            index: HashMap::with_capacity(n),
             vv: VersionVector::default(),
             state: VaultState::default(),
             hlcs: std::collections::BTreeSet::new(),
@@ -238,20 +241,23 @@ impl<S: LogStore> Replica<S> {
             restored: None,
             predecessors: Vec::new(),
         };
-        let mut last_head: BTreeMap<DeviceId, &StoredEntry> = BTreeMap::new();
-        for se in &stored {
+        // Each author's last entry, by position in the log.
+        let mut last_head: BTreeMap<DeviceId, usize> = BTreeMap::new();
+        for at in 0..n {
+            let se = &r.log[at];
             let h = &se.entry.header;
             let prev = r.last_hash(h.author);
             if h.seq != r.vv.get(h.author) + 1 || h.prev != prev || se.entry.hash() != se.hash {
                 return Err(ReplicaError::Damaged(h.author, h.seq));
             }
             let op = se.entry.unseal(&r.keys.content)?;
-            r.apply_local(se.clone(), &op);
-            last_head.insert(h.author, se);
+            last_head.insert(h.author, at);
+            r.record(at, &op);
         }
         // One signature per author authenticates the whole stored chain (or, for a revoked
         // author's kept prefix, the root-signed hash in its revocation).
-        for (author, se) in last_head {
+        for (author, at) in last_head {
+            let se = &r.log[at];
             if r.vouched(se) {
                 continue;
             }
@@ -295,6 +301,13 @@ impl<S: LogStore> Replica<S> {
 
     /// Records an already verified entry in memory and applies its op.
     fn apply_local(&mut self, se: StoredEntry, op: &Op) {
+        self.log.push(se);
+        self.record(self.log.len() - 1, op);
+    }
+
+    /// Counts the verified entry at `at` in the log: indexes it and applies its op.
+    fn record(&mut self, at: usize, op: &Op) {
+        let se = &self.log[at];
         let h = &se.entry.header;
         self.state.apply(h.author, h.seq, h.hlc, &h.deps, op);
         self.hlcs.insert(h.hlc);
@@ -303,8 +316,7 @@ impl<S: LogStore> Replica<S> {
             *s = (*s).min(h.seq);
         }
         self.vv.set(h.author, h.seq);
-        self.index.insert((h.author, h.seq), self.log.len());
-        self.log.push(se);
+        self.index.insert((h.author, h.seq), at);
         self.dead.push(false);
     }
 

@@ -168,6 +168,8 @@ impl SqliteStore {
         for r in rows {
             out.push(postcard::from_bytes(&r?).map_err(corrupt)?);
         }
+        // Grown by doubling: give back the unused half (a 100k log becomes the replica's).
+        out.shrink_to_fit();
         Ok(out)
     }
 }
