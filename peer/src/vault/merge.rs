@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
 use super::clock::{Dot, Hlc, VersionVector};
+use super::field_map::FieldMap;
 use super::name_index::NameIndex;
 use super::op::Op;
 use crate::ids::{DeviceId, ItemId};
@@ -110,7 +111,7 @@ pub struct ItemState {
     /// The item's name.
     pub name: MvReg<String>,
     /// Named fields; a `None` value means removed.
-    pub fields: BTreeMap<String, MvReg<Option<String>>>,
+    pub fields: FieldMap,
     /// Existence: puts write `true`, deletes `false`.
     pub exists: MvReg<bool>,
 }
@@ -227,7 +228,7 @@ impl VaultState {
                     item.name.write(n.clone(), dot, hlc, &ctx);
                 }
                 for (k, v) in fields {
-                    item.fields.entry(k.clone()).or_default().write(v.clone(), dot, hlc, &ctx);
+                    item.fields.get_or_default(k).write(v.clone(), dot, hlc, &ctx);
                 }
             }
             Op::Delete { .. } => item.exists.write(false, dot, hlc, &ctx),

@@ -6,6 +6,7 @@ pub mod carry;
 pub mod clock;
 pub mod device_names;
 pub mod entry;
+pub mod field_map;
 pub mod lookup;
 pub mod merge;
 mod name_index;
