@@ -73,14 +73,17 @@ fn items_winners_and_every_kind_of_conflict_survive_a_carry() {
     // earlier millisecond than every carrier's: a tie on time would leave the winner to the
     // device ids, random here, and a counter ahead only by the order of writes to chance.
     let me = n.device_id();
+    let mut checked = 0;
     for it in n.state().items.values() {
         for reg in it.fields.values() {
             if let Some(w) = reg.winner().filter(|_| reg.is_conflicted()) {
                 assert_eq!(w.dot.device, me);
                 assert!(reg.losers().iter().all(|l| l.hlc.ms < w.hlc.ms && l.dot.device != me), "{reg:?}");
+                checked += 1;
             }
         }
     }
+    assert!(checked > 0, "the carried field conflicts were looked at");
     // Carriers cannot write again; the rotating device can, and its write settles a conflict.
     let revoked: Vec<_> = n.membership().devices().filter(|(_, r)| r.is_some()).collect();
     assert_eq!(revoked.len(), 2);

@@ -122,5 +122,9 @@ mod tests {
         let back: FieldMap = postcard::from_bytes(&postcard::to_allocvec(&as_map).unwrap()).unwrap();
         assert_eq!(back, f);
         assert_eq!(f.0.capacity(), 4, "room for exactly its fields");
+        assert!(FieldMap::default().is_empty() && !f.is_empty());
+        assert_eq!(f.values().count(), 4);
+        let owned: Vec<String> = f.into_iter().map(|(k, _)| k).collect();
+        assert_eq!(owned, ["a", "pin", "url", "user"]);
     }
 }
