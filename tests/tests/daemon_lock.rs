@@ -68,6 +68,11 @@ fn a_sealed_homes_daemon_unlocks_once_then_locks_on_request_and_stops_syncing() 
     assert_eq!((code, err.contains("wrong passphrase")), (4, true), "{err}");
     let status: serde_json::Value = serde_json::from_str(&ok(&a, Some(PASS), &["--json", "status"])).unwrap();
     assert_eq!((status["daemon"].as_bool(), status["locked"].as_bool()), (Some(true), Some(true)), "{status}");
+    assert_eq!(status["items"], 1, "with a passphrase given, the home is read here: {status}");
+    // Without one, a status asks for nothing: it says the daemon is locked, counts unknown.
+    let status: serde_json::Value = serde_json::from_str(&ok(&a, None, &["--json", "status"])).unwrap();
+    assert_eq!((status["locked"].as_bool(), status["items"].is_null()), (Some(true), true), "{status}");
+    assert!(ok(&a, None, &["status"]).contains("locked: not syncing"));
 
     // One command with the passphrase unlocks the daemon ...
     let shown = ok(&a, Some(PASS), &["get", "bank"]);

@@ -390,9 +390,17 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
         None => None,
     };
     // The vault's counts from the running daemon (no passphrase asked); a locked daemon is
-    // not unlocked for a status: the home is read here instead.
-    let summary =
-        if daemon.is_some() { ctx.read(ReadRequest::Summary)? } else { ctx.read_here(&ReadRequest::Summary)? };
+    // not unlocked for a status: the home is read here instead, unless it is sealed and no
+    // passphrase was given (a status asks for none: it says the daemon is locked, and the
+    // vault's counts are unknown until something unlocks it).
+    let sealed_shut = locked && ctx.passphrase.is_none() && matches!(ctx.home.protection(None), Err(HomeError::Locked));
+    let summary = if daemon.is_some() {
+        ctx.read(ReadRequest::Summary)?
+    } else if sealed_shut {
+        return status_locked(ctx);
+    } else {
+        ctx.read_here(&ReadRequest::Summary)?
+    };
     let View::Summary(sum) = summary else { bail!("asked for a summary, got another view") };
     let name_of = |hex: &str| sum.device_names.get(hex).cloned();
     let v = json!({
@@ -485,6 +493,24 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
             }
         }
         out.trim_end().to_owned()
+    });
+    Ok(())
+}
+
+/// `status` while a locked daemon holds a sealed home: what can be said without the vault.
+fn status_locked(ctx: &Ctx) -> anyhow::Result<()> {
+    let v = json!({
+        "home": ctx.home.dir().display().to_string(),
+        "vault_id": null, "device_id": null, "items": null, "entries": null, "devices": null, "conflicts": null,
+        "daemon": true,
+        "locked": true,
+        "listen": [], "peers": [], "rendezvous": null, "webrtc": null, "dials": [], "mdns_ignored": null,
+        "clock_ahead": [],
+    });
+    ctx.print(v, || {
+        "daemon  running, locked: not syncing until a command unlocks it (it asks for the passphrase);
+         the vault's counts are shown once it is unlocked"
+            .to_owned()
     });
     Ok(())
 }
