@@ -121,6 +121,23 @@ impl Relay {
         }
     }
 
+    /// Installs permissions at once for the addresses of the peer's candidates in its `sdp`
+    /// (those of the relayed address's family, at most [`MAX_CHANNELS`]): otherwise the first
+    /// check ICE sends through the relay to each is dropped while its permission is made,
+    /// and that pair waits for ICE to check it again.
+    pub(crate) fn permit_candidates(&mut self, sdp: &str, now: Instant) {
+        let Some(relayed) = self.relayed else { return };
+        let at = self.at(now);
+        let ips = candidate_ips(sdp).into_iter().filter(|ip| ip.is_ipv4() == relayed.is_ipv4());
+        for ip in ips.take(MAX_CHANNELS) {
+            if !self.client.have_permission(TransportType::Udp, ip) {
+                if let Err(e) = self.client.create_permission(TransportType::Udp, ip, at) {
+                    tracing::debug!(%ip, "TURN permission: {e}");
+                }
+            }
+        }
+    }
+
     /// Datagrams for the server now (allocation, refreshes, permissions).
     pub(crate) fn poll_transmit(&mut self, now: Instant) -> Vec<ToServer> {
         let at = self.at(now);
@@ -157,5 +174,41 @@ impl Relay {
                 other => tracing::trace!(?other, "TURN"),
             }
         }
+    }
+}
+
+/// The distinct addresses of the `a=candidate:` lines of `sdp`, in order.
+fn candidate_ips(sdp: &str) -> Vec<std::net::IpAddr> {
+    let mut out = Vec::new();
+    for line in sdp.lines() {
+        // a=candidate:FOUNDATION COMPONENT TRANSPORT PRIORITY ADDRESS PORT typ TYPE ...
+        let Some(rest) = line.trim().strip_prefix("a=candidate:") else { continue };
+        if let Some(ip) = rest.split_whitespace().nth(4).and_then(|a| a.parse().ok()) {
+            if !out.contains(&ip) {
+                out.push(ip);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peers_candidate_addresses_are_read_from_its_sdp() {
+        let sdp = "v=0\r\n\
+            a=candidate:1 1 udp 2130706431 10.0.0.2 5000 typ host\r\n\
+            a=candidate:2 1 udp 1694498815 203.0.113.7 6000 typ srflx raddr 0.0.0.0 rport 0\r\n\
+            a=candidate:3 1 udp 16777215 198.51.100.1 7000 typ relay raddr 0.0.0.0 rport 0\r\n\
+            a=candidate:4 1 udp 2130706431 10.0.0.2 5001 typ host\r\n\
+            a=candidate:5 1 udp 2130706431 fd00::2 5002 typ host\r\n\
+            a=candidate:6 1 udp 2130706431 not-an-address 5003 typ host\r\n\
+            a=candidate:7 1\r\n\
+            a=ice-ufrag:abcd\r\n";
+        let got: Vec<String> = candidate_ips(sdp).iter().map(ToString::to_string).collect();
+        assert_eq!(got, ["10.0.0.2", "203.0.113.7", "198.51.100.1", "fd00::2"]);
+        assert!(candidate_ips("").is_empty() && candidate_ips("a=candidate:").is_empty());
     }
 }

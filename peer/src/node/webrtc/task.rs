@@ -49,7 +49,7 @@ async fn gather(ctx: &Ctx, turn: Option<&TurnCredentials>) -> (Sockets, Vec<Cand
 /// Dials `device` (this side offers and runs the Noise initiator).
 pub(crate) async fn offer(ctx: Arc<Ctx>, target: TargetId, device: DeviceId, turn: Option<TurnCredentials>) {
     let failed = || ctx.to_node.send(Input::DialFailed { target });
-    let (socks, candidates, relay) = gather(&ctx, turn.as_ref()).await;
+    let (socks, candidates, mut relay) = gather(&ctx, turn.as_ref()).await;
     let (mut conn, sdp) = match Conn::offer(Instant::now(), &ctx.cert, candidates) {
         Ok(c) => c,
         Err(e) => {
@@ -77,6 +77,7 @@ pub(crate) async fn offer(ctx: Arc<Ctx>, target: TargetId, device: DeviceId, tur
         let _ = failed().await;
         return;
     }
+    permit(&mut relay, &answer);
     if !serve(&ctx, conn, socks, relay, deadline, Peer { device, target: Some(target), dialled: true, hold: false })
         .await
     {
@@ -88,7 +89,7 @@ pub(crate) async fn offer(ctx: Arc<Ctx>, target: TargetId, device: DeviceId, tur
 /// text for the person; the answer comes back when they paste the reply. This side is the
 /// Noise initiator, as the offering side always is.
 pub(crate) async fn manual_offer(ctx: Arc<Ctx>, turn: Option<TurnCredentials>, reply: ManualReply) {
-    let (socks, candidates, relay) = gather(&ctx, turn.as_ref()).await;
+    let (socks, candidates, mut relay) = gather(&ctx, turn.as_ref()).await;
     let (mut conn, sdp) = match Conn::offer(Instant::now(), &ctx.cert, candidates) {
         Ok(c) => c,
         Err(e) => {
@@ -109,6 +110,7 @@ pub(crate) async fn manual_offer(ctx: Arc<Ctx>, turn: Option<TurnCredentials>, r
         tracing::info!(device = %device, "manual answer: {e}");
         return;
     }
+    permit(&mut relay, &answer);
     let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
     serve(&ctx, conn, socks, relay, deadline, Peer { device, target: None, dialled: true, hold: false }).await;
 }
@@ -129,7 +131,7 @@ pub(crate) async fn answer(
 ) {
     let wait = if manual { MANUAL_TIMEOUT } else { CONNECT_TIMEOUT };
     let deadline = tokio::time::Instant::now() + wait;
-    let (socks, candidates, relay) = gather(&ctx, turn.as_ref()).await;
+    let (socks, candidates, mut relay) = gather(&ctx, turn.as_ref()).await;
     let (conn, sdp) = match Conn::answer(Instant::now(), &ctx.cert, candidates, &offer) {
         Ok(c) => c,
         Err(e) => {
@@ -137,6 +139,7 @@ pub(crate) async fn answer(
             return;
         }
     };
+    permit(&mut relay, &offer);
     if ctx.to_node.send(Input::WebRtc(TaskEvent::Answer { to: device, session, sdp })).await.is_err() {
         return;
     }
@@ -152,6 +155,13 @@ struct Peer {
     dialled: bool,
     /// Send nothing until the other side's first datagram (a manual answer).
     hold: bool,
+}
+
+/// With a relay, permits the peer's candidate addresses (from its `sdp`) before ICE needs them.
+fn permit(relay: &mut Option<Relay>, sdp: &str) {
+    if let Some(r) = relay {
+        r.permit_candidates(sdp, Instant::now());
+    }
 }
 
 /// Hands a datagram to the connection, unwrapped when it came through our TURN relay.
