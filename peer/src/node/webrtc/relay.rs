@@ -195,6 +195,202 @@ fn candidate_ips(sdp: &str) -> Vec<std::net::IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use turn_server_proto::api::{TurnServerApi, TurnServerPollRet};
+    use turn_server_proto::server::TurnServer;
+
+    const LOCAL: &str = "10.0.0.1:5000";
+    const SERVER: &str = "192.0.2.1:3478";
+    const RELAYED: &str = "192.0.2.1:40000";
+
+    fn addr(a: &str) -> SocketAddr {
+        a.parse().unwrap()
+    }
+
+    /// A `Relay` and a sans-IO TURN server (the same project as the client, another
+    /// implementation of the server side than coturn, which the end-to-end tests use) wired
+    /// back to back; datagrams the server relays to peers are collected.
+    struct Lab {
+        server: TurnServer,
+        relay: Relay,
+        now: Instant,
+        /// What reached peers: (peer, from, bytes).
+        at_peers: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
+        /// What the relay handed back as the peers' data.
+        got: Vec<(SocketAddr, Vec<u8>)>,
+    }
+
+    impl Lab {
+        fn new(password: &str) -> Self {
+            let mut server = TurnServer::new(TransportType::Udp, addr(SERVER), "hearth".into());
+            server.add_user("user".into(), "pass".into());
+            let now = Instant::now();
+            let relay = Relay::allocate(addr(LOCAL), addr(SERVER), "user", password, now);
+            let mut lab = Self { server, relay, now, at_peers: Vec::new(), got: Vec::new() };
+            lab.pump();
+            lab
+        }
+
+        fn at(&self) -> turn_client_proto::stun::Instant {
+            self.relay.at(self.now)
+        }
+
+        /// Moves datagrams between the relay and the server, and time to the relay's next
+        /// deadline, until neither has anything to do within a second.
+        fn pump(&mut self) {
+            self.pump_within(Duration::from_secs(1));
+        }
+
+        /// [`Lab::pump`], following deadlines up to `horizon` away.
+        fn pump_within(&mut self, horizon: Duration) {
+            for _ in 0..1000 {
+                let mut moved = false;
+                for d in self.relay.poll_transmit(self.now) {
+                    moved = true;
+                    self.carry_to_server(d);
+                }
+                let at = self.at();
+                while let TurnServerPollRet::AllocateSocket {
+                    transport,
+                    listen_addr,
+                    client_addr,
+                    allocation_transport,
+                    family,
+                } = self.server.poll(at)
+                {
+                    let relayed = Ok(addr(RELAYED));
+                    self.server.allocated_socket(
+                        transport,
+                        listen_addr,
+                        client_addr,
+                        allocation_transport,
+                        family,
+                        relayed,
+                        at,
+                    );
+                }
+                while let Some(t) = self.server.poll_transmit(at) {
+                    moved = true;
+                    self.route(t.to, t.from, t.data);
+                }
+                if !moved {
+                    // As the task does: sleep until the relay's deadline, if one is near.
+                    let next = self.relay.deadline(self.now);
+                    if next > self.now + horizon || self.relay.failed {
+                        return;
+                    }
+                    self.now = next.max(self.now + Duration::from_millis(1));
+                }
+            }
+        }
+
+        /// A datagram from the relay's socket to the server.
+        fn carry_to_server(&mut self, data: Vec<u8>) {
+            let t = Transmit { data, transport: TransportType::Udp, from: addr(LOCAL), to: addr(SERVER) };
+            if let Some(out) = self.server.recv(t, self.at()) {
+                let out = out.build();
+                self.route(out.to, out.from, out.data);
+            }
+        }
+
+        /// A datagram from `peer` to the relayed address.
+        fn peer_sends(&mut self, peer: SocketAddr, data: &[u8]) {
+            let t = Transmit { data: data.to_vec(), transport: TransportType::Udp, from: peer, to: addr(RELAYED) };
+            if let Some(out) = self.server.recv(t, self.at()) {
+                let out = out.build();
+                self.route(out.to, out.from, out.data);
+            }
+        }
+
+        fn route(&mut self, to: SocketAddr, from: SocketAddr, data: Vec<u8>) {
+            if to == addr(LOCAL) {
+                assert!(self.relay.owns(to, from), "the server's datagrams are the relay's");
+                if let Some(d) = self.relay.receive(&data, self.now) {
+                    self.got.push(d);
+                }
+            } else {
+                self.at_peers.push((to, from, data));
+            }
+        }
+
+        /// The relay's send of `data` to `peer`, carried to the server when there is one.
+        fn send(&mut self, peer: SocketAddr, data: &[u8]) -> Option<Vec<u8>> {
+            let out = self.relay.send(peer, data, self.now)?;
+            self.carry_to_server(out.clone());
+            Some(out)
+        }
+    }
+
+    #[test]
+    fn a_relay_allocates_then_relays_both_ways_through_a_bound_channel() {
+        let mut lab = Lab::new("pass");
+        assert_eq!(lab.relay.relayed, Some(addr(RELAYED)));
+        assert!(!lab.relay.failed);
+        assert!(lab.relay.owns(addr(LOCAL), addr(SERVER)));
+        assert!(!lab.relay.owns(addr(LOCAL), addr("203.0.113.9:7000")));
+        assert!(!lab.relay.owns(addr("10.0.0.1:5001"), addr(SERVER)));
+        let now = lab.now;
+        assert!(lab.relay.deadline(now) > now + Duration::from_secs(60), "an allocation to refresh minutes later");
+        let peer = addr("203.0.113.9:7000");
+        // No permission yet: this datagram makes one and is dropped (ICE sends again).
+        assert!(lab.send(peer, b"check 1").is_none());
+        lab.pump();
+        // Permitted: sent as a Send indication while the channel is being bound.
+        let out = lab.send(peer, b"check 2").expect("permitted");
+        assert_eq!(&out[..2], &[0x00, 0x16], "a Send indication");
+        lab.pump();
+        // Bound: ChannelData (channel numbers 0x4000–0x7FFF), 4 bytes of header.
+        let out = lab.send(peer, b"data 3").expect("bound");
+        assert_eq!(out[0] & 0xC0, 0x40, "ChannelData");
+        assert_eq!(out.len(), 4 + 6, "4 bytes of header (no padding over UDP)");
+        let to_peer: Vec<&[u8]> = lab.at_peers.iter().filter(|p| p.0 == peer).map(|p| p.2.as_slice()).collect();
+        assert_eq!(to_peer, [&b"check 2"[..], &b"data 3"[..]]);
+        assert!(lab.at_peers.iter().all(|p| p.1 == addr(RELAYED)), "relayed from the allocation");
+        // And back: the peer's datagram to the relayed address comes out of `receive`.
+        lab.peer_sends(peer, b"reply");
+        assert_eq!(lab.got, [(peer, b"reply".to_vec())]);
+        // A peer never permitted is not let in.
+        lab.peer_sends(addr("198.51.100.77:9"), b"stranger");
+        assert_eq!(lab.got.len(), 1);
+    }
+
+    #[test]
+    fn the_peers_candidates_are_permitted_before_ice_needs_them() {
+        let mut lab = Lab::new("pass");
+        let sdp = "a=candidate:1 1 udp 1 203.0.113.9 7000 typ srflx\r\na=candidate:2 1 udp 1 fd00::9 7000 typ host\r\n";
+        lab.relay.permit_candidates(sdp, lab.now);
+        lab.pump();
+        assert!(lab.send(addr("203.0.113.9:7000"), b"first check").is_some(), "not dropped: permitted already");
+        assert!(lab.send(addr("198.51.100.2:7000"), b"other").is_none(), "only the candidates' addresses");
+    }
+
+    #[test]
+    fn channels_are_bound_for_at_most_a_few_peers() {
+        let mut lab = Lab::new("pass");
+        let peers: Vec<SocketAddr> =
+            (1..=MAX_CHANNELS as u16 + 3).map(|i| addr(&format!("203.0.113.9:{}", 7000 + i))).collect();
+        for p in &peers {
+            lab.send(*p, b"x");
+            lab.pump();
+            lab.send(*p, b"y");
+            lab.pump();
+        }
+        assert_eq!(lab.relay.channels.len(), MAX_CHANNELS);
+        let bound = peers.iter().filter(|p| lab.relay.send(**p, b"z", lab.now).is_some_and(|o| o[0] & 0xC0 == 0x40));
+        assert_eq!(bound.count(), MAX_CHANNELS);
+    }
+
+    #[test]
+    fn wrong_credentials_get_no_relayed_address() {
+        let mut lab = Lab::new("not the password");
+        lab.pump_within(Duration::from_secs(60));
+        assert!(lab.relay.relayed.is_none(), "{:?}", lab.relay);
+        assert!(lab.send("203.0.113.9:7000".parse().unwrap(), b"x").is_none(), "nothing relayed");
+        // Once the client gives up (its requests unanswered: this server drops a request with
+        // a bad integrity), the relay says so and asks for no more polling.
+        let now = lab.now;
+        assert_eq!(lab.relay.deadline(now), now + Duration::from_secs(3600));
+        assert!(lab.relay.failed);
+    }
 
     #[test]
     fn the_peers_candidate_addresses_are_read_from_its_sdp() {
