@@ -179,8 +179,11 @@ pub async fn run(
                             }
                             if last_ping.elapsed() >= PING_EVERY {
                                 last_ping = tokio::time::Instant::now();
-                                if let Err(e) = conn.ping().await {
-                                    break e.to_string();
+                                // A send into a dead connection may wait on a full buffer.
+                                match tokio::time::timeout(WATCH_EVERY, conn.ping()).await {
+                                    Ok(Ok(())) => {}
+                                    Ok(Err(e)) => break e.to_string(),
+                                    Err(_) => break "the server stopped reading".to_owned(),
                                 }
                             }
                         }
