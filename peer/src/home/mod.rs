@@ -477,6 +477,11 @@ impl Home {
         }
     }
 
+    /// True when this home's secret is sealed by a passphrase (opening it needs one).
+    pub fn is_sealed(&self) -> bool {
+        matches!(self.protection(None), Err(HomeError::Locked))
+    }
+
     /// How this home's secret is kept (a new secret for it is kept the same way).
     pub fn protection(&self, passphrase: Option<&str>) -> Result<Protection, HomeError> {
         let file = self.secret_file()?.ok_or_else(|| HomeError::NotInitialized(self.dir.clone()))?;

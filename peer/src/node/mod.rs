@@ -250,7 +250,7 @@ impl Node {
         };
         let control = control::bind(config.home.dir()).map_err(control_err)?;
         let uid = control::owner(config.home.dir()).map_err(control_err)?;
-        let sealed = matches!(config.home.protection(None), Err(HomeError::Locked));
+        let sealed = config.home.is_sealed();
         let (to_node, inputs) = mpsc::channel(1024);
         let ids = ws::PipeIds::default();
         let lan_key = SymmetricKey(*replica.vault_keys().lan_tag.as_bytes());

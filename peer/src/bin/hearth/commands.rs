@@ -89,9 +89,7 @@ impl Ctx {
     pub(crate) fn home_passphrase(&self) -> anyhow::Result<Option<Zeroizing<String>>> {
         match &self.passphrase {
             Some(p) => Ok(Some(p.clone())),
-            None if matches!(self.home.protection(None), Err(HomeError::Locked)) => {
-                Ok(Some(read_secret("passphrase: ")?))
-            }
+            None if self.home.is_sealed() => Ok(Some(read_secret("passphrase: ")?)),
             None => Ok(None),
         }
     }
@@ -393,24 +391,27 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
     // not unlocked for a status: the home is read here instead, unless it is sealed and no
     // passphrase was given (a status asks for none: it says the daemon is locked, and the
     // vault's counts are unknown until something unlocks it).
-    let sealed_shut = locked && ctx.passphrase.is_none() && matches!(ctx.home.protection(None), Err(HomeError::Locked));
-    let summary = if daemon.is_some() {
-        ctx.read(ReadRequest::Summary)?
-    } else if sealed_shut {
-        return status_locked(ctx);
+    let sum = if daemon.is_some() {
+        Some(ctx.read(ReadRequest::Summary)?)
+    } else if locked && ctx.passphrase.is_none() && ctx.home.is_sealed() {
+        None
     } else {
-        ctx.read_here(&ReadRequest::Summary)?
+        Some(ctx.read_here(&ReadRequest::Summary)?)
     };
-    let View::Summary(sum) = summary else { bail!("asked for a summary, got another view") };
-    let name_of = |hex: &str| sum.device_names.get(hex).cloned();
+    let sum = match sum {
+        Some(View::Summary(s)) => Some(s),
+        None => None,
+        Some(_) => bail!("asked for a summary, got another view"),
+    };
+    let name_of = |hex: &str| sum.as_ref().and_then(|s| s.device_names.get(hex).cloned());
     let v = json!({
         "home": ctx.home.dir().display().to_string(),
-        "vault_id": sum.vault_id,
-        "device_id": sum.device_id,
-        "items": sum.items,
-        "entries": sum.entries,
-        "devices": sum.devices,
-        "conflicts": sum.conflicts,
+        "vault_id": sum.as_ref().map(|s| &s.vault_id),
+        "device_id": sum.as_ref().map(|s| &s.device_id),
+        "items": sum.as_ref().map(|s| s.items),
+        "entries": sum.as_ref().map(|s| s.entries),
+        "devices": sum.as_ref().map(|s| s.devices),
+        "conflicts": sum.as_ref().map(|s| s.conflicts),
         "daemon": daemon.is_some() || locked,
         "locked": locked,
         "listen": daemon.as_ref().map(|d| d.listen.clone()).unwrap_or_default(),
@@ -423,18 +424,21 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
         "webrtc": daemon.as_ref().and_then(|d| d.webrtc.clone()),
         "dials": daemon.as_ref().map(|d| d.dials.clone()).unwrap_or_default(),
         "mdns_ignored": daemon.as_ref().and_then(|d| d.mdns_ignored),
-        "clock_ahead": sum.clock_ahead.iter().map(|(d, ms)| json!({"device": d, "ms": ms})).collect::<Vec<_>>(),
+        "clock_ahead": sum.iter().flat_map(|s| &s.clock_ahead).map(|(d, ms)| json!({"device": d, "ms": ms})).collect::<Vec<_>>(),
     });
     ctx.print(v.clone(), || {
-        let mut out = format!(
-            "vault   {}\ndevice  {}\nitems   {}\nentries {}\ndevices {}\nconflicts {}\n",
-            v["vault_id"].as_str().unwrap_or_default(),
-            v["device_id"].as_str().unwrap_or_default(),
-            v["items"],
-            v["entries"],
-            v["devices"],
-            v["conflicts"]
-        );
+        let mut out = match &sum {
+            Some(_) => format!(
+                "vault   {}\ndevice  {}\nitems   {}\nentries {}\ndevices {}\nconflicts {}\n",
+                v["vault_id"].as_str().unwrap_or_default(),
+                v["device_id"].as_str().unwrap_or_default(),
+                v["items"],
+                v["entries"],
+                v["devices"],
+                v["conflicts"]
+            ),
+            None => String::new(),
+        };
         for c in v["clock_ahead"].as_array().into_iter().flatten() {
             out += &format!(
                 "clock   device {} writes timestamps {:.1} h ahead of this device (its clock is wrong)\n",
@@ -443,7 +447,12 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
             );
         }
         match &daemon {
-            None if locked => out += "daemon  running, locked: not syncing until a command unlocks it (it asks for the passphrase)",
+            None if locked => {
+                out += "daemon  running, locked: not syncing until a command unlocks it (it asks for the passphrase)";
+                if sum.is_none() {
+                    out += "; the vault's counts are shown once it is unlocked";
+                }
+            }
             None => out += "daemon  not running (start it with `hearth daemon`)",
             Some(d) => {
                 out += &format!("daemon  running, listening on {}\n", d.listen.join(", "));
@@ -493,24 +502,6 @@ fn status(ctx: &Ctx) -> anyhow::Result<()> {
             }
         }
         out.trim_end().to_owned()
-    });
-    Ok(())
-}
-
-/// `status` while a locked daemon holds a sealed home: what can be said without the vault.
-fn status_locked(ctx: &Ctx) -> anyhow::Result<()> {
-    let v = json!({
-        "home": ctx.home.dir().display().to_string(),
-        "vault_id": null, "device_id": null, "items": null, "entries": null, "devices": null, "conflicts": null,
-        "daemon": true,
-        "locked": true,
-        "listen": [], "peers": [], "rendezvous": null, "webrtc": null, "dials": [], "mdns_ignored": null,
-        "clock_ahead": [],
-    });
-    ctx.print(v, || {
-        "daemon  running, locked: not syncing until a command unlocks it (it asks for the passphrase);
-         the vault's counts are shown once it is unlocked"
-            .to_owned()
     });
     Ok(())
 }

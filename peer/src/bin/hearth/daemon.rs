@@ -26,7 +26,7 @@ const DEFAULT_LOCK_AFTER: Duration = Duration::from_secs(3600);
 
 /// Runs the daemon; `lock_after_given`: `--lock-after` was set (else the default applies).
 pub(crate) fn run(mut config: NodeConfig, lock_after_given: bool) -> anyhow::Result<()> {
-    let sealed = matches!(config.home.protection(None), Err(HomeError::Locked));
+    let sealed = config.home.is_sealed();
     // The passphrase will be typed: here, or (started locked) by the first command.
     if sealed && config.passphrase.is_none() {
         if std::io::stdin().is_terminal() {
