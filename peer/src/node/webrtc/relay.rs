@@ -96,10 +96,7 @@ impl Relay {
     pub(crate) fn send(&mut self, peer: SocketAddr, data: &[u8], now: Instant) -> Option<ToServer> {
         tracing::trace!(%peer, len = data.len(), "TURN data out");
         let at = self.at(now);
-        if !self.client.have_permission(TransportType::Udp, peer.ip()) {
-            if let Err(e) = self.client.create_permission(TransportType::Udp, peer.ip(), at) {
-                tracing::debug!(%peer, "TURN permission: {e}");
-            }
+        if !self.permit(peer.ip(), at) {
             return None;
         }
         if !self.channels.contains(&peer) && self.channels.len() < MAX_CHANNELS {
@@ -130,12 +127,19 @@ impl Relay {
         let at = self.at(now);
         let ips = candidate_ips(sdp).into_iter().filter(|ip| ip.is_ipv4() == relayed.is_ipv4());
         for ip in ips.take(MAX_CHANNELS) {
-            if !self.client.have_permission(TransportType::Udp, ip) {
-                if let Err(e) = self.client.create_permission(TransportType::Udp, ip, at) {
-                    tracing::debug!(%ip, "TURN permission: {e}");
-                }
-            }
+            self.permit(ip, at);
         }
+    }
+
+    /// True when a permission for `ip` is installed; otherwise asks for one.
+    fn permit(&mut self, ip: std::net::IpAddr, at: turn_client_proto::stun::Instant) -> bool {
+        if self.client.have_permission(TransportType::Udp, ip) {
+            return true;
+        }
+        if let Err(e) = self.client.create_permission(TransportType::Udp, ip, at) {
+            tracing::debug!(%ip, "TURN permission: {e}");
+        }
+        false
     }
 
     /// Datagrams for the server now (allocation, refreshes, permissions).
