@@ -59,6 +59,19 @@ impl Pair {
     }
 }
 
+impl Pair {
+    /// b vanishes (nothing it sends arrives any more): runs a alone until it closes or
+    /// `limit` simulated seconds pass.
+    fn run_a_alone(&mut self, limit: u64) {
+        let end = self.now + Duration::from_secs(limit);
+        while self.now < end && !self.a.is_closed() {
+            while self.a.poll_event().is_some() {}
+            self.now = self.a.deadline().max(self.now + Duration::from_millis(1));
+            self.a.timeout(self.now);
+        }
+    }
+}
+
 fn messages(events: &[ConnEvent]) -> Vec<&Vec<u8>> {
     events.iter().filter_map(|e| if let ConnEvent::Message(m) = e { Some(m) } else { None }).collect()
 }
@@ -107,13 +120,7 @@ fn a_close_reaches_the_other_side() {
 fn a_silent_peer_ends_the_connection() {
     let mut p = pair();
     p.run(10, |p| p.a.is_open() && p.b.is_open());
-    // b vanishes: nothing it sends arrives any more.
-    let end = p.now + Duration::from_secs(60);
-    while p.now < end && !p.a.is_closed() {
-        while p.a.poll_event().is_some() {}
-        p.now = p.a.deadline().max(p.now + Duration::from_millis(1));
-        p.a.timeout(p.now);
-    }
+    p.run_a_alone(60);
     assert!(p.a.is_closed(), "consent freshness gives up on a silent peer");
 }
 
@@ -244,11 +251,7 @@ fn a_probe_ends_a_connection_whose_peer_is_gone_and_spares_a_live_one() {
     // b vanishes without a goodbye (its network changed): a's probe ends it in seconds.
     let start = p.now;
     p.a.probe(start);
-    while !p.a.is_closed() && p.now < start + Duration::from_secs(60) {
-        while p.a.poll_event().is_some() {}
-        p.now = p.a.deadline().max(p.now + Duration::from_millis(1));
-        p.a.timeout(p.now);
-    }
+    p.run_a_alone(60);
     assert!(p.a.is_closed());
     assert!(p.now - start <= HEARD_EVERY + Duration::from_millis(10), "closed after {:?}", p.now - start);
 }
