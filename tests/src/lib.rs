@@ -8,6 +8,7 @@ pub mod device;
 pub mod faults;
 pub mod mitm;
 pub mod netns;
+pub mod qr;
 pub mod rendezvous;
 
 use std::io::{BufRead, BufReader, Lines};

@@ -21,17 +21,6 @@ fn path_to(d: &Device, other: &Device) -> Option<String> {
         .and_then(|p| p["path"].as_str().map(str::to_owned))
 }
 
-/// What Debian's `zbarimg` reads in a PNG.
-fn qr_text(png: &std::path::Path) -> String {
-    let z = std::process::Command::new("zbarimg")
-        .args(["--raw", "-q"])
-        .arg(png)
-        .output()
-        .expect("zbarimg (scripts/test installs zbar-tools)");
-    assert!(z.status.success(), "zbarimg: {z:?}");
-    String::from_utf8(z.stdout).unwrap().trim().to_owned()
-}
-
 #[test]
 fn an_offer_and_its_reply_carried_by_hand_connect_two_devices_with_no_server() {
     let dir = tempfile::tempdir().unwrap();
@@ -53,7 +42,7 @@ fn an_offer_and_its_reply_carried_by_hand_connect_two_devices_with_no_server() {
     let mut offer = String::new();
     out.read_line(&mut offer).unwrap();
     assert!(offer.starts_with("hearth-offer:"), "{offer}");
-    assert_eq!(qr_text(&offer_png), offer.trim(), "an independent decoder reads the offer's QR code");
+    assert_eq!(hearth_e2e::qr::read_png(&offer_png), offer.trim(), "an independent decoder reads the offer's QR code");
     // b answers it (a person pasted it, or scanned it) and prints the reply.
     let mut answerer = b
         .cmd(&["connect", "--answer", offer.trim(), "--png", reply_png.to_str().unwrap()])
@@ -63,7 +52,7 @@ fn an_offer_and_its_reply_carried_by_hand_connect_two_devices_with_no_server() {
     let mut reply = String::new();
     BufReader::new(answerer.stdout.take().unwrap()).read_line(&mut reply).unwrap();
     assert!(reply.starts_with("hearth-answer:"), "{reply}");
-    assert_eq!(qr_text(&reply_png), reply.trim());
+    assert_eq!(hearth_e2e::qr::read_png(&reply_png), reply.trim());
     // The reply pasted on a, wrapped as a terminal would show it.
     let wrapped: String =
         reply.trim().as_bytes().chunks(70).map(|c| format!("{}\n", std::str::from_utf8(c).unwrap())).collect();
