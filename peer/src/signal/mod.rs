@@ -9,6 +9,8 @@ pub mod manual;
 pub mod replay;
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod trickle_tests;
 
 use std::collections::BTreeMap;
 
@@ -27,6 +29,14 @@ use crate::ids::{DeviceId, VaultId};
 
 /// Largest SDP accepted in a signal.
 pub const MAX_SDP: usize = 32 * 1024;
+/// Candidates in one trickled batch, at most (a device has a few addresses, a relay, and
+/// one server-reflexive mapping per socket).
+pub const MAX_BATCH: usize = 32;
+/// Longest candidate line accepted (`candidate:… typ relay raddr … rport …` is ~100 bytes).
+pub const MAX_CANDIDATE: usize = 256;
+/// Sessions under way (offered and answered, or answered here) that may still trickle
+/// candidates, at most; the oldest is forgotten first.
+const MAX_LIVE: usize = 2 * MAX_PENDING;
 /// Enrolments learnt from introductions, at most (a room holds 64 devices by default).
 const MAX_INTRODUCED: usize = 256;
 /// Offers this device waits on at most (each is one WebRTC dial in flight).
@@ -43,6 +53,10 @@ pub enum Body {
     Bye,
     /// The sender introduced itself (its enrolment is now known here); no session.
     Intro,
+    /// Candidates the sender found after its offer or answer went out (trickle ICE), as
+    /// `candidate:` lines. Builds before trickling refuse this body as malformed (it is the
+    /// last variant), so it is only sent to a device whose SDP says it reads them.
+    Candidates(Vec<String>),
 }
 
 /// A checked signal from another device.
@@ -111,6 +125,9 @@ pub struct Signaling {
     pending: BTreeMap<[u8; 16], (DeviceId, u64)>,
     /// Offers made so far (orders `pending`, oldest first).
     offers: u64,
+    /// Sessions under way with a device, which may trickle candidates in them: offers this
+    /// device answered, and this device's offers once answered. Oldest first.
+    live: std::collections::VecDeque<([u8; 16], DeviceId)>,
     /// The key manual texts are sealed with.
     manual_key: Zeroizing<[u8; 32]>,
     /// Manual offers waiting for a pasted answer, oldest first.
@@ -154,6 +171,7 @@ impl Signaling {
             counters: BTreeMap::new(),
             pending: BTreeMap::new(),
             offers: 0,
+            live: std::collections::VecDeque::new(),
             manual_key: manual::key(keys.signal.as_bytes()),
             manual_pending: std::collections::VecDeque::new(),
             manual_seen: std::collections::VecDeque::new(),
@@ -188,6 +206,19 @@ impl Signaling {
     pub fn forget(&mut self, session: [u8; 16]) {
         self.pending.remove(&session);
         self.counters.remove(&session);
+        self.live.retain(|(s, _)| *s != session);
+    }
+
+    /// Remembers `session` with `peer` as under way (see `live`).
+    fn go_live(&mut self, session: [u8; 16], peer: DeviceId) {
+        if self.live.len() >= MAX_LIVE {
+            self.live.pop_front();
+        }
+        self.live.push_back((session, peer));
+    }
+
+    fn is_live(&self, session: [u8; 16]) -> bool {
+        self.live.iter().any(|(s, _)| *s == session)
     }
 
     /// True when `device`'s enrolment is known here (signals to it can be sealed).
@@ -243,6 +274,11 @@ impl Signaling {
                 return Err(SignalError::Body);
             }
         }
+        if let Body::Candidates(c) = &body {
+            if c.is_empty() || c.len() > MAX_BATCH || c.iter().any(|l| l.len() > MAX_CANDIDATE) {
+                return Err(SignalError::Body);
+            }
+        }
         if body == Body::Intro {
             // Introductions travel sealed to the vault, never inside a device's envelope.
             return Err(SignalError::Body);
@@ -252,7 +288,10 @@ impl Signaling {
             Body::Answer(_) => pending_to == Some(header.from),
             Body::Bye => pending_to.is_none_or(|d| d == header.from),
             // Our own session id coming back as an offer: a reflection.
-            Body::Offer(_) => pending_to.is_none(),
+            Body::Offer(_) => pending_to.is_none() && !self.is_live(header.session),
+            // Only in a session under way with its sender: before the answer it would use
+            // up the counter the answer needs (the answerer sends its answer first).
+            Body::Candidates(_) => self.live.contains(&(header.session, header.from)),
             Body::Intro => false,
         };
         if !fits {
@@ -260,8 +299,17 @@ impl Signaling {
         }
         // Checked last: a signal refused above must not use up its counter.
         self.guard.check(&header, now_ms)?;
-        if !matches!(body, Body::Offer(_)) {
-            self.pending.remove(&header.session);
+        match body {
+            Body::Offer(_) => self.go_live(header.session, header.from),
+            Body::Answer(_) => {
+                self.pending.remove(&header.session);
+                self.go_live(header.session, header.from);
+            }
+            Body::Bye => {
+                self.pending.remove(&header.session);
+                self.live.retain(|(s, _)| *s != header.session);
+            }
+            Body::Candidates(_) | Body::Intro => {}
         }
         Ok(Incoming { from: header.from, session: header.session, body })
     }

@@ -167,6 +167,24 @@ impl Conn {
         Ok(())
     }
 
+    /// A candidate of this side found after its SDP went out (trickle ICE): its pairs join
+    /// the checks.
+    pub fn add_local_candidate(&mut self, now: Instant, c: Candidate) {
+        self.rtc.add_local_candidate(c);
+        self.drain(now);
+    }
+
+    /// A candidate the peer trickled.
+    pub fn add_remote_candidate(&mut self, now: Instant, c: Candidate) {
+        self.rtc.add_remote_candidate(c);
+        self.drain(now);
+    }
+
+    /// True while the offer waits for its answer.
+    pub fn awaits_answer(&self) -> bool {
+        self.pending.is_some()
+    }
+
     /// A datagram arrived on local address `destination`; false if it is not this
     /// connection's (the caller may then try it elsewhere, e.g. as a STUN response).
     pub fn receive(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, bytes: &[u8]) -> bool {

@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hearth_rendezvous::protocol::TurnCredentials;
 use hearth_stun::client::{binding_request, parse_response};
@@ -141,88 +141,57 @@ impl Sockets {
         }
     }
 
+    /// Host candidates of these sockets (see [`host_addrs`]).
+    pub(crate) fn host_candidates(&self) -> Vec<Candidate> {
+        host_addrs(&self.addrs()).into_iter().filter_map(|a| Candidate::host(a, "udp").ok()).collect()
+    }
+
     /// Host candidates, plus server-reflexive ones learnt from `stun` and, with `turn`, a
     /// relayed one: the STUN answers and the TURN allocation (two round trips) are awaited
-    /// together, so gathering costs the slower of the two, not their sum.
+    /// together, so gathering costs the slower of the two, not their sum. (A trickling
+    /// connection offers its host candidates at once and runs [`StunAsks`] and the relay in
+    /// its own loop instead.)
     pub(crate) async fn gather(
         &mut self,
         stun: Option<SocketAddr>,
         turn: Option<&TurnCredentials>,
     ) -> (Vec<Candidate>, Option<Relay>) {
-        let mut out: Vec<Candidate> =
-            host_addrs(&self.addrs()).into_iter().filter_map(|a| Candidate::host(a, "udp").ok()).collect();
-        // Ask from every socket of the server's family that can reach it.
-        let asks: Vec<(SocketAddr, TransactionId)> = match stun {
-            Some(server) => self
-                .addrs()
-                .into_iter()
-                .filter(|a| reaches(*a, server))
-                .map(|a| {
-                    let mut id = [0u8; 12];
-                    rand::thread_rng().fill_bytes(&mut id);
-                    (a, TransactionId::new(id))
-                })
-                .collect(),
-            None => Vec::new(),
-        };
+        let mut out = self.host_candidates();
+        let start = Instant::now();
+        let mut asks = stun.map(|server| StunAsks::new(server, &self.addrs(), start));
         let mut relay = match turn {
             Some(creds) => self.allocate(creds).await,
             None => None,
         };
-        let start = tokio::time::Instant::now();
-        let (stun_end, turn_end) = (start + STUN_WAIT, start + TURN_WAIT);
-        let mut buf = [0u8; 64];
-        let mut answered = Vec::new();
-        let mut resend = start;
+        let turn_end = start + TURN_WAIT;
         loop {
-            let now = tokio::time::Instant::now();
-            let stun_done = answered.len() == asks.len() || now >= stun_end;
+            let now = Instant::now();
+            let stun_done = asks.as_ref().is_none_or(|a| a.done(now));
             let turn_done = relay.as_ref().is_none_or(|r| r.relayed.is_some() || r.failed) || now >= turn_end;
             if stun_done && turn_done {
                 break;
             }
-            let mut wake = stun_end.max(turn_end);
-            if let (false, Some(server)) = (stun_done, stun) {
-                if now >= resend {
-                    for (local, txid) in &asks {
-                        if !answered.contains(local) {
-                            if let Ok(n) = binding_request(&mut buf, txid, None) {
-                                self.send(*local, server, &buf[..n]).await;
-                            }
-                        }
-                    }
-                    resend += STUN_RESEND;
+            let mut wake = turn_end.max(start + STUN_WAIT);
+            if let (false, Some(a)) = (stun_done, asks.as_mut()) {
+                for (from, to, bytes) in a.poll_transmit(now) {
+                    self.send(from, to, &bytes).await;
                 }
-                wake = wake.min(resend).min(stun_end);
+                wake = wake.min(a.deadline());
             }
             if let (false, Some(r)) = (turn_done, relay.as_mut()) {
-                let now = std::time::Instant::now();
                 for d in r.poll_transmit(now) {
                     self.send(r.local, r.server, &d).await;
                 }
-                wake = wake.min(tokio::time::Instant::from_std(r.deadline(now))).min(turn_end);
+                wake = wake.min(r.deadline(now)).min(turn_end);
             }
             let d = tokio::select! {
                 d = self.rx.recv() => match d { Some(d) => d, None => break },
-                () = tokio::time::sleep_until(wake) => continue,
+                () = tokio::time::sleep_until(wake.into()) => continue,
             };
             if let Some(r) = relay.as_mut().filter(|r| r.owns(d.local, d.from)) {
-                r.receive(&d.bytes, std::time::Instant::now());
-                continue;
-            }
-            // A STUN answer is known by its transaction id (96 random bits), not its source.
-            let Some((local, txid)) = asks.iter().find(|(l, _)| *l == d.local) else { continue };
-            if answered.contains(local) {
-                continue;
-            }
-            if let Ok(r) = parse_response(&d.bytes, txid) {
-                answered.push(*local);
-                // Behind no NAT the mapping is the host address: nothing to add.
-                if r.mapped != *local {
-                    if let Ok(c) = Candidate::server_reflexive(r.mapped, *local, "udp") {
-                        out.push(c);
-                    }
-                }
+                r.receive(&d.bytes, Instant::now());
+            } else if let Some(found) = asks.as_mut().and_then(|a| a.receive(&d)) {
+                out.extend(found);
             }
         }
         let relay = relay.and_then(|r| match r.relayed {
@@ -238,6 +207,76 @@ impl Sockets {
             }
         });
         (out, relay)
+    }
+}
+
+/// Server-reflexive candidates being learnt (sans-IO): a STUN Binding request from every
+/// socket that can reach the server, resent until answered or [`STUN_WAIT`] has passed.
+#[derive(Debug)]
+pub(crate) struct StunAsks {
+    server: SocketAddr,
+    asks: Vec<(SocketAddr, TransactionId)>,
+    answered: Vec<SocketAddr>,
+    resend: Instant,
+    end: Instant,
+}
+
+impl StunAsks {
+    /// Requests from each of `addrs` that reaches `server`, the first ones due at `now`.
+    pub(crate) fn new(server: SocketAddr, addrs: &[SocketAddr], now: Instant) -> Self {
+        let asks = addrs
+            .iter()
+            .filter(|a| reaches(**a, server))
+            .map(|a| {
+                let mut id = [0u8; 12];
+                rand::thread_rng().fill_bytes(&mut id);
+                (*a, TransactionId::new(id))
+            })
+            .collect();
+        Self { server, asks, answered: Vec::new(), resend: now, end: now + STUN_WAIT }
+    }
+
+    /// True once every request is answered, or the rest are given up.
+    pub(crate) fn done(&self, now: Instant) -> bool {
+        self.answered.len() == self.asks.len() || now >= self.end
+    }
+
+    /// The requests due at `now`: (from, to, datagram).
+    pub(crate) fn poll_transmit(&mut self, now: Instant) -> Vec<(SocketAddr, SocketAddr, Vec<u8>)> {
+        if self.done(now) || now < self.resend {
+            return Vec::new();
+        }
+        self.resend = now + STUN_RESEND;
+        let mut buf = [0u8; 64];
+        let unanswered = self.asks.iter().filter(|(l, _)| !self.answered.contains(l));
+        unanswered
+            .filter_map(|(local, txid)| {
+                let n = binding_request(&mut buf, txid, None).ok()?;
+                Some((*local, self.server, buf[..n].to_vec()))
+            })
+            .collect()
+    }
+
+    /// When to poll again: the next resend, or the end.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.resend.min(self.end)
+    }
+
+    /// A datagram from a socket: `None` unless it answers one of these requests, else the
+    /// server-reflexive candidate it reports (none behind no NAT: the mapping is the host
+    /// address). A STUN answer is known by its transaction id (96 random bits), not its
+    /// source.
+    pub(crate) fn receive(&mut self, d: &Datagram) -> Option<Option<Candidate>> {
+        let (local, txid) = self.asks.iter().find(|(l, _)| *l == d.local)?;
+        if self.answered.contains(local) {
+            return None;
+        }
+        let r = parse_response(&d.bytes, txid).ok()?;
+        self.answered.push(*local);
+        if r.mapped == *local {
+            return Some(None);
+        }
+        Some(Candidate::server_reflexive(r.mapped, *local, "udp").ok())
     }
 }
 
@@ -276,10 +315,10 @@ async fn turn_addr(creds: &TurnCredentials) -> Option<SocketAddr> {
 impl Sockets {
     /// Starts an allocation on the TURN server of `creds` from a socket that can reach it
     /// (`None` if there is no such server or socket); [`Sockets::gather`] drives it.
-    async fn allocate(&self, creds: &TurnCredentials) -> Option<Relay> {
+    pub(crate) async fn allocate(&self, creds: &TurnCredentials) -> Option<Relay> {
         let server = turn_addr(creds).await?;
         let local = self.addrs().into_iter().find(|a| reaches(*a, server))?;
-        Some(Relay::allocate(local, server, &creds.username, &creds.credential, std::time::Instant::now()))
+        Some(Relay::allocate(local, server, &creds.username, &creds.credential, Instant::now()))
     }
 }
 

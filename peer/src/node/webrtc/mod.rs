@@ -17,6 +17,7 @@ pub mod gather;
 mod reach;
 mod relay;
 pub(crate) mod task;
+mod trickle;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -49,8 +50,17 @@ pub enum TaskEvent {
         device: DeviceId,
         /// The offer.
         sdp: String,
-        /// Where the answer goes.
-        answer: oneshot::Sender<String>,
+        /// Where the session id, then the answer and the peer's trickled candidates go.
+        remote: mpsc::Sender<trickle::Remote>,
+    },
+    /// Seal and send candidates found after the offer or answer left (trickle ICE).
+    Candidates {
+        /// The other device.
+        to: DeviceId,
+        /// The session.
+        session: [u8; 16],
+        /// The candidates' lines.
+        lines: Vec<String>,
     },
     /// Seal and send this answer.
     Answer {
@@ -87,7 +97,11 @@ pub(crate) struct Hub {
     ctx: Arc<Ctx>,
     /// Signals for the rendezvous link: (recipient, envelope).
     out: mpsc::Sender<(DeviceId, Vec<u8>)>,
-    waiting: BTreeMap<[u8; 16], oneshot::Sender<String>>,
+    /// Connection tasks by session: where the peer's answer and candidates go.
+    sessions: BTreeMap<[u8; 16], mpsc::Sender<trickle::Remote>>,
+    /// Devices whose answers said they read no trickled candidates (older builds): offers
+    /// to them carry every candidate.
+    no_trickle: std::collections::BTreeSet<DeviceId>,
     /// When this device last introduced itself to each device.
     introduced: BTreeMap<DeviceId, std::time::Instant>,
     /// The latest signal from each device not known yet, until its introduction arrives: a
@@ -118,7 +132,8 @@ impl Hub {
             signaling,
             ctx: Arc::new(ctx),
             out,
-            waiting: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            no_trickle: std::collections::BTreeSet::new(),
             introduced: BTreeMap::new(),
             held: BTreeMap::new(),
             turn: None,
@@ -148,7 +163,7 @@ impl Hub {
         let Body::Offer(sdp) = got.body else { return };
         self.manual_replies.insert(got.session, reply);
         let ctx = self.ctx.clone();
-        self.spawn(task::answer(ctx, (got.from, got.session), sdp, self.turn.clone(), true));
+        self.spawn(task::answer(ctx, (got.from, got.session), sdp, self.turn.clone(), true, None));
     }
 
     /// `hearth connect --offer`, second half: the pasted answer. Returns the answering device.
@@ -192,16 +207,17 @@ impl Hub {
 
     /// Starts a connection to `device` for dial `target`.
     pub(crate) fn dial(&mut self, target: TargetId, device: DeviceId) {
-        self.spawn(task::offer(self.ctx.clone(), target, device, self.turn.clone()));
+        let trickle = !self.no_trickle.contains(&device);
+        self.spawn(task::offer(self.ctx.clone(), target, device, self.turn.clone(), trickle));
     }
 
     fn spawn(&mut self, f: impl std::future::Future<Output = ()> + Send + 'static) {
         self.tasks.retain(|t| !t.is_finished());
         self.tasks.push(tokio::spawn(f).abort_handle());
-        // Dials that gave up: a late answer for them is refused.
-        let gone: Vec<[u8; 16]> = self.waiting.iter().filter(|(_, w)| w.is_closed()).map(|(s, _)| *s).collect();
+        // Connections that ended: a late answer or candidates for them are refused.
+        let gone: Vec<[u8; 16]> = self.sessions.iter().filter(|(_, w)| w.is_closed()).map(|(s, _)| *s).collect();
         for s in gone {
-            self.waiting.remove(&s);
+            self.sessions.remove(&s);
             self.signaling.forget(s);
         }
     }
@@ -210,13 +226,20 @@ impl Hub {
     pub(crate) fn task_event(&mut self, m: &Membership, ev: TaskEvent) {
         let now = unix_ms();
         match ev {
-            TaskEvent::Offer { device, sdp, answer, .. } => match self.signaling.offer(m, device, sdp, now) {
+            TaskEvent::Offer { device, sdp, remote, .. } => match self.signaling.offer(m, device, sdp, now) {
                 Ok((session, env)) => {
-                    self.waiting.insert(session, answer);
+                    let _ = remote.try_send(trickle::Remote::Session(session));
+                    self.sessions.insert(session, remote);
                     self.send(device, env);
                 }
                 Err(e) => tracing::info!(device = %device, "not offering: {e}"),
             },
+            TaskEvent::Candidates { to, session, lines } => {
+                match self.signaling.reply(m, to, session, &Body::Candidates(lines), now) {
+                    Ok(env) => self.send(to, env),
+                    Err(e) => tracing::info!(device = %to, "not trickling: {e}"),
+                }
+            }
             TaskEvent::ManualOffer { sdp, reply, answer } => match self.signaling.manual_offer(m, &sdp, now) {
                 Some((session, text)) => {
                     if reply.send(Ok((text, None))).is_ok() {
@@ -265,16 +288,22 @@ impl Hub {
         };
         match got.body {
             Body::Offer(sdp) => {
+                let (tx, rx) = mpsc::channel(task::REMOTE_QUEUE);
+                self.sessions.insert(got.session, tx);
                 let ctx = self.ctx.clone();
-                self.spawn(task::answer(ctx, (got.from, got.session), sdp, self.turn.clone(), false));
+                self.spawn(task::answer(ctx, (got.from, got.session), sdp, self.turn.clone(), false, Some(rx)));
             }
             Body::Answer(sdp) => {
-                if let Some(w) = self.waiting.remove(&got.session) {
-                    let _ = w.send(sdp);
+                if trickle::reads(&sdp) {
+                    self.no_trickle.remove(&got.from);
+                } else {
+                    self.no_trickle.insert(got.from);
                 }
+                self.pass_on(got.session, trickle::Remote::Answer(sdp));
             }
+            Body::Candidates(lines) => self.pass_on(got.session, trickle::Remote::Candidates(lines)),
             Body::Bye => {
-                self.waiting.remove(&got.session);
+                self.sessions.remove(&got.session);
                 self.signaling.forget(got.session);
             }
             // It may not know this device either: introduce ourselves in return (at most
@@ -292,6 +321,15 @@ impl Hub {
             }
         }
         None
+    }
+
+    /// Hands what the peer sent in `session` to its connection task.
+    fn pass_on(&self, session: [u8; 16], r: trickle::Remote) {
+        if let Some(task) = self.sessions.get(&session) {
+            if task.try_send(r).is_err() {
+                tracing::debug!("a WebRTC connection task is not listening: signal dropped");
+            }
+        }
     }
 
     /// The room's presence changed: introduce this device to those it cannot seal to yet

@@ -185,8 +185,10 @@ impl Relay {
 fn candidate_ips(sdp: &str) -> Vec<std::net::IpAddr> {
     let mut out = Vec::new();
     for line in sdp.lines() {
-        // a=candidate:FOUNDATION COMPONENT TRANSPORT PRIORITY ADDRESS PORT typ TYPE ...
-        let Some(rest) = line.trim().strip_prefix("a=candidate:") else { continue };
+        // a=candidate:FOUNDATION COMPONENT TRANSPORT PRIORITY ADDRESS PORT typ TYPE ... (a
+        // trickled candidate comes without the "a=").
+        let line = line.trim();
+        let Some(rest) = line.strip_prefix("a=").unwrap_or(line).strip_prefix("candidate:") else { continue };
         if let Some(ip) = rest.split_whitespace().nth(4).and_then(|a| a.parse().ok()) {
             if !out.contains(&ip) {
                 out.push(ip);
@@ -410,5 +412,11 @@ mod tests {
         let got: Vec<String> = candidate_ips(sdp).iter().map(ToString::to_string).collect();
         assert_eq!(got, ["10.0.0.2", "203.0.113.7", "198.51.100.1", "fd00::2"]);
         assert!(candidate_ips("").is_empty() && candidate_ips("a=candidate:").is_empty());
+        // Trickled candidates come as bare lines.
+        let trickled =
+            "candidate:2 1 udp 1694498815 203.0.113.9 6000 typ srflx\n candidate:1 1 udp 1 10.0.0.3 5 typ host";
+        let got: Vec<String> = candidate_ips(trickled).iter().map(ToString::to_string).collect();
+        assert_eq!(got, ["203.0.113.9", "10.0.0.3"]);
+        assert!(candidate_ips("x=candidate:1 1 udp 1 10.0.0.4 5 typ host").is_empty());
     }
 }

@@ -12,8 +12,9 @@ use str0m::Candidate;
 use tokio::sync::{mpsc, oneshot};
 
 use super::conn::{Conn, ConnEvent};
-use super::gather::{local_ips, Sockets};
+use super::gather::{local_ips, Sockets, StunAsks};
 use super::relay::Relay;
+use super::trickle::{self, Remote};
 use super::TaskEvent;
 use crate::ids::DeviceId;
 use crate::node::core::{Output, PipeInfo};
@@ -38,19 +39,69 @@ pub(crate) struct Ctx {
     pub(crate) to_node: mpsc::Sender<Input>,
 }
 
-/// Binds the sockets and gathers every candidate: host, server-reflexive and, with TURN
-/// credentials, relayed.
-async fn gather(ctx: &Ctx, turn: Option<&TurnCredentials>) -> (Sockets, Vec<Candidate>, Option<Relay>) {
-    let mut socks = Sockets::bind(&local_ips()).await;
-    let (candidates, relay) = socks.gather(ctx.stun, turn).await;
-    (socks, candidates, relay)
+/// A connection's sockets and what is still being gathered on them.
+struct Net {
+    socks: Sockets,
+    relay: Option<Relay>,
+    /// Server-reflexive candidates still being learnt (a trickling connection).
+    stun: Option<StunAsks>,
+    /// The relayed candidate is still to be trickled (a trickling connection).
+    relay_pending: bool,
 }
 
-/// Dials `device` (this side offers and runs the Noise initiator).
-pub(crate) async fn offer(ctx: Arc<Ctx>, target: TargetId, device: DeviceId, turn: Option<TurnCredentials>) {
+/// Binds the sockets and gathers: every candidate before returning, or (`trickle`) the
+/// host candidates only, the rest being learnt in the connection's loop.
+async fn gather(ctx: &Ctx, turn: Option<&TurnCredentials>, trickle: bool) -> (Net, Vec<Candidate>) {
+    let mut socks = Sockets::bind(&local_ips()).await;
+    if !trickle {
+        let (candidates, relay) = socks.gather(ctx.stun, turn).await;
+        return (Net { socks, relay, stun: None, relay_pending: false }, candidates);
+    }
+    let stun = ctx.stun.map(|s| StunAsks::new(s, &socks.addrs(), Instant::now()));
+    let relay = match turn {
+        Some(creds) => socks.allocate(creds).await,
+        None => None,
+    };
+    let host = socks.host_candidates();
+    (Net { socks, relay_pending: relay.is_some(), relay, stun }, host)
+}
+
+/// The signals of one connection's session: what the peer sends through the hub, and the
+/// candidates this side found after its SDP left.
+struct Session {
+    /// The session id (the offering side learns it once its offer is sealed).
+    id: Option<[u8; 16]>,
+    /// The peer reads trickled candidates (the offering side assumes so until the answer).
+    peer_reads: bool,
+    /// Found and not sent yet.
+    unsent: Vec<Candidate>,
+    /// The peer's candidate lines so far (in its SDP, and trickled), for relay permissions.
+    peer_lines: String,
+    /// Candidates the peer trickled so far.
+    trickled: usize,
+}
+
+/// Candidates a peer may trickle in one session (a device has a few addresses; a flood of
+/// them would only make ICE check pairs that lead nowhere).
+const MAX_TRICKLED: usize = 64;
+
+/// How many messages from the hub wait for a connection task at most (an answer and a few
+/// candidate batches).
+pub(crate) const REMOTE_QUEUE: usize = 8;
+
+/// Dials `device` (this side offers and runs the Noise initiator). With `trickle` the offer
+/// leaves with host candidates only and the others follow as they are found; a device that
+/// does not read them gets every candidate in the offer.
+pub(crate) async fn offer(
+    ctx: Arc<Ctx>,
+    target: TargetId,
+    device: DeviceId,
+    turn: Option<TurnCredentials>,
+    trickle: bool,
+) {
     let failed = || ctx.to_node.send(Input::DialFailed { target });
-    let (socks, candidates, mut relay) = gather(&ctx, turn.as_ref()).await;
-    let (mut conn, sdp) = match Conn::offer(Instant::now(), &ctx.cert, candidates) {
+    let (net, candidates) = gather(&ctx, turn.as_ref(), trickle).await;
+    let (conn, sdp) = match Conn::offer(Instant::now(), &ctx.cert, candidates) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!("WebRTC offer: {e}");
@@ -58,38 +109,25 @@ pub(crate) async fn offer(ctx: Arc<Ctx>, target: TargetId, device: DeviceId, tur
             return;
         }
     };
-    let (answer_tx, answer_rx) = oneshot::channel();
-    let ev = TaskEvent::Offer { target, device, sdp, answer: answer_tx };
+    let (remote_tx, remote) = mpsc::channel(REMOTE_QUEUE);
+    let ev = TaskEvent::Offer { target, device, sdp: trickle::mark(&sdp), remote: remote_tx };
     if ctx.to_node.send(Input::WebRtc(ev)).await.is_err() {
         return;
     }
     let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
-    let answer = match tokio::time::timeout_at(deadline, answer_rx).await {
-        Ok(Ok(a)) => a,
-        _ => {
-            tracing::info!(device = %device, "no WebRTC answer");
-            let _ = failed().await;
-            return;
-        }
-    };
-    if let Err(e) = conn.accept_answer(Instant::now(), &answer) {
-        tracing::info!(device = %device, "WebRTC answer: {e}");
-        let _ = failed().await;
-        return;
-    }
-    permit(&mut relay, &answer);
-    if !serve(&ctx, conn, socks, relay, deadline, Peer { device, target: Some(target), dialled: true, hold: false })
-        .await
-    {
+    let session = Session { id: None, peer_reads: true, unsent: Vec::new(), peer_lines: String::new(), trickled: 0 };
+    let peer = Peer { device, target: Some(target), dialled: true, hold: false };
+    if !serve(&ctx, conn, net, (Some(remote), session), deadline, peer).await {
         let _ = failed().await;
     }
 }
 
 /// A manual offer (`hearth connect --offer`): its SDP goes to the hub, which seals it as
 /// text for the person; the answer comes back when they paste the reply. This side is the
-/// Noise initiator, as the offering side always is.
+/// Noise initiator, as the offering side always is. Nothing trickles: the texts a person
+/// carries hold every candidate.
 pub(crate) async fn manual_offer(ctx: Arc<Ctx>, turn: Option<TurnCredentials>, reply: ManualReply) {
-    let (socks, candidates, mut relay) = gather(&ctx, turn.as_ref()).await;
+    let (mut net, candidates) = gather(&ctx, turn.as_ref(), false).await;
     let (mut conn, sdp) = match Conn::offer(Instant::now(), &ctx.cert, candidates) {
         Ok(c) => c,
         Err(e) => {
@@ -110,9 +148,10 @@ pub(crate) async fn manual_offer(ctx: Arc<Ctx>, turn: Option<TurnCredentials>, r
         tracing::info!(device = %device, "manual answer: {e}");
         return;
     }
-    permit(&mut relay, &answer);
+    permit(&mut net.relay, &answer);
     let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
-    serve(&ctx, conn, socks, relay, deadline, Peer { device, target: None, dialled: true, hold: false }).await;
+    let session = Session { id: None, peer_reads: false, unsent: Vec::new(), peer_lines: answer, trickled: 0 };
+    serve(&ctx, conn, net, (None, session), deadline, Peer { device, target: None, dialled: true, hold: false }).await;
 }
 
 /// Where a manual offer's or answer's text and the other device (known for an answer), or
@@ -121,17 +160,21 @@ pub(crate) type ManualReply = oneshot::Sender<Result<(String, Option<DeviceId>),
 
 /// Answers `device`'s offer in `session`; gives up when the channel is not open
 /// [`CONNECT_TIMEOUT`] after, or [`MANUAL_TIMEOUT`] for a `manual` answer (a person
-/// carries it back), which also holds its checks until the offering side starts.
+/// carries it back), which also holds its checks until the offering side starts. An offer
+/// whose sender reads trickled candidates is answered at once, the rest trickling after;
+/// `remote` brings the offering side's own trickled candidates.
 pub(crate) async fn answer(
     ctx: Arc<Ctx>,
     (device, session): (DeviceId, [u8; 16]),
     offer: String,
     turn: Option<TurnCredentials>,
     manual: bool,
+    remote: Option<mpsc::Receiver<Remote>>,
 ) {
     let wait = if manual { MANUAL_TIMEOUT } else { CONNECT_TIMEOUT };
     let deadline = tokio::time::Instant::now() + wait;
-    let (socks, candidates, mut relay) = gather(&ctx, turn.as_ref()).await;
+    let trickle = !manual && trickle::reads(&offer);
+    let (mut net, candidates) = gather(&ctx, turn.as_ref(), trickle).await;
     let (conn, sdp) = match Conn::answer(Instant::now(), &ctx.cert, candidates, &offer) {
         Ok(c) => c,
         Err(e) => {
@@ -139,11 +182,15 @@ pub(crate) async fn answer(
             return;
         }
     };
-    permit(&mut relay, &offer);
+    permit(&mut net.relay, &offer);
+    let sdp = if manual { sdp } else { trickle::mark(&sdp) };
     if ctx.to_node.send(Input::WebRtc(TaskEvent::Answer { to: device, session, sdp })).await.is_err() {
         return;
     }
-    serve(&ctx, conn, socks, relay, deadline, Peer { device, target: None, dialled: false, hold: manual }).await;
+    let session =
+        Session { id: Some(session), peer_reads: trickle, unsent: Vec::new(), peer_lines: offer, trickled: 0 };
+    let peer = Peer { device, target: None, dialled: false, hold: manual };
+    serve(&ctx, conn, net, (remote, session), deadline, peer).await;
 }
 
 /// The other end of a connection.
@@ -185,8 +232,8 @@ fn deliver(conn: &mut Conn, relay: &mut Option<Relay>, d: super::gather::Datagra
 async fn serve(
     ctx: &Ctx,
     mut conn: Conn,
-    mut socks: Sockets,
-    mut relay: Option<Relay>,
+    mut net: Net,
+    (mut remote, mut session): (Option<mpsc::Receiver<Remote>>, Session),
     open_by: tokio::time::Instant,
     peer: Peer,
 ) -> bool {
@@ -202,27 +249,27 @@ async fn serve(
         // carried this answer back, minutes later maybe; checks sent before then would go
         // unanswered until ICE gave up. Start with the first datagram that comes (if none
         // comes by `open_by`, the loop below gives up as for any connection).
-        if let Ok(Some(d)) = tokio::time::timeout_at(open_by, socks.rx.recv()).await {
-            via_relay = deliver(&mut conn, &mut relay, d).unwrap_or(false);
+        if let Ok(Some(d)) = tokio::time::timeout_at(open_by, net.socks.rx.recv()).await {
+            via_relay = deliver(&mut conn, &mut net.relay, d).unwrap_or(false);
         }
     }
     loop {
         // Act on everything the connection has to say before waiting again.
         while let Some(ev) = conn.poll_event() {
             match ev {
-                ConnEvent::Transmit { source, destination, contents } => match &mut relay {
+                ConnEvent::Transmit { source, destination, contents } => match &mut net.relay {
                     // From the relayed address: through the TURN server.
                     Some(r) if r.relayed == Some(source) => {
                         if let Some(d) = r.send(destination, &contents, Instant::now()) {
-                            socks.send(r.local, r.server, &d).await;
+                            net.socks.send(r.local, r.server, &d).await;
                         }
                     }
-                    _ => socks.send(source, destination, &contents).await,
+                    _ => net.socks.send(source, destination, &contents).await,
                 },
                 ConnEvent::Open => {
                     open = true;
                     let mut addr = conn.remote().map_or_else(|| "webrtc".to_owned(), |a| a.to_string());
-                    if let Some(r) = relay.as_ref().and_then(|r| r.relayed).filter(|_| via_relay) {
+                    if let Some(r) = net.relay.as_ref().and_then(|r| r.relayed).filter(|_| via_relay) {
                         addr = format!("{addr} via TURN {r}");
                     }
                     tracing::info!(device = %device, %addr, "WebRTC channel open");
@@ -241,7 +288,7 @@ async fn serve(
                 ConnEvent::Closed => {
                     if open {
                         let _ = ctx.to_node.send(Input::Closed { pipe }).await;
-                    } else {
+                    } else if !conn.awaits_answer() {
                         // Given up before its deadline (ICE or DTLS failed): as unreached.
                         let _ = ctx.to_node.send(Input::WebRtc(TaskEvent::Outcome { device, opened: false })).await;
                     }
@@ -250,26 +297,54 @@ async fn serve(
             }
         }
         if !open && tokio::time::Instant::now() >= open_by {
-            tracing::info!(device = %device, "WebRTC channel did not open in time");
-            let _ = ctx.to_node.send(Input::WebRtc(TaskEvent::Outcome { device, opened: false })).await;
+            if conn.awaits_answer() {
+                // Offline, or an older build that lost the offer: the dial plan retries.
+                tracing::info!(device = %device, "no WebRTC answer");
+            } else {
+                tracing::info!(device = %device, "WebRTC channel did not open in time");
+                let _ = ctx.to_node.send(Input::WebRtc(TaskEvent::Outcome { device, opened: false })).await;
+            }
             conn.close(Instant::now());
             return false;
         }
-        if let Some(r) = &mut relay {
+        gather_more(&mut conn, &mut net, &mut session).await;
+        if let (Some(id), true, false) = (session.id, session.peer_reads, session.unsent.is_empty()) {
+            for lines in trickle::batches(&std::mem::take(&mut session.unsent)) {
+                let ev = TaskEvent::Candidates { to: device, session: id, lines };
+                let _ = ctx.to_node.send(Input::WebRtc(ev)).await;
+            }
+        }
+        if let Some(r) = &mut net.relay {
             for d in r.poll_transmit(Instant::now()) {
-                socks.send(r.local, r.server, &d).await;
+                net.socks.send(r.local, r.server, &d).await;
             }
         }
         let mut wake = conn.deadline();
-        if let Some(r) = &mut relay {
+        if let Some(r) = &mut net.relay {
             wake = wake.min(r.deadline(Instant::now()));
+        }
+        if let Some(a) = &net.stun {
+            wake = wake.min(a.deadline());
         }
         let wake = tokio::time::Instant::from_std(wake);
         let wake = if open { wake } else { wake.min(open_by) };
         tokio::select! {
-            d = socks.rx.recv() => match d {
-                Some(d) => via_relay = deliver(&mut conn, &mut relay, d).unwrap_or(via_relay),
+            d = net.socks.rx.recv() => match d {
+                Some(d) => match net.stun.as_mut().and_then(|a| a.receive(&d)) {
+                    Some(found) => found.into_iter().for_each(|c| found_local(&mut conn, &mut session, c)),
+                    None => via_relay = deliver(&mut conn, &mut net.relay, d).unwrap_or(via_relay),
+                },
                 None => conn.close(Instant::now()),
+            },
+            r = async { remote.as_mut()?.recv().await }, if remote.is_some() => match r {
+                Some(r) => from_peer(&mut conn, &mut net, &mut session, device, r),
+                // The hub let the session go (the offer could not be sealed, or a bye came).
+                None => {
+                    remote = None;
+                    if conn.awaits_answer() {
+                        conn.close(Instant::now());
+                    }
+                }
             },
             out = rx.recv(), if open => match out {
                 Some(Output::Data(m)) => conn.send(Instant::now(), m),
@@ -280,6 +355,74 @@ async fn serve(
                 Some(Output::Close) | None => conn.close(Instant::now()),
             },
             () = tokio::time::sleep_until(wake) => conn.timeout(Instant::now()),
+        }
+    }
+}
+
+/// A candidate of this side found after its SDP left: checked from now on, and trickled.
+fn found_local(conn: &mut Conn, session: &mut Session, c: Candidate) {
+    tracing::debug!(candidate = %c.to_sdp_string(), "candidate found");
+    session.unsent.push(c.clone());
+    conn.add_local_candidate(Instant::now(), c);
+}
+
+/// Drives what a trickling connection still gathers: the STUN requests, and the relayed
+/// candidate once the allocation succeeds.
+async fn gather_more(conn: &mut Conn, net: &mut Net, session: &mut Session) {
+    let now = Instant::now();
+    if let Some(a) = &mut net.stun {
+        for (from, to, bytes) in a.poll_transmit(now) {
+            net.socks.send(from, to, &bytes).await;
+        }
+        if a.done(now) {
+            net.stun = None;
+        }
+    }
+    let Some(r) = net.relay.as_mut().filter(|_| net.relay_pending) else { return };
+    if let Some(addr) = r.relayed {
+        net.relay_pending = false;
+        tracing::info!(server = %r.server, relayed = %addr, "TURN relay allocated");
+        r.permit_candidates(&session.peer_lines, now);
+        if let Ok(c) = Candidate::relayed(addr, r.local, "udp") {
+            found_local(conn, session, c);
+        }
+    } else if r.failed {
+        tracing::info!(server = %r.server, "TURN allocation refused");
+        net.relay = None;
+        net.relay_pending = false;
+    }
+}
+
+/// What the hub passed on from the peer.
+fn from_peer(conn: &mut Conn, net: &mut Net, session: &mut Session, device: DeviceId, r: Remote) {
+    match r {
+        Remote::Session(id) => session.id = Some(id),
+        Remote::Answer(sdp) => {
+            if let Err(e) = conn.accept_answer(Instant::now(), &sdp) {
+                tracing::info!(device = %device, "WebRTC answer: {e}");
+                conn.close(Instant::now());
+                return;
+            }
+            permit(&mut net.relay, &sdp);
+            session.peer_reads = trickle::reads(&sdp);
+            if !session.peer_reads {
+                tracing::debug!(device = %device, "the answering device reads no trickled candidates");
+            }
+            session.peer_lines.push_str(&sdp);
+        }
+        Remote::Candidates(lines) => {
+            let room = MAX_TRICKLED.saturating_sub(session.trickled);
+            let found: Vec<Candidate> = trickle::parse(&lines).into_iter().take(room).collect();
+            session.trickled += found.len();
+            let text: Vec<String> = found.iter().map(Candidate::to_sdp_string).collect();
+            let text = text.join("\n");
+            permit(&mut net.relay, &text);
+            for c in found {
+                tracing::debug!(device = %device, candidate = %c.to_sdp_string(), "candidate trickled");
+                conn.add_remote_candidate(Instant::now(), c);
+            }
+            session.peer_lines.push('\n');
+            session.peer_lines.push_str(&text);
         }
     }
 }
