@@ -35,8 +35,8 @@ pub const MAX_BATCH: usize = 32;
 /// Longest candidate line accepted (`candidate:… typ relay raddr … rport …` is ~100 bytes).
 pub const MAX_CANDIDATE: usize = 256;
 /// Sessions under way (offered and answered, or answered here) that may still trickle
-/// candidates, at most; the oldest is forgotten first.
-const MAX_LIVE: usize = 2 * MAX_PENDING;
+/// candidates, at most (twice the offers waited on); the oldest is forgotten first.
+const MAX_LIVE: usize = 128;
 /// Enrolments learnt from introductions, at most (a room holds 64 devices by default).
 const MAX_INTRODUCED: usize = 256;
 /// Offers this device waits on at most (each is one WebRTC dial in flight).

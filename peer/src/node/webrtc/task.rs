@@ -81,10 +81,6 @@ struct Session {
     trickled: usize,
 }
 
-/// Candidates a peer may trickle in one session (a device has a few addresses; a flood of
-/// them would only make ICE check pairs that lead nowhere).
-const MAX_TRICKLED: usize = 64;
-
 /// How many messages from the hub wait for a connection task at most (an answer and a few
 /// candidate batches).
 pub(crate) const REMOTE_QUEUE: usize = 8;
@@ -411,8 +407,7 @@ fn from_peer(conn: &mut Conn, net: &mut Net, session: &mut Session, device: Devi
             session.peer_lines.push_str(&sdp);
         }
         Remote::Candidates(lines) => {
-            let room = MAX_TRICKLED.saturating_sub(session.trickled);
-            let found: Vec<Candidate> = trickle::parse(&lines).into_iter().take(room).collect();
+            let found = trickle::parse(&lines, session.trickled);
             session.trickled += found.len();
             let text: Vec<String> = found.iter().map(Candidate::to_sdp_string).collect();
             let text = text.join("\n");

@@ -46,14 +46,20 @@ pub(crate) fn reads(sdp: &str) -> bool {
     sdp.lines().any(|l| l.trim_end() == MARK)
 }
 
-/// The usable candidates of a trickled batch: UDP ones that parse; the rest are skipped (a
-/// newer build may trickle kinds this one does not know).
-pub(crate) fn parse(lines: &[String]) -> Vec<Candidate> {
+/// Candidates a peer may trickle in one session (a device has a few addresses; a flood of
+/// them would only make ICE check pairs that lead nowhere).
+pub(crate) const MAX_TRICKLED: usize = 64;
+
+/// The usable candidates of a trickled batch, when the peer trickled `before` already in
+/// this session: UDP ones that parse, up to [`MAX_TRICKLED`] in all; the rest are skipped
+/// (a newer build may trickle kinds this one does not know).
+pub(crate) fn parse(lines: &[String], before: usize) -> Vec<Candidate> {
     let parsed = lines.iter().take(MAX_BATCH).filter(|l| l.len() <= MAX_CANDIDATE).filter_map(|l| {
         let l = l.trim();
         Candidate::from_sdp_string(l.strip_prefix("a=").unwrap_or(l)).ok()
     });
-    parsed.filter(|c| c.proto() == str0m::net::Protocol::Udp).collect()
+    let udp = parsed.filter(|c| c.proto() == str0m::net::Protocol::Udp);
+    udp.take(MAX_TRICKLED.saturating_sub(before)).collect()
 }
 
 /// Candidates as the lines of `Candidates` signals, at most [`MAX_BATCH`] each.
@@ -98,7 +104,7 @@ mod tests {
         ];
         let b = batches(&found);
         assert_eq!(b.len(), 1);
-        let back = parse(&b[0]);
+        let back = parse(&b[0], 0);
         assert_eq!(
             back.iter().map(Candidate::addr).collect::<Vec<_>>(),
             found.iter().map(Candidate::addr).collect::<Vec<_>>()
@@ -108,12 +114,16 @@ mod tests {
         junk.push("candidate:1 1 tcp 1 10.0.0.9 9 typ host tcptype passive".into());
         junk.push(format!("a={}", b[0][0]));
         junk.push(format!("{} {}", b[0][0], "x".repeat(MAX_CANDIDATE)));
-        assert_eq!(parse(&junk).len(), 3, "two good, the a= form of the first; no junk, TCP or overlong line");
+        assert_eq!(parse(&junk, 0).len(), 3, "two good, the a= form of the first; no junk, TCP or overlong line");
         let many: Vec<Candidate> = (0..MAX_BATCH as u16 + 1)
             .map(|i| Candidate::host(std::net::SocketAddr::from(([10, 0, 0, 2], 5000 + i)), "udp").unwrap())
             .collect();
         let b = batches(&many);
         assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), vec![MAX_BATCH, 1]);
-        assert_eq!(parse(&b[0]).len(), MAX_BATCH);
+        assert_eq!(parse(&b[0], 0).len(), MAX_BATCH);
+        // A session takes MAX_TRICKLED in all, whatever the batches.
+        assert_eq!(parse(&b[0], MAX_TRICKLED - MAX_BATCH).len(), MAX_BATCH);
+        assert_eq!(parse(&b[0], MAX_TRICKLED - 3).len(), 3);
+        assert!(parse(&b[0], MAX_TRICKLED).is_empty() && parse(&b[0], MAX_TRICKLED + 1).is_empty());
     }
 }
