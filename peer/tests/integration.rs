@@ -16,3 +16,4 @@ mod revocation;
 mod session;
 mod simulation;
 mod store;
+mod view;

@@ -193,6 +193,11 @@ fn no_plaintext_reaches_the_disk() {
     a.ok(&["edit", &format!("{canary}-name"), "--field", &format!("url=https://{canary}.example")]);
     carry(&a, &b, dir.path());
     assert_eq!(b.json(&["list"])[0]["name"], format!("{canary}-name"));
+    // Both homes hold a materialized view of the item (scanned below with the rest).
+    for d in [&a, &b] {
+        let o = d.cmd(&["get", &format!("{canary}-name")]).env("RUST_LOG", "hearth=debug").output().unwrap();
+        assert!(String::from_utf8_lossy(&o.stderr).contains("answered from the materialized view"));
+    }
     // Every file under the test directory: both homes (recursively) and the bundle.
     let mut checked = Vec::new();
     let mut stack = vec![dir.path().to_path_buf()];

@@ -25,8 +25,9 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::identity::VaultSecret;
+use crate::identity::{VaultKeys, VaultSecret};
 use crate::ids::DeviceId;
+use crate::reads::ItemView;
 use crate::vault::{Replica, ReplicaError, SqliteStore, StoreError};
 
 mod rotate;
@@ -426,6 +427,14 @@ impl Home {
     pub fn open(&self, passphrase: Option<&str>) -> Result<Replica<SqliteStore>, HomeError> {
         let (secret, device) = self.unlock(passphrase)?;
         self.open_unlocked(&secret, device)
+    }
+
+    /// Item `name` read from the home's materialized view, without replaying the log; `None`
+    /// when the view cannot answer (see [`crate::reads::item_from_view`]): open the home.
+    pub fn view_item(&self, passphrase: Option<&str>, name: &str) -> Result<Option<ItemView>, HomeError> {
+        let (secret, _) = self.unlock(passphrase)?;
+        let store = SqliteStore::open(&self.db_path())?;
+        Ok(crate::reads::item_from_view(&VaultKeys::derive(&secret), &store, name)?)
     }
 
     /// [`Home::open`] with the secret already unlocked.

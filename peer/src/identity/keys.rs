@@ -55,6 +55,10 @@ pub struct VaultKeys {
     /// Seals signals addressed to the vault rather than to one device: a device's
     /// introduction of itself on the rendezvous (PROTOCOL.md §6.5).
     pub signal: SymmetricKey,
+    /// Seals the rows of a home's materialized view (one item each, PROTOCOL.md §1.1).
+    pub view: SymmetricKey,
+    /// HMAC key of the view's name index: equal names give equal keys, and nothing else.
+    pub view_names: SymmetricKey,
 }
 
 impl std::fmt::Debug for VaultKeys {
@@ -75,6 +79,8 @@ impl VaultKeys {
             session_psk: SymmetricKey(*derive(secret, "hearth/v1/session-psk")),
             lan_tag: SymmetricKey(*derive(secret, "hearth/v1/lan-tag")),
             signal: SymmetricKey(*derive(secret, "hearth/v1/signal-vault")),
+            view: SymmetricKey(*derive(secret, "hearth/v1/view")),
+            view_names: SymmetricKey(*derive(secret, "hearth/v1/view-names")),
         }
     }
 
@@ -159,6 +165,8 @@ mod tests {
             hex::encode(d.sign_public()),
             hex::encode(d.dh_public()),
             hex::encode(v.signal.as_bytes()),
+            hex::encode(v.view.as_bytes()),
+            hex::encode(v.view_names.as_bytes()),
         ];
         let want = include_str!("kat.txt").lines().map(str::trim).collect::<Vec<_>>();
         assert_eq!(got.iter().map(String::as_str).collect::<Vec<_>>(), want, "derivation vectors changed");

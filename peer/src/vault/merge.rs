@@ -215,6 +215,11 @@ pub struct Conflict {
 }
 
 impl VaultState {
+    /// A state of these items (a part of a vault: one item's view, say), indexed.
+    pub fn from_items(items: BTreeMap<ItemId, ItemState>) -> Self {
+        Items { items }.into()
+    }
+
     /// Applies the op of entry (author, seq) written at `hlc` with context `deps`.
     pub fn apply(&mut self, author: DeviceId, seq: u64, hlc: Hlc, deps: &VersionVector, op: &Op) {
         let ctx = Context { author, seq, deps };

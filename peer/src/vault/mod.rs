@@ -13,6 +13,7 @@ mod name_index;
 pub mod op;
 pub mod replica;
 pub mod store;
+pub mod view;
 
 pub use bundle::BundleError;
 pub use clock::{Dot, Hlc, VersionVector};

@@ -33,6 +33,7 @@ use crate::ids::{DeviceId, VaultId};
 mod clocks;
 mod fork;
 mod history;
+mod materialize;
 mod retire;
 mod void;
 
@@ -198,6 +199,8 @@ pub struct Replica<S: LogStore> {
     /// Vaults this device's home retired (rotated away from): sessions of their devices are
     /// answered with the retirement.
     predecessors: Vec<Predecessor>,
+    /// What of the materialized view is still to be written.
+    view: materialize::Pending,
 }
 
 impl<S: LogStore> std::fmt::Debug for Replica<S> {
@@ -240,6 +243,7 @@ impl<S: LogStore> Replica<S> {
             stuck: HashMap::new(),
             restored: None,
             predecessors: Vec::new(),
+            view: materialize::Pending::default(),
         };
         // Each author's last entry, by position in the log.
         let mut last_head: BTreeMap<DeviceId, usize> = BTreeMap::new();
@@ -286,6 +290,7 @@ impl<S: LogStore> Replica<S> {
                 }
             }
         }
+        r.view.track(&r.store);
         Ok(r)
     }
 
@@ -310,6 +315,7 @@ impl<S: LogStore> Replica<S> {
         let se = &self.log[at];
         let h = &se.entry.header;
         self.state.apply(h.author, h.seq, h.hlc, &h.deps, op);
+        self.view.changed(op.item());
         self.hlcs.insert(h.hlc);
         if se.entry.sealed.len() > MAX_SEALED {
             let s = self.stuck.entry(h.author).or_insert(h.seq);
@@ -369,7 +375,9 @@ impl<S: LogStore> Replica<S> {
         if new.is_empty() {
             return Ok(());
         }
-        self.settle_and_void(next, new).map(|_| ())
+        let out = self.settle_and_void(next, new).map(|_| ());
+        self.refresh_view();
+        out
     }
 
     /// Takes `next` as the membership, with `new` its records not stored yet, after settling
@@ -432,6 +440,7 @@ impl<S: LogStore> Replica<S> {
         for (se, op) in sealed.into_iter().zip(ops) {
             self.apply_local(se, op);
         }
+        self.refresh_view();
         Ok(last)
     }
 
@@ -644,6 +653,9 @@ impl<S: LogStore> Replica<S> {
                 self.restored = None;
                 self.store.set_meta(&restored_key(me), b"")?;
             }
+        }
+        if out.new > 0 || out.void > 0 {
+            self.refresh_view();
         }
         Ok(out)
     }

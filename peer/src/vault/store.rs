@@ -4,15 +4,17 @@
 //! hashes, head signatures and membership records. Every commit is one transaction, so a
 //! crash leaves either a whole received batch or none of it.
 
+use std::cell::Cell;
 use std::path::Path;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use ed25519_dalek::Signature;
 
 use super::entry::Entry;
+use super::view::ViewUpdate;
 use crate::identity::MembershipRecord;
-use crate::ids::DeviceId;
+use crate::ids::{DeviceId, ItemId};
 
 /// An entry, its hash, and the author's head signature at exactly this entry when known.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -64,6 +66,18 @@ pub trait LogStore {
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Sets a small metadata value.
     fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// True when this store keeps a materialized view ([`super::view`]; device homes, not
+    /// the simulations).
+    fn keeps_view(&self) -> bool {
+        false
+    }
+    /// Writes `up` into the view as of the log this handle last loaded or committed. Returns
+    /// false, writing nothing, when the log moved on since (another writer), or when `up`
+    /// is partial and the view did not reflect that log before (write it in full then).
+    fn put_view(&mut self, up: &ViewUpdate) -> Result<bool, StoreError> {
+        let _ = up;
+        Ok(false)
+    }
 }
 
 /// An in-memory store (tests, simulation). Commits are atomic by construction.
@@ -114,6 +128,34 @@ pub struct SqliteStore {
     /// This device, the file beside the database that mirrors its newest own entry, and a
     /// head committed but not yet written there.
     mirror: Option<(DeviceId, std::path::PathBuf, Option<OwnHead>)>,
+    /// The log as this handle last loaded or committed it (set by `load_snapshot`, which
+    /// takes `&self`).
+    position: Cell<Option<Position>>,
+    /// The log position the view reflected as of then, when it is that log's.
+    view_pos: Cell<Option<Position>>,
+}
+
+/// A log position: the last row ids of entries, voided entries and membership records. Rows
+/// are only ever added, except a void, which moves entries into `voided`: so two different
+/// logs never share a position.
+type Position = [i64; 3];
+
+/// The meta key holding the position the view reflects.
+const VIEW_AT: &str = "view_at";
+
+fn position(conn: &Connection) -> Result<Position, StoreError> {
+    Ok(conn.query_row(
+        "SELECT (SELECT ifnull(max(id), 0) FROM entries), (SELECT ifnull(max(id), 0) FROM voided),
+                (SELECT ifnull(max(id), 0) FROM membership)",
+        [],
+        |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?]),
+    )?)
+}
+
+fn view_at(conn: &Connection) -> Result<Option<Position>, StoreError> {
+    let raw: Option<Vec<u8>> =
+        conn.query_row("SELECT value FROM meta WHERE key = ?1", [VIEW_AT], |r| r.get(0)).optional()?;
+    Ok(raw.and_then(|b| postcard::from_bytes(&b).ok()))
 }
 
 impl SqliteStore {
@@ -143,16 +185,93 @@ impl SqliteStore {
              );
              CREATE TABLE IF NOT EXISTS membership (id INTEGER PRIMARY KEY, record BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS voided (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
-             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);",
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS view_items (id BLOB PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS view_names (id BLOB PRIMARY KEY, key BLOB NOT NULL) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS view_names_key ON view_names (key);",
         )?;
-        Ok(Self { conn, mirror: None })
+        Ok(Self { conn, mirror: None, position: Cell::new(None), view_pos: Cell::new(None) })
     }
 }
+
+/// Rows of the view, each item's sealed state.
+pub type ViewRows = Vec<(ItemId, Vec<u8>)>;
 
 /// A device's newest own entry: its seq and hash.
 type OwnHead = (u64, [u8; 32]);
 
 impl SqliteStore {
+    /// This handle committed: the log is at `at` now (the view still at its old position).
+    fn moved_to(&mut self, at: Position) {
+        self.position.set(Some(at));
+    }
+
+    fn write_view(&mut self, up: &ViewUpdate) -> Result<bool, StoreError> {
+        let Some(at) = self.position.get() else { return Ok(false) };
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if position(&tx)? != at {
+            return Ok(false);
+        }
+        let before = view_at(&tx)?;
+        if !up.full && (before.is_none() || before != self.view_pos.get()) {
+            return Ok(false);
+        }
+        if up.full {
+            tx.execute("DELETE FROM view_items", [])?;
+            tx.execute("DELETE FROM view_names", [])?;
+        }
+        {
+            let mut item = tx.prepare_cached("INSERT OR REPLACE INTO view_items (id, body) VALUES (?1, ?2)")?;
+            for (id, body) in &up.items {
+                item.execute(params![&id.0[..], body])?;
+            }
+            let mut unname = tx.prepare_cached("DELETE FROM view_names WHERE id = ?1")?;
+            let mut name = tx.prepare_cached("INSERT INTO view_names (id, key) VALUES (?1, ?2)")?;
+            for (id, key) in &up.names {
+                unname.execute([&id.0[..]])?;
+                if let Some(k) = key {
+                    name.execute(params![&id.0[..], &k[..]])?;
+                }
+            }
+        }
+        let encoded = postcard::to_stdvec(&at).map_err(corrupt)?;
+        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![VIEW_AT, encoded])?;
+        tx.commit()?;
+        self.view_pos.set(Some(at));
+        Ok(true)
+    }
+
+    /// The view's rows for a read that skips the log: item `id`'s and those of the items
+    /// indexed under `name_key`, as of one moment; `None` when the view does not reflect
+    /// the log of that moment (read the log instead).
+    pub fn view_rows(&self, id: Option<ItemId>, name_key: &[u8; 16]) -> Result<Option<ViewRows>, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        if view_at(&tx)? != Some(position(&tx)?) {
+            return Ok(None);
+        }
+        let mut rows = Vec::new();
+        let mut by_id = tx.prepare_cached("SELECT body FROM view_items WHERE id = ?1")?;
+        if let Some(id) = id {
+            if let Some(body) = by_id.query_row([&id.0[..]], |r| r.get::<_, Vec<u8>>(0)).optional()? {
+                rows.push((id, body));
+            }
+        }
+        let mut named = tx.prepare_cached("SELECT id FROM view_names WHERE key = ?1")?;
+        let ids = named.query_map([&name_key[..]], |r| r.get::<_, Vec<u8>>(0))?;
+        for raw in ids {
+            let raw = raw?;
+            let id = ItemId(raw.as_slice().try_into().map_err(|_| StoreError::Corrupt("view name row".into()))?);
+            if rows.iter().any(|(i, _)| *i == id) {
+                continue;
+            }
+            let body = by_id.query_row([&id.0[..]], |r| r.get::<_, Vec<u8>>(0)).optional()?;
+            rows.push((id, body.ok_or_else(|| StoreError::Corrupt("a name without its item row".into()))?));
+        }
+        drop((by_id, named));
+        tx.finish()?;
+        Ok(Some(rows))
+    }
+
     /// After every commit that holds entries of `device`, writes the newest one's seq and
     /// hash to `path` (outside the database), so a database restored from an older copy is
     /// noticed before it signs a seq it already used.
@@ -193,7 +312,9 @@ impl LogStore for SqliteStore {
                 m.execute(params![postcard::to_stdvec(r).map_err(corrupt)?])?;
             }
         }
+        let at = position(&tx)?;
         tx.commit()?;
+        self.moved_to(at);
         // The commit is durable from here on: a head file that cannot be written (full disk)
         // must not make it look failed, or the caller's memory would part from the database.
         // The head is written again after the next commit until it succeeds.
@@ -231,7 +352,9 @@ impl LogStore for SqliteStore {
             args,
         )?;
         tx.execute("DELETE FROM entries WHERE author = ?1 AND seq > ?2", args)?;
+        let at = position(&tx)?;
         tx.commit()?;
+        self.moved_to(at);
         Ok(())
     }
 
@@ -243,7 +366,11 @@ impl LogStore for SqliteStore {
         // One read transaction: both loads see the same commit (WAL snapshot isolation).
         let tx = self.conn.unchecked_transaction()?;
         let out = (self.load_membership()?, self.load_entries()?);
+        let at = position(&tx)?;
+        let view = view_at(&tx)?;
         tx.finish()?;
+        self.position.set(Some(at));
+        self.view_pos.set(view.filter(|v| *v == at));
         Ok(out)
     }
 
@@ -254,5 +381,19 @@ impl LogStore for SqliteStore {
     fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![key, value])?;
         Ok(())
+    }
+
+    fn keeps_view(&self) -> bool {
+        true
+    }
+
+    /// Written without waiting for the disk (`synchronous = NORMAL`): a view lost in a
+    /// crash is one whose position no longer matches the log, so readers replay the log and
+    /// the next writer writes the view again; no edit depends on it.
+    fn put_view(&mut self, up: &ViewUpdate) -> Result<bool, StoreError> {
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let out = self.write_view(up);
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        out
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use hearth_peer::home::HomeError;
 use hearth_peer::node::control::{Client, Reply, Request};
-use hearth_peer::reads::{self, ListRow, ReadRequest, View};
+use hearth_peer::reads::{self, ItemView, ListRow, ReadRequest, View};
 
 use crate::commands::{read_secret, Ctx, NotFound};
 
@@ -26,12 +26,34 @@ impl Ctx {
 
     /// Answers a read from the home opened here (asking for the passphrase of a sealed one).
     pub(crate) fn read_here(&self, req: &ReadRequest) -> anyhow::Result<View> {
+        if let ReadRequest::Item { name } = req {
+            if let Some(it) = self.view_item(name) {
+                tracing::debug!("answered from the materialized view");
+                return Ok(View::Item(it));
+            }
+        }
         let r = self.open()?;
         reads::answer(&r, req).map_err(|e| match e {
             // A name that did not resolve: exit status 3.
             reads::ReadError::Lookup(l) => l.into(),
             other => other.into(),
         })
+    }
+
+    /// Item `name` from the home's materialized view, without replaying the log; `None` (the
+    /// log answers, and reports any error) when the view cannot answer, or a passphrase
+    /// would have to be asked for (the log's path asks).
+    fn view_item(&self, name: &str) -> Option<ItemView> {
+        if self.passphrase.is_none() && self.home.is_sealed() {
+            return None;
+        }
+        match self.home.view_item(self.passphrase.as_deref().map(String::as_str), name) {
+            Ok(it) => it,
+            Err(e) => {
+                tracing::debug!("the materialized view did not answer: {e}");
+                None
+            }
+        }
     }
 
     /// Every item's row, or those matching `query`, handed to `rows` part by part as they

@@ -64,6 +64,7 @@ impl<S: LogStore> Replica<S> {
             }
         }
         self.state = state;
+        self.view.all_changed();
         Ok(())
     }
 

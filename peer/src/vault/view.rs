@@ -1,0 +1,117 @@
+//! A home's materialized view: each item's merged state sealed in a row of its own, and a
+//! keyed index of the visible items' names, so that reading one item needs neither the log
+//! nor the rest of the vault (PROTOCOL.md §1.1).
+//!
+//! The log stays the source of truth. The view records the log position it reflects, and a
+//! reader uses it only when that is the log's position now; otherwise (a crash between the
+//! log's commit and the view's, a home written by an older build) it replays the log as
+//! before, and the next writer writes the view again in full.
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use super::merge::{ItemState, VaultState};
+use crate::identity::VaultKeys;
+use crate::ids::{ItemId, VaultId};
+
+const NONCE_LEN: usize = 24;
+
+/// A view row that does not open: damaged, edited, or moved from another item or vault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a row of the materialized view does not open (item {0})")]
+pub struct ViewError(pub String);
+
+/// The key under which a visible item's name is indexed: equal names, equal keys; 128 bits
+/// of HMAC-SHA256, so a name is found by an indexed lookup and never stored.
+pub fn name_key(keys: &VaultKeys, name: &str) -> [u8; 16] {
+    // HMAC takes a key of any length: `new_from_slice` cannot fail.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(keys.view_names.as_bytes()).unwrap_or_else(|_| unreachable!());
+    mac.update(name.as_bytes());
+    let full = mac.finalize().into_bytes();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
+fn aad(vault: VaultId, id: ItemId) -> Vec<u8> {
+    let mut aad = b"hearth/v1/view-item".to_vec();
+    aad.extend_from_slice(&vault.0);
+    aad.extend_from_slice(&id.0);
+    aad
+}
+
+/// Item `id`'s state sealed as its row (XChaCha20-Poly1305 under the view key, a fresh
+/// nonce, bound to the vault and the item).
+pub fn seal_item(keys: &VaultKeys, id: ItemId, it: &ItemState) -> Vec<u8> {
+    // Encoding a state into a Vec cannot fail.
+    let plain = Zeroizing::new(postcard::to_allocvec(it).unwrap_or_default());
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let cipher = XChaCha20Poly1305::new(keys.view.as_bytes().into());
+    let aad = aad(keys.vault_id, id);
+    // Encryption fails only past 256 GiB of input.
+    let ct = cipher.encrypt(XNonce::from_slice(&nonce), Payload { msg: &plain, aad: &aad }).unwrap_or_default();
+    let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    out
+}
+
+/// Opens item `id`'s row.
+pub fn open_item(keys: &VaultKeys, id: ItemId, row: &[u8]) -> Result<ItemState, ViewError> {
+    let bad = || ViewError(id.to_hex());
+    let (nonce, ct) = row.split_at_checked(NONCE_LEN).ok_or_else(bad)?;
+    let cipher = XChaCha20Poly1305::new(keys.view.as_bytes().into());
+    let aad = aad(keys.vault_id, id);
+    let plain =
+        Zeroizing::new(cipher.decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: &aad }).map_err(|_| bad())?);
+    postcard::from_bytes(&plain).map_err(|_| bad())
+}
+
+/// What a writer puts in the view: rows of the items it changed (or of every item), and
+/// each changed item's indexed name (`None`: hidden, deleted or reserved).
+#[derive(Debug, Default)]
+pub struct ViewUpdate {
+    /// Every row is rewritten: the view is emptied first.
+    pub full: bool,
+    /// Sealed rows by item.
+    pub items: Vec<(ItemId, Vec<u8>)>,
+    /// Name keys by item.
+    pub names: Vec<(ItemId, Option<[u8; 16]>)>,
+}
+
+impl ViewUpdate {
+    /// The rows of `ids` (or, `full`, of every item) as they are in `state`.
+    pub fn of(keys: &VaultKeys, state: &VaultState, ids: impl IntoIterator<Item = ItemId>, full: bool) -> Self {
+        let mut up = Self { full, ..Self::default() };
+        let mut add = |id: ItemId, it: &ItemState| {
+            up.items.push((id, seal_item(keys, id, it)));
+            let shown = it.is_visible() && !it.is_reserved();
+            up.names.push((id, shown.then(|| name_key(keys, it.name()))));
+        };
+        if full {
+            state.items.iter().for_each(|(id, it)| add(*id, it));
+        } else {
+            ids.into_iter().for_each(|id| {
+                if let Some(it) = state.items.get(&id) {
+                    add(id, it);
+                }
+            });
+        }
+        up
+    }
+}
+
+/// A state holding only `items` (what one item's view needs: its lookup, fields and
+/// conflicts come from its own registers).
+pub fn state_of(items: impl IntoIterator<Item = (ItemId, ItemState)>) -> VaultState {
+    VaultState::from_items(items.into_iter().collect())
+}
+
+#[cfg(test)]
+#[path = "view_tests.rs"]
+mod tests;

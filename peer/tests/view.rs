@@ -1,0 +1,177 @@
+//! The materialized view (`vault::view`): after every kind of commit, an item read from the
+//! view is exactly what the log's replay shows; a view that is not the log's, or a row that
+//! does not open, is never used.
+
+use crate::common::{put, set, sync_pair};
+use hearth_peer::identity::VaultSecret;
+use hearth_peer::ids::{DeviceId, ItemId};
+use hearth_peer::reads::{self, item_from_view, ReadRequest, View};
+use hearth_peer::vault::{LogStore, Op, Replica, SqliteStore};
+
+type Rep = Replica<SqliteStore>;
+
+/// Devices 1..=n of one vault on in-memory SQLite stores, each knowing every enrolment.
+fn vault(n: u8) -> Vec<Rep> {
+    let secret = VaultSecret::from_bytes([0x11; 32]);
+    let mut reps: Vec<Rep> = (1..=n)
+        .map(|i| {
+            let mut r = Replica::open(&secret, DeviceId([i; 16]), SqliteStore::in_memory().unwrap()).unwrap();
+            r.enroll_self(1_000).unwrap();
+            r
+        })
+        .collect();
+    let all: Vec<_> = reps.iter().flat_map(|r| r.membership().records().to_vec()).collect();
+    for r in &mut reps {
+        r.add_membership(all.clone()).unwrap();
+    }
+    reps
+}
+
+/// What the view answers for `name` (`None`: the log must).
+fn from_view(r: &mut Rep, name: &str) -> Option<reads::ItemView> {
+    let keys = r.vault_keys().clone();
+    item_from_view(&keys, r.store_mut(), name).unwrap()
+}
+
+/// What the replay of the log answers.
+fn from_log(r: &Rep, name: &str) -> Option<reads::ItemView> {
+    match reads::answer(r, &ReadRequest::Item { name: name.to_owned() }) {
+        Ok(View::Item(it)) => Some(it),
+        _ => None,
+    }
+}
+
+/// Every visible item, by name and by id, reads the same from the view as from the log.
+fn same_everywhere(r: &mut Rep) -> usize {
+    let shown: Vec<(ItemId, String)> = r.state().visible().map(|(id, s)| (*id, s.name().to_owned())).collect();
+    for (id, name) in &shown {
+        for key in [name.clone(), id.to_hex()] {
+            let want = from_log(r, &key);
+            if want.is_some() {
+                assert_eq!(from_view(r, &key), want, "{key}");
+            } else {
+                assert_eq!(from_view(r, &key), None, "{key}: an ambiguous name is the log's to answer");
+            }
+        }
+    }
+    shown.len()
+}
+
+#[test]
+fn the_view_follows_writes_received_batches_and_conflicts() {
+    let mut reps = vault(2);
+    let (mut a, mut b) = (reps.remove(0), reps.remove(0));
+    let (bank, mail, gone) = (ItemId([1; 16]), ItemId([2; 16]), ItemId([3; 16]));
+    a.write_all(&[put(bank, "bank", &[("pin", "1")]), put(mail, "mail", &[]), put(gone, "gone", &[])], 1_000).unwrap();
+    assert_eq!(same_everywhere(&mut a), 3);
+    a.write(&Op::Delete { item: gone }, 1_500).unwrap();
+    assert_eq!(from_view(&mut a, "gone"), None, "a deleted item is not indexed");
+    assert_eq!(from_view(&mut a, &gone.to_hex()), None, "nor found by id");
+    sync_pair(&mut a, &mut b);
+    assert_eq!(same_everywhere(&mut b), 2, "received batches reach the view");
+    // Concurrent edits, a rename against an edit, and an edit against a delete.
+    a.write(&set(bank, "pin", "from-a"), 2_000).unwrap();
+    b.write(&set(bank, "pin", "from-b"), 3_000).unwrap();
+    a.write(&put(mail, "post", &[]), 2_000).unwrap();
+    b.write(&put(mail, "letters", &[]), 3_100).unwrap();
+    sync_pair(&mut a, &mut b);
+    for r in [&mut a, &mut b] {
+        assert_eq!(same_everywhere(r), 2);
+        let it = from_view(r, "bank").unwrap();
+        assert_eq!(it.conflicts.len(), 1, "the kept conflict reads from the view too");
+        assert_eq!(from_view(r, "post"), None, "the losing name is not the item's shown name");
+        assert!(from_view(r, "letters").is_some());
+    }
+    // Two items under one name: the log answers (with both ids).
+    a.write(&put(ItemId([4; 16]), "bank", &[]), 4_000).unwrap();
+    assert_eq!(from_view(&mut a, "bank"), None);
+    assert_eq!(same_everywhere(&mut a), 3);
+}
+
+#[test]
+fn a_revocation_that_voids_entries_rewrites_the_view() {
+    let mut reps = vault(3);
+    let (mut a, mut b, mut c) = (reps.remove(0), reps.remove(0), reps.remove(0));
+    a.write(&put(ItemId([1; 16]), "shared", &[("k", "a")]), 1_000).unwrap();
+    sync_pair(&mut a, &mut c);
+    sync_pair(&mut a, &mut b);
+    // c goes on writing after a revokes it: what b learns late is voided when the
+    // revocation arrives.
+    a.revoke(c.device_id(), 2_000).unwrap();
+    c.write(&set(ItemId([1; 16]), "k", "from-revoked"), 3_000).unwrap();
+    c.write(&put(ItemId([9; 16]), "planted", &[]), 3_000).unwrap();
+    sync_pair(&mut c, &mut b);
+    assert!(from_view(&mut b, "planted").is_some());
+    b.add_membership(a.membership().records().to_vec()).unwrap();
+    assert_eq!(from_view(&mut b, "planted"), None, "the voided item left the view");
+    assert_eq!(from_view(&mut b, "shared").unwrap().fields["k"], "a");
+    same_everywhere(&mut b);
+}
+
+#[test]
+fn a_view_behind_the_log_or_a_row_that_does_not_open_is_not_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    let secret = VaultSecret::from_bytes([0x11; 32]);
+    let me = DeviceId([1; 16]);
+    let mut r = Replica::open(&secret, me, SqliteStore::open(&path).unwrap()).unwrap();
+    r.enroll_self(1_000).unwrap();
+    r.write(&put(ItemId([1; 16]), "bank", &[("pin", "1")]), 1_000).unwrap();
+    assert!(from_view(&mut r, "bank").is_some());
+    drop(r);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    // An entry committed by a writer that did not update the view (an older build, or a
+    // crash between the two commits): the view is behind the log.
+    let saved: Vec<u8> = conn.query_row("SELECT value FROM meta WHERE key = 'view_at'", [], |x| x.get(0)).unwrap();
+    conn.execute("UPDATE meta SET value = x'00' WHERE key = 'view_at'", []).unwrap();
+    let mut r = Replica::open(&secret, me, SqliteStore::open(&path).unwrap()).unwrap();
+    assert_eq!(from_view(&mut r, "bank"), None);
+    // The next write rewrites it whole.
+    r.write(&put(ItemId([2; 16]), "mail", &[]), 2_000).unwrap();
+    assert_eq!(same_everywhere(&mut r), 2);
+    assert_ne!(
+        conn.query_row("SELECT value FROM meta WHERE key = 'view_at'", [], |x| x.get::<_, Vec<u8>>(0)).unwrap(),
+        saved
+    );
+    // A row edited in place, or moved to another item, does not open: the log answers.
+    let mut body: Vec<u8> =
+        conn.query_row("SELECT body FROM view_items WHERE id = ?1", [&[1u8; 16][..]], |x| x.get(0)).unwrap();
+    body[30] ^= 1;
+    conn.execute("UPDATE view_items SET body = ?1 WHERE id = ?2", rusqlite::params![body, &[1u8; 16][..]]).unwrap();
+    assert_eq!(from_view(&mut r, "bank"), None);
+    let other: Vec<u8> =
+        conn.query_row("SELECT body FROM view_items WHERE id = ?1", [&[2u8; 16][..]], |x| x.get(0)).unwrap();
+    conn.execute("UPDATE view_items SET body = ?1 WHERE id = ?2", rusqlite::params![other, &[1u8; 16][..]]).unwrap();
+    assert_eq!(from_view(&mut r, "bank"), None);
+    assert!(from_log(&r, "bank").is_some(), "the log still answers");
+    // The item's next change seals its row again.
+    r.write(&set(ItemId([1; 16]), "pin", "2"), 3_000).unwrap();
+    assert_eq!(same_everywhere(&mut r), 2);
+}
+
+#[test]
+fn a_view_written_by_another_handle_is_written_whole_by_this_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    let secret = VaultSecret::from_bytes([0x11; 32]);
+    let me = DeviceId([1; 16]);
+    let mut r = Replica::open(&secret, me, SqliteStore::open(&path).unwrap()).unwrap();
+    r.enroll_self(1_000).unwrap();
+    r.write(&put(ItemId([1; 16]), "bank", &[]), 1_000).unwrap();
+    // Another handle on the same log writes the view (with nothing changed since).
+    let mut other = Replica::open(&secret, me, SqliteStore::open(&path).unwrap()).unwrap();
+    other.write(&put(ItemId([2; 16]), "mail", &[]), 2_000).unwrap();
+    drop(other);
+    // This replica is behind the log now: it writes nothing into the view...
+    r.refresh_view();
+    let mut fresh = Replica::open(&secret, me, SqliteStore::open(&path).unwrap()).unwrap();
+    assert!(from_view(&mut fresh, "mail").is_some(), "the other handle's view stands");
+    assert_eq!(same_everywhere(&mut fresh), 2);
+}
+
+#[test]
+fn a_store_without_a_view_keeps_none() {
+    let mut m = hearth_peer::vault::MemStore::default();
+    assert!(!m.keeps_view());
+    assert!(!m.put_view(&Default::default()).unwrap());
+}

@@ -1,0 +1,65 @@
+//! `hearth get` without a daemon reads its item from the home's materialized view instead of
+//! replaying the log; what it prints is exactly what the daemon (which holds the replayed
+//! log) prints: fields, masking, conflicts, lookups by id, and the errors of names that do
+//! not resolve.
+
+use std::process::Output;
+
+use hearth_e2e::device::{carry, vault, Device};
+
+/// `hearth --json ARGS` with debug logs: (status, stdout, stderr).
+fn get(d: &Device, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut a = vec!["--json", "get"];
+    a.extend_from_slice(args);
+    let o: Output = d.cmd(&a).env("RUST_LOG", "hearth=debug").output().unwrap();
+    (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+const FROM_VIEW: &str = "answered from the materialized view";
+
+#[test]
+fn get_reads_the_view_and_prints_what_the_log_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let devs = vault(dir.path(), &["a", "b"]);
+    let (a, b) = (&devs[0], &devs[1]);
+    a.ok(&["add", "gmail", "--field", "username=alice", "--field", "password=s3cret"]);
+    a.ok(&["add", "bank", "--field", "pin=1234"]);
+    carry(a, b, dir.path());
+    // Two items named alike (added on both devices apart), and a conflict.
+    a.ok(&["add", "twin"]);
+    a.ok(&["edit", "gmail", "--field", "password=from-a"]);
+    b.ok(&["edit", "gmail", "--field", "password=from-b"]);
+    b.ok(&["add", "twin"]);
+    carry(a, b, dir.path());
+    let bank_id = b.json(&["get", "bank"])["id"].as_str().unwrap().to_owned();
+
+    let asks: Vec<Vec<&str>> = vec![
+        vec!["gmail"],
+        vec!["gmail", "--show"],
+        vec!["bank", "--field", "pin", "--show"],
+        vec![&bank_id],
+        vec!["twin"],
+        vec!["gmial"],
+        vec!["nothing-like-it"],
+    ];
+    let here: Vec<_> = asks.iter().map(|args| get(b, args)).collect();
+    for (args, (code, out, err)) in asks.iter().zip(&here) {
+        let resolves = !matches!(args[0], "twin" | "gmial" | "nothing-like-it");
+        assert_eq!(*code == Some(0), resolves, "{args:?}: {out} {err}");
+        assert_eq!(err.contains(FROM_VIEW), resolves, "{args:?}: the view answers what resolves: {err}");
+    }
+    assert!(here[0].1.contains("\"conflicts\":[{"), "the conflict reads from the view: {}", here[0].1);
+    assert!(!here[0].1.contains("from-a") && here[1].1.contains("from-a"), "masked unless --show");
+
+    // The daemon answers from the replayed log: the same, byte for byte.
+    let _daemon = b.daemon(&["--listen", "127.0.0.1:0", "--no-mdns"]);
+    for (args, (code, out, err)) in asks.iter().zip(&here) {
+        let (c, o, e) = get(b, args);
+        assert!(!e.contains(FROM_VIEW));
+        assert_eq!((c, &o), (*code, out), "{args:?}");
+        if *code != Some(0) {
+            let last = |s: &str| s.lines().rfind(|l| !l.contains("DEBUG")).unwrap_or_default().to_owned();
+            assert_eq!(last(&e), last(err), "{args:?}: the same error");
+        }
+    }
+}
