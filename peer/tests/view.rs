@@ -162,11 +162,67 @@ fn a_view_written_by_another_handle_is_written_whole_by_this_one() {
     let mut other = Replica::open(&secret, me, SqliteStore::open(&path).unwrap()).unwrap();
     other.write(&put(ItemId([2; 16]), "mail", &[]), 2_000).unwrap();
     drop(other);
-    // This replica is behind the log now: it writes nothing into the view...
+    // This replica is behind the log now: it writes nothing into the view, not even after
+    // a commit of its own (its memory lacks the other handle's entry)...
     r.refresh_view();
     let mut fresh = Replica::open(&secret, me, SqliteStore::open(&path).unwrap()).unwrap();
     assert!(from_view(&mut fresh, "mail").is_some(), "the other handle's view stands");
     assert_eq!(same_everywhere(&mut fresh), 2);
+    drop(fresh);
+    // A batch from another device lands through this replica.
+    let mut b = Replica::open(&secret, DeviceId([2; 16]), hearth_peer::vault::MemStore::default()).unwrap();
+    b.enroll_self(1_000).unwrap();
+    b.add_membership(r.membership().records().to_vec()).unwrap();
+    r.add_membership(b.membership().records().to_vec()).unwrap();
+    b.write(&put(ItemId([3; 16]), "post", &[]), 3_000).unwrap();
+    assert_eq!(crate::common::sync_one_way(&b, &mut r), 1);
+    let mut fresh = Replica::open(&secret, me, SqliteStore::open(&path).unwrap()).unwrap();
+    assert_eq!(from_view(&mut fresh, "mail"), None, "the view is behind the log: unused");
+    // ...and the next handle that knows the whole log writes it whole.
+    fresh.write(&put(ItemId([4; 16]), "desk", &[]), 4_000).unwrap();
+    assert!(same_everywhere(&mut fresh) >= 3);
+    assert!(from_view(&mut fresh, "mail").is_some());
+}
+
+/// A view whose rows are older than the log (an older build wrote the log on; the view's
+/// position says so) is written whole at the next write, not patched with that write's
+/// item alone: the other rows are wrong.
+#[test]
+fn a_view_behind_the_log_is_rewritten_whole_not_patched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    let secret = VaultSecret::from_bytes([0x11; 32]);
+    let me = DeviceId([1; 16]);
+    let bank = ItemId([1; 16]);
+    let mut r = Replica::open(&secret, me, SqliteStore::open(&path).unwrap()).unwrap();
+    r.enroll_self(1_000).unwrap();
+    r.write(&put(bank, "bank", &[("pin", "1")]), 1_000).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let old_row: Vec<u8> = conn.query_row("SELECT body FROM view_items", [], |x| x.get(0)).unwrap();
+    let old_at: Vec<u8> = conn.query_row("SELECT value FROM meta WHERE key = 'view_at'", [], |x| x.get(0)).unwrap();
+    r.write(&set(bank, "pin", "2"), 2_000).unwrap();
+    drop(r);
+    // The view as the older build left it: rows and position of before the second write.
+    conn.execute("UPDATE view_items SET body = ?1", [&old_row]).unwrap();
+    conn.execute("UPDATE meta SET value = ?1 WHERE key = 'view_at'", [&old_at]).unwrap();
+    let mut r = Replica::open(&secret, me, SqliteStore::open(&path).unwrap()).unwrap();
+    assert_eq!(from_view(&mut r, "bank"), None, "behind the log: unused");
+    r.write(&put(ItemId([2; 16]), "mail", &[]), 3_000).unwrap();
+    assert_eq!(from_view(&mut r, "bank").unwrap().fields["pin"], "2");
+    assert_eq!(same_everywhere(&mut r), 2);
+}
+
+/// A retired vault reads through the log (which says it is retired): its view is left
+/// behind.
+#[test]
+fn a_retired_vault_leaves_its_view_behind() {
+    let mut r = vault(1).remove(0);
+    r.write(&put(ItemId([1; 16]), "bank", &[]), 2_000).unwrap();
+    assert!(from_view(&mut r, "bank").is_some());
+    r.retire(3_000).unwrap();
+    r.refresh_view();
+    assert_eq!(from_view(&mut r, "bank"), None);
+    assert!(from_log(&r, "bank").is_some());
 }
 
 #[test]

@@ -654,9 +654,7 @@ impl<S: LogStore> Replica<S> {
                 self.store.set_meta(&restored_key(me), b"")?;
             }
         }
-        if out.new > 0 || out.void > 0 {
-            self.refresh_view();
-        }
+        self.refresh_view();
         Ok(out)
     }
 

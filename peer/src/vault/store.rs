@@ -201,9 +201,13 @@ pub type ViewRows = Vec<(ItemId, Vec<u8>)>;
 type OwnHead = (u64, [u8; 32]);
 
 impl SqliteStore {
-    /// This handle committed: the log is at `at` now (the view still at its old position).
-    fn moved_to(&mut self, at: Position) {
-        self.position.set(Some(at));
+    /// This handle committed, taking the log from `before` to `at` (the view stays at its
+    /// old position). When `before` is not the log this handle knew, another handle wrote
+    /// in between: what this one holds in memory is not that log, so it must never write
+    /// the view again (its position is forgotten).
+    fn moved(&mut self, before: Position, at: Position) {
+        let known = self.position.get() == Some(before);
+        self.position.set(known.then_some(at));
     }
 
     fn write_view(&mut self, up: &ViewUpdate) -> Result<bool, StoreError> {
@@ -300,6 +304,7 @@ fn corrupt(e: postcard::Error) -> StoreError {
 impl LogStore for SqliteStore {
     fn commit(&mut self, entries: &[StoredEntry], membership: &[MembershipRecord]) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
+        let before = position(&tx)?;
         {
             let mut ins = tx.prepare_cached("INSERT INTO entries (author, seq, body) VALUES (?1, ?2, ?3)")?;
             for e in entries {
@@ -314,7 +319,7 @@ impl LogStore for SqliteStore {
         }
         let at = position(&tx)?;
         tx.commit()?;
-        self.moved_to(at);
+        self.moved(before, at);
         // The commit is durable from here on: a head file that cannot be written (full disk)
         // must not make it look failed, or the caller's memory would part from the database.
         // The head is written again after the next commit until it succeeds.
@@ -346,6 +351,7 @@ impl LogStore for SqliteStore {
 
     fn void(&mut self, author: DeviceId, after: u64) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
+        let before = position(&tx)?;
         let args = params![&author.0[..], after as i64];
         tx.execute(
             "INSERT INTO voided (body) SELECT body FROM entries WHERE author = ?1 AND seq > ?2 ORDER BY id",
@@ -354,7 +360,7 @@ impl LogStore for SqliteStore {
         tx.execute("DELETE FROM entries WHERE author = ?1 AND seq > ?2", args)?;
         let at = position(&tx)?;
         tx.commit()?;
-        self.moved_to(at);
+        self.moved(before, at);
         Ok(())
     }
 
