@@ -274,15 +274,16 @@ fn main() -> anyhow::Result<()> {
             );
         }
         if n >= 100_000 {
-            worst_get_100k = Some((g.max(ad), gd.max(add_d).max(gsd).max(add_sd)));
+            worst_get_100k = Some((g, ad, gd.max(add_d).max(gsd).max(add_sd)));
         }
     }
-    if let Some((direct, daemon)) = worst_get_100k {
+    if let Some((get, add, daemon)) = worst_get_100k {
         let verdict = |w: f64| if w <= 20.0 { "met" } else { "not met" };
         println!(
-            "\ngoal: get and add at 100k ≤ 20 ms unsealed or through an unlocked daemon: through the daemon (unsealed and sealed) slowest {daemon:.1} ms ({}); unsealed without a daemon slowest {direct:.1} ms ({}: it opens the whole log)",
+            "\ngoal: get and add at 100k ≤ 20 ms unsealed or through an unlocked daemon: through the daemon (unsealed and sealed) slowest {daemon:.1} ms ({}); unsealed without a daemon get {get:.1} ms ({}: one row of the materialized view), add {add:.1} ms ({}: a write still opens the whole log)",
             verdict(daemon),
-            verdict(direct)
+            verdict(get),
+            verdict(add)
         );
     }
     Ok(())

@@ -249,6 +249,41 @@ pub fn item_from_view(keys: &VaultKeys, store: &SqliteStore, name: &str) -> Resu
     Ok(item(&view::state_of(items), name).ok())
 }
 
+/// The whole merged state from the home's materialized view, without the log: `None` when
+/// the view does not reflect the log now or a row does not open (a warning says so).
+pub fn state_from_view(keys: &VaultKeys, store: &SqliteStore) -> Result<Option<VaultState>, StoreError> {
+    let mut items = std::collections::BTreeMap::new();
+    let mut bad = None;
+    let whole = store.view_items(|id, row| match view::open_item(keys, id, row) {
+        Ok(it) => {
+            items.insert(id, it);
+            true
+        }
+        Err(e) => {
+            bad = Some(e);
+            false
+        }
+    })?;
+    if let Some(e) = bad {
+        tracing::warn!("{e}: reading the log instead");
+    }
+    Ok(whole.then(|| VaultState::from_items(items)))
+}
+
+/// Answers the reads that need only the merged state (an item, the list, the conflicts)
+/// from `state`; `None` for the others (they need the log or the membership).
+pub fn answer_from_state(state: &VaultState, req: &ReadRequest) -> Option<Result<View, ReadError>> {
+    Some(Ok(match req {
+        ReadRequest::Item { name } => match item(state, name) {
+            Ok(it) => View::Item(it),
+            Err(e) => return Some(Err(e.into())),
+        },
+        ReadRequest::List { query } => View::List { items: list(state, query.as_deref()) },
+        ReadRequest::Conflicts => View::Conflicts { conflicts: conflicts(state) },
+        _ => return None,
+    }))
+}
+
 /// One visible item by name or id (O(log n)).
 fn item(state: &VaultState, name: &str) -> Result<ItemView, LookupError> {
     let id = state.find(name)?;

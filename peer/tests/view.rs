@@ -5,7 +5,7 @@
 use crate::common::{put, set, sync_pair};
 use hearth_peer::identity::VaultSecret;
 use hearth_peer::ids::{DeviceId, ItemId};
-use hearth_peer::reads::{self, item_from_view, ReadRequest, View};
+use hearth_peer::reads::{self, item_from_view, state_from_view, ReadRequest, View};
 use hearth_peer::vault::{LogStore, Op, Replica, SqliteStore};
 
 type Rep = Replica<SqliteStore>;
@@ -41,8 +41,16 @@ fn from_log(r: &Rep, name: &str) -> Option<reads::ItemView> {
     }
 }
 
-/// Every visible item, by name and by id, reads the same from the view as from the log.
+/// The whole state read from the view (`None`: the log must answer).
+fn whole_view(r: &mut Rep) -> Option<[u8; 32]> {
+    let keys = r.vault_keys().clone();
+    state_from_view(&keys, r.store_mut()).unwrap().map(|s| s.digest())
+}
+
+/// Every visible item, by name and by id, reads the same from the view as from the log, and
+/// the view's whole state is the log's.
 fn same_everywhere(r: &mut Rep) -> usize {
+    assert_eq!(whole_view(r), Some(r.state().digest()), "the view's state is the log's");
     let shown: Vec<(ItemId, String)> = r.state().visible().map(|(id, s)| (*id, s.name().to_owned())).collect();
     for (id, name) in &shown {
         for key in [name.clone(), id.to_hex()] {
@@ -126,6 +134,7 @@ fn a_view_behind_the_log_or_a_row_that_does_not_open_is_not_used() {
     conn.execute("UPDATE meta SET value = x'00' WHERE key = 'view_at'", []).unwrap();
     let mut r = Replica::open(&secret, me, SqliteStore::open(&path).unwrap()).unwrap();
     assert_eq!(from_view(&mut r, "bank"), None);
+    assert_eq!(whole_view(&mut r), None);
     // The next write rewrites it whole.
     r.write(&put(ItemId([2; 16]), "mail", &[]), 2_000).unwrap();
     assert_eq!(same_everywhere(&mut r), 2);
@@ -139,6 +148,7 @@ fn a_view_behind_the_log_or_a_row_that_does_not_open_is_not_used() {
     body[30] ^= 1;
     conn.execute("UPDATE view_items SET body = ?1 WHERE id = ?2", rusqlite::params![body, &[1u8; 16][..]]).unwrap();
     assert_eq!(from_view(&mut r, "bank"), None);
+    assert_eq!(whole_view(&mut r), None, "nor is the whole state read from it");
     let other: Vec<u8> =
         conn.query_row("SELECT body FROM view_items WHERE id = ?1", [&[2u8; 16][..]], |x| x.get(0)).unwrap();
     conn.execute("UPDATE view_items SET body = ?1 WHERE id = ?2", rusqlite::params![other, &[1u8; 16][..]]).unwrap();

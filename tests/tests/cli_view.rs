@@ -1,7 +1,7 @@
-//! `hearth get` without a daemon reads its item from the home's materialized view instead of
-//! replaying the log; what it prints is exactly what the daemon (which holds the replayed
-//! log) prints: fields, masking, conflicts, lookups by id, and the errors of names that do
-//! not resolve.
+//! `hearth get`, `list` and `conflicts` without a daemon read the home's materialized view
+//! instead of replaying the log; what they print is exactly what the daemon (which holds the
+//! replayed log) prints: fields, masking, conflicts, lookups by id, searches, and the errors
+//! of names that do not resolve.
 
 use std::process::Output;
 
@@ -9,7 +9,7 @@ use hearth_e2e::device::{carry, vault, Device};
 
 /// `hearth --json ARGS` with debug logs: (status, stdout, stderr).
 fn get(d: &Device, args: &[&str]) -> (Option<i32>, String, String) {
-    let mut a = vec!["--json", "get"];
+    let mut a = vec!["--json"];
     a.extend_from_slice(args);
     let o: Output = d.cmd(&a).env("RUST_LOG", "hearth=debug").output().unwrap();
     (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
@@ -34,21 +34,25 @@ fn get_reads_the_view_and_prints_what_the_log_shows() {
     let bank_id = b.json(&["get", "bank"])["id"].as_str().unwrap().to_owned();
 
     let asks: Vec<Vec<&str>> = vec![
-        vec!["gmail"],
-        vec!["gmail", "--show"],
-        vec!["bank", "--field", "pin", "--show"],
-        vec![&bank_id],
-        vec!["twin"],
-        vec!["gmial"],
-        vec!["nothing-like-it"],
+        vec!["get", "gmail"],
+        vec!["get", "gmail", "--show"],
+        vec!["get", "bank", "--field", "pin", "--show"],
+        vec!["get", &bank_id],
+        vec!["list"],
+        vec!["list", "gm"],
+        vec!["conflicts", "--show"],
+        vec!["get", "twin"],
+        vec!["get", "gmial"],
+        vec!["get", "nothing-like-it"],
     ];
     let here: Vec<_> = asks.iter().map(|args| get(b, args)).collect();
     for (args, (code, out, err)) in asks.iter().zip(&here) {
-        let resolves = !matches!(args[0], "twin" | "gmial" | "nothing-like-it");
+        let resolves = !matches!(args.get(1).copied(), Some("twin" | "gmial" | "nothing-like-it"));
         assert_eq!(*code == Some(0), resolves, "{args:?}: {out} {err}");
         assert_eq!(err.contains(FROM_VIEW), resolves, "{args:?}: the view answers what resolves: {err}");
     }
     assert!(here[0].1.contains("\"conflicts\":[{"), "the conflict reads from the view: {}", here[0].1);
+    assert!(here[4].1.contains("\"twin\"") && here[6].1.contains("from-b"), "{} {}", here[4].1, here[6].1);
     assert!(!here[0].1.contains("from-a") && here[1].1.contains("from-a"), "masked unless --show");
 
     // The daemon answers from the replayed log: the same, byte for byte.

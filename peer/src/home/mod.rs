@@ -437,6 +437,14 @@ impl Home {
         Ok(crate::reads::item_from_view(&VaultKeys::derive(&secret), &store, name)?)
     }
 
+    /// The whole merged state read from the home's materialized view; `None` when the view
+    /// cannot answer (see [`crate::reads::state_from_view`]): open the home.
+    pub fn view_state(&self, passphrase: Option<&str>) -> Result<Option<crate::vault::VaultState>, HomeError> {
+        let (secret, _) = self.unlock(passphrase)?;
+        let store = SqliteStore::open(&self.db_path())?;
+        Ok(crate::reads::state_from_view(&VaultKeys::derive(&secret), &store)?)
+    }
+
     /// [`Home::open`] with the secret already unlocked.
     fn open_unlocked(&self, secret: &VaultSecret, device: DeviceId) -> Result<Replica<SqliteStore>, HomeError> {
         // The head file is read before the log: a writer updates it after each commit, so

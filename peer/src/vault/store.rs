@@ -276,6 +276,29 @@ impl SqliteStore {
         Ok(Some(rows))
     }
 
+    /// Hands every row of the view to `each` (until it returns false), as of one moment;
+    /// false when the view does not reflect the log of that moment (read the log instead)
+    /// or `each` stopped.
+    pub fn view_items(&self, mut each: impl FnMut(ItemId, &[u8]) -> bool) -> Result<bool, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        if view_at(&tx)? != Some(position(&tx)?) {
+            return Ok(false);
+        }
+        let mut st = tx.prepare("SELECT id, body FROM view_items")?;
+        let mut rows = st.query([])?;
+        while let Some(row) = rows.next()? {
+            let raw: Vec<u8> = row.get(0)?;
+            let id = ItemId(raw.as_slice().try_into().map_err(|_| StoreError::Corrupt("view item row".into()))?);
+            if !each(id, row.get_ref(1)?.as_blob().map_err(|e| StoreError::Corrupt(e.to_string()))?) {
+                return Ok(false);
+            }
+        }
+        drop(rows);
+        drop(st);
+        tx.finish()?;
+        Ok(true)
+    }
+
     /// After every commit that holds entries of `device`, writes the newest one's seq and
     /// hash to `path` (outside the database), so a database restored from an older copy is
     /// noticed before it signs a seq it already used.

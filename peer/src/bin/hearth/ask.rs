@@ -26,11 +26,19 @@ impl Ctx {
 
     /// Answers a read from the home opened here (asking for the passphrase of a sealed one).
     pub(crate) fn read_here(&self, req: &ReadRequest) -> anyhow::Result<View> {
-        if let ReadRequest::Item { name } = req {
-            if let Some(it) = self.view_item(name) {
-                tracing::debug!("answered from the materialized view");
-                return Ok(View::Item(it));
+        let from_view = match req {
+            ReadRequest::Item { name } => self.view_item(name).map(|it| Ok(View::Item(it))),
+            ReadRequest::List { .. } | ReadRequest::Conflicts => {
+                self.view_state().and_then(|state| reads::answer_from_state(&state, req))
             }
+            _ => None,
+        };
+        if let Some(v) = from_view {
+            tracing::debug!("answered from the materialized view");
+            return v.map_err(|e| match e {
+                reads::ReadError::Lookup(l) => l.into(),
+                other => other.into(),
+            });
         }
         let r = self.open()?;
         reads::answer(&r, req).map_err(|e| match e {
@@ -49,6 +57,20 @@ impl Ctx {
         }
         match self.home.view_item(self.passphrase.as_deref().map(String::as_str), name) {
             Ok(it) => it,
+            Err(e) => {
+                tracing::debug!("the materialized view did not answer: {e}");
+                None
+            }
+        }
+    }
+
+    /// The whole merged state from the home's materialized view (as [`Ctx::view_item`]).
+    fn view_state(&self) -> Option<hearth_peer::vault::VaultState> {
+        if self.passphrase.is_none() && self.home.is_sealed() {
+            return None;
+        }
+        match self.home.view_state(self.passphrase.as_deref().map(String::as_str)) {
+            Ok(state) => state,
             Err(e) => {
                 tracing::debug!("the materialized view did not answer: {e}");
                 None
