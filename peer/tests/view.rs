@@ -239,5 +239,5 @@ fn a_retired_vault_leaves_its_view_behind() {
 fn a_store_without_a_view_keeps_none() {
     let mut m = hearth_peer::vault::MemStore::default();
     assert!(!m.keeps_view());
-    assert!(!m.put_view(&Default::default()).unwrap());
+    assert!(!m.put_view(&mut hearth_peer::vault::view::ViewUpdate::none()).unwrap());
 }

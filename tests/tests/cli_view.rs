@@ -56,7 +56,7 @@ fn get_reads_the_view_and_prints_what_the_log_shows() {
     assert!(!here[0].1.contains("from-a") && here[1].1.contains("from-a"), "masked unless --show");
 
     // The daemon answers from the replayed log: the same, byte for byte.
-    let _daemon = b.daemon(&["--listen", "127.0.0.1:0", "--no-mdns"]);
+    let mut daemon = b.daemon(&["--listen", "127.0.0.1:0", "--no-mdns"]);
     for (args, (code, out, err)) in asks.iter().zip(&here) {
         let (c, o, e) = get(b, args);
         assert!(!e.contains(FROM_VIEW));
@@ -66,4 +66,20 @@ fn get_reads_the_view_and_prints_what_the_log_shows() {
             assert_eq!(last(&e), last(err), "{args:?}: the same error");
         }
     }
+
+    // The daemon writes the view as it stops: a command after it reads its last edit there.
+    b.ok(&["edit", "bank", "--field", "pin=5678"]);
+    let pid = daemon.proc.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    daemon.proc.child.wait().unwrap();
+    let (code, out, err) = get(b, &["get", "bank", "--field", "pin", "--show"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("5678") && err.contains(FROM_VIEW), "{out} {err}");
+    // Killed before it could write the view: the log answers, and nothing is lost.
+    let daemon = b.daemon(&["--listen", "127.0.0.1:0", "--no-mdns"]);
+    b.ok(&["edit", "bank", "--field", "pin=9999"]);
+    drop(daemon);
+    let (code, out, err) = get(b, &["get", "bank", "--field", "pin", "--show"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("9999"), "{out} {err}");
 }

@@ -98,7 +98,13 @@ pub struct Core<S: LogStore> {
     mdns_ignored: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     /// When each device last synced fully with this node (unix ms), kept after its pipes close.
     synced: BTreeMap<DeviceId, u64>,
+    /// Since when the home's materialized view has changes to write.
+    view_since: Option<Instant>,
 }
+
+/// The materialized view is written once changes have settled this long (a sync of many
+/// batches writes each changed row once; commands without a daemon see it a second later).
+const VIEW_DELAY: Duration = Duration::from_secs(1);
 
 pub(crate) fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -120,6 +126,21 @@ impl<S: LogStore> Core<S> {
             told_revoked: false,
             mdns_ignored: None,
             synced: BTreeMap::new(),
+            view_since: None,
+        }
+    }
+
+    /// Writes the home's materialized view once its changes have settled ([`VIEW_DELAY`]);
+    /// `now: None` writes it now (the node stops).
+    pub fn settle_view(&mut self, now: Option<Instant>) {
+        if !self.replica.view_pending() {
+            self.view_since = None;
+            return;
+        }
+        let since = *self.view_since.get_or_insert(now.unwrap_or_else(Instant::now));
+        if now.is_none_or(|now| now >= since + VIEW_DELAY) {
+            self.replica.refresh_view();
+            self.view_since = None;
         }
     }
 
@@ -375,7 +396,8 @@ impl<S: LogStore> Core<S> {
             self.pipes.values().filter(|p| !p.session.is_live()).map(|p| p.opened + HANDSHAKE_TIMEOUT).min();
         let dial = if self.revoked_self() { None } else { self.dialer.next_due() };
         let release = self.pipes.values().filter_map(|p| p.holds.front().map(|(t, _)| *t)).min();
-        [handshake, dial, release].into_iter().flatten().min()
+        let view = self.view_since.map(|t| t + VIEW_DELAY);
+        [handshake, dial, release, view].into_iter().flatten().min()
     }
 
     /// True when a user revoked this device (a forked one re-enrols instead).

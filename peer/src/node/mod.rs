@@ -236,6 +236,8 @@ impl Node {
             return Err(NodeError::Home(HomeError::Replica(crate::vault::ReplicaError::Retired(Box::new(r.clone())))));
         }
         replica.set_predecessors(config.home.predecessors(pass)?);
+        // Written a second after changes settle, and as the node stops (`Core::settle_view`).
+        replica.defer_view();
         name_self(&mut replica);
         let retired_lan: Vec<SymmetricKey> = replica.predecessors().iter().map(|p| p.lan_tag.clone()).collect();
         let listener = ws::bind(config.listen)
@@ -375,6 +377,7 @@ impl Node {
         while matches!(end, RunEnd::Shutdown) {
             let now = Instant::now();
             self.start_dials(now);
+            self.core.settle_view(Some(now));
             let idle_end = self.lock_after.map(|d| self.last_used + d);
             if idle_end.is_some_and(|t| t <= now) {
                 tracing::info!("locked after {:?} without a command: the secret is forgotten", self.lock_after);
@@ -409,6 +412,7 @@ impl Node {
             }
         }
         self.core.close_all();
+        self.core.settle_view(None);
         for t in &self.tasks {
             t.abort();
         }

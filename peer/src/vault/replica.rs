@@ -376,7 +376,7 @@ impl<S: LogStore> Replica<S> {
             return Ok(());
         }
         let out = self.settle_and_void(next, new).map(|_| ());
-        self.refresh_view();
+        self.view_after_commit();
         out
     }
 
@@ -440,7 +440,7 @@ impl<S: LogStore> Replica<S> {
         for (se, op) in sealed.into_iter().zip(ops) {
             self.apply_local(se, op);
         }
-        self.refresh_view();
+        self.view_after_commit();
         Ok(last)
     }
 
@@ -654,7 +654,7 @@ impl<S: LogStore> Replica<S> {
                 self.store.set_meta(&restored_key(me), b"")?;
             }
         }
-        self.refresh_view();
+        self.view_after_commit();
         Ok(out)
     }
 

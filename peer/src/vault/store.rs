@@ -74,7 +74,7 @@ pub trait LogStore {
     /// Writes `up` into the view as of the log this handle last loaded or committed. Returns
     /// false, writing nothing, when the log moved on since (another writer), or when `up`
     /// is partial and the view did not reflect that log before (write it in full then).
-    fn put_view(&mut self, up: &ViewUpdate) -> Result<bool, StoreError> {
+    fn put_view(&mut self, up: &mut ViewUpdate<'_>) -> Result<bool, StoreError> {
         let _ = up;
         Ok(false)
     }
@@ -210,7 +210,7 @@ impl SqliteStore {
         self.position.set(known.then_some(at));
     }
 
-    fn write_view(&mut self, up: &ViewUpdate) -> Result<bool, StoreError> {
+    fn write_view(&mut self, up: &mut ViewUpdate<'_>) -> Result<bool, StoreError> {
         let Some(at) = self.position.get() else { return Ok(false) };
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if position(&tx)? != at {
@@ -226,15 +226,14 @@ impl SqliteStore {
         }
         {
             let mut item = tx.prepare_cached("INSERT OR REPLACE INTO view_items (id, body) VALUES (?1, ?2)")?;
-            for (id, body) in &up.items {
-                item.execute(params![&id.0[..], body])?;
-            }
             let mut unname = tx.prepare_cached("DELETE FROM view_names WHERE id = ?1")?;
             let mut name = tx.prepare_cached("INSERT INTO view_names (id, key) VALUES (?1, ?2)")?;
-            for (id, key) in &up.names {
-                unname.execute([&id.0[..]])?;
-                if let Some(k) = key {
-                    name.execute(params![&id.0[..], &k[..]])?;
+            for row in up {
+                let id = &row.id.0[..];
+                item.execute(params![id, row.body])?;
+                unname.execute([id])?;
+                if let Some(k) = row.name {
+                    name.execute(params![id, &k[..]])?;
                 }
             }
         }
@@ -419,7 +418,7 @@ impl LogStore for SqliteStore {
     /// Written without waiting for the disk (`synchronous = NORMAL`): a view lost in a
     /// crash is one whose position no longer matches the log, so readers replay the log and
     /// the next writer writes the view again; no edit depends on it.
-    fn put_view(&mut self, up: &ViewUpdate) -> Result<bool, StoreError> {
+    fn put_view(&mut self, up: &mut ViewUpdate<'_>) -> Result<bool, StoreError> {
         self.conn.pragma_update(None, "synchronous", "NORMAL")?;
         let out = self.write_view(up);
         self.conn.pragma_update(None, "synchronous", "FULL")?;

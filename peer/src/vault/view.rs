@@ -72,37 +72,63 @@ pub fn open_item(keys: &VaultKeys, id: ItemId, row: &[u8]) -> Result<ItemState, 
     postcard::from_bytes(&plain).map_err(|_| bad())
 }
 
-/// What a writer puts in the view: rows of the items it changed (or of every item), and
-/// each changed item's indexed name (`None`: hidden, deleted or reserved).
-#[derive(Debug, Default)]
-pub struct ViewUpdate {
-    /// Every row is rewritten: the view is emptied first.
-    pub full: bool,
-    /// Sealed rows by item.
-    pub items: Vec<(ItemId, Vec<u8>)>,
-    /// Name keys by item.
-    pub names: Vec<(ItemId, Option<[u8; 16]>)>,
+/// One row of the view: an item's sealed state and its indexed name (`None`: hidden,
+/// deleted or reserved).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewRow {
+    /// The item.
+    pub id: ItemId,
+    /// Its sealed state.
+    pub body: Vec<u8>,
+    /// The key its shown name is indexed under.
+    pub name: Option<[u8; 16]>,
 }
 
-impl ViewUpdate {
+/// What a writer puts in the view: the rows of the items it changed (or of every item,
+/// `full`), each sealed only as the store takes it, so a whole view is never held at once.
+pub struct ViewUpdate<'a> {
+    /// Every row is rewritten: the view is emptied first.
+    pub full: bool,
+    rows: Box<dyn Iterator<Item = ViewRow> + 'a>,
+}
+
+impl std::fmt::Debug for ViewUpdate<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ViewUpdate").field("full", &self.full).finish_non_exhaustive()
+    }
+}
+
+impl<'a> ViewUpdate<'a> {
     /// The rows of `ids` (or, `full`, of every item) as they are in `state`.
-    pub fn of(keys: &VaultKeys, state: &VaultState, ids: impl IntoIterator<Item = ItemId>, full: bool) -> Self {
-        let mut up = Self { full, ..Self::default() };
-        let mut add = |id: ItemId, it: &ItemState| {
-            up.items.push((id, seal_item(keys, id, it)));
+    pub fn of(
+        keys: &'a VaultKeys,
+        state: &'a VaultState,
+        ids: impl IntoIterator<Item = ItemId> + 'a,
+        full: bool,
+    ) -> Self {
+        let row = move |id: ItemId, it: &ItemState| {
             let shown = it.is_visible() && !it.is_reserved();
-            up.names.push((id, shown.then(|| name_key(keys, it.name()))));
+            ViewRow { id, body: seal_item(keys, id, it), name: shown.then(|| name_key(keys, it.name())) }
         };
-        if full {
-            state.items.iter().for_each(|(id, it)| add(*id, it));
+        let rows: Box<dyn Iterator<Item = ViewRow> + 'a> = if full {
+            Box::new(state.items.iter().map(move |(id, it)| row(*id, it)))
         } else {
-            ids.into_iter().for_each(|id| {
-                if let Some(it) = state.items.get(&id) {
-                    add(id, it);
-                }
-            });
-        }
-        up
+            Box::new(ids.into_iter().filter_map(move |id| state.items.get(&id).map(|it| row(id, it))))
+        };
+        Self { full, rows }
+    }
+
+    /// No rows: a partial update that only moves the view's position.
+    pub fn none() -> Self {
+        Self { full: false, rows: Box::new(std::iter::empty()) }
+    }
+}
+
+impl Iterator for ViewUpdate<'_> {
+    type Item = ViewRow;
+
+    fn next(&mut self) -> Option<ViewRow> {
+        self.rows.next()
     }
 }
 

@@ -18,6 +18,12 @@ pub(super) struct Pending {
     /// Changes are noted (off while opening: the view then is either this log's, or
     /// written in full).
     tracking: bool,
+    /// The owner writes the view when it sees fit ([`Replica::defer_view`]), not after
+    /// every commit.
+    deferred: bool,
+    /// The store refused a whole view: this handle's memory is not the log's (another
+    /// handle wrote), so it never writes the view again.
+    stuck: bool,
 }
 
 impl Pending {
@@ -40,6 +46,26 @@ impl Pending {
 }
 
 impl<S: LogStore> Replica<S> {
+    /// Commits no longer write the view: the owner calls [`Replica::refresh_view`] when
+    /// [`Replica::view_pending`] says so, at its pace. A daemon does (a second after a change
+    /// settles, and as it stops): its own reads come from memory, and a sync of many batches
+    /// writes each changed row once instead of at every batch.
+    pub fn defer_view(&mut self) {
+        self.view.deferred = true;
+    }
+
+    /// True when the view has changes to write (and this handle can write them).
+    pub fn view_pending(&self) -> bool {
+        self.view.tracking && !self.view.stuck && (self.view.full || !self.view.dirty.is_empty())
+    }
+
+    /// After a commit: the view's rows, unless the owner writes them itself.
+    pub(super) fn view_after_commit(&mut self) {
+        if !self.view.deferred {
+            self.refresh_view();
+        }
+    }
+
     /// Writes the rows of the items changed since the view was last written (every row when
     /// the view does not reflect the log this replica holds). Called after every commit, and
     /// by a daemon once it opened its home; a failure is logged, never the caller's: the
@@ -52,8 +78,8 @@ impl<S: LogStore> Replica<S> {
         }
         for full in [self.view.full, true] {
             let dirty = std::mem::take(&mut self.view.dirty);
-            let up = ViewUpdate::of(&self.keys, &self.state, dirty, full);
-            match self.store.put_view(&up) {
+            let mut up = ViewUpdate::of(&self.keys, &self.state, dirty, full);
+            match self.store.put_view(&mut up) {
                 Ok(true) => {
                     self.view.full = false;
                     return;
@@ -63,6 +89,7 @@ impl<S: LogStore> Replica<S> {
                 Ok(false) => {
                     tracing::debug!("the log moved on under this replica: the view waits for its writer");
                     self.view.full = true;
+                    self.view.stuck = true;
                     return;
                 }
                 Err(e) => {
