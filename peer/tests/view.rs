@@ -241,3 +241,47 @@ fn a_store_without_a_view_keeps_none() {
     assert!(!m.keeps_view());
     assert!(!m.put_view(&mut hearth_peer::vault::view::ViewUpdate::none()).unwrap());
 }
+
+/// A daemon writes the view when its changes settle, not at every commit: until its owner
+/// asks, a deferred replica's view is behind (and says it has something to write).
+#[test]
+fn a_deferred_view_is_written_when_its_owner_asks() {
+    let mut r = vault(1).remove(0);
+    r.defer_view();
+    assert!(!r.view_pending(), "nothing changed yet");
+    r.write(&put(ItemId([1; 16]), "bank", &[]), 2_000).unwrap();
+    assert!(r.view_pending());
+    assert_eq!(from_view(&mut r, "bank"), None, "not written at the commit");
+    r.refresh_view();
+    assert!(!r.view_pending());
+    assert_eq!(same_everywhere(&mut r), 1);
+    // A store without a view never has anything to write.
+    let mut m = crate::common::vault(1).1.remove(0);
+    m.write(&put(ItemId([1; 16]), "bank", &[]), 2_000).unwrap();
+    assert!(!m.view_pending());
+    // Nor has a handle whose view another handle's commit made unwritable for it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    let secret = VaultSecret::from_bytes([0x11; 32]);
+    let me = DeviceId([1; 16]);
+    let mut r = Replica::open(&secret, me, SqliteStore::open(&path).unwrap()).unwrap();
+    r.enroll_self(1_000).unwrap();
+    r.defer_view();
+    let mut other = Replica::open(&secret, me, SqliteStore::open(&path).unwrap()).unwrap();
+    other.write(&put(ItemId([2; 16]), "mail", &[]), 2_000).unwrap();
+    let mut b = Replica::open(&secret, DeviceId([2; 16]), hearth_peer::vault::MemStore::default()).unwrap();
+    b.enroll_self(1_000).unwrap();
+    b.add_membership(r.membership().records().to_vec()).unwrap();
+    r.add_membership(b.membership().records().to_vec()).unwrap();
+    b.write(&put(ItemId([3; 16]), "post", &[]), 3_000).unwrap();
+    crate::common::sync_one_way(&b, &mut r);
+    assert!(r.view_pending(), "b's item changed r's state");
+    r.refresh_view();
+    assert!(!r.view_pending(), "refused once (r's memory lacks the other handle's entry), it stops trying");
+}
+
+#[test]
+fn an_update_shows_in_debug_output_without_its_rows() {
+    let text = format!("{:?}", hearth_peer::vault::view::ViewUpdate::none());
+    assert_eq!(text, "ViewUpdate { full: false, .. }");
+}
