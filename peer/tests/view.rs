@@ -27,6 +27,19 @@ fn vault(n: u8) -> Vec<Rep> {
     reps
 }
 
+/// Device 1's replica on a database file (its path), enrolled.
+fn on_file(dir: &tempfile::TempDir) -> (std::path::PathBuf, Rep) {
+    let path = dir.path().join("v.db");
+    let mut r = open_at(&path);
+    r.enroll_self(1_000).unwrap();
+    (path, r)
+}
+
+/// Another handle of device 1 on the database at `path`.
+fn open_at(path: &std::path::Path) -> Rep {
+    Replica::open(&VaultSecret::from_bytes([0x11; 32]), DeviceId([1; 16]), SqliteStore::open(path).unwrap()).unwrap()
+}
+
 /// What the view answers for `name` (`None`: the log must).
 fn from_view(r: &mut Rep, name: &str) -> Option<reads::ItemView> {
     let keys = r.vault_keys().clone();
@@ -119,11 +132,7 @@ fn a_revocation_that_voids_entries_rewrites_the_view() {
 #[test]
 fn a_view_behind_the_log_or_a_row_that_does_not_open_is_not_used() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("v.db");
-    let secret = VaultSecret::from_bytes([0x11; 32]);
-    let me = DeviceId([1; 16]);
-    let mut r = Replica::open(&secret, me, SqliteStore::open(&path).unwrap()).unwrap();
-    r.enroll_self(1_000).unwrap();
+    let (path, mut r) = on_file(&dir);
     r.write(&put(ItemId([1; 16]), "bank", &[("pin", "1")]), 1_000).unwrap();
     assert!(from_view(&mut r, "bank").is_some());
     drop(r);
@@ -132,7 +141,7 @@ fn a_view_behind_the_log_or_a_row_that_does_not_open_is_not_used() {
     // crash between the two commits): the view is behind the log.
     let saved: Vec<u8> = conn.query_row("SELECT value FROM meta WHERE key = 'view_at'", [], |x| x.get(0)).unwrap();
     conn.execute("UPDATE meta SET value = x'00' WHERE key = 'view_at'", []).unwrap();
-    let mut r = Replica::open(&secret, me, SqliteStore::open(&path).unwrap()).unwrap();
+    let mut r = open_at(&path);
     assert_eq!(from_view(&mut r, "bank"), None);
     assert_eq!(whole_view(&mut r), None);
     // The next write rewrites it whole.
@@ -162,31 +171,28 @@ fn a_view_behind_the_log_or_a_row_that_does_not_open_is_not_used() {
 #[test]
 fn a_view_written_by_another_handle_is_written_whole_by_this_one() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("v.db");
-    let secret = VaultSecret::from_bytes([0x11; 32]);
-    let me = DeviceId([1; 16]);
-    let mut r = Replica::open(&secret, me, SqliteStore::open(&path).unwrap()).unwrap();
-    r.enroll_self(1_000).unwrap();
+    let (path, mut r) = on_file(&dir);
     r.write(&put(ItemId([1; 16]), "bank", &[]), 1_000).unwrap();
     // Another handle on the same log writes the view (with nothing changed since).
-    let mut other = Replica::open(&secret, me, SqliteStore::open(&path).unwrap()).unwrap();
+    let mut other = open_at(&path);
     other.write(&put(ItemId([2; 16]), "mail", &[]), 2_000).unwrap();
     drop(other);
     // This replica is behind the log now: it writes nothing into the view, not even after
     // a commit of its own (its memory lacks the other handle's entry)...
     r.refresh_view();
-    let mut fresh = Replica::open(&secret, me, SqliteStore::open(&path).unwrap()).unwrap();
+    let mut fresh = open_at(&path);
     assert!(from_view(&mut fresh, "mail").is_some(), "the other handle's view stands");
     assert_eq!(same_everywhere(&mut fresh), 2);
     drop(fresh);
     // A batch from another device lands through this replica.
+    let secret = VaultSecret::from_bytes([0x11; 32]);
     let mut b = Replica::open(&secret, DeviceId([2; 16]), hearth_peer::vault::MemStore::default()).unwrap();
     b.enroll_self(1_000).unwrap();
     b.add_membership(r.membership().records().to_vec()).unwrap();
     r.add_membership(b.membership().records().to_vec()).unwrap();
     b.write(&put(ItemId([3; 16]), "post", &[]), 3_000).unwrap();
     assert_eq!(crate::common::sync_one_way(&b, &mut r), 1);
-    let mut fresh = Replica::open(&secret, me, SqliteStore::open(&path).unwrap()).unwrap();
+    let mut fresh = open_at(&path);
     assert_eq!(from_view(&mut fresh, "mail"), None, "the view is behind the log: unused");
     // ...and the next handle that knows the whole log writes it whole.
     fresh.write(&put(ItemId([4; 16]), "desk", &[]), 4_000).unwrap();
@@ -200,12 +206,8 @@ fn a_view_written_by_another_handle_is_written_whole_by_this_one() {
 #[test]
 fn a_view_behind_the_log_is_rewritten_whole_not_patched() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("v.db");
-    let secret = VaultSecret::from_bytes([0x11; 32]);
-    let me = DeviceId([1; 16]);
+    let (path, mut r) = on_file(&dir);
     let bank = ItemId([1; 16]);
-    let mut r = Replica::open(&secret, me, SqliteStore::open(&path).unwrap()).unwrap();
-    r.enroll_self(1_000).unwrap();
     r.write(&put(bank, "bank", &[("pin", "1")]), 1_000).unwrap();
     let conn = rusqlite::Connection::open(&path).unwrap();
     let old_row: Vec<u8> = conn.query_row("SELECT body FROM view_items", [], |x| x.get(0)).unwrap();
@@ -215,7 +217,7 @@ fn a_view_behind_the_log_is_rewritten_whole_not_patched() {
     // The view as the older build left it: rows and position of before the second write.
     conn.execute("UPDATE view_items SET body = ?1", [&old_row]).unwrap();
     conn.execute("UPDATE meta SET value = ?1 WHERE key = 'view_at'", [&old_at]).unwrap();
-    let mut r = Replica::open(&secret, me, SqliteStore::open(&path).unwrap()).unwrap();
+    let mut r = open_at(&path);
     assert_eq!(from_view(&mut r, "bank"), None, "behind the log: unused");
     r.write(&put(ItemId([2; 16]), "mail", &[]), 3_000).unwrap();
     assert_eq!(from_view(&mut r, "bank").unwrap().fields["pin"], "2");
@@ -261,14 +263,11 @@ fn a_deferred_view_is_written_when_its_owner_asks() {
     assert!(!m.view_pending());
     // Nor has a handle whose view another handle's commit made unwritable for it.
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("v.db");
-    let secret = VaultSecret::from_bytes([0x11; 32]);
-    let me = DeviceId([1; 16]);
-    let mut r = Replica::open(&secret, me, SqliteStore::open(&path).unwrap()).unwrap();
-    r.enroll_self(1_000).unwrap();
+    let (path, mut r) = on_file(&dir);
     r.defer_view();
-    let mut other = Replica::open(&secret, me, SqliteStore::open(&path).unwrap()).unwrap();
+    let mut other = open_at(&path);
     other.write(&put(ItemId([2; 16]), "mail", &[]), 2_000).unwrap();
+    let secret = VaultSecret::from_bytes([0x11; 32]);
     let mut b = Replica::open(&secret, DeviceId([2; 16]), hearth_peer::vault::MemStore::default()).unwrap();
     b.enroll_self(1_000).unwrap();
     b.add_membership(r.membership().records().to_vec()).unwrap();
