@@ -40,6 +40,18 @@ fn open_at(path: &std::path::Path) -> Rep {
     Replica::open(&VaultSecret::from_bytes([0x11; 32]), DeviceId([1; 16]), SqliteStore::open(path).unwrap()).unwrap()
 }
 
+/// Device 2 enrols, writes item "post" and sends it to `r` in one batch (a commit of
+/// another author's entry through `r`).
+fn from_device_2(r: &mut Rep) {
+    let secret = VaultSecret::from_bytes([0x11; 32]);
+    let mut b = Replica::open(&secret, DeviceId([2; 16]), hearth_peer::vault::MemStore::default()).unwrap();
+    b.enroll_self(1_000).unwrap();
+    b.add_membership(r.membership().records().to_vec()).unwrap();
+    r.add_membership(b.membership().records().to_vec()).unwrap();
+    b.write(&put(ItemId([3; 16]), "post", &[]), 3_000).unwrap();
+    assert_eq!(crate::common::sync_one_way(&b, r), 1);
+}
+
 /// What the view answers for `name` (`None`: the log must).
 fn from_view(r: &mut Rep, name: &str) -> Option<reads::ItemView> {
     let keys = r.vault_keys().clone();
@@ -185,13 +197,7 @@ fn a_view_written_by_another_handle_is_written_whole_by_this_one() {
     assert_eq!(same_everywhere(&mut fresh), 2);
     drop(fresh);
     // A batch from another device lands through this replica.
-    let secret = VaultSecret::from_bytes([0x11; 32]);
-    let mut b = Replica::open(&secret, DeviceId([2; 16]), hearth_peer::vault::MemStore::default()).unwrap();
-    b.enroll_self(1_000).unwrap();
-    b.add_membership(r.membership().records().to_vec()).unwrap();
-    r.add_membership(b.membership().records().to_vec()).unwrap();
-    b.write(&put(ItemId([3; 16]), "post", &[]), 3_000).unwrap();
-    assert_eq!(crate::common::sync_one_way(&b, &mut r), 1);
+    from_device_2(&mut r);
     let mut fresh = open_at(&path);
     assert_eq!(from_view(&mut fresh, "mail"), None, "the view is behind the log: unused");
     // ...and the next handle that knows the whole log writes it whole.
@@ -267,13 +273,7 @@ fn a_deferred_view_is_written_when_its_owner_asks() {
     r.defer_view();
     let mut other = open_at(&path);
     other.write(&put(ItemId([2; 16]), "mail", &[]), 2_000).unwrap();
-    let secret = VaultSecret::from_bytes([0x11; 32]);
-    let mut b = Replica::open(&secret, DeviceId([2; 16]), hearth_peer::vault::MemStore::default()).unwrap();
-    b.enroll_self(1_000).unwrap();
-    b.add_membership(r.membership().records().to_vec()).unwrap();
-    r.add_membership(b.membership().records().to_vec()).unwrap();
-    b.write(&put(ItemId([3; 16]), "post", &[]), 3_000).unwrap();
-    crate::common::sync_one_way(&b, &mut r);
+    from_device_2(&mut r);
     assert!(r.view_pending(), "b's item changed r's state");
     r.refresh_view();
     assert!(!r.view_pending(), "refused once (r's memory lacks the other handle's entry), it stops trying");
