@@ -284,3 +284,36 @@ fn an_update_shows_in_debug_output_without_its_rows() {
     let text = format!("{:?}", hearth_peer::vault::view::ViewUpdate::none());
     assert_eq!(text, "ViewUpdate { full: false, .. }");
 }
+
+/// A home whose database went back to an older copy (the head file beside it stays) reads
+/// through the log, which says so: its own view, of its own older log, does not answer.
+#[test]
+fn an_older_copy_of_a_home_reads_through_its_log() {
+    use hearth_peer::home::{Home, Protection};
+    let dir = tempfile::tempdir().unwrap();
+    let home = Home::new(dir.path().join("h"));
+    home.create(&VaultSecret::generate(), DeviceId::random(), &Protection::KeyFile).unwrap();
+    let mut r = home.open(None).unwrap();
+    r.enroll_self(1).unwrap();
+    r.write(&put(ItemId([1; 16]), "one", &[]), 10).unwrap();
+    drop(r);
+    assert!(home.view_item(None, "one").unwrap().is_some(), "a home that is whole reads its view");
+    let backup = dir.path().join("backup.db");
+    std::fs::copy(home.db_path(), &backup).unwrap();
+    let mut r = home.open(None).unwrap();
+    r.write(&put(ItemId([2; 16]), "two", &[]), 20).unwrap();
+    drop(r);
+    assert!(home.view_item(None, "two").unwrap().is_some());
+    for ext in ["db-wal", "db-shm"] {
+        let _ = std::fs::remove_file(home.db_path().with_extension(ext));
+    }
+    std::fs::copy(&backup, home.db_path()).unwrap();
+    assert!(home.view_item(None, "one").unwrap().is_none(), "the head file is ahead of this log");
+    assert!(home.view_state(None).unwrap().is_none());
+    // The log's open marks it restored (the verdict is stored): still the log's to answer.
+    let r = home.open(None).unwrap();
+    assert_eq!(r.state().visible().count(), 1);
+    drop(r);
+    std::fs::remove_file(dir.path().join("h").join("head")).unwrap();
+    assert!(home.view_item(None, "one").unwrap().is_none(), "a stored verdict alone keeps the view out");
+}

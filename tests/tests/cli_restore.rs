@@ -22,6 +22,12 @@ fn a_restored_database_refuses_writes_until_repaired() {
     // The database goes back to the older copy (the head file beside it stays).
     restore_db(a, &backup);
     assert_eq!(a.names(), ["one"], "reads still work");
+    // ...and say what happened (the older copy's own view does not answer in its place).
+    for read in [&["get", "one"][..], &["list"]] {
+        let o = a.run(read);
+        assert!(o.status.success());
+        assert!(String::from_utf8_lossy(&o.stderr).contains("older copy"), "{read:?}: {o:?}");
+    }
     let o = a.run(&["add", "four", "--field", "k=4"]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);

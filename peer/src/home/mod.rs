@@ -28,7 +28,7 @@ use zeroize::Zeroizing;
 use crate::identity::{VaultKeys, VaultSecret};
 use crate::ids::DeviceId;
 use crate::reads::ItemView;
-use crate::vault::{Replica, ReplicaError, SqliteStore, StoreError};
+use crate::vault::{LogStore, Replica, ReplicaError, SqliteStore, StoreError};
 
 mod rotate;
 pub use rotate::Rotated;
@@ -432,17 +432,32 @@ impl Home {
     /// Item `name` read from the home's materialized view, without replaying the log; `None`
     /// when the view cannot answer (see [`crate::reads::item_from_view`]): open the home.
     pub fn view_item(&self, passphrase: Option<&str>, name: &str) -> Result<Option<ItemView>, HomeError> {
-        let (secret, _) = self.unlock(passphrase)?;
-        let store = SqliteStore::open(&self.db_path())?;
-        Ok(crate::reads::item_from_view(&VaultKeys::derive(&secret), &store, name)?)
+        let Some((keys, store)) = self.view_store(passphrase)? else { return Ok(None) };
+        Ok(crate::reads::item_from_view(&keys, &store, name)?)
     }
 
     /// The whole merged state read from the home's materialized view; `None` when the view
     /// cannot answer (see [`crate::reads::state_from_view`]): open the home.
     pub fn view_state(&self, passphrase: Option<&str>) -> Result<Option<crate::vault::VaultState>, HomeError> {
-        let (secret, _) = self.unlock(passphrase)?;
+        let Some((keys, store)) = self.view_store(passphrase)? else { return Ok(None) };
+        Ok(crate::reads::state_from_view(&keys, &store)?)
+    }
+
+    /// The keys and the database for a read from the view; `None` when this home may be an
+    /// older copy of itself (its own newest entry is not the one the head file beside the
+    /// database recorded, or a verdict says so): opening the log says so on every command.
+    fn view_store(&self, passphrase: Option<&str>) -> Result<Option<(VaultKeys, SqliteStore)>, HomeError> {
+        let (secret, device) = self.unlock(passphrase)?;
+        // The head file before the log, as `open_unlocked` reads them.
+        let held = read_head(&self.dir.join(HEAD_FILE));
         let store = SqliteStore::open(&self.db_path())?;
-        Ok(crate::reads::state_from_view(&VaultKeys::derive(&secret), &store)?)
+        let verdict = store.get_meta(&crate::vault::replica::restored_key(device))?;
+        if verdict.is_some_and(|v| !v.is_empty())
+            || held.is_some_and(|h| store.own_head(device).ok().flatten() != Some(h))
+        {
+            return Ok(None);
+        }
+        Ok(Some((VaultKeys::derive(&secret), store)))
     }
 
     /// [`Home::open`] with the secret already unlocked.

@@ -211,7 +211,7 @@ impl<S: LogStore> std::fmt::Debug for Replica<S> {
 
 /// The store's meta key holding a restored-copy verdict against `device` (per device id: a
 /// repaired home writes under a new id, which the old verdict does not bind).
-fn restored_key(device: DeviceId) -> String {
+pub(crate) fn restored_key(device: DeviceId) -> String {
     format!("restored/{}", device.to_hex())
 }
 

@@ -275,6 +275,19 @@ impl SqliteStore {
         Ok(Some(rows))
     }
 
+    /// `device`'s newest entry in the log: its seq and hash.
+    pub fn own_head(&self, device: DeviceId) -> Result<Option<(u64, [u8; 32])>, StoreError> {
+        let body: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT body FROM entries WHERE author = ?1 ORDER BY seq DESC LIMIT 1", [&device.0[..]], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let Some(body) = body else { return Ok(None) };
+        let se: StoredEntry = postcard::from_bytes(&body).map_err(corrupt)?;
+        Ok(Some((se.entry.header.seq, se.hash)))
+    }
+
     /// Hands every row of the view to `each` (until it returns false), as of one moment;
     /// false when the view does not reflect the log of that moment (read the log instead)
     /// or `each` stopped.
