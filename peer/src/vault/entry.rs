@@ -15,7 +15,7 @@ use crate::ids::{DeviceId, VaultId};
 
 /// Hash of the (non-existent) entry before seq 1.
 pub const GENESIS: [u8; 32] = [0; 32];
-const NONCE_LEN: usize = 24;
+pub(crate) const NONCE_LEN: usize = 24;
 /// Largest sealed payload an entry can have: nonce, the largest op, the AEAD tag.
 pub const MAX_SEALED: usize = NONCE_LEN + MAX_OP_BYTES + 16;
 const ENTRY_DOMAIN: &[u8] = b"hearth/v1/entry\0";
@@ -84,6 +84,26 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_stdvec(v).unwrap_or_default()
 }
 
+/// `nonce ‖ XChaCha20-Poly1305(key, nonce, plain, aad)` under a fresh random nonce: how an
+/// entry's op (and a row of a home's view) is sealed. `None` only past 256 GiB of input.
+pub(crate) fn seal_bytes(key: &SymmetricKey, plain: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let cipher = XChaCha20Poly1305::new(key.as_bytes().into());
+    let ct = cipher.encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad }).ok()?;
+    let mut sealed = Vec::with_capacity(NONCE_LEN + ct.len());
+    sealed.extend_from_slice(&nonce);
+    sealed.extend_from_slice(&ct);
+    Some(sealed)
+}
+
+/// Opens what [`seal_bytes`] sealed under `key` with `aad`; `None` when it does not open.
+pub(crate) fn open_bytes(key: &SymmetricKey, sealed: &[u8], aad: &[u8]) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+    let (nonce, ct) = sealed.split_at_checked(NONCE_LEN)?;
+    let cipher = XChaCha20Poly1305::new(key.as_bytes().into());
+    cipher.decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad }).ok().map(zeroize::Zeroizing::new)
+}
+
 impl Entry {
     /// Seals `op` under `key` with a fresh random nonce, bound to `header`.
     pub fn seal(header: EntryHeader, op: &Op, key: &SymmetricKey) -> Result<Self, EntryError> {
@@ -92,31 +112,14 @@ impl Entry {
             return Err(EntryError::TooLarge(plain.len()));
         }
         let aad = encode(&header);
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let cipher = XChaCha20Poly1305::new(key.as_bytes().into());
-        let ct = cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: &plain, aad: &aad })
-            .map_err(|_| EntryError::Unseal((header.author, header.seq)))?;
-        let mut sealed = Vec::with_capacity(NONCE_LEN + ct.len());
-        sealed.extend_from_slice(&nonce);
-        sealed.extend_from_slice(&ct);
+        let sealed = seal_bytes(key, &plain, &aad).ok_or(EntryError::Unseal((header.author, header.seq)))?;
         Ok(Self { header, sealed })
     }
 
     /// Decrypts and decodes the op.
     pub fn unseal(&self, key: &SymmetricKey) -> Result<Op, EntryError> {
         let id = (self.header.author, self.header.seq);
-        let Some((nonce, ct)) = self.sealed.split_at_checked(NONCE_LEN) else {
-            return Err(EntryError::Unseal(id));
-        };
-        let aad = encode(&self.header);
-        let cipher = XChaCha20Poly1305::new(key.as_bytes().into());
-        let plain = zeroize::Zeroizing::new(
-            cipher
-                .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
-                .map_err(|_| EntryError::Unseal(id))?,
-        );
+        let plain = open_bytes(key, &self.sealed, &encode(&self.header)).ok_or(EntryError::Unseal(id))?;
         postcard::from_bytes(&plain).map_err(|_| EntryError::BadOp(id))
     }
 

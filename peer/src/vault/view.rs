@@ -7,18 +7,14 @@
 //! log's commit and the view's, a home written by an older build) it replays the log as
 //! before, and the next writer writes the view again in full.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
-use rand::RngCore;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
+use super::entry::{open_bytes, seal_bytes};
 use super::merge::{ItemState, VaultState};
 use crate::identity::VaultKeys;
 use crate::ids::{ItemId, VaultId};
-
-const NONCE_LEN: usize = 24;
 
 /// A view row that does not open: damaged, edited, or moved from another item or vault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,26 +45,13 @@ fn aad(vault: VaultId, id: ItemId) -> Vec<u8> {
 pub fn seal_item(keys: &VaultKeys, id: ItemId, it: &ItemState) -> Vec<u8> {
     // Encoding a state into a Vec cannot fail.
     let plain = Zeroizing::new(postcard::to_allocvec(it).unwrap_or_default());
-    let mut nonce = [0u8; NONCE_LEN];
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let cipher = XChaCha20Poly1305::new(keys.view.as_bytes().into());
-    let aad = aad(keys.vault_id, id);
-    // Encryption fails only past 256 GiB of input.
-    let ct = cipher.encrypt(XNonce::from_slice(&nonce), Payload { msg: &plain, aad: &aad }).unwrap_or_default();
-    let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ct);
-    out
+    seal_bytes(&keys.view, &plain, &aad(keys.vault_id, id)).unwrap_or_default()
 }
 
 /// Opens item `id`'s row.
 pub fn open_item(keys: &VaultKeys, id: ItemId, row: &[u8]) -> Result<ItemState, ViewError> {
     let bad = || ViewError(id.to_hex());
-    let (nonce, ct) = row.split_at_checked(NONCE_LEN).ok_or_else(bad)?;
-    let cipher = XChaCha20Poly1305::new(keys.view.as_bytes().into());
-    let aad = aad(keys.vault_id, id);
-    let plain =
-        Zeroizing::new(cipher.decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: &aad }).map_err(|_| bad())?);
+    let plain = open_bytes(&keys.view, row, &aad(keys.vault_id, id)).ok_or_else(bad)?;
     postcard::from_bytes(&plain).map_err(|_| bad())
 }
 

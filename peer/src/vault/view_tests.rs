@@ -3,6 +3,7 @@
 use super::*;
 use crate::identity::VaultSecret;
 use crate::ids::DeviceId;
+use crate::vault::entry::NONCE_LEN;
 use crate::vault::Op;
 
 fn keys(b: u8) -> VaultKeys {
