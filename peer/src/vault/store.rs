@@ -152,6 +152,11 @@ fn position(conn: &Connection) -> Result<Position, StoreError> {
     )?)
 }
 
+/// True when the view reflects the log as `conn` sees it now (read both in one transaction).
+fn view_is_current(conn: &Connection) -> Result<bool, StoreError> {
+    Ok(view_at(conn)? == Some(position(conn)?))
+}
+
 fn view_at(conn: &Connection) -> Result<Option<Position>, StoreError> {
     let raw: Option<Vec<u8>> =
         conn.query_row("SELECT value FROM meta WHERE key = ?1", [VIEW_AT], |r| r.get(0)).optional()?;
@@ -249,7 +254,7 @@ impl SqliteStore {
     /// the log of that moment (read the log instead).
     pub fn view_rows(&self, id: Option<ItemId>, name_key: &[u8; 16]) -> Result<Option<ViewRows>, StoreError> {
         let tx = self.conn.unchecked_transaction()?;
-        if view_at(&tx)? != Some(position(&tx)?) {
+        if !view_is_current(&tx)? {
             return Ok(None);
         }
         let mut rows = Vec::new();
@@ -276,7 +281,7 @@ impl SqliteStore {
     }
 
     /// `device`'s newest entry in the log: its seq and hash.
-    pub fn own_head(&self, device: DeviceId) -> Result<Option<(u64, [u8; 32])>, StoreError> {
+    pub fn own_head(&self, device: DeviceId) -> Result<Option<OwnHead>, StoreError> {
         let body: Option<Vec<u8>> = self
             .conn
             .query_row("SELECT body FROM entries WHERE author = ?1 ORDER BY seq DESC LIMIT 1", [&device.0[..]], |r| {
@@ -293,7 +298,7 @@ impl SqliteStore {
     /// or `each` stopped.
     pub fn view_items(&self, mut each: impl FnMut(ItemId, &[u8]) -> bool) -> Result<bool, StoreError> {
         let tx = self.conn.unchecked_transaction()?;
-        if view_at(&tx)? != Some(position(&tx)?) {
+        if !view_is_current(&tx)? {
             return Ok(false);
         }
         let mut st = tx.prepare("SELECT id, body FROM view_items")?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use hearth_peer::home::HomeError;
 use hearth_peer::node::control::{Client, Reply, Request};
-use hearth_peer::reads::{self, ItemView, ListRow, ReadRequest, View};
+use hearth_peer::reads::{self, ListRow, ReadRequest, View};
 
 use crate::commands::{read_secret, Ctx, NotFound};
 
@@ -27,50 +27,40 @@ impl Ctx {
     /// Answers a read from the home opened here (asking for the passphrase of a sealed one).
     pub(crate) fn read_here(&self, req: &ReadRequest) -> anyhow::Result<View> {
         let from_view = match req {
-            ReadRequest::Item { name } => self.view_item(name).map(|it| Ok(View::Item(it))),
-            ReadRequest::List { .. } | ReadRequest::Conflicts => {
-                self.view_state().and_then(|state| reads::answer_from_state(&state, req))
+            ReadRequest::Item { name } => {
+                self.read_view(|home, pass| home.view_item(pass, name)).map(|it| Ok(View::Item(it)))
             }
+            ReadRequest::List { .. } | ReadRequest::Conflicts => self
+                .read_view(|home, pass| home.view_state(pass))
+                .and_then(|state| reads::answer_from_state(&state, req)),
             _ => None,
         };
-        if let Some(v) = from_view {
-            tracing::debug!("answered from the materialized view");
-            return v.map_err(|e| match e {
-                reads::ReadError::Lookup(l) => l.into(),
-                other => other.into(),
-            });
-        }
-        let r = self.open()?;
-        reads::answer(&r, req).map_err(|e| match e {
+        let answered = match from_view {
+            Some(v) => {
+                tracing::debug!("answered from the materialized view");
+                v
+            }
+            None => reads::answer(&self.open()?, req),
+        };
+        answered.map_err(|e| match e {
             // A name that did not resolve: exit status 3.
             reads::ReadError::Lookup(l) => l.into(),
             other => other.into(),
         })
     }
 
-    /// Item `name` from the home's materialized view, without replaying the log; `None` (the
-    /// log answers, and reports any error) when the view cannot answer, or a passphrase
+    /// What `read` gets from the home's materialized view, without replaying the log; `None`
+    /// (the log answers, and reports any error) when the view cannot answer, or a passphrase
     /// would have to be asked for (the log's path asks).
-    fn view_item(&self, name: &str) -> Option<ItemView> {
+    fn read_view<T>(
+        &self,
+        read: impl FnOnce(&hearth_peer::home::Home, Option<&str>) -> Result<Option<T>, HomeError>,
+    ) -> Option<T> {
         if self.passphrase.is_none() && self.home.is_sealed() {
             return None;
         }
-        match self.home.view_item(self.passphrase.as_deref().map(String::as_str), name) {
-            Ok(it) => it,
-            Err(e) => {
-                tracing::debug!("the materialized view did not answer: {e}");
-                None
-            }
-        }
-    }
-
-    /// The whole merged state from the home's materialized view (as [`Ctx::view_item`]).
-    fn view_state(&self) -> Option<hearth_peer::vault::VaultState> {
-        if self.passphrase.is_none() && self.home.is_sealed() {
-            return None;
-        }
-        match self.home.view_state(self.passphrase.as_deref().map(String::as_str)) {
-            Ok(state) => state,
+        match read(&self.home, self.passphrase.as_deref().map(String::as_str)) {
+            Ok(found) => found,
             Err(e) => {
                 tracing::debug!("the materialized view did not answer: {e}");
                 None
