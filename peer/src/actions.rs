@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::cli::interop::{already_held, unique_names, Record};
 use crate::ids::{DeviceId, ItemId};
 use crate::vault::merge::SECRET_FIELDS;
-use crate::vault::{bundle, BundleError, LogStore, LookupError, Op, Replica, ReplicaError};
+use crate::vault::{bundle, Appender, BundleError, LogStore, LookupError, Op, Replica, ReplicaError, VaultState};
 
 /// One change a user asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,81 +175,71 @@ fn marks(
     Some((SECRET_FIELDS.to_owned(), value))
 }
 
+/// What an item action needs of a replica: the merged state of (at least) the items the
+/// request names, and this device's log to append to.
+pub trait ItemWriter {
+    /// The merged state.
+    fn state(&self) -> &VaultState;
+    /// Appends `ops` in one commit; returns the last one's seq.
+    fn write_all(&mut self, ops: &[Op], now_ms: u64) -> Result<u64, ReplicaError>;
+}
+
+impl<S: LogStore> ItemWriter for Replica<S> {
+    fn state(&self) -> &VaultState {
+        Replica::state(self)
+    }
+    fn write_all(&mut self, ops: &[Op], now_ms: u64) -> Result<u64, ReplicaError> {
+        Replica::write_all(self, ops, now_ms)
+    }
+}
+
+impl ItemWriter for Appender {
+    fn state(&self) -> &VaultState {
+        Appender::state(self)
+    }
+    fn write_all(&mut self, ops: &[Op], now_ms: u64) -> Result<u64, ReplicaError> {
+        Appender::write_all(self, ops, now_ms)
+    }
+}
+
+impl WriteRequest {
+    /// The names (or ids) an item action looks up: the items it can touch are those these
+    /// resolve to. `None` for the other actions, which need the whole vault.
+    pub fn names(&self) -> Option<Vec<&str>> {
+        match self {
+            WriteRequest::Add { name, .. } | WriteRequest::Rm { name } | WriteRequest::Resolve { name, .. } => {
+                Some(vec![name])
+            }
+            WriteRequest::Edit { name, rename, .. } => {
+                Some([Some(name), rename.as_ref()].into_iter().flatten().map(String::as_str).collect())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Applies the item action `req` through an [`Appender`] holding the items it names:
+/// `None` when `req` is another action, or names no item (the whole vault's answer carries
+/// the "did you mean"): apply it to the opened replica instead.
+pub fn apply_from_view(w: &mut Appender, req: &WriteRequest, now_ms: u64) -> Option<Result<WriteOutcome, ActionError>> {
+    match item_action(w, req, now_ms)? {
+        Err(ActionError::Lookup(LookupError::NotFound { .. })) => None,
+        other => Some(other),
+    }
+}
+
 /// Applies `req` to `replica` at wall-clock time `now_ms`.
 pub fn apply<S: LogStore>(
     replica: &mut Replica<S>,
     req: &WriteRequest,
     now_ms: u64,
 ) -> Result<WriteOutcome, ActionError> {
-    let one = |item| WriteOutcome { item: Some(item), new: 1, ..WriteOutcome::default() };
     match req {
-        WriteRequest::Add { name, fields, secret } => {
-            if name.starts_with(char::is_control) || reserved_field(fields) {
-                return Err(ActionError::ReservedName);
-            }
-            if !replica.state().resolves(name).is_empty() {
-                return Err(ActionError::Exists(name.clone()));
-            }
-            let item = ItemId::random();
-            let mut fields = fields.clone();
-            fields.extend(marks(&BTreeSet::new(), secret, &fields));
-            replica.write(&Op::Put { item, name: Some(name.clone()), fields }, now_ms)?;
-            Ok(one(item))
-        }
-        WriteRequest::Edit { name, fields, rename, secret } => {
-            let item = replica.state().find(name)?;
-            if fields.is_empty() && rename.is_none() && secret.is_empty() {
-                return Err(ActionError::NothingToChange);
-            }
-            if reserved_field(fields) {
-                return Err(ActionError::ReservedName);
-            }
-            let current: BTreeSet<String> =
-                replica.state().items[&item].marked_secret().into_iter().map(str::to_owned).collect();
-            let mut fields = fields.clone();
-            fields.extend(marks(&current, secret, &fields));
-            // A rename onto another item's name would make both unreachable by name.
-            if let Some(new) = rename {
-                if new.starts_with(char::is_control) {
-                    return Err(ActionError::ReservedName);
-                }
-                if replica.state().resolves(new).iter().any(|other| *other != item) {
-                    return Err(ActionError::Exists(new.clone()));
-                }
-            }
-            replica.write(&Op::Put { item, name: rename.clone(), fields }, now_ms)?;
-            Ok(one(item))
-        }
-        WriteRequest::Rm { name } => {
-            let item = replica.state().find(name)?;
-            replica.write(&Op::Delete { item }, now_ms)?;
-            Ok(one(item))
-        }
-        WriteRequest::Resolve { name, field, value } => {
-            let item = replica.state().find(name)?;
-            let conflicts: Vec<String> =
-                replica.state().conflicts().into_iter().filter(|c| c.item == item).map(|c| c.field).collect();
-            if !conflicts.contains(field) {
-                let suggestion = crate::vault::closest(field, conflicts.iter().map(String::as_str));
-                return Err(ActionError::NoConflict {
-                    name: name.clone(),
-                    field: field.clone(),
-                    conflicts,
-                    suggestion,
-                });
-            }
-            let op = match field.as_str() {
-                "(deleted)" => match value.as_str() {
-                    "keep" => Op::Put { item, name: None, fields: vec![] },
-                    "delete" => Op::Delete { item },
-                    _ => return Err(ActionError::BadDeletedValue),
-                },
-                "(name)" if value.starts_with(char::is_control) => return Err(ActionError::ReservedName),
-                "(name)" => Op::Put { item, name: Some(value.clone()), fields: vec![] },
-                f => Op::Put { item, name: None, fields: vec![(f.to_owned(), Some(value.clone()))] },
-            };
-            replica.write(&op, now_ms)?;
-            Ok(one(item))
+        WriteRequest::Add { .. }
+        | WriteRequest::Edit { .. }
+        | WriteRequest::Rm { .. }
+        | WriteRequest::Resolve { .. } => {
+            item_action(replica, req, now_ms).unwrap_or_else(|| unreachable!("an item action"))
         }
         WriteRequest::NameDevice { name } => {
             let name = name.trim();
@@ -307,6 +297,93 @@ pub fn apply<S: LogStore>(
             Ok(WriteOutcome { item: None, new: ops.len(), duplicates: dup.len(), renamed })
         }
     }
+}
+
+/// An item action (add, edit, rm, resolve) on `w`; `None` for the other actions.
+fn item_action<W: ItemWriter>(w: &mut W, req: &WriteRequest, now_ms: u64) -> Option<Result<WriteOutcome, ActionError>> {
+    let item = match req {
+        WriteRequest::Add { name, fields, secret } => add(w, name, fields, secret, now_ms),
+        WriteRequest::Edit { name, fields, rename, secret } => edit(w, name, fields, rename.as_ref(), secret, now_ms),
+        WriteRequest::Rm { name } => w.state().find(name).map_err(Into::into).and_then(|item| {
+            w.write_all(&[Op::Delete { item }], now_ms)?;
+            Ok(item)
+        }),
+        WriteRequest::Resolve { name, field, value } => resolve(w, name, field, value, now_ms),
+        _ => return None,
+    };
+    Some(item.map(|item| WriteOutcome { item: Some(item), new: 1, ..WriteOutcome::default() }))
+}
+
+fn add<W: ItemWriter>(
+    w: &mut W,
+    name: &str,
+    fields: &[(String, Option<String>)],
+    secret: &[String],
+    now_ms: u64,
+) -> Result<ItemId, ActionError> {
+    if name.starts_with(char::is_control) || reserved_field(fields) {
+        return Err(ActionError::ReservedName);
+    }
+    if !w.state().resolves(name).is_empty() {
+        return Err(ActionError::Exists(name.to_owned()));
+    }
+    let item = ItemId::random();
+    let mut fields = fields.to_vec();
+    fields.extend(marks(&BTreeSet::new(), secret, &fields));
+    w.write_all(&[Op::Put { item, name: Some(name.to_owned()), fields }], now_ms)?;
+    Ok(item)
+}
+
+fn edit<W: ItemWriter>(
+    w: &mut W,
+    name: &str,
+    fields: &[(String, Option<String>)],
+    rename: Option<&String>,
+    secret: &[String],
+    now_ms: u64,
+) -> Result<ItemId, ActionError> {
+    let item = w.state().find(name)?;
+    if fields.is_empty() && rename.is_none() && secret.is_empty() {
+        return Err(ActionError::NothingToChange);
+    }
+    if reserved_field(fields) {
+        return Err(ActionError::ReservedName);
+    }
+    let current: BTreeSet<String> = w.state().items[&item].marked_secret().into_iter().map(str::to_owned).collect();
+    let mut fields = fields.to_vec();
+    fields.extend(marks(&current, secret, &fields));
+    // A rename onto another item's name would make both unreachable by name.
+    if let Some(new) = rename {
+        if new.starts_with(char::is_control) {
+            return Err(ActionError::ReservedName);
+        }
+        if w.state().resolves(new).iter().any(|other| *other != item) {
+            return Err(ActionError::Exists(new.clone()));
+        }
+    }
+    w.write_all(&[Op::Put { item, name: rename.cloned(), fields }], now_ms)?;
+    Ok(item)
+}
+
+fn resolve<W: ItemWriter>(w: &mut W, name: &str, field: &str, value: &str, now_ms: u64) -> Result<ItemId, ActionError> {
+    let item = w.state().find(name)?;
+    let conflicts: Vec<String> = w.state().conflicts_of(item).into_iter().map(|c| c.field).collect();
+    if !conflicts.iter().any(|c| c == field) {
+        let suggestion = crate::vault::closest(field, conflicts.iter().map(String::as_str));
+        return Err(ActionError::NoConflict { name: name.to_owned(), field: field.to_owned(), conflicts, suggestion });
+    }
+    let op = match field {
+        "(deleted)" => match value {
+            "keep" => Op::Put { item, name: None, fields: vec![] },
+            "delete" => Op::Delete { item },
+            _ => return Err(ActionError::BadDeletedValue),
+        },
+        "(name)" if value.starts_with(char::is_control) => return Err(ActionError::ReservedName),
+        "(name)" => Op::Put { item, name: Some(value.to_owned()), fields: vec![] },
+        f => Op::Put { item, name: None, fields: vec![(f.to_owned(), Some(value.to_owned()))] },
+    };
+    w.write_all(&[op], now_ms)?;
+    Ok(item)
 }
 
 /// Bytes as one hex string in JSON (a bundle as an array of numbers would be 4× larger).

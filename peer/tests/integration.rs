@@ -5,6 +5,7 @@
 
 mod common;
 
+mod append;
 mod bundle;
 mod carry;
 mod fork;

@@ -247,7 +247,10 @@ fn a_retired_vault_leaves_its_view_behind() {
 fn a_store_without_a_view_keeps_none() {
     let mut m = hearth_peer::vault::MemStore::default();
     assert!(!m.keeps_view());
-    assert!(!m.put_view(&mut hearth_peer::vault::view::ViewUpdate::none()).unwrap());
+    let (keys, state) =
+        (hearth_peer::identity::VaultKeys::derive(&VaultSecret::from_bytes([1; 32])), Default::default());
+    let mut up = hearth_peer::vault::view::ViewUpdate::of(&keys, &state, [], false, Default::default());
+    assert!(!m.put_view(&mut up).unwrap());
 }
 
 /// A daemon writes the view when its changes settle, not at every commit: until its owner
@@ -281,7 +284,9 @@ fn a_deferred_view_is_written_when_its_owner_asks() {
 
 #[test]
 fn an_update_shows_in_debug_output_without_its_rows() {
-    let text = format!("{:?}", hearth_peer::vault::view::ViewUpdate::none());
+    let (keys, state) =
+        (hearth_peer::identity::VaultKeys::derive(&VaultSecret::from_bytes([1; 32])), Default::default());
+    let text = format!("{:?}", hearth_peer::vault::view::ViewUpdate::of(&keys, &state, [], false, Default::default()));
     assert_eq!(text, "ViewUpdate { full: false, .. }");
 }
 

@@ -83,3 +83,66 @@ fn get_reads_the_view_and_prints_what_the_log_shows() {
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("9999"), "{out} {err}");
 }
+
+const WRITTEN: &str = "write taken from the materialized view";
+
+/// `add`, `edit`, `rm` and `resolve` without a daemon start from the view (one row, not the
+/// log's replay); the log they leave verifies whole (a daemon's start replays it) and shows
+/// what the view shows, here and on the device it is carried to.
+#[test]
+fn writes_without_a_daemon_start_from_the_view_and_the_log_verifies_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let devs = vault(dir.path(), &["a", "b"]);
+    let (a, b) = (&devs[0], &devs[1]);
+    a.ok(&["add", "gmail", "--field", "password=one"]);
+    a.ok(&["add", "bank", "--field", "pin=1"]);
+    carry(a, b, dir.path());
+    b.ok(&["edit", "gmail", "--field", "password=from-b"]);
+    let writes: Vec<Vec<&str>> = vec![
+        vec!["edit", "gmail", "--field", "password=from-a"],
+        vec!["add", "desk", "--field", "k=v"],
+        vec!["edit", "desk", "--rename", "office", "--field", "k=w"],
+        vec!["rm", "bank"],
+    ];
+    for args in &writes {
+        let (code, out, err) = get(a, args);
+        assert_eq!(code, Some(0), "{args:?}: {out} {err}");
+        assert!(err.contains(WRITTEN), "{args:?}: {err}");
+    }
+    carry(b, a, dir.path());
+    let (code, _, err) = get(a, &["resolve", "gmail", "password", "--value", "kept"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains(WRITTEN), "{err}");
+    // A name that resolves to nothing: the log answers, with its "did you mean" (status 3).
+    let (code, _, err) = get(a, &["rm", "gmial"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(!err.contains(WRITTEN) && err.contains("did you mean 'gmail'"), "{err}");
+    let (code, _, err) = get(a, &["add", "office"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(WRITTEN) && err.contains("exists already"), "the view says so: {err}");
+
+    let asks: Vec<Vec<&str>> =
+        vec![vec!["list"], vec!["get", "gmail", "--show"], vec!["get", "office", "--show"], vec!["conflicts"]];
+    let here: Vec<_> = asks.iter().map(|args| get(a, args)).collect();
+    for (args, (code, out, err)) in asks.iter().zip(&here) {
+        assert_eq!(*code, Some(0), "{args:?}: {err}");
+        assert!(err.contains(FROM_VIEW), "{args:?}: {err}");
+        assert!(!out.contains("bank") && !out.contains("from-b") || args[0] == "get", "{args:?}: {out}");
+    }
+    assert!(here[1].1.contains("kept") && here[2].1.contains("\"k\":\"w\""), "{} {}", here[1].1, here[2].1);
+    // A daemon's start replays and verifies the whole log: it answers the same.
+    let daemon = a.daemon(&["--listen", "127.0.0.1:0", "--no-mdns"]);
+    for (args, (_, out, _)) in asks.iter().zip(&here) {
+        assert_eq!(&get(a, args).1, out, "{args:?}");
+    }
+    drop(daemon);
+    carry(a, b, dir.path());
+    for (args, (_, out, _)) in asks.iter().zip(&here) {
+        let theirs = get(b, args).1;
+        if args[0] == "list" {
+            assert_eq!(theirs, *out, "{args:?}");
+        } else {
+            assert_eq!(b.json(args)["fields"], a.json(args)["fields"], "{args:?}");
+        }
+    }
+}

@@ -28,7 +28,7 @@ use zeroize::Zeroizing;
 use crate::identity::{VaultKeys, VaultSecret};
 use crate::ids::DeviceId;
 use crate::reads::ItemView;
-use crate::vault::{LogStore, Replica, ReplicaError, SqliteStore, StoreError};
+use crate::vault::{Appender, LogStore, Replica, ReplicaError, SqliteStore, StoreError};
 
 mod rotate;
 pub use rotate::Rotated;
@@ -432,21 +432,40 @@ impl Home {
     /// Item `name` read from the home's materialized view, without replaying the log; `None`
     /// when the view cannot answer (see [`crate::reads::item_from_view`]): open the home.
     pub fn view_item(&self, passphrase: Option<&str>, name: &str) -> Result<Option<ItemView>, HomeError> {
-        let Some((keys, store)) = self.view_store(passphrase)? else { return Ok(None) };
-        Ok(crate::reads::item_from_view(&keys, &store, name)?)
+        let Some((secret, _, store)) = self.view_store(passphrase)? else { return Ok(None) };
+        Ok(crate::reads::item_from_view(&VaultKeys::derive(&secret), &store, name)?)
     }
 
     /// The whole merged state read from the home's materialized view; `None` when the view
     /// cannot answer (see [`crate::reads::state_from_view`]): open the home.
     pub fn view_state(&self, passphrase: Option<&str>) -> Result<Option<crate::vault::VaultState>, HomeError> {
-        let Some((keys, store)) = self.view_store(passphrase)? else { return Ok(None) };
-        Ok(crate::reads::state_from_view(&keys, &store)?)
+        let Some((secret, _, store)) = self.view_store(passphrase)? else { return Ok(None) };
+        Ok(crate::reads::state_from_view(&VaultKeys::derive(&secret), &store)?)
     }
 
-    /// The keys and the database for a read from the view; `None` when this home may be an
-    /// older copy of itself (its own newest entry is not the one the head file beside the
-    /// database recorded, or a verdict says so): opening the log says so on every command.
-    fn view_store(&self, passphrase: Option<&str>) -> Result<Option<(VaultKeys, SqliteStore)>, HomeError> {
+    /// A writer of this home's log that starts from its materialized view, holding the items
+    /// `names` can resolve to ([`Appender`]); `None` when the view cannot vouch for a write
+    /// at `now_ms`: open the home. The caller holds the writer lock.
+    pub fn appender(
+        &self,
+        passphrase: Option<&str>,
+        names: &[&str],
+        now_ms: u64,
+    ) -> Result<Option<Appender>, HomeError> {
+        // A re-enrolment a crash interrupted is finished by the log's path first.
+        if self.fork_pending() {
+            return Ok(None);
+        }
+        let Some((secret, device, mut store)) = self.view_store(passphrase)? else { return Ok(None) };
+        store.mirror_own_head(device, self.dir.join(HEAD_FILE));
+        Ok(Appender::open(&secret, device, store, names, now_ms)?)
+    }
+
+    /// The secret, the device and the database for a read or write from the view; `None`
+    /// when this home may be an older copy of itself (its own newest entry is not the one
+    /// the head file beside the database recorded, or a verdict says so): opening the log
+    /// says so on every command.
+    fn view_store(&self, passphrase: Option<&str>) -> Result<Option<(VaultSecret, DeviceId, SqliteStore)>, HomeError> {
         let (secret, device) = self.unlock(passphrase)?;
         // The head file before the log, as `open_unlocked` reads them.
         let held = read_head(&self.dir.join(HEAD_FILE));
@@ -457,7 +476,7 @@ impl Home {
         {
             return Ok(None);
         }
-        Ok(Some((VaultKeys::derive(&secret), store)))
+        Ok(Some((secret, device, store)))
     }
 
     /// [`Home::open`] with the secret already unlocked.

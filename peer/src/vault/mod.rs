@@ -1,6 +1,7 @@
 //! The vault: per-device signed op logs of sealed entries, merged into items with named
 //! fields, stored durably.
 
+pub mod append;
 pub mod bundle;
 pub mod carry;
 pub mod clock;
@@ -15,6 +16,7 @@ pub mod replica;
 pub mod store;
 pub mod view;
 
+pub use append::{Appender, WriteBase};
 pub use bundle::BundleError;
 pub use clock::{Dot, Hlc, VersionVector};
 pub use entry::{Entry, EntryError, EntryHeader, SignedHead};

@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use ed25519_dalek::Signature;
 use serde::{Deserialize, Serialize};
 
+use super::append::seal_run;
 use super::clock::{Hlc, VersionVector};
 use super::entry::{Entry, EntryError, EntryHeader, SignedHead, GENESIS, MAX_SEALED};
 
@@ -37,6 +38,7 @@ mod materialize;
 mod retire;
 mod void;
 
+pub(crate) use clocks::clock_limit;
 pub use clocks::MAX_CLOCK_AHEAD_MS;
 pub use fork::DENSE_HASHES;
 pub use history::Change;
@@ -419,19 +421,8 @@ impl<S: LogStore> Replica<S> {
         let first = self.vv.get(me) + 1;
         let mut deps = self.vv.clone();
         deps.set(me, 0);
-        let mut hlc = self.clock_base(now_ms);
-        let mut prev = self.last_hash(me);
-        let mut sealed = Vec::with_capacity(ops.len());
-        for (seq, op) in (first..).zip(ops) {
-            self.membership.author(me, seq).map_err(|_| ReplicaError::NotActive)?;
-            hlc = Hlc::tick(hlc, now_ms);
-            let header = EntryHeader { vault: self.keys.vault_id, author: me, seq, hlc, deps: deps.clone(), prev };
-            let entry = Entry::seal(header, op, &self.keys.content)?;
-            let hash = entry.hash();
-            let head = SignedHead::sign(&self.device.sign, self.keys.vault_id, me, seq, hash);
-            prev = hash;
-            sealed.push(StoredEntry { entry, hash, head: Some(head.sig) });
-        }
+        let (clock, prev) = (self.clock_base(now_ms), self.last_hash(me));
+        let sealed = seal_run(&self.keys, &self.device, &self.membership, ops, first, &deps, clock, prev, now_ms)?;
         if sealed.is_empty() {
             return Ok(first - 1);
         }

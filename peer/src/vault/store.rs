@@ -11,6 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use ed25519_dalek::Signature;
 
+use super::append::WriteBase;
 use super::entry::Entry;
 use super::view::ViewUpdate;
 use crate::identity::MembershipRecord;
@@ -143,6 +144,9 @@ type Position = [i64; 3];
 /// The meta key holding the position the view reflects.
 const VIEW_AT: &str = "view_at";
 
+/// The meta key holding the log's [`WriteBase`] at the view's position.
+const VIEW_BASE: &str = "view_base";
+
 fn position(conn: &Connection) -> Result<Position, StoreError> {
     Ok(conn.query_row(
         "SELECT (SELECT ifnull(max(id), 0) FROM entries), (SELECT ifnull(max(id), 0) FROM voided),
@@ -233,7 +237,7 @@ impl SqliteStore {
             let mut item = tx.prepare_cached("INSERT OR REPLACE INTO view_items (id, body) VALUES (?1, ?2)")?;
             let mut unname = tx.prepare_cached("DELETE FROM view_names WHERE id = ?1")?;
             let mut name = tx.prepare_cached("INSERT INTO view_names (id, key) VALUES (?1, ?2)")?;
-            for row in up {
+            for row in &mut *up {
                 let id = &row.id.0[..];
                 item.execute(params![id, row.body])?;
                 unname.execute([id])?;
@@ -242,8 +246,10 @@ impl SqliteStore {
                 }
             }
         }
-        let encoded = postcard::to_stdvec(&at).map_err(corrupt)?;
-        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![VIEW_AT, encoded])?;
+        let mut meta = tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?;
+        meta.execute(params![VIEW_AT, postcard::to_stdvec(&at).map_err(corrupt)?])?;
+        meta.execute(params![VIEW_BASE, postcard::to_stdvec(&up.base).map_err(corrupt)?])?;
+        drop(meta);
         tx.commit()?;
         self.view_pos.set(Some(at));
         Ok(true)
@@ -282,15 +288,36 @@ impl SqliteStore {
 
     /// `device`'s newest entry in the log: its seq and hash.
     pub fn own_head(&self, device: DeviceId) -> Result<Option<OwnHead>, StoreError> {
+        Ok(self.own_last(device)?.map(|se| (se.entry.header.seq, se.hash)))
+    }
+
+    /// `device`'s newest entry in the log.
+    pub fn own_last(&self, device: DeviceId) -> Result<Option<StoredEntry>, StoreError> {
         let body: Option<Vec<u8>> = self
             .conn
             .query_row("SELECT body FROM entries WHERE author = ?1 ORDER BY seq DESC LIMIT 1", [&device.0[..]], |r| {
                 r.get(0)
             })
             .optional()?;
-        let Some(body) = body else { return Ok(None) };
-        let se: StoredEntry = postcard::from_bytes(&body).map_err(corrupt)?;
-        Ok(Some((se.entry.header.seq, se.hash)))
+        body.map(|b| postcard::from_bytes(&b).map_err(corrupt)).transpose()
+    }
+
+    /// What a write needs of the log ([`WriteBase`]), kept beside the view: `None` when the
+    /// view does not reflect the log now or keeps no base (an older build wrote it). A write
+    /// from it commits at the position read here, so the view's rows follow it.
+    pub fn write_base(&self) -> Result<Option<WriteBase>, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let at = position(&tx)?;
+        if view_at(&tx)? != Some(at) {
+            return Ok(None);
+        }
+        let raw: Option<Vec<u8>> =
+            tx.query_row("SELECT value FROM meta WHERE key = ?1", [VIEW_BASE], |r| r.get(0)).optional()?;
+        tx.finish()?;
+        let Some(base) = raw.and_then(|b| postcard::from_bytes::<WriteBase>(&b).ok()) else { return Ok(None) };
+        self.position.set(Some(at));
+        self.view_pos.set(Some(at));
+        Ok(Some(base))
     }
 
     /// Hands every row of the view to `each` (until it returns false), as of one moment;

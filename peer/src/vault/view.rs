@@ -11,6 +11,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
+use super::append::WriteBase;
 use super::entry::{open_bytes, seal_bytes};
 use super::merge::{ItemState, VaultState};
 use crate::identity::VaultKeys;
@@ -68,10 +69,13 @@ pub struct ViewRow {
 }
 
 /// What a writer puts in the view: the rows of the items it changed (or of every item,
-/// `full`), each sealed only as the store takes it, so a whole view is never held at once.
+/// `full`), each sealed only as the store takes it, so a whole view is never held at once,
+/// and the log's [`WriteBase`] at the view's new position.
 pub struct ViewUpdate<'a> {
     /// Every row is rewritten: the view is emptied first.
     pub full: bool,
+    /// What a write needs of the log, as of the position the rows reflect.
+    pub base: WriteBase,
     rows: Box<dyn Iterator<Item = ViewRow> + 'a>,
 }
 
@@ -82,12 +86,14 @@ impl std::fmt::Debug for ViewUpdate<'_> {
 }
 
 impl<'a> ViewUpdate<'a> {
-    /// The rows of `ids` (or, `full`, of every item) as they are in `state`.
+    /// The rows of `ids` (or, `full`, of every item) as they are in `state`, the log's
+    /// being `base`.
     pub fn of(
         keys: &'a VaultKeys,
         state: &'a VaultState,
         ids: impl IntoIterator<Item = ItemId> + 'a,
         full: bool,
+        base: WriteBase,
     ) -> Self {
         let row = move |id: ItemId, it: &ItemState| {
             let shown = it.is_visible() && !it.is_reserved();
@@ -98,12 +104,7 @@ impl<'a> ViewUpdate<'a> {
         } else {
             Box::new(ids.into_iter().filter_map(move |id| state.items.get(&id).map(|it| row(id, it))))
         };
-        Self { full, rows }
-    }
-
-    /// No rows: a partial update that only moves the view's position.
-    pub fn none() -> Self {
-        Self { full: false, rows: Box::new(std::iter::empty()) }
+        Self { full, base, rows }
     }
 }
 

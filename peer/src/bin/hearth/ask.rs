@@ -1,6 +1,7 @@
 //! The CLI's side of the daemon's control socket: reads answered by a running daemon (which
-//! holds the vault unlocked) or from the home opened here, and the unlock a locked daemon
-//! asks for before it answers anything.
+//! holds the vault unlocked) or from the home opened here (from its materialized view when
+//! it can, as are item writes), and the unlock a locked daemon asks for before it answers
+//! anything.
 
 use std::time::Duration;
 
@@ -9,7 +10,9 @@ use hearth_peer::home::HomeError;
 use hearth_peer::node::control::{Client, Reply, Request};
 use hearth_peer::reads::{self, ListRow, ReadRequest, View};
 
-use crate::commands::{read_secret, Ctx, NotFound};
+use hearth_peer::actions::{self, WriteOutcome, WriteRequest};
+
+use crate::commands::{now_ms, read_secret, Ctx, NotFound};
 
 impl Ctx {
     /// Shows something of the vault: through the daemon while one runs (it holds the vault
@@ -47,6 +50,17 @@ impl Ctx {
             reads::ReadError::Lookup(l) => l.into(),
             other => other.into(),
         })
+    }
+
+    /// Applies an item action from the home's materialized view, without replaying the log
+    /// (the caller holds the writer lock); `None` when the view cannot take it: open the
+    /// home and apply it there.
+    pub(crate) fn write_from_view(&self, req: &WriteRequest) -> Option<anyhow::Result<WriteOutcome>> {
+        let names = req.names()?;
+        let mut appender = self.read_view(|home, pass| home.appender(pass, &names, now_ms()))?;
+        let out = actions::apply_from_view(&mut appender, req, now_ms())?;
+        tracing::debug!("write taken from the materialized view");
+        Some(out.map_err(Into::into))
     }
 
     /// What `read` gets from the home's materialized view, without replaying the log; `None`

@@ -142,6 +142,9 @@ impl Ctx {
             }
             match self.home.lock_writer() {
                 Ok(_lock) => {
+                    if let Some(out) = self.write_from_view(&req) {
+                        return out;
+                    }
                     let mut r = self.open()?;
                     if r.forked_self() || self.home.fork_pending() {
                         drop(r);

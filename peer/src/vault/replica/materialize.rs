@@ -78,7 +78,7 @@ impl<S: LogStore> Replica<S> {
         }
         for full in [self.view.full, true] {
             let dirty = std::mem::take(&mut self.view.dirty);
-            let mut up = ViewUpdate::of(&self.keys, &self.state, dirty, full);
+            let mut up = ViewUpdate::of(&self.keys, &self.state, dirty, full, self.write_base());
             match self.store.put_view(&mut up) {
                 Ok(true) => {
                     self.view.full = false;
