@@ -270,7 +270,11 @@ impl VaultState {
 
     /// SHA-256 of the canonical encoding: equal on two devices iff their states are equal.
     pub fn digest(&self) -> [u8; 32] {
-        Sha256::digest(postcard::to_stdvec(self).unwrap_or_default()).into()
+        // Streamed into the hash: a 100k vault's encoding is tens of MB of plaintext, never
+        // held whole (writing into a hasher cannot fail).
+        let mut h = Sha256::new();
+        let _ = postcard::to_io(self, &mut h);
+        h.finalize().into()
     }
 }
 
