@@ -13,9 +13,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::search::{score, SEARCHED_FIELDS};
 use crate::cli::secret_fields::{is_secret, is_secret_in};
+use crate::identity::Membership;
 use crate::identity::VaultKeys;
-use crate::ids::ItemId;
-use crate::vault::{view, Conflict, LogStore, LookupError, Replica, ReplicaError, SqliteStore, StoreError, VaultState};
+use crate::ids::{DeviceId, ItemId};
+use crate::vault::{
+    device_names, view, Conflict, LogStore, LookupError, Replica, ReplicaError, SqliteStore, StoreError, VaultState,
+    VersionVector,
+};
 
 /// What a command wants to see.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,22 +211,7 @@ pub fn answer<S: LogStore>(replica: &Replica<S>, req: &ReadRequest) -> Result<Vi
         ReadRequest::List { query } => View::List { items: list(state, query.as_deref()) },
         ReadRequest::Conflicts => View::Conflicts { conflicts: conflicts(state) },
         ReadRequest::Summary => View::Summary(summary(replica)),
-        ReadRequest::Devices => {
-            let names = state.device_names();
-            let me = replica.device_id();
-            let devices = replica
-                .membership()
-                .devices()
-                .map(|(e, rev)| DeviceRow {
-                    device_id: e.device_id.to_hex(),
-                    name: names.get(&e.device_id).cloned(),
-                    this_device: e.device_id == me,
-                    revoked: rev.is_some(),
-                    entries: replica.version().get(e.device_id),
-                })
-                .collect();
-            View::Devices { devices }
-        }
+        ReadRequest::Devices => devices(replica.membership(), state, replica.device_id(), replica.version()),
         ReadRequest::History { name, field } => history(replica, name, field.as_deref())?,
     })
 }
@@ -233,7 +222,8 @@ pub fn answer<S: LogStore>(replica: &Replica<S>, req: &ReadRequest) -> Result<Vi
 /// exactly one item (the log's answer then carries the did-you-mean or the ids).
 pub fn item_from_view(keys: &VaultKeys, store: &SqliteStore, name: &str) -> Result<Option<ItemView>, StoreError> {
     let id = ItemId::from_hex(name);
-    let Some(rows) = store.view_rows(id, &view::name_key(keys, name))? else { return Ok(None) };
+    let ids: Vec<ItemId> = id.into_iter().collect();
+    let Some(rows) = store.view_rows(&ids, Some(&view::name_key(keys, name)))? else { return Ok(None) };
     let mut items = Vec::with_capacity(rows.len());
     for (id, row) in rows {
         match view::open_item(keys, id, &row) {
@@ -268,6 +258,47 @@ pub fn state_from_view(keys: &VaultKeys, store: &SqliteStore) -> Result<Option<V
         tracing::warn!("{e}: reading the log instead");
     }
     Ok(whole.then(|| VaultState::from_items(items)))
+}
+
+/// `hearth devices`: every enrolled device, its name (from `state`, which holds at least the
+/// devices' name items), whether it is `me` and the entries of it held (`vv`).
+fn devices(membership: &Membership, state: &VaultState, me: DeviceId, vv: &VersionVector) -> View {
+    let names = state.device_names();
+    let devices = membership
+        .devices()
+        .map(|(e, rev)| DeviceRow {
+            device_id: e.device_id.to_hex(),
+            name: names.get(&e.device_id).cloned(),
+            this_device: e.device_id == me,
+            revoked: rev.is_some(),
+            entries: vv.get(e.device_id),
+        })
+        .collect();
+    View::Devices { devices }
+}
+
+/// `hearth devices` from the home's materialized view, without the log: the membership
+/// records (verified), the devices' name rows and the view's version vector; `None` when
+/// the view does not reflect the log now or a row does not open.
+pub fn devices_from_view(keys: &VaultKeys, store: &SqliteStore, me: DeviceId) -> Result<Option<View>, ReplicaError> {
+    let Some(base) = store.write_base()? else { return Ok(None) };
+    let mut membership = Membership::new(keys.root_public());
+    for rec in store.load_membership()? {
+        membership.insert(rec)?;
+    }
+    let ids: Vec<ItemId> = membership.devices().map(|(e, _)| device_names::item_id(e.device_id)).collect();
+    let Some(rows) = store.view_rows(&ids, None)? else { return Ok(None) };
+    let mut items = Vec::with_capacity(rows.len());
+    for (id, row) in rows {
+        match view::open_item(keys, id, &row) {
+            Ok(it) => items.push((id, it)),
+            Err(e) => {
+                tracing::warn!("{e}: reading the log instead");
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(devices(&membership, &view::state_of(items), me, &base.vv)))
 }
 
 /// Answers the reads that need only the merged state (an item, the list, the conflicts)

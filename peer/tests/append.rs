@@ -130,6 +130,9 @@ fn an_added_item_and_the_appenders_next_write_chain_and_read_back() {
     let path = build(&dir, "v.db", 0);
     let add = WriteRequest::Add { name: "desk".into(), fields: vec![("k".into(), Some("v".into()))], secret: vec![] };
     let mut w = appender(&path, &add.names().unwrap(), NOW).unwrap();
+    let shown = format!("{w:?}");
+    assert!(shown.starts_with("Appender { device: ") && shown.contains("vv: "), "{shown}");
+    assert!(!shown.contains("bank") && !shown.contains("from-a"), "no item in it: {shown}");
     let item = actions::apply_from_view(&mut w, &add, NOW).unwrap().unwrap().item.unwrap();
     assert_eq!(w.state().find("desk"), Ok(item));
     // Two more writes through the same appender, within one millisecond: they chain on the

@@ -322,3 +322,35 @@ fn an_older_copy_of_a_home_reads_through_its_log() {
     std::fs::remove_file(dir.path().join("h").join("head")).unwrap();
     assert!(home.view_item(None, "one").unwrap().is_none(), "a stored verdict alone keeps the view out");
 }
+
+/// `hearth devices` from the view (membership, the devices' name rows, the view's version
+/// vector) is the log's answer, through names, writes and a revocation.
+#[test]
+fn devices_read_from_the_view_are_the_logs() {
+    let mut reps = vault(3);
+    let (mut a, mut b) = (reps.remove(0), reps.remove(0));
+    let devices = |r: &mut Rep| {
+        let (keys, me) = (r.vault_keys().clone(), r.device_id());
+        let from_view = reads::devices_from_view(&keys, r.store_mut(), me).unwrap();
+        let from_log = reads::answer(r, &ReadRequest::Devices).unwrap();
+        assert_eq!(from_view.as_ref(), Some(&from_log));
+        from_log
+    };
+    devices(&mut a);
+    a.write(&hearth_peer::vault::device_names::name_op(a.device_id(), "laptop"), 1_000).unwrap();
+    b.write(&hearth_peer::vault::device_names::name_op(b.device_id(), "phone"), 1_100).unwrap();
+    b.write(&put(ItemId([1; 16]), "bank", &[]), 1_200).unwrap();
+    sync_pair(&mut a, &mut b);
+    a.revoke(DeviceId([3; 16]), 2_000).unwrap();
+    let View::Devices { devices: rows } = devices(&mut a) else { panic!("not devices") };
+    let named: Vec<_> = rows.iter().map(|d| (d.name.clone(), d.this_device, d.revoked, d.entries)).collect();
+    assert_eq!(
+        named,
+        [(Some("laptop".into()), true, false, 1), (Some("phone".into()), false, false, 2), (None, false, true, 0)]
+    );
+    // A view behind the log does not answer.
+    let keys = a.vault_keys().clone();
+    a.defer_view();
+    a.write(&hearth_peer::vault::device_names::name_op(a.device_id(), "desk"), 3_000).unwrap();
+    assert_eq!(reads::devices_from_view(&keys, a.store_mut(), DeviceId([1; 16])).unwrap(), None);
+}

@@ -1,4 +1,4 @@
-//! `hearth get`, `list` and `conflicts` without a daemon read the home's materialized view
+//! `hearth get`, `list`, `conflicts` and `devices` without a daemon read the home's materialized view
 //! instead of replaying the log; what they print is exactly what the daemon (which holds the
 //! replayed log) prints: fields, masking, conflicts, lookups by id, searches, and the errors
 //! of names that do not resolve.
@@ -41,6 +41,7 @@ fn get_reads_the_view_and_prints_what_the_log_shows() {
         vec!["list"],
         vec!["list", "gm"],
         vec!["conflicts", "--show"],
+        vec!["devices"],
         vec!["get", "twin"],
         vec!["get", "gmial"],
         vec!["get", "nothing-like-it"],

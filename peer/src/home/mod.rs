@@ -443,6 +443,13 @@ impl Home {
         Ok(crate::reads::state_from_view(&VaultKeys::derive(&secret), &store)?)
     }
 
+    /// `hearth devices` from the home's materialized view (see
+    /// [`crate::reads::devices_from_view`]); `None` when the view cannot answer: open the home.
+    pub fn view_devices(&self, passphrase: Option<&str>) -> Result<Option<crate::reads::View>, HomeError> {
+        let Some((secret, device, store)) = self.view_store(passphrase)? else { return Ok(None) };
+        Ok(crate::reads::devices_from_view(&VaultKeys::derive(&secret), &store, device)?)
+    }
+
     /// A writer of this home's log that starts from its materialized view, holding the items
     /// `names` can resolve to ([`Appender`]); `None` when the view cannot vouch for a write
     /// at `now_ms`: open the home. The caller holds the writer lock.

@@ -153,7 +153,8 @@ impl Appender {
         };
         let mut items = Vec::new();
         for name in names {
-            let Some(rows) = store.view_rows(ItemId::from_hex(name), &view::name_key(&keys, name))? else {
+            let ids: Vec<ItemId> = ItemId::from_hex(name).into_iter().collect();
+            let Some(rows) = store.view_rows(&ids, Some(&view::name_key(&keys, name)))? else {
                 return Ok(None);
             };
             for (id, row) in rows {
@@ -173,11 +174,6 @@ impl Appender {
     /// The items the request named, merged as the log holds them.
     pub fn state(&self) -> &VaultState {
         &self.state
-    }
-
-    /// This device's id.
-    pub fn device_id(&self) -> DeviceId {
-        self.device.device_id
     }
 
     /// Appends `ops` in one commit (all or none), as [`Replica::write_all`] would, then
@@ -282,6 +278,10 @@ mod tests {
         assert_eq!((b.newest[0], b.newest[15]), (at(2), at(31)));
         b.wrote(me, 3, at(32));
         assert_eq!(b, WriteBase::of(&b.vv, &log((3..=15).chain(30..=32))).tap_whole(false));
+        // A base that left older timestamps out never becomes whole by a write.
+        let mut b = WriteBase::of(&VersionVector::default(), &log(1..=3)).tap_whole(false);
+        b.wrote(me, 1, at(4));
+        assert_eq!((b.newest.len(), b.whole), (4, false));
     }
 
     impl WriteBase {

@@ -255,33 +255,34 @@ impl SqliteStore {
         Ok(true)
     }
 
-    /// The view's rows for a read that skips the log: item `id`'s and those of the items
-    /// indexed under `name_key`, as of one moment; `None` when the view does not reflect
-    /// the log of that moment (read the log instead).
-    pub fn view_rows(&self, id: Option<ItemId>, name_key: &[u8; 16]) -> Result<Option<ViewRows>, StoreError> {
+    /// The view's rows for a read that skips the log: those of the items `ids` and of the
+    /// items indexed under `name_key`, each once, as of one moment; `None` when the view does
+    /// not reflect the log of that moment (read the log instead).
+    pub fn view_rows(&self, ids: &[ItemId], name_key: Option<&[u8; 16]>) -> Result<Option<ViewRows>, StoreError> {
         let tx = self.conn.unchecked_transaction()?;
         if !view_is_current(&tx)? {
             return Ok(None);
         }
         let mut rows = Vec::new();
         let mut by_id = tx.prepare_cached("SELECT body FROM view_items WHERE id = ?1")?;
-        if let Some(id) = id {
+        for id in ids {
             if let Some(body) = by_id.query_row([&id.0[..]], |r| r.get::<_, Vec<u8>>(0)).optional()? {
-                rows.push((id, body));
+                rows.push((*id, body));
             }
         }
-        let mut named = tx.prepare_cached("SELECT id FROM view_names WHERE key = ?1")?;
-        let ids = named.query_map([&name_key[..]], |r| r.get::<_, Vec<u8>>(0))?;
-        for raw in ids {
-            let raw = raw?;
-            let id = ItemId(raw.as_slice().try_into().map_err(|_| StoreError::Corrupt("view name row".into()))?);
-            if rows.iter().any(|(i, _)| *i == id) {
-                continue;
+        if let Some(key) = name_key {
+            let mut named = tx.prepare_cached("SELECT id FROM view_names WHERE key = ?1")?;
+            for raw in named.query_map([&key[..]], |r| r.get::<_, Vec<u8>>(0))? {
+                let raw = raw?;
+                let id = ItemId(raw.as_slice().try_into().map_err(|_| StoreError::Corrupt("view name row".into()))?);
+                if rows.iter().any(|(i, _)| *i == id) {
+                    continue;
+                }
+                let body = by_id.query_row([&id.0[..]], |r| r.get::<_, Vec<u8>>(0)).optional()?;
+                rows.push((id, body.ok_or_else(|| StoreError::Corrupt("a name without its item row".into()))?));
             }
-            let body = by_id.query_row([&id.0[..]], |r| r.get::<_, Vec<u8>>(0)).optional()?;
-            rows.push((id, body.ok_or_else(|| StoreError::Corrupt("a name without its item row".into()))?));
         }
-        drop((by_id, named));
+        drop(by_id);
         tx.finish()?;
         Ok(Some(rows))
     }

@@ -36,6 +36,7 @@ impl Ctx {
             ReadRequest::List { .. } | ReadRequest::Conflicts => self
                 .read_view(|home, pass| home.view_state(pass))
                 .and_then(|state| reads::answer_from_state(&state, req)),
+            ReadRequest::Devices => self.read_view(|home, pass| home.view_devices(pass)).map(Ok),
             _ => None,
         };
         let answered = match from_view {
