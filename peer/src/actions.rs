@@ -524,7 +524,7 @@ mod tests {
         let fields = vec![("password".into(), Some("p0".into())), ("pin".into(), Some("1234".into()))];
         apply(&mut a, &WriteRequest::Add { name: "mail".into(), fields, secret: vec![] }, 10).unwrap();
         let mut cursor = 0;
-        b.receive(&a.batch_for(&Default::default(), &mut cursor, usize::MAX)).unwrap();
+        b.receive(&a.batch_for(&Default::default(), &mut cursor, usize::MAX).unwrap()).unwrap();
         let edit = |v: &str| WriteRequest::Edit {
             name: "mail".into(),
             fields: vec![("password".into(), Some(v.into()))],
@@ -534,7 +534,7 @@ mod tests {
         apply(&mut a, &edit("pa"), 20).unwrap();
         apply(&mut b, &edit("pb"), 21).unwrap();
         let mut cursor = 0;
-        a.receive(&b.batch_for(&Default::default(), &mut cursor, usize::MAX)).unwrap();
+        a.receive(&b.batch_for(&Default::default(), &mut cursor, usize::MAX).unwrap()).unwrap();
         a
     }
 

@@ -61,7 +61,7 @@ fn newest(path: &std::path::Path) -> EntryHeader {
     let r = open_at(path);
     let seq = r.version().get(ME);
     let mut cursor = 0;
-    let batch = r.batch_for(&Default::default(), &mut cursor, usize::MAX);
+    let batch = r.batch_for(&Default::default(), &mut cursor, usize::MAX).unwrap();
     let at = batch.authors.iter().position(|a| *a == ME).unwrap() as u16;
     let we = batch.entries.iter().find(|e| e.author == at && e.seq == seq).unwrap();
     we.to_entry(r.vault_id(), ME, [0; 32]).header

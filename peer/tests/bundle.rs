@@ -108,9 +108,9 @@ fn an_oversized_entry_in_a_bundle_is_refused_and_counted() {
     h.write(&set(ITEM, "k", "fine"), 1_000).unwrap();
     h.write(&set(ITEM, "k", "huge"), 1_001).unwrap();
     a.write(&put(ItemId([9; 16]), "from-a", &[]), 1_002).unwrap();
-    let mut planted = h.batch_for(&Default::default(), &mut 0, usize::MAX);
+    let mut planted = h.batch_for(&Default::default(), &mut 0, usize::MAX).unwrap();
     planted.entries[1].sealed = vec![0xAB; 100_000];
-    let from_a = a.batch_for(&Default::default(), &mut 0, usize::MAX);
+    let from_a = a.batch_for(&Default::default(), &mut 0, usize::MAX).unwrap();
     let bytes = seal_bundle(&secret, vec![planted, from_a]);
     assert_eq!(import(&mut b, &bytes).unwrap(), Received { new: 1, refused: 2, ..Default::default() });
     assert!(b.state().find("from-a").is_ok());
@@ -140,7 +140,7 @@ fn a_bundle_whose_log_parts_from_ours_settles_the_fork() {
     // entries are refused as a gap.
     let (_, mut r) = vault(2);
     let mut c = r.remove(1);
-    let mut gap = a.batch_for(&Default::default(), &mut 0, usize::MAX);
+    let mut gap = a.batch_for(&Default::default(), &mut 0, usize::MAX).unwrap();
     gap.entries.retain(|e| e.seq != 1);
     let err = import(&mut c, &seal_bundle(&secret, vec![gap])).unwrap_err();
     assert!(matches!(err, BundleError::Replica(ReplicaError::Gap { .. })), "{err}");
@@ -158,7 +158,7 @@ fn a_bundle_with_part_of_a_log_settles_nothing() {
     a.write(&set(ITEM, "k", "a2"), 1_002).unwrap();
     assert_eq!(import(&mut c, &export(&a).unwrap()).unwrap().new, 2);
     a.write(&set(ITEM, "k", "a3"), 1_003).unwrap();
-    let mut tail = a.batch_for(&Default::default(), &mut 0, usize::MAX);
+    let mut tail = a.batch_for(&Default::default(), &mut 0, usize::MAX).unwrap();
     tail.entries.retain(|e| e.seq != 1);
     let got = import(&mut c, &seal_bundle(&secret, vec![tail])).unwrap();
     assert_eq!(got, Received { new: 1, duplicates: 1, ..Default::default() });

@@ -43,7 +43,7 @@ fn sealed_huge(secret: &VaultSecret, h: &Replica<MemStore>, prev: [u8; 32]) -> S
 /// it a valid-looking place in the log (the receiver drops it before any crypto).
 fn plant_huge(h: &mut Replica<MemStore>) -> hearth_peer::vault::Batch {
     let mut cursor = 0;
-    let mut b = h.batch_for(&Default::default(), &mut cursor, usize::MAX);
+    let mut b = h.batch_for(&Default::default(), &mut cursor, usize::MAX).unwrap();
     let last = b.entries.len() - 1;
     b.entries[last].sealed = vec![0xAB; 5 << 20];
     b
@@ -59,7 +59,7 @@ fn an_oversized_entry_is_dropped_and_the_rest_of_the_batch_is_taken() {
     // b forwards a's entry in the same batch as h's planted one.
     let mut batch = plant_huge(&mut h);
     let mut cursor = 0;
-    let from_a = a.batch_for(&Default::default(), &mut cursor, usize::MAX);
+    let from_a = a.batch_for(&Default::default(), &mut cursor, usize::MAX).unwrap();
     batch.authors.extend(from_a.authors.iter().copied());
     let shift = (batch.authors.len() - from_a.authors.len()) as u16;
     batch.entries.extend(from_a.entries.iter().cloned().map(|mut e| {
@@ -85,7 +85,7 @@ fn a_planted_huge_entry_no_longer_stalls_later_sessions() {
     // entries, the second a properly sealed and signed 5 MiB op.
     let mut tmp = Replica::open(&secret, a.device_id(), MemStore::default()).unwrap();
     tmp.add_membership(h.membership().records().to_vec()).unwrap();
-    let mut hb = h.batch_for(&Default::default(), &mut 0, usize::MAX);
+    let mut hb = h.batch_for(&Default::default(), &mut 0, usize::MAX).unwrap();
     hb.entries.truncate(1);
     hb.heads = vec![(0, head_at(&h, 1))];
     tmp.receive(&hb).unwrap();
@@ -116,7 +116,7 @@ fn a_clock_a_year_fast_does_not_drag_local_time() {
     sync_one_way(&fast, &mut a);
     a.write(&set(ItemId([1; 16]), "k", "local"), now).unwrap();
     let mut cursor = 0;
-    let b = a.batch_for(&Default::default(), &mut cursor, usize::MAX);
+    let b = a.batch_for(&Default::default(), &mut cursor, usize::MAX).unwrap();
     let mine = b.entries.iter().find(|e| b.authors[usize::from(e.author)] == a.device_id()).unwrap();
     assert_eq!(mine.hlc.ms, now, "the local write carries local time");
     assert_eq!(a.clocks_ahead(now), vec![(fast.device_id(), b.entries[0].hlc)]);
@@ -126,7 +126,7 @@ fn a_clock_a_year_fast_does_not_drag_local_time() {
     d.write(&put(ItemId([2; 16]), "x", &[]), now + 60_000).unwrap();
     sync_one_way(&d, &mut c);
     c.write(&set(ItemId([2; 16]), "k", "v"), now).unwrap();
-    let b = c.batch_for(&Default::default(), &mut 0, usize::MAX);
+    let b = c.batch_for(&Default::default(), &mut 0, usize::MAX).unwrap();
     let mine = b.entries.iter().find(|e| b.authors[usize::from(e.author)] == c.device_id()).unwrap();
     assert!(mine.hlc.ms >= now + 60_000);
     assert!(c.clocks_ahead(now).is_empty());

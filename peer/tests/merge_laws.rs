@@ -112,7 +112,7 @@ proptest! {
         prop_assert_eq!(x.version(), d[0].version());
         // Re-deliver everything (a fresh cursor resends all entries): all duplicates.
         let mut cursor = 0;
-        let b = d[0].batch_for(&Default::default(), &mut cursor, usize::MAX);
+        let b = d[0].batch_for(&Default::default(), &mut cursor, usize::MAX).unwrap();
         let got = x.receive(&b).unwrap();
         prop_assert_eq!((got.new, got.duplicates), (0, d[0].len()));
         prop_assert_eq!(x.state().digest(), once);
@@ -125,7 +125,7 @@ proptest! {
         };
         prop_assert_eq!(copy.version(), d[1].version());
         // Everything the copy holds, resent from scratch: nothing new.
-        let b = copy.batch_for(&Default::default(), &mut 0, usize::MAX);
+        let b = copy.batch_for(&Default::default(), &mut 0, usize::MAX).unwrap();
         let got = d[1].receive(&b).unwrap();
         prop_assert_eq!((got.new, got.duplicates), (0, copy.len()));
         prop_assert_eq!(d[1].state().digest(), before);
@@ -143,7 +143,7 @@ proptest! {
         for &i in &order {
             let mut cursor = 0;
             loop {
-                let b = d[i].batch_for(x.version(), &mut cursor, budget);
+                let b = d[i].batch_for(x.version(), &mut cursor, budget).unwrap();
                 if b.is_empty() { break; }
                 x.receive(&b).unwrap();
             }

@@ -89,7 +89,7 @@ fn entries_travel_through_an_intermediate_device() {
 /// A batch from `a` for an empty receiver, for the tampering tests.
 fn batch_from(a: &Replica<MemStore>) -> Batch {
     let mut cursor = 0;
-    a.batch_for(&Default::default(), &mut cursor, usize::MAX)
+    a.batch_for(&Default::default(), &mut cursor, usize::MAX).unwrap()
 }
 
 fn two_with_history() -> (Replica<MemStore>, Replica<MemStore>) {
@@ -150,7 +150,7 @@ fn an_entry_whose_dependencies_did_not_come_first_is_refused() {
     b.write(&set(ItemId([1; 16]), "k", "after-a"), 2_000).unwrap();
     // b's entry without a's, which it depends on.
     let mut cursor = 0;
-    let batch = b.batch_for(a.version(), &mut cursor, usize::MAX);
+    let batch = b.batch_for(a.version(), &mut cursor, usize::MAX).unwrap();
     assert_eq!(batch.entries.len(), 1);
     let err = refused(&secret(), &mut c, &batch);
     assert!(matches!(err, ReplicaError::CausalGap { seq: 1, .. }), "{err}");
@@ -234,7 +234,7 @@ fn revoked_author_is_refused_after_revocation() {
     b.revoke(a.device_id(), 2_000).unwrap();
     a.write(&put(ItemId([2; 16]), "after", &[]), 3_000).unwrap();
     let mut cursor = 0;
-    let batch = a.batch_for(b.version(), &mut cursor, usize::MAX);
+    let batch = a.batch_for(b.version(), &mut cursor, usize::MAX).unwrap();
     let digest = b.state().digest();
     // Entries beyond the cut-off are void: verified, counted, and never stored or applied.
     assert_eq!(b.receive(&batch).unwrap(), Received { new: 0, duplicates: 0, void: 1, refused: 0 });
@@ -260,7 +260,7 @@ fn a_forked_device_is_detected() {
     assert_eq!(b.check_heads(&a.heads()).unwrap(), vec![], "the same log is no fork");
     // Its entries do not chain onto what b holds either.
     let mut cursor = 0;
-    let batch = restored.batch_for(&Default::default(), &mut cursor, usize::MAX);
+    let batch = restored.batch_for(&Default::default(), &mut cursor, usize::MAX).unwrap();
     assert_eq!(b.receive(&batch).unwrap().new, 0, "seq 1 is held already: treated as a duplicate");
     // Settled from the restored copy's hashes: nothing is shared, so nothing of `a` is kept.
     let hashes = restored.fork_hashes(a.device_id(), 1);
@@ -517,7 +517,7 @@ fn write_all_commits_a_chained_run_of_entries() {
     assert_eq!(a.write_all(&[], 5_000).unwrap(), 4);
     assert_eq!(a.len(), 4);
     let mut cursor = 0;
-    let batch = a.batch_for(&VersionVector::default(), &mut cursor, 1 << 20);
+    let batch = a.batch_for(&VersionVector::default(), &mut cursor, 1 << 20).unwrap();
     let mine: Vec<_> = batch.entries.iter().filter(|e| batch.authors[e.author as usize] == a.device_id()).collect();
     let seqs: Vec<u64> = mine.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, [1, 2, 3, 4]);

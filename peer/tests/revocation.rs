@@ -51,7 +51,7 @@ fn a_revocation_with_a_lower_cut_off_voids_what_others_had_accepted() {
     assert_eq!(a.len(), b.len());
     // d's entries are refused (void) on receipt, without refusing the batch.
     let mut cursor = 0;
-    let batch = d.batch_for(a.version(), &mut cursor, usize::MAX);
+    let batch = d.batch_for(a.version(), &mut cursor, usize::MAX).unwrap();
     let got = a.receive(&batch).unwrap();
     assert_eq!((got.new, got.void), (0, 1));
     assert_eq!(a.state().digest(), b.state().digest());
@@ -181,7 +181,7 @@ fn a_revocation_vouching_for_another_branch_never_bricks_the_log() {
     for i in 0..3u64 {
         d.write(&set(ITEM, "k", &format!("d{i}")), 1_000 + i).unwrap();
     }
-    let batch = d.batch_for(&Default::default(), &mut 0, usize::MAX);
+    let batch = d.batch_for(&Default::default(), &mut 0, usize::MAX).unwrap();
     b.receive(&batch).unwrap();
     let other_branch = revocation_of_another_branch(d.device_id(), 2);
     b.add_membership(vec![other_branch.clone()]).unwrap();
@@ -215,7 +215,7 @@ fn a_signed_run_of_another_branch_ending_at_the_cut_is_settled_on_receipt() {
     let (mut b, mut c, mut d) = (r.remove(0), r.remove(0), r.remove(0));
     d.write(&set(ITEM, "k", "d1"), 1_000).unwrap();
     d.write(&set(ITEM, "k", "d2"), 1_001).unwrap();
-    let batch = d.batch_for(&Default::default(), &mut 0, usize::MAX);
+    let batch = d.batch_for(&Default::default(), &mut 0, usize::MAX).unwrap();
     assert_eq!(batch.heads.len(), 1, "signed at d#2");
     b.receive(&batch).unwrap();
     let other_branch = revocation_of_another_branch(d.device_id(), 2);
@@ -267,7 +267,7 @@ fn an_unsigned_run_is_taken_only_up_to_the_vouched_entry() {
     sync_one_way(&d, &mut a);
     a.revoke(d.device_id(), 2_000).unwrap();
     c.add_membership(records(&a)).unwrap();
-    let mut unsigned = d.batch_for(&Default::default(), &mut 0, usize::MAX);
+    let mut unsigned = d.batch_for(&Default::default(), &mut 0, usize::MAX).unwrap();
     unsigned.heads.clear();
     let mut short = unsigned.clone();
     short.entries.truncate(1);

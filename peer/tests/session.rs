@@ -477,3 +477,26 @@ fn a_have_with_news_is_reported_once() {
     sab.handle_message(&have, &mut a).unwrap();
     assert!(!sab.take_heard_have(), "nothing a did not know b holds");
 }
+
+/// A store that no longer holds what its replica holds in memory (damage since the replica
+/// opened): no batch can be built from it, so the session ends instead of sending entries
+/// it cannot read back, and nothing was taken from the log.
+#[test]
+fn a_store_that_lost_entries_ends_the_session() {
+    use hearth_peer::vault::{LogStore, ReplicaError};
+    let (_, mut r) = vault(2);
+    let (mut a, mut b) = (r.remove(0), r.remove(0));
+    for i in 0..3 {
+        a.write(&put(item(i), &format!("n{i}"), &[]), 1_000 + u64::from(i)).unwrap();
+    }
+    let me = a.device_id();
+    a.store_mut().void(me, 1).unwrap();
+    let mut cursor = 0;
+    let e = a.batch_for(&Default::default(), &mut cursor, usize::MAX).unwrap_err();
+    assert!(matches!(e, ReplicaError::Damaged(d, 2) if d == me), "{e}");
+    assert_eq!(cursor, 0, "the cursor stays where it was");
+    let (mut sa, mut sb) = pair(&a, &b);
+    let _ = run_until_quiet(&mut sa, &mut a, &mut sb, &mut b);
+    assert!(!sa.is_live(), "the session ended");
+    assert_eq!(b.version().get(me), 0, "nothing reached b");
+}

@@ -561,7 +561,17 @@ impl Session {
         }
         while self.unacked < self.config.window && self.cursor < replica.log_end().min(self.limit) {
             let remote = held_back.as_ref().unwrap_or(&self.remote_vv);
-            let b = replica.batch_until(remote, &mut self.cursor, self.limit, self.config.batch_bytes);
+            let b = match replica.batch_until(remote, &mut self.cursor, self.limit, self.config.batch_bytes) {
+                Ok(b) => b,
+                // The store could not be read back (a disk error, or damage since the
+                // replica opened): end the session; the next one starts from the hello.
+                Err(e) => {
+                    tracing::warn!("a batch could not be built, the session ends: {e}");
+                    self.closing = true;
+                    self.phase = Phase::Dead;
+                    return self.outbox.pop_front();
+                }
+            };
             if b.is_empty() {
                 continue;
             }

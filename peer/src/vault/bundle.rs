@@ -60,7 +60,7 @@ pub fn export<S: LogStore>(replica: &Replica<S>) -> Result<Vec<u8>, BundleError>
     let mut cursor = 0;
     let none = Default::default();
     loop {
-        let b = replica.batch_for(&none, &mut cursor, BATCH_BYTES);
+        let b = replica.batch_for(&none, &mut cursor, BATCH_BYTES)?;
         if b.is_empty() {
             break;
         }

@@ -96,7 +96,7 @@ pub fn carry<S: LogStore, T: LogStore>(
         new.add_membership(c.membership().records().to_vec())?;
         let mut cursor = 0;
         loop {
-            let b = c.batch_for(&VersionVector::default(), &mut cursor, 1 << 20);
+            let b = c.batch_for(&VersionVector::default(), &mut cursor, 1 << 20)?;
             if b.is_empty() {
                 break;
             }

@@ -31,6 +31,7 @@ use crate::identity::{
 };
 use crate::ids::{DeviceId, VaultId};
 
+mod batch;
 mod clocks;
 mod fork;
 mod history;
@@ -38,6 +39,7 @@ mod materialize;
 mod retire;
 mod void;
 
+use batch::Held;
 pub(crate) use clocks::clock_limit;
 pub use clocks::MAX_CLOCK_AHEAD_MS;
 pub use fork::DENSE_HASHES;
@@ -179,7 +181,8 @@ pub struct Replica<S: LogStore> {
     store: S,
     /// Entries in commit order (a causal order): what this replica can forward. Positions
     /// never move (sessions keep cursors into it); voided entries are only marked in `dead`.
-    log: Vec<StoredEntry>,
+    /// Only each entry's small part is held: payloads and deps are read back from the store.
+    log: Vec<Held>,
     /// `dead[i]`: `log[i]` was voided by a revocation.
     dead: Vec<bool>,
     /// Number of `true`s in `dead`.
@@ -233,9 +236,7 @@ impl<S: LogStore> Replica<S> {
             device,
             membership,
             store,
-            // The loaded entries become the log in place, each checked below before it
-            // counts (a copy, or a second vector, held every entry twice while opening).
-            log: stored,
+            log: Vec::with_capacity(n),
             dead: Vec::with_capacity(n),
             n_dead: 0,
             index: HashMap::with_capacity(n),
@@ -249,16 +250,17 @@ impl<S: LogStore> Replica<S> {
         };
         // Each author's last entry, by position in the log.
         let mut last_head: BTreeMap<DeviceId, usize> = BTreeMap::new();
-        for at in 0..n {
-            let se = &r.log[at];
+        // Each loaded entry is checked, counted, and then only its small part kept (its
+        // sealed payload is freed as the next one is read).
+        for se in stored {
             let h = &se.entry.header;
             let prev = r.last_hash(h.author);
             if h.seq != r.vv.get(h.author) + 1 || h.prev != prev || se.entry.hash() != se.hash {
                 return Err(ReplicaError::Damaged(h.author, h.seq));
             }
             let op = se.entry.unseal(&r.keys.content)?;
-            last_head.insert(h.author, at);
-            r.record(at, &op);
+            last_head.insert(h.author, r.log.len());
+            r.record(&se, &op);
         }
         // One signature per author authenticates the whole stored chain (or, for a revoked
         // author's kept prefix, the root-signed hash in its revocation).
@@ -267,7 +269,7 @@ impl<S: LogStore> Replica<S> {
             if r.vouched(se) {
                 continue;
             }
-            let head = r.signed_head(se).ok_or(ReplicaError::Damaged(author, se.entry.header.seq))?;
+            let head = r.signed_head(se).ok_or(ReplicaError::Damaged(author, se.seq))?;
             let pk = r.membership.author(author, 0).map(|e| e.sign_pk).map_err(|_| ReplicaError::Damaged(author, 0))?;
             head.verify(r.keys.vault_id, &pk)?;
         }
@@ -296,25 +298,18 @@ impl<S: LogStore> Replica<S> {
         Ok(r)
     }
 
-    /// The signed head at exactly `se`, when its signature is held.
-    fn signed_head(&self, se: &StoredEntry) -> Option<SignedHead> {
-        let h = &se.entry.header;
-        se.head.map(|sig| SignedHead { author: h.author, seq: h.seq, hash: se.hash, sig })
+    /// The signed head at exactly `e`, when its signature is held.
+    fn signed_head(&self, e: &Held) -> Option<SignedHead> {
+        e.head.map(|sig| SignedHead { author: e.author, seq: e.seq, hash: e.hash, sig })
     }
 
     fn last_hash(&self, author: DeviceId) -> [u8; 32] {
         self.hash_at(author, self.vv.get(author)).unwrap_or(GENESIS)
     }
 
-    /// Records an already verified entry in memory and applies its op.
-    fn apply_local(&mut self, se: StoredEntry, op: &Op) {
-        self.log.push(se);
-        self.record(self.log.len() - 1, op);
-    }
-
-    /// Counts the verified entry at `at` in the log: indexes it and applies its op.
-    fn record(&mut self, at: usize, op: &Op) {
-        let se = &self.log[at];
+    /// Appends the verified entry `se` to the log held in memory (its small part: the
+    /// store keeps the rest), indexes it and applies its op.
+    fn record(&mut self, se: &StoredEntry, op: &Op) {
         let h = &se.entry.header;
         self.state.apply(h.author, h.seq, h.hlc, &h.deps, op);
         self.view.changed(op.item());
@@ -324,7 +319,8 @@ impl<S: LogStore> Replica<S> {
             *s = (*s).min(h.seq);
         }
         self.vv.set(h.author, h.seq);
-        self.index.insert((h.author, h.seq), at);
+        self.index.insert((h.author, h.seq), self.log.len());
+        self.log.push(Held::of(se));
         self.dead.push(false);
     }
 
@@ -428,8 +424,8 @@ impl<S: LogStore> Replica<S> {
         }
         self.store.commit(&sealed, &[])?;
         let last = first + sealed.len() as u64 - 1;
-        for (se, op) in sealed.into_iter().zip(ops) {
-            self.apply_local(se, op);
+        for (se, op) in sealed.iter().zip(ops) {
+            self.record(se, op);
         }
         self.view_after_commit();
         Ok(last)
@@ -468,64 +464,6 @@ impl<S: LogStore> Replica<S> {
             .iter()
             .filter_map(|(a, s)| self.index.get(&(*a, *s)).and_then(|i| self.signed_head(&self.log[*i])))
             .collect()
-    }
-
-    /// Builds the next batch of entries `remote` lacks, scanning from log position `*cursor`.
-    /// It stops once about `budget` bytes are in and every author's run ends at an entry
-    /// whose head signature is held (so the receiver can verify it); it advances `*cursor`.
-    pub fn batch_for(&self, remote: &VersionVector, cursor: &mut usize, budget: usize) -> Batch {
-        self.batch_until(remote, cursor, usize::MAX, budget)
-    }
-
-    /// [`Replica::batch_for`] that leaves entries from log position `end` on for later (held
-    /// back by the sync session), except where a run begun before `end` needs them to end
-    /// at a signed entry.
-    pub fn batch_until(&self, remote: &VersionVector, cursor: &mut usize, end: usize, budget: usize) -> Batch {
-        let mut b = Batch::default();
-        let mut author_idx: HashMap<DeviceId, u16> = HashMap::new();
-        // Authors whose run so far ends without a held signature.
-        let mut open: BTreeMap<u16, ()> = BTreeMap::new();
-        let mut last_sig: BTreeMap<u16, Signature> = BTreeMap::new();
-        let mut size = 0usize;
-        while *cursor < self.log.len() && ((size < budget && *cursor < end) || !open.is_empty()) {
-            let (se, dead) = (&self.log[*cursor], self.dead[*cursor]);
-            *cursor += 1;
-            let h = &se.entry.header;
-            if dead || h.seq <= remote.get(h.author) || self.stuck.get(&h.author).is_some_and(|s| h.seq >= *s) {
-                continue;
-            }
-            let idx = *author_idx.entry(h.author).or_insert_with(|| {
-                b.authors.push(h.author);
-                (b.authors.len() - 1) as u16
-            });
-            size += se.entry.sealed.len() + 48;
-            b.entries.push(WireEntry {
-                author: idx,
-                seq: h.seq,
-                hlc: h.hlc,
-                deps: h.deps.clone(),
-                sealed: se.entry.sealed.clone(),
-            });
-            match se.head {
-                // A signature at the entry serves every receiver, whether or not it knows a
-                // revocation that vouches for the entry.
-                Some(sig) => {
-                    open.remove(&idx);
-                    last_sig.insert(idx, sig);
-                }
-                None if self.vouched(se) => {
-                    // The run ends at the revocation's root-signed hash: no head signature,
-                    // and an earlier one would not cover the run's end.
-                    open.remove(&idx);
-                    last_sig.remove(&idx);
-                }
-                None => {
-                    open.insert(idx, ());
-                }
-            }
-        }
-        b.heads = last_sig.into_iter().collect();
-        b
     }
 
     /// Verifies a batch completely, then commits and applies it atomically. Entries of a
@@ -623,8 +561,8 @@ impl<S: LogStore> Replica<S> {
         }
         self.store.commit(&kept, &[])?;
         out.new = kept.len();
-        for (se, op) in kept.into_iter().zip(ops) {
-            self.apply_local(se, &op);
+        for (se, op) in kept.iter().zip(ops) {
+            self.record(se, &op);
         }
         // A signed entry at a cut-off whose hash names another entry proves the author
         // forked at or below it: settle now (one seq lower), as the devices that held the

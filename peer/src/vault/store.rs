@@ -51,6 +51,9 @@ pub trait LogStore {
     fn commit(&mut self, entries: &[StoredEntry], membership: &[MembershipRecord]) -> Result<(), StoreError>;
     /// Every entry in the order it was committed (a causal order).
     fn load_entries(&self) -> Result<Vec<StoredEntry>, StoreError>;
+    /// The entries of `author` from seq `from` to `to` held in the log (not voided), in seq
+    /// order: what a replica forwards, read back when it builds a batch.
+    fn load_run(&self, author: DeviceId, from: u64, to: u64) -> Result<Vec<StoredEntry>, StoreError>;
     /// Every membership record.
     fn load_membership(&self) -> Result<Vec<MembershipRecord>, StoreError>;
     /// Membership and entries as of one moment: a reader next to a writing process never
@@ -101,6 +104,16 @@ impl LogStore for MemStore {
     }
     fn load_membership(&self) -> Result<Vec<MembershipRecord>, StoreError> {
         Ok(self.membership.clone())
+    }
+    fn load_run(&self, author: DeviceId, from: u64, to: u64) -> Result<Vec<StoredEntry>, StoreError> {
+        let mut run: Vec<StoredEntry> = self
+            .entries
+            .iter()
+            .filter(|e| e.entry.header.author == author && (from..=to).contains(&e.entry.header.seq))
+            .cloned()
+            .collect();
+        run.sort_by_key(|e| e.entry.header.seq);
+        Ok(run)
     }
     fn void(&mut self, author: DeviceId, after: u64) -> Result<(), StoreError> {
         let (gone, kept) = std::mem::take(&mut self.entries)
@@ -415,6 +428,18 @@ impl LogStore for SqliteStore {
 
     fn load_membership(&self) -> Result<Vec<MembershipRecord>, StoreError> {
         self.load_all("SELECT record FROM membership ORDER BY id")
+    }
+
+    fn load_run(&self, author: DeviceId, from: u64, to: u64) -> Result<Vec<StoredEntry>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT body FROM entries WHERE author = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq")?;
+        let rows = st.query_map(params![&author.0[..], from as i64, to as i64], |r| r.get::<_, Vec<u8>>(0))?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(postcard::from_bytes(&r?).map_err(corrupt)?);
+        }
+        Ok(out)
     }
 
     fn void(&mut self, author: DeviceId, after: u64) -> Result<(), StoreError> {

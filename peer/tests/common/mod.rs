@@ -42,7 +42,7 @@ pub(crate) fn sync_one_way<A: LogStore, B: LogStore>(from: &Replica<A>, to: &mut
     let mut n = 0;
     loop {
         let remote: VersionVector = to.version().clone();
-        let b = from.batch_for(&remote, &mut cursor, 16 * 1024);
+        let b = from.batch_for(&remote, &mut cursor, 16 * 1024).unwrap();
         if b.is_empty() {
             return n;
         }

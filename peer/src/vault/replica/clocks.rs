@@ -27,11 +27,10 @@ impl<S: LogStore> Replica<S> {
     /// `now_ms`, with that timestamp (for `hearth status`).
     pub fn clocks_ahead(&self, now_ms: u64) -> Vec<(DeviceId, Hlc)> {
         let mut newest: BTreeMap<DeviceId, Hlc> = BTreeMap::new();
-        for (se, dead) in self.log.iter().zip(&self.dead) {
-            let h = &se.entry.header;
-            if !*dead && h.hlc.ms > now_ms.saturating_add(MAX_CLOCK_AHEAD_MS) {
-                let e = newest.entry(h.author).or_default();
-                *e = (*e).max(h.hlc);
+        for (e, dead) in self.log.iter().zip(&self.dead) {
+            if !*dead && e.hlc.ms > now_ms.saturating_add(MAX_CLOCK_AHEAD_MS) {
+                let n = newest.entry(e.author).or_default();
+                *n = (*n).max(e.hlc);
             }
         }
         newest.into_iter().collect()

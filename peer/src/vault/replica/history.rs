@@ -43,10 +43,8 @@ impl<S: LogStore> Replica<S> {
     /// history; `conflicts --void` lists them.
     pub fn history(&self, item: ItemId) -> Result<Vec<Change>, ReplicaError> {
         let mut out = Vec::new();
-        for (se, dead) in self.log.iter().zip(&self.dead) {
-            if *dead {
-                continue;
-            }
+        // The store holds the live entries (void ones moved out), payloads included.
+        for se in self.store.load_entries()? {
             let change = Change::new(&se.entry.header, se.entry.unseal(&self.keys.content)?);
             if change.item == item {
                 out.push(change);

@@ -154,7 +154,7 @@ mod tests {
         ra.write(&put("2"), 11).unwrap();
         // b wrote one entry the rotating device never saw.
         rb.write(&put("3"), 12).unwrap();
-        let late = rb.batch_for(&VersionVector::default(), &mut 0, 1 << 20);
+        let late = rb.batch_for(&VersionVector::default(), &mut 0, 1 << 20).unwrap();
         let rec = ra.retire(1_800_000_000_000).unwrap();
         assert_eq!(ra.retire(1_900_000_000_000).unwrap(), rec, "retiring twice keeps the first record");
         assert_eq!(ra.membership().retirement_records().len(), 1);

@@ -8,11 +8,10 @@ use super::*;
 pub type VoidValue = super::history::Change;
 
 impl<S: LogStore> Replica<S> {
-    /// True when `se` is the last kept entry of a revoked author and the revocation's
+    /// True when `e` is the last kept entry of a revoked author and the revocation's
     /// root-signed hash vouches for it.
-    pub(super) fn vouched(&self, se: &StoredEntry) -> bool {
-        let h = &se.entry.header;
-        self.membership.revocation(h.author).is_some_and(|r| r.last_seq == h.seq && r.last_hash == se.hash)
+    pub(super) fn vouched(&self, e: &Held) -> bool {
+        self.membership.revocation(e.author).is_some_and(|r| r.last_seq == e.seq && r.last_hash == e.hash)
     }
 
     /// True when `held` covers `deps`, each revoked author's component capped at its
@@ -54,14 +53,13 @@ impl<S: LogStore> Replica<S> {
         Ok(n)
     }
 
-    /// Recomputes the merged state from the live entries (after a void).
+    /// Recomputes the merged state from the live entries (after a void: the store holds
+    /// exactly those).
     pub(super) fn rebuild_state(&mut self) -> Result<(), ReplicaError> {
         let mut state = VaultState::default();
-        for (se, dead) in self.log.iter().zip(&self.dead) {
-            if !*dead {
-                let h = &se.entry.header;
-                state.apply(h.author, h.seq, h.hlc, &h.deps, &se.entry.unseal(&self.keys.content)?);
-            }
+        for se in self.store.load_entries()? {
+            let h = &se.entry.header;
+            state.apply(h.author, h.seq, h.hlc, &h.deps, &se.entry.unseal(&self.keys.content)?);
         }
         self.state = state;
         self.view.all_changed();
