@@ -224,19 +224,9 @@ pub fn item_from_view(keys: &VaultKeys, store: &SqliteStore, name: &str) -> Resu
     let id = ItemId::from_hex(name);
     let ids: Vec<ItemId> = id.into_iter().collect();
     let Some(rows) = store.view_rows(&ids, Some(&view::name_key(keys, name)))? else { return Ok(None) };
-    let mut items = Vec::with_capacity(rows.len());
-    for (id, row) in rows {
-        match view::open_item(keys, id, &row) {
-            Ok(it) => items.push((id, it)),
-            Err(e) => {
-                tracing::warn!("{e}: reading the log instead");
-                return Ok(None);
-            }
-        }
-    }
     // The rows hold every item that `name` can resolve to: the item of that id, and every
     // item shown under that name. So this small state resolves it as the whole one would.
-    Ok(item(&view::state_of(items), name).ok())
+    Ok(view::state_of_rows(keys, rows).and_then(|state| item(&state, name).ok()))
 }
 
 /// The whole merged state from the home's materialized view, without the log: `None` when
@@ -288,17 +278,7 @@ pub fn devices_from_view(keys: &VaultKeys, store: &SqliteStore, me: DeviceId) ->
     }
     let ids: Vec<ItemId> = membership.devices().map(|(e, _)| device_names::item_id(e.device_id)).collect();
     let Some(rows) = store.view_rows(&ids, None)? else { return Ok(None) };
-    let mut items = Vec::with_capacity(rows.len());
-    for (id, row) in rows {
-        match view::open_item(keys, id, &row) {
-            Ok(it) => items.push((id, it)),
-            Err(e) => {
-                tracing::warn!("{e}: reading the log instead");
-                return Ok(None);
-            }
-        }
-    }
-    Ok(Some(devices(&membership, &view::state_of(items), me, &base.vv)))
+    Ok(view::state_of_rows(keys, rows).map(|state| devices(&membership, &state, me, &base.vv)))
 }
 
 /// Answers the reads that need only the merged state (an item, the list, the conflicts)

@@ -151,23 +151,15 @@ impl Appender {
         let Some(prev) = own_head(&store, &keys, &device, &membership, base.vv.get(device_id))? else {
             return Ok(None);
         };
-        let mut items = Vec::new();
+        let mut rows = Vec::new();
         for name in names {
             let ids: Vec<ItemId> = ItemId::from_hex(name).into_iter().collect();
-            let Some(rows) = store.view_rows(&ids, Some(&view::name_key(&keys, name)))? else {
+            let Some(named) = store.view_rows(&ids, Some(&view::name_key(&keys, name)))? else {
                 return Ok(None);
             };
-            for (id, row) in rows {
-                match view::open_item(&keys, id, &row) {
-                    Ok(it) => items.push((id, it)),
-                    Err(e) => {
-                        tracing::warn!("{e}: writing through the log instead");
-                        return Ok(None);
-                    }
-                }
-            }
+            rows.extend(named);
         }
-        let state = view::state_of(items);
+        let Some(state) = view::state_of_rows(&keys, rows) else { return Ok(None) };
         Ok(Some(Self { keys, device, membership, base, clock, prev, state, store }))
     }
 

@@ -59,6 +59,7 @@ pub struct WireEntry {
     /// Causal context.
     pub deps: VersionVector,
     /// Sealed payload.
+    #[serde(with = "super::entry::raw_bytes")]
     pub sealed: Vec<u8>,
 }
 

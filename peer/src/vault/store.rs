@@ -434,10 +434,12 @@ impl LogStore for SqliteStore {
         let mut st = self
             .conn
             .prepare_cached("SELECT body FROM entries WHERE author = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq")?;
-        let rows = st.query_map(params![&author.0[..], from as i64, to as i64], |r| r.get::<_, Vec<u8>>(0))?;
+        let mut rows = st.query(params![&author.0[..], from as i64, to as i64])?;
         let mut out = Vec::new();
-        for r in rows {
-            out.push(postcard::from_bytes(&r?).map_err(corrupt)?);
+        // Decoded from SQLite's own buffer: no copy of each body on the way.
+        while let Some(row) = rows.next()? {
+            let body = row.get_ref(0)?.as_blob().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            out.push(postcard::from_bytes(body).map_err(corrupt)?);
         }
         Ok(out)
     }

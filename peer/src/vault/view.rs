@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 use super::append::WriteBase;
 use super::entry::{open_bytes, seal_bytes};
 use super::merge::{ItemState, VaultState};
+use super::store::ViewRows;
 use crate::identity::VaultKeys;
 use crate::ids::{ItemId, VaultId};
 
@@ -120,6 +121,22 @@ impl Iterator for ViewUpdate<'_> {
 /// conflicts come from its own registers).
 pub fn state_of(items: impl IntoIterator<Item = (ItemId, ItemState)>) -> VaultState {
     VaultState::from_items(items.into_iter().collect())
+}
+
+/// The state of the view's `rows`; `None` when one does not open (a warning says so, and
+/// the caller reads the log instead).
+pub fn state_of_rows(keys: &VaultKeys, rows: ViewRows) -> Option<VaultState> {
+    let mut items = Vec::with_capacity(rows.len());
+    for (id, row) in rows {
+        match open_item(keys, id, &row) {
+            Ok(it) => items.push((id, it)),
+            Err(e) => {
+                tracing::warn!("{e}: reading the log instead");
+                return None;
+            }
+        }
+    }
+    Some(state_of(items))
 }
 
 #[cfg(test)]
