@@ -187,10 +187,6 @@ pub(crate) mod raw_bytes {
             Ok(v.to_vec())
         }
 
-        fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-            Ok(v)
-        }
-
         /// Formats that write bytes as a list of numbers (JSON).
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
             let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
@@ -280,6 +276,7 @@ mod tests {
             deps: VersionVector::default(),
             prev: [6; 32],
         };
+        let plain_of = |header: &EntryHeader| Plain { header: header.clone(), sealed: vec![1] };
         for sealed in [vec![], vec![0, 255, 7], vec![9; 300]] {
             let e = Entry { header: header.clone(), sealed: sealed.clone() };
             let plain = Plain { header: header.clone(), sealed };
@@ -290,5 +287,9 @@ mod tests {
             assert_eq!(serde_json::from_str::<Entry>(&json).unwrap(), e);
         }
         assert!(postcard::from_bytes::<Entry>(&[0; 10]).is_err(), "a cut encoding is refused");
+        let mut json: serde_json::Value = serde_json::to_value(plain_of(&header)).unwrap();
+        json["sealed"] = "not bytes".into();
+        let e = serde_json::from_value::<Entry>(json).unwrap_err().to_string();
+        assert!(e.contains("expected bytes"), "{e}");
     }
 }
