@@ -182,11 +182,24 @@ fn a_name_the_view_cannot_settle_goes_to_the_log() {
     assert!(actions::apply_from_view(&mut w, &WriteRequest::Revoke { device: DeviceId([2; 16]) }, NOW).is_none());
 }
 
-/// Sets the view's stored base (a forged or damaged one) on the database at `path`.
-fn set_base(path: &std::path::Path, base: &WriteBase) {
+/// The view's stored base on the database at `path`, with the position it was written at.
+fn get_base(path: &std::path::Path) -> ([i64; 3], WriteBase) {
     let conn = rusqlite::Connection::open(path).unwrap();
-    let raw = postcard::to_stdvec(base).unwrap();
+    let raw: Vec<u8> = conn.query_row("SELECT value FROM meta WHERE key = 'view_base'", [], |x| x.get(0)).unwrap();
+    postcard::from_bytes(&raw).unwrap()
+}
+
+/// Sets the view's stored base (a forged or damaged one) on the database at `path`, at the
+/// position `at`.
+fn set_base_at(path: &std::path::Path, at: [i64; 3], base: &WriteBase) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let raw = postcard::to_stdvec(&(at, base)).unwrap();
     conn.execute("UPDATE meta SET value = ?1 WHERE key = 'view_base'", [raw]).unwrap();
+}
+
+/// [`set_base_at`] the position the base was written at.
+fn set_base(path: &std::path::Path, base: &WriteBase) {
+    set_base_at(path, get_base(path).0, base);
 }
 
 #[test]
@@ -212,7 +225,12 @@ fn the_appender_declines_whatever_the_view_cannot_vouch_for() {
     assert!(appender(&path, &["bank"], NOW).is_none(), "a base that does not decode");
     put_meta("view_base", &base);
     // A base that does not count this device's newest entry.
-    let good: WriteBase = postcard::from_bytes(&base).unwrap();
+    let (pos, good) = get_base(&path);
+    // A base of another position: a build that does not keep one moved the view on.
+    set_base_at(&path, [pos[0] - 1, pos[1], pos[2]], &good);
+    assert!(appender(&path, &["bank"], NOW).is_none());
+    set_base_at(&path, pos, &good);
+    assert!(appender(&path, &["bank"], NOW).is_some());
     let mut wrong = good.clone();
     wrong.vv.set(ME, good.vv.get(ME) - 1);
     set_base(&path, &wrong);
@@ -285,15 +303,12 @@ fn the_appender_declines_an_own_head_that_does_not_verify() {
     assert!(appender(&path, &["bank"], NOW).is_some());
     // No entry of its own at all, but a base that counts one.
     conn.execute("DELETE FROM entries WHERE author = ?1", [&ME.0[..]]).unwrap();
-    let mut w: WriteBase = postcard::from_bytes(
-        &conn.query_row("SELECT value FROM meta WHERE key = 'view_base'", [], |x| x.get::<_, Vec<u8>>(0)).unwrap(),
-    )
-    .unwrap();
     // (Its view is written again for the log now, so that only the base speaks.)
     drop(conn);
     let mut r = open_at(&path);
     r.refresh_view();
     drop(r);
+    let mut w = get_base(&path).1;
     w.vv.set(ME, 3);
     set_base(&path, &w);
     assert!(appender(&path, &["bank"], NOW).is_none());

@@ -261,7 +261,9 @@ impl SqliteStore {
         }
         let mut meta = tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?;
         meta.execute(params![VIEW_AT, postcard::to_stdvec(&at).map_err(corrupt)?])?;
-        meta.execute(params![VIEW_BASE, postcard::to_stdvec(&up.base).map_err(corrupt)?])?;
+        // With its position: a build that moves the view on without writing a base leaves
+        // this one behind, which the position then says.
+        meta.execute(params![VIEW_BASE, postcard::to_stdvec(&(at, &up.base)).map_err(corrupt)?])?;
         drop(meta);
         tx.commit()?;
         self.view_pos.set(Some(at));
@@ -317,7 +319,8 @@ impl SqliteStore {
     }
 
     /// What a write needs of the log ([`WriteBase`]), kept beside the view: `None` when the
-    /// view does not reflect the log now or keeps no base (an older build wrote it). A write
+    /// view does not reflect the log now or keeps no base of that position (an older build
+    /// wrote it). A write
     /// from it commits at the position read here, so the view's rows follow it.
     pub fn write_base(&self) -> Result<Option<WriteBase>, StoreError> {
         let tx = self.conn.unchecked_transaction()?;
@@ -328,7 +331,8 @@ impl SqliteStore {
         let raw: Option<Vec<u8>> =
             tx.query_row("SELECT value FROM meta WHERE key = ?1", [VIEW_BASE], |r| r.get(0)).optional()?;
         tx.finish()?;
-        let Some(base) = raw.and_then(|b| postcard::from_bytes::<WriteBase>(&b).ok()) else { return Ok(None) };
+        let decoded = raw.and_then(|b| postcard::from_bytes::<(Position, WriteBase)>(&b).ok());
+        let Some(base) = decoded.filter(|(pos, _)| *pos == at).map(|(_, base)| base) else { return Ok(None) };
         self.position.set(Some(at));
         self.view_pos.set(Some(at));
         Ok(Some(base))
