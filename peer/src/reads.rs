@@ -221,9 +221,7 @@ pub fn answer<S: LogStore>(replica: &Replica<S>, req: &ReadRequest) -> Result<Vi
 /// log now, a row does not open (a warning says so), or the name does not resolve to
 /// exactly one item (the log's answer then carries the did-you-mean or the ids).
 pub fn item_from_view(keys: &VaultKeys, store: &SqliteStore, name: &str) -> Result<Option<ItemView>, StoreError> {
-    let id = ItemId::from_hex(name);
-    let ids: Vec<ItemId> = id.into_iter().collect();
-    let Some(rows) = store.view_rows(&ids, Some(&view::name_key(keys, name)))? else { return Ok(None) };
+    let Some(rows) = view::rows_named(store, keys, name)? else { return Ok(None) };
     // The rows hold every item that `name` can resolve to: the item of that id, and every
     // item shown under that name. So this small state resolves it as the whole one would.
     Ok(view::state_of_rows(keys, rows).and_then(|state| item(&state, name).ok()))
@@ -272,10 +270,7 @@ fn devices(membership: &Membership, state: &VaultState, me: DeviceId, vv: &Versi
 /// the view does not reflect the log now or a row does not open.
 pub fn devices_from_view(keys: &VaultKeys, store: &SqliteStore, me: DeviceId) -> Result<Option<View>, ReplicaError> {
     let Some(base) = store.write_base()? else { return Ok(None) };
-    let mut membership = Membership::new(keys.root_public());
-    for rec in store.load_membership()? {
-        membership.insert(rec)?;
-    }
+    let membership = crate::vault::replica::verified_membership(keys, store.load_membership()?)?;
     let ids: Vec<ItemId> = membership.devices().map(|(e, _)| device_names::item_id(e.device_id)).collect();
     let Some(rows) = store.view_rows(&ids, None)? else { return Ok(None) };
     Ok(view::state_of_rows(keys, rows).map(|state| devices(&membership, &state, me, &base.vv)))

@@ -28,7 +28,7 @@ use zeroize::Zeroizing;
 use crate::identity::{VaultKeys, VaultSecret};
 use crate::ids::DeviceId;
 use crate::reads::ItemView;
-use crate::vault::{Appender, LogStore, Replica, ReplicaError, SqliteStore, StoreError};
+use crate::vault::{Appender, Replica, ReplicaError, SqliteStore, StoreError};
 
 mod rotate;
 pub use rotate::Rotated;
@@ -477,8 +477,7 @@ impl Home {
         // The head file before the log, as `open_unlocked` reads them.
         let held = read_head(&self.dir.join(HEAD_FILE));
         let store = SqliteStore::open(&self.db_path())?;
-        let verdict = store.get_meta(&crate::vault::replica::restored_key(device))?;
-        if verdict.is_some_and(|v| !v.is_empty())
+        if crate::vault::replica::restored_verdict(&store, device)?
             || held.is_some_and(|h| store.own_head(device).ok().flatten() != Some(h))
         {
             return Ok(None);

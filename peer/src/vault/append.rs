@@ -17,7 +17,7 @@ use super::clock::{Hlc, VersionVector};
 use super::entry::{Entry, EntryHeader, SignedHead, GENESIS};
 use super::merge::VaultState;
 use super::op::Op;
-use super::replica::{clock_limit, restored_key, ReplicaError};
+use super::replica::{clock_limit, restored_verdict, verified_membership, ReplicaError};
 use super::store::{LogStore, SqliteStore, StoredEntry};
 use super::view::{self, ViewUpdate};
 use crate::identity::{DeviceKeys, Membership, VaultKeys, VaultSecret};
@@ -70,23 +70,26 @@ impl WriteBase {
     }
 }
 
-/// Seals and signs `ops` as `device`'s entries `first`, `first + 1`, … after the entry whose
-/// hash is `prev`, with context `deps`, each timestamp one tick after the last from `clock`.
+/// Seals and signs `ops` as `device`'s next entries in a log at version `vv`, after the
+/// entry whose hash is `prev`, with the rest of `vv` as their context, each timestamp one
+/// tick after the last from `clock`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn seal_run(
     keys: &VaultKeys,
     device: &DeviceKeys,
     membership: &Membership,
     ops: &[Op],
-    first: u64,
-    deps: &VersionVector,
+    vv: &VersionVector,
     mut clock: Hlc,
     mut prev: [u8; 32],
     now_ms: u64,
 ) -> Result<Vec<StoredEntry>, ReplicaError> {
     let me = device.device_id;
+    let mut deps = vv.clone();
+    deps.set(me, 0);
+    let deps = &deps;
     let mut sealed = Vec::with_capacity(ops.len());
-    for (seq, op) in (first..).zip(ops) {
+    for (seq, op) in (vv.get(me) + 1..).zip(ops) {
         membership.author(me, seq).map_err(|_| ReplicaError::NotActive)?;
         clock = Hlc::tick(clock, now_ms);
         let header = EntryHeader { vault: keys.vault_id, author: me, seq, hlc: clock, deps: deps.clone(), prev };
@@ -135,16 +138,12 @@ impl Appender {
         let device = DeviceKeys::derive(secret, device_id);
         let Some(base) = store.write_base()? else { return Ok(None) };
         let Some(clock) = base.clock_base(now_ms) else { return Ok(None) };
-        let mut membership = Membership::new(keys.root_public());
-        for rec in store.load_membership()? {
-            membership.insert(rec)?;
-        }
+        let membership = verified_membership(&keys, store.load_membership()?)?;
         // A retired vault, a device to re-enrol, a home that is an older copy of itself:
         // the log's open says why on every command, and settles what it can.
-        let verdict = store.get_meta(&restored_key(device_id))?;
         if membership.retirement().is_some()
             || membership.may_reenrol(device_id)
-            || verdict.is_some_and(|v| !v.is_empty())
+            || restored_verdict(&store, device_id)?
         {
             return Ok(None);
         }
@@ -153,10 +152,7 @@ impl Appender {
         };
         let mut rows = Vec::new();
         for name in names {
-            let ids: Vec<ItemId> = ItemId::from_hex(name).into_iter().collect();
-            let Some(named) = store.view_rows(&ids, Some(&view::name_key(&keys, name)))? else {
-                return Ok(None);
-            };
+            let Some(named) = view::rows_named(&store, &keys, name)? else { return Ok(None) };
             rows.extend(named);
         }
         let Some(state) = view::state_of_rows(&keys, rows) else { return Ok(None) };
@@ -174,13 +170,10 @@ impl Appender {
     /// [`Replica::write_all`]: super::Replica::write_all
     pub fn write_all(&mut self, ops: &[Op], now_ms: u64) -> Result<u64, ReplicaError> {
         let me = self.device.device_id;
-        let first = self.base.vv.get(me) + 1;
-        let mut deps = self.base.vv.clone();
-        deps.set(me, 0);
-        let m = &self.membership;
-        let sealed = seal_run(&self.keys, &self.device, m, ops, first, &deps, self.clock, self.prev, now_ms)?;
+        let (m, vv) = (&self.membership, &self.base.vv);
+        let sealed = seal_run(&self.keys, &self.device, m, ops, vv, self.clock, self.prev, now_ms)?;
         let Some(last) = sealed.last().map(|se| (se.entry.header.seq, se.entry.header.hlc, se.hash)) else {
-            return Ok(first - 1);
+            return Ok(vv.get(me));
         };
         self.store.commit(&sealed, &[])?;
         for (se, op) in sealed.iter().zip(ops) {

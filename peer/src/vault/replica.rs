@@ -221,16 +221,31 @@ pub(crate) fn restored_key(device: DeviceId) -> String {
     format!("restored/{}", device.to_hex())
 }
 
+/// True when `store` holds a restored-copy verdict against `device` (an empty value is one
+/// that was cleared).
+pub(crate) fn restored_verdict(store: &impl LogStore, device: DeviceId) -> Result<bool, StoreError> {
+    Ok(store.get_meta(&restored_key(device))?.is_some_and(|v| !v.is_empty()))
+}
+
+/// The membership of `records`, each verified against the vault's root key.
+pub(crate) fn verified_membership(
+    keys: &VaultKeys,
+    records: Vec<MembershipRecord>,
+) -> Result<Membership, MembershipError> {
+    let mut membership = Membership::new(keys.root_public());
+    for rec in records {
+        membership.insert(rec)?;
+    }
+    Ok(membership)
+}
+
 impl<S: LogStore> Replica<S> {
     /// Opens the replica of device `device_id` over `store`, re-verifying the stored log.
     pub fn open(secret: &VaultSecret, device_id: DeviceId, store: S) -> Result<Self, ReplicaError> {
         let keys = VaultKeys::derive(secret);
         let device = DeviceKeys::derive(secret, device_id);
-        let mut membership = Membership::new(keys.root_public());
         let (records, stored) = store.load_snapshot()?;
-        for rec in records {
-            membership.insert(rec)?;
-        }
+        let membership = verified_membership(&keys, records)?;
         let n = stored.len();
         let mut r = Self {
             keys,
@@ -415,21 +430,17 @@ impl<S: LogStore> Replica<S> {
             return Err(ReplicaError::Forked);
         }
         self.check_not_retired()?;
-        let first = self.vv.get(me) + 1;
-        let mut deps = self.vv.clone();
-        deps.set(me, 0);
         let (clock, prev) = (self.clock_base(now_ms), self.last_hash(me));
-        let sealed = seal_run(&self.keys, &self.device, &self.membership, ops, first, &deps, clock, prev, now_ms)?;
+        let sealed = seal_run(&self.keys, &self.device, &self.membership, ops, &self.vv, clock, prev, now_ms)?;
         if sealed.is_empty() {
-            return Ok(first - 1);
+            return Ok(self.vv.get(me));
         }
         self.store.commit(&sealed, &[])?;
-        let last = first + sealed.len() as u64 - 1;
         for (se, op) in sealed.iter().zip(ops) {
             self.record(se, op);
         }
         self.view_after_commit();
-        Ok(last)
+        Ok(self.vv.get(me))
     }
 
     /// Checks a peer's signed heads against this log. Returns the forks found: `(author,

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 use super::append::WriteBase;
 use super::entry::{open_bytes, seal_bytes};
 use super::merge::{ItemState, VaultState};
-use super::store::ViewRows;
+use super::store::{SqliteStore, StoreError, ViewRows};
 use crate::identity::VaultKeys;
 use crate::ids::{ItemId, VaultId};
 
@@ -121,6 +121,13 @@ impl Iterator for ViewUpdate<'_> {
 /// conflicts come from its own registers).
 pub fn state_of(items: impl IntoIterator<Item = (ItemId, ItemState)>) -> VaultState {
     VaultState::from_items(items.into_iter().collect())
+}
+
+/// The view's rows of every item `name` (a name or an id) can resolve to: the item whose id
+/// it is and every item shown under it; `None` when the view is not the log's now.
+pub fn rows_named(store: &SqliteStore, keys: &VaultKeys, name: &str) -> Result<Option<ViewRows>, StoreError> {
+    let ids: Vec<ItemId> = ItemId::from_hex(name).into_iter().collect();
+    store.view_rows(&ids, Some(&name_key(keys, name)))
 }
 
 /// The state of the view's `rows`; `None` when one does not open (a warning says so, and

@@ -57,9 +57,9 @@ impl Ctx {
     /// (the caller holds the writer lock); `None` when the view cannot take it: open the
     /// home and apply it there.
     pub(crate) fn write_from_view(&self, req: &WriteRequest) -> Option<anyhow::Result<WriteOutcome>> {
-        let names = req.names()?;
-        let mut appender = self.read_view(|home, pass| home.appender(pass, &names, now_ms()))?;
-        let out = actions::apply_from_view(&mut appender, req, now_ms())?;
+        let (names, now) = (req.names()?, now_ms());
+        let mut appender = self.read_view(|home, pass| home.appender(pass, &names, now))?;
+        let out = actions::apply_from_view(&mut appender, req, now)?;
         tracing::debug!("write taken from the materialized view");
         Some(out.map_err(Into::into))
     }
